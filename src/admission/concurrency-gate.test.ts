@@ -1,0 +1,166 @@
+import { describe, expect, it } from 'vitest';
+import type { Clock } from '../core/clock.js';
+import { isSwitchyardError } from '../core/errors.js';
+import {
+  ConcurrencyGate,
+  type GateObserver,
+  type GateRefusal,
+  type Permit,
+} from './concurrency-gate.js';
+import { TEST_CLASSES, TEST_CONCURRENCY } from './test-settings.js';
+
+class ManualClock implements Clock {
+  t = 1_000;
+  now(): number {
+    return this.t;
+  }
+  wall(): number {
+    return this.t;
+  }
+}
+
+function setup(spec = TEST_CONCURRENCY) {
+  const clock = new ManualClock();
+  const refusals: [string, GateRefusal][] = [];
+  const observer: GateObserver = {
+    queued: () => undefined,
+    refused: (req, why) => refusals.push([req.trafficClass, why]),
+  };
+  const gate = new ConcurrencyGate('m', spec, clock, observer, 3);
+  const ac = new AbortController();
+  const req = (cls: string, deadlineIn = 60_000) => ({
+    trafficClass: cls,
+    priority: TEST_CLASSES[cls]!.priority,
+    deadlineAt: clock.t + deadlineIn,
+    budgetMs: deadlineIn,
+    maxWaitMs: 60_000,
+    signal: ac.signal,
+  });
+  return { clock, gate, refusals, req, ac };
+}
+
+describe('ConcurrencyGate', () => {
+  it('serves waiting requests most critical class first, oldest first within a class', async () => {
+    const { gate, req } = setup();
+    let permit: Permit = await gate.acquire(req('interactive'));
+    const order: string[] = [];
+    const permits = new Map<string, Permit>();
+    const arrivals: [string, string][] = [
+      ['batch', 'batch-1'],
+      ['background', 'background-1'],
+      ['interactive', 'interactive-1'],
+      ['background', 'background-2'],
+      ['personalization', 'personalization-1'],
+      ['interactive', 'interactive-2'],
+    ];
+    for (const [cls, tag] of arrivals) {
+      void gate.acquire(req(cls)).then((p) => {
+        order.push(tag);
+        permits.set(tag, p);
+      });
+    }
+    for (let i = 0; i < arrivals.length; i++) {
+      permit.release({ ok: true });
+      await new Promise((r) => setImmediate(r));
+      expect(order).toHaveLength(i + 1); // one slot freed, exactly one more started
+      permit = permits.get(order.at(-1)!)!;
+    }
+    permit.release({ ok: true });
+    expect(order).toEqual([
+      'interactive-1',
+      'interactive-2',
+      'personalization-1',
+      'background-1',
+      'background-2',
+      'batch-1',
+    ]);
+  });
+
+  it('drops a waiting request whose deadline passed without ever starting it', async () => {
+    const { gate, req, clock, refusals } = setup();
+    const running = await gate.acquire(req('interactive'));
+    const late = gate.acquire(req('interactive', 50));
+    const onTime = gate.acquire(req('background', 10_000));
+    clock.t += 100; // the first waiter's deadline is gone, the second's is not
+    running.release({ ok: true });
+    await expect(late).rejects.toMatchObject({ code: 'SY_ERR_DEADLINE_EXCEEDED' });
+    const p = await onTime;
+    expect(refusals).toEqual([['interactive', 'deadline']]);
+    expect(gate.stats()).toMatchObject({ inFlight: 1, queued: 0 });
+    p.release({ ok: true });
+  });
+
+  it('refuses at once when the queue is full of requests as critical or more', async () => {
+    const { gate, req, refusals } = setup({ ...TEST_CONCURRENCY, max_queue: 2 });
+    const running = await gate.acquire(req('interactive'));
+    const queued = [gate.acquire(req('interactive')), gate.acquire(req('interactive'))];
+    const err: unknown = await gate.acquire(req('background')).catch((e: unknown) => e);
+    expect(isSwitchyardError(err) && err.code).toBe('SY_ERR_SHED');
+    expect(isSwitchyardError(err) && err.retryAfterS).toBe(3);
+    expect(refusals).toEqual([['background', 'queue_full']]);
+    expect(gate.stats().queued).toBe(2);
+    running.release({ ok: true });
+    (await queued[0]!).release({ ok: true });
+    (await queued[1]!).release({ ok: true });
+  });
+
+  it('lets a critical request evict the newest waiter of a lower class from a full queue', async () => {
+    const { gate, req, refusals } = setup({ ...TEST_CONCURRENCY, max_queue: 2 });
+    const running = await gate.acquire(req('interactive'));
+    const bg1 = gate.acquire(req('background'));
+    const bg2 = gate.acquire(req('background'));
+    const vip = gate.acquire(req('interactive'));
+    await expect(bg2).rejects.toMatchObject({ code: 'SY_ERR_SHED' });
+    expect(refusals).toEqual([['background', 'evicted']]);
+    running.release({ ok: true });
+    (await vip).release({ ok: true });
+    (await bg1).release({ ok: true });
+    expect(gate.stats()).toMatchObject({ inFlight: 0, queued: 0 });
+  });
+
+  it('gives a waiter back when its client goes away', async () => {
+    const { gate, req, ac, refusals } = setup();
+    const running = await gate.acquire(req('interactive'));
+    const waiting = gate.acquire(req('background'));
+    ac.abort(new Error('gone'));
+    await expect(waiting).rejects.toBeDefined();
+    expect(refusals).toEqual([['background', 'cancelled']]);
+    expect(gate.stats().queued).toBe(0);
+    running.release({ ok: true });
+  });
+
+  it('sheds a waiter that waited its class queue timeout', async () => {
+    const { gate, req, refusals } = setup();
+    const running = await gate.acquire(req('interactive'));
+    const waiting = gate.acquire({ ...req('background'), maxWaitMs: 5 });
+    await expect(waiting).rejects.toMatchObject({ code: 'SY_ERR_SHED' });
+    expect(refusals).toEqual([['background', 'queue_timeout']]);
+    running.release({ ok: true });
+  });
+
+  it('refuses at once a request that could not start before its queue timeout', async () => {
+    const { gate, req, clock, refusals } = setup();
+    const first = await gate.acquire(req('interactive'));
+    clock.t += 100;
+    first.release({ ok: true }); // permits are held ~100 ms
+    const running = await gate.acquire(req('interactive'));
+    const err = await gate
+      .acquire({ ...req('background'), maxWaitMs: 50 })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'SY_ERR_SHED' });
+    expect(refusals).toEqual([['background', 'wait_too_long']]);
+    expect(gate.stats().queued).toBe(0);
+    running.release({ ok: true });
+  });
+
+  it('reports pressure from queue depth', async () => {
+    const { gate, req } = setup({ ...TEST_CONCURRENCY, max_queue: 4 });
+    expect(gate.pressure()).toBe(0);
+    const running = await gate.acquire(req('interactive'));
+    const w = [gate.acquire(req('interactive')), gate.acquire(req('interactive'))];
+    expect(gate.pressure()).toBeGreaterThanOrEqual(0.5);
+    running.release({ ok: true });
+    (await w[0]!).release({ ok: true });
+    (await w[1]!).release({ ok: true });
+  });
+});

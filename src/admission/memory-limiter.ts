@@ -1,0 +1,154 @@
+import type {
+  QuotaCharge,
+  QuotaDecision,
+  QuotaLimiter,
+  QuotaReceipt,
+  QuotaWindow,
+} from '../contracts/limiter.js';
+import type { Clock } from '../core/clock.js';
+import { gcraStep, spanOf, settleTtl } from './quota-window.js';
+
+interface Cell {
+  /** A counter (calendar windows) or a theoretical arrival time, epoch ms (rates). */
+  value: number;
+  /** For a rate: ms per unit, so the bucket's level can be read back in units. */
+  per: number;
+  expiresAt: number;
+}
+
+const SWEEP_EVERY = 4_096;
+
+/**
+ * The in-process quota limiter (the embedded default, and the Redis limiter's local fallback).
+ * Rates are GCRA cells (one theoretical arrival time per key); calendar budgets are counters per
+ * bucket. Expired cells are swept now and then. `scale` multiplies every limit and burst (the
+ * fallback's share of a shared limit).
+ */
+export class MemoryLimiter implements QuotaLimiter {
+  private readonly cells = new Map<string, Cell>();
+  private ops = 0;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly scale = 1,
+    private readonly shared = true,
+  ) {}
+
+  reserve(charges: readonly QuotaCharge[]): Promise<QuotaDecision> {
+    return Promise.resolve(this.reserveSync(charges));
+  }
+
+  reserveSync(charges: readonly QuotaCharge[]): QuotaDecision {
+    const now = this.clock.wall();
+    if (++this.ops % SWEEP_EVERY === 0) this.sweep(now);
+    const next: number[] = [];
+    for (const c of charges) {
+      const limit = Math.floor(c.limit * this.scale);
+      if (typeof c.window !== 'string') {
+        const burst = Math.floor((c.burst ?? c.limit) * this.scale);
+        const step = gcraStep(
+          this.get(`${c.key}|r`, now),
+          now,
+          c.window.ms,
+          limit,
+          burst,
+          c.amount,
+        );
+        if (!step.allowed) return this.refuse(c.key, step.retryAfterMs);
+        next.push(step.tat);
+        continue;
+      }
+      const span = spanOf(c.window, now);
+      const cur = this.get(`${c.key}|${span.bucket}`, now);
+      if (cur + c.amount > limit) {
+        const wait = c.amount > limit ? span.end - now + (span.end - span.bucket) : span.end - now;
+        return this.refuse(c.key, wait);
+      }
+      next.push(cur + c.amount);
+    }
+    const receipts: QuotaReceipt[] = charges.map((c, i) => {
+      if (typeof c.window !== 'string') {
+        const per = c.window.ms / Math.max(1, Math.floor(c.limit * this.scale));
+        if (c.amount !== 0) this.set(`${c.key}|r`, next[i]!, next[i]! + 1_000, per);
+        return {
+          key: c.key,
+          window: c.window,
+          bucket: 0,
+          limit: c.limit,
+          amount: c.amount,
+          shared: this.shared,
+        };
+      }
+      const span = spanOf(c.window, now);
+      if (c.amount !== 0) this.set(`${c.key}|${span.bucket}`, next[i]!, now + span.ttlMs);
+      return {
+        key: c.key,
+        window: c.window,
+        bucket: span.bucket,
+        limit: c.limit,
+        amount: c.amount,
+        shared: this.shared,
+      };
+    });
+    return { allowed: true, retryAfterMs: 0, receipts, shared: this.shared };
+  }
+
+  settle(receipt: QuotaReceipt, actual: number): Promise<void> {
+    this.settleSync(receipt, actual);
+    return Promise.resolve();
+  }
+
+  settleSync(receipt: QuotaReceipt, actual: number): void {
+    const delta = actual - receipt.amount;
+    if (delta === 0) return;
+    const now = this.clock.wall();
+    if (typeof receipt.window !== 'string') {
+      const per = receipt.window.ms / Math.max(1, Math.floor(receipt.limit * this.scale));
+      const tat = Math.max(now, this.get(`${receipt.key}|r`, now)) + delta * per;
+      this.set(`${receipt.key}|r`, tat, Math.max(now, tat) + 1_000, per);
+      return;
+    }
+    const ttl = settleTtl(receipt, now);
+    if (ttl <= 0) return; // the bucket no longer counts
+    const id = `${receipt.key}|${receipt.bucket}`;
+    this.set(id, this.get(id, now) + delta, now + ttl);
+  }
+
+  usage(key: string, window: QuotaWindow): Promise<number> {
+    const now = this.clock.wall();
+    if (typeof window !== 'string') {
+      const cell = this.cells.get(`${key}|r`);
+      if (cell === undefined || cell.expiresAt <= now) return Promise.resolve(0);
+      return Promise.resolve(Math.max(0, cell.value - now) / cell.per);
+    }
+    return Promise.resolve(this.get(`${key}|${spanOf(window, now).bucket}`, now));
+  }
+
+  close(): Promise<void> {
+    this.cells.clear();
+    return Promise.resolve();
+  }
+
+  private refuse(key: string, retryAfterMs: number): QuotaDecision {
+    return {
+      allowed: false,
+      refused: key,
+      retryAfterMs: Math.max(1, Math.ceil(retryAfterMs)),
+      receipts: [],
+      shared: this.shared,
+    };
+  }
+
+  private get(id: string, now: number): number {
+    const cell = this.cells.get(id);
+    return cell === undefined || cell.expiresAt <= now ? 0 : cell.value;
+  }
+
+  private set(id: string, value: number, expiresAt: number, per = 0): void {
+    this.cells.set(id, { value, per, expiresAt });
+  }
+
+  private sweep(now: number): void {
+    for (const [id, cell] of this.cells) if (cell.expiresAt <= now) this.cells.delete(id);
+  }
+}

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { TEST_CONCURRENCY } from './test-settings.js';
+import { VegasLimit } from './vegas-limit.js';
+
+const spec = {
+  ...TEST_CONCURRENCY,
+  algorithm: 'vegas' as const,
+  initial_limit: 4,
+  max_limit: 200,
+  probe_interval_ms: 1e12,
+};
+
+/** An upstream with `slots` workers and a fixed service time: latency grows past `slots`. */
+function rttAt(inFlight: number, slots: number, serviceMs: number): number {
+  return serviceMs * Math.max(1, inFlight / slots);
+}
+
+describe('VegasLimit', () => {
+  it('settles just above the upstream’s real concurrency when latency rises past it', () => {
+    const limit = new VegasLimit({ ...spec, probe_interval_ms: 1_000 }, 0);
+    let t = 0;
+    for (let i = 0; i < 4_950; i++) {
+      const inFlight = limit.current(); // saturated: always as many as allowed
+      limit.onSample(rttAt(inFlight, 8, 20), inFlight, false, (t += 1));
+    }
+    expect(limit.current()).toBeGreaterThanOrEqual(8);
+    expect(limit.current()).toBeLessThanOrEqual(16);
+  });
+
+  it('grows while latency stays at its no-load level', () => {
+    const limit = new VegasLimit(spec, 0);
+    for (let i = 0; i < 500; i++) limit.onSample(10, limit.current(), false, i);
+    expect(limit.current()).toBeGreaterThan(40);
+  });
+
+  it('does not grow while the caller uses less than half of it', () => {
+    const limit = new VegasLimit(spec, 0);
+    for (let i = 0; i < 500; i++) limit.onSample(10, 1, false, i);
+    expect(limit.current()).toBe(4);
+  });
+
+  it('backs off on drops and never goes under its minimum', () => {
+    const limit = new VegasLimit({ ...spec, min_limit: 3 }, 0);
+    for (let i = 0; i < 2_000; i++) limit.onSample(10, limit.current(), true, i);
+    expect(limit.current()).toBe(3);
+  });
+
+  it('halves for a moment at each probe to measure the no-load latency again', () => {
+    const limit = new VegasLimit({ ...spec, probe_interval_ms: 1_000 }, 0);
+    for (let i = 0; i < 100; i++) limit.onSample(10, limit.current(), false, i);
+    const before = limit.current();
+    limit.onSample(10, before, false, 1_000);
+    expect(limit.current()).toBeLessThanOrEqual(Math.ceil(before / 2));
+  });
+});

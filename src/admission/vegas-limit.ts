@@ -1,0 +1,115 @@
+import type { ConcurrencySpec } from './settings.js';
+
+/** An adaptive concurrency limit: fed one sample per finished request, it says how many may run. */
+export interface ConcurrencyLimit {
+  current(): number;
+  /** `rttMs` of a finished request; `inFlight` when it finished; `dropped` for timeouts and overload errors. */
+  onSample(rttMs: number, inFlight: number, dropped: boolean, now: number): void;
+}
+
+const log10 = (n: number): number => Math.max(1, Math.log10(n));
+const MIN_WINDOW_SAMPLES = 5;
+
+/**
+ * TCP Vegas applied to request concurrency (after Netflix's concurrency-limits `VegasLimit`).
+ * The queue an upstream builds is estimated as `limit × (1 − rttNoLoad / rtt)`; the limit grows
+ * while that queue is short and shrinks when it is long, so the upstream always has a little
+ * work waiting and no more. `rttNoLoad` is the smallest latency seen; every `probe_interval_ms`
+ * the limit is halved for a moment so the upstream drains and the no-load latency is measured
+ * again (otherwise a persistent queue would pass for the no-load latency, and the limit creep up:
+ * the drift Gradient2's long-window average suffers from).
+ */
+export class VegasLimit implements ConcurrencyLimit {
+  private limit: number;
+  private rttNoLoad = Infinity;
+  private nextProbe: number;
+  private probing = false;
+  /** Samples since the last update: one update per window (about one no-load RTT), */
+  private windowStart = -1;
+  private windowRtt = 0;
+  private windowCount = 0;
+  private windowInFlight = 0;
+  private windowDropped = false;
+
+  constructor(
+    private readonly spec: ConcurrencySpec,
+    now: number,
+  ) {
+    this.limit = spec.initial_limit;
+    // The first probe comes early: a limit that starts above the upstream's capacity never
+    // sees the no-load latency until it drains once.
+    this.nextProbe = now + Math.min(1_000, spec.probe_interval_ms);
+  }
+
+  current(): number {
+    return Math.max(this.spec.min_limit, Math.floor(this.limit));
+  }
+
+  /**
+   * Samples are pooled into windows of at least one no-load RTT (and 5 samples), and the limit
+   * moves once per window on their mean (Netflix's WindowedLimit): a change shows in the RTTs
+   * only one RTT later, so updating on every sample would overshoot.
+   */
+  onSample(rttMs: number, inFlight: number, dropped: boolean, now: number): void {
+    if (this.windowStart < 0) this.windowStart = now;
+    this.windowRtt += rttMs;
+    this.windowCount++;
+    this.windowInFlight = Math.max(this.windowInFlight, inFlight);
+    this.windowDropped ||= dropped;
+    const span = Number.isFinite(this.rttNoLoad) ? this.rttNoLoad : 0;
+    if (this.windowCount < MIN_WINDOW_SAMPLES || now - this.windowStart < span) return;
+    const rtt = this.windowRtt / this.windowCount;
+    const peak = this.windowInFlight;
+    const drop = this.windowDropped;
+    this.windowStart = now;
+    this.windowRtt = 0;
+    this.windowCount = 0;
+    this.windowInFlight = 0;
+    this.windowDropped = false;
+    this.update(rtt, peak, drop, now);
+  }
+
+  private update(rttMs: number, inFlight: number, dropped: boolean, now: number): void {
+    const rtt = Math.max(rttMs, 0.01);
+    if (now >= this.nextProbe && !this.probing) {
+      // Drain the upstream for a moment and measure its no-load latency again.
+      this.probing = true;
+      this.rttNoLoad = Infinity;
+      this.limit = Math.max(this.spec.min_limit, this.limit / 2);
+      this.nextProbe = now + this.spec.probe_interval_ms;
+      return;
+    }
+    if (rtt < this.rttNoLoad) this.rttNoLoad = rtt;
+    if (this.probing && inFlight <= this.current()) this.probing = false;
+    const limit = this.limit;
+    let next: number;
+    if (dropped) next = limit - log10(limit);
+    else {
+      if (inFlight * 2 < limit) return; // app-limited: the samples say nothing about the upstream
+      const queue = Math.ceil(limit * (1 - this.rttNoLoad / rtt));
+      const alpha = 3 * log10(limit);
+      const beta = 6 * log10(limit);
+      if (queue <= log10(limit)) next = limit + beta;
+      else if (queue < alpha) next = limit + log10(limit);
+      else if (queue > beta) next = limit - log10(limit);
+      else return;
+    }
+    next = Math.min(this.spec.max_limit, Math.max(this.spec.min_limit, next));
+    this.limit = limit * (1 - this.spec.smoothing) + next * this.spec.smoothing;
+  }
+}
+
+/** A limit that never moves (`algorithm: fixed`). */
+export class FixedLimit implements ConcurrencyLimit {
+  constructor(private readonly limit: number) {}
+  current(): number {
+    return this.limit;
+  }
+  onSample(): void {}
+}
+
+export function createLimit(spec: ConcurrencySpec, now: number): ConcurrencyLimit {
+  return spec.algorithm === 'fixed'
+    ? new FixedLimit(spec.initial_limit)
+    : new VegasLimit(spec, now);
+}

@@ -1,0 +1,236 @@
+import type { Dispatcher } from 'undici';
+import type { CallContext } from '../../contracts/backend.js';
+import type { JsonObject } from '../../contracts/json.js';
+import type { Clock } from '../../core/clock.js';
+import { abortReason } from '../../core/deadline.js';
+import { syError, SwitchyardError, type ErrorCode } from '../../core/errors.js';
+import { isJsonObject, parseJson } from '../../core/safe-json.js';
+
+/** Header carrying the caller's remaining budget, in and out of Switchyard. */
+export const TIMEOUT_HEADER = 'x-switchyard-timeout-ms';
+
+export interface HttpUpstreamOptions {
+  /** Model name, for messages. */
+  readonly name: string;
+  /** Base URL, such as `http://127.0.0.1:9100/v1`. */
+  readonly baseUrl: string;
+  readonly dispatcher: Dispatcher;
+  /** Static headers (content type, auth, configured extras), lower-case names. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** Cap on the whole answer, headers to last byte. */
+  readonly timeoutMs: number;
+  /** Cap on the wait for response headers (and, for streams, the first event). */
+  readonly firstByteTimeoutMs: number;
+  readonly maxResponseBytes: number;
+  readonly clock: Clock;
+}
+
+/** An upstream response whose body is still to be read, with the timers that guard it. */
+export interface Exchange {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: Dispatcher.ResponseData['body'];
+  /** Fires on the caller's abort or the upstream time cap. */
+  readonly signal: AbortSignal;
+  /** Clears the timers; call once the body is consumed or abandoned. */
+  done(): void;
+  /**
+   * Abandons the body and clears the timers. (A destroyed undici body emits an AbortError: it
+   * is swallowed here, or it would crash the process as an unhandled 'error' event.)
+   */
+  discard(): void;
+  /** Aborts the exchange with this reason (used for caps the caller enforces). */
+  abort(reason: SwitchyardError): void;
+  /** Turns an error met while reading the body into the right SwitchyardError. */
+  failure(err: unknown, code: ErrorCode): SwitchyardError;
+}
+
+/**
+ * One HTTP exchange with an upstream on an undici pool (never global fetch). The caller's
+ * AbortSignal and the upstream's time cap both abort it; the remaining budget is forwarded in
+ * `x-switchyard-timeout-ms`. Connection-level failures are mapped to registry codes here, once,
+ * for every HTTP backend.
+ */
+export async function exchange(
+  opts: HttpUpstreamOptions,
+  method: 'GET' | 'POST',
+  path: string,
+  body: string | undefined,
+  ctx: CallContext,
+): Promise<Exchange> {
+  if (ctx.signal.aborted) throw abortReason(ctx.signal);
+  const remaining = Math.max(1, Math.floor(ctx.deadlineAt - opts.clock.now()));
+  const capMs = Math.min(opts.timeoutMs, remaining);
+  const controller = new AbortController();
+  const onCallerAbort = (): void => controller.abort(abortReason(ctx.signal));
+  ctx.signal.addEventListener('abort', onCallerAbort, { once: true });
+  // The error is built only when the timer fires: an Error's stack trace costs ~10 µs per request.
+  let timer: NodeJS.Timeout | undefined =
+    remaining > opts.timeoutMs
+      ? setTimeout(
+          () =>
+            controller.abort(
+              syError('SY_ERR_UPSTREAM_TIMEOUT', `${opts.name} took over ${opts.timeoutMs} ms`),
+            ),
+          capMs,
+        )
+      : undefined;
+  const done = (): void => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    ctx.signal.removeEventListener('abort', onCallerAbort);
+  };
+  const failure = (err: unknown, code: ErrorCode): SwitchyardError => {
+    if (controller.signal.aborted) return abortReason(controller.signal);
+    if (err instanceof SwitchyardError) return err;
+    return mapTransportError(err, opts, code);
+  };
+  const headers: Record<string, string> = {
+    ...opts.headers,
+    [TIMEOUT_HEADER]: String(capMs),
+    'x-request-id': ctx.requestId,
+  };
+  try {
+    const res = await opts.dispatcher.request({
+      path,
+      method,
+      headers,
+      body: body ?? null,
+      signal: controller.signal,
+      headersTimeout: Math.min(opts.firstByteTimeoutMs, capMs),
+      bodyTimeout: capMs,
+    });
+    return {
+      status: res.statusCode,
+      headers: res.headers,
+      body: res.body,
+      signal: controller.signal,
+      done,
+      failure,
+      discard: () => {
+        res.body.on('error', () => undefined);
+        res.body.destroy();
+        done();
+      },
+      abort: (reason) => controller.abort(reason),
+    };
+  } catch (err) {
+    done();
+    throw failure(err, 'SY_ERR_UPSTREAM_UNREACHABLE');
+  }
+}
+
+const TIMEOUT_CODES = new Set([
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ETIMEDOUT',
+]);
+
+function mapTransportError(
+  err: unknown,
+  opts: HttpUpstreamOptions,
+  code: ErrorCode,
+): SwitchyardError {
+  const e = err as { code?: string; message?: string };
+  const what = e.code ?? e.message ?? String(err);
+  if (e.code !== undefined && TIMEOUT_CODES.has(e.code)) {
+    return syError('SY_ERR_UPSTREAM_TIMEOUT', `${opts.name}: ${what}`, { cause: err });
+  }
+  return syError(code, `${opts.name}: ${what}`, { cause: err });
+}
+
+/** Reads a whole body under a byte cap. Throws SY_ERR_UPSTREAM_RESPONSE_TOO_LARGE past it. */
+export async function readCapped(ex: Exchange, cap: number): Promise<Buffer> {
+  const declared = Number(ex.headers['content-length']);
+  if (Number.isFinite(declared) && declared > cap) {
+    ex.discard();
+    throw syError('SY_ERR_UPSTREAM_RESPONSE_TOO_LARGE', String(cap));
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of ex.body) {
+      size += (chunk as Buffer).length;
+      if (size > cap) {
+        ex.discard();
+        throw syError('SY_ERR_UPSTREAM_RESPONSE_TOO_LARGE', String(cap));
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    throw ex.failure(err, 'SY_ERR_UPSTREAM_BAD_RESPONSE');
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+}
+
+/** Parses an upstream JSON answer; anything but a JSON object is a bad response. */
+export function parseUpstreamJson(raw: Buffer, name: string): JsonObject {
+  let value;
+  try {
+    value = parseJson(raw.toString('utf8'));
+  } catch (err) {
+    throw syError('SY_ERR_UPSTREAM_BAD_RESPONSE', `${name}: ${(err as Error).message}`);
+  }
+  if (!isJsonObject(value)) {
+    throw syError('SY_ERR_UPSTREAM_BAD_RESPONSE', `${name}: the answer is not a JSON object`);
+  }
+  return value;
+}
+
+const ERROR_BODY_CAP = 65_536;
+
+/**
+ * Maps a non-2xx upstream answer to a registry error, keeping the upstream's own message
+ * (OpenAI `{error:{message}}` and KServe `{error: "..."}` shapes alike).
+ */
+export async function upstreamStatusError(ex: Exchange, name: string): Promise<SwitchyardError> {
+  let message = '';
+  try {
+    const raw = await readCapped(ex, ERROR_BODY_CAP);
+    message = extractMessage(raw);
+  } catch {
+    // The status alone says enough; a broken error body must not hide it.
+  } finally {
+    ex.done();
+  }
+  const detail = `${name} answered ${ex.status}${message === '' ? '' : `: ${message}`}`;
+  const retryAfterS = parseRetryAfter(ex.headers['retry-after']);
+  const extra = retryAfterS === undefined ? {} : { retryAfterS };
+  const s = ex.status;
+  if (s === 429) return syError('SY_ERR_UPSTREAM_RATE_LIMITED', detail, extra);
+  if (s === 400 || s === 413 || s === 422) return syError('SY_ERR_UPSTREAM_REJECTED', detail);
+  if (s === 408 || s === 504) return syError('SY_ERR_UPSTREAM_TIMEOUT', detail);
+  if (s >= 500 && s !== 501) return syError('SY_ERR_UPSTREAM_ERROR', detail, extra);
+  return syError('SY_ERR_UPSTREAM_REFUSED', detail);
+}
+
+function extractMessage(raw: Buffer): string {
+  const text = raw.toString('utf8').slice(0, 2000);
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (isJsonObject(v)) {
+      const err = v['error'];
+      if (typeof err === 'string') return err;
+      if (isJsonObject(err) && typeof err['message'] === 'string') return err['message'];
+      if (typeof v['message'] === 'string') return v['message'];
+    }
+  } catch {
+    // Not JSON: quote the start of the text.
+  }
+  return text.slice(0, 300).trim();
+}
+
+function parseRetryAfter(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.ceil(seconds);
+  const date = Date.parse(value);
+  if (Number.isFinite(date)) return Math.max(0, Math.ceil((date - Date.now()) / 1000));
+  return undefined;
+}
+
+/** Joins a base URL's path and a sub-path: `/v1` + `/chat/completions`. */
+export function joinPath(basePath: string, sub: string): string {
+  return basePath.replace(/\/+$/, '') + sub;
+}

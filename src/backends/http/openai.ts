@@ -1,0 +1,282 @@
+import type {
+  Backend,
+  BackendDescription,
+  BackendHealth,
+  BackendRequest,
+  BackendResponse,
+  BackendStream,
+  CallContext,
+  Operation,
+  Tier,
+  Usage,
+} from '../../contracts/backend.js';
+import type { JsonObject } from '../../contracts/json.js';
+import { syError } from '../../core/errors.js';
+import { isJsonObject } from '../../core/safe-json.js';
+import {
+  exchange,
+  joinPath,
+  parseUpstreamJson,
+  readCapped,
+  upstreamStatusError,
+  type Exchange,
+  type HttpUpstreamOptions,
+} from './http-upstream.js';
+import { eventData, SseSplitter } from './sse.js';
+
+export interface OpenAiBackendOptions extends Omit<HttpUpstreamOptions, 'headers'> {
+  /** The model name the upstream knows. */
+  readonly upstreamModel: string;
+  readonly apiKey: string | undefined;
+  readonly extraHeaders: Readonly<Record<string, string>>;
+  readonly tier: Tier;
+  readonly operations: readonly Operation[];
+}
+
+/**
+ * Any OpenAI-compatible upstream (OpenAI, Azure-style proxies, vLLM, llama.cpp, TGI, Ollama...):
+ * configured, never copied per vendor. Non-streamed answers are read under a size cap, checked
+ * to be JSON and forwarded byte for byte; streams are forwarded event by event as they arrive,
+ * with usage read from the stream (the upstream is asked to include it).
+ */
+export class OpenAiBackend implements Backend {
+  readonly name: string;
+  private readonly http: HttpUpstreamOptions;
+  private readonly basePath: string;
+
+  constructor(private readonly opts: OpenAiBackendOptions) {
+    this.name = opts.name;
+    const url = new URL(opts.baseUrl);
+    this.basePath = url.pathname;
+    const headers: Record<string, string> = {
+      ...lowerKeys(opts.extraHeaders),
+      'content-type': 'application/json',
+    };
+    if (opts.apiKey !== undefined) headers['authorization'] = `Bearer ${opts.apiKey}`;
+    this.http = { ...opts, headers };
+  }
+
+  describe(): BackendDescription {
+    return {
+      name: this.name,
+      kind: 'openai',
+      tier: this.opts.tier,
+      upstream: this.opts.baseUrl,
+      operations: this.opts.operations,
+    };
+  }
+
+  health(): BackendHealth {
+    return { state: 'healthy' };
+  }
+
+  async call(request: BackendRequest, ctx: CallContext): Promise<BackendResponse> {
+    const path = this.pathFor(request);
+    const payload: JsonObject = { ...request.body, model: this.opts.upstreamModel };
+    if (request.op === 'chat' && payload['stream'] !== undefined) payload['stream'] = false;
+    const ex = await exchange(this.http, 'POST', path, JSON.stringify(payload), ctx);
+    if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);
+    let raw: Buffer;
+    try {
+      raw = await readCapped(ex, this.opts.maxResponseBytes);
+    } finally {
+      ex.done();
+    }
+    const json = parseUpstreamJson(raw, this.name);
+    const usage = readUsage(json['usage']);
+    return usage === undefined ? { json, raw } : { json, raw, usage };
+  }
+
+  async stream(request: BackendRequest, ctx: CallContext): Promise<BackendStream> {
+    if (request.op !== 'chat') {
+      throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${request.op} cannot be streamed`);
+    }
+    const started = this.opts.clock.now();
+    const streamOptions = isJsonObject(request.body['stream_options'])
+      ? request.body['stream_options']
+      : {};
+    const clientWantsUsage = streamOptions['include_usage'] === true;
+    const payload: JsonObject = {
+      ...request.body,
+      model: this.opts.upstreamModel,
+      stream: true,
+      // Ask for usage so tokens and cost are known for streams too.
+      stream_options: { ...streamOptions, include_usage: true },
+    };
+    const path = joinPath(this.basePath, '/chat/completions');
+    const ex = await exchange(this.http, 'POST', path, JSON.stringify(payload), ctx);
+    if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);
+    const contentType = String(ex.headers['content-type'] ?? '');
+    if (!contentType.startsWith('text/event-stream')) {
+      ex.discard();
+      throw syError(
+        'SY_ERR_UPSTREAM_BAD_RESPONSE',
+        `${this.name} answered ${contentType || 'no content type'} to a stream request`,
+      );
+    }
+    const reader = new SseReader(ex, this.opts.maxResponseBytes, clientWantsUsage, this.name);
+    // Commit nothing until the first event is in hand: until then a retry or fallback is safe.
+    const firstTimer = setTimeout(
+      () =>
+        ex.abort(
+          syError(
+            'SY_ERR_UPSTREAM_TIMEOUT',
+            `${this.name} sent no event within ${this.opts.firstByteTimeoutMs} ms`,
+          ),
+        ),
+      this.opts.firstByteTimeoutMs,
+    );
+    let first: Buffer | undefined;
+    try {
+      first = await reader.next();
+    } catch (err) {
+      reader.cancel();
+      throw ex.failure(err, 'SY_ERR_UPSTREAM_BAD_RESPONSE');
+    } finally {
+      clearTimeout(firstTimer);
+    }
+    if (first === undefined) {
+      reader.cancel();
+      throw syError(
+        'SY_ERR_UPSTREAM_BAD_RESPONSE',
+        `${this.name} ended the stream before any event`,
+      );
+    }
+    const firstEventMs = this.opts.clock.now() - started;
+    return {
+      contentType: 'text/event-stream; charset=utf-8',
+      chunks: reader.iterate(first),
+      usage: () => reader.usage,
+      firstEventMs,
+      cancel: () => reader.cancel(),
+    };
+  }
+
+  metadata(): Promise<JsonObject> {
+    return Promise.reject(
+      syError('SY_ERR_OPERATION_UNSUPPORTED', `${this.name} is not a KServe model`),
+    );
+  }
+
+  ready(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  private pathFor(request: BackendRequest): string {
+    if (!this.opts.operations.includes(request.op)) {
+      throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${this.name} does not serve ${request.op}`);
+    }
+    return joinPath(this.basePath, request.op === 'chat' ? '/chat/completions' : '/embeddings');
+  }
+}
+
+const USAGE_MARK = /"usage"\s*:\s*\{/;
+
+/** Reads an upstream SSE body as whole-event blocks, under a byte cap, noting usage on the way. */
+class SseReader {
+  usage: Usage | undefined;
+  private readonly splitter = new SseSplitter();
+  private readonly source: AsyncIterator<Buffer>;
+  private bytes = 0;
+  private finished = false;
+
+  constructor(
+    private readonly ex: Exchange,
+    private readonly cap: number,
+    private readonly clientWantsUsage: boolean,
+    private readonly name: string,
+  ) {
+    this.source = (ex.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  }
+
+  /** The next block of whole events, or undefined at a clean end. */
+  async next(): Promise<Buffer | undefined> {
+    for (;;) {
+      const step = await this.source.next();
+      if (step.done === true) {
+        this.finished = true;
+        this.ex.done();
+        if (this.splitter.remainder > 0) {
+          throw syError('SY_ERR_UPSTREAM_STREAM_INTERRUPTED', `${this.name} cut an event short`);
+        }
+        return undefined;
+      }
+      this.bytes += step.value.length;
+      if (this.bytes > this.cap) {
+        throw syError('SY_ERR_UPSTREAM_RESPONSE_TOO_LARGE', String(this.cap));
+      }
+      const block = this.splitter.push(step.value);
+      if (block === undefined) continue;
+      const out = USAGE_MARK.test(block.toString('latin1')) ? this.takeUsage(block) : block;
+      if (out.length > 0) return out;
+    }
+  }
+
+  async *iterate(first: Buffer): AsyncGenerator<Buffer> {
+    try {
+      yield first;
+      for (;;) {
+        let block: Buffer | undefined;
+        try {
+          block = await this.next();
+        } catch (err) {
+          throw this.ex.failure(err, 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED');
+        }
+        if (block === undefined) return;
+        yield block;
+      }
+    } finally {
+      this.cancel();
+    }
+  }
+
+  cancel(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.ex.discard();
+  }
+
+  /** Records usage; drops the usage-only final chunk when the client did not ask for it. */
+  private takeUsage(block: Buffer): Buffer {
+    const kept: string[] = [];
+    let dropped = false;
+    for (const data of eventData(block)) {
+      let keep = true;
+      if (data !== '[DONE]' && USAGE_MARK.test(data)) {
+        try {
+          const chunk = JSON.parse(data) as unknown;
+          if (isJsonObject(chunk)) {
+            this.usage = readUsage(chunk['usage']) ?? this.usage;
+            const choices = chunk['choices'];
+            if (!this.clientWantsUsage && Array.isArray(choices) && choices.length === 0)
+              keep = false;
+          }
+        } catch {
+          // Not JSON: forward it untouched; the client sees what the upstream sent.
+        }
+      }
+      if (keep) kept.push(`data: ${data}\n\n`);
+      else dropped = true;
+    }
+    return dropped ? Buffer.from(kept.join('')) : block;
+  }
+}
+
+/** OpenAI usage (`prompt_tokens`, `completion_tokens`) as Usage, if present and numeric. */
+export function readUsage(value: unknown): Usage | undefined {
+  if (!isJsonObject(value)) return undefined;
+  const input = value['prompt_tokens'];
+  const output = value['completion_tokens'];
+  if (typeof input !== 'number') return undefined;
+  return { inputTokens: input, outputTokens: typeof output === 'number' ? output : 0 };
+}
+
+function lowerKeys(h: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) out[k.toLowerCase()] = v;
+  return out;
+}

@@ -1,0 +1,226 @@
+/**
+ * Every default of the configuration, in one place. The schema refers to these values; nothing
+ * else in the code base invents a default for a configurable setting.
+ */
+export const DEFAULTS = {
+  server: {
+    host: '127.0.0.1',
+    port: 8080,
+    limits: {
+      body_bytes: 1_048_576,
+      header_bytes: 16_384,
+      /** Slowloris guard: the whole header block must arrive within this time. */
+      headers_timeout_ms: 5_000,
+      /** The whole request (headers and body) must arrive within this time. */
+      request_timeout_ms: 30_000,
+      keep_alive_timeout_ms: 5_000,
+      /** How often Node checks the two timeouts above (its default of 30 s lets slow clients live). */
+      timeout_check_interval_ms: 1_000,
+      max_connections: 10_000,
+    },
+    deadline: {
+      /** Budget when the client sends no `x-switchyard-timeout-ms` header. */
+      default_ms: 30_000,
+      /** A client budget is clamped into [min_ms, max_ms]. */
+      min_ms: 1,
+      max_ms: 300_000,
+    },
+    /** How long a config reload waits for in-flight requests before closing old connections. */
+    drain_ms: 30_000,
+  },
+  log: { level: 'info' as const },
+  model: {
+    tier: 'central' as const,
+    timeout_ms: 120_000,
+    first_byte_timeout_ms: 30_000,
+    max_response_bytes: 16_777_216,
+    pool: { connections: 128, keep_alive_ms: 30_000 },
+    retry: {
+      max_attempts: 3,
+      base_delay_ms: 20,
+      max_delay_ms: 500,
+      /** Retries may add at most this share of extra attempts (Finagle-style retry budget). */
+      budget_ratio: 0.1,
+      /** ...with this floor of retries per second, so a quiet upstream can still be retried. */
+      budget_min_per_s: 5,
+      budget_window_s: 10,
+    },
+    breaker: {
+      /** The breaker opens when, within the window, this many calls were made... */
+      min_calls: 10,
+      /** ...and at least this share of them failed, */
+      failure_ratio: 0.5,
+      /** or on this many consecutive failures, whichever comes first. */
+      consecutive_failures: 5,
+      window_ms: 10_000,
+      /** Open this long before letting probes through (half-open). */
+      cooldown_ms: 5_000,
+      /** Probes allowed at once while half-open; this many successes close it. */
+      half_open_probes: 1,
+    },
+  },
+  onnx: {
+    /** Inference worker threads (each holds a session of every loaded version). 0 = cores - 1, at least 1. */
+    workers: 0,
+    /** ONNX Runtime intra-op threads per session; 1 is fastest for small models (TOOLCHAIN.md). */
+    intra_op_threads: 1,
+  },
+  onnxModel: {
+    tier: 'edge' as const,
+    version_policy: { latest: 1 },
+    batch: { max: 32, delay_us: 2_000, preferred: [] as number[], queue: 4_096 },
+    allow_non_finite: false,
+    watch: true,
+  },
+  // Feature store, consent, policy labels and residency (#7).
+  features: {
+    /** The embedded store writes behind to SQLite at most this often. */
+    store: { flush_ms: 50 },
+    redis_prefix: 'sy:feat:',
+    /** TOOLCHAIN.md: a short command timeout so a Redis outage is an error, not a hang. */
+    redis_command_timeout_ms: 50,
+  },
+  // Admission control (#5): traffic classes, concurrency, quotas' limiter, modes.
+  classes: {
+    interactive: {
+      priority: 0,
+      deadline_ms: 30_000,
+      queue_timeout_ms: 1_000,
+      shed_from: 20,
+      shed_full: 40,
+    },
+    personalization: {
+      priority: 1,
+      deadline_ms: 5_000,
+      queue_timeout_ms: 250,
+      shed_from: 1,
+      shed_full: 3,
+    },
+    background: {
+      priority: 3,
+      deadline_ms: 120_000,
+      queue_timeout_ms: 20,
+      shed_from: 0.4,
+      shed_full: 1.2,
+    },
+    batch: {
+      priority: 4,
+      deadline_ms: 300_000,
+      queue_timeout_ms: 20,
+      shed_from: 0.2,
+      shed_full: 0.8,
+    },
+  },
+  /** Fields a class declared in the config may leave out. */
+  class: { deadline_ms: 30_000, queue_timeout_ms: 250, shed_from: 0.5, shed_full: 1 },
+  /** Journeys (#4): the traffic class of a journey that names none. */
+  journey: { class: 'interactive' },
+  admission: {
+    enabled: true,
+    default_class: 'interactive',
+    shed_retry_after_s: 1,
+    concurrency: {
+      algorithm: 'vegas' as const,
+      /** Netflix concurrency-limits' Vegas default; probing finds the upstream's real limit. */
+      initial_limit: 20,
+      min_limit: 1,
+      max_limit: 1_000,
+      max_queue: 1_000,
+      /** A typical queue wait this long counts as full pressure on the shed curve. */
+      target_queue_delay_ms: 50,
+      probe_interval_ms: 5_000,
+      smoothing: 0.2,
+    },
+    /** Output tokens reserved for a chat request that sets no max_tokens. */
+    estimate: { output_tokens: 256 },
+    limiter: {
+      store: 'memory' as const,
+      prefix: 'sy:quota:',
+      /** TOOLCHAIN.md: a short command timeout so a Redis outage is a fallback, not a hang. */
+      command_timeout_ms: 50,
+      probe_ms: 250,
+      local_share: 1,
+    },
+  },
+  modes: {
+    sample_ms: 1_000,
+    enter_samples: 3,
+    exit_samples: 10,
+    min_hold_ms: 30_000,
+    surge: {
+      enter: { queue_delay_ms: 50, error_rate: 0.25 },
+      exit: { queue_delay_ms: 10, error_rate: 0.05 },
+      switches: {
+        deadline_scale: 0.75,
+        shed_classes: ['batch'],
+        shed_boost: 0.2,
+        batch_delay_scale: 2,
+        cache_ttl_scale: 2,
+      },
+    },
+    emergency: {
+      enter: { queue_delay_ms: 250, error_rate: 0.5 },
+      exit: { queue_delay_ms: 50, error_rate: 0.2 },
+      switches: {
+        deadline_scale: 0.5,
+        shed_classes: ['batch', 'background'],
+        shed_boost: 0.5,
+        batch_delay_scale: 4,
+        cache_ttl_scale: 4,
+      },
+    },
+  },
+  privacy: {
+    node: { id: 'local' },
+    consent_redis_prefix: 'sy:consent:',
+    /** What each label allows at each enforcement point (`consent`: if the purpose is granted). */
+    labels: {
+      public: { ingestion: 'allow', retrieval: 'allow', model_input: 'allow', logging: 'allow' },
+      consented: {
+        ingestion: 'consent',
+        retrieval: 'consent',
+        model_input: 'consent',
+        logging: 'consent',
+      },
+      sensitive: {
+        ingestion: 'consent',
+        retrieval: 'consent',
+        model_input: 'consent',
+        logging: 'deny',
+      },
+      restricted: {
+        ingestion: 'consent',
+        retrieval: 'consent',
+        model_input: 'deny',
+        logging: 'deny',
+      },
+    },
+  },
+  /** Vector retrieval (#7): collections of sharded HNSW indexes. */
+  vectors: {
+    /** Worker threads for heavy exact scans (wide filters, recall probes); 0: scan inline. */
+    scan_workers: 1,
+    /** Reopen persisted HNSW files memory-mapped (instant); the first write loads them into RAM. */
+    view: true,
+    remote_timeout_ms: 2_000,
+    metric: 'cos' as const,
+    index: 'hnsw' as const,
+    hnsw: {
+      connectivity: 16,
+      expansion_add: 128,
+      expansion_search: 64,
+      quantization: 'f32' as const,
+    },
+  },
+  /** Release management (#6): registry, experiments, rollback loop. */
+  release: {
+    registry_dir: 'registry',
+    evaluate_ms: 1_000,
+    flush_ms: 1_000,
+    /** How often the state store is polled for changes made elsewhere (CLI, other replicas). */
+    poll_ms: 2_000,
+    feedback_ttl_s: 86_400,
+    feedback_capacity: 200_000,
+    shadow: { max_in_flight: 64, timeout_ms: 2_000, max_lag_ms: 20 },
+  },
+} as const;

@@ -1,0 +1,113 @@
+import type { JsonObject } from './json.js';
+
+/** Where a model runs, cheapest and closest first. */
+export type Tier = 'edge' | 'regional' | 'central';
+
+/** What a backend can be asked to do. */
+export type Operation = 'chat' | 'embeddings' | 'infer';
+
+/** Token usage, read from the upstream answer (non-streamed and streamed alike). */
+export interface Usage {
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+}
+
+/** One upstream attempt, appended by the call chain; it becomes part of the route of a request. */
+export interface AttemptRecord {
+  readonly backend: string;
+  readonly attempt: number;
+  /** `ok`, or the error code the attempt ended with. */
+  readonly outcome: string;
+  readonly ms: number;
+}
+
+/** What every backend call gets besides its request. */
+export interface CallContext {
+  readonly requestId: string;
+  readonly tenant: string;
+  readonly trafficClass: string;
+  /** Aborts on deadline or client disconnect; its reason is a SwitchyardError. */
+  readonly signal: AbortSignal;
+  /** Monotonic ms (Clock.now) at which the caller's budget runs out. */
+  readonly deadlineAt: number;
+  /** The call chain appends one record per attempt (retries and fallbacks included). */
+  readonly attempts: AttemptRecord[];
+}
+
+/**
+ * A request for a backend. The model has been resolved by the front door; bodies are the
+ * public wire formats (OpenAI chat/embeddings, KServe v2 inference request), already parsed
+ * and validated for shape. A backend rewrites only what it owns (such as the upstream model name).
+ */
+export type BackendRequest =
+  | { readonly op: 'chat'; readonly body: JsonObject }
+  | { readonly op: 'embeddings'; readonly body: JsonObject }
+  | { readonly op: 'infer'; readonly body: JsonObject; readonly version?: string };
+
+/** A complete (non-streamed) answer. */
+export interface BackendResponse {
+  /** The answer in its public wire format. */
+  readonly json: JsonObject;
+  /** The exact upstream bytes of `json`, when it can be forwarded unchanged. */
+  readonly raw?: Buffer;
+  readonly usage?: Usage;
+}
+
+/**
+ * A streamed answer (OpenAI server-sent events). `stream()` resolves only once the upstream has
+ * accepted the request and its first event is in hand, so everything before the first byte can
+ * still be retried or fall back; nothing after it is.
+ */
+export interface BackendStream {
+  readonly contentType: string;
+  /** Ready-to-forward SSE bytes, whole events only; the first chunk is already buffered. */
+  readonly chunks: AsyncIterable<Buffer>;
+  /** Usage seen in the stream so far (final once `chunks` is exhausted). */
+  usage(): Usage | undefined;
+  /** Monotonic ms from the call's start to the first content event. */
+  readonly firstEventMs: number;
+  /** Stops reading and releases the upstream connection. */
+  cancel(): void;
+}
+
+export interface BackendDescription {
+  readonly name: string;
+  readonly kind: string;
+  readonly tier: Tier;
+  /** The upstream the breaker guards, such as `http://127.0.0.1:9100/v1`, or `in-process`. */
+  readonly upstream: string;
+  readonly operations: readonly Operation[];
+  readonly location?: string;
+}
+
+export type HealthState = 'healthy' | 'degraded' | 'unhealthy';
+
+export interface BackendHealth {
+  readonly state: HealthState;
+  readonly detail?: string;
+}
+
+/** The callable part of a backend: what interceptors wrap. */
+export interface BackendCall {
+  call(request: BackendRequest, ctx: CallContext): Promise<BackendResponse>;
+  stream(request: BackendRequest, ctx: CallContext): Promise<BackendStream>;
+}
+
+/**
+ * A model server: an HTTP upstream (OpenAI-compatible, KServe v2), an in-process runtime, or
+ * the next gateway tier. Every implementation passes `test/contract/backend.contract.ts`.
+ * Failures are thrown as SwitchyardErrors with registry codes.
+ */
+export interface Backend extends BackendCall {
+  readonly name: string;
+  describe(): BackendDescription;
+  health(): BackendHealth;
+  /** KServe v2 model metadata (`GET /v2/models/{name}[/versions/{v}]`). */
+  metadata(version: string | undefined, ctx: CallContext): Promise<JsonObject>;
+  /** KServe v2 model readiness. */
+  ready(version: string | undefined, ctx: CallContext): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Wraps a backend call: retry, breaker, deadline and metrics are interceptors, never `if`s. */
+export type Interceptor = (next: BackendCall) => BackendCall;

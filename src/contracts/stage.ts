@@ -1,0 +1,267 @@
+/**
+ * The Stage contract of journeys (issue #4). A journey is a small graph of stages compiled from
+ * config. Each stage is a pure-ish function of (context, state) that returns an explicit result:
+ * `continue` (optionally to a named stage), `respond` (the journey's answer) or `fail`. The
+ * runner alone decides what runs next (Envoy's FilterHeadersStatus); a stage never signals
+ * control flow by throwing. Every result carries a short `code` and a one-line `reason`, which
+ * become the route of the request (`x-switchyard-route`, the response body and the log).
+ *
+ * Stages reach models only through the `ModelInvoker` port, and which concrete model a slot
+ * means through the `SlotResolver` port, so the orchestrator depends on nothing but contracts.
+ */
+import type { CallContext, Tier, Usage } from './backend.js';
+import type { Cache } from './cache.js';
+import type { FeatureSource } from './feature-source.js';
+import type { JsonObject, JsonValue } from './json.js';
+import type { PolicyModule } from './policy.js';
+import type { SlotAssignment, SlotOutput } from './slot-resolver.js';
+import type { VectorRetriever } from './vector-index.js';
+
+/** Money per unit, in the config's currency units. */
+export interface CostModel {
+  readonly inPer1k: number;
+  readonly outPer1k: number;
+  readonly perCall: number;
+  /** Compute time: cost per second of model time (in-process models, dedicated hardware). */
+  readonly perSecond: number;
+}
+
+/** What the router and stages may know about a model without calling it. */
+export interface ModelInfo {
+  readonly name: string;
+  readonly tier: Tier;
+  /** `chat`, `embeddings`, `infer`, and `classify` for models that can label text. */
+  readonly operations: ReadonlySet<'chat' | 'embeddings' | 'infer' | 'classify'>;
+  /** The version a request would get now (ONNX version, upstream model name). */
+  readonly version: string;
+  readonly cost: CostModel;
+  /** Configured latency prior (ms) used until enough traffic has been observed. */
+  readonly priorMs: number | undefined;
+  /** False while the model cannot serve (breaker open, nothing loaded). */
+  readonly available: boolean;
+}
+
+/** The outcome of one model call as seen by a stage. */
+export interface InvokeResult {
+  readonly json: JsonObject;
+  readonly usage: Usage | undefined;
+  /** The model that actually answered (a fallback chain may have moved on). */
+  readonly servedBy: string;
+  readonly version: string;
+  /** Compact attempts, such as `chat-large#1:UPSTREAM_ERROR>chat-backup#1:ok`. */
+  readonly attempts: string;
+}
+
+export interface ClassifyResult extends InvokeResult {
+  /** Scores by label, highest first. */
+  readonly scores: readonly { readonly label: string; readonly score: number }[];
+}
+
+export interface EmbedResult extends InvokeResult {
+  readonly vector: Float32Array;
+}
+
+/**
+ * How stages call models: implemented by the composition root over the runtime's model handles
+ * (with their interceptors: deadline, retry, breaker, fallback). Errors are SwitchyardErrors.
+ */
+export interface ModelInvoker {
+  info(model: string): ModelInfo | undefined;
+  chat(model: string, body: JsonObject, call: CallContext): Promise<InvokeResult>;
+  embed(model: string, text: string, call: CallContext): Promise<EmbedResult>;
+  classify(
+    model: string,
+    text: string,
+    call: CallContext,
+    version?: string,
+  ): Promise<ClassifyResult>;
+  infer(
+    model: string,
+    body: JsonObject,
+    call: CallContext,
+    version?: string,
+  ): Promise<InvokeResult>;
+}
+
+export interface SlotRequest {
+  readonly tenant: string;
+  readonly trafficClass: string;
+  readonly requestId: string;
+  readonly journey: string;
+  readonly attributes: JsonObject;
+}
+
+/** The concrete model (and version) a slot means for one request, and why (`reason`). */
+export type SlotChoice = SlotAssignment;
+
+/** How a slot's call went, reported back to the resolver (experiment statistics, bandits). */
+export interface SlotReport {
+  readonly requestId: string;
+  readonly ms: number;
+  /** `ok`, or the error code. */
+  readonly outcome: string;
+  readonly fallback?: boolean;
+  readonly output?: SlotOutput;
+}
+
+/**
+ * Resolves a model slot per request. The default maps a slot to its configured model; the
+ * release manager (experiments, canary, bandits; `./slot-resolver.ts`) is adapted to this port.
+ */
+export interface SlotResolver {
+  resolve(slot: string, fallbackModel: string, request: SlotRequest): SlotChoice;
+  /** Never blocks. */
+  report?(slot: string, choice: SlotChoice, report: SlotReport): void;
+}
+
+/** A model used within a stage, as the route shows it. */
+export interface ModelUse {
+  readonly model: string;
+  readonly version: string;
+  readonly tier: Tier;
+  readonly cost: number;
+  readonly ms: number;
+  /** `ok`, or the error code the call ended with. */
+  readonly outcome: string;
+  /** Set when retries or a fallback chain were involved. */
+  readonly attempts?: string;
+}
+
+/** One stage as it ran. The route of a request is the list of these, in order. */
+export interface RouteEntry {
+  readonly stage: string;
+  readonly kind: string;
+  readonly outcome: 'continue' | 'respond' | 'fail';
+  /** Short machine code: `hit`, `miss`, `escalated`, `to:answer`, `downgrade:chat-small`, ... */
+  readonly code: string;
+  /** One line a human can read. */
+  readonly reason: string;
+  /** Ms from the journey's start to this stage's start. */
+  readonly at: number;
+  readonly ms: number;
+  readonly tier?: Tier;
+  readonly model?: string;
+  readonly version?: string;
+  /** Cost of this stage's model calls (children included). */
+  readonly cost: number;
+  readonly models?: readonly ModelUse[];
+  /** Sub-stages (parallel branches, fallback alternatives). */
+  readonly children?: readonly RouteEntry[];
+}
+
+/** Decisions the route counts as "work avoided" or degradation (metrics, warnings). */
+export type JourneyDecision =
+  'cache_hit' | 'semantic_hit' | 'stale_served' | 'escalation' | 'downgrade' | 'fallback';
+
+/** What a stage asks the runner to write into the state (stages never write it themselves). */
+export interface StateUpdate {
+  readonly label?: string;
+  readonly confidence?: number;
+  readonly features?: Readonly<Record<string, JsonValue>>;
+  readonly cacheWrite?: PendingCacheWrite;
+  readonly stale?: { readonly value: JsonObject; readonly ageMs: number };
+}
+
+export type StageResult =
+  | {
+      readonly kind: 'continue';
+      readonly code: string;
+      readonly reason: string;
+      /** Stored as the stage's output (`<id>.<path>` in later stages) and as `last`. */
+      readonly output?: JsonValue;
+      readonly update?: StateUpdate;
+      /** Jump to this stage instead of the default next one. */
+      readonly next?: string;
+      readonly models?: readonly ModelUse[];
+      readonly children?: readonly RouteEntry[];
+      readonly decisions?: readonly JourneyDecision[];
+    }
+  | {
+      readonly kind: 'respond';
+      readonly code: string;
+      readonly reason: string;
+      readonly body: JsonValue;
+      readonly models?: readonly ModelUse[];
+      readonly children?: readonly RouteEntry[];
+      readonly decisions?: readonly JourneyDecision[];
+      /** False for answers that must not be written back to the cache (cached, stale, degraded). */
+      readonly cacheable?: boolean;
+    }
+  | {
+      readonly kind: 'fail';
+      readonly code: string;
+      readonly reason: string;
+      /** A SwitchyardError, normally; anything else becomes an internal error. */
+      readonly error: Error;
+      readonly models?: readonly ModelUse[];
+      readonly children?: readonly RouteEntry[];
+      readonly decisions?: readonly JourneyDecision[];
+    };
+
+/** An answer a cache stage wants written back once the journey responds. */
+export interface PendingCacheWrite {
+  readonly key: string;
+  readonly ttlMs: number;
+  readonly staleMs: number;
+  readonly vector?: Float32Array;
+}
+
+/** What a journey carries from stage to stage. Stages read it; the runner writes it. */
+export interface JourneyState {
+  readonly journey: string;
+  /** The request's `input` (a string input arrives as `{ text }`). */
+  readonly input: JsonObject;
+  /** Request attributes (`attr.<name>` in conditions): user, geo, device, plan, ... */
+  readonly attributes: JsonObject;
+  /** Outputs of the stages that ran, by stage id. */
+  readonly outputs: Map<string, JsonValue>;
+  /** The output of the last stage that continued. */
+  last: JsonValue | undefined;
+  /** Set by the last classify stage. */
+  label: string | undefined;
+  confidence: number | undefined;
+  /** Set by features stages. */
+  readonly features: Record<string, JsonValue>;
+  /** Filled by cache stages on a miss; written by the runner after a cacheable answer. */
+  readonly cacheWrites: PendingCacheWrite[];
+  /** A stale answer a cache stage saw: what a stale-if-error fallback serves. */
+  stale: { readonly value: JsonObject; readonly ageMs: number } | undefined;
+}
+
+/** Everything a stage gets besides the state. */
+export interface StageContext {
+  readonly requestId: string;
+  readonly tenant: string;
+  readonly trafficClass: string;
+  /** Aborts on deadline, client disconnect, or (in parallel branches) when the branch lost. */
+  readonly signal: AbortSignal;
+  /** Monotonic ms (Clock.now) at which the budget runs out. */
+  readonly deadlineAt: number;
+  /** Monotonic ms (Clock.now) at which the journey started (route entries' `at` count from it). */
+  readonly origin: number;
+  /** Ms left of the budget, never negative. */
+  remainingMs(): number;
+  /** Monotonic ms. */
+  now(): number;
+  /** Wall-clock epoch ms (cache ages). */
+  wall(): number;
+  /** A call context for one model call (fresh attempts list, this stage's signal). */
+  call(): CallContext;
+  readonly services: StageServices;
+}
+
+/** The ports stages use. Optional ones exist only when the gateway is configured with them. */
+export interface StageServices {
+  readonly models: ModelInvoker;
+  readonly slots: SlotResolver;
+  readonly cache: Cache;
+  readonly features?: FeatureSource;
+  readonly retriever?: VectorRetriever;
+  readonly policy?: PolicyModule;
+}
+
+export interface Stage {
+  readonly id: string;
+  readonly kind: string;
+  run(ctx: StageContext, state: JourneyState): Promise<StageResult>;
+}

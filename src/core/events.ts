@@ -1,0 +1,190 @@
+import { channel, type Channel } from 'node:diagnostics_channel';
+
+/**
+ * What hot code publishes. Metrics, logs and tracing subscribe in `observability/`; nothing in
+ * the hot path calls an exporter. Publishing costs nothing when nobody listens.
+ */
+export interface RequestDoneEvent {
+  readonly requestId: string;
+  readonly method: string;
+  /** The route pattern, such as `/v1/chat/completions` (never the raw URL). */
+  readonly route: string;
+  /** A configured model name, or '' when none was resolved. */
+  readonly model: string;
+  readonly tenant: string;
+  readonly keyFingerprint: string;
+  readonly trafficClass: string;
+  readonly status: number;
+  readonly code: string | undefined;
+  readonly durationMs: number;
+  readonly stream: boolean;
+  /** The route the request took: the attempts made, in order. */
+  readonly path: string;
+  readonly error?: Error;
+  /** Journey requests: the journey and its full route (the same one the response carries). */
+  readonly journey?: string;
+  readonly journeyRoute?: object;
+  /** Degraded decisions taken (fallback, downgrade, stale answer): the log line is a warning. */
+  readonly degraded?: readonly string[];
+}
+
+export interface UpstreamAttemptEvent {
+  readonly backend: string;
+  readonly outcome: string;
+  readonly durationMs: number;
+  readonly attempt: number;
+}
+
+export interface TokenUsageEvent {
+  readonly model: string;
+  readonly operation: string;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+}
+
+export interface FirstTokenEvent {
+  readonly model: string;
+  readonly ms: number;
+}
+
+export interface BreakerStateEvent {
+  readonly backend: string;
+  readonly state: 'closed' | 'open' | 'half_open';
+}
+
+export interface RetryEvent {
+  readonly backend: string;
+  readonly decision: 'retried' | 'budget_exhausted' | 'no_time';
+}
+
+export interface FallbackEvent {
+  readonly model: string;
+  readonly from: string;
+  readonly to: string;
+  readonly code: string;
+}
+
+/** One journey run (issue #4): what metrics count as work avoided, escalated or degraded. */
+export interface JourneyDoneEvent {
+  readonly journey: string;
+  readonly tenant: string;
+  readonly outcome: 'respond' | 'fail';
+  readonly code: string | undefined;
+  /** `cache`, the tier of the model that answered, or `none`. */
+  readonly answeredBy: string;
+  /** `hit`, `semantic_hit`, `stale`, `miss` or `none`. */
+  readonly cache: string;
+  /** `escalation`, `downgrade`, `fallback`, `cache_hit`, `semantic_hit`, `stale_served`. */
+  readonly decisions: readonly string[];
+  readonly cost: number;
+  readonly ms: number;
+  readonly stages: readonly {
+    readonly kind: string;
+    readonly outcome: string;
+    readonly ms: number;
+  }[];
+}
+
+export interface ConfigReloadEvent {
+  readonly result: 'applied' | 'unchanged' | 'rejected';
+}
+
+/** One batch run by an in-process model version. */
+export interface ModelBatchEvent {
+  readonly model: string;
+  readonly version: string;
+  readonly rows: number;
+  readonly requests: number;
+  readonly queueDelaysMs: readonly number[];
+  readonly inferMs: number;
+}
+
+export interface ModelQueueEvent {
+  readonly model: string;
+  readonly version: string;
+  readonly depth: number;
+}
+
+/** A request an in-process model refused (queue full) or dropped before it ran (deadline, cancel). */
+export interface ModelDropEvent {
+  readonly model: string;
+  readonly version: string;
+  readonly reason: 'queue_full' | 'deadline' | 'cancelled';
+}
+
+export interface ModelLoadEvent {
+  readonly model: string;
+  readonly version: string;
+  readonly result: 'loaded' | 'failed' | 'unloaded';
+}
+
+// Admission control (#5).
+/** One admission outcome: admitted at once, queued first, or refused (and why). */
+export interface AdmissionEvent {
+  readonly trafficClass: string;
+  readonly outcome: 'admitted' | 'queued' | 'shed' | 'rate_limited' | 'quota_exceeded' | 'expired';
+  /** `mode`, `curve`, `queue_full`, `evicted`, `queue_timeout`, `deadline`, or the quota's key kind. */
+  readonly reason: string;
+}
+
+export interface AdmissionModeEvent {
+  readonly mode: string;
+  readonly previous: string;
+  readonly reason: string;
+  readonly forced: boolean;
+}
+
+/** A concurrency gate's state after its limit moved. */
+export interface ConcurrencyLimitEvent {
+  readonly gate: string;
+  readonly limit: number;
+  readonly inFlight: number;
+  readonly queued: number;
+}
+
+export interface LimiterStateEvent {
+  readonly state: 'local' | 'shared';
+  readonly reason: string;
+}
+
+export interface LimiterLocalEvent {
+  readonly decisions: number;
+}
+
+function typed<T>(name: string): Channel<T> {
+  return channel(name) as Channel<T>;
+}
+
+export const events = {
+  requestDone: typed<RequestDoneEvent>('switchyard:request:done'),
+  upstreamAttempt: typed<UpstreamAttemptEvent>('switchyard:upstream:attempt'),
+  tokenUsage: typed<TokenUsageEvent>('switchyard:tokens'),
+  firstToken: typed<FirstTokenEvent>('switchyard:first-token'),
+  breakerState: typed<BreakerStateEvent>('switchyard:breaker:state'),
+  retry: typed<RetryEvent>('switchyard:retry'),
+  fallback: typed<FallbackEvent>('switchyard:fallback'),
+  configReload: typed<ConfigReloadEvent>('switchyard:config:reload'),
+  journeyDone: typed<JourneyDoneEvent>('switchyard:journey:done'),
+  modelBatch: typed<ModelBatchEvent>('switchyard:model:batch'),
+  modelQueue: typed<ModelQueueEvent>('switchyard:model:queue'),
+  modelDrop: typed<ModelDropEvent>('switchyard:model:drop'),
+  modelLoad: typed<ModelLoadEvent>('switchyard:model:load'),
+  admission: typed<AdmissionEvent>('switchyard:admission'),
+  admissionMode: typed<AdmissionModeEvent>('switchyard:admission:mode'),
+  concurrencyLimit: typed<ConcurrencyLimitEvent>('switchyard:admission:limit'),
+  limiterState: typed<LimiterStateEvent>('switchyard:limiter:state'),
+  limiterLocal: typed<LimiterLocalEvent>('switchyard:limiter:local'),
+};
+
+export function publish<T>(ch: Channel<T>, message: T): void {
+  if (ch.hasSubscribers) ch.publish(message);
+}
+
+/** Subscribes with the channel's message type; returns the unsubscribe function. */
+export function subscribe<T>(ch: Channel<T>, fn: (message: T) => void): () => void {
+  const listener = (message: unknown): void => fn(message as T);
+  ch.subscribe(listener);
+  return () => {
+    ch.unsubscribe(listener);
+  };
+}

@@ -1,0 +1,324 @@
+import type {
+  FeatureDefinition,
+  FeatureEntry,
+  FeatureIssue,
+  FeatureKey,
+  FeatureSource,
+  FeatureWrite,
+  FeatureWriteResult,
+} from '../contracts/feature-source.js';
+import type { ConsentPurpose } from '../contracts/policy.js';
+import type { Logger } from '../contracts/logger.js';
+import type { Clock } from '../core/clock.js';
+import { FeatureCatalog } from './feature-catalog.js';
+import { featureOp, featureWriteFailed } from './feature-events.js';
+import type { JournalOp, SqliteFeatureJournal } from './sqlite-feature-journal.js';
+
+export interface MemoryFeatureStoreOptions {
+  readonly definitions: readonly FeatureDefinition[];
+  readonly clock: Clock;
+  /** Write-behind persistence; absent: memory only. */
+  readonly journal?: SqliteFeatureJournal;
+  /** Longest wait before queued writes reach the journal. */
+  readonly flushMs?: number;
+  /** Most rows per journal transaction, so one flush never holds the event loop for long. */
+  readonly flushBatch?: number;
+  /** How often expired values are swept from memory, a bounded slice at a time (0: never). */
+  readonly sweepMs?: number;
+  readonly logger?: Logger;
+}
+
+const SEP = '\u0000';
+
+/**
+ * The embedded online feature store: values live in process memory, so a read is a couple of map
+ * lookups and never touches SQLite. Writes are applied in memory at once and journalled to SQLite
+ * behind the hot path; start-up reloads what is still live. Expired values are never returned and
+ * are dropped lazily on read and by a periodic sweep.
+ */
+export class MemoryFeatureStore implements FeatureSource {
+  private catalog: FeatureCatalog;
+  private readonly clock: Clock;
+  private readonly journal: SqliteFeatureJournal | undefined;
+  /** `tenant \0 entityId` → feature → entry. */
+  private readonly entities = new Map<string, Map<string, FeatureEntry>>();
+  /** `tenant \0 userId` → entity keys holding values about the user. */
+  private readonly byUser = new Map<string, Set<string>>();
+  private pending = new Map<string, JournalOp>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private readonly flushMs: number;
+  private readonly flushBatch: number;
+  private readonly logger: Logger | undefined;
+  private writesSinceSweep = 0;
+  private closed = false;
+  private sweeper: NodeJS.Timeout | undefined;
+  private sweepCursor: Iterator<[string, Map<string, FeatureEntry>]> | undefined;
+
+  constructor(options: MemoryFeatureStoreOptions) {
+    this.catalog = new FeatureCatalog(options.definitions);
+    this.clock = options.clock;
+    this.journal = options.journal;
+    this.flushMs = options.flushMs ?? 50;
+    this.flushBatch = options.flushBatch ?? 1_000;
+    this.logger = options.logger;
+    const sweepMs = options.sweepMs ?? 250;
+    if (sweepMs > 0) {
+      this.sweeper = setInterval(() => this.sweepExpired(2_500), sweepMs);
+      this.sweeper.unref();
+    }
+    if (this.journal !== undefined) {
+      const now = this.clock.wall();
+      this.journal.sweepExpired(now);
+      for (const { tenant, entry } of this.journal.load(now)) this.put(tenant, entry);
+    }
+  }
+
+  /** Swaps the definitions (config reload); stored values keep the label they were written with. */
+  setDefinitions(definitions: readonly FeatureDefinition[]): void {
+    this.catalog = new FeatureCatalog(definitions);
+  }
+
+  definitions(): readonly FeatureDefinition[] {
+    return this.catalog.list();
+  }
+
+  definition(name: string): FeatureDefinition | undefined {
+    return this.catalog.get(name);
+  }
+
+  validate(writes: readonly FeatureWrite[]): FeatureIssue[] {
+    return this.catalog.validate(writes);
+  }
+
+  write(tenant: string, writes: readonly FeatureWrite[]): Promise<FeatureWriteResult> {
+    return new Promise((resolve) => {
+      let entries;
+      try {
+        entries = this.catalog.entries(writes, this.clock.wall());
+      } catch (err) {
+        featureWriteFailed(err, writes.length);
+        throw err;
+      }
+      for (const e of entries) {
+        this.put(tenant, e);
+        this.enqueue(tenant, e.entityId, e.feature, e);
+      }
+      featureOp('write', 'ok', entries.length);
+      resolve({ written: entries.length });
+    });
+  }
+
+  read(tenant: string, keys: readonly FeatureKey[]): Promise<(FeatureEntry | undefined)[]> {
+    return Promise.resolve(this.readSync(tenant, keys));
+  }
+
+  /** The synchronous read behind `read` (what the embedded `features` stage costs). */
+  readSync(tenant: string, keys: readonly FeatureKey[]): (FeatureEntry | undefined)[] {
+    const now = this.clock.wall();
+    const out = new Array<FeatureEntry | undefined>(keys.length);
+    let hits = 0;
+    let lastEntity = '';
+    let features: Map<string, FeatureEntry> | undefined;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      if (i === 0 || k.entityId !== lastEntity) {
+        lastEntity = k.entityId;
+        features = this.entities.get(tenant + SEP + k.entityId);
+      }
+      const e = features?.get(k.feature);
+      if (e !== undefined && e.expiresAt !== undefined && e.expiresAt <= now) {
+        this.drop(tenant, e);
+        out[i] = undefined;
+      } else {
+        out[i] = e;
+        if (e !== undefined) hits++;
+      }
+    }
+    featureOp('read', 'hit', hits);
+    featureOp('read', 'miss', keys.length - hits);
+    return out;
+  }
+
+  readEntity(tenant: string, entityId: string): Promise<FeatureEntry[]> {
+    const now = this.clock.wall();
+    const features = this.entities.get(tenant + SEP + entityId);
+    const out: FeatureEntry[] = [];
+    if (features !== undefined) {
+      for (const e of [...features.values()]) {
+        if (e.expiresAt !== undefined && e.expiresAt <= now) this.drop(tenant, e);
+        else out.push(e);
+      }
+    }
+    return Promise.resolve(out);
+  }
+
+  async purgeUser(
+    tenant: string,
+    userId: string,
+    purposes?: readonly ConsentPurpose[],
+  ): Promise<number> {
+    const userKey = tenant + SEP + userId;
+    const entityKeys = this.byUser.get(userKey);
+    let removed = 0;
+    if (entityKeys !== undefined) {
+      for (const ek of [...entityKeys]) {
+        const features = this.entities.get(ek);
+        if (features === undefined) continue;
+        for (const e of [...features.values()]) {
+          if (e.userId !== userId) continue;
+          if (purposes !== undefined && (e.purpose === undefined || !purposes.includes(e.purpose)))
+            continue;
+          this.drop(tenant, e);
+          removed++;
+        }
+      }
+    }
+    if (this.journal !== undefined) {
+      // Control plane: written through at once so a restart cannot resurrect purged values.
+      await this.flush();
+      this.journal.purgeUser(tenant, userId, purposes);
+    }
+    return removed;
+  }
+
+  flush(): Promise<void> {
+    this.flushing ??= this.drain().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.sweeper !== undefined) clearInterval(this.sweeper);
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.flush();
+    this.journal?.close();
+  }
+
+  /**
+   * Drops expired values of up to `maxEntities` entities, resuming where the last call stopped,
+   * so values nobody reads again do not stay in memory and no sweep holds the event loop long.
+   * Returns how many values were dropped.
+   */
+  sweepExpired(maxEntities: number): number {
+    const now = this.clock.wall();
+    let dropped = 0;
+    for (let visited = 0; visited < maxEntities; visited++) {
+      this.sweepCursor ??= this.entities.entries();
+      const next = this.sweepCursor.next();
+      if (next.done === true) {
+        this.sweepCursor = undefined;
+        break;
+      }
+      const [ek, features] = next.value;
+      const tenant = ek.slice(0, ek.indexOf(SEP));
+      for (const e of [...features.values()]) {
+        if (e.expiresAt !== undefined && e.expiresAt <= now) {
+          this.drop(tenant, e);
+          dropped++;
+        }
+      }
+    }
+    return dropped;
+  }
+
+  /** Live values held (expired ones not yet swept included). */
+  size(): number {
+    let n = 0;
+    for (const m of this.entities.values()) n += m.size;
+    return n;
+  }
+
+  private put(tenant: string, e: FeatureEntry): void {
+    const ek = tenant + SEP + e.entityId;
+    let features = this.entities.get(ek);
+    if (features === undefined) {
+      features = new Map();
+      this.entities.set(ek, features);
+    }
+    const previous = features.get(e.feature);
+    if (previous?.userId !== undefined && previous.userId !== e.userId)
+      this.unindex(tenant, previous.userId, ek, features, e.feature);
+    features.set(e.feature, e);
+    if (e.userId !== undefined) {
+      const uk = tenant + SEP + e.userId;
+      let set = this.byUser.get(uk);
+      if (set === undefined) {
+        set = new Set();
+        this.byUser.set(uk, set);
+      }
+      set.add(ek);
+    }
+  }
+
+  private drop(tenant: string, e: FeatureEntry): void {
+    const ek = tenant + SEP + e.entityId;
+    const features = this.entities.get(ek);
+    if (features?.get(e.feature) !== e) return;
+    features.delete(e.feature);
+    if (e.userId !== undefined) this.unindex(tenant, e.userId, ek, features, e.feature);
+    if (features.size === 0) this.entities.delete(ek);
+    this.enqueue(tenant, e.entityId, e.feature, null);
+  }
+
+  /** Removes the entity from the user's index when no other value of the entity is the user's. */
+  private unindex(
+    tenant: string,
+    userId: string,
+    ek: string,
+    features: Map<string, FeatureEntry>,
+    except: string,
+  ): void {
+    for (const [name, other] of features) if (name !== except && other.userId === userId) return;
+    const uk = tenant + SEP + userId;
+    const set = this.byUser.get(uk);
+    set?.delete(ek);
+    if (set?.size === 0) this.byUser.delete(uk);
+  }
+
+  private enqueue(
+    tenant: string,
+    entityId: string,
+    feature: string,
+    entry: FeatureEntry | null,
+  ): void {
+    if (this.journal === undefined || this.closed) return;
+    this.pending.set(tenant + SEP + entityId + SEP + feature, { tenant, entityId, feature, entry });
+    this.writesSinceSweep++;
+    if (this.timer === undefined) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.flush();
+      }, this.flushMs);
+      this.timer.unref();
+    }
+  }
+
+  private async drain(): Promise<void> {
+    const journal = this.journal;
+    if (journal === undefined) return;
+    while (this.pending.size > 0) {
+      const batch: JournalOp[] = [];
+      for (const [key, op] of this.pending) {
+        batch.push(op);
+        this.pending.delete(key);
+        if (batch.length >= this.flushBatch) break;
+      }
+      try {
+        journal.apply(batch);
+      } catch (err) {
+        // The values stay served from memory; only their durability is lost. Never a crash.
+        this.logger?.error({ err, rows: batch.length }, 'feature journal write failed');
+      }
+      if (this.pending.size > 0) await new Promise<void>((r) => setImmediate(r));
+    }
+    if (this.writesSinceSweep > 10_000) {
+      this.writesSinceSweep = 0;
+      journal.sweepExpired(this.clock.wall());
+    }
+  }
+}

@@ -1,0 +1,106 @@
+import { isAbsolute, resolve } from 'node:path';
+import type { FeatureDefinition, FeatureSource, FeatureType } from '../contracts/feature-source.js';
+import type { Logger } from '../contracts/logger.js';
+import type { ConsentPurpose, PolicyLabel } from '../contracts/policy.js';
+import type { Clock } from '../core/clock.js';
+import { MemoryFeatureStore } from './memory-feature-store.js';
+
+/** One `features.definitions` entry of the config (snake_case, as written in YAML). */
+export interface FeatureDefinitionInput {
+  readonly entity: string;
+  readonly type: FeatureType;
+  readonly min?: number | undefined;
+  readonly max?: number | undefined;
+  readonly values?: readonly string[] | undefined;
+  readonly max_length?: number | undefined;
+  readonly dims?: number | undefined;
+  readonly ttl_ms?: number | undefined;
+  readonly label: PolicyLabel;
+  readonly purpose?: ConsentPurpose | undefined;
+  readonly version: number;
+  readonly lineage: { readonly source: string; readonly transformation: string };
+  readonly description?: string | undefined;
+}
+
+/** The `features.store` section of the config. */
+export type FeatureStoreInput =
+  | { readonly kind: 'embedded'; readonly sqlite?: string | undefined; readonly flush_ms: number }
+  | {
+      readonly kind: 'redis';
+      readonly url: string;
+      readonly prefix: string;
+      readonly command_timeout_ms: number;
+    };
+
+export function toFeatureDefinitions(
+  input: Readonly<Record<string, FeatureDefinitionInput>>,
+): FeatureDefinition[] {
+  return Object.entries(input).map(([name, d]) => {
+    const opt = <K extends string, V>(key: K, v: V | undefined) =>
+      (v === undefined ? {} : { [key]: v }) as Partial<Record<K, V>>;
+    return {
+      name,
+      entity: d.entity,
+      type: d.type,
+      ...opt('min', d.min),
+      ...opt('max', d.max),
+      ...opt('values', d.values),
+      ...opt('maxLength', d.max_length),
+      ...opt('dims', d.dims),
+      ...opt('ttlMs', d.ttl_ms),
+      label: d.label,
+      ...opt('purpose', d.purpose),
+      version: d.version,
+      lineage: { source: d.lineage.source, transformation: d.lineage.transformation },
+      ...opt('description', d.description),
+    };
+  });
+}
+
+/** A feature store whose definitions can be swapped on config reload. */
+export interface OpenedFeatureStore extends FeatureSource {
+  setDefinitions(definitions: readonly FeatureDefinition[]): void;
+}
+
+/** Opens the configured store: in-process (with SQLite write-behind when a file is given) or Redis. */
+export async function openFeatureStore(
+  store: FeatureStoreInput,
+  definitions: readonly FeatureDefinition[],
+  options: { readonly dir: string; readonly clock: Clock; readonly logger: Logger },
+): Promise<OpenedFeatureStore> {
+  // Redis and SQLite are imported only when configured: loaded for nothing they cost ~25 MB RSS.
+  if (store.kind === 'redis') {
+    const { RedisFeatureStore } = await import('./redis-feature-store.js');
+    const redis = new RedisFeatureStore({
+      url: store.url,
+      prefix: store.prefix,
+      definitions,
+      clock: options.clock,
+      commandTimeoutMs: store.command_timeout_ms,
+      logger: options.logger,
+    });
+    if (!(await redis.ready(2_000)))
+      options.logger.warn(
+        {},
+        'feature store: Redis is not reachable yet; reads fail with 503 until it is',
+      );
+    return redis;
+  }
+  const path =
+    store.sqlite === undefined
+      ? undefined
+      : isAbsolute(store.sqlite)
+        ? store.sqlite
+        : resolve(options.dir, store.sqlite);
+  const journal =
+    path === undefined
+      ? undefined
+      : new (await import('./sqlite-feature-journal.js')).SqliteFeatureJournal(path);
+  return new MemoryFeatureStore({
+    definitions,
+    clock: options.clock,
+    flushMs: store.flush_ms,
+    logger: options.logger,
+    ...(journal === undefined ? {} : { journal }),
+  });
+}

@@ -1,0 +1,279 @@
+import { Redis } from 'ioredis';
+import type {
+  FeatureDefinition,
+  FeatureEntry,
+  FeatureIssue,
+  FeatureKey,
+  FeatureSource,
+  FeatureWrite,
+  FeatureWriteResult,
+} from '../contracts/feature-source.js';
+import type { Logger } from '../contracts/logger.js';
+import type { ConsentPurpose } from '../contracts/policy.js';
+import type { Clock } from '../core/clock.js';
+import { isSwitchyardError, syError } from '../core/errors.js';
+import { FeatureCatalog } from './feature-catalog.js';
+import { featureOp, featureWriteFailed } from './feature-events.js';
+
+export interface RedisFeatureStoreOptions {
+  readonly url: string;
+  /** Prefix of every key (separate per deployment, or per test run). */
+  readonly prefix: string;
+  readonly definitions: readonly FeatureDefinition[];
+  readonly clock: Clock;
+  /** A command slower than this is an outage (TOOLCHAIN.md: the ioredis trap). */
+  readonly commandTimeoutMs: number;
+  readonly logger?: Logger;
+}
+
+/**
+ * Atomic purge of one user's values: walks the user's index of entities, deletes the fields whose
+ * entry is the user's (and, when purposes are given, needs one of them), and prunes the index.
+ * KEYS[1] = user index; ARGV[1] = entity key prefix; ARGV[2] = user id; ARGV[3..] = purposes.
+ */
+const PURGE_LUA = `
+local members = redis.call('SMEMBERS', KEYS[1])
+local scoped = #ARGV > 2
+local purposes = {}
+for i = 3, #ARGV do purposes[ARGV[i]] = true end
+local removed = 0
+for _, entity in ipairs(members) do
+  local key = ARGV[1] .. entity
+  local flat = redis.call('HGETALL', key)
+  local still = false
+  for j = 1, #flat, 2 do
+    local ok, e = pcall(cjson.decode, flat[j + 1])
+    if ok and e.userId == ARGV[2] then
+      if (not scoped) or (e.purpose and purposes[e.purpose]) then
+        redis.call('HDEL', key, flat[j])
+        removed = removed + 1
+      else
+        still = true
+      end
+    end
+  end
+  if not still then redis.call('SREM', KEYS[1], entity) end
+end
+return removed
+`;
+
+interface PurgeCommand {
+  syFeaturePurge(key: string, ...args: string[]): Promise<number>;
+}
+
+/**
+ * The scaled online feature store: one Redis hash per entity (`<prefix>e:<tenant>:<entity>`,
+ * field = feature, value = the JSON entry) and a set per user naming the entities holding the
+ * user's values (`<prefix>u:<tenant>:<user>`), which makes a consent purge one atomic script.
+ * TTLs are checked against the injected clock on read (Redis 7.0 has no per-field expiry);
+ * expired fields are deleted lazily. ioredis never queues or retries: a slow or absent Redis is
+ * `SY_ERR_FEATURE_STORE_UNAVAILABLE` at once.
+ */
+export class RedisFeatureStore implements FeatureSource {
+  private catalog: FeatureCatalog;
+  private readonly redis: Redis & PurgeCommand;
+  private readonly prefix: string;
+  private readonly clock: Clock;
+  private readonly logger: Logger | undefined;
+
+  constructor(options: RedisFeatureStoreOptions) {
+    this.catalog = new FeatureCatalog(options.definitions);
+    this.prefix = options.prefix;
+    this.clock = options.clock;
+    this.logger = options.logger;
+    const redis = new Redis(options.url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: options.commandTimeoutMs,
+      connectTimeout: Math.max(200, options.commandTimeoutMs * 4),
+      enableReadyCheck: false,
+      retryStrategy: (times: number) => Math.min(50 * times, 1_000),
+    });
+    redis.defineCommand('syFeaturePurge', { numberOfKeys: 1, lua: PURGE_LUA });
+    redis.on('error', (err: Error) => {
+      this.logger?.debug({ err: err.message }, 'feature store: redis connection error');
+    });
+    this.redis = redis as Redis & PurgeCommand;
+  }
+
+  /** Resolves true once connected, false after `timeoutMs`. */
+  async ready(timeoutMs: number): Promise<boolean> {
+    if (this.redis.status === 'ready') return true;
+    return new Promise((resolve) => {
+      const onReady = (): void => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.redis.off('ready', onReady);
+        resolve(ok);
+      };
+      this.redis.once('ready', onReady);
+    });
+  }
+
+  setDefinitions(definitions: readonly FeatureDefinition[]): void {
+    this.catalog = new FeatureCatalog(definitions);
+  }
+
+  definitions(): readonly FeatureDefinition[] {
+    return this.catalog.list();
+  }
+
+  definition(name: string): FeatureDefinition | undefined {
+    return this.catalog.get(name);
+  }
+
+  validate(writes: readonly FeatureWrite[]): FeatureIssue[] {
+    return this.catalog.validate(writes);
+  }
+
+  async write(tenant: string, writes: readonly FeatureWrite[]): Promise<FeatureWriteResult> {
+    try {
+      const result = await this.writeChecked(tenant, writes);
+      featureOp('write', 'ok', result.written);
+      return result;
+    } catch (err) {
+      featureWriteFailed(err, writes.length);
+      throw err;
+    }
+  }
+
+  private async writeChecked(
+    tenant: string,
+    writes: readonly FeatureWrite[],
+  ): Promise<FeatureWriteResult> {
+    const entries = this.catalog.entries(writes, this.clock.wall());
+    const tx = this.redis.multi();
+    for (const e of entries) {
+      const key = this.entityKey(tenant, e.entityId);
+      tx.hset(key, e.feature, JSON.stringify(e));
+      // Redis 7.0 has no per-field expiry: a hash whose features all expire (session memory)
+      // expires as a whole after the longest TTL of its entity type; any other hash never does.
+      const ttl = this.catalog.entityTtl(this.catalog.get(e.feature)!.entity);
+      if (ttl === undefined) tx.persist(key);
+      else tx.pexpire(key, ttl);
+      if (e.userId !== undefined) tx.sadd(this.userKey(tenant, e.userId), e.entityId);
+    }
+    const replies = await this.run('write', () => tx.exec());
+    const failed =
+      replies === null ? new Error('transaction aborted') : replies.find((r) => r[0] !== null)?.[0];
+    if (failed !== undefined && failed !== null) throw unavailable('write', failed);
+    return { written: entries.length };
+  }
+
+  async read(tenant: string, keys: readonly FeatureKey[]): Promise<(FeatureEntry | undefined)[]> {
+    if (keys.length === 0) return [];
+    // One HMGET per entity, pipelined.
+    const groups = new Map<string, number[]>();
+    keys.forEach((k, i) => {
+      const g = groups.get(k.entityId);
+      if (g === undefined) groups.set(k.entityId, [i]);
+      else g.push(i);
+    });
+    const pipe = this.redis.pipeline();
+    for (const [entityId, idx] of groups)
+      pipe.hmget(this.entityKey(tenant, entityId), ...idx.map((i) => keys[i]!.feature));
+    const replies = await this.run('read', () => pipe.exec());
+    const out = new Array<FeatureEntry | undefined>(keys.length);
+    const now = this.clock.wall();
+    let g = 0;
+    for (const [entityId, idx] of groups) {
+      const [err, values] = replies?.[g++] ?? [new Error('no reply'), null];
+      if (err !== null) throw unavailable('read', err);
+      const list = values as (string | null)[];
+      const expired: string[] = [];
+      idx.forEach((i, j) => {
+        const raw = list[j];
+        const e = raw === null || raw === undefined ? undefined : parseEntry(raw);
+        if (e?.expiresAt !== undefined && e.expiresAt <= now) {
+          expired.push(e.feature);
+          out[i] = undefined;
+        } else out[i] = e;
+      });
+      if (expired.length > 0) this.dropLazily(tenant, entityId, expired);
+    }
+    const hits = out.reduce((n, e) => (e === undefined ? n : n + 1), 0);
+    featureOp('read', 'hit', hits);
+    featureOp('read', 'miss', keys.length - hits);
+    return out;
+  }
+
+  async readEntity(tenant: string, entityId: string): Promise<FeatureEntry[]> {
+    const all = await this.run('read', () => this.redis.hgetall(this.entityKey(tenant, entityId)));
+    const now = this.clock.wall();
+    const out: FeatureEntry[] = [];
+    const expired: string[] = [];
+    for (const raw of Object.values(all)) {
+      const e = parseEntry(raw);
+      if (e === undefined) continue;
+      if (e.expiresAt !== undefined && e.expiresAt <= now) expired.push(e.feature);
+      else out.push(e);
+    }
+    if (expired.length > 0) this.dropLazily(tenant, entityId, expired);
+    return out;
+  }
+
+  async purgeUser(
+    tenant: string,
+    userId: string,
+    purposes?: readonly ConsentPurpose[],
+  ): Promise<number> {
+    return this.run('purge', () =>
+      this.redis.syFeaturePurge(
+        this.userKey(tenant, userId),
+        `${this.prefix}e:${tenant}:`,
+        userId,
+        ...(purposes ?? []),
+      ),
+    );
+  }
+
+  /** Writes are acknowledged by Redis before `write` resolves: nothing is pending. */
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.redis.quit();
+    } catch {
+      this.redis.disconnect();
+    }
+  }
+
+  private entityKey(tenant: string, entityId: string): string {
+    return `${this.prefix}e:${tenant}:${entityId}`;
+  }
+
+  private userKey(tenant: string, userId: string): string {
+    return `${this.prefix}u:${tenant}:${userId}`;
+  }
+
+  private dropLazily(tenant: string, entityId: string, fields: readonly string[]): void {
+    this.redis.hdel(this.entityKey(tenant, entityId), ...fields).catch(() => undefined);
+  }
+
+  private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (isSwitchyardError(err)) throw err;
+      throw unavailable(what, err);
+    }
+  }
+}
+
+function unavailable(what: string, err: unknown): Error {
+  const message = err instanceof Error ? err.message : String(err);
+  return syError('SY_ERR_FEATURE_STORE_UNAVAILABLE', `${what}: ${message.slice(0, 200)}`, {
+    cause: err,
+  });
+}
+
+function parseEntry(raw: string): FeatureEntry | undefined {
+  try {
+    return JSON.parse(raw) as FeatureEntry;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,96 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { fingerprintOfHash, hashesEqual, hashKey, parseKey } from '../core/api-key.js';
+import { syError } from '../core/errors.js';
+import type { FrozenConfig } from '../config/load.js';
+
+export interface Principal {
+  readonly tenant: string;
+  /** The key's config id, or `anonymous`. */
+  readonly keyId: string;
+  /** A short non-secret name of the key for logs. */
+  readonly fingerprint: string;
+  /** May call the admin API. Never true for the anonymous tenant. */
+  readonly admin: boolean;
+}
+
+interface KeyEntry extends Principal {
+  readonly hash: string;
+}
+
+interface ModelGrant {
+  readonly all: boolean;
+  readonly exact: ReadonlySet<string>;
+  readonly prefixes: readonly string[];
+}
+
+/**
+ * Tenants' API keys, held only as HMAC-SHA-256 digests keyed by the server secret. A presented
+ * key is checked for shape and checksum first (junk costs no HMAC), then hashed, looked up and
+ * compared in constant time.
+ */
+export class KeyStore {
+  private readonly byHash = new Map<string, KeyEntry>();
+  private readonly grants = new Map<string, ModelGrant>();
+  private readonly anonymous: Principal | undefined;
+
+  constructor(
+    config: FrozenConfig,
+    private readonly secret: Buffer | undefined,
+  ) {
+    for (const [tenant, t] of Object.entries(config.tenants)) {
+      for (const key of t.keys) {
+        this.byHash.set(key.hash, {
+          tenant,
+          keyId: key.id,
+          fingerprint: fingerprintOfHash(key.hash),
+          admin: key.admin,
+          hash: key.hash,
+        });
+      }
+      this.grants.set(tenant, {
+        all: t.models.includes('*'),
+        exact: new Set(t.models.filter((m) => !m.endsWith('*'))),
+        prefixes: t.models.filter((m) => m.endsWith('*')).map((m) => m.slice(0, -1)),
+      });
+    }
+    const anon = config.auth.anonymous_tenant;
+    this.anonymous =
+      anon === undefined
+        ? undefined
+        : { tenant: anon, keyId: 'anonymous', fingerprint: 'anonymous', admin: false };
+  }
+
+  authenticate(headers: IncomingHttpHeaders): Principal {
+    const key = presentedKey(headers);
+    if (key === undefined) {
+      if (this.anonymous !== undefined) return this.anonymous;
+      throw syError('SY_ERR_AUTH_MISSING');
+    }
+    if (parseKey(key) !== 'sk')
+      throw syError('SY_ERR_AUTH_INVALID', 'malformed key or bad checksum');
+    if (this.secret === undefined) throw syError('SY_ERR_AUTH_INVALID', 'unknown key');
+    const hash = hashKey(key, this.secret);
+    const entry = this.byHash.get(hash);
+    if (entry === undefined || !hashesEqual(entry.hash, hash))
+      throw syError('SY_ERR_AUTH_INVALID', 'unknown key');
+    return entry;
+  }
+
+  mayUse(tenant: string, model: string): boolean {
+    const g = this.grants.get(tenant);
+    if (g === undefined) return false;
+    if (g.all || g.exact.has(model)) return true;
+    return g.prefixes.some((p) => model.startsWith(p));
+  }
+}
+
+function presentedKey(headers: IncomingHttpHeaders): string | undefined {
+  const auth = headers.authorization;
+  if (auth !== undefined) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+    if (m === null) throw syError('SY_ERR_AUTH_INVALID', 'use "Authorization: Bearer <key>"');
+    return m[1];
+  }
+  const alt = headers['x-api-key'];
+  return typeof alt === 'string' && alt !== '' ? alt : undefined;
+}

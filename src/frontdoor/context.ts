@@ -1,0 +1,143 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AttemptRecord, CallContext } from '../contracts/backend.js';
+import type { JsonObject } from '../contracts/json.js';
+import type { Clock } from '../core/clock.js';
+import { Deadline } from '../core/deadline.js';
+import { syError, type SwitchyardError } from '../core/errors.js';
+import { events, publish } from '../core/events.js';
+import { requestId } from '../core/ids.js';
+import type { Principal } from './auth.js';
+import { readJsonBody } from './body.js';
+import type { Runtime } from './runtime.js';
+
+export const DEADLINE_HEADER = 'x-switchyard-timeout-ms';
+
+/** How a route answers errors: OpenAI-style objects, or KServe's `{"error": "..."}` strings. */
+export type ErrorStyle = 'openai' | 'kserve';
+
+/**
+ * Everything about one request as it crosses the front door. When the response closes (sent,
+ * or the client left) it publishes one `requestDone` event, which logs and metrics consume.
+ */
+export class RequestContext {
+  readonly requestId: string;
+  readonly startedAt: number;
+  readonly attempts: AttemptRecord[] = [];
+  principal: Principal | undefined;
+  model = '';
+  trafficClass = 'interactive';
+  stream = false;
+  code: string | undefined;
+  error: Error | undefined;
+  deadline: Deadline | undefined;
+  /** Set by journey routes (#4): the route replaces the attempts path in the header and the log. */
+  journey:
+    | {
+        readonly name: string;
+        readonly compact: string;
+        readonly route: object;
+        readonly degraded: readonly string[];
+      }
+    | undefined;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly route: string,
+    readonly errorStyle: ErrorStyle,
+    readonly params: Readonly<Record<string, string | undefined>>,
+    readonly runtime: Runtime,
+    private readonly clock: Clock,
+  ) {
+    this.startedAt = clock.now();
+    this.requestId = requestId(req.headers['x-request-id']);
+    res.once('close', () => this.finish());
+  }
+
+  /**
+   * Reads the JSON body under the configured limit. A client that sent `Expect: 100-continue`
+   * is told to go on only now, after routing and auth passed.
+   */
+  readJson(): Promise<JsonObject> {
+    if (this.req.headers.expect?.toLowerCase() === '100-continue') this.res.writeContinue();
+    return readJsonBody(this.req, this.runtime.snapshot.config.server.limits.body_bytes);
+  }
+
+  /** Starts the request's deadline from the client's header, clamped by config. */
+  startDeadline(): CallContext {
+    const limits = this.runtime.snapshot.config.server.deadline;
+    const header = this.req.headers[DEADLINE_HEADER];
+    let budget = limits.default_ms;
+    if (header !== undefined) {
+      const n = Number(header);
+      if (typeof header !== 'string' || !/^\d{1,9}$/.test(header) || !Number.isFinite(n)) {
+        throw syError(
+          'SY_ERR_INVALID_REQUEST',
+          `${DEADLINE_HEADER} must be a whole number of milliseconds`,
+          {
+            param: DEADLINE_HEADER,
+          },
+        );
+      }
+      budget = Math.min(limits.max_ms, Math.max(limits.min_ms, n));
+    }
+    // Time already spent reading the body counts against the budget.
+    const spent = this.clock.now() - this.startedAt;
+    this.deadline = new Deadline(Math.max(1, budget - spent), this.clock);
+    return {
+      requestId: this.requestId,
+      tenant: this.principal?.tenant ?? '',
+      trafficClass: this.trafficClass,
+      signal: this.deadline.signal,
+      deadlineAt: this.deadline.at,
+      attempts: this.attempts,
+    };
+  }
+
+  /** The route taken, compact: `chat-large#1:UPSTREAM_ERROR>chat-small#1:ok`. */
+  pathTaken(): string {
+    if (this.journey !== undefined) return this.journey.compact;
+    let out = '';
+    for (const a of this.attempts) {
+      const outcome = a.outcome.startsWith('SY_ERR_') ? a.outcome.slice(7) : a.outcome;
+      out += `${out === '' ? '' : '>'}${a.backend}#${a.attempt}:${outcome}`;
+    }
+    return out;
+  }
+
+  fail(err: SwitchyardError): void {
+    this.code = err.code;
+    if (err.code === 'SY_ERR_INTERNAL') this.error = err.cause instanceof Error ? err.cause : err;
+  }
+
+  private finish(): void {
+    const gone = !this.res.writableFinished;
+    if (gone) {
+      this.deadline?.abort(syError('SY_ERR_CLIENT_CLOSED'));
+      this.code ??= 'SY_ERR_CLIENT_CLOSED';
+    }
+    this.deadline?.dispose();
+    publish(events.requestDone, {
+      requestId: this.requestId,
+      method: this.req.method ?? '',
+      route: this.route,
+      model: this.model,
+      tenant: this.principal?.tenant ?? '',
+      keyFingerprint: this.principal?.fingerprint ?? '',
+      trafficClass: this.trafficClass,
+      status: gone && !this.res.headersSent ? 499 : this.res.statusCode,
+      code: this.code,
+      durationMs: this.clock.now() - this.startedAt,
+      stream: this.stream,
+      path: this.pathTaken(),
+      ...(this.journey === undefined
+        ? {}
+        : {
+            journey: this.journey.name,
+            journeyRoute: this.journey.route,
+            degraded: this.journey.degraded,
+          }),
+      ...(this.error === undefined ? {} : { error: this.error }),
+    });
+  }
+}

@@ -1,0 +1,206 @@
+import type { JsonObject, JsonValue } from '../../contracts/json.js';
+import { syError, toSwitchyardError, type SwitchyardError } from '../../core/errors.js';
+import { isJsonObject } from '../../core/safe-json.js';
+import { estimateTokens } from '../../orchestrator/router.js';
+import { compactRoute, type JourneyOutcome, type JourneyRoute } from '../../orchestrator/runner.js';
+import { admit } from '../admission-gate.js';
+import type { RequestContext } from '../context.js';
+import { errorBody, ROUTE_HEADER } from '../respond.js';
+
+export const JOURNEY_MODEL_PREFIX = 'journey:';
+
+/**
+ * `POST /v1/journeys/{name}`: runs a journey graph. Body: `{ "input": string | object,
+ * "attributes"?: object }` (a string input becomes `{ "text": ... }`). The answer carries the
+ * route in the `x-switchyard-route` header (compact) and in the body (every stage's outcome,
+ * reason, tier, model, version, cost and time); the request log line records the same route.
+ */
+export async function runJourney(ctx: RequestContext): Promise<void> {
+  const name = ctx.params['name'] ?? '';
+  const body = await ctx.readJson();
+  const raw = body['input'];
+  let input: JsonObject;
+  if (typeof raw === 'string') input = { text: raw };
+  else if (isJsonObject(raw)) input = raw;
+  else
+    throw syError('SY_ERR_INVALID_REQUEST', '"input" must be a string or an object', {
+      param: 'input',
+    });
+  const attributes = body['attributes'] ?? {};
+  if (!isJsonObject(attributes))
+    throw syError('SY_ERR_INVALID_REQUEST', '"attributes" must be an object', {
+      param: 'attributes',
+    });
+  const out = await execute(ctx, name, input, attributes);
+  if (out.ok) send(ctx, 200, { journey: name, output: out.body, route: routeJson(out.route) });
+  else sendFailure(ctx, out.error, out.route);
+}
+
+/**
+ * `model: "journey:<name>"` on `/v1/chat/completions`: the last user message is the journey's
+ * `input.text` (the messages are `input.messages`, `user` is `attr.user`). The answer is a
+ * chat.completion, with the route beside the usual fields; `stream: true` sends it as one chunk.
+ */
+export async function journeyChat(ctx: RequestContext, body: JsonObject): Promise<void> {
+  const name = (body['model'] as string).slice(JOURNEY_MODEL_PREFIX.length);
+  const messages = body['messages'] as JsonValue[];
+  let text = '';
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i] as JsonObject;
+    if (m['role'] === 'user') {
+      text = contentText(m['content']);
+      break;
+    }
+  }
+  const input: JsonObject = { text, messages };
+  for (const k of ['max_tokens', 'temperature'] as const)
+    if (body[k] !== undefined) input[k] = body[k]!;
+  const attributes: JsonObject = typeof body['user'] === 'string' ? { user: body['user'] } : {};
+  const out = await execute(ctx, name, input, attributes);
+  if (!out.ok) {
+    sendFailure(ctx, out.error, out.route);
+    return;
+  }
+  const completion = toCompletion(ctx, body['model'] as string, out.body);
+  completion['route'] = routeJson(out.route);
+  if (body['stream'] === true) {
+    ctx.stream = true;
+    sendStream(ctx, completion);
+    return;
+  }
+  send(ctx, 200, completion);
+}
+
+async function execute(
+  ctx: RequestContext,
+  name: string,
+  input: JsonObject,
+  attributes: JsonObject,
+): Promise<JourneyOutcome> {
+  const journeys = ctx.runtime.journeys;
+  const journey = journeys?.compiled.get(name);
+  const shown = JSON.stringify(name.slice(0, 200));
+  if (journeys === undefined || journey === undefined)
+    throw syError('SY_ERR_JOURNEY_NOT_FOUND', shown);
+  const tenant = ctx.principal?.tenant ?? '';
+  const model = `${JOURNEY_MODEL_PREFIX}${name}`;
+  if (!ctx.runtime.keys.mayUse(tenant, model)) throw syError('SY_ERR_JOURNEY_FORBIDDEN', shown);
+  ctx.model = model;
+  if (ctx.runtime.admission?.switches().journeys_disabled.includes(name) === true)
+    throw syError('SY_ERR_SHED', `journey ${name} is off in the current mode`, { retryAfterS: 1 });
+  const tokens = estimateTokens(JSON.stringify(input));
+  const { call, ticket } = await admit(ctx, {
+    model,
+    trafficClass: journey.trafficClass,
+    estimate: { tokens, spend: 0 },
+  });
+  const outcome = await journeys.runner.run(journey, {
+    requestId: ctx.requestId,
+    tenant,
+    trafficClass: ctx.trafficClass,
+    input,
+    attributes,
+    signal: call.signal,
+    deadlineAt: call.deadlineAt,
+  });
+  ticket.settle({ tokens, spend: outcome.route.cost });
+  const degraded = outcome.route.decisions.filter(
+    (d) => d === 'fallback' || d === 'downgrade' || d === 'stale_served',
+  );
+  ctx.journey = {
+    name,
+    compact: compactRoute(outcome.route),
+    route: routeJson(outcome.route),
+    degraded,
+  };
+  return outcome;
+}
+
+function routeJson(route: JourneyRoute): JsonObject {
+  return JSON.parse(JSON.stringify(route)) as JsonObject;
+}
+
+function headers(
+  ctx: RequestContext,
+  type: string,
+  length?: number,
+): Record<string, string | number> {
+  const h: Record<string, string | number> = {
+    'content-type': type,
+    'x-request-id': ctx.requestId,
+  };
+  if (length !== undefined) h['content-length'] = length;
+  if (ctx.journey !== undefined) h[ROUTE_HEADER] = ctx.journey.compact;
+  return h;
+}
+
+function send(ctx: RequestContext, status: number, body: JsonObject, retryAfterS?: number): void {
+  if (ctx.res.headersSent || ctx.res.destroyed) return;
+  const raw = Buffer.from(JSON.stringify(body));
+  const h = headers(ctx, 'application/json', raw.length);
+  if (retryAfterS !== undefined) h['retry-after'] = String(retryAfterS);
+  ctx.res.writeHead(status, h);
+  ctx.res.end(raw);
+}
+
+/** The one error body, plus the route of what ran before the journey failed. */
+function sendFailure(ctx: RequestContext, thrown: SwitchyardError, route: JourneyRoute): void {
+  const err = toSwitchyardError(thrown);
+  ctx.fail(err);
+  const body = errorBody(err, ctx.requestId, 'openai');
+  body['route'] = routeJson(route);
+  send(ctx, err.status, body, err.retryAfterS);
+}
+
+function sendStream(ctx: RequestContext, completion: JsonObject): void {
+  const res = ctx.res;
+  const h = headers(ctx, 'text/event-stream');
+  h['cache-control'] = 'no-cache';
+  res.writeHead(200, h);
+  const choice = (completion['choices'] as JsonObject[])[0]!;
+  const chunk = {
+    id: completion['id'] ?? null,
+    object: 'chat.completion.chunk',
+    created: completion['created'] ?? null,
+    model: completion['model'] ?? null,
+    choices: [
+      {
+        index: 0,
+        delta: choice['message'] ?? {},
+        finish_reason: choice['finish_reason'] ?? 'stop',
+      },
+    ],
+    route: completion['route'] ?? null,
+  };
+  res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+  res.end('data: [DONE]\n\n');
+}
+
+function contentText(content: JsonValue | undefined): string {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content))
+    return content
+      .map((p) => (isJsonObject(p) && typeof p['text'] === 'string' ? p['text'] : ''))
+      .join('');
+  return '';
+}
+
+/** A journey's answer as a chat.completion: a chat model's own completion, or the output as text. */
+function toCompletion(ctx: RequestContext, model: string, output: JsonValue): JsonObject {
+  if (isJsonObject(output) && isJsonObject(output['completion'])) {
+    const c = output['completion'];
+    if (c['object'] === 'chat.completion') return { ...c, model };
+  }
+  let content: string;
+  if (typeof output === 'string') content = output;
+  else if (isJsonObject(output) && typeof output['text'] === 'string') content = output['text'];
+  else if (isJsonObject(output) && typeof output['answer'] === 'string') content = output['answer'];
+  else content = JSON.stringify(output);
+  return {
+    id: `chatcmpl-${ctx.requestId}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model,
+    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+  };
+}

@@ -1,0 +1,127 @@
+import type { JsonValue } from '../../contracts/json.js';
+import { syError } from '../../core/errors.js';
+import { isJsonObject } from '../../core/safe-json.js';
+import { admit, callEstimate, settleUsage } from '../admission-gate.js';
+import type { RequestContext } from '../context.js';
+import { sendJson } from '../respond.js';
+import { resolveModel } from './models.js';
+
+/** Open Inference Protocol (KServe v2) REST routes. */
+
+const DATATYPES = new Set([
+  'BOOL',
+  'UINT8',
+  'UINT16',
+  'UINT32',
+  'UINT64',
+  'INT8',
+  'INT16',
+  'INT32',
+  'INT64',
+  'FP16',
+  'FP32',
+  'FP64',
+  'BYTES',
+  'BF16',
+]);
+
+export const SERVER_VERSION = '0.1.0';
+
+/** `GET /v2`: server metadata. */
+export function serverMetadata(ctx: RequestContext): Promise<void> {
+  sendJson(ctx, 200, { name: 'switchyard', version: SERVER_VERSION, extensions: [] });
+  return Promise.resolve();
+}
+
+function version(ctx: RequestContext): string | undefined {
+  return ctx.params['version'];
+}
+
+/** `GET /v2/models/{name}[/versions/{v}]`. */
+export async function modelMetadata(ctx: RequestContext): Promise<void> {
+  const model = resolveModel(ctx, ctx.params['name'] ?? '', 'infer');
+  const meta = await model.backend.metadata(version(ctx), ctx.startDeadline());
+  sendJson(ctx, 200, meta);
+}
+
+/** `GET /v2/models/{name}[/versions/{v}]/ready`: 200 when ready, 503 when not. */
+export async function modelReady(ctx: RequestContext): Promise<void> {
+  const model = resolveModel(ctx, ctx.params['name'] ?? '', 'infer');
+  // Outside the try: a bad deadline header is the client's error (400), not "not ready".
+  const call = ctx.startDeadline();
+  let ready: boolean;
+  try {
+    ready = await model.backend.ready(version(ctx), call);
+  } catch {
+    ready = false;
+  }
+  sendJson(ctx, ready ? 200 : 503, { name: model.name, ready });
+}
+
+/** `POST /v2/models/{name}[/versions/{v}]/infer`. */
+export async function modelInfer(ctx: RequestContext): Promise<void> {
+  if (ctx.req.headers['inference-header-content-length'] !== undefined) {
+    throw syError(
+      'SY_ERR_UNSUPPORTED_MEDIA_TYPE',
+      'the binary tensor extension (send JSON tensors)',
+    );
+  }
+  const model = resolveModel(ctx, ctx.params['name'] ?? '', 'infer');
+  const body = await ctx.readJson();
+  validateInferRequest(body);
+  const v = version(ctx);
+  const request =
+    v === undefined ? { op: 'infer' as const, body } : { op: 'infer' as const, body, version: v };
+  const { call, ticket } = await admit(ctx, {
+    model: model.name,
+    estimate: callEstimate(ctx, model.name),
+  });
+  const result = await model.call.call(request, call);
+  settleUsage(ctx, ticket, model.name, result.usage);
+  sendJson(ctx, 200, result.raw ?? result.json);
+}
+
+function invalid(detail: string, param: string): never {
+  throw syError('SY_ERR_INVALID_REQUEST', detail, { param });
+}
+
+/**
+ * The shape of an inference request (names, datatypes, shapes, data present). Whether the
+ * tensors fit a model's inputs is the backend's call: it knows the model's metadata.
+ */
+export function validateInferRequest(body: Readonly<Record<string, JsonValue>>): void {
+  const inputs = body['inputs'];
+  if (!Array.isArray(inputs) || inputs.length === 0)
+    invalid('"inputs" must be a non-empty array', 'inputs');
+  inputs.forEach((input, i) => {
+    const at = `inputs[${i}]`;
+    if (!isJsonObject(input)) invalid('each input must be an object', at);
+    if (typeof input['name'] !== 'string' || input['name'] === '')
+      invalid('"name" must be a non-empty string', `${at}.name`);
+    const dt = input['datatype'];
+    if (typeof dt !== 'string' || !DATATYPES.has(dt))
+      invalid(`"datatype" must be one of ${[...DATATYPES].join(', ')}`, `${at}.datatype`);
+    const shape = input['shape'];
+    if (
+      !Array.isArray(shape) ||
+      !shape.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 0)
+    ) {
+      invalid('"shape" must be an array of non-negative integers', `${at}.shape`);
+    }
+    if (!Array.isArray(input['data'])) invalid('"data" must be an array', `${at}.data`);
+    if (input['parameters'] !== undefined && !isJsonObject(input['parameters']))
+      invalid('"parameters" must be an object', `${at}.parameters`);
+  });
+  const outputs = body['outputs'];
+  if (outputs !== undefined) {
+    if (!Array.isArray(outputs)) invalid('"outputs" must be an array', 'outputs');
+    outputs.forEach((o, i) => {
+      if (!isJsonObject(o) || typeof o['name'] !== 'string')
+        invalid('each output needs a "name" string', `outputs[${i}]`);
+    });
+  }
+  if (body['id'] !== undefined && typeof body['id'] !== 'string')
+    invalid('"id" must be a string', 'id');
+  if (body['parameters'] !== undefined && !isJsonObject(body['parameters']))
+    invalid('"parameters" must be an object', 'parameters');
+}

@@ -1,0 +1,33 @@
+import { syError } from '../../core/errors.js';
+import type { RequestContext } from '../context.js';
+import { sendJson } from '../respond.js';
+import type { GatewayState } from '../runtime.js';
+
+/** Liveness, readiness and metrics: never authenticated, never shed. */
+
+export function live(ctx: RequestContext): Promise<void> {
+  sendJson(ctx, 200, ctx.errorStyle === 'kserve' ? { live: true } : { status: 'ok' });
+  return Promise.resolve();
+}
+
+export function readiness(state: GatewayState) {
+  return (ctx: RequestContext): Promise<void> => {
+    const ready = state.ready();
+    if (ctx.errorStyle === 'kserve') {
+      sendJson(ctx, ready ? 200 : 503, { ready });
+      return Promise.resolve();
+    }
+    if (!ready) throw syError('SY_ERR_NOT_READY', 'starting or draining');
+    sendJson(ctx, 200, { status: 'ready', config: ctx.runtime.snapshot.digest });
+    return Promise.resolve();
+  };
+}
+
+export function metrics(render: () => Promise<string>, contentType: string) {
+  return async (ctx: RequestContext): Promise<void> => {
+    const text = Buffer.from(await render());
+    if (ctx.res.headersSent) return;
+    ctx.res.writeHead(200, { 'content-type': contentType, 'content-length': text.length });
+    ctx.res.end(text);
+  };
+}

@@ -1,0 +1,68 @@
+import type { Backend, BackendCall, Operation } from '../contracts/backend.js';
+import type { ConfigSnapshot } from '../config/load.js';
+import type { FeatureSource } from '../contracts/feature-source.js';
+import type { Logger } from '../contracts/logger.js';
+import type { ConsentRegistry, PolicyModule } from '../contracts/policy.js';
+import type { AdmissionController } from '../admission/admission-controller.js';
+import type { AuditSink } from '../contracts/audit.js';
+import type { VectorHost } from '../retrieval/vector-host.js';
+import type { ReleaseHost } from '../release/release-host.js';
+import type { CompiledJourney } from '../orchestrator/compile.js';
+import type { JourneyRunner } from '../orchestrator/runner.js';
+import type { KeyStore } from './auth.js';
+
+/** A servable model as the front door sees it: the primary backend and its guarded call chain. */
+export interface ModelHandle {
+  readonly name: string;
+  /** The primary backend: describes the model, answers KServe metadata and readiness. */
+  readonly backend: Backend;
+  /** Deadline guard, retries, breaker and fallback chain around the backend(s). */
+  readonly call: BackendCall;
+  readonly operations: ReadonlySet<Operation>;
+}
+
+/**
+ * Everything built from one config snapshot. The front door reads it once per request, so a
+ * reload (which swaps the whole Runtime) never mixes two configs within a request.
+ */
+export interface Runtime {
+  readonly snapshot: ConfigSnapshot;
+  readonly models: ReadonlyMap<string, ModelHandle>;
+  readonly keys: KeyStore;
+  /** Epoch seconds the runtime was built; shown as `created` in /v1/models. */
+  readonly createdAt: number;
+  /** Admission control (#5); it outlives reloads. Absent in bare test runtimes: all admitted. */
+  readonly admission?: AdmissionController;
+  /** Where control-plane changes are recorded (mode overrides, ...). */
+  readonly audit?: AuditSink;
+  /** The feature store, consent registry and policy module (#7); absent in bare test runtimes. */
+  readonly personalization?: Personalization;
+  /** Vector collections, their shard router and the shard API (#7); absent in bare test runtimes. */
+  readonly vectors?: VectorHost;
+  /** Model registry, experiments and the release manager (#6); absent without `state:`. */
+  readonly release?: ReleaseHost;
+  /** Journeys (#4): compiled graphs and their runner; absent in bare test runtimes. */
+  readonly journeys?: Journeys;
+}
+
+/** The journeys of one config snapshot and the runner that runs them. */
+export interface Journeys {
+  readonly compiled: ReadonlyMap<string, CompiledJourney>;
+  readonly runner: JourneyRunner;
+}
+
+/** Online features, consent and the policy module that guards both (#7). */
+export interface Personalization {
+  readonly features: FeatureSource;
+  readonly consent: ConsentRegistry;
+  readonly policy: PolicyModule;
+  readonly logger: Logger;
+}
+
+/** What the front door needs from the process around it. */
+export interface GatewayState {
+  /** The current runtime (swapped atomically on reload). */
+  runtime(): Runtime;
+  /** False while starting or draining: /readyz and /v2/health/ready answer 503. */
+  ready(): boolean;
+}

@@ -1,0 +1,420 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { events, subscribe } from '../core/events.js';
+import { channel, type Channel } from 'node:diagnostics_channel';
+import {
+  PERSONALIZATION_CHANNELS,
+  type ConsentChangeEvent,
+  type FeatureOpEvent,
+  type PolicyDeniedEvent,
+} from '../contracts/policy.js';
+import type { VectorShardStats } from '../contracts/vector-index.js';
+
+const LATENCY_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+];
+// The OpenTelemetry GenAI semantic conventions' advice for gen_ai.client.token.usage.
+const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304];
+const BREAKER_VALUE = { closed: 0, open: 1, half_open: 2 } as const;
+const MODE_VALUE: Readonly<Record<string, number>> = { normal: 0, surge: 1, emergency: 2 };
+
+/**
+ * Prometheus metrics, fed only by `core/events` subscriptions: the hot path publishes, this
+ * module counts. One registry per gateway instance (tests run several in one process).
+ * GenAI names follow the OpenTelemetry semantic conventions, in Prometheus form.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly unsubscribe: (() => void)[] = [];
+
+  readonly requests = new Counter({
+    name: 'switchyard_requests_total',
+    help: 'Requests answered, by route, model, status and traffic class.',
+    labelNames: ['route', 'model', 'status', 'class'] as const,
+    registers: [this.registry],
+  });
+  readonly requestDuration = new Histogram({
+    name: 'switchyard_request_duration_seconds',
+    help: 'Time from request to the end of the answer.',
+    labelNames: ['route', 'model', 'status', 'class'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly upstreamDuration = new Histogram({
+    name: 'switchyard_upstream_duration_seconds',
+    help: 'Time of each upstream attempt (to its answer, or to the first event of a stream).',
+    labelNames: ['backend', 'outcome'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly tokenUsage = new Histogram({
+    name: 'gen_ai_client_token_usage',
+    help: 'Tokens used per request (OpenTelemetry gen_ai.client.token.usage).',
+    labelNames: ['gen_ai_operation_name', 'gen_ai_request_model', 'gen_ai_token_type'] as const,
+    buckets: TOKEN_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly tokensTotal = new Counter({
+    name: 'switchyard_tokens_total',
+    help: 'Tokens used, by model and type (input or output).',
+    labelNames: ['model', 'type'] as const,
+    registers: [this.registry],
+  });
+  readonly timeToFirstToken = new Histogram({
+    name: 'gen_ai_server_time_to_first_token_seconds',
+    help: 'Time to the first streamed event (OpenTelemetry gen_ai.server.time_to_first_token).',
+    labelNames: ['gen_ai_request_model'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly breakerState = new Gauge({
+    name: 'switchyard_breaker_state',
+    help: 'Circuit breaker state per backend: 0 closed, 1 open, 2 half-open.',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+  });
+  readonly retries = new Counter({
+    name: 'switchyard_retries_total',
+    help: 'Retry decisions: retried, budget_exhausted, or no_time (the deadline left no room).',
+    labelNames: ['backend', 'decision'] as const,
+    registers: [this.registry],
+  });
+  readonly fallbacks = new Counter({
+    name: 'switchyard_fallbacks_total',
+    help: 'Moves down a fallback chain, by model, from and to backend, and the error that caused it.',
+    labelNames: ['model', 'from', 'to', 'code'] as const,
+    registers: [this.registry],
+  });
+  // Journeys (#4): where answers came from, and the work avoided.
+  readonly journeyRequests = new Counter({
+    name: 'switchyard_journey_requests_total',
+    help: 'Journey runs by journey, outcome, what answered (cache, edge, regional, central, none) and cache result.',
+    labelNames: ['journey', 'outcome', 'answered_by', 'cache'] as const,
+    registers: [this.registry],
+  });
+  readonly journeyDecisions = new Counter({
+    name: 'switchyard_journey_decisions_total',
+    help: 'Work avoided and degradations: cache_hit, semantic_hit, stale_served, escalation, downgrade, fallback.',
+    labelNames: ['journey', 'decision'] as const,
+    registers: [this.registry],
+  });
+  readonly journeyCost = new Counter({
+    name: 'switchyard_journey_cost_total',
+    help: 'Model cost of journey runs, in the models’ configured currency units.',
+    labelNames: ['journey', 'tenant'] as const,
+    registers: [this.registry],
+  });
+  readonly journeyStageDuration = new Histogram({
+    name: 'switchyard_journey_stage_duration_seconds',
+    help: 'Time per journey stage, by journey, stage kind and outcome.',
+    labelNames: ['journey', 'kind', 'outcome'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly configReloads = new Counter({
+    name: 'switchyard_config_reloads_total',
+    help: 'Config reloads by result: applied, unchanged, rejected (the last good config kept serving).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly modelQueueDepth = new Gauge({
+    name: 'switchyard_model_queue_depth',
+    help: "Rows waiting in an in-process model version's batch queue.",
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+  });
+  readonly modelBatchSize = new Histogram({
+    name: 'switchyard_model_batch_size',
+    help: 'Rows per batch run by an in-process model version.',
+    labelNames: ['model', 'version'] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [this.registry],
+  });
+  readonly modelQueueDelay = new Histogram({
+    name: 'switchyard_model_queue_delay_seconds',
+    help: 'Time a request waited in the batch queue before its batch ran.',
+    labelNames: ['model', 'version'] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly modelInference = new Histogram({
+    name: 'switchyard_model_inference_seconds',
+    help: 'Inference time per batch (in the worker thread).',
+    labelNames: ['model', 'version'] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly modelDropped = new Counter({
+    name: 'switchyard_model_dropped_total',
+    help: 'Requests refused (queue_full) or dropped before running (deadline, cancelled) by a model version.',
+    labelNames: ['model', 'version', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly modelLoads = new Counter({
+    name: 'switchyard_model_loads_total',
+    help: 'Model version loads, failed loads and unloads.',
+    labelNames: ['model', 'version', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  // Feature store, consent and the policy module (#7), fed by their diagnostics channels.
+  readonly policyDenials = new Counter({
+    name: 'switchyard_policy_denials_total',
+    help: 'Data refused (ingestion), filtered (retrieval), stripped (model_input) or redacted (logging) by the policy module.',
+    labelNames: ['point', 'code', 'label'] as const,
+    registers: [this.registry],
+  });
+  readonly consentChanges = new Counter({
+    name: 'switchyard_consent_changes_total',
+    help: 'Consent changes: revoke (something was revoked and purged) or update.',
+    labelNames: ['action'] as const,
+    registers: [this.registry],
+  });
+  readonly consentPurged = new Counter({
+    name: 'switchyard_consent_purged_total',
+    help: 'Items purged after consent revocations, per store (purge hook).',
+    labelNames: ['store'] as const,
+    registers: [this.registry],
+  });
+  readonly consentPurgeFailures = new Counter({
+    name: 'switchyard_consent_purge_failures_total',
+    help: 'Purge hooks that failed during a consent revocation (the audit entry names them).',
+    registers: [this.registry],
+  });
+  readonly featureValues = new Counter({
+    name: 'switchyard_feature_values_total',
+    help: 'Feature values read (hit, miss) and written (ok, invalid, unavailable).',
+    labelNames: ['op', 'result'] as const,
+    registers: [this.registry],
+  });
+  private readonly personalizationSubscribed = this.subscribePersonalization();
+
+  private subscribePersonalization(): true {
+    const on = <T>(name: string, fn: (e: T) => void): void => {
+      this.unsubscribe.push(subscribe(channel(name) as Channel<T>, fn));
+    };
+    on<PolicyDeniedEvent>(PERSONALIZATION_CHANNELS.denied, (e) => {
+      this.policyDenials.labels(e.point, e.code, e.label).inc();
+    });
+    on<ConsentChangeEvent>(PERSONALIZATION_CHANNELS.consent, (e) => {
+      this.consentChanges.labels(e.action).inc();
+      for (const [store, n] of Object.entries(e.purged)) this.consentPurged.labels(store).inc(n);
+      if (e.failed > 0) this.consentPurgeFailures.inc(e.failed);
+    });
+    on<FeatureOpEvent>(PERSONALIZATION_CHANNELS.features, (e) => {
+      this.featureValues.labels(e.op, e.result).inc(e.count);
+    });
+    return true;
+  }
+
+  // Admission control (#5).
+  readonly admissionMode = new Gauge({
+    name: 'switchyard_admission_mode',
+    help: 'The admission mode (0 normal, 1 surge, 2 emergency), labelled with the mode and why it was entered.',
+    labelNames: ['mode', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly admitted = new Counter({
+    name: 'switchyard_admission_admitted_total',
+    help: 'Requests admitted by admission control, by traffic class.',
+    labelNames: ['class'] as const,
+    registers: [this.registry],
+  });
+  readonly queued = new Counter({
+    name: 'switchyard_admission_queued_total',
+    help: 'Requests that waited in a concurrency queue, by traffic class.',
+    labelNames: ['class'] as const,
+    registers: [this.registry],
+  });
+  readonly shed = new Counter({
+    name: 'switchyard_admission_shed_total',
+    help: 'Requests shed (503) or dropped unstarted, by class and reason: mode, curve, queue_full, evicted, queue_timeout, deadline, cancelled.',
+    labelNames: ['class', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly quotaRefused = new Counter({
+    name: 'switchyard_quota_refused_total',
+    help: 'Requests refused (429) by a quota, by class and what ran out: requests, tokens or spend.',
+    labelNames: ['class', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly concurrencyLimit = new Gauge({
+    name: 'switchyard_admission_concurrency_limit',
+    help: 'The adaptive concurrency limit of each gate (model).',
+    labelNames: ['gate'] as const,
+    registers: [this.registry],
+  });
+  readonly limiterShared = new Gauge({
+    name: 'switchyard_limiter_shared',
+    help: '1 while quotas are counted in the shared store (Redis), 0 while counted locally.',
+    registers: [this.registry],
+  });
+  readonly limiterLocal = new Counter({
+    name: 'switchyard_limiter_local_fallback_total',
+    help: 'Quota decisions taken by the local fallback because the shared store (Redis) was unreachable.',
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    this.unsubscribe.push(
+      subscribe(events.requestDone, (e) => {
+        const status = String(e.status);
+        this.requests.labels(e.route, e.model, status, e.trafficClass).inc();
+        this.requestDuration
+          .labels(e.route, e.model, status, e.trafficClass)
+          .observe(e.durationMs / 1000);
+      }),
+      subscribe(events.upstreamAttempt, (e) => {
+        this.upstreamDuration.labels(e.backend, e.outcome).observe(e.durationMs / 1000);
+      }),
+      subscribe(events.tokenUsage, (e) => {
+        this.tokenUsage.labels(e.operation, e.model, 'input').observe(e.inputTokens);
+        this.tokensTotal.labels(e.model, 'input').inc(e.inputTokens);
+        if (e.outputTokens > 0 || e.operation === 'chat') {
+          this.tokenUsage.labels(e.operation, e.model, 'output').observe(e.outputTokens);
+          this.tokensTotal.labels(e.model, 'output').inc(e.outputTokens);
+        }
+      }),
+      subscribe(events.firstToken, (e) => {
+        this.timeToFirstToken.labels(e.model).observe(e.ms / 1000);
+      }),
+      subscribe(events.breakerState, (e) => {
+        this.breakerState.labels(e.backend).set(BREAKER_VALUE[e.state]);
+      }),
+      subscribe(events.retry, (e) => {
+        this.retries.labels(e.backend, e.decision).inc();
+      }),
+      subscribe(events.fallback, (e) => {
+        this.fallbacks.labels(e.model, e.from, e.to, e.code).inc();
+      }),
+      subscribe(events.configReload, (e) => {
+        this.configReloads.labels(e.result).inc();
+      }),
+      subscribe(events.journeyDone, (e) => {
+        this.journeyRequests.labels(e.journey, e.outcome, e.answeredBy, e.cache).inc();
+        for (const d of e.decisions) this.journeyDecisions.labels(e.journey, d).inc();
+        if (e.cost > 0) this.journeyCost.labels(e.journey, e.tenant).inc(e.cost);
+        for (const s of e.stages)
+          this.journeyStageDuration.labels(e.journey, s.kind, s.outcome).observe(s.ms / 1000);
+      }),
+      subscribe(events.modelQueue, (e) => {
+        this.modelQueueDepth.labels(e.model, e.version).set(e.depth);
+      }),
+      subscribe(events.modelBatch, (e) => {
+        this.modelBatchSize.labels(e.model, e.version).observe(e.rows);
+        this.modelInference.labels(e.model, e.version).observe(e.inferMs / 1000);
+        const delay = this.modelQueueDelay.labels(e.model, e.version);
+        for (const ms of e.queueDelaysMs) delay.observe(ms / 1000);
+      }),
+      subscribe(events.modelDrop, (e) => {
+        this.modelDropped.labels(e.model, e.version, e.reason).inc();
+      }),
+      subscribe(events.modelLoad, (e) => {
+        this.modelLoads.labels(e.model, e.version, e.result).inc();
+      }),
+      subscribe(events.admission, (e) => {
+        if (e.outcome === 'admitted') this.admitted.labels(e.trafficClass).inc();
+        else if (e.outcome === 'queued') this.queued.labels(e.trafficClass).inc();
+        else if (e.outcome === 'shed' || e.outcome === 'expired')
+          this.shed.labels(e.trafficClass, e.reason).inc();
+        else this.quotaRefused.labels(e.trafficClass, e.reason).inc();
+      }),
+      subscribe(events.admissionMode, (e) => {
+        this.admissionMode.reset();
+        this.admissionMode.labels(e.mode, e.reason).set(MODE_VALUE[e.mode] ?? -1);
+      }),
+      subscribe(events.concurrencyLimit, (e) => {
+        this.concurrencyLimit.labels(e.gate).set(e.limit);
+      }),
+      subscribe(events.limiterState, (e) => {
+        this.limiterShared.set(e.state === 'shared' ? 1 : 0);
+      }),
+      subscribe(events.limiterLocal, (e) => {
+        this.limiterLocal.inc(e.decisions);
+      }),
+    );
+  }
+
+  /**
+   * Per-shard vector numbers (#7), read from the shards at scrape time: size, QPS, p95, the
+   * last recall probe, searches, and vectors evicted by size caps and expired by TTL.
+   */
+  trackVectorShards(stats: () => Promise<readonly VectorShardStats[]>): void {
+    let cached: { at: number; value: Promise<readonly VectorShardStats[]> } | undefined;
+    const read = (): Promise<readonly VectorShardStats[]> => {
+      const now = Date.now();
+      if (cached === undefined || now - cached.at > 1_000) cached = { at: now, value: stats() };
+      return cached.value;
+    };
+    const gauge = (
+      name: string,
+      help: string,
+      pick: (s: VectorShardStats) => number | undefined,
+    ): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['shard'] as const,
+        registers: [this.registry],
+        async collect() {
+          this.reset();
+          for (const s of await read().catch(() => [])) {
+            const v = pick(s);
+            if (v !== undefined) this.labels(s.id).set(v);
+          }
+        },
+      });
+    };
+    gauge('switchyard_vector_shard_size', 'Live vectors per shard.', (s) => s.size);
+    gauge(
+      'switchyard_vector_shard_qps',
+      'Searches per second per shard (last 10 s).',
+      (s) => s.qps,
+    );
+    gauge(
+      'switchyard_vector_shard_search_p95_seconds',
+      'p95 search time per shard (last 2048).',
+      (s) => s.p95Ms / 1000,
+    );
+    gauge(
+      'switchyard_vector_shard_recall',
+      'Last recall@10 probe against exact search.',
+      (s) => s.recall,
+    );
+    gauge(
+      'switchyard_vector_shard_searches',
+      'Searches served per shard since start.',
+      (s) => s.searches,
+    );
+    gauge(
+      'switchyard_vector_shard_evicted',
+      'Vectors evicted by the size cap since start.',
+      (s) => s.evictedTotal,
+    );
+    gauge(
+      'switchyard_vector_shard_expired',
+      'Vectors expired by TTL since start.',
+      (s) => s.expiredTotal,
+    );
+  }
+
+  /** Declares a backend's breaker as closed so the gauge exists before its first change. */
+  trackBreaker(backend: string): void {
+    this.breakerState.labels(backend).set(0);
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  close(): void {
+    for (const u of this.unsubscribe) u();
+    this.unsubscribe.length = 0;
+    this.registry.clear();
+  }
+}

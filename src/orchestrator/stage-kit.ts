@@ -1,0 +1,231 @@
+import type { z } from 'zod';
+import type { CallContext } from '../contracts/backend.js';
+import type { JsonValue } from '../contracts/json.js';
+import type {
+  InvokeResult,
+  JourneyDecision,
+  JourneyState,
+  ModelInfo,
+  ModelUse,
+  RouteEntry,
+  Stage,
+  StageContext,
+  StageResult,
+} from '../contracts/stage.js';
+import { abortReason } from '../core/deadline.js';
+import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
+import type { PathCompiler } from './paths.js';
+import { Router } from './router.js';
+
+export type ModelOp = 'chat' | 'embeddings' | 'infer' | 'classify';
+
+/** What a stage kind gets while it is compiled. */
+export interface BuildContext {
+  readonly journey: string;
+  /** The stage's id. */
+  readonly id: string;
+  /** Config path of the stage kind's body, such as `journeys.support.stages[2].infer`. */
+  readonly where: string;
+  readonly paths: PathCompiler;
+  readonly router: Router;
+  problem(where: string, message: string): void;
+  /** Checks a model exists and serves `op`; remembers it (cache keys include model versions). */
+  model(name: string, where: string, op: ModelOp | readonly ModelOp[]): void;
+  /** Checks an optional service (feature store, retriever, policy) is configured. */
+  needs(service: 'features' | 'retriever' | 'policy', where: string): void;
+  /** Compiles an inline sub-stage (parallel branches, fallback alternatives). */
+  sub(spec: unknown, where: string, id: string): Stage;
+  /** Models of the journey's infer/classify stages (filled while compiling). */
+  readonly journeyModels: Set<string>;
+}
+
+/** A stage kind: its config schema, the stage ids it may jump to, and how it is built. */
+export interface StageKind<C = unknown> {
+  readonly kind: string;
+  readonly schema: z.ZodType<C>;
+  /** True when the stage never continues to the next stage in the list by default. */
+  readonly terminal?: boolean;
+  /** Stage ids this stage may jump to, with the config path (relative to the kind's body). */
+  refs?(config: C): readonly { readonly id: string; readonly where: string }[];
+  /** Inline sub-stage specs (for id collection), with their paths relative to the kind's body. */
+  subs?(raw: unknown): readonly { readonly spec: unknown; readonly where: string }[];
+  build(config: C, b: BuildContext): Stage;
+}
+
+export function defineKind<C>(kind: StageKind<C>): StageKind<C> {
+  return kind;
+}
+
+/** Stage results, with the common fields filled. */
+export const result = {
+  next(
+    code: string,
+    reason: string,
+    extra: Omit<Extract<StageResult, { kind: 'continue' }>, 'kind' | 'code' | 'reason'> = {},
+  ): StageResult {
+    return { kind: 'continue', code, reason, ...extra };
+  },
+  respond(
+    code: string,
+    reason: string,
+    body: JsonValue,
+    extra: Omit<
+      Extract<StageResult, { kind: 'respond' }>,
+      'kind' | 'code' | 'reason' | 'body'
+    > = {},
+  ): StageResult {
+    return { kind: 'respond', code, reason, body, ...extra };
+  },
+  fail(
+    error: SwitchyardError,
+    reason: string,
+    extra: Omit<Extract<StageResult, { kind: 'fail' }>, 'kind' | 'code' | 'reason' | 'error'> = {},
+  ): StageResult {
+    return { kind: 'fail', code: error.code.replace(/^SY_ERR_/, ''), reason, error, ...extra };
+  },
+};
+
+export type Called<T> =
+  | { readonly ok: true; readonly value: T; readonly use: ModelUse }
+  | { readonly ok: false; readonly error: SwitchyardError; readonly use: ModelUse };
+
+/**
+ * One model call from a stage: timed, its latency fed to the router's profile (successes only),
+ * its cost computed from the model that actually answered, and described for the route.
+ */
+export async function callModel<T extends InvokeResult>(
+  ctx: StageContext,
+  router: Router,
+  model: string,
+  fn: (call: CallContext) => Promise<T>,
+): Promise<Called<T>> {
+  const info = ctx.services.models.info(model);
+  const t0 = ctx.now();
+  try {
+    const value = await fn(ctx.call());
+    const ms = ctx.now() - t0;
+    const served = value.servedBy === model ? info : ctx.services.models.info(value.servedBy);
+    router.observe(value.servedBy, ms, value.usage);
+    const use: ModelUse = {
+      model: value.servedBy,
+      version: value.version,
+      tier: served?.tier ?? info?.tier ?? 'central',
+      cost: Router.cost(served, value.usage, ms),
+      ms: round(ms),
+      outcome: 'ok',
+      ...(value.attempts.includes('>') || value.attempts.includes('#2')
+        ? { attempts: value.attempts }
+        : {}),
+    };
+    return { ok: true, value, use };
+  } catch (err) {
+    const error = ctx.signal.aborted ? abortReason(ctx.signal) : toSwitchyardError(err);
+    const use: ModelUse = {
+      model,
+      version: info?.version ?? '',
+      tier: info?.tier ?? 'central',
+      cost: 0,
+      ms: round(ctx.now() - t0),
+      outcome: error.code.replace(/^SY_ERR_/, ''),
+    };
+    return { ok: false, error, use };
+  }
+}
+
+export function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+export function requireInfo(ctx: StageContext, model: string): ModelInfo {
+  const info = ctx.services.models.info(model);
+  if (info === undefined) throw syError('SY_ERR_MODEL_NOT_FOUND', model);
+  return info;
+}
+
+/** Writes a continuing stage's output and updates into the state (the runner's job). */
+export function applyResult(state: JourneyState, id: string, r: StageResult): void {
+  if (r.kind !== 'continue') return;
+  if (r.output !== undefined) {
+    state.outputs.set(id, r.output);
+    state.last = r.output;
+  }
+  const u = r.update;
+  if (u === undefined) return;
+  if (u.label !== undefined) state.label = u.label;
+  if (u.confidence !== undefined) state.confidence = u.confidence;
+  if (u.features !== undefined) Object.assign(state.features, u.features);
+  if (u.cacheWrite !== undefined) state.cacheWrites.push(u.cacheWrite);
+  if (u.stale !== undefined) state.stale = u.stale;
+}
+
+/**
+ * Runs one stage with its own span: refuses to start it once the budget is spent or the signal
+ * fired (no stage ever starts after the deadline), turns a throw into a `fail`, and describes
+ * what happened as a route entry.
+ */
+export async function runStage(
+  stage: Stage,
+  ctx: StageContext,
+  state: JourneyState,
+): Promise<
+  { result: StageResult; entry: RouteEntry } | { result: undefined; error: SwitchyardError }
+> {
+  const origin = ctx.origin;
+  if (ctx.signal.aborted) return { result: undefined, error: abortReason(ctx.signal) };
+  if (ctx.now() >= ctx.deadlineAt) {
+    return {
+      result: undefined,
+      error: syError('SY_ERR_DEADLINE_EXCEEDED', String(Math.round(ctx.deadlineAt - origin))),
+    };
+  }
+  const t0 = ctx.now();
+  let r: StageResult;
+  try {
+    r = await stage.run(ctx, state);
+  } catch (err) {
+    const e = ctx.signal.aborted ? abortReason(ctx.signal) : toSwitchyardError(err);
+    r = result.fail(e, `threw: ${e.message}`);
+  }
+  const ms = ctx.now() - t0;
+  return { result: r, entry: entryOf(stage, r, t0 - origin, ms) };
+}
+
+export function entryOf(stage: Stage, r: StageResult, at: number, ms: number): RouteEntry {
+  const models = r.models ?? [];
+  const children = r.children ?? [];
+  let cost = 0;
+  for (const m of models) cost += m.cost;
+  for (const c of children) cost += c.cost;
+  const answered = [...models].reverse().find((m) => m.outcome === 'ok') ?? models.at(-1);
+  return {
+    stage: stage.id,
+    kind: stage.kind,
+    outcome: r.kind,
+    code: r.code,
+    reason: r.reason,
+    at: round(at),
+    ms: round(ms),
+    ...(answered === undefined
+      ? {}
+      : { tier: answered.tier, model: answered.model, version: answered.version }),
+    cost,
+    ...(models.length > 0 ? { models } : {}),
+    ...(children.length > 0 ? { children } : {}),
+  };
+}
+
+/** The default id of an inline sub-stage: `<parent>-<kind><index>`, such as `answer-infer0`. */
+export function subId(parent: string, spec: unknown, index: number): string {
+  const kind =
+    spec !== null && typeof spec === 'object'
+      ? Object.keys(spec).find((k) => k !== 'id' && k !== 'next' && k !== 'on_fail')
+      : undefined;
+  return `${parent}-${kind ?? 'stage'}${index}`;
+}
+
+/** The same context with another signal (a parallel branch that can be cancelled alone). */
+export function withSignal(ctx: StageContext, signal: AbortSignal): StageContext {
+  return { ...ctx, signal, call: () => ({ ...ctx.call(), signal }) };
+}
+
+export type { JourneyDecision };

@@ -1,0 +1,172 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { CacheScope } from '../../contracts/cache.js';
+import type { JsonObject, JsonValue } from '../../contracts/json.js';
+import type { ModelUse, StageContext } from '../../contracts/stage.js';
+import { syError } from '../../core/errors.js';
+import { asText } from '../paths.js';
+import { callModel, defineKind, result } from '../stage-kit.js';
+
+const schema = z.strictObject({
+  /** `lookup` answers fresh hits; `stale` serves the stale answer a lookup saw (stale-if-error). */
+  mode: z.enum(['lookup', 'stale']).default('lookup'),
+  /** What identifies the request (a mapping; default: the whole input). */
+  key: z.unknown().optional(),
+  exact: z.boolean().default(true),
+  semantic: z
+    .strictObject({
+      /** The embedding model (any model serving embeddings). */
+      embed: z.string().min(1),
+      text: z.string().default('input.text'),
+      /** Lowest cosine similarity that counts as the same question. */
+      threshold: z.number().min(-1).max(1),
+    })
+    .optional(),
+  ttl_ms: z.number().int().positive().default(300_000),
+  /** How long after the TTL an answer may still be served by a `stale` stage. */
+  stale_ms: z.number().int().nonnegative().default(0),
+  /** Models whose current version is part of the key; default: every model the journey uses. */
+  versions_of: z.array(z.string().min(1)).optional(),
+});
+
+/**
+ * `cache`: exact and semantic response cache. The exact key is the tenant, the journey, the
+ * normalized request and the current versions of the journey's models, so a new model version
+ * never serves an old version's answers. On a miss the stage asks the runner to write the
+ * journey's answer back (undegraded answers only).
+ */
+export const cacheKind = defineKind({
+  kind: 'cache',
+  schema,
+  build(config, b) {
+    const key = b.paths.mapping(config.key ?? 'input', `${b.where}.key`);
+    if (config.semantic !== undefined)
+      b.model(config.semantic.embed, `${b.where}.semantic.embed`, 'embeddings');
+    config.versions_of?.forEach((m, i) =>
+      b.model(m, `${b.where}.versions_of[${i}]`, ['chat', 'embeddings', 'infer', 'classify']),
+    );
+    const semText =
+      config.semantic === undefined
+        ? undefined
+        : b.paths.path(config.semantic.text, `${b.where}.semantic.text`);
+    const router = b.router;
+    // The journey's models are known only once every stage is compiled.
+    const versioned = (): readonly string[] => config.versions_of ?? [...b.journeyModels].sort();
+
+    if (config.mode === 'stale') {
+      return {
+        id: b.id,
+        kind: 'cache',
+        run: (_ctx, state) => {
+          const stale = state.stale;
+          if (stale === undefined)
+            return Promise.resolve(
+              result.fail(
+                syError('SY_ERR_STAGE_FAILED', `${b.id}: no stale answer`),
+                'no stale answer to serve',
+              ),
+            );
+          return Promise.resolve(
+            result.respond(
+              'stale',
+              `stale answer, ${Math.round(stale.ageMs / 1000)}s old`,
+              stale.value['output'] ?? null,
+              {
+                decisions: ['stale_served'],
+                cacheable: false,
+              },
+            ),
+          );
+        },
+      };
+    }
+
+    return {
+      id: b.id,
+      kind: 'cache',
+      async run(ctx, state) {
+        const scope: CacheScope = { tenant: ctx.tenant, namespace: state.journey };
+        const cache = ctx.services.cache;
+        const k = cacheKey(normalize(key(state, ctx) ?? null), versioned(), ctx);
+        let stale: { value: JsonObject; ageMs: number } | undefined;
+        const wall = ctx.wall();
+        if (config.exact) {
+          const hit = await cache.get(scope, k, { allowStale: config.stale_ms > 0 });
+          if (hit !== undefined && !hit.stale)
+            return result.respond(
+              'hit',
+              `exact hit, ${Math.round((wall - hit.entry.storedAt) / 1000)}s old`,
+              hit.entry.value['output'] ?? null,
+              {
+                decisions: ['cache_hit'],
+                cacheable: false,
+              },
+            );
+          if (hit !== undefined)
+            stale = { value: hit.entry.value, ageMs: wall - hit.entry.storedAt };
+        }
+        let vector: Float32Array | undefined;
+        const models: ModelUse[] = [];
+        let reason = config.exact ? 'exact miss' : '';
+        if (config.semantic !== undefined) {
+          const text = asText(semText!(state, ctx));
+          if (text !== undefined) {
+            const embed = config.semantic.embed;
+            const r = await callModel(ctx, router, embed, (call) =>
+              ctx.services.models.embed(embed, text, call),
+            );
+            models.push(r.use);
+            if (r.ok) {
+              vector = r.value.vector;
+              const near = await cache.nearest(scope, vector, {
+                threshold: config.semantic.threshold,
+                allowStale: config.stale_ms > 0,
+              });
+              if (near.hit !== undefined && !near.hit.stale)
+                return result.respond(
+                  'semantic-hit',
+                  `similarity ${near.hit.similarity.toFixed(3)} ≥ ${config.semantic.threshold}`,
+                  near.hit.entry.value['output'] ?? null,
+                  { models, decisions: ['semantic_hit'], cacheable: false },
+                );
+              if (near.hit !== undefined && stale === undefined)
+                stale = { value: near.hit.entry.value, ageMs: wall - near.hit.entry.storedAt };
+              reason += `${reason === '' ? '' : ', '}nearest ${near.best === undefined ? 'none' : near.best.toFixed(3)} < ${config.semantic.threshold}`;
+            } else
+              reason += `${reason === '' ? '' : ', '}embedding failed (${r.use.outcome}): semantic lookup skipped`;
+          }
+        }
+        return result.next('miss', reason, {
+          models,
+          update: {
+            cacheWrite: {
+              key: k,
+              ttlMs: config.ttl_ms,
+              staleMs: config.stale_ms,
+              ...(vector === undefined ? {} : { vector }),
+            },
+            ...(stale === undefined ? {} : { stale }),
+          },
+        });
+      },
+    };
+  },
+});
+
+/** Strings trimmed with whitespace collapsed (NFKC), objects with sorted keys. */
+export function normalize(v: JsonValue): JsonValue {
+  if (typeof v === 'string') return v.normalize('NFKC').trim().replace(/\s+/g, ' ');
+  if (Array.isArray(v)) return v.map(normalize);
+  if (v !== null && typeof v === 'object') {
+    const out: Record<string, JsonValue> = {};
+    for (const k of Object.keys(v).sort()) out[k] = normalize(v[k]!);
+    return out;
+  }
+  return v;
+}
+
+function cacheKey(value: JsonValue, models: readonly string[], ctx: StageContext): string {
+  const h = createHash('sha256').update(JSON.stringify(value));
+  for (const m of models) h.update(`\u0000${m}@${ctx.services.models.info(m)?.version ?? '?'}`);
+  return h.digest('base64url');
+}

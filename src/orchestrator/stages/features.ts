@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import type { JsonValue } from '../../contracts/json.js';
+import { featureTag, type FeatureEntry } from '../../contracts/feature-source.js';
+import { syError } from '../../core/errors.js';
+import { asText } from '../paths.js';
+import { defineKind, result } from '../stage-kit.js';
+
+/**
+ * `features`: reads online features of one entity (the user, an item) from the feature store.
+ * What the policy module does not allow to be retrieved is dropped (never an error); missing
+ * features are null unless `required`, which fails the stage. Values become `features.<name>`.
+ */
+export const featuresKind = defineKind({
+  kind: 'features',
+  schema: z.strictObject({
+    /** The entity id (a path), such as `attr.user` or `input.item_id`. */
+    id: z.string().min(1),
+    names: z.array(z.string().min(1)).min(1),
+    required: z.boolean().default(false),
+  }),
+  build(config, b) {
+    b.needs('features', b.where);
+    const id = b.paths.path(config.id, `${b.where}.id`);
+    return {
+      id: b.id,
+      kind: 'features',
+      async run(ctx, state) {
+        const store = ctx.services.features!;
+        const entityId = asText(id(state, ctx));
+        if (entityId === undefined)
+          return result.fail(
+            syError('SY_ERR_INVALID_REQUEST', `${config.id} is missing`, { param: config.id }),
+            `no entity id at ${config.id}`,
+          );
+        const entries = await store.read(
+          ctx.tenant,
+          config.names.map((feature) => ({ entityId, feature })),
+        );
+        const present = entries.filter((e): e is FeatureEntry => e !== undefined);
+        const policy = ctx.services.policy;
+        const allowed = new Set(
+          policy === undefined
+            ? present
+            : policy.filterRetrieved(present, (e) => featureTag(ctx.tenant, e)),
+        );
+        const values: Record<string, JsonValue> = {};
+        let found = 0;
+        for (const name of config.names) {
+          const e = present.find((x) => x.feature === name);
+          if (e !== undefined && allowed.has(e)) {
+            values[name] = (
+              Array.isArray(e.value) ? [...(e.value as number[])] : e.value
+            ) as JsonValue;
+            found++;
+          } else values[name] = null;
+        }
+        const withheld = present.length - allowed.size;
+        const reason = `${found}/${config.names.length} features${withheld > 0 ? `, ${withheld} withheld by policy` : ''}`;
+        if (config.required && found < config.names.length)
+          return result.fail(
+            syError('SY_ERR_STAGE_FAILED', `${b.id}: required features missing`),
+            reason,
+          );
+        return result.next(found === config.names.length ? 'ok' : 'partial', reason, {
+          output: values,
+          update: { features: values },
+        });
+      },
+    };
+  },
+});

@@ -1,0 +1,63 @@
+import { z } from 'zod';
+import type { JsonObject } from '../../contracts/json.js';
+import { syError } from '../../core/errors.js';
+import { asText } from '../paths.js';
+import { callModel, defineKind, result } from '../stage-kit.js';
+
+/**
+ * `retrieve`: embeds a text and searches a vector collection for the tenant's k nearest items,
+ * with the policy module's filter and consent predicate applied on every shard.
+ */
+export const retrieveKind = defineKind({
+  kind: 'retrieve',
+  schema: z.strictObject({
+    collection: z.string().min(1),
+    embed: z.string().min(1),
+    text: z.string().default('input.text'),
+    k: z.number().int().min(1).max(1000).default(5),
+  }),
+  build(config, b) {
+    b.needs('retriever', b.where);
+    b.model(config.embed, `${b.where}.embed`, 'embeddings');
+    const text = b.paths.path(config.text, `${b.where}.text`);
+    const router = b.router;
+    return {
+      id: b.id,
+      kind: 'retrieve',
+      async run(ctx, state) {
+        const query = asText(text(state, ctx));
+        if (query === undefined)
+          return result.fail(
+            syError('SY_ERR_INVALID_REQUEST', `${config.text} is missing`, { param: config.text }),
+            `no text at ${config.text}`,
+          );
+        const e = await callModel(ctx, router, config.embed, (call) =>
+          ctx.services.models.embed(config.embed, query, call),
+        );
+        if (!e.ok)
+          return result.fail(e.error, `embedding failed (${e.use.outcome})`, { models: [e.use] });
+        const guard = ctx.services.policy?.vectorGuard(ctx.tenant);
+        const found = await ctx.services.retriever!.search(config.collection, {
+          tenant: ctx.tenant,
+          vector: e.value.vector,
+          k: config.k,
+          signal: ctx.signal,
+          ...(guard === undefined ? {} : { filter: guard.filter, predicate: guard.predicate }),
+        });
+        const hits: JsonObject[] = found.hits.map((h) => ({
+          id: h.id,
+          distance: h.distance,
+          ...(h.meta.attrs === undefined ? {} : { attrs: { ...h.meta.attrs } }),
+        }));
+        return result.next(
+          found.partial ? 'partial' : 'ok',
+          `${hits.length} hits from ${found.shards.length} shard(s)${found.partial ? ', partial' : ''}`,
+          {
+            output: { hits, partial: found.partial },
+            models: [e.use],
+          },
+        );
+      },
+    };
+  },
+});

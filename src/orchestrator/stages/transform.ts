@@ -1,0 +1,25 @@
+import { z } from 'zod';
+import { defineKind, result } from '../stage-kit.js';
+
+/**
+ * `transform`: a small declarative mapping from what earlier stages produced to a new object
+ * (the next stages' input): `set: { query: input.text, intent: intent.label, k: { const: 5 } }`.
+ */
+export const transformKind = defineKind({
+  kind: 'transform',
+  schema: z.strictObject({ set: z.record(z.string(), z.unknown()) }),
+  build(config, b) {
+    const map = b.paths.mapping(config.set, `${b.where}.set`);
+    const keys = Object.keys(config.set).length;
+    return {
+      id: b.id,
+      kind: 'transform',
+      run: (ctx, state) =>
+        Promise.resolve(
+          result.next('ok', `mapped ${keys} field${keys === 1 ? '' : 's'}`, {
+            output: map(state, ctx) ?? null,
+          }),
+        ),
+    };
+  },
+});

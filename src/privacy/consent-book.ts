@@ -1,0 +1,196 @@
+import type { AuditSink } from '../contracts/audit.js';
+import type { Logger } from '../contracts/logger.js';
+import type {
+  ConsentChange,
+  ConsentPurpose,
+  ConsentRecord,
+  ConsentRegistry,
+  ConsentUpdate,
+  PurgeHook,
+} from '../contracts/policy.js';
+import { channel } from 'node:diagnostics_channel';
+import {
+  CONSENT_PURPOSES,
+  PERSONALIZATION_CHANNELS,
+  type ConsentChangeEvent,
+} from '../contracts/policy.js';
+import type { Clock } from '../core/clock.js';
+import { toSwitchyardError } from '../core/errors.js';
+
+/**
+ * Where consent records are kept durably: SQLite (embedded, synchronous) or Redis (shared by the
+ * replicas, which then hear each other's changes through `subscribe`); absent: memory only.
+ */
+export interface ConsentPersistence {
+  loadAll(): ConsentRecord[] | Promise<ConsentRecord[]>;
+  save(record: ConsentRecord): void | Promise<void>;
+  /** Changes made by other replicas (and, after a reconnect, everything again). */
+  subscribe?(onRecord: (record: ConsentRecord) => void): void;
+  close(): void | Promise<void>;
+}
+
+export interface ConsentBookOptions {
+  readonly clock: Clock;
+  readonly audit: AuditSink;
+  /** Consent every user has before a record is written (opt-in: all false). */
+  readonly defaults: Readonly<Record<ConsentPurpose, boolean>>;
+  readonly persistence?: ConsentPersistence;
+  readonly logger?: Logger;
+}
+
+const SEP = '\u0000';
+const consentChannel = channel(PERSONALIZATION_CHANNELS.consent);
+
+/**
+ * Consent records per tenant, user and purpose, held in memory (every policy decision reads them
+ * synchronously) and written through to `persistence`. A change takes effect for enforcement the
+ * moment it is applied; a revocation then runs every purge hook before resolving, and records one
+ * audit entry naming what each hook purged (and which failed).
+ */
+export class ConsentBook implements ConsentRegistry {
+  private readonly records = new Map<string, ConsentRecord>();
+  private readonly hooks = new Set<PurgeHook>();
+  private defaults: Readonly<Record<ConsentPurpose, boolean>>;
+
+  private readonly loaded: Promise<void>;
+
+  constructor(private readonly options: ConsentBookOptions) {
+    this.defaults = options.defaults;
+    const persistence = options.persistence;
+    const all = persistence?.loadAll() ?? [];
+    if (Array.isArray(all)) {
+      for (const r of all) this.learn(r);
+      this.loaded = Promise.resolve();
+    } else this.loaded = all.then((records) => records.forEach((r) => this.learn(r)));
+    persistence?.subscribe?.((r) => this.learn(r));
+  }
+
+  /** Resolves once the stored records are loaded (at once for SQLite). */
+  ready(): Promise<void> {
+    return this.loaded;
+  }
+
+  /** Takes a record from storage or another replica unless a newer one is already held. */
+  private learn(r: ConsentRecord): void {
+    const key = r.tenant + SEP + r.userId;
+    const held = this.records.get(key);
+    if (held === undefined || held.version < r.version) this.records.set(key, r);
+  }
+
+  /** New defaults (config reload); written records keep their values. */
+  setDefaults(defaults: Readonly<Record<ConsentPurpose, boolean>>): void {
+    this.defaults = defaults;
+  }
+
+  get(tenant: string, userId: string): ConsentRecord {
+    return (
+      this.records.get(tenant + SEP + userId) ?? {
+        tenant,
+        userId,
+        purposes: this.defaults,
+        updatedAt: 0,
+        version: 0,
+      }
+    );
+  }
+
+  onPurge(hook: PurgeHook): () => void {
+    this.hooks.add(hook);
+    return () => {
+      this.hooks.delete(hook);
+    };
+  }
+
+  set(
+    tenant: string,
+    userId: string,
+    update: ConsentUpdate,
+    actor: string,
+  ): Promise<ConsentChange> {
+    return this.apply(tenant, userId, actor, (p) => update[p] ?? undefined);
+  }
+
+  revoke(
+    tenant: string,
+    userId: string,
+    purposes: readonly ConsentPurpose[] | 'all',
+    actor: string,
+  ): Promise<ConsentChange> {
+    const set = purposes === 'all' ? CONSENT_PURPOSES : purposes;
+    return this.apply(tenant, userId, actor, (p) => (set.includes(p) ? false : undefined));
+  }
+
+  private async apply(
+    tenant: string,
+    userId: string,
+    actor: string,
+    next: (p: ConsentPurpose) => boolean | undefined,
+  ): Promise<ConsentChange> {
+    const previous = this.get(tenant, userId);
+    const purposes = {} as Record<ConsentPurpose, boolean>;
+    const revoked: ConsentPurpose[] = [];
+    const granted: ConsentPurpose[] = [];
+    for (const p of CONSENT_PURPOSES) {
+      const was = previous.purposes[p];
+      const now = next(p) ?? was;
+      purposes[p] = now;
+      if (was && !now) revoked.push(p);
+      if (!was && now) granted.push(p);
+    }
+    const record: ConsentRecord = {
+      tenant,
+      userId,
+      purposes: Object.freeze(purposes),
+      updatedAt: this.options.clock.wall(),
+      version: previous.version + 1,
+    };
+    // Durable first (a failure here changes nothing), then enforced at once.
+    await this.options.persistence?.save(record);
+    this.records.set(tenant + SEP + userId, record);
+
+    const purged: Record<string, number> = {};
+    const failed: Record<string, string> = {};
+    if (revoked.length > 0) {
+      const all = CONSENT_PURPOSES.every((p) => !purposes[p]);
+      const request = { tenant, userId, purposes: revoked, all };
+      await Promise.all(
+        [...this.hooks].map(async (hook) => {
+          try {
+            purged[hook.name] = await hook.purge(request);
+          } catch (err) {
+            const e = toSwitchyardError(err);
+            failed[hook.name] = e.code;
+            this.options.logger?.error(
+              { err, hook: hook.name, tenant },
+              'consent revocation: a purge hook failed',
+            );
+          }
+        }),
+      );
+    }
+    this.options.audit.record({
+      at: record.updatedAt,
+      actor,
+      action: revoked.length > 0 ? 'consent.revoke' : 'consent.update',
+      target: `${tenant}/${userId}`,
+      reason:
+        revoked.length > 0
+          ? `revoked ${revoked.join(', ')}`
+          : granted.length > 0
+            ? `granted ${granted.join(', ')}`
+            : 'no change',
+      detail: { version: record.version, revoked, granted, purged, failed },
+    });
+    if (consentChannel.hasSubscribers)
+      consentChannel.publish({
+        action: revoked.length > 0 ? 'revoke' : 'update',
+        purged,
+        failed: Object.keys(failed).length,
+      } satisfies ConsentChangeEvent);
+    return { record, revoked, granted, purged, failed };
+  }
+
+  async close(): Promise<void> {
+    await this.options.persistence?.close();
+  }
+}

@@ -1,0 +1,160 @@
+import { Redis } from 'ioredis';
+import type { Logger } from '../contracts/logger.js';
+import type { ConsentRecord } from '../contracts/policy.js';
+import { syError } from '../core/errors.js';
+import type { ConsentPersistence } from './consent-book.js';
+
+export interface RedisConsentStoreOptions {
+  readonly url: string;
+  /** Prefix of every key and of the change channel (separate per deployment or test run). */
+  readonly prefix: string;
+  /** A command slower than this is an outage (TOOLCHAIN.md: the ioredis trap). */
+  readonly commandTimeoutMs: number;
+  readonly logger?: Logger;
+}
+
+/**
+ * Consent records shared by the replicas of a scaled deployment: one JSON string per user
+ * (`<prefix>c:<tenant>:<user>`), and every change published on `<prefix>consent` so that each
+ * replica's in-memory copy (which every policy decision reads) follows at once. After a lost
+ * subscription the replica reloads every record, so a missed revocation cannot linger.
+ * Commands never queue or retry: with Redis away, a consent change fails with
+ * `SY_ERR_CONSENT_UNAVAILABLE` and enforcement keeps the last known records.
+ */
+export class RedisConsentStore implements ConsentPersistence {
+  private readonly redis: Redis;
+  private readonly sub: Redis;
+  private readonly channel: string;
+
+  constructor(private readonly options: RedisConsentStoreOptions) {
+    const common = {
+      connectTimeout: Math.max(200, options.commandTimeoutMs * 4),
+      enableReadyCheck: false,
+      retryStrategy: (times: number) => Math.min(50 * times, 1_000),
+    };
+    this.redis = new Redis(options.url, {
+      ...common,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: options.commandTimeoutMs,
+    });
+    // The subscriber may queue its SUBSCRIBE until connected; it never serves a request.
+    this.sub = new Redis(options.url, { ...common, maxRetriesPerRequest: null });
+    this.channel = `${options.prefix}consent`;
+    for (const r of [this.redis, this.sub])
+      r.on('error', (err: Error) => {
+        options.logger?.debug({ err: err.message }, 'consent store: redis connection error');
+      });
+  }
+
+  /** Resolves true once the command connection is up, false after `timeoutMs`. */
+  async ready(timeoutMs: number): Promise<boolean> {
+    if (this.redis.status === 'ready') return true;
+    return new Promise((resolve) => {
+      const onReady = (): void => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.redis.off('ready', onReady);
+        resolve(ok);
+      };
+      this.redis.once('ready', onReady);
+    });
+  }
+
+  async loadAll(): Promise<ConsentRecord[]> {
+    const out: ConsentRecord[] = [];
+    let cursor = '0';
+    try {
+      do {
+        const [next, keys] = await this.redis.scan(
+          cursor,
+          'MATCH',
+          `${this.options.prefix}c:*`,
+          'COUNT',
+          1_000,
+        );
+        cursor = next;
+        if (keys.length === 0) continue;
+        for (const raw of await this.redis.mget(...keys)) {
+          const r = parse(raw);
+          if (r !== undefined) out.push(r);
+        }
+      } while (cursor !== '0');
+    } catch (err) {
+      this.options.logger?.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        'consent store: could not load the consent records from Redis; using the defaults until it answers',
+      );
+    }
+    return out;
+  }
+
+  async save(record: ConsentRecord): Promise<void> {
+    const json = JSON.stringify(record);
+    try {
+      const replies = await this.redis
+        .multi()
+        .set(`${this.options.prefix}c:${record.tenant}:${record.userId}`, json)
+        .publish(this.channel, json)
+        .exec();
+      const failed =
+        replies === null ? new Error('aborted') : replies.find((r) => r[0] !== null)?.[0];
+      if (failed !== undefined && failed !== null) throw failed;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      throw syError('SY_ERR_CONSENT_UNAVAILABLE', message.slice(0, 200), { cause: err });
+    }
+  }
+
+  subscribe(onRecord: (record: ConsentRecord) => void): void {
+    let first = true;
+    this.sub.on('message', (_channel: string, message: string) => {
+      const r = parse(message);
+      if (r !== undefined) onRecord(r);
+    });
+    this.sub.on('ready', () => {
+      if (first) {
+        first = false;
+        return;
+      }
+      // Reconnected: changes published meanwhile were missed.
+      void this.loadAll().then((all) => all.forEach(onRecord));
+    });
+    this.sub.subscribe(this.channel).catch((err: unknown) => {
+      this.options.logger?.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        'consent store: could not subscribe to consent changes',
+      );
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const r of [this.sub, this.redis]) {
+      // QUIT would wait in the subscriber's offline queue while Redis is away.
+      if (r.status !== 'ready') {
+        r.disconnect();
+        continue;
+      }
+      try {
+        await r.quit();
+      } catch {
+        r.disconnect();
+      }
+    }
+  }
+}
+
+function parse(raw: string | null): ConsentRecord | undefined {
+  if (raw === null) return undefined;
+  try {
+    const r = JSON.parse(raw) as ConsentRecord;
+    return typeof r.tenant === 'string' &&
+      typeof r.userId === 'string' &&
+      typeof r.version === 'number'
+      ? r
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}

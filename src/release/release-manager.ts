@@ -1,0 +1,477 @@
+import type { Logger } from '../contracts/logger.js';
+import type {
+  ExperimentRecord,
+  ExperimentSpec,
+  ExperimentStatus,
+  RegistryStore,
+} from '../contracts/registry-store.js';
+import type {
+  AssignmentUnit,
+  ReleaseSlotResolver,
+  ShadowInvoke,
+  SlotAssignment,
+  SlotOutcome,
+} from '../contracts/slot-resolver.js';
+import type { Clock } from '../core/clock.js';
+import { syError } from '../core/errors.js';
+import type { Random } from '../core/random.js';
+import type { ArmPosterior } from './bandit.js';
+import { CounterBuffer } from './counter-buffer.js';
+import { buildReport, type ExperimentReport } from './experiment-report.js';
+import { segmentOf, unitIdOf } from './eligibility.js';
+import { checkSpec } from './experiment-spec.js';
+import { LiveWindow } from './live-window.js';
+import { judge, type RuleVerdict } from './rollback-rules.js';
+import { ShadowRunner, type ShadowOptions } from './shadow-runner.js';
+import { allocate, SlotTable, type BanditState } from './slot-table.js';
+
+export interface ReleaseManagerOptions {
+  readonly store: RegistryStore;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger?: Logger;
+  /** How often rollback rules and ramps are evaluated. */
+  readonly evaluateMs: number;
+  /** How often counters and exposures are written behind. */
+  readonly flushMs: number;
+  /** How often the store is polled for changes made elsewhere (CLI, other replicas); 0: never. */
+  readonly pollMs: number;
+  readonly shadow: ShadowOptions;
+  /** Layer holdouts, in percent of the layer's units. */
+  readonly layers?: Readonly<Record<string, { readonly holdout: number }>>;
+  /** How long (and how many) inference ids stay open for `POST /v1/feedback`. */
+  readonly feedbackTtlMs: number;
+  readonly feedbackCapacity: number;
+  /** Told about automatic decisions (rollbacks, ramp steps), for metrics and logs. */
+  readonly onDecision?: (d: { experiment: string; action: string; reason: string }) => void;
+}
+
+export interface Actor {
+  readonly actor: string;
+  readonly reason: string;
+}
+
+interface Pending {
+  readonly experiment: string;
+  readonly variant: string;
+  readonly segment: string;
+  readonly at: number;
+}
+
+class Posteriors implements BanditState {
+  readonly segments = new Map<string, ArmPosterior[]>();
+  constructor(readonly arms_: readonly string[]) {}
+  arms(segment: string): ArmPosterior[] {
+    let a = this.segments.get(segment);
+    if (a === undefined) {
+      a = this.arms_.map(() => ({ alpha: 1, beta: 1 }));
+      this.segments.set(segment, a);
+    }
+    return a;
+  }
+}
+
+/**
+ * Release management at run time: resolves slots from the live experiments, records exposures
+ * and outcomes behind the hot path, mirrors shadow traffic, updates bandit posteriors from
+ * feedback, advances canary ramps while guardrails hold and rolls back when a rule breaks.
+ * Every decision is written to the audit trail before it takes effect elsewhere.
+ */
+export class ReleaseManager implements ReleaseSlotResolver {
+  private records = new Map<string, ExperimentRecord>();
+  private table: SlotTable;
+  private readonly bandits = new Map<string, Posteriors>();
+  private readonly windows = new Map<string, LiveWindow>();
+  private readonly feedbackIds = new Map<string, Pending>();
+  readonly counters = new CounterBuffer();
+  readonly shadow: ShadowRunner;
+  private timers: NodeJS.Timeout[] = [];
+  private lastChange = -1;
+  private evaluating = false;
+  /** Running minimum of each always-valid p-value (experiment/variant/metric). */
+  readonly minP = new Map<string, number>();
+
+  constructor(private readonly opts: ReleaseManagerOptions) {
+    this.table = new SlotTable([], this.bandits, opts.random);
+    this.shadow = new ShadowRunner(opts.shadow, opts.clock, this.counters, (exp, agree) =>
+      this.window(exp, 'shadow')?.recordShadow(opts.clock.now(), agree),
+    );
+  }
+
+  get store(): RegistryStore {
+    return this.opts.store;
+  }
+
+  /** Loads experiments and bandit posteriors and starts the evaluation, flush and poll loops. */
+  async start(): Promise<void> {
+    await this.reload();
+    const every = (ms: number, fn: () => Promise<unknown>): void => {
+      if (ms <= 0) return;
+      const t = setInterval(() => {
+        fn().catch((err: unknown) =>
+          this.opts.logger?.error({ err: String(err) }, 'release loop failed'),
+        );
+      }, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(this.opts.evaluateMs, () => this.evaluate());
+    every(this.opts.flushMs, () => this.flush());
+    every(this.opts.pollMs, () => this.poll());
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.shadow.close();
+    await this.flush().catch(() => undefined);
+  }
+
+  /** Re-reads experiments (and posteriors of new bandits) from the store. */
+  async reload(): Promise<void> {
+    this.lastChange = await this.opts.store.changeCounter();
+    const list = await this.opts.store.listExperiments();
+    for (const r of list)
+      if (r.spec.kind === 'bandit' && !this.bandits.has(r.spec.id)) await this.loadPosterior(r);
+    this.install(list);
+  }
+
+  private async poll(): Promise<void> {
+    const c = await this.opts.store.changeCounter();
+    if (c !== this.lastChange) await this.reload();
+  }
+
+  private install(list: readonly ExperimentRecord[]): void {
+    this.records = new Map(list.map((r) => [r.spec.id, r]));
+    this.table = new SlotTable(list, this.bandits, this.opts.random);
+  }
+
+  private async loadPosterior(r: ExperimentRecord): Promise<void> {
+    const p = new Posteriors(r.spec.variants.map((v) => v.name));
+    for (const row of await this.opts.store.readCounters(r.spec.id)) {
+      if (row.metric !== 'reward') continue;
+      const i = r.spec.variants.findIndex((v) => v.name === row.variant);
+      if (i < 0) continue;
+      const arm = p.arms(row.segment)[i]!;
+      arm.alpha += row.sum;
+      arm.beta += row.n - row.sum;
+    }
+    this.bandits.set(r.spec.id, p);
+  }
+
+  // ---- hot path ----
+
+  resolve(slot: string, unit: AssignmentUnit): SlotAssignment | undefined {
+    return this.table.resolve(slot, unit);
+  }
+
+  report(outcome: SlotOutcome, invoke?: ShadowInvoke): void {
+    const a = outcome.assignment;
+    if (a.experiment !== undefined && a.variant !== undefined) {
+      const exp = a.experiment;
+      const r = this.records.get(exp);
+      const segment = '';
+      const c = this.counters;
+      c.add(exp, a.variant, segment, 'exposures');
+      // Per ramp step too: the sample ratio is only comparable within one step.
+      if (r?.spec.kind === 'canary') c.add(exp, a.variant, segment, `exposures_step_${r.step}`);
+      c.add(exp, a.variant, segment, 'latency_ms', outcome.ms);
+      c.add(exp, a.variant, segment, 'errors', outcome.outcome === 'ok' ? 0 : 1);
+      c.add(exp, a.variant, segment, 'fallbacks', outcome.fallback === true ? 1 : 0);
+      c.add(exp, a.variant, segment, 'policy_exceptions', outcome.policyException === true ? 1 : 0);
+      if (a.holdout !== true)
+        this.window(exp, a.variant)?.record(
+          this.opts.clock.now(),
+          outcome.ms,
+          outcome.outcome !== 'ok',
+          outcome.fallback === true,
+          outcome.policyException === true,
+        );
+      c.exposure({
+        inferenceId: outcome.inferenceId,
+        at: this.opts.clock.wall(),
+        experiment: exp,
+        variant: a.variant,
+        seed: a.seed ?? '',
+        bucket: a.bucket ?? -1,
+        model: a.model,
+        version: a.version ?? '',
+        unit: a.unit ?? '',
+      });
+      this.openFeedback(outcome.inferenceId, {
+        experiment: exp,
+        variant: a.variant,
+        segment: r?.spec.kind === 'bandit' ? (this.segments.get(outcome.inferenceId) ?? '') : '',
+        at: this.opts.clock.now(),
+      });
+      this.segments.delete(outcome.inferenceId);
+    }
+    if (a.shadow !== undefined && a.shadow.length > 0 && invoke !== undefined)
+      this.shadow.mirror(outcome, invoke);
+  }
+
+  /** Bandit segments remembered between resolve and report (keyed by inference id). */
+  private readonly segments = new Map<string, string>();
+
+  /**
+   * `resolve` plus what a bandit needs to credit the reward to the right segment later. Use this
+   * when the request has an inference id (the journeys runner does).
+   */
+  resolveFor(slot: string, unit: AssignmentUnit): SlotAssignment | undefined {
+    const a = this.table.resolve(slot, unit);
+    if (a?.experiment !== undefined && unit.requestId !== undefined) {
+      const r = this.records.get(a.experiment);
+      if (r?.spec.kind === 'bandit') {
+        this.segments.set(unit.requestId, segmentOf(r.spec.bandit?.segment_by, unit));
+        if (this.segments.size > this.opts.feedbackCapacity)
+          this.segments.delete(this.segments.keys().next().value!);
+      }
+    }
+    return a;
+  }
+
+  private openFeedback(id: string, p: Pending): void {
+    this.feedbackIds.delete(id);
+    this.feedbackIds.set(id, p);
+    if (this.feedbackIds.size > this.opts.feedbackCapacity)
+      this.feedbackIds.delete(this.feedbackIds.keys().next().value!);
+  }
+
+  /** A reward in [0, 1] for a served inference (bandit posterior and experiment metric). */
+  feedback(inferenceId: string, reward: number): { experiment: string; variant: string } {
+    const p = this.feedbackIds.get(inferenceId);
+    if (p === undefined || this.opts.clock.now() - p.at > this.opts.feedbackTtlMs)
+      throw syError('SY_ERR_INFERENCE_UNKNOWN', inferenceId.slice(0, 128));
+    if (!(reward >= 0 && reward <= 1))
+      throw syError('SY_ERR_REGISTRY_INVALID', 'reward must be in [0, 1]');
+    this.feedbackIds.delete(inferenceId); // one reward per inference
+    this.counters.add(p.experiment, p.variant, p.segment, 'reward', reward);
+    const b = this.bandits.get(p.experiment);
+    const r = this.records.get(p.experiment);
+    if (b !== undefined && r !== undefined) {
+      const i = r.spec.variants.findIndex((v) => v.name === p.variant);
+      if (i >= 0) {
+        const arm = b.arms(p.segment)[i]!;
+        arm.alpha += reward;
+        arm.beta += 1 - reward;
+      }
+    }
+    return { experiment: p.experiment, variant: p.variant };
+  }
+
+  private window(exp: string, variant: string): LiveWindow | undefined {
+    const key = `${exp}\u0000${variant}`;
+    let w = this.windows.get(key);
+    if (w === undefined) {
+      const r = this.records.get(exp);
+      if (r === undefined) return undefined;
+      w = new LiveWindow((r.spec.rules?.window_s ?? 60) * 1000);
+      this.windows.set(key, w);
+    }
+    return w;
+  }
+
+  // ---- control plane ----
+
+  experiments(): ExperimentRecord[] {
+    return [...this.records.values()];
+  }
+
+  experiment(id: string): ExperimentRecord | undefined {
+    return this.records.get(id);
+  }
+
+  async create(spec: ExperimentSpec, by: Actor): Promise<ExperimentRecord> {
+    checkSpec(spec);
+    const all = await this.opts.store.listExperiments();
+    if (all.some((r) => r.spec.id === spec.id))
+      throw syError('SY_ERR_REGISTRY_CONFLICT', `experiment ${spec.id} exists`);
+    const size = Math.round(spec.traffic * 100);
+    const allocation =
+      spec.kind === 'shadow'
+        ? { start: 0, end: 0 }
+        : allocate(spec.layer, size, all, this.opts.layers?.[spec.layer]?.holdout ?? 0);
+    if (allocation === undefined)
+      throw syError(
+        'SY_ERR_REGISTRY_CONFLICT',
+        `layer ${spec.layer} has no free ${spec.traffic}% for ${spec.id}`,
+      );
+    const now = this.opts.clock.wall();
+    const out = await this.opts.store.putExperiment(
+      {
+        spec,
+        status: 'running',
+        allocation,
+        step: 0,
+        stepSince: now,
+        reason: by.reason,
+        createdAt: now,
+        updatedAt: now,
+      },
+      0,
+    );
+    if (out === undefined)
+      throw syError('SY_ERR_REGISTRY_CONFLICT', `experiment ${spec.id} exists`);
+    await this.audit(by.actor, 'experiment.create', spec.id, by.reason, {
+      kind: spec.kind,
+      slot: spec.slot,
+      layer: spec.layer,
+      allocation,
+    });
+    await this.reload();
+    return out;
+  }
+
+  /** Pause, resume, complete or roll back by hand. */
+  async setStatus(id: string, status: ExperimentStatus, by: Actor): Promise<ExperimentRecord> {
+    return this.change(
+      id,
+      by.actor,
+      `experiment.${status === 'running' ? 'resume' : status}`,
+      by.reason,
+      (r) => ({
+        ...r,
+        status,
+        reason: by.reason,
+      }),
+    );
+  }
+
+  async remove(id: string, by: Actor): Promise<void> {
+    if (!(await this.opts.store.deleteExperiment(id)))
+      throw syError('SY_ERR_REGISTRY_NOT_FOUND', `experiment ${id}`);
+    await this.audit(by.actor, 'experiment.delete', id, by.reason);
+    await this.reload();
+  }
+
+  private async change(
+    id: string,
+    actor: string,
+    action: string,
+    reason: string,
+    fn: (r: ExperimentRecord) => Omit<ExperimentRecord, 'revision'>,
+    detail?: Record<string, unknown>,
+  ): Promise<ExperimentRecord> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = await this.opts.store.getExperiment(id);
+      if (cur === undefined) throw syError('SY_ERR_REGISTRY_NOT_FOUND', `experiment ${id}`);
+      const out = await this.opts.store.putExperiment(
+        { ...fn(cur), updatedAt: this.opts.clock.wall() },
+        cur.revision,
+      );
+      if (out === undefined) continue;
+      await this.audit(actor, action, id, reason, detail);
+      await this.reload();
+      return out;
+    }
+    throw syError('SY_ERR_REGISTRY_CONFLICT', `experiment ${id} kept changing underneath`);
+  }
+
+  private async audit(
+    actor: string,
+    action: string,
+    target: string,
+    reason: string,
+    detail?: Record<string, unknown>,
+  ): Promise<void> {
+    await this.opts.store.appendAudit({
+      at: this.opts.clock.wall(),
+      actor,
+      action,
+      target,
+      reason,
+      ...(detail === undefined ? {} : { detail }),
+    });
+  }
+
+  /** Exposures, metrics, SRM and sequential tests of one experiment (stored plus unflushed). */
+  async stats(id: string): Promise<ExperimentReport> {
+    const r = this.records.get(id) ?? (await this.opts.store.getExperiment(id));
+    if (r === undefined) throw syError('SY_ERR_REGISTRY_NOT_FOUND', `experiment ${id}`);
+    const rows = [...(await this.opts.store.readCounters(id)), ...this.counters.pending(id)];
+    return buildReport(r, rows, this.minP);
+  }
+
+  /** Writes buffered counters and exposures. */
+  flush(): Promise<void> {
+    return this.counters.flush(this.opts.store);
+  }
+
+  /** One pass of the rules and ramps over the live windows (the loop calls this). */
+  async evaluate(): Promise<void> {
+    if (this.evaluating) return;
+    this.evaluating = true;
+    try {
+      for (const r of this.records.values()) {
+        if (r.status !== 'running') continue;
+        const verdict = this.verdict(r);
+        if (verdict?.kind === 'breach') {
+          await this.rollback(r, verdict);
+          continue;
+        }
+        const ramp = r.spec.ramp;
+        if (ramp === undefined || r.step >= ramp.steps.length - 1) continue;
+        const held = this.opts.clock.wall() - r.stepSince >= ramp.hold_s * 1000;
+        // Without rules there are no guardrails to wait for; with rules they must be judged ok.
+        if (held && (r.spec.rules === undefined || verdict?.kind === 'ok')) {
+          const next = r.step + 1;
+          await this.change(
+            r.spec.id,
+            'system',
+            'experiment.ramp',
+            `held ${ramp.hold_s}s with guardrails ok`,
+            (cur) => ({ ...cur, step: next, stepSince: this.opts.clock.wall() }),
+            { from_percent: ramp.steps[r.step], to_percent: ramp.steps[next] },
+          );
+          this.opts.onDecision?.({
+            experiment: r.spec.id,
+            action: 'ramp',
+            reason: `${ramp.steps[next]}%`,
+          });
+        }
+      }
+    } finally {
+      this.evaluating = false;
+    }
+  }
+
+  private verdict(r: ExperimentRecord): RuleVerdict | undefined {
+    const rules = r.spec.rules;
+    if (rules === undefined) return undefined;
+    const now = this.opts.clock.now();
+    const control = this.window(r.spec.id, r.spec.variants[0]!.name)!.stats(now);
+    if (r.spec.kind === 'shadow')
+      return judge(rules, control, this.window(r.spec.id, 'shadow')!.stats(now));
+    let worst: RuleVerdict | undefined;
+    for (const v of r.spec.variants.slice(1)) {
+      const res = judge(rules, control, this.window(r.spec.id, v.name)!.stats(now));
+      if (res.kind === 'breach') return res;
+      if (worst === undefined || res.kind === 'insufficient') worst = res;
+    }
+    return worst;
+  }
+
+  private async rollback(
+    r: ExperimentRecord,
+    v: Extract<RuleVerdict, { kind: 'breach' }>,
+  ): Promise<void> {
+    await this.change(
+      r.spec.id,
+      'system',
+      'experiment.rollback',
+      `${v.rule}: ${v.detail}`,
+      (cur) => ({ ...cur, status: 'rolled_back', reason: `${v.rule}: ${v.detail}` }),
+      { rule: v.rule, observed: v.observed, step: r.step },
+    );
+    this.opts.logger?.warn(
+      { experiment: r.spec.id, rule: v.rule, detail: v.detail },
+      'experiment rolled back automatically',
+    );
+    this.opts.onDecision?.({ experiment: r.spec.id, action: 'rollback', reason: v.rule });
+  }
+
+  /** Unit id as used for hashing (exported for replay tools). */
+  static unitId(unit: AssignmentUnit): string {
+    return unitIdOf(unit);
+  }
+}

@@ -1,0 +1,114 @@
+import type { AuditEntry } from '../contracts/audit.js';
+import type {
+  ExperimentRecord,
+  ExposureRow,
+  ReleaseStage,
+  VersionRecord,
+} from '../contracts/registry-store.js';
+
+/** Row shapes and mappers shared by the SQLite and PostgreSQL registry stores. */
+export interface VersionRow {
+  model: string;
+  version: string;
+  stage: string;
+  digest: string;
+  size_bytes: number | string;
+  files: string;
+  signature: string | null;
+  key_id: string | null;
+  created_at: number | string;
+  updated_at: number | string;
+  retire_at: number | string | null;
+  metadata: string;
+}
+
+export function versionOf(r: VersionRow): VersionRecord {
+  return {
+    model: r.model,
+    version: r.version,
+    stage: r.stage as ReleaseStage,
+    digest: r.digest,
+    sizeBytes: Number(r.size_bytes),
+    files: JSON.parse(r.files) as string[],
+    ...(r.signature === null ? {} : { signature: r.signature }),
+    ...(r.key_id === null ? {} : { keyId: r.key_id }),
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    ...(r.retire_at === null ? {} : { retireAt: Number(r.retire_at) }),
+    metadata: JSON.parse(r.metadata) as Record<string, string>,
+  };
+}
+
+export function versionParams(v: VersionRecord): unknown[] {
+  return [
+    v.model,
+    v.version,
+    v.stage,
+    v.digest,
+    v.sizeBytes,
+    JSON.stringify(v.files),
+    v.signature ?? null,
+    v.keyId ?? null,
+    v.createdAt,
+    v.updatedAt,
+    v.retireAt ?? null,
+    JSON.stringify(v.metadata),
+  ];
+}
+
+export const VERSION_COLUMNS =
+  'model, version, stage, digest, size_bytes, files, signature, key_id, created_at, updated_at, retire_at, metadata';
+
+export function experimentOf(record: string, revision: number | string): ExperimentRecord {
+  const r = JSON.parse(record) as Omit<ExperimentRecord, 'revision'>;
+  return { ...r, revision: Number(revision) };
+}
+
+export interface AuditRow {
+  at: number | string;
+  actor: string;
+  action: string;
+  target: string;
+  reason: string;
+  detail: string | null;
+}
+
+export function auditOf(r: AuditRow): AuditEntry {
+  return {
+    at: Number(r.at),
+    actor: r.actor,
+    action: r.action,
+    target: r.target,
+    reason: r.reason,
+    ...(r.detail === null ? {} : { detail: JSON.parse(r.detail) as Record<string, unknown> }),
+  };
+}
+
+export interface ExposureDbRow {
+  inference_id: string;
+  at: number | string;
+  experiment: string;
+  variant: string;
+  seed: string;
+  bucket: number;
+  model: string;
+  version: string;
+  unit: string;
+}
+
+export function exposureOf(r: ExposureDbRow): ExposureRow {
+  return {
+    inferenceId: r.inference_id,
+    at: Number(r.at),
+    experiment: r.experiment,
+    variant: r.variant,
+    seed: r.seed,
+    bucket: Number(r.bucket),
+    model: r.model,
+    version: r.version,
+    unit: r.unit,
+  };
+}
+
+export const clampLimit = (limit: number | undefined, dflt = 100): number =>
+  Math.max(1, Math.min(10_000, Math.floor(limit ?? dflt)));

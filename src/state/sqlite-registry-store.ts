@@ -1,0 +1,348 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { AuditEntry } from '../contracts/audit.js';
+import type {
+  CounterRow,
+  ExperimentRecord,
+  ExposureRow,
+  ModelRecord,
+  RegistryStore,
+  VersionPatch,
+  VersionRecord,
+} from '../contracts/registry-store.js';
+import {
+  auditOf,
+  clampLimit,
+  experimentOf,
+  exposureOf,
+  versionOf,
+  versionParams,
+  VERSION_COLUMNS,
+  type AuditRow,
+  type ExposureDbRow,
+  type VersionRow,
+} from './registry-rows.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS rs_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO rs_meta (key, value) VALUES ('changes', 0);
+CREATE TABLE IF NOT EXISTS rs_models (
+  name TEXT PRIMARY KEY, description TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_versions (
+  model TEXT NOT NULL, version TEXT NOT NULL, stage TEXT NOT NULL, digest TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL, files TEXT NOT NULL, signature TEXT, key_id TEXT,
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, retire_at INTEGER,
+  metadata TEXT NOT NULL, PRIMARY KEY (model, version));
+CREATE TABLE IF NOT EXISTS rs_experiments (
+  id TEXT PRIMARY KEY, record TEXT NOT NULL, revision INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rs_counters (
+  experiment TEXT NOT NULL, variant TEXT NOT NULL, segment TEXT NOT NULL, metric TEXT NOT NULL,
+  n REAL NOT NULL, sum REAL NOT NULL, sum_sq REAL NOT NULL,
+  PRIMARY KEY (experiment, variant, segment, metric)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rs_exposures (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, inference_id TEXT NOT NULL, at INTEGER NOT NULL,
+  experiment TEXT NOT NULL, variant TEXT NOT NULL, seed TEXT NOT NULL, bucket INTEGER NOT NULL,
+  model TEXT NOT NULL, version TEXT NOT NULL, unit TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rs_exposures_exp ON rs_exposures (experiment, id);
+CREATE INDEX IF NOT EXISTS rs_exposures_inf ON rs_exposures (inference_id);
+CREATE TABLE IF NOT EXISTS rs_audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL,
+  action TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT);
+CREATE INDEX IF NOT EXISTS rs_audit_target ON rs_audit (target, id);
+`;
+
+/**
+ * The embedded registry store: one SQLite file in WAL mode with `synchronous = FULL`, so a write
+ * is on disk when its promise resolves. better-sqlite3 is synchronous; the control-plane writes
+ * here are small, and hot-path data arrives only in batches written behind.
+ */
+export class SqliteRegistryStore implements RegistryStore {
+  readonly kind = 'sqlite' as const;
+  private readonly db: Database.Database;
+  private readonly bump: Database.Statement;
+  private readonly addCounter: Database.Statement;
+  private readonly addExposure: Database.Statement;
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+    this.bump = this.db.prepare("UPDATE rs_meta SET value = value + 1 WHERE key = 'changes'");
+    this.addCounter = this.db.prepare(
+      `INSERT INTO rs_counters (experiment, variant, segment, metric, n, sum, sum_sq)
+       VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (experiment, variant, segment, metric) DO UPDATE SET
+         n = n + excluded.n, sum = sum + excluded.sum, sum_sq = sum_sq + excluded.sum_sq`,
+    );
+    this.addExposure = this.db.prepare(
+      `INSERT INTO rs_exposures (inference_id, at, experiment, variant, seed, bucket, model, version, unit)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+  }
+
+  upsertModel(m: ModelRecord): Promise<void> {
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO rs_models (name, description, created_at) VALUES (?, ?, ?)
+           ON CONFLICT (name) DO UPDATE SET description = excluded.description`,
+        )
+        .run(m.name, m.description, m.createdAt);
+      this.bump.run();
+    })();
+    return Promise.resolve();
+  }
+
+  getModel(name: string): Promise<ModelRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM rs_models WHERE name = ?').get(name) as
+      { name: string; description: string; created_at: number } | undefined;
+    return Promise.resolve(
+      r === undefined
+        ? undefined
+        : { name: r.name, description: r.description, createdAt: r.created_at },
+    );
+  }
+
+  listModels(): Promise<ModelRecord[]> {
+    const rows = this.db.prepare('SELECT * FROM rs_models ORDER BY name').all() as {
+      name: string;
+      description: string;
+      created_at: number;
+    }[];
+    return Promise.resolve(
+      rows.map((r) => ({ name: r.name, description: r.description, createdAt: r.created_at })),
+    );
+  }
+
+  insertVersion(v: VersionRecord): Promise<boolean> {
+    const ok = this.db.transaction(() => {
+      const info = this.db
+        .prepare(
+          `INSERT OR IGNORE INTO rs_versions (${VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(...versionParams(v));
+      if (info.changes > 0) this.bump.run();
+      return info.changes > 0;
+    })();
+    return Promise.resolve(ok);
+  }
+
+  getVersion(model: string, version: string): Promise<VersionRecord | undefined> {
+    const r = this.db
+      .prepare('SELECT * FROM rs_versions WHERE model = ? AND version = ?')
+      .get(model, version) as VersionRow | undefined;
+    return Promise.resolve(r === undefined ? undefined : versionOf(r));
+  }
+
+  listVersions(model?: string): Promise<VersionRecord[]> {
+    const rows = (
+      model === undefined
+        ? this.db.prepare('SELECT * FROM rs_versions ORDER BY model, created_at, version').all()
+        : this.db
+            .prepare('SELECT * FROM rs_versions WHERE model = ? ORDER BY created_at, version')
+            .all(model)
+    ) as VersionRow[];
+    return Promise.resolve(rows.map(versionOf));
+  }
+
+  updateVersion(
+    model: string,
+    version: string,
+    patch: VersionPatch,
+  ): Promise<VersionRecord | undefined> {
+    const out = this.db.transaction(() => {
+      const r = this.db
+        .prepare('SELECT * FROM rs_versions WHERE model = ? AND version = ?')
+        .get(model, version) as VersionRow | undefined;
+      if (r === undefined) return undefined;
+      const next: VersionRecord = { ...versionOf(r), ...patch };
+      this.db
+        .prepare(
+          `UPDATE rs_versions SET stage = ?, signature = ?, key_id = ?, retire_at = ?, updated_at = ?
+           WHERE model = ? AND version = ?`,
+        )
+        .run(
+          next.stage,
+          next.signature ?? null,
+          next.keyId ?? null,
+          next.retireAt ?? null,
+          next.updatedAt,
+          model,
+          version,
+        );
+      this.bump.run();
+      return next;
+    })();
+    return Promise.resolve(out);
+  }
+
+  putExperiment(
+    record: Omit<ExperimentRecord, 'revision'>,
+    expectedRevision: number,
+  ): Promise<ExperimentRecord | undefined> {
+    const id = record.spec.id;
+    const out = this.db.transaction(() => {
+      const cur = this.db.prepare('SELECT revision FROM rs_experiments WHERE id = ?').get(id) as
+        { revision: number } | undefined;
+      if ((cur?.revision ?? 0) !== expectedRevision) return undefined;
+      const revision = expectedRevision + 1;
+      const { revision: _drop, ...body } = record as ExperimentRecord;
+      void _drop;
+      this.db
+        .prepare(
+          `INSERT INTO rs_experiments (id, record, revision) VALUES (?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET record = excluded.record, revision = excluded.revision`,
+        )
+        .run(id, JSON.stringify(body), revision);
+      this.bump.run();
+      return { ...body, revision };
+    })();
+    return Promise.resolve(out);
+  }
+
+  getExperiment(id: string): Promise<ExperimentRecord | undefined> {
+    const r = this.db
+      .prepare('SELECT record, revision FROM rs_experiments WHERE id = ?')
+      .get(id) as { record: string; revision: number } | undefined;
+    return Promise.resolve(r === undefined ? undefined : experimentOf(r.record, r.revision));
+  }
+
+  listExperiments(): Promise<ExperimentRecord[]> {
+    const rows = this.db
+      .prepare('SELECT record, revision FROM rs_experiments ORDER BY id')
+      .all() as { record: string; revision: number }[];
+    return Promise.resolve(rows.map((r) => experimentOf(r.record, r.revision)));
+  }
+
+  deleteExperiment(id: string): Promise<boolean> {
+    const ok = this.db.transaction(() => {
+      const n = this.db.prepare('DELETE FROM rs_experiments WHERE id = ?').run(id).changes;
+      if (n > 0) this.bump.run();
+      return n > 0;
+    })();
+    return Promise.resolve(ok);
+  }
+
+  addCounters(deltas: readonly CounterRow[]): Promise<void> {
+    this.db.transaction(() => {
+      for (const d of deltas)
+        this.addCounter.run(d.experiment, d.variant, d.segment, d.metric, d.n, d.sum, d.sumSq);
+    })();
+    return Promise.resolve();
+  }
+
+  readCounters(experiment: string): Promise<CounterRow[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM rs_counters WHERE experiment = ? ORDER BY variant, segment, metric')
+      .all(experiment) as {
+      experiment: string;
+      variant: string;
+      segment: string;
+      metric: string;
+      n: number;
+      sum: number;
+      sum_sq: number;
+    }[];
+    return Promise.resolve(
+      rows.map((r) => ({
+        experiment: r.experiment,
+        variant: r.variant,
+        segment: r.segment,
+        metric: r.metric,
+        n: r.n,
+        sum: r.sum,
+        sumSq: r.sum_sq,
+      })),
+    );
+  }
+
+  appendExposures(rows: readonly ExposureRow[]): Promise<void> {
+    this.db.transaction(() => {
+      for (const e of rows)
+        this.addExposure.run(
+          e.inferenceId,
+          e.at,
+          e.experiment,
+          e.variant,
+          e.seed,
+          e.bucket,
+          e.model,
+          e.version,
+          e.unit,
+        );
+    })();
+    return Promise.resolve();
+  }
+
+  listExposures(filter: {
+    readonly experiment?: string;
+    readonly inferenceId?: string;
+    readonly limit?: number;
+  }): Promise<ExposureRow[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.experiment !== undefined) {
+      where.push('experiment = ?');
+      params.push(filter.experiment);
+    }
+    if (filter.inferenceId !== undefined) {
+      where.push('inference_id = ?');
+      params.push(filter.inferenceId);
+    }
+    const sql = `SELECT * FROM rs_exposures ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY id DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...params, clampLimit(filter.limit)) as ExposureDbRow[];
+    return Promise.resolve(rows.map(exposureOf));
+  }
+
+  appendAudit(e: AuditEntry): Promise<void> {
+    this.db
+      .prepare(
+        'INSERT INTO rs_audit (at, actor, action, target, reason, detail) VALUES (?, ?, ?, ?, ?, ?)',
+      )
+      .run(
+        e.at,
+        e.actor,
+        e.action,
+        e.target,
+        e.reason,
+        e.detail === undefined ? null : JSON.stringify(e.detail),
+      );
+    return Promise.resolve();
+  }
+
+  listAudit(
+    filter: { readonly action?: string; readonly target?: string; readonly limit?: number } = {},
+  ): Promise<AuditEntry[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.action !== undefined) {
+      where.push('substr(action, 1, ?) = ?');
+      params.push(filter.action.length, filter.action);
+    }
+    if (filter.target !== undefined) {
+      where.push('target = ?');
+      params.push(filter.target);
+    }
+    const sql = `SELECT at, actor, action, target, reason, detail FROM rs_audit
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...params, clampLimit(filter.limit)) as AuditRow[];
+    return Promise.resolve(rows.map(auditOf));
+  }
+
+  changeCounter(): Promise<number> {
+    const r = this.db.prepare("SELECT value FROM rs_meta WHERE key = 'changes'").get() as {
+      value: number;
+    };
+    return Promise.resolve(r.value);
+  }
+
+  close(): Promise<void> {
+    if (this.db.open) this.db.close();
+    return Promise.resolve();
+  }
+}

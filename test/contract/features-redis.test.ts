@@ -1,0 +1,99 @@
+import { randomBytes } from 'node:crypto';
+import { createConnection } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { RedisFeatureStore } from '../../src/features/redis-feature-store.js';
+import { featureSourceContract, ManualClock, TEST_DEFINITIONS } from './feature-source.contract.js';
+
+const REDIS = { host: '127.0.0.1', port: 6379 };
+
+/** Whether a Redis answers PING at 127.0.0.1:6379 within half a second. */
+function redisUp(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection(REDIS);
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (d) => done(d.toString().startsWith('+PONG')));
+  });
+}
+
+const up = await redisUp();
+if (!up && process.env['CI'] === 'true') {
+  describe('FeatureSource contract: Redis', () => {
+    it('needs the Redis at 127.0.0.1:6379 in CI', () => {
+      throw new Error('Redis is unreachable at 127.0.0.1:6379 and CI=true');
+    });
+  });
+} else if (!up) {
+  console.warn('skipping the Redis feature store contract: no Redis at 127.0.0.1:6379');
+}
+const run = randomBytes(4).toString('hex');
+let n = 0;
+featureSourceContract(
+  'Redis',
+  async (definitions, clock) => {
+    const prefix = `sy-test:feat:${run}:${n++}:`;
+    const store = new RedisFeatureStore({
+      url: `redis://${REDIS.host}:${REDIS.port}`,
+      prefix,
+      definitions,
+      clock,
+      commandTimeoutMs: 1_000,
+    });
+    if (!(await store.ready(2_000))) throw new Error('Redis did not become ready');
+    return {
+      store,
+      close: async () => {
+        await cleanup(prefix);
+        await store.close();
+      },
+    };
+  },
+  up ? false : 'no Redis at 127.0.0.1:6379',
+);
+
+/** Deletes the run's keys so repeated runs leave nothing behind. */
+async function cleanup(prefix: string): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const r = new Redis(`redis://${REDIS.host}:${REDIS.port}`, { maxRetriesPerRequest: 0 });
+  try {
+    const keys = await r.keys(`${prefix}*`);
+    if (keys.length > 0) await r.del(...keys);
+  } finally {
+    r.disconnect();
+  }
+}
+
+describe.skipIf(!up)('the Redis feature store keys', () => {
+  it('expire with the longest TTL when every feature of the entity type has one, and never otherwise', async () => {
+    const prefix = `sy-test:feat:${run}:ttl:`;
+    const store = new RedisFeatureStore({
+      url: `redis://${REDIS.host}:${REDIS.port}`,
+      prefix,
+      definitions: TEST_DEFINITIONS,
+      clock: new ManualClock(),
+      commandTimeoutMs: 1_000,
+    });
+    const { Redis } = await import('ioredis');
+    const r = new Redis(`redis://${REDIS.host}:${REDIS.port}`);
+    try {
+      await store.ready(2_000);
+      await store.write('acme', [
+        { entityId: 's1', feature: 'session.score', value: 0.5, userId: 'u1' },
+        { entityId: 'u1', feature: 'user.tier', value: 'gold' },
+      ]);
+      const sessionTtl = await r.pttl(`${prefix}e:acme:s1`);
+      expect(sessionTtl).toBeGreaterThan(0);
+      expect(sessionTtl).toBeLessThanOrEqual(60_000);
+      expect(await r.pttl(`${prefix}e:acme:u1`)).toBe(-1);
+    } finally {
+      await cleanup(prefix);
+      r.disconnect();
+      await store.close();
+    }
+  });
+});

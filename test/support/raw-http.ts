@@ -1,0 +1,104 @@
+import { connect } from 'node:net';
+
+/** The first HTTP response read off a raw socket, and how the exchange ended. */
+export interface RawAnswer {
+  readonly status: number | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+  /** The server closed the connection (after answering, or without a word). */
+  readonly closed: boolean;
+  /** The socket saw an error (such as ECONNRESET) before the answer was complete. */
+  readonly error: string | undefined;
+  /** Milliseconds from the first byte written to the end of the exchange. */
+  readonly ms: number;
+}
+
+export interface RawOptions {
+  /** Give up after this long (the answer is then whatever arrived). */
+  readonly timeoutMs?: number;
+  /**
+   * Further writes after the first, each after `everyMs`: a slow client. Writing stops once an
+   * answer is complete or the socket is closed.
+   */
+  readonly drip?: { readonly chunks: readonly (string | Buffer)[]; readonly everyMs: number };
+  /** Keep reading after a complete answer until the server closes (or the timeout). */
+  readonly untilClose?: boolean;
+}
+
+/**
+ * Writes raw bytes to a server and reads its first response: what a client with a broken or
+ * malicious HTTP implementation sees. Resolves once the first response is complete (by
+ * content-length), the connection closes, or the timeout passes.
+ */
+export function rawRequest(
+  port: number,
+  bytes: string | Buffer,
+  opts: RawOptions = {},
+): Promise<RawAnswer> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    let error: string | undefined;
+    let finished = false;
+    let drip: NodeJS.Timeout | undefined;
+    const t0 = performance.now();
+    const finish = (closed: boolean): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      clearInterval(drip);
+      socket.destroy();
+      resolve({ ...parse(Buffer.concat(chunks)), closed, error, ms: performance.now() - t0 });
+    };
+    const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 5_000);
+    socket.on('data', (d: Buffer) => {
+      chunks.push(d);
+      if (opts.untilClose !== true && parse(Buffer.concat(chunks)).complete) finish(false);
+    });
+    socket.on('close', () => finish(true));
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      error = e.code ?? e.message;
+    });
+    socket.write(bytes);
+    if (opts.drip !== undefined) {
+      const rest = [...opts.drip.chunks];
+      drip = setInterval(() => {
+        const next = rest.shift();
+        if (next === undefined || socket.destroyed || !socket.writable) clearInterval(drip);
+        else socket.write(next);
+      }, opts.drip.everyMs);
+    }
+  });
+}
+
+function parse(buf: Buffer): {
+  status: number | undefined;
+  headers: Record<string, string>;
+  body: Buffer;
+  complete: boolean;
+} {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end < 0) return { status: undefined, headers: {}, body: Buffer.alloc(0), complete: false };
+  const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
+  const headers: Record<string, string> = {};
+  for (const line of lines.slice(1)) {
+    const i = line.indexOf(':');
+    if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+  }
+  const status = m === null ? undefined : Number(m[1]);
+  // A 1xx interim answer is followed by the real one.
+  if (status !== undefined && status < 200) {
+    const rest = parse(buf.subarray(end + 4));
+    return rest.status === undefined ? { ...rest, complete: false } : rest;
+  }
+  const length = Number(headers['content-length'] ?? NaN);
+  const body = buf.subarray(end + 4);
+  const complete = Number.isFinite(length) && body.length >= length;
+  return {
+    status,
+    headers,
+    body: complete ? body.subarray(0, length) : body,
+    complete,
+  };
+}
