@@ -165,7 +165,7 @@ describe('batching through the real ONNX backend', () => {
 
 describe('deadlines and cancellation through the gateway', () => {
   let gw: TestGateway;
-  const BLOCKER_ROWS = 1500;
+  const BLOCKER_ROWS = 6000;
 
   beforeAll(async () => {
     // Slow on purpose: 32 shared 512×512 layers per row, so a big batch keeps the one worker busy.
@@ -182,7 +182,7 @@ describe('deadlines and cancellation through the gateway', () => {
             backend: 'onnx',
             store: join(dir, 'slow'),
             watch: false,
-            batch: { max: 64, delay_us: 0 },
+            batch: { max: 64, delay_us: 0, queue: 100_000 },
           },
         },
       },
@@ -270,7 +270,7 @@ describe('deadlines and cancellation through the gateway', () => {
     });
     const rec = recorder('slow');
     try {
-      const blocker = infer(BLOCKER_ROWS);
+      const blocker = infer(1500);
       await expect.poll(() => rec.depths.length > 0, { timeout: 10_000 }).toBe(true);
       const queued = infer(8);
       await expect.poll(() => rec.depths.at(-1), { timeout: 10_000 }).toBe(8);
