@@ -50,6 +50,7 @@ import { ResidencyMap } from './privacy/residency.js';
 import type { VectorHost } from './retrieval/vector-host.js';
 import { compileJourneys } from './orchestrator/compile.js';
 import { configuredSlots } from './orchestrator/default-slots.js';
+import { releaseSlots } from './orchestrator/release-slots.js';
 import { Router } from './orchestrator/router.js';
 import { JourneyRunner } from './orchestrator/runner.js';
 import { MemoryCache } from './state/cache-memory.js';
@@ -377,7 +378,7 @@ function buildJourneys(
   const runner = new JourneyRunner(
     {
       models: invoker,
-      slots: configuredSlots,
+      slots: shared.release === undefined ? configuredSlots : releaseSlots(shared.release.manager),
       cache: shared.cache,
       ...(personal === undefined ? {} : { features: personal.features, policy: personal.policy }),
       ...(retriever === undefined ? {} : { retriever }),

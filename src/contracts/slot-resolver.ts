@@ -7,8 +7,9 @@
  * experiments, measured by `bench/release.ts`). Exposures and outcomes are reported back through
  * `report`, which never blocks: it queues work and returns.
  *
- * Assignment is deterministic and replayable: `bucket = uint64be(sha256(seed + ':' + unitId)[0..8])
- * mod 10000`, where `unitId` is `tenant + '/' + userId` (or the request id when there is no user).
+ * Assignment is deterministic and replayable: `bucket = floor(murmur3_x86_32(seed + ':' + unitId, 1)
+ * × 10000 / 2^32)` (`src/release/hashing.ts`), where `unitId` is `tenant + '/' + userId` (or the
+ * request id when there is no user).
  * Re-running `resolve` with the same unit, the same experiment definitions and the same ramp
  * returns the same assignment (`seed` and `bucket` are returned so a replay can check it).
  *

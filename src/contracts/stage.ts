@@ -14,7 +14,7 @@ import type { Cache } from './cache.js';
 import type { FeatureSource } from './feature-source.js';
 import type { JsonObject, JsonValue } from './json.js';
 import type { PolicyModule } from './policy.js';
-import type { SlotAssignment, SlotOutput } from './slot-resolver.js';
+import type { ShadowInvoke, SlotAssignment, SlotOutput } from './slot-resolver.js';
 import type { VectorRetriever } from './vector-index.js';
 
 /** Money per unit, in the config's currency units. */
@@ -102,6 +102,11 @@ export interface SlotReport {
   readonly outcome: string;
   readonly fallback?: boolean;
   readonly output?: SlotOutput;
+  /**
+   * Re-runs the same input on another model version, for the choice's shadow targets. The
+   * resolver calls it after the user's answer, off the request path, with its own signal.
+   */
+  readonly shadow?: ShadowInvoke;
 }
 
 /**

@@ -155,6 +155,28 @@ function typed<T>(name: string): Channel<T> {
   return channel(name) as Channel<T>;
 }
 
+// Release management (#6).
+/** A served request counted for an experiment's variant (`holdout` included). */
+export interface ExperimentExposureEvent {
+  readonly experiment: string;
+  readonly variant: string;
+}
+
+/** An automatic or operator decision on an experiment: `ramp`, `rollback`, ... */
+export interface ReleaseDecisionEvent {
+  readonly experiment: string;
+  readonly action: string;
+  readonly reason: string;
+}
+
+/** One shadow copy: compared (and whether its label agreed), failed, or shed. */
+export interface ShadowCopyEvent {
+  readonly experiment: string;
+  readonly result: 'agree' | 'disagree' | 'compared' | 'error' | 'shed';
+  /** The copy's latency (compared copies only). */
+  readonly ms?: number;
+}
+
 export const events = {
   requestDone: typed<RequestDoneEvent>('switchyard:request:done'),
   upstreamAttempt: typed<UpstreamAttemptEvent>('switchyard:upstream:attempt'),
@@ -174,6 +196,9 @@ export const events = {
   concurrencyLimit: typed<ConcurrencyLimitEvent>('switchyard:admission:limit'),
   limiterState: typed<LimiterStateEvent>('switchyard:limiter:state'),
   limiterLocal: typed<LimiterLocalEvent>('switchyard:limiter:local'),
+  experimentExposure: typed<ExperimentExposureEvent>('switchyard:release:exposure'),
+  releaseDecision: typed<ReleaseDecisionEvent>('switchyard:release:decision'),
+  shadowCopy: typed<ShadowCopyEvent>('switchyard:release:shadow'),
 };
 
 export function publish<T>(ch: Channel<T>, message: T): void {

@@ -255,6 +255,33 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Release management (#6).
+  readonly experimentExposures = new Counter({
+    name: 'switchyard_experiment_exposures_total',
+    help: 'Requests served by an experiment variant (holdout included).',
+    labelNames: ['experiment', 'variant'] as const,
+    registers: [this.registry],
+  });
+  readonly releaseDecisions = new Counter({
+    name: 'switchyard_release_decisions_total',
+    help: 'Automatic release decisions: canary ramp steps and rollbacks, by the rule that fired.',
+    labelNames: ['experiment', 'action', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly shadowCopies = new Counter({
+    name: 'switchyard_shadow_copies_total',
+    help: 'Shadow copies by result: agree, disagree, compared (no label), error, shed.',
+    labelNames: ['experiment', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly shadowDuration = new Histogram({
+    name: 'switchyard_shadow_duration_seconds',
+    help: 'Latency of shadow copies that answered.',
+    labelNames: ['experiment'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.unsubscribe.push(
@@ -287,6 +314,16 @@ export class Metrics {
       }),
       subscribe(events.fallback, (e) => {
         this.fallbacks.labels(e.model, e.from, e.to, e.code).inc();
+      }),
+      subscribe(events.experimentExposure, (e) => {
+        this.experimentExposures.labels(e.experiment, e.variant).inc();
+      }),
+      subscribe(events.releaseDecision, (e) => {
+        this.releaseDecisions.labels(e.experiment, e.action, e.reason).inc();
+      }),
+      subscribe(events.shadowCopy, (e) => {
+        this.shadowCopies.labels(e.experiment, e.result).inc();
+        if (e.ms !== undefined) this.shadowDuration.labels(e.experiment).observe(e.ms / 1000);
       }),
       subscribe(events.configReload, (e) => {
         this.configReloads.labels(e.result).inc();

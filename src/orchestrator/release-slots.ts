@@ -8,7 +8,8 @@ const str = (v: JsonValue | undefined): string | undefined =>
 /**
  * Adapts the release manager's resolver (experiments, canary, bandits) to the stage port: the
  * unit is the tenant plus `attr.user` (or the request id), with `attr.geo` and `attr.device`;
- * no release rule means the configured model. Outcomes are reported back without waiting.
+ * no release rule means the configured model. Outcomes are reported back without waiting, with
+ * the stage's re-invocation for shadow copies.
  */
 export function releaseSlots(release: ReleaseSlotResolver): SlotResolver {
   return {
@@ -32,16 +33,19 @@ export function releaseSlots(release: ReleaseSlotResolver): SlotResolver {
       return assignment ?? { model, reason: 'default' };
     },
     report(slot, choice, r) {
-      if (choice.experiment === undefined) return;
-      release.report({
-        inferenceId: r.requestId,
-        slot,
-        assignment: choice,
-        ms: r.ms,
-        outcome: r.outcome,
-        ...(r.fallback === undefined ? {} : { fallback: r.fallback }),
-        ...(r.output === undefined ? {} : { output: r.output }),
-      });
+      if (choice.experiment === undefined && (choice.shadow?.length ?? 0) === 0) return;
+      release.report(
+        {
+          inferenceId: r.requestId,
+          slot,
+          assignment: choice,
+          ms: r.ms,
+          outcome: r.outcome,
+          ...(r.fallback === undefined ? {} : { fallback: r.fallback }),
+          ...(r.output === undefined ? {} : { output: r.output }),
+        },
+        r.shadow,
+      );
     },
   };
 }

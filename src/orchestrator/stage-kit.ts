@@ -90,6 +90,25 @@ export type Called<T> =
   | { readonly ok: false; readonly error: SwitchyardError; readonly use: ModelUse };
 
 /**
+ * The call context of a shadow copy: its own request id, the lowest traffic class (so batching
+ * queues serve it last), and the shadow runner's signal and timeout instead of the user's.
+ */
+export function shadowCall(
+  ctx: StageContext,
+  signal: AbortSignal,
+  timeoutMs = 10_000,
+): CallContext {
+  return {
+    requestId: `${ctx.requestId}:shadow`,
+    tenant: ctx.tenant,
+    trafficClass: 'batch',
+    signal,
+    deadlineAt: ctx.now() + timeoutMs,
+    attempts: [],
+  };
+}
+
+/**
  * One model call from a stage: timed, its latency fed to the router's profile (successes only),
  * its cost computed from the model that actually answered, and described for the route.
  */

@@ -113,12 +113,16 @@ export function buildReport(
   const shadow =
     sh === undefined
       ? undefined
-      : Object.fromEntries(
-          [...sh.entries()].map(([k, mo]) => [
-            k.endsWith('_shed') || k.endsWith('_errors') ? k : `${k}_mean`,
-            r6(k.endsWith('_shed') || k.endsWith('_errors') ? mo.n : mean(mo)),
-          ]),
-        );
+      : {
+          // Copies that answered (and were compared); `_shed` and `_errors` are counts too.
+          shadow_completed: sh.get('shadow_latency_ms')?.n ?? 0,
+          ...Object.fromEntries(
+            [...sh.entries()].map(([k, mo]) => [
+              k.endsWith('_shed') || k.endsWith('_errors') ? k : `${k}_mean`,
+              r6(k.endsWith('_shed') || k.endsWith('_errors') ? mo.n : mean(mo)),
+            ]),
+          ),
+        };
   return {
     id: r.spec.id,
     status: r.status,

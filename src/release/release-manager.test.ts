@@ -125,7 +125,7 @@ describe('the release manager', () => {
     const pulls: Record<string, number> = { a: 0, b: 0, c: 0 };
     for (let i = 0; i < 8_000; i++) {
       const unit = { tenant: 'acme', requestId: `q${i}`, trafficClass: 'interactive' };
-      const a = manager.resolveFor('ranker', unit)!;
+      const a = manager.resolve('ranker', unit)!;
       manager.report({ inferenceId: `q${i}`, slot: 'ranker', assignment: a, ms: 1, outcome: 'ok' });
       if (i >= 6_000) pulls[a.variant!]!++;
       manager.feedback(`q${i}`, random() < truth[a.variant!]! ? 1 : 0);

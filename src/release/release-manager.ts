@@ -14,6 +14,7 @@ import type {
 } from '../contracts/slot-resolver.js';
 import type { Clock } from '../core/clock.js';
 import { syError } from '../core/errors.js';
+import { events, publish } from '../core/events.js';
 import type { Random } from '../core/random.js';
 import type { ArmPosterior } from './bandit.js';
 import { CounterBuffer } from './counter-buffer.js';
@@ -161,10 +162,6 @@ export class ReleaseManager implements ReleaseSlotResolver {
 
   // ---- hot path ----
 
-  resolve(slot: string, unit: AssignmentUnit): SlotAssignment | undefined {
-    return this.table.resolve(slot, unit);
-  }
-
   report(outcome: SlotOutcome, invoke?: ShadowInvoke): void {
     const a = outcome.assignment;
     if (a.experiment !== undefined && a.variant !== undefined) {
@@ -173,6 +170,7 @@ export class ReleaseManager implements ReleaseSlotResolver {
       const segment = '';
       const c = this.counters;
       c.add(exp, a.variant, segment, 'exposures');
+      publish(events.experimentExposure, { experiment: exp, variant: a.variant });
       // Per ramp step too: the sample ratio is only comparable within one step.
       if (r?.spec.kind === 'canary') c.add(exp, a.variant, segment, `exposures_step_${r.step}`);
       c.add(exp, a.variant, segment, 'latency_ms', outcome.ms);
@@ -214,10 +212,10 @@ export class ReleaseManager implements ReleaseSlotResolver {
   private readonly segments = new Map<string, string>();
 
   /**
-   * `resolve` plus what a bandit needs to credit the reward to the right segment later. Use this
-   * when the request has an inference id (the journeys runner does).
+   * Which version serves `slot` for this unit. For a bandit with a request id, the unit's segment
+   * is remembered so a later reward (`feedback`) credits the right per-segment posterior.
    */
-  resolveFor(slot: string, unit: AssignmentUnit): SlotAssignment | undefined {
+  resolve(slot: string, unit: AssignmentUnit): SlotAssignment | undefined {
     const a = this.table.resolve(slot, unit);
     if (a?.experiment !== undefined && unit.requestId !== undefined) {
       const r = this.records.get(a.experiment);
@@ -423,11 +421,7 @@ export class ReleaseManager implements ReleaseSlotResolver {
             (cur) => ({ ...cur, step: next, stepSince: this.opts.clock.wall() }),
             { from_percent: ramp.steps[r.step], to_percent: ramp.steps[next] },
           );
-          this.opts.onDecision?.({
-            experiment: r.spec.id,
-            action: 'ramp',
-            reason: `${ramp.steps[next]}%`,
-          });
+          this.decided({ experiment: r.spec.id, action: 'ramp', reason: `${ramp.steps[next]}%` });
         }
       }
     } finally {
@@ -467,7 +461,12 @@ export class ReleaseManager implements ReleaseSlotResolver {
       { experiment: r.spec.id, rule: v.rule, detail: v.detail },
       'experiment rolled back automatically',
     );
-    this.opts.onDecision?.({ experiment: r.spec.id, action: 'rollback', reason: v.rule });
+    this.decided({ experiment: r.spec.id, action: 'rollback', reason: v.rule });
+  }
+
+  private decided(d: { experiment: string; action: string; reason: string }): void {
+    publish(events.releaseDecision, d);
+    this.opts.onDecision?.(d);
   }
 
   /** Unit id as used for hashing (exported for replay tools). */

@@ -1,5 +1,6 @@
 import type { ShadowInvoke, SlotOutcome, SlotOutput } from '../contracts/slot-resolver.js';
 import type { Clock } from '../core/clock.js';
+import { events, publish } from '../core/events.js';
 import type { CounterBuffer } from './counter-buffer.js';
 
 export interface ShadowOptions {
@@ -113,6 +114,7 @@ export class ShadowRunner {
       ) {
         this.shedCount++;
         this.counters.add(exp, 'shadow', '', 'shadow_shed');
+        publish(events.shadowCopy, { experiment: exp, result: 'shed' });
         continue;
       }
       this.inFlight++;
@@ -136,12 +138,20 @@ export class ShadowRunner {
               this.counters.add(exp, 'shadow', '', 'shadow_agree', c.agree ? 1 : 0);
               this.onAgreement(exp, c.agree);
             }
+            publish(events.shadowCopy, {
+              experiment: exp,
+              result: c.agree === undefined ? 'compared' : c.agree ? 'agree' : 'disagree',
+              ms,
+            });
             if (c.scoreDelta !== undefined)
               this.counters.add(exp, 'shadow', '', 'shadow_score_delta', c.scoreDelta);
             if (c.cosine !== undefined)
               this.counters.add(exp, 'shadow', '', 'shadow_cosine', c.cosine);
           })
-          .catch(() => this.counters.add(exp, 'shadow', '', 'shadow_errors'))
+          .catch(() => {
+            this.counters.add(exp, 'shadow', '', 'shadow_errors');
+            publish(events.shadowCopy, { experiment: exp, result: 'error' });
+          })
           .finally(() => {
             clearTimeout(timer);
             this.inFlight--;

@@ -7,7 +7,7 @@ import type {
 } from '../../contracts/stage.js';
 import { syError } from '../../core/errors.js';
 import { asText } from '../paths.js';
-import { callModel, defineKind, result } from '../stage-kit.js';
+import { callModel, defineKind, result, shadowCall } from '../stage-kit.js';
 
 /**
  * `classify`: labels text with a classifier (an in-process model, or a chat model asked for a
@@ -74,7 +74,9 @@ export const classifyKind = defineKind({
             model = choice.model;
             version = choice.version;
             if (choice.reason !== 'default')
-              steps.push(`slot ${config.slot} → ${model} (${choice.reason})`);
+              steps.push(
+                `slot ${config.slot} → ${model}${version === undefined ? '' : `@${version}`} (${choice.reason})`,
+              );
           }
           if (i > 0) {
             const info = ctx.services.models.info(model);
@@ -99,6 +101,16 @@ export const classifyKind = defineKind({
               outcome: r.use.outcome,
               fallback: r.ok && r.value.servedBy !== model,
               ...(top0 === undefined ? {} : { output: { label: top0.label, score: top0.score } }),
+              shadow: async (target, signal) => {
+                const s = await ctx.services.models.classify(
+                  target.model,
+                  input,
+                  shadowCall(ctx, signal),
+                  target.version,
+                );
+                const t = s.scores[0];
+                return t === undefined ? {} : { label: t.label, score: t.score };
+              },
             });
           }
           if (!r.ok) {

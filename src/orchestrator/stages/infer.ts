@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import type { CallContext } from '../../contracts/backend.js';
 import type { JsonObject, JsonValue } from '../../contracts/json.js';
+import type { SlotOutput } from '../../contracts/slot-resolver.js';
 import type {
   JourneyDecision,
   ModelInfo,
@@ -10,7 +12,7 @@ import { isJsonObject } from '../../core/safe-json.js';
 import { syError } from '../../core/errors.js';
 import { asText, type Getter } from '../paths.js';
 import { estimateTokens, type Considered } from '../router.js';
-import { callModel, defineKind, result, type ModelOp } from '../stage-kit.js';
+import { callModel, defineKind, result, shadowCall, type ModelOp } from '../stage-kit.js';
 
 const downgradeSchema = z
   .strictObject({
@@ -190,20 +192,28 @@ export const inferKind = defineKind({
           notes.push(`${Math.round(remaining)}ms left < ${rule.below_ms}ms → shorter context`);
         }
         const invoker = ctx.services.models;
-        const r = await callModel(ctx, router, model, (call) =>
+        const invoke = (m: string, v: string | undefined, call: CallContext) =>
           op === 'chat'
-            ? invoker.chat(model, { ...request, model }, call)
+            ? invoker.chat(m, { ...request, model: m }, call)
             : op === 'embeddings'
-              ? invoker.embed(model, inputText, call)
-              : invoker.infer(model, request, call, version),
-        );
-        if (choice !== undefined)
+              ? invoker.embed(m, inputText, call)
+              : invoker.infer(m, request, call, v);
+        const r = await callModel(ctx, router, model, (call) => invoke(model, version, call));
+        if (choice !== undefined) {
+          const output = r.ok ? slotOutputOf(op, r.value.json) : undefined;
           ctx.services.slots.report?.(config.slot!, choice, {
             requestId: ctx.requestId,
             ms: r.use.ms,
             outcome: r.use.outcome,
             fallback: r.ok && r.value.servedBy !== model,
+            ...(output === undefined ? {} : { output }),
+            shadow: async (target, signal) =>
+              slotOutputOf(
+                op,
+                (await invoke(target.model, target.version, shadowCall(ctx, signal))).json,
+              ),
           });
+        }
         if (!r.ok) {
           notes.push(`${model} failed: ${r.use.outcome}`);
           return result.fail(r.error, notes.join('; '), { models: [r.use], decisions });
@@ -281,6 +291,33 @@ function round4(n: number): string {
 }
 
 /** What later stages see: chat answers as `{ text, completion }`, the rest as they came. */
+/**
+ * The comparable part of an answer, for shadow agreement: a chat's text as its label, an
+ * embedding's vector, or a KServe answer's first output (its data as the vector, and for a
+ * single-row classifier the arg-max index as the label and its value as the score).
+ */
+function slotOutputOf(op: ModelOp, json: JsonObject): SlotOutput {
+  if (op === 'chat') {
+    const text = (outputOf(op, json) as JsonObject)['text'];
+    return typeof text === 'string' ? { label: text } : {};
+  }
+  if (op === 'embeddings') {
+    const data = json['data'];
+    const first = Array.isArray(data) && isJsonObject(data[0]) ? data[0] : undefined;
+    const v = first?.['embedding'];
+    return Array.isArray(v) && v.every((x) => typeof x === 'number') ? { vector: v } : {};
+  }
+  const outputs = json['outputs'];
+  const first = Array.isArray(outputs) && isJsonObject(outputs[0]) ? outputs[0] : undefined;
+  const data = first?.['data'];
+  if (!Array.isArray(data) || data.length === 0 || !data.every((x) => typeof x === 'number'))
+    return {};
+  const values = data;
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  return { vector: values, label: String(best), score: values[best]! };
+}
+
 function outputOf(op: ModelOp, json: JsonObject): JsonValue {
   if (op !== 'chat') return json;
   const choices = json['choices'];
