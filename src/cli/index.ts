@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { generateKey, fingerprintOfHash, hashKey } from '../core/api-key.js';
 import { ConfigError, loadConfigFile, resolveSecret } from '../config/load.js';
 import { startGateway } from '../main.js';
+import { INDEX_HELP, INDEX_USAGE, runIndex } from './index-commands.js';
 import { MODELS_HELP, MODELS_USAGE, runBuildDemo, runQuantize } from './models-commands.js';
 import {
   REGISTRY_HELP,
@@ -19,7 +20,7 @@ Usage:
   switchyard config check FILE
   switchyard keys create --tenant T --config FILE [--id ID]
   switchyard simulate [--port N] [--latency-ms N] [--token-delay-ms N]
-${MODELS_USAGE}${REGISTRY_USAGE}
+${MODELS_USAGE}${REGISTRY_USAGE}${INDEX_USAGE}
 serve            Serve the OpenAI, KServe v2 and admin APIs for the config.
                  The config reloads on file change (unless --no-watch) and
                  on SIGHUP; an invalid new config is refused, the old kept.
@@ -28,7 +29,7 @@ serve            Serve the OpenAI, KServe v2 and admin APIs for the config.
 config check     Validate a config file without serving; exit 1 if invalid.
 keys create      Print a new API key for a tenant and its config entry.
 simulate         Run the SIMULATED model upstream alone.
-${MODELS_HELP}${REGISTRY_HELP}`;
+${MODELS_HELP}${REGISTRY_HELP}${INDEX_HELP}`;
 
 function fail(message: string): never {
   process.stderr.write(`switchyard: ${message}\n`);
@@ -162,6 +163,8 @@ async function main(argv: string[]): Promise<void> {
   )
     return runRegistryCommand(sub, rest);
   if (cmd === 'keys' && sub === 'signing-create') return runSigningCreate(rest);
+  // Vector shards (#7).
+  if (cmd === 'index') return runIndex(argv.slice(1));
   if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     process.stdout.write(USAGE);
     return;

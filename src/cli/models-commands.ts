@@ -35,7 +35,7 @@ export interface CliIo {
   readonly tty: boolean;
 }
 
-const processIo: CliIo = {
+export const processIo: CliIo = {
   out: (t) => process.stdout.write(t),
   err: (t) => process.stderr.write(t),
   tty: process.stderr.isTTY,
@@ -81,7 +81,8 @@ const kb = (bytes: number): string => `${(bytes / 1024).toFixed(1)} kB`;
 const fixed = (v: number | undefined, digits = 4): string =>
   v === undefined ? '-' : v.toFixed(digits);
 
-function table(rows: readonly (readonly string[])[]): string {
+/** Rows as aligned columns: the first left-aligned, the rest right-aligned. */
+export function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows
     .map((r) =>
@@ -265,9 +266,11 @@ export async function quantizeCommand(args: readonly string[], io = processIo): 
   return 0;
 }
 
-async function run(
+/** Runs a command with the process's streams; usage problems print `usage` and exit 2. */
+export async function runCli(
   command: (args: readonly string[], io: CliIo) => Promise<number>,
   args: readonly string[],
+  usage = MODELS_USAGE,
 ): Promise<void> {
   try {
     process.exitCode = await command(args, processIo);
@@ -278,11 +281,13 @@ async function run(
       (err instanceof TypeError &&
         String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS'));
     if (!usage) throw err;
-    process.stderr.write(`switchyard: ${err.message}\n\nUsage:\n${MODELS_USAGE}`);
+    process.stderr.write(`switchyard: ${err.message}\n\nUsage:\n${usage}`);
     process.exitCode = 2;
   }
 }
 
 /** CLI entry points (src/cli/index.ts dispatches to these). */
-export const runBuildDemo = (args: readonly string[]): Promise<void> => run(buildDemoCommand, args);
-export const runQuantize = (args: readonly string[]): Promise<void> => run(quantizeCommand, args);
+export const runBuildDemo = (args: readonly string[]): Promise<void> =>
+  runCli(buildDemoCommand, args);
+export const runQuantize = (args: readonly string[]): Promise<void> =>
+  runCli(quantizeCommand, args);

@@ -16,6 +16,7 @@ import {
   listCollections,
   searchVectors,
   shardOperation,
+  splitVectorShard,
   upsertVectors,
   vectorStats,
 } from './routes/vectors.js';
@@ -111,6 +112,7 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   add(POST, '/v1/vectors/:collection/search', 'openai', true, searchVectors);
   add(POST, '/v1/vectors/:collection/delete', 'openai', true, deleteVectors);
   add(GET, '/v1/vectors/:collection/stats', 'openai', true, vectorStats);
+  add(POST, '/admin/vectors/:collection/shards/:shard/split', 'openai', true, splitVectorShard);
   add(POST, '/v1/vector-shards/:shard/:op', 'openai', true, shardOperation);
   add(GET, '/healthz', 'openai', false, live);
   add(GET, '/readyz', 'openai', false, readiness(state));

@@ -1,7 +1,7 @@
 /** A one-line progress bar on stderr for bulk builds: redrawn in place on a TTY, every 10% otherwise. */
 export function progressBar(
   label: string,
-  stream: NodeJS.WriteStream = process.stderr,
+  stream: { readonly isTTY?: boolean; write(text: string): unknown } = process.stderr,
 ): (done: number, total: number) => void {
   const started = performance.now();
   let lastDecile = -1;

@@ -186,6 +186,11 @@ export class ShardRouter implements VectorRetriever {
     return total;
   }
 
+  /** The shard a record is written to (its key, residency and any split in progress). */
+  placeOf(collection: string, record: VectorRecord): VectorShard {
+    return this.place(this.get(collection), record, 0).shard;
+  }
+
   async delete(collection: string, tenant: string, ids: readonly string[]): Promise<number> {
     const c = this.get(collection);
     let n = 0;

@@ -32,7 +32,7 @@ const wireMeta = z.strictObject({
   attrs: z.record(z.string().max(64), attr).optional(),
 });
 
-const wireRecord = z.strictObject({
+export const wireRecord = z.strictObject({
   id: text,
   vector: z.array(finite).min(1).max(65_536),
   meta: wireMeta,

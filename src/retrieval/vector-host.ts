@@ -1,14 +1,19 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../contracts/logger.js';
 import type {
   FreshnessTier,
   VectorFilter,
   VectorIndex,
+  UpsertResult,
   VectorMetric,
+  VectorRecord,
   VectorShard,
   VectorShardDescriptor,
 } from '../contracts/vector-index.js';
 import { systemClock, type Clock } from '../core/clock.js';
+import { syError } from '../core/errors.js';
 import { systemRandom, type Random } from '../core/random.js';
 import { ExactIndex } from './exact-index.js';
 import type { LocalIndexOptions } from './local-index.js';
@@ -17,7 +22,7 @@ import { RemoteShard } from './remote-shard.js';
 import { ScanPool } from './scan-pool.js';
 import { ShardApi } from './shard-api.js';
 import { ShardRouter, type RouterResidency } from './shard-router.js';
-import { splitShard } from './shard-split.js';
+import { childDescriptors, splitShard, type SplitOptions } from './shard-split.js';
 import type { HnswParams } from './usearch-params.js';
 import { UsearchShard } from './usearch-shard.js';
 
@@ -103,16 +108,46 @@ export class VectorHost {
     );
   }
 
+  /**
+   * Opens every declared shard. A shard split earlier (`split`) is reopened as its persisted
+   * children, recursively, so a rebalance survives restarts. With a data directory, the host
+   * holds `<dataDir>/LOCK` (its pid) while open: a second process on the same files is refused.
+   */
   static async open(settings: VectorHostSettings, deps: VectorHostDeps = {}): Promise<VectorHost> {
+    if (settings.dataDir !== undefined) await lockDataDir(settings.dataDir);
     const pool = settings.scanWorkers > 0 ? new ScanPool(settings.scanWorkers) : undefined;
     const shards = new Map<string, VectorShard[]>();
-    for (const [name, c] of Object.entries(settings.collections)) {
-      const list: VectorShard[] = [];
-      for (const s of c.shards) {
-        const descriptor = describeShard(name, c, s, settings);
-        list.push({ descriptor, index: await openIndex(descriptor, c, s, settings, pool, deps) });
+    try {
+      for (const [name, c] of Object.entries(settings.collections)) {
+        const list: VectorShard[] = [];
+        for (const s of c.shards) {
+          const open = async (descriptor: VectorShardDescriptor): Promise<void> => {
+            const kids = childDescriptors(descriptor);
+            const dir = settings.dataDir;
+            if (
+              dir !== undefined &&
+              descriptor.location.kind === 'local' &&
+              kids.every((k) => existsSync(join(dir, name, k.id, 'CURRENT')))
+            ) {
+              // Split and persisted: the children hold everything; a parent left by a crash
+              // between the two steps is stale.
+              await rm(join(dir, name, descriptor.id), { recursive: true, force: true });
+              for (const k of kids) await open(k);
+              return;
+            }
+            list.push({
+              descriptor,
+              index: await openIndex(descriptor, c, s, settings, pool, deps),
+            });
+          };
+          await open(describeShard(name, c, s, settings));
+        }
+        shards.set(name, list);
       }
-      shards.set(name, list);
+    } catch (err) {
+      await pool?.close();
+      if (settings.dataDir !== undefined) await unlockDataDir(settings.dataDir);
+      throw err;
     }
     return new VectorHost(settings, shards, pool, deps);
   }
@@ -133,18 +168,81 @@ export class VectorHost {
     return n;
   }
 
-  /** Splits a local shard in two, online (see `splitShard`). */
-  async split(collection: string, shardId: string): Promise<readonly VectorShard[]> {
+  /**
+   * Splits a local shard in two, online (see `splitShard`): queries keep being answered
+   * throughout. With a data directory the children are persisted and then the parent's files
+   * removed, so the new layout is what the next start opens.
+   */
+  async split(
+    collection: string,
+    shardId: string,
+    options: SplitOptions = {},
+  ): Promise<readonly VectorShard[]> {
     const c = this.settings.collections[collection];
-    const declared = c?.shards.find((s) => s.id === shardId.split('.')[0]);
-    const children = await splitShard(this.router, collection, shardId, (d) =>
-      c === undefined || declared === undefined
-        ? Promise.reject(new Error('unknown shard'))
-        : openIndex(d, c, declared, this.settings, this.pool, this.deps),
+    if (c === undefined) throw syError('SY_ERR_VECTOR_COLLECTION_NOT_FOUND', collection);
+    const declared = c.shards.find((s) => s.id === shardId.split('.')[0]);
+    if (declared === undefined || !this.local.has(shardId))
+      throw syError('SY_ERR_VECTOR_SHARD_NOT_FOUND', shardId);
+    const children = await splitShard(
+      this.router,
+      collection,
+      shardId,
+      (d) => openIndex(d, c, declared, this.settings, this.pool, this.deps),
+      options,
     );
     this.local.delete(shardId);
     for (const s of children) this.local.set(s.descriptor.id, s);
+    const dir = this.settings.dataDir;
+    if (dir !== undefined) {
+      for (const s of children) await s.index.persist();
+      await rm(join(dir, collection, shardId), { recursive: true, force: true });
+    }
     return children;
+  }
+
+  /**
+   * Loads many records: each goes to the shard the router places it on (key, residency); HNSW
+   * shards build their graph in a worker (`UsearchShard.bulkLoad`), others take chunked upserts.
+   * Persists the shards it wrote to.
+   */
+  async bulkLoad(
+    collection: string,
+    records: readonly VectorRecord[],
+    onProgress?: (shard: string, done: number, total: number) => void,
+  ): Promise<UpsertResult> {
+    const byShard = new Map<VectorShard, VectorRecord[]>();
+    for (const r of records) {
+      const shard = this.router.placeOf(collection, r);
+      let list = byShard.get(shard);
+      if (list === undefined) byShard.set(shard, (list = []));
+      list.push(r);
+    }
+    const total = { inserted: 0, updated: 0, evicted: 0 };
+    for (const [shard, list] of byShard) {
+      const id = shard.descriptor.id;
+      let r: UpsertResult;
+      if (shard.index instanceof UsearchShard && list.length >= BULK_BUILD_FROM) {
+        r = await shard.index.bulkLoad(list, {
+          ...(onProgress === undefined ? {} : { onProgress: (d, t) => onProgress(id, d, t) }),
+        });
+      } else {
+        r = { inserted: 0, updated: 0, evicted: 0 };
+        for (let i = 0; i < list.length; i += UPSERT_CHUNK) {
+          const part = await shard.index.upsert(list.slice(i, i + UPSERT_CHUNK));
+          r = {
+            inserted: r.inserted + part.inserted,
+            updated: r.updated + part.updated,
+            evicted: r.evicted + part.evicted,
+          };
+          onProgress?.(id, Math.min(i + UPSERT_CHUNK, list.length), list.length);
+        }
+      }
+      total.inserted += r.inserted;
+      total.updated += r.updated;
+      total.evicted += r.evicted;
+      if (shard.descriptor.location.kind === 'local') await shard.index.persist();
+    }
+    return total;
   }
 
   /** Recall probes on every local HNSW shard; the results show in shard stats. */
@@ -165,7 +263,68 @@ export class VectorHost {
     }
     await this.router.close();
     await this.pool?.close();
+    if (this.settings.dataDir !== undefined) await unlockDataDir(this.settings.dataDir);
   }
+}
+
+/** Below this many records for one HNSW shard, plain upserts beat a worker build. */
+const BULK_BUILD_FROM = 2_000;
+const UPSERT_CHUNK = 1_000;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Data directories this process holds (two hosts in one process must not share one either). */
+const heldDirs = new Set<string>();
+
+/** Takes `<dir>/LOCK` (exclusive create); a lock whose process is gone is taken over. */
+async function lockDataDir(dir: string): Promise<void> {
+  if (heldDirs.has(dir))
+    throw syError(
+      'SY_ERR_VECTOR_SHARD_UNAVAILABLE',
+      `vector data directory ${dir} is in use by process ${process.pid}`,
+    );
+  heldDirs.add(dir);
+  try {
+    await takeLock(dir);
+  } catch (err) {
+    heldDirs.delete(dir);
+    throw err;
+  }
+}
+
+async function takeLock(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const lock = join(dir, 'LOCK');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(lock, String(process.pid), { flag: 'wx' });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && pidAlive(holder))
+        throw syError(
+          'SY_ERR_VECTOR_SHARD_UNAVAILABLE',
+          `vector data directory ${dir} is in use by process ${holder}`,
+        );
+      await rm(lock, { force: true });
+    }
+  }
+  throw syError('SY_ERR_VECTOR_SHARD_UNAVAILABLE', `could not lock ${dir}`);
+}
+
+async function unlockDataDir(dir: string): Promise<void> {
+  heldDirs.delete(dir);
+  const lock = join(dir, 'LOCK');
+  const holder = (await readFile(lock, 'utf8').catch(() => '')).trim();
+  if (holder === String(process.pid)) await rm(lock, { force: true });
 }
 
 function describeShard(

@@ -138,6 +138,27 @@ export async function vectorStats(ctx: RequestContext): Promise<void> {
   send(ctx, { shards: await host.router.stats(ctx.params['collection'] ?? '') });
 }
 
+/**
+ * `POST /admin/vectors/:collection/shards/:shard/split` (admin keys): rebalances a hot local
+ * shard into two, online; queries keep being answered. Answers the children with their sizes.
+ */
+export async function splitVectorShard(ctx: RequestContext): Promise<void> {
+  if (ctx.principal?.admin !== true)
+    throw syError('SY_ERR_VECTOR_FORBIDDEN', 'rebalancing needs an admin key');
+  const host = hostOf(ctx);
+  const collection = ctx.params['collection'] ?? '';
+  const shard = ctx.params['shard'] ?? '';
+  const children = await host.split(collection, shard);
+  const stats = await host.router.stats(collection);
+  send(ctx, {
+    split: shard,
+    shards: children.map((c) => ({
+      id: c.descriptor.id,
+      size: stats.find((s) => s.id === c.descriptor.id)?.size ?? 0,
+    })),
+  });
+}
+
 /** `POST /v1/vector-shards/:shard/:op`: the shard API `RemoteShard` calls. */
 export async function shardOperation(ctx: RequestContext): Promise<void> {
   const host = hostOf(ctx);
