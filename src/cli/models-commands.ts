@@ -276,11 +276,11 @@ export async function runCli(
     process.exitCode = await command(args, processIo);
   } catch (err) {
     // parseArgs reports unknown flags as TypeErrors with a code; both are usage problems.
-    const usage =
+    const isUsage =
       err instanceof CliUsageError ||
       (err instanceof TypeError &&
         String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS'));
-    if (!usage) throw err;
+    if (!isUsage) throw err;
     process.stderr.write(`switchyard: ${err.message}\n\nUsage:\n${usage}`);
     process.exitCode = 2;
   }
