@@ -2,6 +2,7 @@ import type {
   FreshnessTier,
   RetrievalRequest,
   ShardKey,
+  VectorFilter,
   VectorMetadata,
 } from '../contracts/vector-index.js';
 
@@ -58,4 +59,29 @@ export function keyMayMatch(key: ShardKey, request: RetrievalRequest): boolean {
   if (!overlaps(key.jurisdictions, route.jurisdictions)) return false;
   if (!overlaps(key.jurisdictions, filter.jurisdictions)) return false;
   return true;
+}
+
+const within = <T>(key: readonly T[] | undefined, wanted: readonly T[] | undefined): boolean =>
+  key !== undefined && wanted !== undefined && key.every((x) => wanted.includes(x));
+
+/**
+ * The filter a shard needs for a request: clauses its key already guarantees are dropped (every
+ * record was placed there by `keyAdmits`), so the shard skips the filtered over-fetch. Only
+ * `geos` and `entityTypes`; privacy clauses (jurisdictions, labels, users) always travel.
+ */
+export function filterForKey(
+  key: ShardKey,
+  filter: VectorFilter | undefined,
+): VectorFilter | undefined {
+  if (filter === undefined) return undefined;
+  const dropGeos = within(key.geos, filter.geos);
+  const dropTypes = within(key.entityTypes, filter.entityTypes);
+  if (!dropGeos && !dropTypes) return filter;
+  const { geos, entityTypes, ...rest } = filter;
+  const out: VectorFilter = {
+    ...rest,
+    ...(dropGeos || geos === undefined ? {} : { geos }),
+    ...(dropTypes || entityTypes === undefined ? {} : { entityTypes }),
+  };
+  return Object.keys(out).length === 0 ? undefined : out;
 }

@@ -16,7 +16,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { throwIfAborted } from '../core/deadline.js';
 import { syError, toSwitchyardError } from '../core/errors.js';
 import { mergeTopK } from './top-k.js';
-import { keyAdmits, keyMayMatch, specificity } from './shard-key.js';
+import { filterForKey, keyAdmits, keyMayMatch, specificity } from './shard-key.js';
 import { toVector } from './vector-math.js';
 
 /** The residency view the router needs (the privacy module's `Residency` fits). */
@@ -111,13 +111,18 @@ export class ShardRouter implements VectorRetriever {
         slot.inFlight++;
         try {
           let options: RetrievalRequest = request;
+          const filter = filterForKey(d.key, request.filter);
+          if (filter !== request.filter) {
+            const { filter: _all, ...rest } = request;
+            options = filter === undefined ? rest : { ...rest, filter };
+          }
           if (residency !== undefined && d.location.kind === 'remote') {
             // Ask a remote shard only for data this node may hold (the shard enforces it too).
             const local = residency.localJurisdictions();
             const wanted = request.filter?.jurisdictions;
             const jurisdictions =
               wanted === undefined ? local : wanted.filter((j) => local.includes(j));
-            options = { ...request, filter: { ...request.filter, jurisdictions } };
+            options = { ...options, filter: { ...options.filter, jurisdictions } };
           }
           const hits = await slot.shard.index.search(query, request.k, options);
           const kept =
