@@ -153,6 +153,32 @@ describe('ConcurrencyGate', () => {
     running.release({ ok: true });
   });
 
+  it('sheds a queued waiter at once when more critical arrivals push it past its queue timeout', async () => {
+    const { gate, req, clock, refusals } = setup();
+    const first = await gate.acquire(req('interactive'));
+    clock.t += 100;
+    first.release({ ok: true }); // permits are held ~100 ms, one at a time
+    const running = await gate.acquire(req('interactive'));
+    let outcome = 'waiting';
+    const bg = gate.acquire({ ...req('background'), maxWaitMs: 250 }).then(
+      () => (outcome = 'started'),
+      (e: unknown) => (outcome = (e as { code: string }).code),
+    );
+    // Second in line (~200 ms) still fits its 250 ms.
+    const i1 = gate.acquire(req('interactive'));
+    await Promise.resolve();
+    expect(outcome).toBe('waiting');
+    // Third in line (~300 ms) does not: refused now, not after waiting 250 ms.
+    const i2 = gate.acquire(req('interactive'));
+    await bg;
+    expect(outcome).toBe('SY_ERR_SHED');
+    expect(refusals).toEqual([['background', 'wait_too_long']]);
+    expect(clock.t).toBe(1_100);
+    running.release({ ok: true });
+    (await i1).release({ ok: true });
+    (await i2).release({ ok: true });
+  });
+
   it('reports pressure from queue depth', async () => {
     const { gate, req } = setup({ ...TEST_CONCURRENCY, max_queue: 4 });
     expect(gate.pressure()).toBe(0);

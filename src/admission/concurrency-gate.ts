@@ -166,7 +166,34 @@ export class ConcurrencyGate {
       req.signal.addEventListener('abort', w.onAbort, { once: true });
       this.enqueue(w);
       this.observer.queued(req);
+      this.shedOvertaken(req.priority);
     });
+  }
+
+  /**
+   * A request just queued ahead of the waiters of less critical classes. Those that now cannot
+   * start within their allowed wait (their position drained at limit / rtt) are shed at once,
+   * newest first, instead of timing out later: a rejection costs the client no waiting.
+   */
+  private shedOvertaken(priority: number): void {
+    if (this.rttMs <= 0) return;
+    const perSlotMs = this.rttMs / this.limit.current();
+    const now = this.clock.now();
+    for (let i = this.sortedLevels.length - 1; i >= 0; i--) {
+      const p = this.sortedLevels[i]!;
+      if (p <= priority) return;
+      const level = this.levels.get(p)!;
+      let position = this.waitingUpTo(p);
+      for (let j = level.length - 1; j >= 0 && position > 0; j--) {
+        const w = level[j]!;
+        if (w.done) continue;
+        const allowed =
+          Math.min(w.req.maxWaitMs, w.req.deadlineAt - w.enqueuedAt) - (now - w.enqueuedAt);
+        if (position * perSlotMs <= allowed) break;
+        this.drop(w, 'wait_too_long', this.shed(`${this.name} would not start it in time`));
+        position--;
+      }
+    }
   }
 
   private start(): Permit {
