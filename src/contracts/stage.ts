@@ -205,6 +205,8 @@ export type StageResult =
 
 /** An answer a cache stage wants written back once the journey responds. */
 export interface PendingCacheWrite {
+  /** The cache namespace (the journey, and the versions of the models its answers depend on). */
+  readonly namespace: string;
   readonly key: string;
   readonly ttlMs: number;
   readonly staleMs: number;

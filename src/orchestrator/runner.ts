@@ -192,7 +192,7 @@ export class JourneyRunner {
     for (const w of state.cacheWrites) {
       this.services.cache
         .set(
-          { tenant, namespace: journey },
+          { tenant, namespace: w.namespace },
           w.key,
           { output: body },
           {

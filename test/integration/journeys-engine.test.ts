@@ -487,6 +487,17 @@ describe('caches', () => {
     expect(iso.route.cache).toBe('miss');
   });
 
+  it('never serves an answer a previous model version gave, exactly or semantically', async () => {
+    const h = harness(models(), stages);
+    await h.run({ text: 'where is my order' });
+    expect((await h.run({ text: 'where is my parcel' })).route.cache).toBe('semantic_hit');
+    h.invoker.models['big'] = { ...h.invoker.models['big']!, version: '2' };
+    // v1's entry is as near as before, but v2 is answering now.
+    expect((await h.run({ text: 'where is my parcel' })).route.cache).toBe('miss');
+    expect((await h.run({ text: 'where is my order' })).route.cache).toBe('semantic_hit');
+    expect(h.invoker.calls.filter((c) => c.model === 'big')).toHaveLength(2);
+  });
+
   it('expires entries after their TTL and does not cache degraded answers', async () => {
     const h = harness(models(), stages);
     await h.run({ text: 'where is my order' });

@@ -85,7 +85,10 @@ export const cacheKind = defineKind({
       id: b.id,
       kind: 'cache',
       async run(ctx, state) {
-        const scope: CacheScope = { tenant: ctx.tenant, namespace: state.journey };
+        // The namespace carries the model versions too, so neither an exact nor a semantic
+        // lookup can serve an answer a previous model version gave.
+        const namespace = `${state.journey}#${versionsTag(versioned(), ctx)}`;
+        const scope: CacheScope = { tenant: ctx.tenant, namespace };
         const cache = ctx.services.cache;
         const k = cacheKey(normalize(key(state, ctx) ?? null), versioned(), ctx);
         let stale: { value: JsonObject; ageMs: number } | undefined;
@@ -140,6 +143,7 @@ export const cacheKind = defineKind({
           models,
           update: {
             cacheWrite: {
+              namespace,
               key: k,
               ttlMs: config.ttl_ms,
               staleMs: config.stale_ms,
@@ -163,6 +167,13 @@ export function normalize(v: JsonValue): JsonValue {
     return out;
   }
   return v;
+}
+
+/** A short digest of the current versions of `models`. */
+function versionsTag(models: readonly string[], ctx: StageContext): string {
+  const h = createHash('sha256');
+  for (const m of models) h.update(`\u0000${m}@${ctx.services.models.info(m)?.version ?? '?'}`);
+  return h.digest('base64url').slice(0, 12);
 }
 
 function cacheKey(value: JsonValue, models: readonly string[], ctx: StageContext): string {
