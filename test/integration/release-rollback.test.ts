@@ -14,6 +14,10 @@ describe('automatic rollback on live traffic', () => {
   it('ramps a healthy canary, then rolls it back when its p95 latency regresses, and users are back on stable', async () => {
     const stable = await modelUpstream('billing', 0.9);
     const candidate = await modelUpstream('billing', 0.91);
+    // Both answer in ~10 ms, so the healthy phase compares service times, not the scheduling
+    // noise of sub-millisecond answers on a busy machine.
+    stable.delayMs = 10;
+    candidate.delayMs = 10;
     closers.push(
       () => stable.close(),
       () => candidate.close(),
@@ -81,7 +85,7 @@ describe('automatic rollback on live traffic', () => {
     expect(manager.experiment('intent-v2-canary')).toMatchObject({ step: 1, status: 'running' });
 
     // Inject a latency regression into the candidate only.
-    candidate.delayMs = 40;
+    candidate.delayMs = 60;
     const injectedAt = systemClock.now();
     await traffic(() => manager.experiment('intent-v2-canary')?.status === 'rolled_back', 10_000);
     const tookMs = systemClock.now() - injectedAt;
