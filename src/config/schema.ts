@@ -599,6 +599,7 @@ export const experimentSchema = z.strictObject({
   rules: z
     .strictObject({
       p95_latency_ratio: z.number().finite().gt(1).optional(),
+      p95_latency_min_delta_ms: z.number().finite().min(0).optional(),
       error_rate_delta: z.number().min(0).max(1).optional(),
       fallback_rate_delta: z.number().min(0).max(1).optional(),
       policy_exception_rate: z.number().min(0).max(1).optional(),

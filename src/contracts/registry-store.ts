@@ -75,6 +75,11 @@ export interface VariantSpec {
 export interface RollbackRules {
   /** Breach when candidate p95 > control p95 × this (e.g. 1.2 = +20 %). */
   readonly p95_latency_ratio?: number;
+  /**
+   * With `p95_latency_ratio`: breach only when the candidate's p95 is also at least this many ms
+   * above the control's, so sub-millisecond jitter between fast models never rolls a release back.
+   */
+  readonly p95_latency_min_delta_ms?: number;
   /** Breach when candidate error rate > control error rate + this. */
   readonly error_rate_delta?: number;
   readonly fallback_rate_delta?: number;

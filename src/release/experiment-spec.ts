@@ -76,6 +76,9 @@ export function checkSpec(spec: ExperimentSpec): ExperimentSpec {
     if (!(r.window_s > 0)) problems.push('rules.window_s must be > 0');
     if (r.p95_latency_ratio !== undefined && !(r.p95_latency_ratio > 1))
       problems.push('rules.p95_latency_ratio must be > 1');
+    const d = r.p95_latency_min_delta_ms;
+    if (d !== undefined && !(Number.isFinite(d) && d >= 0))
+      problems.push('rules.p95_latency_min_delta_ms must be a number ≥ 0');
   }
   if (problems.length > 0)
     throw syError('SY_ERR_REGISTRY_INVALID', `experiment ${spec.id}: ${problems.join('; ')}`);

@@ -41,7 +41,8 @@ export function judge(
     };
   if (rules.p95_latency_ratio !== undefined && control.p95Ms > 0) {
     const ratio = candidate.p95Ms / control.p95Ms;
-    if (ratio > rules.p95_latency_ratio)
+    const delta = candidate.p95Ms - control.p95Ms;
+    if (ratio > rules.p95_latency_ratio && delta >= (rules.p95_latency_min_delta_ms ?? 0))
       return {
         kind: 'breach',
         rule: 'p95_latency_ratio',
