@@ -199,7 +199,11 @@ export const inferKind = defineKind({
               ? invoker.embed(m, inputText, call)
               : invoker.infer(m, request, call, v);
         const r = await callModel(ctx, router, model, (call) => invoke(model, version, call));
-        if (choice !== undefined) {
+        // Only a release decision (experiment or shadow) needs the output to compare.
+        if (
+          choice !== undefined &&
+          (choice.experiment !== undefined || choice.shadow !== undefined)
+        ) {
           const output = r.ok ? slotOutputOf(op, r.value.json) : undefined;
           ctx.services.slots.report?.(config.slot!, choice, {
             requestId: ctx.requestId,
@@ -290,7 +294,6 @@ function round4(n: number): string {
   return String(Math.round(n * 10_000) / 10_000);
 }
 
-/** What later stages see: chat answers as `{ text, completion }`, the rest as they came. */
 /**
  * The comparable part of an answer, for shadow agreement: a chat's text as its label, an
  * embedding's vector, or a KServe answer's first output (its data as the vector, and for a
@@ -318,6 +321,7 @@ function slotOutputOf(op: ModelOp, json: JsonObject): SlotOutput {
   return { vector: values, label: String(best), score: values[best]! };
 }
 
+/** What later stages see: chat answers as `{ text, completion }`, the rest as they came. */
 function outputOf(op: ModelOp, json: JsonObject): JsonValue {
   if (op !== 'chat') return json;
   const choices = json['choices'];
