@@ -9,6 +9,8 @@ import { createLogger } from '../observability/logger.js';
 import { vectorTag } from '../privacy/policy-engine.js';
 import { progressBar } from '../retrieval/progress-bar.js';
 import { parseWire, toRecord, wireRecord } from '../retrieval/shard-wire.js';
+import { childSizes } from '../retrieval/shard-totals.js';
+import type { VectorHost } from '../retrieval/vector-host.js';
 import { CliUsageError, processIo, runCli, table, type CliIo } from './models-commands.js';
 
 export const INDEX_USAGE = `  switchyard index build --config FILE --collection C --input FILE.jsonl [--tenant T]
@@ -42,22 +44,30 @@ function need(v: string | undefined, flag: string, sub: string): string {
   return v;
 }
 
-/** A stopped node's gateway, opened in this process only to reach its shards (port 0, loopback). */
-async function openNode(config: string): Promise<Gateway> {
-  return startGateway({
+/**
+ * Opens a stopped node's gateway in this process only to reach its shards (port 0, loopback),
+ * runs `fn` on the collection's host, and closes it (shards persist on close).
+ */
+async function withNode<T>(
+  config: string,
+  collection: string,
+  fn: (host: VectorHost, gw: Gateway) => Promise<T>,
+): Promise<T> {
+  const gw = await startGateway({
     configPath: config,
     port: 0,
     host: '127.0.0.1',
     watch: false,
     logger: createLogger('warn'),
   });
-}
-
-function hostOf(gw: Gateway, collection: string) {
-  const host = gw.runtime().vectors;
-  if (host?.router.describe(collection) === undefined)
-    throw new CliUsageError(`the config has no vector collection "${collection}"`);
-  return host;
+  try {
+    const host = gw.runtime().vectors;
+    if (host?.router.describe(collection) === undefined)
+      throw new CliUsageError(`the config has no vector collection "${collection}"`);
+    return await fn(host, gw);
+  } finally {
+    await gw.close();
+  }
 }
 
 function statsTable(shards: readonly VectorShardStats[]): string {
@@ -140,9 +150,7 @@ async function build(values: Values, io: CliIo): Promise<number> {
   const config = need(values.config, '--config FILE', 'build');
   const collection = need(values.collection, '--collection C', 'build');
   const input = need(values.input, '--input FILE.jsonl', 'build');
-  const gw = await openNode(config);
-  try {
-    const host = hostOf(gw, collection);
+  return withNode(config, collection, async (host, gw) => {
     const { records, problems } = await readRecords(input, values.tenant, gw, io);
     if (problems.length > 0) {
       io.err(`refused ${input}; nothing was written:\n  ${problems.join('\n  ')}\n`);
@@ -162,9 +170,7 @@ async function build(values: Values, io: CliIo): Promise<number> {
     );
     io.out(`${statsTable(await host.router.stats(collection))}\n`);
     return 0;
-  } finally {
-    await gw.close();
-  }
+  });
 }
 
 async function stats(values: Values, io: CliIo): Promise<number> {
@@ -180,15 +186,12 @@ async function stats(values: Values, io: CliIo): Promise<number> {
     io.out(`${statsTable(body['shards'] as VectorShardStats[])}\n`);
     return 0;
   }
-  const gw = await openNode(need(values.config, '--config FILE or --url URL', 'stats'));
-  try {
-    const host = hostOf(gw, collection);
+  const config = need(values.config, '--config FILE or --url URL', 'stats');
+  return withNode(config, collection, async (host) => {
     if (values.probe === true) await host.probeRecall();
     io.out(`${statsTable(await host.router.stats(collection))}\n`);
     return 0;
-  } finally {
-    await gw.close();
-  }
+  });
 }
 
 async function rebalance(values: Values, io: CliIo): Promise<number> {
@@ -200,19 +203,11 @@ async function rebalance(values: Values, io: CliIo): Promise<number> {
     const path = `/admin/vectors/${encodeURIComponent(collection)}/shards/${encodeURIComponent(shard)}/split`;
     children = (await call(values.url, key, 'POST', path))['shards'] as typeof children;
   } else {
-    const gw = await openNode(need(values.config, '--config FILE or --url URL', 'rebalance'));
-    try {
-      const host = hostOf(gw, collection);
+    const config = need(values.config, '--config FILE or --url URL', 'rebalance');
+    children = await withNode(config, collection, async (host) => {
       const bar = progressBar(`split ${shard}`, { isTTY: io.tty, write: io.err });
-      const kids = await host.split(collection, shard, { onProgress: bar });
-      const all = await host.router.stats(collection);
-      children = kids.map((k) => ({
-        id: k.descriptor.id,
-        size: all.find((s) => s.id === k.descriptor.id)?.size ?? 0,
-      }));
-    } finally {
-      await gw.close();
-    }
+      return childSizes(await host.split(collection, shard, { onProgress: bar }));
+    });
   }
   io.out(`split ${shard} into ${children.map((c) => `${c.id} (${c.size})`).join(', ')}\n`);
   return 0;

@@ -17,6 +17,7 @@ import { throwIfAborted } from '../core/deadline.js';
 import { syError, toSwitchyardError } from '../core/errors.js';
 import { mergeTopK } from './top-k.js';
 import { filterForKey, keyAdmits, keyMayMatch, specificity } from './shard-key.js';
+import { sumUpserts } from './shard-totals.js';
 import { toVector } from './vector-math.js';
 
 /** The residency view the router needs (the privacy module's `Residency` fits). */
@@ -182,13 +183,7 @@ export class ShardRouter implements VectorRetriever {
     );
     const upserts = [...groups].map(([slot, group]) => slot.shard.index.upsert(group, signal));
     await Promise.all(deletes);
-    const total = { inserted: 0, updated: 0, evicted: 0 };
-    for (const r of await Promise.all(upserts)) {
-      total.inserted += r.inserted;
-      total.updated += r.updated;
-      total.evicted += r.evicted;
-    }
-    return total;
+    return sumUpserts(await Promise.all(upserts));
   }
 
   /** The shard a record is written to (its key, residency and any split in progress). */

@@ -9,6 +9,7 @@ import { syError } from '../core/errors.js';
 import type { BuildJob, BuildMessage } from './build-worker.js';
 import { LocalIndex, type Candidates, type LocalIndexOptions } from './local-index.js';
 import { DEFAULT_HNSW, newUsearchIndex, type HnswParams } from './usearch-params.js';
+import { sumUpserts } from './shard-totals.js';
 import { startWorker } from './worker-script.js';
 
 export interface UsearchShardOptions extends LocalIndexOptions {
@@ -142,16 +143,11 @@ export class UsearchShard extends LocalIndex {
       throw syError('SY_ERR_VECTOR_INVALID', 'a bulk load is already running');
     this.annWritable();
     this.buildLog = [];
-    const total: UpsertResult = { inserted: 0, updated: 0, evicted: 0 };
+    const parts: UpsertResult[] = [];
     try {
       let chunk: VectorRecord[] = [];
       const flush = async (): Promise<void> => {
-        const r = await this.upsert(chunk, opts.signal);
-        Object.assign(total, {
-          inserted: total.inserted + r.inserted,
-          updated: total.updated + r.updated,
-          evicted: total.evicted + r.evicted,
-        });
+        parts.push(await this.upsert(chunk, opts.signal));
         chunk = [];
       };
       for (const r of records) {
@@ -178,7 +174,7 @@ export class UsearchShard extends LocalIndex {
       const log = this.buildLog;
       this.buildLog = undefined;
       this.replay(log);
-      return total;
+      return sumUpserts(parts);
     } catch (err) {
       // The old graph misses what was stored: rebuild inline rather than serve a stale graph.
       this.buildLog = undefined;

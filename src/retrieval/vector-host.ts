@@ -24,6 +24,7 @@ import { ShardApi } from './shard-api.js';
 import { ShardRouter, type RouterResidency } from './shard-router.js';
 import { childDescriptors, splitShard, type SplitOptions } from './shard-split.js';
 import type { HnswParams } from './usearch-params.js';
+import { sumUpserts } from './shard-totals.js';
 import { UsearchShard } from './usearch-shard.js';
 
 /** One shard as declared (the `vectors.collections.<c>.shards[]` config, secrets resolved). */
@@ -217,32 +218,24 @@ export class VectorHost {
       if (list === undefined) byShard.set(shard, (list = []));
       list.push(r);
     }
-    const total = { inserted: 0, updated: 0, evicted: 0 };
+    const parts: UpsertResult[] = [];
     for (const [shard, list] of byShard) {
       const id = shard.descriptor.id;
-      let r: UpsertResult;
       if (shard.index instanceof UsearchShard && list.length >= BULK_BUILD_FROM) {
-        r = await shard.index.bulkLoad(list, {
-          ...(onProgress === undefined ? {} : { onProgress: (d, t) => onProgress(id, d, t) }),
-        });
+        parts.push(
+          await shard.index.bulkLoad(list, {
+            ...(onProgress === undefined ? {} : { onProgress: (d, t) => onProgress(id, d, t) }),
+          }),
+        );
       } else {
-        r = { inserted: 0, updated: 0, evicted: 0 };
         for (let i = 0; i < list.length; i += UPSERT_CHUNK) {
-          const part = await shard.index.upsert(list.slice(i, i + UPSERT_CHUNK));
-          r = {
-            inserted: r.inserted + part.inserted,
-            updated: r.updated + part.updated,
-            evicted: r.evicted + part.evicted,
-          };
+          parts.push(await shard.index.upsert(list.slice(i, i + UPSERT_CHUNK)));
           onProgress?.(id, Math.min(i + UPSERT_CHUNK, list.length), list.length);
         }
       }
-      total.inserted += r.inserted;
-      total.updated += r.updated;
-      total.evicted += r.evicted;
       if (shard.descriptor.location.kind === 'local') await shard.index.persist();
     }
-    return total;
+    return sumUpserts(parts);
   }
 
   /** Recall probes on every local HNSW shard; the results show in shard stats. */

@@ -5,10 +5,10 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { indexCommand } from '../../src/cli/index-commands.js';
-import type { CliIo } from '../../src/cli/models-commands.js';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import { startGateway, type Gateway } from '../../src/main.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { captureIo } from '../support/cli-io.js';
 import { TEST_SECRET } from '../support/gateway.js';
 import { clustered } from '../support/vectors.js';
 
@@ -21,18 +21,6 @@ const adminKey = generateKey('sk');
 const appKey = generateKey('sk');
 let dir: string;
 let config: string;
-
-function capture(): CliIo & { text: () => string; errors: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    out: (t) => void (out += t),
-    err: (t) => void (err += t),
-    tty: false,
-    text: () => out,
-    errors: () => err,
-  };
-}
 
 const line = (i: number, over: Record<string, unknown> = {}): string =>
   JSON.stringify({
@@ -96,48 +84,48 @@ describe('switchyard index', () => {
       join(dir, 'bad.jsonl'),
       [line(0), '{"id": "x", "vector": [1, 2], "meta": {"label": "public"}}', 'nope'].join('\n'),
     );
-    const io = capture();
+    const io = captureIo();
     const code = await indexCommand(
       ['build', '--config', config, '--collection', 'items', '--input', join(dir, 'bad.jsonl')],
       io,
     );
     expect(code).toBe(1);
-    expect(io.errors()).toMatch(/line 2: .*entityType/);
-    expect(io.errors()).toMatch(/line 3: not JSON/);
-    expect(io.errors()).toContain('nothing was written');
-    const stats = capture();
+    expect(io.stderr()).toMatch(/line 2: .*entityType/);
+    expect(io.stderr()).toMatch(/line 3: not JSON/);
+    expect(io.stderr()).toContain('nothing was written');
+    const stats = captureIo();
     expect(await indexCommand(['stats', '--config', config, '--collection', 'items'], stats)).toBe(
       0,
     );
-    expect(stats.text()).toMatch(/^catalog\s+0\s/m);
+    expect(stats.stdout()).toMatch(/^catalog\s+0\s/m);
   });
 
   it('bulk-loads a JSON-lines file with progress, and the shard persists it', async () => {
-    const io = capture();
+    const io = captureIo();
     const code = await indexCommand(
       ['build', '--config', config, '--collection', 'items', '--input', join(dir, 'items.jsonl')],
       io,
     );
-    expect(code, io.errors()).toBe(0);
-    expect(io.text()).toContain(`${N} inserted, 0 updated, 0 evicted`);
-    expect(io.errors()).toMatch(/build catalog \[#+\] 100%/);
-    const stats = capture();
+    expect(code, io.stderr()).toBe(0);
+    expect(io.stdout()).toContain(`${N} inserted, 0 updated, 0 evicted`);
+    expect(io.stderr()).toMatch(/build catalog \[#+\] 100%/);
+    const stats = captureIo();
     expect(
       await indexCommand(['stats', '--config', config, '--collection', 'items', '--probe'], stats),
     ).toBe(0);
-    const row = /^catalog\s+(\d+)\s+\S+\s+\S+\s+\d+\s+([\d.]+)/m.exec(stats.text());
+    const row = /^catalog\s+(\d+)\s+\S+\s+\S+\s+\d+\s+([\d.]+)/m.exec(stats.stdout());
     expect(row?.[1]).toBe(String(N));
     expect(Number(row?.[2])).toBeGreaterThanOrEqual(0.95);
   });
 
   it('rebalances offline, and the split layout is what the next start serves', async () => {
-    const io = capture();
+    const io = captureIo();
     const code = await indexCommand(
       ['rebalance', '--config', config, '--collection', 'items', '--shard', 'catalog'],
       io,
     );
-    expect(code, io.errors()).toBe(0);
-    const sizes = [...io.text().matchAll(/catalog\.2-[01] \((\d+)\)/g)].map((m) => Number(m[1]));
+    expect(code, io.stderr()).toBe(0);
+    const sizes = [...io.stdout().matchAll(/catalog\.2-[01] \((\d+)\)/g)].map((m) => Number(m[1]));
     expect(sizes).toHaveLength(2);
     expect(sizes[0]! + sizes[1]!).toBe(N);
     expect(Math.min(...sizes)).toBeGreaterThan(N / 4);
@@ -167,12 +155,12 @@ describe('switchyard index', () => {
       expect(r.ids).toEqual(exactTop(vs[7]!, 5));
     });
 
-    it('refuses to open the same shard files from a second process while it serves', async () => {
-      const io = capture();
+    it('refuses a second opener of the same shard files while the gateway serves them', async () => {
+      const io = captureIo();
       expect(await indexCommand(['stats', '--config', config, '--collection', 'items'], io)).toBe(
         1,
       );
-      expect(io.errors()).toMatch(/in use by process \d+/);
+      expect(io.stderr()).toMatch(/in use by process \d+/);
     });
 
     it('splits a shard online over HTTP while queries keep answering exactly', async () => {
@@ -185,7 +173,7 @@ describe('switchyard index', () => {
           answered++;
         }
       })();
-      const io = capture();
+      const io = captureIo();
       const code = await indexCommand(
         [
           'rebalance',
@@ -196,17 +184,17 @@ describe('switchyard index', () => {
       );
       stop = true;
       await queries;
-      expect(code, io.errors()).toBe(0);
-      expect(io.text()).toMatch(
+      expect(code, io.stderr()).toBe(0);
+      expect(io.stdout()).toMatch(
         /split catalog\.2-0 into catalog\.2-0\.4-0 \(\d+\), catalog\.2-0\.4-2/,
       );
       expect(answered).toBeGreaterThan(0);
-      const stats = capture();
+      const stats = captureIo();
       await indexCommand(
         ['stats', '--url', gw.url, '--key', adminKey, '--collection', 'items'],
         stats,
       );
-      const total = [...stats.text().matchAll(/^catalog\S*\s+(\d+)/gm)].reduce(
+      const total = [...stats.stdout().matchAll(/^catalog\S*\s+(\d+)/gm)].reduce(
         (a, m) => a + Number(m[1]),
         0,
       );
@@ -215,12 +203,12 @@ describe('switchyard index', () => {
     });
 
     it('answers a non-admin rebalance and an unknown shard with JSON errors', async () => {
-      const io = capture();
+      const io = captureIo();
       const base = ['rebalance', '--url', gw.url, '--collection', 'items'];
       expect(await indexCommand([...base, '--key', appKey, '--shard', 'catalog.2-1'], io)).toBe(1);
-      expect(io.errors()).toContain('403 SY_ERR_VECTOR_FORBIDDEN');
+      expect(io.stderr()).toContain('403 SY_ERR_VECTOR_FORBIDDEN');
       expect(await indexCommand([...base, '--key', adminKey, '--shard', 'nope'], io)).toBe(1);
-      expect(io.errors()).toContain('404 SY_ERR_VECTOR_SHARD_NOT_FOUND');
+      expect(io.stderr()).toContain('404 SY_ERR_VECTOR_SHARD_NOT_FOUND');
     });
   });
 });

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeldOut, ModelCard } from '../../src/backends/onnx/model-card.js';
-import { buildDemoCommand, quantizeCommand, type CliIo } from '../../src/cli/models-commands.js';
+import { buildDemoCommand, quantizeCommand } from '../../src/cli/models-commands.js';
+import { captureIo } from '../support/cli-io.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 
 /**
@@ -15,18 +16,6 @@ import { startTestGateway, type TestGateway } from '../support/gateway.js';
  */
 
 const TOLERANCE = { accuracyDrop: 0.01, top1Agreement: 0.98 };
-
-function captureIo(): CliIo & { stdout: () => string; stderr: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    out: (t) => void (out += t),
-    err: (t) => void (err += t),
-    tty: false,
-    stdout: () => out,
-    stderr: () => err,
-  };
-}
 
 let dir: string;
 let built: ReturnType<typeof captureIo>;

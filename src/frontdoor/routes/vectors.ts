@@ -14,6 +14,7 @@ import {
   toRoute,
   upsertBody,
 } from '../../retrieval/shard-wire.js';
+import { childSizes } from '../../retrieval/shard-totals.js';
 import type { VectorHost } from '../../retrieval/vector-host.js';
 import type { RequestContext } from '../context.js';
 import { sendJson } from '../respond.js';
@@ -148,15 +149,7 @@ export async function splitVectorShard(ctx: RequestContext): Promise<void> {
   const host = hostOf(ctx);
   const collection = ctx.params['collection'] ?? '';
   const shard = ctx.params['shard'] ?? '';
-  const children = await host.split(collection, shard);
-  const stats = await host.router.stats(collection);
-  send(ctx, {
-    split: shard,
-    shards: children.map((c) => ({
-      id: c.descriptor.id,
-      size: stats.find((s) => s.id === c.descriptor.id)?.size ?? 0,
-    })),
-  });
+  send(ctx, { split: shard, shards: await childSizes(await host.split(collection, shard)) });
 }
 
 /** `POST /v1/vector-shards/:shard/:op`: the shard API `RemoteShard` calls. */

@@ -30,9 +30,9 @@ const schema = z.strictObject({
 });
 
 /**
- * `cache`: exact and semantic response cache. The exact key is the tenant, the journey, the
- * normalized request and the current versions of the journey's models, so a new model version
- * never serves an old version's answers. On a miss the stage asks the runner to write the
+ * `cache`: exact and semantic response cache. Entries live per tenant in a namespace of the
+ * journey and the current versions of its models, so after a new model version neither lookup
+ * serves an old version's answer; the exact key is the normalized request. On a miss the stage asks the runner to write the
  * journey's answer back (undegraded answers only).
  */
 export const cacheKind = defineKind({
@@ -85,12 +85,10 @@ export const cacheKind = defineKind({
       id: b.id,
       kind: 'cache',
       async run(ctx, state) {
-        // The namespace carries the model versions too, so neither an exact nor a semantic
-        // lookup can serve an answer a previous model version gave.
         const namespace = `${state.journey}#${versionsTag(versioned(), ctx)}`;
         const scope: CacheScope = { tenant: ctx.tenant, namespace };
         const cache = ctx.services.cache;
-        const k = cacheKey(normalize(key(state, ctx) ?? null), versioned(), ctx);
+        const k = cacheKey(normalize(key(state, ctx) ?? null));
         let stale: { value: JsonObject; ageMs: number } | undefined;
         const wall = ctx.wall();
         if (config.exact) {
@@ -176,8 +174,6 @@ function versionsTag(models: readonly string[], ctx: StageContext): string {
   return h.digest('base64url').slice(0, 12);
 }
 
-function cacheKey(value: JsonValue, models: readonly string[], ctx: StageContext): string {
-  const h = createHash('sha256').update(JSON.stringify(value));
-  for (const m of models) h.update(`\u0000${m}@${ctx.services.models.info(m)?.version ?? '?'}`);
-  return h.digest('base64url');
+function cacheKey(value: JsonValue): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('base64url');
 }
