@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { compileScript } from './lib/compile.js';
 import { BENCH_MODEL, writeGatewayConfig } from './lib/gateway-config.js';
+import { launchFlags } from './lib/launch.js';
 import { installCleanup, spawnPinned, type Pinned } from './lib/processes.js';
 import { cpuMs, MB, rssBytes, RssSampler } from './lib/proc-stats.js';
 import type {
@@ -292,7 +293,13 @@ function sutFlags(ctx: Context, name: string): string[] {
     `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`,
     '--cpu-prof-interval=500',
   ];
-  return [...ctx.settings.sutNodeArgs, ...(ctx.settings.profile ? profile : [])];
+  // The bin's own flags first (the floor gets them too, for a like-for-like heap), then any
+  // experiment's, which override them.
+  return [
+    ...launchFlags(ROOT),
+    ...ctx.settings.sutNodeArgs,
+    ...(ctx.settings.profile ? profile : []),
+  ];
 }
 
 function startSwitchyard(ctx: Context, name: string): Promise<Pinned> {
@@ -538,6 +545,7 @@ async function main(): Promise<void> {
         `one at a time: ${settings.seqRequests} requests after ${settings.seqWarmup} warmup, alternating with the direct upstream in ${settings.seqBlocks} blocks.`,
       `Placement: process under test alone on core ${settings.sutCore}; load generator, bench upstream and driver on core ${settings.loadCore} ` +
         `(the direct rows measure the upstream itself, on the load core). Switchyard logs at level info (a line per request) to /dev/null.`,
+      `Switchyard and the floor run with the switchyard bin's node flags (${launchFlags(ROOT).join(' ')}), as \`npm start\` and the installed bin do.`,
       'CPU ms/req: user+system time of the measured process (all threads) during the measured phase / 2xx responses. ' +
         'Latencies are client-side, in ms. The bench upstream answers at once from precomputed bytes (a stream: 6 SSE events in one write). ' +
         'Streamed requests do not set stream_options, so Switchyard asks the upstream for usage and drops the usage chunk.',
@@ -572,6 +580,7 @@ async function main(): Promise<void> {
     },
     notes: [
       'Switchyard runs with default settings and log level info; its stdout (the request log) goes to /dev/null.',
+      `Switchyard and the floor run with the bin's node flags: ${launchFlags(ROOT).join(' ')}.`,
       'The direct cases measure the upstream process, which shares the load core with the generator.',
     ],
     cases: results,

@@ -10,6 +10,7 @@ import { generateKey, hashKey } from '../src/core/api-key.js';
 import { seededRandom } from '../src/core/random.js';
 import { runOpenLoop, type Sample } from './lib/open-loop.js';
 import { installCleanup, spawnPinned, type Pinned } from './lib/processes.js';
+import { launchFlags } from './lib/launch.js';
 
 /**
  * bench:quota-replicas (issue #5): two gateway processes share one Redis for quotas. Three
@@ -94,7 +95,14 @@ function startGateway(name: string, core: number, config: string): Promise<Pinne
   return spawnPinned({
     name,
     core,
-    nodeArgs: [join(ROOT, 'dist/cli/index.js'), 'serve', '--config', config, '--no-watch'],
+    nodeArgs: [
+      ...launchFlags(ROOT),
+      join(ROOT, 'dist/cli/index.js'),
+      'serve',
+      '--config',
+      config,
+      '--no-watch',
+    ],
     ready: /listening on (http:\/\/\S+)/,
     stdout: 'ignore',
   });

@@ -1,8 +1,8 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
 import type { VectorRecord, VectorShardStats } from '../contracts/vector-index.js';
+import { Pool, request } from '../core/undici.js';
 import { isSwitchyardError } from '../core/errors.js';
 import { startGateway, type Gateway } from '../main.js';
 import { createLogger } from '../observability/logger.js';
@@ -94,12 +94,21 @@ async function call(
   method: 'GET' | 'POST',
   path: string,
 ): Promise<Record<string, unknown>> {
-  const res = await request(`${url.replace(/\/+$/, '')}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    ...(method === 'POST' ? { body: '{}' } : {}),
-  });
-  const body = (await res.body.json().catch(() => ({}))) as Record<string, unknown>;
+  const base = new URL(url);
+  const pool = new Pool(base.origin, { connections: 1 });
+  let res;
+  let body: Record<string, unknown>;
+  try {
+    res = await request(pool, {
+      path: `${base.pathname.replace(/\/+$/, '')}${path}`,
+      method,
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      ...(method === 'POST' ? { body: '{}' } : {}),
+    });
+    body = (await res.body.json().catch(() => ({}))) as Record<string, unknown>;
+  } finally {
+    await pool.close();
+  }
   if (res.statusCode >= 400) {
     const e = body['error'] as { code?: string; message?: string } | undefined;
     throw new Error(`${res.statusCode} ${e?.code ?? ''}: ${e?.message ?? 'request failed'}`);

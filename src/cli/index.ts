@@ -1,7 +1,9 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8
 import { parseArgs } from 'node:util';
 import { generateKey, fingerprintOfHash, hashKey } from '../core/api-key.js';
 import { ConfigError, loadConfigFile, resolveSecret } from '../config/load.js';
+import { DEFAULTS } from '../config/defaults.js';
+import { applyHeapGrowingPercent } from '../core/heap.js';
 import { startGateway } from '../main.js';
 import { INDEX_HELP, INDEX_USAGE, runIndex } from './index-commands.js';
 import { MODELS_HELP, MODELS_USAGE, runBuildDemo, runQuantize } from './models-commands.js';
@@ -55,6 +57,9 @@ async function serve(args: string[]): Promise<void> {
     },
   });
   if (values.config === undefined) fail('serve needs --config FILE');
+  // Before the gateway loads: V8 sizes the old generation's next limit at every full GC, and
+  // the ones during start would otherwise set a loose first limit under load.
+  applyHeapGrowingPercent(DEFAULTS.server.heap_growing_percent);
   const demoPort = int(values['demo-upstream'], '--demo-upstream');
   if (demoPort !== undefined) {
     const sim = await startSimulator({ port: demoPort });
@@ -69,6 +74,8 @@ async function serve(args: string[]): Promise<void> {
     ...(port === undefined ? {} : { port }),
     ...(values.host === undefined ? {} : { host: values.host }),
   });
+  const heap = gateway.runtime().snapshot.config.server.heap_growing_percent;
+  if (heap !== DEFAULTS.server.heap_growing_percent) applyHeapGrowingPercent(heap);
   process.stderr.write(`switchyard: listening on ${gateway.url}\n`);
   process.on('SIGHUP', () => void gateway.reload('signal'));
   const stop = (signal: string): void => {

@@ -27,6 +27,11 @@ export const DEFAULTS = {
     },
     /** How long a config reload waits for in-flight requests before closing old connections. */
     drain_ms: 30_000,
+    /**
+     * `switchyard serve` only, read at start: how far the old generation may grow past the live
+     * heap before a full GC, in percent (0: V8's own rule, up to 4x). See src/core/heap.ts.
+     */
+    heap_growing_percent: 20,
   },
   log: { level: 'info' as const },
   model: {

@@ -51,6 +51,7 @@ const serverSchema = z
     limits: limitsSchema,
     deadline: deadlineSchema,
     drain_ms: nonNegInt.default(D.server.drain_ms),
+    heap_growing_percent: z.number().int().min(0).max(400).default(D.server.heap_growing_percent),
   })
   .prefault({});
 

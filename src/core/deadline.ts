@@ -1,5 +1,6 @@
 import type { Clock } from './clock.js';
 import { syError, SwitchyardError, toSwitchyardError } from './errors.js';
+import { RequestAbortController } from './abort.js';
 
 /**
  * A request's time budget as an AbortSignal. The signal aborts with a SwitchyardError reason:
@@ -12,7 +13,7 @@ export class Deadline {
   /** Monotonic ms (Clock.now) at which the budget runs out. */
   readonly at: number;
   readonly budgetMs: number;
-  private readonly controller = new AbortController();
+  private readonly controller = new RequestAbortController();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(

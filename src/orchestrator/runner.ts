@@ -10,6 +10,7 @@ import type {
 import type { Clock } from '../core/clock.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
+import { RequestAbortController } from '../core/abort.js';
 import type { CompiledJourney, CompiledStage } from './compile.js';
 import { applyResult, round, runStage } from './stage-kit.js';
 
@@ -63,7 +64,7 @@ export class JourneyRunner {
     if (cap === undefined || origin + cap >= request.deadlineAt)
       return this.runWithin(journey, request, origin);
     // The journey's own budget is tighter than the request's: a signal that fires at either.
-    const ac = new AbortController();
+    const ac = new RequestAbortController();
     const onAbort = (): void => ac.abort(request.signal.reason);
     if (request.signal.aborted) onAbort();
     else request.signal.addEventListener('abort', onAbort, { once: true });

@@ -2,6 +2,7 @@ import type { ShadowInvoke, SlotOutcome, SlotOutput } from '../contracts/slot-re
 import type { Clock } from '../core/clock.js';
 import { events, publish } from '../core/events.js';
 import type { CounterBuffer } from './counter-buffer.js';
+import { RequestAbortController } from '../core/abort.js';
 
 export interface ShadowOptions {
   /** Shadow calls in flight at most; beyond it copies are shed (shadow load goes first). */
@@ -119,7 +120,7 @@ export class ShadowRunner {
       }
       this.inFlight++;
       setImmediate(() => {
-        const ac = new AbortController();
+        const ac = new RequestAbortController();
         const timer = setTimeout(() => ac.abort(), this.opts.timeoutMs);
         const t0 = this.clock.now();
         let call: Promise<SlotOutput>;

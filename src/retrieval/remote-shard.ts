@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { Pool, request } from '../core/undici.js';
 import type {
   SearchOptions,
   UpsertResult,
@@ -125,7 +125,7 @@ export class RemoteShard implements VectorIndex {
     let status: number;
     let text: string;
     try {
-      const res = await this.pool.request({
+      const res = await request(this.pool, {
         path: `${this.base}/v1/vector-shards/${encodeURIComponent(this.id)}/${op}`,
         method: 'POST',
         headers: {

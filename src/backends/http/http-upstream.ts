@@ -1,10 +1,12 @@
 import type { Dispatcher } from 'undici';
+import { request } from '../../core/undici.js';
 import type { CallContext } from '../../contracts/backend.js';
 import type { JsonObject } from '../../contracts/json.js';
 import type { Clock } from '../../core/clock.js';
 import { abortReason } from '../../core/deadline.js';
 import { syError, SwitchyardError, type ErrorCode } from '../../core/errors.js';
 import { isJsonObject, parseJson } from '../../core/safe-json.js';
+import { RequestAbortController } from '../../core/abort.js';
 
 /** Header carrying the caller's remaining budget, in and out of Switchyard. */
 export const TIMEOUT_HEADER = 'x-switchyard-timeout-ms';
@@ -61,7 +63,7 @@ export async function exchange(
   if (ctx.signal.aborted) throw abortReason(ctx.signal);
   const remaining = Math.max(1, Math.floor(ctx.deadlineAt - opts.clock.now()));
   const capMs = Math.min(opts.timeoutMs, remaining);
-  const controller = new AbortController();
+  const controller = new RequestAbortController();
   const onCallerAbort = (): void => controller.abort(abortReason(ctx.signal));
   ctx.signal.addEventListener('abort', onCallerAbort, { once: true });
   // The error is built only when the timer fires: an Error's stack trace costs ~10 µs per request.
@@ -91,7 +93,7 @@ export async function exchange(
     'x-request-id': ctx.requestId,
   };
   try {
-    const res = await opts.dispatcher.request({
+    const res = await request(opts.dispatcher, {
       path,
       method,
       headers,

@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { Pool } from '../../core/undici.js';
 
 export interface PoolOptions {
   readonly connections: number;

@@ -3,6 +3,7 @@ import type { JsonObject } from '../../contracts/json.js';
 import type { JourneyDecision, RouteEntry, Stage, StageResult } from '../../contracts/stage.js';
 import { syError, type SwitchyardError } from '../../core/errors.js';
 import { defineKind, result, runStage, subId, withSignal } from '../stage-kit.js';
+import { RequestAbortController } from '../../core/abort.js';
 
 type Ran = Awaited<ReturnType<typeof runStage>>;
 
@@ -37,7 +38,7 @@ export const parallelKind = defineKind({
       id: b.id,
       kind: 'parallel',
       async run(ctx, state) {
-        const controllers = branches.map(() => new AbortController());
+        const controllers = branches.map(() => new RequestAbortController());
         const onAbort = (): void => {
           for (const c of controllers) c.abort(ctx.signal.reason);
         };
