@@ -97,6 +97,9 @@ export interface ModelBatchEvent {
   readonly requests: number;
   readonly queueDelaysMs: readonly number[];
   readonly inferMs: number;
+  /** Clock ms: when the batch left the queue, and when its answer was back. */
+  readonly startedAt: number;
+  readonly finishedAt: number;
 }
 
 export interface ModelQueueEvent {

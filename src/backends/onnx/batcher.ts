@@ -20,6 +20,9 @@ export interface BatchStats {
   /** Each request's wait in the queue, ms. */
   readonly queueDelaysMs: readonly number[];
   readonly inferMs: number;
+  /** Clock ms: when the batch left the queue, and when its answer was back. */
+  readonly startedAt: number;
+  readonly finishedAt: number;
 }
 
 export interface BatcherHooks {
@@ -267,9 +270,16 @@ export class DynamicBatcher {
     this.inFlight++;
     const started = this.clock.now();
     const queueDelaysMs = batch.map((q) => started - q.enqueuedAt);
-    void this.execute(batch, rows).then((ms) => {
-      if (ms !== undefined)
-        this.hooks.onBatch?.({ rows, requests: batch.length, queueDelaysMs, inferMs: ms });
+    void this.execute(batch, rows).then((result) => {
+      if (result === undefined) return;
+      this.hooks.onBatch?.({
+        rows,
+        requests: batch.length,
+        queueDelaysMs,
+        inferMs: result.ms,
+        startedAt: started,
+        finishedAt: result.finishedAt,
+      });
     });
   }
 
@@ -279,7 +289,10 @@ export class DynamicBatcher {
     this.schedule();
   }
 
-  private async execute(batch: readonly Queued[], rows: number): Promise<number | undefined> {
+  private async execute(
+    batch: readonly Queued[],
+    rows: number,
+  ): Promise<{ ms: number; finishedAt: number } | undefined> {
     let result;
     try {
       result = await this.run(concatenate(batch, rows));
@@ -292,6 +305,7 @@ export class DynamicBatcher {
       for (const q of batch) if (!q.done) q.reject(e);
       return undefined;
     }
+    const finishedAt = this.clock.now();
     this.finished();
     const { outputs, ms } = result;
     let at = 0;
@@ -302,7 +316,7 @@ export class DynamicBatcher {
       at += q.rows;
       if (!q.done) q.resolve(mine);
     }
-    return ms;
+    return { ms, finishedAt };
   }
 }
 
