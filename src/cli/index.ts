@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
+#!/usr/bin/env -S node --max-semi-space-size=8 --no-wasm-dynamic-tiering --no-wasm-tier-up
 import { parseArgs } from 'node:util';
 import { generateKey, fingerprintOfHash, hashKey } from '../core/api-key.js';
 import { ConfigError, loadConfigFile, resolveSecret } from '../config/load.js';

@@ -9,8 +9,14 @@ const ROOT = join(import.meta.dirname, '../..');
 describe('the node flags the gateway is launched with', () => {
   const flags = launchFlags(ROOT);
 
-  it('caps the young generation in the bin, and npm start passes the same flags', () => {
-    expect(flags).toContain('--max-semi-space-size=8');
+  it('caps the young generation and keeps wasm on its baseline tier, in the bin and npm start', () => {
+    expect(flags).toEqual(
+      expect.arrayContaining([
+        '--max-semi-space-size=8',
+        '--no-wasm-dynamic-tiering',
+        '--no-wasm-tier-up',
+      ]),
+    );
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
       scripts: Record<string, string>;
     };
