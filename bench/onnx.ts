@@ -13,12 +13,14 @@ import { launchFlags } from './lib/launch.js';
  * `npm run bench:onnx`: in-process ONNX serving through the full HTTP path (issue #3), in one run.
  *
  * For each model, 64 closed-loop clients send KServe v2 infer requests of one row to a gateway
- * child process: first with the dynamic batcher (max 32, 2 ms), then with max batch 1. Then,
+ * child process: first with the dynamic batcher (max 64, 2 ms), then with max batch 1. Then,
  * with the gateway stopped, this process runs the same model file in ONNX Runtime directly (same
  * session options as the workers: one intra-op thread) at the batch size the gateway actually
  * used: the raw ceiling. The gateway child measures its own event-loop delay
  * (monitorEventLoopDelay, 1 ms resolution) and, from the batcher's events, each request's exact
- * queue delay and each batch's inference time, over the measured window only.
+ * queue delay and each batch's inference time, over the measured window only. The queue-delay
+ * target is judged per request: its delay against the max delay plus the inference time of the
+ * batch that was running when it arrived.
  *
  * Models: `mlp-10m` (512 → 4096 → 2048 → 8, 10.5 M parameters, 42 MB), a model whose inference
  * dominates the per-request HTTP cost, which is where batching pays, and `intent-size`

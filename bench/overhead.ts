@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { compileScript } from './lib/compile.js';
 import { BENCH_MODEL, writeGatewayConfig } from './lib/gateway-config.js';
-import { launchFlags } from './lib/launch.js';
+import { launchFlags, startPinnedGateway } from './lib/launch.js';
 import { installCleanup, spawnPinned, type Pinned } from './lib/processes.js';
 import { cpuMs, MB, rssBytes, RssSampler } from './lib/proc-stats.js';
 import type {
@@ -293,28 +293,18 @@ function sutFlags(ctx: Context, name: string): string[] {
     `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`,
     '--cpu-prof-interval=500',
   ];
-  // The bin's own flags first (the floor gets them too, for a like-for-like heap), then any
+  // After the bin's own flags (the floor gets them too, for a like-for-like heap): an
   // experiment's, which override them.
-  return [
-    ...launchFlags(ROOT),
-    ...ctx.settings.sutNodeArgs,
-    ...(ctx.settings.profile ? profile : []),
-  ];
+  return [...ctx.settings.sutNodeArgs, ...(ctx.settings.profile ? profile : [])];
 }
 
 function startSwitchyard(ctx: Context, name: string): Promise<Pinned> {
-  return spawnPinned({
+  return startPinnedGateway(ROOT, {
     name,
     core: ctx.settings.sutCore,
-    nodeArgs: [
-      ...sutFlags(ctx, name),
-      join(ROOT, 'dist/cli/index.js'),
-      'serve',
-      '--config',
-      ctx.configPath,
-    ],
-    ready: /listening on (http:\/\/\S+)/,
-    stdout: 'ignore',
+    config: ctx.configPath,
+    extraFlags: sutFlags(ctx, name),
+    watch: true,
   });
 }
 
@@ -322,7 +312,12 @@ function startFloor(ctx: Context): Promise<Pinned> {
   return spawnPinned({
     name: 'floor',
     core: ctx.settings.sutCore,
-    nodeArgs: [...sutFlags(ctx, 'floor'), ctx.scripts.floor, ctx.upstream.url],
+    nodeArgs: [
+      ...launchFlags(ROOT),
+      ...sutFlags(ctx, 'floor'),
+      ctx.scripts.floor,
+      ctx.upstream.url,
+    ],
     ready: /READY (\S+)/,
     stdout: 'pipe',
     cwd: ROOT,

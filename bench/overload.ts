@@ -9,8 +9,8 @@ import { Pool } from 'undici';
 import { generateKey, hashKey } from '../src/core/api-key.js';
 import { seededRandom } from '../src/core/random.js';
 import { percentile, runOpenLoop, type Sample } from './lib/open-loop.js';
-import { installCleanup, spawnPinned, type Pinned } from './lib/processes.js';
-import { launchFlags } from './lib/launch.js';
+import { installCleanup, type Pinned } from './lib/processes.js';
+import { startPinnedGateway } from './lib/launch.js';
 
 /**
  * bench:overload (issue #5). An upstream with a fixed service time and a fixed number of slots
@@ -115,20 +115,7 @@ function writeConfig(
 }
 
 function startGateway(name: string, config: string): Promise<Pinned> {
-  return spawnPinned({
-    name,
-    core: GATEWAY_CORE,
-    nodeArgs: [
-      ...launchFlags(ROOT),
-      join(ROOT, 'dist/cli/index.js'),
-      'serve',
-      '--config',
-      config,
-      '--no-watch',
-    ],
-    ready: /listening on (http:\/\/\S+)/,
-    stdout: 'ignore',
-  });
+  return startPinnedGateway(ROOT, { name, core: GATEWAY_CORE, config });
 }
 
 async function send(

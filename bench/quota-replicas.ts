@@ -9,8 +9,8 @@ import { Redis } from 'ioredis';
 import { generateKey, hashKey } from '../src/core/api-key.js';
 import { seededRandom } from '../src/core/random.js';
 import { runOpenLoop, type Sample } from './lib/open-loop.js';
-import { installCleanup, spawnPinned, type Pinned } from './lib/processes.js';
-import { launchFlags } from './lib/launch.js';
+import { installCleanup, type Pinned } from './lib/processes.js';
+import { startPinnedGateway } from './lib/launch.js';
 
 /**
  * bench:quota-replicas (issue #5): two gateway processes share one Redis for quotas. Three
@@ -92,20 +92,7 @@ function writeConfig(
 }
 
 function startGateway(name: string, core: number, config: string): Promise<Pinned> {
-  return spawnPinned({
-    name,
-    core,
-    nodeArgs: [
-      ...launchFlags(ROOT),
-      join(ROOT, 'dist/cli/index.js'),
-      'serve',
-      '--config',
-      config,
-      '--no-watch',
-    ],
-    ready: /listening on (http:\/\/\S+)/,
-    stdout: 'ignore',
-  });
+  return startPinnedGateway(ROOT, { name, core: core, config });
 }
 
 interface TenantResult {
