@@ -20,7 +20,9 @@ import { launchFlags } from './lib/launch.js';
  * (monitorEventLoopDelay, 1 ms resolution) and, from the batcher's events, each request's exact
  * queue delay and each batch's inference time, over the measured window only. The queue-delay
  * target is judged per request: its delay against the max delay plus the inference time of the
- * batch that was running when it arrived.
+ * batch that was running when it arrived (running: from when it left the queue, for its
+ * inference time). Batch events also say who started each batch: a worker taking its stage, or
+ * the gateway's event loop.
  *
  * Models: `mlp-10m` (512 → 4096 → 2048 → 8, 10.5 M parameters, 42 MB), a model whose inference
  * dominates the per-request HTTP cost, which is where batching pays, and `intent-size`
@@ -69,6 +71,8 @@ interface ChildReport {
    */
   readonly queueExcessMs: { readonly p50: number; readonly p99: number; readonly max: number };
   readonly withinBoundShare: number;
+  /** Share of batches an inference worker started itself (from its stage), not the event loop. */
+  readonly workerStartedShare: number;
   readonly batches: number;
   readonly rows: number;
   readonly meanBatch: number;
@@ -92,9 +96,9 @@ async function child(configPath: string): Promise<void> {
   let rows = 0;
   interface Run {
     readonly startedAt: number;
-    readonly finishedAt: number;
     readonly inferMs: number;
     readonly queueDelaysMs: readonly number[];
+    readonly startedBy: 'worker' | 'gateway';
   }
   let runs: Run[] = [];
   subscribe(events.modelBatch, (e) => {
@@ -104,9 +108,15 @@ async function child(configPath: string): Promise<void> {
     runs.push(e);
   });
   const delayMs = BATCH.delay_us / 1000;
-  /** Per request: its queue delay minus (max delay + the running batch's inference time). */
+  /**
+   * Per request: its queue delay minus (max delay + the running batch's inference time). A batch
+   * counts as running from when it left the queue for its inference time: a worker starts the
+   * next staged batch before this thread hears the last one ended, so the time the answer
+   * reached this thread would credit a request to a batch that had already ended.
+   */
   const excesses = (): number[] => {
     const byStart = [...runs].sort((a, b) => a.startedAt - b.startedAt);
+    const endOf = (b: Run): number => b.startedAt + b.inferMs;
     const out: number[] = [];
     for (const r of byStart)
       for (const d of r.queueDelaysMs) {
@@ -115,8 +125,7 @@ async function child(configPath: string): Promise<void> {
         let behind: Run | undefined;
         for (const b of byStart) {
           if (b.startedAt > arrived) break;
-          if (b.finishedAt > arrived && (behind === undefined || b.finishedAt < behind.finishedAt))
-            behind = b;
+          if (endOf(b) > arrived && (behind === undefined || endOf(b) < endOf(behind))) behind = b;
         }
         out.push(d - (delayMs + (behind?.inferMs ?? 0)));
       }
@@ -155,6 +164,10 @@ async function child(configPath: string): Promise<void> {
           p99: round(quantile(ex, 0.99), 3),
           max: round(ex.at(-1) ?? 0, 3),
         },
+        workerStartedShare:
+          runs.length === 0
+            ? 0
+            : round(runs.filter((r) => r.startedBy === 'worker').length / runs.length, 4),
         withinBoundShare:
           ex.length === 0 ? 1 : round(ex.filter((x) => x <= 0).length / ex.length, 4),
         batches: inf.length,
@@ -482,6 +495,7 @@ async function main(): Promise<void> {
       `  served / raw at batch ${r.batchUsed}: ${(r.shareOfRaw * 100).toFixed(1)}%  (target ≥ 50%: ${r.targets.rawShare50 ? 'met' : 'NOT met'})\n` +
       `  event-loop delay p99 while saturated: ${r.batched.gateway.eventLoopDelayMs.p99} ms  (target ≤ 20 ms: ${r.targets.eventLoopP99Under20ms ? 'met' : 'NOT met'})\n` +
       `  queue delay vs max delay + the inference time of the batch each request waited behind: p99 ${r.batched.gateway.queueExcessMs.p99} ms over, ${(r.batched.gateway.withinBoundShare * 100).toFixed(2)}% within  (target p99 ≤ 0: ${r.targets.queueP99WithinOwnBound ? 'met' : 'NOT met'})\n` +
+      `  batches started by the worker itself: ${(r.batched.gateway.workerStartedShare * 100).toFixed(1)}%\n` +
       `  (for reference: queue p99 ${r.batched.gateway.queueDelayMs.p99} ms vs max delay + the median batch's ${r.batched.gateway.inferMs.p50} ms = ${r.queueBoundMs} ms; batches took ${r.batched.gateway.inferMs.p50}–${r.batched.gateway.inferMs.p99} ms p50–p99)\n\n`;
   }
   out += `machine load average (1 min): ${round(loadBefore)} before, ${round(loadavg()[0]!)} after, on ${cpus().length} cores\n`;

@@ -100,6 +100,8 @@ export interface ModelBatchEvent {
   /** Clock ms: when the batch left the queue, and when its answer was back. */
   readonly startedAt: number;
   readonly finishedAt: number;
+  /** An inference worker took it from its stage, or the gateway's event loop dispatched it. */
+  readonly startedBy: 'worker' | 'gateway';
 }
 
 export interface ModelQueueEvent {

@@ -130,6 +130,12 @@ export class Metrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
     registers: [this.registry],
   });
+  readonly modelBatches = new Counter({
+    name: 'switchyard_model_batches_total',
+    help: 'Batches run by an in-process model version, by who started them: an inference worker taking its staged batch, or the gateway dispatching it.',
+    labelNames: ['model', 'version', 'started_by'] as const,
+    registers: [this.registry],
+  });
   readonly modelQueueDelay = new Histogram({
     name: 'switchyard_model_queue_delay_seconds',
     help: 'Time a request waited in the batch queue before its batch ran.',
@@ -340,6 +346,7 @@ export class Metrics {
       }),
       subscribe(events.modelBatch, (e) => {
         this.modelBatchSize.labels(e.model, e.version).observe(e.rows);
+        this.modelBatches.labels(e.model, e.version, e.startedBy).inc();
         this.modelInference.labels(e.model, e.version).observe(e.inferMs / 1000);
         const delay = this.modelQueueDelay.labels(e.model, e.version);
         for (const ms of e.queueDelaysMs) delay.observe(ms / 1000);

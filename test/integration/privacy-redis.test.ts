@@ -72,9 +72,13 @@ describe.skipIf(!up)('consent shared through Redis by the replicas of a scaled d
     const a = await replica();
     const b = await replica();
     await a.set('acme', 'u1', { location: true, behavioral_inference: true }, 'test');
-    await vi.waitFor(() => expect(b.get('acme', 'u1').purposes.location).toBe(true));
+    await vi.waitFor(() => expect(b.get('acme', 'u1').purposes.location).toBe(true), {
+      timeout: 10_000,
+    });
     await a.revoke('acme', 'u1', ['location'], 'test');
-    await vi.waitFor(() => expect(b.get('acme', 'u1').purposes.location).toBe(false));
+    await vi.waitFor(() => expect(b.get('acme', 'u1').purposes.location).toBe(false), {
+      timeout: 10_000,
+    });
     expect(b.get('acme', 'u1')).toMatchObject({
       version: 2,
       purposes: { behavioral_inference: true },

@@ -1,6 +1,7 @@
 import type { Clock } from '../../core/clock.js';
 import { abortReason } from '../../core/deadline.js';
 import { syError, type SwitchyardError } from '../../core/errors.js';
+import type { StageHandle, StagePolicy } from './stage.js';
 import { allocateRows, rowElements, sliceRows, type Tensor } from './tensors.js';
 
 export interface BatcherSettings {
@@ -23,6 +24,8 @@ export interface BatchStats {
   /** Clock ms: when the batch left the queue, and when its answer was back. */
   readonly startedAt: number;
   readonly finishedAt: number;
+  /** Who started it: a worker taking its stage, or this thread dispatching it. */
+  readonly startedBy: 'worker' | 'gateway';
 }
 
 export interface BatcherHooks {
@@ -32,10 +35,36 @@ export interface BatcherHooks {
   onExpired?(reason: 'deadline' | 'cancelled'): void;
 }
 
+/** A batch's outputs; `next` when a worker took the staged batch as soon as this one ended. */
+export interface BatchResult {
+  readonly outputs: Map<string, Tensor>;
+  readonly ms: number;
+  readonly next?: ClaimedBatch | undefined;
+}
+
+export interface ClaimedBatch {
+  readonly stageId: number;
+  /** When the worker took it, on the batcher's clock. */
+  readonly startedAt: number;
+  /** The stage entries it kept, in row order (expired and dropped requests left out). */
+  readonly included: readonly number[];
+  readonly result: Promise<BatchResult>;
+}
+
 /** Runs one batch: named inputs (rows concatenated) → named outputs with the same rows. */
-export type RunBatch = (
-  feeds: Map<string, Tensor>,
-) => Promise<{ outputs: Map<string, Tensor>; ms: number }>;
+export type RunBatch = (feeds: Map<string, Tensor>) => Promise<BatchResult>;
+
+/**
+ * Opens a stage (stage.ts) for the next batch, shaped like `like`, holding up to `capacity` rows;
+ * undefined when these inputs cannot be staged. `onIdleTake` is called when an idle worker takes
+ * it (a worker that takes it at the end of a batch says so in that batch's result instead).
+ */
+export type OpenStage = (
+  like: Map<string, Tensor>,
+  capacity: number,
+  policy: StagePolicy,
+  onIdleTake: (taken: ClaimedBatch) => void,
+) => StageHandle | undefined;
 
 export interface BatchRequest {
   readonly feeds: Map<string, Tensor>;
@@ -46,12 +75,41 @@ export interface BatchRequest {
   readonly deadlineAt: number;
 }
 
+/** Requests copied into a stage, in row order. */
+interface Staged {
+  readonly handle: StageHandle;
+  readonly signature: string;
+  readonly requests: Queued[];
+  rows: number;
+  /** When this thread dispatches it if no worker has taken it (set once it is due). */
+  fallbackAt?: number;
+}
+
+/**
+ * How long after a stage is due this thread leaves it to the workers. A worker watching it
+ * takes it on time; the fallback is for one that cannot (replaced after dying, say). Dispatching
+ * sooner from here would bring back the event-loop trip the stage exists to avoid.
+ */
+const STAGE_FALLBACK_GRACE_MS = 5;
+
+/**
+ * Batches must take at least this long (recent average) for staging to pay. A stage costs a few
+ * cross-thread messages per batch and wakes the worker more often; it saves an event-loop trip
+ * per batch, which matters when the worker would sit idle for a sizeable part of a batch's time.
+ * For sub-millisecond models (bench:onnx `intent-size`) the traffic cost the gateway more
+ * throughput than the trip did, so their batches are dispatched from here.
+ */
+const STAGE_MIN_INFER_MS = 1;
+
 interface Queued extends BatchRequest {
   readonly signature: string;
   readonly enqueuedAt: number;
   done: boolean;
   /** In a batch that is running: a cancel then only stops waiting for the answer. */
   running: boolean;
+  /** The stage holding this request (still waiting, counted in the queue), and its entry. */
+  stagedIn: Staged | undefined;
+  stageIndex: number;
   resolve(outputs: Map<string, Tensor>): void;
   reject(err: SwitchyardError): void;
   cleanup(): void;
@@ -70,6 +128,16 @@ function signatureOf(feeds: Map<string, Tensor>): string {
  * request has waited `delay_us`. At most `maxInFlight` batches run at once, so a busy model
  * naturally batches more. Requests whose deadline passed or whose client left are dropped before
  * they run; each caller gets exactly its own rows back.
+ *
+ * With `openStage` (batching on, max > 1, and batches taking STAGE_MIN_INFER_MS or more on
+ * average), waiting requests are copied into a stage in shared
+ * memory (stage.ts), in queue order, up to `max` rows, and the workers apply the policy above
+ * themselves: a free worker takes the stage the moment it is due, whether it just finished a
+ * batch or sat idle, so no trip through this thread's event loop (busy parsing HTTP) sits between
+ * a batch ending and the next starting. This thread keeps the same policy on its own timer and
+ * dispatches a due stage no worker took. Staged requests still count as queued: one whose client
+ * leaves or whose deadline passes is marked in the stage and left out when it is taken. A more
+ * urgent request arriving once the stage is full waits for the batch after it.
  */
 export class DynamicBatcher {
   /** One FIFO per priority level. */
@@ -80,6 +148,12 @@ export class DynamicBatcher {
   private timerAt = 0;
   private closed = false;
   private idleWaiters: (() => void)[] = [];
+  /** The stage being filled, if any. */
+  private staged: Staged | undefined;
+  /** Stages a worker closed (took), whose run this batcher has not yet been told about. */
+  private readonly claimed = new Map<number, Staged>();
+  /** Recent inference time per batch (exponentially weighted), ms; 0 before the first. */
+  private inferMsAverage = 0;
 
   constructor(
     private settings: BatcherSettings,
@@ -87,6 +161,7 @@ export class DynamicBatcher {
     private readonly run: RunBatch,
     private readonly clock: Clock,
     private readonly hooks: BatcherHooks = {},
+    private readonly openStage?: OpenStage,
   ) {}
 
   configure(settings: BatcherSettings): void {
@@ -116,7 +191,15 @@ export class DynamicBatcher {
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
         if (q.done) return;
-        if (!q.running) {
+        if (q.stagedIn !== undefined) {
+          q.stagedIn.handle.drop(q.stageIndex);
+          this.unstage(q);
+          this.hooks.onDepth?.(this.queuedRows);
+          this.hooks.onExpired?.(
+            abortReason(req.signal).code === 'SY_ERR_DEADLINE_EXCEEDED' ? 'deadline' : 'cancelled',
+          );
+          this.checkIdle();
+        } else if (!q.running) {
           this.remove(q);
           this.hooks.onExpired?.(
             abortReason(req.signal).code === 'SY_ERR_DEADLINE_EXCEEDED' ? 'deadline' : 'cancelled',
@@ -130,6 +213,8 @@ export class DynamicBatcher {
         enqueuedAt: this.clock.now(),
         done: false,
         running: false,
+        stagedIn: undefined,
+        stageIndex: -1,
         resolve: (v) => {
           q.done = true;
           q.cleanup();
@@ -157,7 +242,7 @@ export class DynamicBatcher {
 
   /** Resolves once nothing is queued or running (used before unloading a version). */
   drain(): Promise<void> {
-    if (this.queuedRows === 0 && this.inFlight === 0) return Promise.resolve();
+    if (this.idle()) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -177,8 +262,13 @@ export class DynamicBatcher {
     }
   }
 
+  /** Nothing queued or staged, nothing running, no taken stage unreported. */
+  private idle(): boolean {
+    return this.queuedRows === 0 && this.inFlight === 0 && this.claimed.size === 0;
+  }
+
   private checkIdle(): void {
-    if (this.queuedRows === 0 && this.inFlight === 0 && this.idleWaiters.length > 0) {
+    if (this.idleWaiters.length > 0 && this.idle()) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
@@ -207,6 +297,8 @@ export class DynamicBatcher {
   }
 
   private schedule(): void {
+    this.stageQueued();
+    this.reclaim();
     while (this.inFlight < this.maxInFlight && this.queuedRows > 0) {
       const first = this.ordered().next();
       if (first.done === true) break;
@@ -234,6 +326,177 @@ export class DynamicBatcher {
     }
     this.hooks.onDepth?.(this.queuedRows);
     this.checkIdle();
+  }
+
+  /** Copies what waits into the stage, in run order, while it has room. */
+  private stageQueued(): void {
+    if (
+      this.openStage === undefined ||
+      this.settings.max <= 1 ||
+      this.inferMsAverage < STAGE_MIN_INFER_MS
+    )
+      return;
+    for (const q of [...this.ordered()]) {
+      if (!this.stageOne(q)) continue;
+      // Out of its level, still counted in queuedRows until its batch starts.
+      const level = this.levels.get(q.priority)!;
+      level.splice(level.indexOf(q), 1);
+    }
+  }
+
+  private stageOne(q: Queued): boolean {
+    // Twice at most: the stage may have been taken by a worker a moment ago.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let st = this.staged;
+      if (st === undefined) {
+        const { max, delay_us, preferred } = this.settings;
+        const handle = this.openStage!(
+          q.feeds,
+          max,
+          { delayMs: delay_us / 1000, preferred },
+          (taken) => this.takenWhileIdle(taken),
+        );
+        if (handle === undefined) return false;
+        st = { handle, signature: q.signature, requests: [], rows: 0 };
+        this.staged = st;
+      }
+      if (q.signature !== st.signature || st.rows + q.rows > this.settings.max) return false;
+      const index = st.handle.tryAppend(q.feeds, q.rows, q.deadlineAt, q.enqueuedAt);
+      if (index >= 0) {
+        st.requests[index] = q;
+        st.rows += q.rows;
+        q.stagedIn = st;
+        q.stageIndex = index;
+        return true;
+      }
+      if (!st.handle.closed) return false;
+      // A worker took the stage; its report is on the way.
+      this.staged = undefined;
+      if (st.rows > 0) this.claimed.set(st.handle.id, st);
+    }
+    return false;
+  }
+
+  /** A staged request stops counting as queued (its batch started, or it was dropped). */
+  private unstage(q: Queued): void {
+    if (q.stagedIn === undefined) return;
+    q.stagedIn = undefined;
+    this.queuedRows -= q.rows;
+  }
+
+  /** The stage a worker reports it took. */
+  private takeClaimed(stageId: number): Staged | undefined {
+    const st = this.staged;
+    if (st !== undefined && st.handle.id === stageId) {
+      this.staged = undefined;
+      return st;
+    }
+    const taken = this.claimed.get(stageId);
+    this.claimed.delete(stageId);
+    return taken;
+  }
+
+  /** An idle worker took a stage: that batch is now running. */
+  private takenWhileIdle(next: ClaimedBatch): void {
+    const taken = this.takeClaimed(next.stageId);
+    const batch = taken === undefined ? [] : this.startTaken(taken, next.included);
+    if (batch.length === 0) {
+      next.result.catch(() => undefined);
+      this.checkIdle();
+      return;
+    }
+    let rows = 0;
+    for (const q of batch) rows += q.rows;
+    this.inFlight++;
+    void this.follow(batch, rows, next.startedAt, 'worker', next.result);
+  }
+
+  /**
+   * A worker took `st` and kept the entries `included`, in row order: those are the batch. The
+   * others expired before it was taken (their clients were answered already if they left).
+   */
+  private startTaken(st: Staged, included: readonly number[]): Queued[] {
+    const batch = included.map((i) => st.requests[i]!);
+    for (const q of batch) q.running = true;
+    for (const q of st.requests) {
+      if (q === undefined || q.stagedIn !== st) continue;
+      this.unstage(q);
+      if (q.running) continue;
+      this.hooks.onExpired?.('deadline');
+      q.reject(syError('SY_ERR_DEADLINE_EXCEEDED', 'expired while queued for inference'));
+    }
+    this.hooks.onDepth?.(this.queuedRows);
+    return batch;
+  }
+
+  /**
+   * The fallback for a stage no worker took: when a worker is free and the stage has been due for
+   * STAGE_FALLBACK_GRACE_MS, close it and dispatch it from here; until then, wake up when it will
+   * have been. Stages taken by a worker that then died are failed (their
+   * answers will never come).
+   */
+  private reclaim(): void {
+    for (const [id, st] of this.claimed) {
+      if (!st.handle.abandoned()) continue;
+      this.claimed.delete(id);
+      const e = syError('SY_ERR_INFERENCE_FAILED', 'the inference worker running this batch died');
+      for (const q of st.requests) {
+        if (q === undefined) continue;
+        this.unstage(q);
+        if (!q.done) q.reject(e);
+      }
+    }
+    const st = this.staged;
+    if (st === undefined || this.inFlight >= this.maxInFlight) return;
+    const now = this.clock.now();
+    const dueAt = this.stageDueAt(st);
+    if (dueAt > now) {
+      this.arm(dueAt + STAGE_FALLBACK_GRACE_MS);
+      return;
+    }
+    // Due by size (-Infinity): from now. Overdue by more than the grace already: now.
+    const dueSince = dueAt === -Infinity ? now : Math.max(dueAt, now - STAGE_FALLBACK_GRACE_MS);
+    st.fallbackAt ??= dueSince + STAGE_FALLBACK_GRACE_MS;
+    if (st.fallbackAt > now) {
+      this.arm(st.fallbackAt);
+      return;
+    }
+    this.staged = undefined;
+    if (!st.handle.close()) {
+      // A worker took it; its report is on the way.
+      if (st.rows > 0) this.claimed.set(st.handle.id, st);
+      return;
+    }
+    const batch: Queued[] = [];
+    let rows = 0;
+    for (const q of st.requests) {
+      if (q === undefined || q.stagedIn !== st) continue;
+      this.unstage(q);
+      if (q.deadlineAt <= now) {
+        this.hooks.onExpired?.('deadline');
+        q.reject(syError('SY_ERR_DEADLINE_EXCEEDED', 'expired while queued for inference'));
+        continue;
+      }
+      q.running = true;
+      batch.push(q);
+      rows += q.rows;
+    }
+    if (batch.length > 0) this.launch(batch, rows);
+  }
+
+  /** When the stage is due by the batching policy (the workers apply the same one). */
+  private stageDueAt(st: Staged): number {
+    let rows = 0;
+    let oldest = Infinity;
+    for (const q of st.requests) {
+      if (q === undefined || q.stagedIn !== st) continue;
+      rows += q.rows;
+      if (q.enqueuedAt < oldest) oldest = q.enqueuedAt;
+    }
+    const { max, delay_us, preferred } = this.settings;
+    // Nothing live in it, or due by size: due now.
+    if (rows === 0 || rows >= max || preferred.some((p) => p <= rows)) return -Infinity;
+    return oldest + delay_us / 1000;
   }
 
   private arm(at: number): void {
@@ -267,20 +530,12 @@ export class DynamicBatcher {
       q.running = true;
     }
     if (batch.length === 0) return;
+    this.launch(batch, rows);
+  }
+
+  private launch(batch: readonly Queued[], rows: number): void {
     this.inFlight++;
-    const started = this.clock.now();
-    const queueDelaysMs = batch.map((q) => started - q.enqueuedAt);
-    void this.execute(batch, rows).then((result) => {
-      if (result === undefined) return;
-      this.hooks.onBatch?.({
-        rows,
-        requests: batch.length,
-        queueDelaysMs,
-        inferMs: result.ms,
-        startedAt: started,
-        finishedAt: result.finishedAt,
-      });
-    });
+    void this.follow(batch, rows, this.clock.now(), 'gateway', this.run(concatenate(batch, rows)));
   }
 
   /** A batch came back: the next one goes to the worker before this one's callers are answered. */
@@ -289,13 +544,20 @@ export class DynamicBatcher {
     this.schedule();
   }
 
-  private async execute(
+  /**
+   * Waits for a running batch and answers its callers. When a worker took the stage right after
+   * it, that batch is followed the same way and the in-flight count stays as it is.
+   */
+  private async follow(
     batch: readonly Queued[],
     rows: number,
-  ): Promise<{ ms: number; finishedAt: number } | undefined> {
-    let result;
+    startedAt: number,
+    startedBy: BatchStats['startedBy'],
+    running: Promise<BatchResult>,
+  ): Promise<void> {
+    let result: BatchResult;
     try {
-      result = await this.run(concatenate(batch, rows));
+      result = await running;
     } catch (err) {
       this.finished();
       const e =
@@ -303,11 +565,23 @@ export class DynamicBatcher {
           ? (err as SwitchyardError)
           : syError('SY_ERR_INFERENCE_FAILED', String(err));
       for (const q of batch) if (!q.done) q.reject(e);
-      return undefined;
+      return;
     }
     const finishedAt = this.clock.now();
-    this.finished();
+    const next = result.next;
+    const taken = next === undefined ? undefined : this.takeClaimed(next.stageId);
+    const nextBatch = taken === undefined ? [] : this.startTaken(taken, next!.included);
+    if (nextBatch.length > 0) {
+      let nextRows = 0;
+      for (const q of nextBatch) nextRows += q.rows;
+      void this.follow(nextBatch, nextRows, next!.startedAt, 'worker', next!.result);
+    } else {
+      // A run this batcher does not know of (or an empty one) is only waited out.
+      next?.result.catch(() => undefined);
+      this.finished();
+    }
     const { outputs, ms } = result;
+    this.inferMsAverage = this.inferMsAverage === 0 ? ms : 0.8 * this.inferMsAverage + 0.2 * ms;
     let at = 0;
     for (const q of batch) {
       const mine = new Map<string, Tensor>();
@@ -316,7 +590,16 @@ export class DynamicBatcher {
       at += q.rows;
       if (!q.done) q.resolve(mine);
     }
-    return { ms, finishedAt };
+    this.hooks.onBatch?.({
+      rows,
+      requests: batch.length,
+      queueDelaysMs: batch.map((q) => startedAt - q.enqueuedAt),
+      inferMs: ms,
+      startedAt,
+      finishedAt,
+      startedBy,
+    });
+    this.checkIdle();
   }
 }
 

@@ -15,7 +15,12 @@ import type { Logger } from '../../contracts/logger.js';
 import type { Clock } from '../../core/clock.js';
 import { syError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
-import { DynamicBatcher, type BatcherSettings } from './batcher.js';
+import {
+  DynamicBatcher,
+  type BatcherSettings,
+  type BatchResult,
+  type ClaimedBatch,
+} from './batcher.js';
 import type { ModelCard } from './model-card.js';
 import {
   scanStore,
@@ -33,7 +38,7 @@ import {
   type Tensor,
   type TensorSpec,
 } from './tensors.js';
-import type { WorkerPool } from './worker-pool.js';
+import type { ClaimedRun, PoolRunResult, WorkerPool } from './worker-pool.js';
 
 export interface OnnxBackendOptions {
   readonly name: string;
@@ -191,17 +196,13 @@ export class OnnxBackend implements Backend {
     }
     this.failed.delete(v.version);
     const version = v.version;
+    const outputNames = specs.outputs.map((o) => o.name);
     const batcher = new DynamicBatcher(
       this.opts.batch,
       this.opts.pool.size,
       async (feeds) => {
         const named = [...feeds].map(([name, t]) => ({ name, ...t }));
-        const res = await this.opts.pool.run(
-          key,
-          named,
-          specs.outputs.map((o) => o.name),
-        );
-        return { outputs: new Map(res.outputs.map((o) => [o.name, o])), ms: res.ms };
+        return batchResult(await this.opts.pool.run(key, named, outputNames));
       },
       this.opts.clock,
       {
@@ -210,6 +211,10 @@ export class OnnxBackend implements Backend {
         onRejected: (reason) => publish(events.modelDrop, { model: this.name, version, reason }),
         onExpired: (reason) => publish(events.modelDrop, { model: this.name, version, reason }),
       },
+      (like, capacity, policy, onIdleTake) =>
+        this.opts.pool.openStage(key, like, capacity, policy, outputNames, (run) =>
+          onIdleTake(claimedBatch(run)),
+        ),
     );
     const previous = this.live.get(version);
     this.live.set(version, {
@@ -461,4 +466,20 @@ function checkCard(
         `model.json has ${card.labels.length} labels but the model outputs ${k} classes`,
       );
   }
+}
+
+/** The pool's answer as the batcher takes it (outputs by name), staged runs included. */
+function batchResult(res: PoolRunResult): BatchResult {
+  const outputs = new Map(res.outputs.map((o) => [o.name, o as Tensor]));
+  if (res.next === undefined) return { outputs, ms: res.ms };
+  return { outputs, ms: res.ms, next: claimedBatch(res.next) };
+}
+
+function claimedBatch(run: ClaimedRun): ClaimedBatch {
+  return {
+    stageId: run.stageId,
+    startedAt: run.startedAt,
+    included: run.included,
+    result: run.result.then(batchResult),
+  };
 }

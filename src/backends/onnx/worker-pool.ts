@@ -3,17 +3,38 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../../contracts/logger.js';
 import { syError } from '../../core/errors.js';
+import { stageLayout, StageWriter, type StageHandle, type StagePolicy } from './stage.js';
 import type { Tensor } from './tensors.js';
-import type { LoadResult, WorkerRequest, WorkerResponse } from './worker.js';
+import type { Claimed, LoadResult, WorkerRequest, WorkerResponse } from './worker.js';
 
 type Named = Tensor & { readonly name: string };
 
+/** A batch's answer; `next`, when a worker took the model's staged batch right after it. */
+export interface PoolRunResult {
+  readonly outputs: Named[];
+  readonly ms: number;
+  readonly next?: ClaimedRun;
+}
+
+/** A staged batch a worker took and is running. */
+export interface ClaimedRun {
+  readonly stageId: number;
+  /** When the worker took it, on this thread's performance.now() scale. */
+  readonly startedAt: number;
+  /** The stage entries it kept (dropped and expired requests left out), in row order. */
+  readonly included: readonly number[];
+  /** Its answer (nothing runs when `included` is empty: an empty answer). */
+  readonly result: Promise<PoolRunResult>;
+}
+
 interface Pending {
-  resolve(r: WorkerResponse & { ok: true }): void;
+  resolve(r: PoolRunResult & { readonly load?: LoadResult }): void;
   reject(err: Error): void;
 }
 
 interface Slot {
+  /** Unique per started worker; written into the stages it claims. */
+  readonly tag: number;
   worker: Worker;
   /** Run messages sent and not answered: the pool sends work to the least loaded worker. */
   busy: number;
@@ -53,6 +74,10 @@ export class WorkerPool {
   private readonly loaded = new Map<string, string>();
   private closed = false;
   private startFailures = 0;
+  private nextTag = 1;
+  private nextStageId = 1;
+  /** Open stages' owners, told when an idle worker takes their stage. */
+  private readonly stageOwners = new Map<number, (run: ClaimedRun) => void>();
 
   constructor(
     readonly size: number,
@@ -64,17 +89,27 @@ export class WorkerPool {
 
   private spawn(): Slot {
     const { script, eval: isEval } = workerScript();
-    const worker = new Worker(script, { eval: isEval });
+    const tag = this.nextTag++;
+    const worker = new Worker(script, { eval: isEval, workerData: tag });
     worker.unref();
-    const slot: Slot = { worker, busy: 0, pending: new Map(), dead: false };
+    const slot: Slot = { tag, worker, busy: 0, pending: new Map(), dead: false };
     // A worker counts as started once it has answered a message.
     let started = false;
     worker.on('message', (msg: WorkerResponse) => {
       started = true;
+      if (msg.ok && msg.id === 0 && msg.claimed !== undefined) {
+        // An idle worker took a stage on its own.
+        const run = this.claimedRun(slot, msg.claimed);
+        const owner = this.stageOwners.get(msg.claimed.stageId);
+        this.stageOwners.delete(msg.claimed.stageId);
+        if (owner !== undefined) owner(run);
+        else run.result.catch(() => undefined);
+        return;
+      }
       const p = slot.pending.get(msg.id);
       if (p === undefined) return;
       slot.pending.delete(msg.id);
-      if (msg.ok) p.resolve(msg);
+      if (msg.ok) p.resolve(this.resultOf(slot, msg));
       else p.reject(new Error(msg.error));
     });
     const fail = (why: string): void => {
@@ -111,11 +146,49 @@ export class WorkerPool {
     return slot;
   }
 
+  /**
+   * A run's answer. When the worker took a staged batch right after it, the answer to that one
+   * is awaited from here on, before any later message can arrive.
+   */
+  private resultOf(
+    slot: Slot,
+    msg: WorkerResponse & { ok: true },
+  ): PoolRunResult & { readonly load?: LoadResult } {
+    const outputs = msg.outputs ?? [];
+    const ms = msg.ms ?? 0;
+    if (msg.claimed === undefined)
+      return msg.load === undefined ? { outputs, ms } : { outputs, ms, load: msg.load };
+    this.stageOwners.delete(msg.claimed.stageId);
+    return { outputs, ms, next: this.claimedRun(slot, msg.claimed) };
+  }
+
+  /** A stage `slot` took: its answer will come with id `-stageId` (none when it kept nothing). */
+  private claimedRun(slot: Slot, claimed: Claimed): ClaimedRun {
+    let result: Promise<PoolRunResult> = Promise.resolve({ outputs: [], ms: 0 });
+    if (claimed.included.length > 0) {
+      slot.busy++;
+      const running = new Promise<PoolRunResult>((resolve, reject) => {
+        slot.pending.set(-claimed.stageId, { resolve, reject });
+      }).finally(() => slot.busy--);
+      result = running.catch((err: unknown) => {
+        throw asInferenceError(err);
+      });
+      // Whoever follows the batch handles its failure; this chain only keeps `busy` right.
+      running.catch(() => undefined);
+    }
+    return {
+      stageId: claimed.stageId,
+      startedAt: claimed.at - performance.timeOrigin,
+      included: claimed.included,
+      result,
+    };
+  }
+
   private send(
     slot: Slot,
     msg: WorkerRequest,
     transfer: ArrayBuffer[] = [],
-  ): Promise<WorkerResponse & { ok: true }> {
+  ): Promise<PoolRunResult & { load?: LoadResult }> {
     const id = this.nextId++;
     const withId = { ...msg, id } as WorkerRequest;
     if (slot.dead)
@@ -154,7 +227,7 @@ export class WorkerPool {
     key: string,
     feeds: readonly Named[],
     outputs: readonly string[],
-  ): Promise<{ outputs: Named[]; ms: number }> {
+  ): Promise<PoolRunResult> {
     if (this.closed) throw syError('SY_ERR_NOT_READY', 'the inference pool is closed');
     let slot = this.slots[0]!;
     for (const s of this.slots) if (s.busy < slot.busy) slot = s;
@@ -165,14 +238,72 @@ export class WorkerPool {
     }
     slot.busy++;
     try {
-      const res = await this.send(slot, { kind: 'run', id: 0, key, feeds, outputs }, transfer);
-      return { outputs: res.outputs ?? [], ms: res.ms ?? 0 };
+      return await this.send(slot, { kind: 'run', id: 0, key, feeds, outputs }, transfer);
     } catch (err) {
-      if (err instanceof Error && err.name === 'SwitchyardError') throw err;
-      throw syError('SY_ERR_INFERENCE_FAILED', err instanceof Error ? err.message : String(err));
+      throw asInferenceError(err);
     } finally {
       slot.busy--;
     }
+  }
+
+  /**
+   * Opens a stage for the next batch of `key` (stage.ts) and shows it to every worker: the first
+   * to finish a batch of `key`, or an idle one, takes it (`onIdleTake` hears of the latter).
+   * Undefined when the inputs cannot be staged (strings, booleans); the batcher then dispatches as
+   * usual.
+   */
+  openStage(
+    key: string,
+    like: Map<string, Tensor>,
+    capacity: number,
+    policy: StagePolicy,
+    outputs: readonly string[],
+    onIdleTake: (run: ClaimedRun) => void,
+  ): StageHandle | undefined {
+    if (this.closed) return undefined;
+    const layout = stageLayout(like, capacity);
+    if (layout === undefined) return undefined;
+    const writer = new StageWriter(layout, policy);
+    const stageId = this.nextStageId++;
+    this.stageOwners.set(stageId, onIdleTake);
+    for (const slot of this.slots) {
+      if (slot.dead) continue;
+      slot.worker.postMessage({
+        kind: 'stage',
+        id: 0,
+        key,
+        stageId,
+        sab: writer.sab,
+        layout,
+        policy,
+        outputs,
+      } satisfies WorkerRequest);
+    }
+    return {
+      id: stageId,
+      get closed() {
+        return writer.closed;
+      },
+      tryAppend: (feeds, rows, deadlineAt, enqueuedAt) =>
+        writer.tryAppend(
+          feeds,
+          rows,
+          deadlineAt + performance.timeOrigin,
+          enqueuedAt + performance.timeOrigin,
+        ),
+      drop: (index) => writer.drop(index),
+      close: () => {
+        if (!writer.close()) return false;
+        this.stageOwners.delete(stageId);
+        return true;
+      },
+      abandoned: () => {
+        const tag = writer.claimer;
+        const lost = tag !== 0 && !this.slots.some((s) => s.tag === tag && !s.dead);
+        if (lost) this.stageOwners.delete(stageId);
+        return lost;
+      },
+    };
   }
 
   async close(): Promise<void> {
@@ -183,4 +314,9 @@ export class WorkerPool {
       for (const p of s.pending.values())
         p.reject(syError('SY_ERR_NOT_READY', 'the inference pool closed'));
   }
+}
+
+function asInferenceError(err: unknown): Error {
+  if (err instanceof Error && err.name === 'SwitchyardError') return err;
+  return syError('SY_ERR_INFERENCE_FAILED', err instanceof Error ? err.message : String(err));
 }

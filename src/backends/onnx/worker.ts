@@ -1,6 +1,7 @@
 import { setPriority } from 'node:os';
-import { parentPort } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
+import { claimStage, CLOSED, stageDueIn, type StageLayout, type StagePolicy } from './stage.js';
 import type { OrtType, Tensor, TensorSpec } from './tensors.js';
 
 /**
@@ -23,7 +24,29 @@ export type WorkerRequest =
       readonly key: string;
       readonly feeds: readonly (Tensor & { readonly name: string })[];
       readonly outputs: readonly string[];
+    }
+  | {
+      /** The next batch of `key` is being staged in `sab` (stage.ts); no answer is sent. */
+      readonly kind: 'stage';
+      readonly id: number;
+      readonly key: string;
+      readonly stageId: number;
+      readonly sab: SharedArrayBuffer;
+      readonly layout: StageLayout;
+      readonly policy: StagePolicy;
+      readonly outputs: readonly string[];
     };
+
+/**
+ * A staged batch the worker took (stage.ts). `at`: when, as performance.timeOrigin +
+ * performance.now() (comparable across threads). `included`: the stage entries it kept, in row
+ * order; when none, nothing runs and no answer with `-stageId` follows.
+ */
+export interface Claimed {
+  readonly stageId: number;
+  readonly at: number;
+  readonly included: readonly number[];
+}
 
 export interface LoadResult {
   readonly inputs: readonly TensorSpec[];
@@ -37,6 +60,8 @@ export type WorkerResponse =
       readonly load?: LoadResult;
       readonly outputs?: (Tensor & { readonly name: string })[];
       readonly ms?: number;
+      /** After this run the worker took the model's staged batch; its answer has id `-stageId`. */
+      readonly claimed?: Claimed;
     }
   | { readonly id: number; readonly ok: false; readonly error: string };
 
@@ -80,9 +105,9 @@ function warmupFeeds(inputs: readonly TensorSpec[]): Record<string, ort.Tensor> 
   return feeds;
 }
 
-async function handle(
-  msg: WorkerRequest,
-): Promise<{ response: WorkerResponse; transfer: ArrayBuffer[] }> {
+type Work = Exclude<WorkerRequest, { kind: 'stage' }>;
+
+async function handle(msg: Work): Promise<{ response: WorkerResponse; transfer: ArrayBuffer[] }> {
   switch (msg.kind) {
     case 'load': {
       const session = await ort.InferenceSession.create(msg.path, {
@@ -102,6 +127,7 @@ async function handle(
     case 'unload': {
       const s = sessions.get(msg.key);
       sessions.delete(msg.key);
+      stages.delete(msg.key);
       if (s !== undefined) await s.release();
       return { response: { id: msg.id, ok: true }, transfer: [] };
     }
@@ -139,6 +165,20 @@ async function handle(
  */
 const INFERENCE_NICE = 5;
 
+/** The latest stage of each model (stage.ts): the batch to take as soon as one of that model's ends. */
+const stages = new Map<
+  string,
+  {
+    stageId: number;
+    sab: SharedArrayBuffer;
+    layout: StageLayout;
+    policy: StagePolicy;
+    outputs: readonly string[];
+  }
+>();
+/** This worker's tag, written into the stages it claims (the pool tells dead workers' claims apart). */
+const TAG = typeof workerData === 'number' ? workerData : 0;
+
 const port = parentPort;
 if (port !== null) {
   try {
@@ -146,13 +186,49 @@ if (port !== null) {
   } catch {
     // Not permitted (some containers): run at the process's priority.
   }
-  // One message at a time: a run blocks this thread (that is why it is not the main thread).
-  let chain = Promise.resolve();
-  port.on('message', (msg: WorkerRequest) => {
-    chain = chain.then(async () => {
+  // One piece of work at a time: a run blocks this thread (that is why it is not the main thread).
+  const queue: Work[] = [];
+  let pumping = false;
+  const accept = (msg: WorkerRequest): void => {
+    if (msg.kind === 'stage') stages.set(msg.key, msg);
+    else queue.push(msg);
+  };
+  /** Messages that arrived while a run held the thread, in order, without a trip round the loop. */
+  const drain = (): void => {
+    for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port))
+      accept(m.message as WorkerRequest);
+  };
+  /**
+   * Takes the model's stage if it is due, unless other work is waiting (that came first; the
+   * stage is looked at again when the queue is empty).
+   */
+  const claimNext = (key: string): Claimed | undefined => {
+    drain();
+    const stage = stages.get(key);
+    if (stage === undefined || queue.length > 0) return undefined;
+    const at = performance.timeOrigin + performance.now();
+    if (stageDueIn(stage.sab, stage.layout, stage.policy, at) !== 0) return undefined;
+    const taken = claimStage(stage.sab, stage.layout, TAG, at);
+    if (taken === undefined) return undefined;
+    stages.delete(key);
+    if (taken.rows > 0)
+      queue.unshift({
+        kind: 'run',
+        id: -stage.stageId,
+        key,
+        feeds: taken.feeds,
+        outputs: stage.outputs,
+      });
+    return { stageId: stage.stageId, at, included: taken.included };
+  };
+  const pump = async (): Promise<void> => {
+    if (pumping) return;
+    pumping = true;
+    for (let msg = queue.shift(); msg !== undefined; msg = queue.shift()) {
       try {
         const { response, transfer } = await handle(msg);
-        port.postMessage(response, transfer);
+        const claimed = msg.kind === 'run' ? claimNext(msg.key) : undefined;
+        port.postMessage(claimed === undefined ? response : { ...response, claimed }, transfer);
       } catch (err) {
         port.postMessage({
           id: msg.id,
@@ -160,6 +236,53 @@ if (port !== null) {
           error: err instanceof Error ? err.message : String(err),
         } satisfies WorkerResponse);
       }
-    });
+    }
+    pumping = false;
+    watchStages();
+  };
+  /**
+   * Idle: wait on every known stage (stage.ts) and take one when it is due: woken by the main
+   * thread when it appends, or by the timeout when the oldest request's delay runs out.
+   */
+  const watched = new WeakSet<SharedArrayBuffer>();
+  const watchStages = (): void => {
+    for (const [key, stage] of stages) {
+      if (watched.has(stage.sab)) continue;
+      const header = new Int32Array(stage.sab, 0, 4);
+      const state = Atomics.load(header, 0);
+      if ((state & CLOSED) !== 0) {
+        stages.delete(key);
+        continue;
+      }
+      watched.add(stage.sab);
+      const wake = (): void => {
+        watched.delete(stage.sab);
+        // Busy: watched again when the queue empties. Replaced: the newer stage is watched.
+        if (pumping || queue.length > 0 || stages.get(key) !== stage) return;
+        const claimed = claimNext(key);
+        if (claimed !== undefined)
+          port.postMessage({ id: 0, ok: true, claimed } satisfies WorkerResponse);
+        // Runs what claimNext took or drained, then watches again.
+        void pump();
+      };
+      const due = stageDueIn(
+        stage.sab,
+        stage.layout,
+        stage.policy,
+        performance.timeOrigin + performance.now(),
+      );
+      if (due === 0) {
+        wake();
+        continue;
+      }
+      // Until the count changes (an append, or the main thread closing it), or the delay is up.
+      const w = Atomics.waitAsync(header, 0, state, due ?? Infinity);
+      if (w.async) void w.value.then(wake);
+      else wake();
+    }
+  };
+  port.on('message', (msg: WorkerRequest) => {
+    accept(msg);
+    void pump();
   });
 }
