@@ -154,6 +154,28 @@ describe('the staged next batch, one worker', () => {
     }
   }, 60_000);
 
+  it('does not stage work past a request too big for a stage: that one goes first, dispatched by the gateway', async () => {
+    const rec = recorder();
+    try {
+      const blocker = infer(blockerRows());
+      await expect.poll(() => rec.depths.includes(BLOCKER_ROWS), { timeout: 10_000 }).toBe(true);
+      await expect.poll(() => rec.depths.at(-1), { timeout: 10_000 }).toBe(0);
+      // 80 rows > max 64: it can only run alone. The small ones behind it must not overtake it
+      // through stages the worker keeps taking.
+      const big = infer(Array.from({ length: 80 }, (_, r) => rowOf(100 + r)));
+      const small = [51, 52, 53].map((c) => infer([rowOf(c)]));
+      await Promise.all([blocker, big, ...small]);
+      expect(rec.batches.map((b) => [b.rows, b.startedBy])).toEqual([
+        [BLOCKER_ROWS, 'gateway'],
+        [80, 'gateway'],
+        // Staged once the big one left the queue, and taken by the worker when it ended.
+        [3, 'worker'],
+      ]);
+    } finally {
+      rec.stop();
+    }
+  }, 60_000);
+
   it('an idle worker takes a stage once its oldest request has waited the delay, with the company it found', async () => {
     backend.reconfigure({
       ...opts,

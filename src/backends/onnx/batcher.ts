@@ -337,6 +337,9 @@ export class DynamicBatcher {
     )
       return;
     for (const q of [...this.ordered()]) {
+      // It can only go alone, dispatched from here: stop filling stages ahead of it, or workers
+      // that keep taking them would keep it waiting while new work arrives.
+      if (q.rows > this.settings.max) break;
       if (!this.stageOne(q)) continue;
       // Out of its level, still counted in queuedRows until its batch starts.
       const level = this.levels.get(q.priority)!;
@@ -432,10 +435,11 @@ export class DynamicBatcher {
   /**
    * The fallback for a stage no worker took: when a worker is free and the stage has been due for
    * STAGE_FALLBACK_GRACE_MS, close it and dispatch it from here; until then, wake up when it will
-   * have been. Stages taken by a worker that then died are failed (their
-   * answers will never come).
+   * have been. Then fail the stages taken by a worker that died before saying so (their answers
+   * will never come).
    */
   private reclaim(): void {
+    this.dispatchStage();
     for (const [id, st] of this.claimed) {
       if (!st.handle.abandoned()) continue;
       this.claimed.delete(id);
@@ -446,6 +450,9 @@ export class DynamicBatcher {
         if (!q.done) q.reject(e);
       }
     }
+  }
+
+  private dispatchStage(): void {
     const st = this.staged;
     if (st === undefined || this.inFlight >= this.maxInFlight) return;
     const now = this.clock.now();

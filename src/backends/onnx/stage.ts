@@ -188,13 +188,15 @@ export class StageWriter {
     this.entryInts[index * 4] = rows;
     this.entryInts[index * 4 + 1] = 0;
     this.entryDeadlines[index * 2 + 1] = deadlineEpochMs;
-    if (index === 0 || enqueuedEpochMs < this.times[OLDEST]!) this.times[OLDEST] = enqueuedEpochMs;
+    const older = index > 0 && enqueuedEpochMs < this.times[OLDEST]!;
+    if (index === 0 || older) this.times[OLDEST] = enqueuedEpochMs;
     // Only this thread changes the count, so a failed swap means a worker closed the stage first.
     if (Atomics.compareExchange(this.header, STATE, state, state + rows) !== state) return -1;
     this.entries++;
-    // An idle worker waits on this word: wake it when the stage starts (to time the delay from)
-    // and when it becomes due by size; between those its timeout covers the delay.
-    if (state === 0 || (state < this.dueRows && state + rows >= this.dueRows))
+    // An idle worker waits on this word: wake it when the stage starts (to time the delay from),
+    // when an older request moves the due time earlier, and when it becomes due by size; between
+    // those its timeout covers the delay.
+    if (state === 0 || older || (state < this.dueRows && state + rows >= this.dueRows))
       Atomics.notify(this.header, STATE);
     return index;
   }

@@ -97,8 +97,9 @@ export class WorkerPool {
     let started = false;
     worker.on('message', (msg: WorkerResponse) => {
       started = true;
-      if (msg.ok && msg.id === 0 && msg.claimed !== undefined) {
-        // An idle worker took a stage on its own.
+      const p = slot.pending.get(msg.id);
+      if (p === undefined && msg.ok && msg.claimed !== undefined) {
+        // An idle worker took a stage on its own (or the run it followed is no longer awaited).
         const run = this.claimedRun(slot, msg.claimed);
         const owner = this.stageOwners.get(msg.claimed.stageId);
         this.stageOwners.delete(msg.claimed.stageId);
@@ -106,7 +107,6 @@ export class WorkerPool {
         else run.result.catch(() => undefined);
         return;
       }
-      const p = slot.pending.get(msg.id);
       if (p === undefined) return;
       slot.pending.delete(msg.id);
       if (msg.ok) p.resolve(this.resultOf(slot, msg));
@@ -165,7 +165,12 @@ export class WorkerPool {
   /** A stage `slot` took: its answer will come with id `-stageId` (none when it kept nothing). */
   private claimedRun(slot: Slot, claimed: Claimed): ClaimedRun {
     let result: Promise<PoolRunResult> = Promise.resolve({ outputs: [], ms: 0 });
-    if (claimed.included.length > 0) {
+    if (claimed.included.length > 0 && slot.dead) {
+      // The worker died after posting the claim ('error' can overtake its last messages).
+      result = Promise.reject(
+        syError('SY_ERR_INFERENCE_FAILED', 'the inference worker running this batch died'),
+      );
+    } else if (claimed.included.length > 0) {
       slot.busy++;
       const running = new Promise<PoolRunResult>((resolve, reject) => {
         slot.pending.set(-claimed.stageId, { resolve, reject });

@@ -228,7 +228,13 @@ if (port !== null) {
       try {
         const { response, transfer } = await handle(msg);
         const claimed = msg.kind === 'run' ? claimNext(msg.key) : undefined;
-        port.postMessage(claimed === undefined ? response : { ...response, claimed }, transfer);
+        const answer = claimed === undefined ? response : { ...response, claimed };
+        try {
+          port.postMessage(answer, transfer);
+        } catch {
+          // Not transferable: copied instead. The claim must reach the pool either way.
+          port.postMessage(answer);
+        }
       } catch (err) {
         port.postMessage({
           id: msg.id,
