@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OnnxBackend, type OnnxBackendOptions } from '../../src/backends/onnx/onnx-backend.js';
 import { WorkerPool } from '../../src/backends/onnx/worker-pool.js';
 import type { BackendRequest } from '../../src/contracts/backend.js';
-import type { Logger } from '../../src/contracts/logger.js';
 import { systemClock } from '../../src/core/clock.js';
 import { SwitchyardError } from '../../src/core/errors.js';
 import { events, subscribe, type ModelBatchEvent } from '../../src/core/events.js';
@@ -16,6 +15,7 @@ import {
   writeSynthetic,
 } from '../../src/modelkit/synthetic-models.js';
 import { callContext } from './backend.contract.js';
+import { quietLogger } from '../support/onnx.js';
 
 /**
  * The Backend contract for the in-process ONNX backend. The shared suite in backend.contract.ts
@@ -24,14 +24,6 @@ import { callContext } from './backend.contract.js';
  * health, metadata, SwitchyardErrors with registry codes, and no work for a caller whose signal
  * fired or whose deadline passed.
  */
-
-const quiet: Logger = {
-  error: () => undefined,
-  warn: () => undefined,
-  info: () => undefined,
-  debug: () => undefined,
-  child: () => quiet,
-};
 
 let dir: string;
 let pool: WorkerPool;
@@ -50,7 +42,7 @@ const options = (name: string, store: string): OnnxBackendOptions => ({
   tier: 'edge',
   pool,
   clock: systemClock,
-  log: quiet,
+  log: quietLogger,
   priorityOf: () => 0,
   watch: false,
 });
@@ -85,7 +77,7 @@ beforeAll(async () => {
     mlpModel({ inputs: 64, hidden: [8], outputs: 4, seed: 5, head: 'l2' }),
     textCard('embedding', 64),
   );
-  pool = new WorkerPool(1, 1, quiet);
+  pool = new WorkerPool(1, 1, quietLogger);
   backend = new OnnxBackend(options('pair-contract', join(dir, 'pair')));
   embed = new OnnxBackend(options('embed-contract', join(dir, 'embed')));
   await Promise.all([backend.start(), embed.start()]);

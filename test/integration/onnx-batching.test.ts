@@ -6,16 +6,8 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OnnxBackend, type OnnxBackendOptions } from '../../src/backends/onnx/onnx-backend.js';
 import { WorkerPool } from '../../src/backends/onnx/worker-pool.js';
-import type { Logger } from '../../src/contracts/logger.js';
 import type { JsonObject } from '../../src/contracts/json.js';
 import { systemClock } from '../../src/core/clock.js';
-import {
-  events,
-  subscribe,
-  type ModelBatchEvent,
-  type ModelDropEvent,
-  type ModelQueueEvent,
-} from '../../src/core/events.js';
 import {
   mlpModel,
   pairExpected,
@@ -24,20 +16,13 @@ import {
 } from '../../src/modelkit/synthetic-models.js';
 import { callContext } from '../contract/backend.contract.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { modelEvents, quietLogger } from '../support/onnx.js';
 
 /**
  * The dynamic batcher in front of real ONNX Runtime sessions in worker threads (issue #3):
  * every caller gets exactly its own rows, whatever the sizes, priorities and arrival order; and
  * work whose deadline passed or whose client left is dropped before it runs.
  */
-
-const quiet: Logger = {
-  error: () => undefined,
-  warn: () => undefined,
-  info: () => undefined,
-  debug: () => undefined,
-  child: () => quiet,
-};
 
 let dir: string;
 beforeAll(async () => {
@@ -47,22 +32,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Records the batch, queue and drop events of one model. */
-function recorder(model: string) {
-  const batches: ModelBatchEvent[] = [];
-  const drops: ModelDropEvent[] = [];
-  const depths: number[] = [];
-  const offs = [
-    subscribe(events.modelBatch, (e) => void (e.model === model && batches.push(e))),
-    subscribe(events.modelDrop, (e) => void (e.model === model && drops.push(e))),
-    subscribe(
-      events.modelQueue,
-      (e: ModelQueueEvent) => void (e.model === model && depths.push(e.depth)),
-    ),
-  ];
-  return { batches, drops, depths, stop: () => offs.forEach((off) => off()) };
-}
-
 describe('batching through the real ONNX backend', () => {
   let pool: WorkerPool;
   let backend: OnnxBackend;
@@ -71,7 +40,7 @@ describe('batching through the real ONNX backend', () => {
 
   beforeAll(async () => {
     await writeSynthetic(join(dir, 'pair'), '1', pairModel(SCALE));
-    pool = new WorkerPool(2, 1, quiet);
+    pool = new WorkerPool(2, 1, quietLogger);
     opts = {
       name: 'pair-prop',
       store: join(dir, 'pair'),
@@ -82,7 +51,7 @@ describe('batching through the real ONNX backend', () => {
       tier: 'edge',
       pool,
       clock: systemClock,
-      log: quiet,
+      log: quietLogger,
       priorityOf: (c) => (c === 'interactive' ? 0 : c === 'background' ? 3 : 1),
       watch: false,
     };
@@ -104,7 +73,7 @@ describe('batching through the real ONNX backend', () => {
   });
 
   it('gives every concurrent caller exactly its own rows back, whatever the sizes, classes and arrival order', async () => {
-    const rec = recorder('pair-prop');
+    const rec = modelEvents('pair-prop');
     await fc.assert(
       fc.asyncProperty(
         fc.record({
@@ -214,7 +183,7 @@ describe('deadlines and cancellation through the gateway', () => {
     });
 
   it('drops a request whose deadline passes in the queue, and one whose client leaves, before the model runs them', async () => {
-    const rec = recorder('slow');
+    const rec = modelEvents('slow');
     try {
       // A big batch occupies the only worker; it is dispatched the moment it is queued.
       const blocker = infer(BLOCKER_ROWS);
@@ -268,7 +237,7 @@ describe('deadlines and cancellation through the gateway', () => {
         },
       },
     });
-    const rec = recorder('slow');
+    const rec = modelEvents('slow');
     try {
       const blocker = infer(1500);
       await expect.poll(() => rec.depths.length > 0, { timeout: 10_000 }).toBe(true);

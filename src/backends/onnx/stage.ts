@@ -14,14 +14,24 @@ import type { OrtType, Tensor } from './tensors.js';
  * that publishes them, and Atomics operations order those writes for the other thread.
  *
  * Each staged request has an entry: its rows, a dropped flag the main thread sets when its
- * client leaves or its deadline fires, and its deadline (epoch ms). A worker taking the stage
+ * client leaves or its deadline fires, and its deadline (`sharedNow()` ms). A worker taking the stage
  * leaves out the dropped and expired requests and says which it kept, so a request the main
  * thread gave up on is not run, as with one still in the queue.
  *
  * Layout: header (Int32) [0] state = rows | CLOSED, [1] the claiming worker's tag (0 until set),
- * (Float64) [1] the oldest staged request's arrival (epoch ms); then `capacity` entries of 16 bytes (Int32 rows, Int32 dropped, Float64 deadline); then each
+ * (Float64) [1] the oldest staged request's arrival (`sharedNow()` ms); then `capacity` entries of 16 bytes (Int32 rows, Int32 dropped, Float64 deadline); then each
  * input's rows.
  */
+/**
+ * Milliseconds on the monotonic clock every thread of the process shares. Each thread's
+ * performance.timeOrigin is sampled separately, so times moved between threads through it can
+ * be off by a millisecond or more; this one is not.
+ */
+export function sharedNow(): number {
+  const [s, ns] = process.hrtime();
+  return s * 1e3 + ns / 1e6;
+}
+
 export const CLOSED = 1 << 30;
 const STATE = 0;
 const CLAIMER = 1;
@@ -157,14 +167,14 @@ export class StageWriter {
 
   /**
    * Copies one request's rows in after the staged ones; its entry index, or -1 when the stage is
-   * closed or has no room (the request then waits for a later batch). Times are epoch ms, as the
-   * worker's clock reads them.
+   * closed or has no room (the request then waits for a later batch). Times are `sharedNow()` ms,
+   * the clock every thread reads alike.
    */
   tryAppend(
     feeds: Map<string, Tensor>,
     rows: number,
-    deadlineEpochMs: number,
-    enqueuedEpochMs: number,
+    deadlineSharedMs: number,
+    enqueuedSharedMs: number,
   ): number {
     const state = Atomics.load(this.header, STATE);
     if (rows < 1 || (state & CLOSED) !== 0 || state + rows > this.layout.capacity) return -1;
@@ -187,9 +197,9 @@ export class StageWriter {
     const index = this.entries;
     this.entryInts[index * 4] = rows;
     this.entryInts[index * 4 + 1] = 0;
-    this.entryDeadlines[index * 2 + 1] = deadlineEpochMs;
-    const older = index > 0 && enqueuedEpochMs < this.times[OLDEST]!;
-    if (index === 0 || older) this.times[OLDEST] = enqueuedEpochMs;
+    this.entryDeadlines[index * 2 + 1] = deadlineSharedMs;
+    const older = index > 0 && enqueuedSharedMs < this.times[OLDEST]!;
+    if (index === 0 || older) this.times[OLDEST] = enqueuedSharedMs;
     // Only this thread changes the count, so a failed swap means a worker closed the stage first.
     if (Atomics.compareExchange(this.header, STATE, state, state + rows) !== state) return -1;
     this.entries++;
@@ -223,15 +233,30 @@ export function stageDueIn(
   sab: SharedArrayBuffer,
   layout: StageLayout,
   policy: StagePolicy,
-  nowEpochMs: number,
+  nowSharedMs: number,
 ): number | undefined {
   const state = Atomics.load(new Int32Array(sab, 0, HEADER_BYTES / 4), STATE);
   if (state === 0 || (state & CLOSED) !== 0) return undefined;
   if (state >= layout.capacity || policy.preferred.some((p) => p <= state)) return 0;
   const oldest = new Float64Array(sab, 0, HEADER_BYTES / 8)[OLDEST]!;
-  const left = oldest + policy.delayMs - nowEpochMs;
+  const left = oldest + policy.delayMs - nowSharedMs;
   // Less than a timer could wait for: due.
   return left < 0.05 ? 0 : left;
+}
+
+/**
+ * For a worker: resolves when the stage's count changes (an append that wakes it, or a close) or
+ * after `timeoutMs`; undefined when the stage is closed already.
+ */
+export function watchStage(
+  sab: SharedArrayBuffer,
+  timeoutMs: number,
+): Promise<unknown> | undefined {
+  const header = new Int32Array(sab, 0, HEADER_BYTES / 4);
+  const state = Atomics.load(header, STATE);
+  if ((state & CLOSED) !== 0) return undefined;
+  const w = Atomics.waitAsync(header, STATE, state, timeoutMs);
+  return w.async ? w.value : Promise.resolve(w.value);
 }
 
 /** What a worker took from a stage: the kept requests' rows, concatenated. */
@@ -252,7 +277,7 @@ export function claimStage(
   sab: SharedArrayBuffer,
   layout: StageLayout,
   claimerTag: number,
-  nowEpochMs: number,
+  nowSharedMs: number,
 ): TakenStage | undefined {
   const header = new Int32Array(sab, 0, HEADER_BYTES / 4);
   let staged: number;
@@ -273,7 +298,7 @@ export function claimStage(
   let rows = 0;
   for (let i = 0, at = 0; at < staged; i++) {
     const r = ints[i * 4]!;
-    if (Atomics.load(ints, i * 4 + 1) === 0 && deadlines[i * 2 + 1]! > nowEpochMs) {
+    if (Atomics.load(ints, i * 4 + 1) === 0 && deadlines[i * 2 + 1]! > nowSharedMs) {
       included.push(i);
       spans.push([at, r]);
       rows += r;

@@ -3,7 +3,13 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../../contracts/logger.js';
 import { syError } from '../../core/errors.js';
-import { stageLayout, StageWriter, type StageHandle, type StagePolicy } from './stage.js';
+import {
+  sharedNow,
+  stageLayout,
+  StageWriter,
+  type StageHandle,
+  type StagePolicy,
+} from './stage.js';
 import type { Tensor } from './tensors.js';
 import type { Claimed, LoadResult, WorkerRequest, WorkerResponse } from './worker.js';
 
@@ -183,7 +189,7 @@ export class WorkerPool {
     }
     return {
       stageId: claimed.stageId,
-      startedAt: claimed.at - performance.timeOrigin,
+      startedAt: claimed.at - sharedNow() + performance.now(),
       included: claimed.included,
       result,
     };
@@ -289,13 +295,11 @@ export class WorkerPool {
       get closed() {
         return writer.closed;
       },
-      tryAppend: (feeds, rows, deadlineAt, enqueuedAt) =>
-        writer.tryAppend(
-          feeds,
-          rows,
-          deadlineAt + performance.timeOrigin,
-          enqueuedAt + performance.timeOrigin,
-        ),
+      tryAppend: (feeds, rows, deadlineAt, enqueuedAt) => {
+        // performance.now() scale → the clock the workers read.
+        const shift = sharedNow() - performance.now();
+        return writer.tryAppend(feeds, rows, deadlineAt + shift, enqueuedAt + shift);
+      },
       drop: (index) => writer.drop(index),
       close: () => {
         if (!writer.close()) return false;

@@ -1,7 +1,14 @@
 import { setPriority } from 'node:os';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
-import { claimStage, CLOSED, stageDueIn, type StageLayout, type StagePolicy } from './stage.js';
+import {
+  claimStage,
+  sharedNow,
+  stageDueIn,
+  watchStage,
+  type StageLayout,
+  type StagePolicy,
+} from './stage.js';
 import type { OrtType, Tensor, TensorSpec } from './tensors.js';
 
 /**
@@ -38,8 +45,8 @@ export type WorkerRequest =
     };
 
 /**
- * A staged batch the worker took (stage.ts). `at`: when, as performance.timeOrigin +
- * performance.now() (comparable across threads). `included`: the stage entries it kept, in row
+ * A staged batch the worker took (stage.ts). `at`: when, in `sharedNow()` ms (the same clock on
+ * every thread). `included`: the stage entries it kept, in row
  * order; when none, nothing runs and no answer with `-stageId` follows.
  */
 export interface Claimed {
@@ -165,7 +172,7 @@ async function handle(msg: Work): Promise<{ response: WorkerResponse; transfer: 
  */
 const INFERENCE_NICE = 5;
 
-/** The latest stage of each model (stage.ts): the batch to take as soon as one of that model's ends. */
+/** The latest stage of each model (stage.ts): its next batch, taken when it is due and this worker is free. */
 const stages = new Map<
   string,
   {
@@ -206,7 +213,7 @@ if (port !== null) {
     drain();
     const stage = stages.get(key);
     if (stage === undefined || queue.length > 0) return undefined;
-    const at = performance.timeOrigin + performance.now();
+    const at = sharedNow();
     if (stageDueIn(stage.sab, stage.layout, stage.policy, at) !== 0) return undefined;
     const taken = claimStage(stage.sab, stage.layout, TAG, at);
     if (taken === undefined) return undefined;
@@ -254,13 +261,6 @@ if (port !== null) {
   const watchStages = (): void => {
     for (const [key, stage] of stages) {
       if (watched.has(stage.sab)) continue;
-      const header = new Int32Array(stage.sab, 0, 4);
-      const state = Atomics.load(header, 0);
-      if ((state & CLOSED) !== 0) {
-        stages.delete(key);
-        continue;
-      }
-      watched.add(stage.sab);
       const wake = (): void => {
         watched.delete(stage.sab);
         // Busy: watched again when the queue empties. Replaced: the newer stage is watched.
@@ -271,20 +271,19 @@ if (port !== null) {
         // Runs what claimNext took or drained, then watches again.
         void pump();
       };
-      const due = stageDueIn(
-        stage.sab,
-        stage.layout,
-        stage.policy,
-        performance.timeOrigin + performance.now(),
-      );
+      const due = stageDueIn(stage.sab, stage.layout, stage.policy, sharedNow());
       if (due === 0) {
         wake();
         continue;
       }
       // Until the count changes (an append, or the main thread closing it), or the delay is up.
-      const w = Atomics.waitAsync(header, 0, state, due ?? Infinity);
-      if (w.async) void w.value.then(wake);
-      else wake();
+      const changed = watchStage(stage.sab, due ?? Infinity);
+      if (changed === undefined) {
+        stages.delete(key); // closed: the main thread dispatched it
+        continue;
+      }
+      watched.add(stage.sab);
+      void changed.then(wake);
     }
   };
   port.on('message', (msg: WorkerRequest) => {
