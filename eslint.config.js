@@ -23,6 +23,24 @@ const LAYERS = {
   simulator: [],
   // Offline model building (demo models, quantization): never imported by the serving path.
   modelkit: ['core', 'contracts', 'backends'],
+  // The one path of every model call (#14): resolve, policy, admit, call, settle, record.
+  pipeline: ['core', 'contracts', 'admission', 'backends'],
+  // One module per capability: open / reconfigure / close; picks implementations (#14).
+  wiring: [
+    'core',
+    'contracts',
+    'config',
+    'state',
+    'observability',
+    'privacy',
+    'orchestrator',
+    'backends',
+    'admission',
+    'release',
+    'retrieval',
+    'features',
+    'pipeline',
+  ],
   frontdoor: [
     'core',
     'contracts',
@@ -36,6 +54,7 @@ const LAYERS = {
     'release',
     'retrieval',
     'features',
+    'pipeline',
   ],
   cli: ['*'],
 };

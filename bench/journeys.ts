@@ -19,10 +19,9 @@ import type { JsonObject } from '../src/contracts/json.js';
 import { syError } from '../src/core/errors.js';
 import { seededRandom } from '../src/core/random.js';
 import { compileJourneys, type CompiledJourney } from '../src/orchestrator/compile.js';
-import { configuredSlots } from '../src/orchestrator/default-slots.js';
 import { Router } from '../src/orchestrator/router.js';
 import { JourneyRunner, type JourneyOutcome } from '../src/orchestrator/runner.js';
-import { ScriptedInvoker, type ScriptedModel } from '../src/orchestrator/scripted-invoker.js';
+import { ScriptedInvoker, type ScriptedModel } from '../test/support/scripted-invoker.js';
 import { MemoryCache } from '../src/state/cache-memory.js';
 
 const quick = process.argv.includes('--quick');
@@ -77,10 +76,7 @@ async function overhead(): Promise<Record<string, number>> {
   );
   if (problems.length > 0) throw new Error(problems.join('\n'));
   const journey = journeys.get('five')!;
-  const runner = new JourneyRunner(
-    { models: invoker, slots: configuredSlots, cache: new MemoryCache({ clock }) },
-    clock,
-  );
+  const runner = new JourneyRunner({ models: invoker, cache: new MemoryCache({ clock }) }, clock);
   const signal = new AbortController().signal;
   const run = (i: number) =>
     runner.run(journey, {
@@ -253,10 +249,7 @@ async function trafficMix(): Promise<MixResult> {
   });
   if (problems.length > 0)
     throw new Error(`the example journeys do not compile:\n${problems.join('\n')}`);
-  const runner = new JourneyRunner(
-    { models: invoker, slots: configuredSlots, cache: new MemoryCache({ clock }) },
-    clock,
-  );
+  const runner = new JourneyRunner({ models: invoker, cache: new MemoryCache({ clock }) }, clock);
   const mix: [string, number][] = [
     ['support-triage', 0.45],
     ['personalized-search', 0.25],

@@ -1,7 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../core/clock.js';
 import { seededRandom } from '../core/random.js';
-import { AdmissionController, shedProbability, type AdmitRequest } from './admission-controller.js';
+import {
+  AdmissionController,
+  shedProbability,
+  type BeginRequest,
+  type GateCall,
+} from './admission-controller.js';
 import { MemoryLimiter } from './memory-limiter.js';
 import {
   TEST_CLASSES,
@@ -38,18 +43,21 @@ function setup(over: Parameters<typeof testSettings>[0] = {}) {
   });
   open.push(c);
   const signal = new AbortController().signal;
-  const req = (r: Partial<AdmitRequest> = {}): AdmitRequest => ({
+  const req = (r: Partial<BeginRequest> = {}): BeginRequest => ({
     tenant: 'acme',
     keyId: 'k1',
     trafficClass: 'interactive',
-    gate: 'm',
     estimate: { tokens: 100, spend: 0.01 },
+    ...r,
+  });
+  const call = (r: Partial<GateCall> = {}): GateCall => ({
+    trafficClass: 'interactive',
     deadlineAt: clock.t + 10_000,
-    budgetMs: 10_000,
     signal,
     ...r,
   });
-  return { c, clock, limiter, req };
+  const admit = (r: Partial<GateCall> = {}) => c.acquireGate('m', call(r));
+  return { c, clock, limiter, req, call, admit };
 }
 
 const tenants = {
@@ -62,9 +70,9 @@ const tenants = {
 describe('AdmissionController', () => {
   it('refuses the request over a key’s request quota with 429 and a Retry-After inside the window', async () => {
     const { c, req } = setup({ tenants });
-    (await c.admit(req())).release({ ok: true });
-    (await c.admit(req())).release({ ok: true });
-    const err = await c.admit(req()).catch((e: unknown) => e);
+    (await c.begin(req())).settle();
+    (await c.begin(req())).settle();
+    const err = await c.begin(req()).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'SY_ERR_RATE_LIMITED', status: 429 });
     expect((err as { retryAfterS: number }).retryAfterS).toBeGreaterThanOrEqual(1);
     expect((err as { retryAfterS: number }).retryAfterS).toBeLessThanOrEqual(120);
@@ -72,14 +80,14 @@ describe('AdmissionController', () => {
 
   it('refuses with SY_ERR_QUOTA_EXCEEDED when the token estimate does not fit', async () => {
     const { c, req } = setup({ tenants });
-    await expect(c.admit(req({ estimate: { tokens: 1_001, spend: 0 } }))).rejects.toMatchObject({
+    await expect(c.begin(req({ estimate: { tokens: 1_001, spend: 0 } }))).rejects.toMatchObject({
       code: 'SY_ERR_QUOTA_EXCEEDED',
     });
   });
 
   it('reserves the estimate and settles to the actual usage', async () => {
     const { c, req, limiter } = setup({ tenants });
-    const t = await c.admit(req({ estimate: { tokens: 400, spend: 0.25 } }));
+    const t = await c.begin(req({ estimate: { tokens: 400, spend: 0.25 } }));
     expect(await limiter.usage('t:acme:tok', { ms: 60_000 })).toBe(400);
     expect(await limiter.usage('t:acme:spend', 'day')).toBe(250_000);
     t.settle({ tokens: 37, spend: 0.002 });
@@ -88,39 +96,46 @@ describe('AdmissionController', () => {
     expect(await limiter.usage('t:acme:tok', { ms: 60_000 })).toBe(37);
     expect(await limiter.usage('t:acme:spend', 'day')).toBe(2_000);
     expect(await limiter.usage('k:acme:k1:req', { ms: 60_000 })).toBe(1);
-    t.release({ ok: true });
   });
 
-  it('gives quotas back when the concurrency gate refuses the request', async () => {
-    const { c, req, limiter } = setup({
-      tenants,
+  it('settles to the sum of what the request’s model calls charged', async () => {
+    const { c, req, limiter } = setup({ tenants });
+    const t = await c.begin(req({ estimate: { tokens: 400, spend: 0.25 } }));
+    t.charge({ tokens: 30, spend: 0.001 });
+    t.charge({ tokens: 12, spend: 0.0005 });
+    t.settle();
+    await Promise.resolve();
+    expect(await limiter.usage('t:acme:tok', { ms: 60_000 })).toBe(42);
+    expect(await limiter.usage('t:acme:spend', 'day')).toBe(1_500);
+  });
+
+  it('sheds a call at a full gate queue with 503, and starts the waiter when a slot frees', async () => {
+    const { c, admit } = setup({
       admission: {
         ...testSettings().admission,
         concurrency: { ...TEST_CONCURRENCY, max_queue: 1 },
       },
     });
-    const running = await c.admit(req());
-    const waiting = c.admit(req());
+    const running = await admit();
+    const waiting = admit();
     await Promise.resolve();
-    await expect(c.admit(req({ tenant: 'acme', keyId: 'other' }))).rejects.toMatchObject({
-      code: 'SY_ERR_SHED',
-    });
-    expect(await limiter.usage('t:acme:tok', { ms: 60_000 })).toBe(200);
+    await expect(admit()).rejects.toMatchObject({ code: 'SY_ERR_SHED', status: 503 });
     running.release({ ok: true });
     (await waiting).release({ ok: true });
+    expect(c.gateStats()['m']).toMatchObject({ inFlight: 0, queued: 0 });
   });
 
   it('sheds the classes the current mode sheds, with Retry-After, and admits the others', async () => {
     const { c, req } = setup();
     c.modes.force('emergency', 'key:x', 'test');
-    await expect(c.admit(req({ trafficClass: 'background' }))).rejects.toMatchObject({
+    await expect(c.begin(req({ trafficClass: 'background' }))).rejects.toMatchObject({
       code: 'SY_ERR_SHED',
       retryAfterS: 2,
     });
-    await expect(c.admit(req({ trafficClass: 'batch' }))).rejects.toMatchObject({
+    await expect(c.begin(req({ trafficClass: 'batch' }))).rejects.toMatchObject({
       code: 'SY_ERR_SHED',
     });
-    (await c.admit(req({ trafficClass: 'interactive' }))).release({ ok: true });
+    (await c.begin(req({ trafficClass: 'interactive' }))).settle();
   });
 
   it('admits everything, untouched, when admission is disabled', async () => {
@@ -128,7 +143,12 @@ describe('AdmissionController', () => {
       tenants,
       admission: { ...testSettings().admission, enabled: false },
     });
-    for (let i = 0; i < 5; i++) (await c.admit(req())).release({ ok: true });
+    for (let i = 0; i < 5; i++) {
+      (await c.begin(req())).settle();
+      (
+        await c.acquireGate('m', { trafficClass: 'x', deadlineAt: 0, signal: AbortSignal.abort() })
+      ).release({ ok: true });
+    }
   });
 
   it('sheds on a curve: lowest priority first, none below its start, all above its end', () => {
@@ -143,9 +163,9 @@ describe('AdmissionController', () => {
   });
 
   it('samples queue delay into the mode: sustained queueing enters surge', async () => {
-    const { c, req, clock } = setup();
-    const running = await c.admit(req());
-    const waiting = c.admit(req());
+    const { c, admit, clock } = setup();
+    const running = await admit();
+    const waiting = admit();
     clock.t += 200; // the waiter waits 200 ms
     running.release({ ok: true });
     const next = await waiting;
@@ -158,8 +178,8 @@ describe('AdmissionController', () => {
     next.release({ ok: true });
     for (let sample = 0; sample < 3; sample++) {
       for (let i = 0; i < 20; i++) {
-        const a = await c.admit(req());
-        const b = c.admit(req());
+        const a = await admit();
+        const b = admit();
         clock.t += 200;
         a.release({ ok: true });
         (await b).release({ ok: true });

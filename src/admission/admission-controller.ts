@@ -1,8 +1,10 @@
 import type { AuditSink } from '../contracts/audit.js';
+import type { BackendStream, Interceptor } from '../contracts/backend.js';
 import type { QuotaLimiter, QuotaReceipt, QuotaWindow } from '../contracts/limiter.js';
 import type { Logger } from '../contracts/logger.js';
 import type { Clock } from '../core/clock.js';
-import { syError } from '../core/errors.js';
+import { syError, toSwitchyardError } from '../core/errors.js';
+import { loopLag } from '../core/loop-lag.js';
 import { events, publish } from '../core/events.js';
 import type { Random } from '../core/random.js';
 import { resolveClass } from './classes.js';
@@ -12,6 +14,7 @@ import { actualFor, quotaCharges, type Estimate, type QuotaKind } from './quotas
 import type {
   AdmissionSpec,
   ClassSpec,
+  ConcurrencySpec,
   ModesSpec,
   ModeSwitches,
   TenantAdmission,
@@ -32,31 +35,34 @@ export interface AdmissionDeps {
   readonly logger: Logger;
 }
 
-export interface AdmitRequest {
+/** A client request asking to be let in: who, at which class, expecting to use what. */
+export interface BeginRequest {
   readonly tenant: string;
   readonly keyId: string;
   readonly trafficClass: string;
-  /** The concurrency gate to pass (the model's name); none for models that queue themselves. */
-  readonly gate: string | undefined;
+  /** The request's expected usage, reserved against token and spend quotas. */
   readonly estimate: Estimate;
-  /** Monotonic ms. */
-  readonly deadlineAt: number;
-  readonly budgetMs: number;
-  readonly signal: AbortSignal;
 }
 
 /**
- * An admitted request's hold on its quotas and its concurrency slot. `settle` corrects the token
- * and spend reservations to the actual usage; `release` frees the slot. Both are idempotent and
- * never throw; call `release` when the answer is complete (for a stream: when it ends).
+ * An admitted request's hold on its quotas. Model calls made for it `charge` what they really
+ * used (a journey makes several); `settle` corrects the reservations to the sum, once. Both never
+ * throw; `settle` is idempotent and is called when the request's life ends, whatever ended it.
  */
 export interface Ticket {
   readonly trafficClass: string;
-  settle(actual: Estimate): void;
-  release(outcome: { readonly ok: boolean; readonly dropped?: boolean }): void;
+  charge(actual: Estimate): void;
+  /** Settles to what was charged, or to `actual` when given (replacing the charges). */
+  settle(actual?: Estimate): void;
 }
 
-const NO_PERMIT: Permit = { release: () => undefined };
+/** One call passing a backend's concurrency gate: its class, budget and signal. */
+export interface GateCall {
+  readonly trafficClass: string;
+  /** Monotonic ms. */
+  readonly deadlineAt: number;
+  readonly signal: AbortSignal;
+}
 
 /**
  * Admission control, in the order that makes refusing cheapest: the mode's shed classes, the
@@ -90,8 +96,11 @@ export class AdmissionController {
   ) {
     this.settings = settings;
     this.modes = new ModeController(settings.modes, deps.clock, deps.audit, deps.logger);
+    this.stopLag = loopLag.acquire();
     this.startSampling();
   }
+
+  private readonly stopLag: () => void;
 
   get clock(): Clock {
     return this.deps.clock;
@@ -139,12 +148,16 @@ export class AdmissionController {
     return this.settings;
   }
 
-  async admit(req: AdmitRequest): Promise<Ticket> {
+  /**
+   * Lets a client request in, or refuses it: the mode's shed classes, the gateway's own CPU
+   * overload on the class's shed curve, then its quotas (one atomic reserve over the tenant's and
+   * the key's counters). Backends' concurrency gates are passed per model call
+   * (`gateInterceptor`), so every call a request makes (a journey makes several) is gated.
+   */
+  async begin(req: BeginRequest): Promise<Ticket> {
     const s = this.settings;
     const cls = s.classes[req.trafficClass];
-    if (!s.admission.enabled || cls === undefined) {
-      return { trafficClass: req.trafficClass, settle: () => undefined, release: () => undefined };
-    }
+    if (!s.admission.enabled || cls === undefined) return openTicket(req.trafficClass);
     const retryAfterS = s.admission.shed_retry_after_s;
     const switches = this.modes.switches();
     if (switches.shed_classes.includes(req.trafficClass)) {
@@ -155,11 +168,14 @@ export class AdmissionController {
         { retryAfterS },
       );
     }
-    const gate = req.gate === undefined ? undefined : this.gate(req.gate);
-    const pressure = (gate?.pressure() ?? 0) + switches.shed_boost;
-    if (this.deps.random() < shedProbability(pressure, cls)) {
-      this.refused(req.trafficClass, 'shed', 'curve');
-      throw syError('SY_ERR_SHED', `${req.gate ?? 'the gateway'} is overloaded`, { retryAfterS });
+    const cpu = this.cpuPressure();
+    if (cpu > 0 && this.deps.random() < shedProbability(cpu, cls)) {
+      this.refused(req.trafficClass, 'shed', 'cpu');
+      throw syError(
+        'SY_ERR_SHED',
+        `the gateway is overloaded (event loop ${Math.round(loopLag.sustainedMs())} ms late)`,
+        { retryAfterS },
+      );
     }
 
     const charges = quotaCharges(req.tenant, s.tenants[req.tenant], req.keyId, req.estimate);
@@ -185,25 +201,101 @@ export class AdmissionController {
       }
       receipts = d.receipts;
     }
-
-    let permit: Permit = NO_PERMIT;
-    try {
-      if (gate !== undefined)
-        permit = await gate.acquire({
-          trafficClass: req.trafficClass,
-          priority: cls.priority,
-          deadlineAt: req.deadlineAt,
-          budgetMs: req.budgetMs,
-          maxWaitMs: cls.queue_timeout_ms,
-          signal: req.signal,
-        });
-    } catch (err) {
-      // Refused after the quotas were taken: give them back.
-      for (const r of receipts) void this.deps.limiter.settle(r, 0).catch(() => undefined);
-      throw err;
-    }
     publish(events.admission, { trafficClass: req.trafficClass, outcome: 'admitted', reason: '' });
-    return this.ticket(req.trafficClass, permit, receipts, kinds);
+    return this.ticket(req.trafficClass, receipts, kinds);
+  }
+
+  /**
+   * A permit of a backend's concurrency gate for one call: shed at once on the class's curve
+   * when the gate (plus the mode's boost and the gateway's CPU pressure) is under pressure,
+   * else a slot now or a wait in the gate's priority queue. Refusals are 503 SY_ERR_SHED.
+   * (The gateway's own CPU overload is shed once per request, at `begin`.)
+   */
+  async acquireGate(name: string, call: GateCall, spec?: ConcurrencySpec): Promise<Permit> {
+    const s = this.settings;
+    const cls = s.classes[call.trafficClass];
+    if (!s.admission.enabled || cls === undefined) return NO_PERMIT;
+    const gate = this.gate(name, spec);
+    const switches = this.modes.switches();
+    const pressure = gate.pressure() + switches.shed_boost;
+    if (pressure > 0 && this.deps.random() < shedProbability(pressure, cls)) {
+      this.refused(call.trafficClass, 'shed', 'curve');
+      throw syError('SY_ERR_SHED', `${name} is overloaded`, {
+        retryAfterS: s.admission.shed_retry_after_s,
+      });
+    }
+    const now = this.deps.clock.now();
+    return gate.acquire({
+      trafficClass: call.trafficClass,
+      priority: cls.priority,
+      deadlineAt: call.deadlineAt,
+      budgetMs: Math.max(0, call.deadlineAt - now),
+      maxWaitMs: cls.queue_timeout_ms,
+      signal: call.signal,
+    });
+  }
+
+  /**
+   * The gate of one backend as an interceptor, for every model (HTTP upstreams and in-process
+   * models alike): each attempt holds a permit while it runs; a stream holds it until it ends.
+   * The limit learns from the attempt's time minus the event-loop time lost meanwhile, so the
+   * gateway's own CPU queueing is not blamed on the upstream (the front door sheds that).
+   */
+  gateInterceptor(name: string, spec?: () => ConcurrencySpec | undefined): Interceptor {
+    const clock = this.deps.clock;
+    const outcomeOf = (err: unknown): { ok: boolean; dropped: boolean } => {
+      const e = toSwitchyardError(err);
+      return {
+        ok: e.status < 500 || e.code === 'SY_ERR_CLIENT_CLOSED',
+        dropped: DROPS.has(e.code),
+      };
+    };
+    return (next) => ({
+      call: async (request, ctx) => {
+        const permit = await this.acquireGate(name, ctx, spec?.());
+        const t0 = clock.now();
+        const lag0 = loopLag.totalMs();
+        let outcome = { ok: true, dropped: false };
+        try {
+          return await next.call(request, ctx);
+        } catch (err) {
+          outcome = outcomeOf(err);
+          throw err;
+        } finally {
+          const lost = loopLag.totalMs() - lag0;
+          permit.release({ ...outcome, rttMs: Math.max(0, clock.now() - t0 - lost) });
+        }
+      },
+      stream: async (request, ctx) => {
+        const permit = await this.acquireGate(name, ctx, spec?.());
+        const t0 = clock.now();
+        const lag0 = loopLag.totalMs();
+        let stream: BackendStream;
+        try {
+          stream = await next.stream(request, ctx);
+        } catch (err) {
+          permit.release(outcomeOf(err));
+          throw err;
+        }
+        // Latency of a stream is its time to first event; the slot is held until it ends.
+        const rttMs = Math.max(0, clock.now() - t0 - (loopLag.totalMs() - lag0));
+        let done = false;
+        const end = (outcome: { ok: boolean; dropped: boolean }): void => {
+          if (done) return;
+          done = true;
+          permit.release({ ...outcome, rttMs });
+        };
+        return {
+          ...stream,
+          usage: () => stream.usage(),
+          chunks: releaseAtEnd(stream.chunks, end, outcomeOf),
+          cancel: () => {
+            stream.cancel();
+            end({ ok: true, dropped: false });
+          },
+        };
+      },
+    });
   }
 
   /** Samples the gates' signals and feeds the mode controller (every `modes.sample_ms`). */
@@ -235,15 +327,29 @@ export class AdmissionController {
   close(): void {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
+    this.stopLag();
   }
 
-  private gate(name: string): ConcurrencyGate {
+  /**
+   * Pressure from the gateway's own CPU: sustained event-loop lateness over its target, 0 below
+   * it (and when off). At the target it is 1 on every class's shed curve, so the classes that
+   * shed first under queue pressure shed first here too; interactive traffic is shed only when
+   * the loop is many times later than the target.
+   */
+  cpuPressure(): number {
+    const target = this.settings.admission.overload.loop_delay_ms;
+    if (target <= 0) return 0;
+    const lag = loopLag.sustainedMs();
+    return lag < target ? 0 : lag / target;
+  }
+
+  private gate(name: string, spec?: ConcurrencySpec): ConcurrencyGate {
     let g = this.gates.get(name);
+    const a = this.settings.admission;
     if (g === undefined) {
-      const a = this.settings.admission;
       g = new ConcurrencyGate(
         name,
-        a.concurrency,
+        spec ?? a.concurrency,
         this.deps.clock,
         this.observer,
         a.shed_retry_after_s,
@@ -255,27 +361,32 @@ export class AdmissionController {
 
   private ticket(
     trafficClass: string,
-    permit: Permit,
     receipts: readonly QuotaReceipt[],
     kinds: readonly QuotaKind[],
   ): Ticket {
     let settled = false;
+    let tokens = 0;
+    let spend = 0;
     const limiter = this.deps.limiter;
     const logger = this.deps.logger;
     return {
       trafficClass,
+      charge: (actual) => {
+        tokens += actual.tokens;
+        spend += actual.spend;
+      },
       settle: (actual) => {
         if (settled) return;
         settled = true;
+        const total = actual ?? { tokens, spend };
         receipts.forEach((r, i) => {
-          const target = actualFor(kinds[i]!, r, actual);
+          const target = actualFor(kinds[i]!, r, total);
           if (target === r.amount) return;
           limiter.settle(r, target).catch((err: unknown) => {
             logger.debug({ err: String(err) }, 'quota settle failed');
           });
         });
       },
-      release: (outcome) => permit.release(outcome),
     };
   }
 
@@ -291,6 +402,36 @@ export class AdmissionController {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = setInterval(() => this.sample(), this.settings.modes.sample_ms);
     this.timer.unref();
+  }
+}
+
+const NO_PERMIT: Permit = { release: () => undefined };
+
+/** Upstream outcomes that mean "too much load": the concurrency limit backs off on them. */
+const DROPS = new Set<string>([
+  'SY_ERR_UPSTREAM_TIMEOUT',
+  'SY_ERR_DEADLINE_EXCEEDED',
+  'SY_ERR_UPSTREAM_RATE_LIMITED',
+  'SY_ERR_QUEUE_FULL',
+]);
+
+function openTicket(trafficClass: string): Ticket {
+  return { trafficClass, charge: () => undefined, settle: () => undefined };
+}
+
+async function* releaseAtEnd(
+  chunks: AsyncIterable<Buffer>,
+  end: (outcome: { ok: boolean; dropped: boolean }) => void,
+  outcomeOf: (err: unknown) => { ok: boolean; dropped: boolean },
+): AsyncGenerator<Buffer> {
+  try {
+    yield* chunks;
+    end({ ok: true, dropped: false });
+  } catch (err) {
+    end(outcomeOf(err));
+    throw err;
+  } finally {
+    end({ ok: true, dropped: false });
   }
 }
 

@@ -18,10 +18,18 @@ export interface GateRequest {
   readonly signal: AbortSignal;
 }
 
+/** How a permit's call went. */
+export interface PermitOutcome {
+  readonly ok: boolean;
+  /** The upstream timed out or was overloaded (the limit backs off). */
+  readonly dropped?: boolean;
+  /** The call's latency as the limit should learn it; default: the time the permit was held. */
+  readonly rttMs?: number;
+}
+
 /** The right to run one request; give it back exactly once. */
 export interface Permit {
-  /** `dropped`: the upstream timed out or was overloaded (the limit backs off). */
-  release(outcome: { readonly ok: boolean; readonly dropped?: boolean }): void;
+  release(outcome: PermitOutcome): void;
 }
 
 interface Waiter {
@@ -209,7 +217,7 @@ export class ConcurrencyGate {
         this.released++;
         if (!outcome.ok) this.failed++;
         const now = this.clock.now();
-        const rtt = now - startedAt;
+        const rtt = outcome.rttMs ?? now - startedAt;
         this.rttMs = this.rttMs === 0 ? rtt : this.rttMs + EWMA * (rtt - this.rttMs);
         this.limit.onSample(rtt, this.inFlight + 1, outcome.dropped === true, now);
         this.publishLimit();

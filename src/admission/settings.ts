@@ -57,6 +57,12 @@ export interface AdmissionSpec {
   readonly shed_retry_after_s: number;
   readonly concurrency: ConcurrencySpec;
   readonly estimate: { readonly output_tokens: number };
+  /**
+   * The gateway's own CPU overload (Envoy's overload manager): sustained event-loop lateness at
+   * which the front door's pressure reaches 1 on every class's shed curve (and grows with the
+   * lateness beyond it); 0 turns it off.
+   */
+  readonly overload: { readonly loop_delay_ms: number };
 }
 
 export interface ModeThresholds {

@@ -72,6 +72,7 @@ export function testSettings(over: Partial<AdmissionSettings> = {}): AdmissionSe
       default_class: 'interactive',
       shed_retry_after_s: 2,
       concurrency: TEST_CONCURRENCY,
+      overload: { loop_delay_ms: 0 },
       estimate: { output_tokens: 256 },
     },
     modes: TEST_MODES,

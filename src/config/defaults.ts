@@ -138,6 +138,8 @@ export const DEFAULTS = {
     },
     /** Output tokens reserved for a chat request that sets no max_tokens. */
     estimate: { output_tokens: 256 },
+    /** Sustained event-loop lateness at which CPU pressure starts (1 on the classes' curves). */
+    overload: { loop_delay_ms: 100 },
     limiter: {
       store: 'memory' as const,
       prefix: 'sy:quota:',

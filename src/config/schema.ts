@@ -109,6 +109,51 @@ const journeySchema = z.strictObject({
   stages: z.array(z.unknown()).min(1),
 });
 
+const AD = D.admission;
+const concurrencyFields = {
+  algorithm: z.enum(['vegas', 'fixed']),
+  initial_limit: posInt,
+  min_limit: posInt,
+  max_limit: posInt,
+  max_queue: posInt,
+  target_queue_delay_ms: ms,
+  probe_interval_ms: ms,
+  smoothing: z.number().gt(0).max(1),
+};
+const limitsInOrder = (c: {
+  readonly min_limit?: number | undefined;
+  readonly initial_limit?: number | undefined;
+  readonly max_limit?: number | undefined;
+}): boolean =>
+  (c.min_limit ?? 0) <= (c.initial_limit ?? Infinity) &&
+  (c.initial_limit ?? 0) <= (c.max_limit ?? Infinity) &&
+  (c.min_limit ?? 0) <= (c.max_limit ?? Infinity);
+const concurrencySchema = z
+  .strictObject({
+    algorithm: concurrencyFields.algorithm.default(AD.concurrency.algorithm),
+    initial_limit: posInt.default(AD.concurrency.initial_limit),
+    min_limit: posInt.default(AD.concurrency.min_limit),
+    max_limit: posInt.default(AD.concurrency.max_limit),
+    max_queue: posInt.default(AD.concurrency.max_queue),
+    target_queue_delay_ms: ms.default(AD.concurrency.target_queue_delay_ms),
+    probe_interval_ms: ms.default(AD.concurrency.probe_interval_ms),
+    smoothing: concurrencyFields.smoothing.default(AD.concurrency.smoothing),
+  })
+  .prefault({})
+  .refine(limitsInOrder, { message: 'must satisfy min_limit <= initial_limit <= max_limit' });
+/** A model's own concurrency gate settings, over `admission.concurrency` (#14). */
+const modelConcurrencySchema = z
+  .strictObject({
+    algorithm: concurrencyFields.algorithm.optional(),
+    initial_limit: posInt.optional(),
+    min_limit: posInt.optional(),
+    max_limit: posInt.optional(),
+    max_queue: posInt.optional(),
+    target_queue_delay_ms: ms.optional(),
+    probe_interval_ms: ms.optional(),
+    smoothing: concurrencyFields.smoothing.optional(),
+  })
+  .refine(limitsInOrder, { message: 'must satisfy min_limit <= initial_limit <= max_limit' });
 /** Fields every model has, whatever serves it. */
 const modelCommon = {
   description: z.string().optional(),
@@ -117,6 +162,11 @@ const modelCommon = {
   fallback: z.array(name).default([]),
   cost: costSchema.optional(),
   latency: latencySchema.optional(),
+  /**
+   * This model's concurrency gate, over `admission.concurrency`. In-process models default to a
+   * fixed limit that keeps their batches full (see wiring); set it to tune either kind.
+   */
+  concurrency: modelConcurrencySchema.optional(),
 };
 
 /** Fields of a model served by an HTTP upstream. */
@@ -240,29 +290,21 @@ const modeSchema = z.strictObject({
   switches: switchesSchema.prefault({}),
 });
 
-const AD = D.admission;
 const admissionSchema = z
   .strictObject({
     enabled: z.boolean().default(AD.enabled),
     default_class: name.default(AD.default_class),
     shed_retry_after_s: posInt.default(AD.shed_retry_after_s),
-    concurrency: z
-      .strictObject({
-        algorithm: z.enum(['vegas', 'fixed']).default(AD.concurrency.algorithm),
-        initial_limit: posInt.default(AD.concurrency.initial_limit),
-        min_limit: posInt.default(AD.concurrency.min_limit),
-        max_limit: posInt.default(AD.concurrency.max_limit),
-        max_queue: posInt.default(AD.concurrency.max_queue),
-        target_queue_delay_ms: ms.default(AD.concurrency.target_queue_delay_ms),
-        probe_interval_ms: ms.default(AD.concurrency.probe_interval_ms),
-        smoothing: z.number().gt(0).max(1).default(AD.concurrency.smoothing),
-      })
-      .prefault({})
-      .refine((c) => c.min_limit <= c.initial_limit && c.initial_limit <= c.max_limit, {
-        message: 'must satisfy min_limit <= initial_limit <= max_limit',
-      }),
+    concurrency: concurrencySchema,
     estimate: z
       .strictObject({ output_tokens: nonNegInt.default(AD.estimate.output_tokens) })
+      .prefault({}),
+    /** The gateway's own CPU overload, shed at the front door (Envoy's overload manager). */
+    overload: z
+      .strictObject({
+        /** Sustained event-loop lateness (ms) at which CPU pressure is 1 on the shed curves; 0: off. */
+        loop_delay_ms: nonNegInt.default(AD.overload.loop_delay_ms),
+      })
       .prefault({}),
     limiter: z
       .strictObject({

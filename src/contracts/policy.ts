@@ -11,6 +11,8 @@
  * and ask this module. Consent changes are pushed to stores through purge hooks.
  */
 import type { Tier } from './backend.js';
+import type { FeatureSource } from './feature-source.js';
+import type { Logger } from './logger.js';
 import type { PolicyLabel, VectorFilter, VectorMetadata } from './vector-index.js';
 
 export type { PolicyLabel } from './vector-index.js';
@@ -218,4 +220,25 @@ export interface FeatureOpEvent {
   /** `read`: values found / not found; `write`: `ok`, `invalid` or `unavailable`. */
   readonly result: 'hit' | 'miss' | 'ok' | 'invalid' | 'unavailable';
   readonly count: number;
+}
+
+/**
+ * Where consent records are kept durably: SQLite (embedded, synchronous) or Redis (shared by the
+ * replicas, which then hear each other's changes through `subscribe`); absent: memory only.
+ * Implementations live in `state/` and pass `test/contract/consent-store.contract.ts`.
+ */
+export interface ConsentPersistence {
+  loadAll(): ConsentRecord[] | Promise<ConsentRecord[]>;
+  save(record: ConsentRecord): void | Promise<void>;
+  /** Changes made by other replicas (and, after a reconnect, everything again). */
+  subscribe?(onRecord: (record: ConsentRecord) => void): void;
+  close(): void | Promise<void>;
+}
+
+/** Online features, consent and the policy module that guards both (#7), as one snapshot sees them. */
+export interface Personalization {
+  readonly features: FeatureSource;
+  readonly consent: ConsentRegistry;
+  readonly policy: PolicyModule;
+  readonly logger: Logger;
 }

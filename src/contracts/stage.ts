@@ -13,8 +13,8 @@ import type { CallContext, Tier, Usage } from './backend.js';
 import type { Cache } from './cache.js';
 import type { FeatureSource } from './feature-source.js';
 import type { JsonObject, JsonValue } from './json.js';
-import type { PolicyModule } from './policy.js';
-import type { ShadowInvoke, SlotAssignment, SlotOutput } from './slot-resolver.js';
+import type { DataTag, PolicyModule } from './policy.js';
+import type { SlotAssignment } from './slot-resolver.js';
 import type { VectorRetriever } from './vector-index.js';
 
 /** Money per unit, in the config's currency units. */
@@ -41,6 +41,31 @@ export interface ModelInfo {
   readonly available: boolean;
 }
 
+/** Personal data a model call's input carries: where it came from in the journey, and its tag. */
+export interface TaggedSource {
+  /** `features.<name>` or `stage:<id>` (a stage output derived from tagged data). */
+  readonly source: string;
+  readonly tag: DataTag;
+}
+
+/**
+ * How a stage wants one model call made. Every call goes through the model-call pipeline
+ * (resolve · policy · admit · call · settle · record); these are its inputs besides the request.
+ */
+export interface InvokeOptions {
+  /** The release slot to resolve (experiments, canaries, bandits); default: the model's name. */
+  readonly slot?: string;
+  /** A pinned model version (no release resolution). */
+  readonly version?: string;
+  /** Personal data in the request, for the model-input rule of the target's tier and location. */
+  readonly inputs?: readonly TaggedSource[];
+  /**
+   * The request again without the withheld sources: the pipeline strips denied data instead of
+   * refusing the call. Returns what the original argument was (a body, or a text).
+   */
+  readonly rebuild?: (withheld: ReadonlySet<string>) => JsonObject | string;
+}
+
 /** The outcome of one model call as seen by a stage. */
 export interface InvokeResult {
   readonly json: JsonObject;
@@ -48,8 +73,15 @@ export interface InvokeResult {
   /** The model that actually answered (a fallback chain may have moved on). */
   readonly servedBy: string;
   readonly version: string;
+  readonly tier: Tier;
+  /** What the call cost (the one cost function, from the model that answered). */
+  readonly cost: number;
   /** Compact attempts, such as `chat-large#1:UPSTREAM_ERROR>chat-backup#1:ok`. */
   readonly attempts: string;
+  /** Why this model (and version) served: `default`, `exp:ranker-ab/treatment`, `mode:chat-small`. */
+  readonly reason: string;
+  /** Sources the model-input rule withheld from this call (stripped, not sent). */
+  readonly withheld: readonly string[];
 }
 
 export interface ClassifyResult extends InvokeResult {
@@ -62,62 +94,37 @@ export interface EmbedResult extends InvokeResult {
 }
 
 /**
- * How stages call models: implemented by the composition root over the runtime's model handles
- * (with their interceptors: deadline, retry, breaker, fallback). Errors are SwitchyardErrors.
+ * How stages call models: the model-call pipeline bound to the journey's request (its tenant,
+ * class, deadline and quota ticket). Every call is resolved (aliases, release slots, mode
+ * substitutes), checked against the model-input policy, gated, called through the model's
+ * interceptors (deadline, retry, breaker, fallback), priced and recorded. Errors are
+ * SwitchyardErrors.
  */
 export interface ModelInvoker {
   info(model: string): ModelInfo | undefined;
-  chat(model: string, body: JsonObject, call: CallContext): Promise<InvokeResult>;
-  embed(model: string, text: string, call: CallContext): Promise<EmbedResult>;
+  chat(
+    model: string,
+    body: JsonObject,
+    call: CallContext,
+    opts?: InvokeOptions,
+  ): Promise<InvokeResult>;
+  embed(model: string, text: string, call: CallContext, opts?: InvokeOptions): Promise<EmbedResult>;
   classify(
     model: string,
     text: string,
     call: CallContext,
-    version?: string,
+    opts?: InvokeOptions,
   ): Promise<ClassifyResult>;
   infer(
     model: string,
     body: JsonObject,
     call: CallContext,
-    version?: string,
+    opts?: InvokeOptions,
   ): Promise<InvokeResult>;
-}
-
-export interface SlotRequest {
-  readonly tenant: string;
-  readonly trafficClass: string;
-  readonly requestId: string;
-  readonly journey: string;
-  readonly attributes: JsonObject;
 }
 
 /** The concrete model (and version) a slot means for one request, and why (`reason`). */
 export type SlotChoice = SlotAssignment;
-
-/** How a slot's call went, reported back to the resolver (experiment statistics, bandits). */
-export interface SlotReport {
-  readonly requestId: string;
-  readonly ms: number;
-  /** `ok`, or the error code. */
-  readonly outcome: string;
-  readonly fallback?: boolean;
-  readonly output?: SlotOutput;
-  /**
-   * Re-runs the same input on another model version, for the choice's shadow targets. The
-   * resolver calls it after the user's answer, off the request path, with its own signal.
-   */
-  readonly shadow?: ShadowInvoke;
-}
-
-/**
- * Resolves a model slot per request. The default maps a slot to its configured model; the
- * release manager (experiments, canary, bandits; `./slot-resolver.ts`) is adapted to this port.
- */
-export interface SlotResolver {
-  resolve(slot: string, fallbackModel: string, request: SlotRequest): SlotChoice;
-  /** Never blocks. */
-  report?(slot: string, choice: SlotChoice, report: SlotReport): void;
-}
 
 /** A model used within a stage, as the route shows it. */
 export interface ModelUse {
@@ -160,6 +167,10 @@ export type JourneyDecision =
 
 /** What a stage asks the runner to write into the state (stages never write it themselves). */
 export interface StateUpdate {
+  /** Policy tags of this stage's output (replaces what the runner would derive from its reads). */
+  readonly taint?: readonly DataTag[];
+  /** Policy tags of features read, by feature name. */
+  readonly featureTags?: Readonly<Record<string, DataTag>>;
   readonly label?: string;
   readonly confidence?: number;
   readonly features?: Readonly<Record<string, JsonValue>>;
@@ -233,6 +244,19 @@ export interface JourneyState {
   readonly cacheWrites: PendingCacheWrite[];
   /** A stale answer a cache stage saw: what a stale-if-error fallback serves. */
   stale: { readonly value: JsonObject; readonly ageMs: number } | undefined;
+  /**
+   * Policy tags of the personal data in the state, by source (`features.<name>`, `stage:<id>`),
+   * so the model-input rule can strip what a model may not see (#14). Written by the runner.
+   */
+  readonly taint: Map<string, readonly DataTag[]>;
+  /** The stage whose output is `last` (its taint is what `last` carries). */
+  lastSource: string | undefined;
+  /**
+   * Evaluation scaffolding for paths, set only while a stage builds a request synchronously:
+   * `reads` collects the sources read; sources in `withheld` read as absent.
+   */
+  reads: Set<string> | undefined;
+  withheld: ReadonlySet<string> | undefined;
 }
 
 /** Everything a stage gets besides the state. */
@@ -260,7 +284,6 @@ export interface StageContext {
 /** The ports stages use. Optional ones exist only when the gateway is configured with them. */
 export interface StageServices {
   readonly models: ModelInvoker;
-  readonly slots: SlotResolver;
   readonly cache: Cache;
   readonly features?: FeatureSource;
   readonly retriever?: VectorRetriever;

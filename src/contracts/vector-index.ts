@@ -1,3 +1,4 @@
+import { CONSENT_PURPOSES, type ConsentPurpose, type DataTag } from './policy.js';
 /**
  * Vector retrieval contracts (issue #7). A `VectorIndex` is one shard: an in-process HNSW index,
  * an exact (brute-force) index, or a shard on another gateway node reached over HTTP. A
@@ -248,4 +249,18 @@ export interface VectorRetriever {
   /** Every collection: the vectors of this user are gone when the promise resolves. */
   purgeUser(tenant: string, userId: string): Promise<number>;
   stats(collection?: string): Promise<readonly VectorShardStats[]>;
+}
+
+/** The policy tag of a stored vector; its purpose, if any, is the `purpose` attribute. */
+export function vectorTag(meta: VectorMetadata): DataTag {
+  const purpose = meta.attrs?.['purpose'];
+  return {
+    tenant: meta.tenant,
+    label: meta.label,
+    ...(typeof purpose === 'string' && (CONSENT_PURPOSES as readonly string[]).includes(purpose)
+      ? { purpose: purpose as ConsentPurpose }
+      : {}),
+    ...(meta.userId === undefined ? {} : { userId: meta.userId }),
+    ...(meta.jurisdiction === undefined ? {} : { jurisdiction: meta.jurisdiction }),
+  };
 }

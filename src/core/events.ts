@@ -35,13 +35,6 @@ export interface UpstreamAttemptEvent {
   readonly attempt: number;
 }
 
-export interface TokenUsageEvent {
-  readonly model: string;
-  readonly operation: string;
-  readonly inputTokens: number;
-  readonly outputTokens: number;
-}
-
 export interface FirstTokenEvent {
   readonly model: string;
   readonly ms: number;
@@ -156,6 +149,52 @@ export interface LimiterLocalEvent {
   readonly decisions: number;
 }
 
+/**
+ * One model call, whatever made it (a direct API call, a journey stage, a shadow copy, a
+ * replay): the model-call pipeline's record step (#14). The inference log and cost ledger
+ * subscribe to it.
+ */
+export interface ModelCallEvent {
+  readonly requestId: string;
+  readonly origin: 'direct' | 'journey' | 'shadow' | 'replay';
+  readonly tenant: string;
+  readonly trafficClass: string;
+  readonly op: string;
+  /** The name the caller asked for (a model, an alias, a release slot). */
+  readonly requested: string;
+  /** The model it resolved to, and the one that answered (a fallback may have moved on). */
+  readonly model: string;
+  readonly servedBy: string;
+  readonly version: string;
+  readonly tier: string;
+  /** Why that model: `default`, `mode:<model>`, an experiment's reason such as `exp:x/treatment`. */
+  readonly reason: string;
+  readonly experiment?: string;
+  readonly variant?: string;
+  readonly stream: boolean;
+  readonly ms: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly cost: number;
+  /** `ok`, or the error code. */
+  readonly outcome: string;
+  /** Compact attempts: `chat-large#1:UPSTREAM_ERROR>chat-backup#1:ok`. */
+  readonly attempts: string;
+  /** Sources the model-input rule stripped from the call. */
+  readonly withheld: number;
+}
+
+/** The model-input rule stripped data from a model call, or refused the call (#14). */
+export interface PolicyExceptionEvent {
+  readonly tenant: string;
+  readonly model: string;
+  readonly origin: string;
+  readonly action: 'strip' | 'refuse';
+  readonly code: string;
+  readonly label: string;
+  readonly source: string;
+}
+
 function typed<T>(name: string): Channel<T> {
   return channel(name) as Channel<T>;
 }
@@ -185,7 +224,6 @@ export interface ShadowCopyEvent {
 export const events = {
   requestDone: typed<RequestDoneEvent>('switchyard:request:done'),
   upstreamAttempt: typed<UpstreamAttemptEvent>('switchyard:upstream:attempt'),
-  tokenUsage: typed<TokenUsageEvent>('switchyard:tokens'),
   firstToken: typed<FirstTokenEvent>('switchyard:first-token'),
   breakerState: typed<BreakerStateEvent>('switchyard:breaker:state'),
   retry: typed<RetryEvent>('switchyard:retry'),
@@ -204,6 +242,8 @@ export const events = {
   experimentExposure: typed<ExperimentExposureEvent>('switchyard:release:exposure'),
   releaseDecision: typed<ReleaseDecisionEvent>('switchyard:release:decision'),
   shadowCopy: typed<ShadowCopyEvent>('switchyard:release:shadow'),
+  modelCall: typed<ModelCallEvent>('switchyard:model:call'),
+  policyException: typed<PolicyExceptionEvent>('switchyard:policy:exception'),
 };
 
 export function publish<T>(ch: Channel<T>, message: T): void {

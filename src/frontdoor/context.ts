@@ -30,6 +30,8 @@ export class RequestContext {
   code: string | undefined;
   error: Error | undefined;
   deadline: Deadline | undefined;
+  /** Why the model that served was chosen, when not by default (`x-switchyard-release`). */
+  release: string | undefined;
   /** Set by journey routes (#4): the route replaces the attempts path in the header and the log. */
   journey:
     | {

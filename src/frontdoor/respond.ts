@@ -5,6 +5,8 @@ import { toSwitchyardError, type SwitchyardError } from '../core/errors.js';
 import type { ErrorStyle, RequestContext } from './context.js';
 
 export const ROUTE_HEADER = 'x-switchyard-route';
+/** Set when an experiment, canary or mode substitute chose the model: its reason. */
+export const RELEASE_HEADER = 'x-switchyard-release';
 
 function baseHeaders(
   ctx: RequestContext,
@@ -17,6 +19,7 @@ function baseHeaders(
     'x-request-id': ctx.requestId,
   };
   if (ctx.attempts.length > 0) headers[ROUTE_HEADER] = ctx.pathTaken();
+  if (ctx.release !== undefined && ctx.release !== 'default') headers[RELEASE_HEADER] = ctx.release;
   return headers;
 }
 

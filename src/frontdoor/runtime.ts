@@ -1,8 +1,7 @@
-import type { Backend, BackendCall, Operation } from '../contracts/backend.js';
+import type { ModelHandle, ModelPipeline } from '../pipeline/model-pipeline.js';
+import type { ModelCatalog } from '../pipeline/journey-invoker.js';
 import type { ConfigSnapshot } from '../config/load.js';
-import type { FeatureSource } from '../contracts/feature-source.js';
-import type { Logger } from '../contracts/logger.js';
-import type { ConsentRegistry, PolicyModule } from '../contracts/policy.js';
+import type { Personalization } from '../contracts/policy.js';
 import type { AdmissionController } from '../admission/admission-controller.js';
 import type { AuditSink } from '../contracts/audit.js';
 import type { VectorHost } from '../retrieval/vector-host.js';
@@ -11,15 +10,7 @@ import type { CompiledJourney } from '../orchestrator/compile.js';
 import type { JourneyRunner } from '../orchestrator/runner.js';
 import type { KeyStore } from './auth.js';
 
-/** A servable model as the front door sees it: the primary backend and its guarded call chain. */
-export interface ModelHandle {
-  readonly name: string;
-  /** The primary backend: describes the model, answers KServe metadata and readiness. */
-  readonly backend: Backend;
-  /** Deadline guard, retries, breaker and fallback chain around the backend(s). */
-  readonly call: BackendCall;
-  readonly operations: ReadonlySet<Operation>;
-}
+export type { ModelHandle } from '../pipeline/model-pipeline.js';
 
 /**
  * Everything built from one config snapshot. The front door reads it once per request, so a
@@ -28,6 +19,10 @@ export interface ModelHandle {
 export interface Runtime {
   readonly snapshot: ConfigSnapshot;
   readonly models: ReadonlyMap<string, ModelHandle>;
+  /** The one path of every model call (#14): resolve, policy, admit, call, settle, record. */
+  readonly pipeline: ModelPipeline;
+  /** What journeys know of models, and the pipeline bound to a journey request. */
+  readonly catalog: ModelCatalog;
   readonly keys: KeyStore;
   /** Epoch seconds the runtime was built; shown as `created` in /v1/models. */
   readonly createdAt: number;
@@ -51,13 +46,7 @@ export interface Journeys {
   readonly runner: JourneyRunner;
 }
 
-/** Online features, consent and the policy module that guards both (#7). */
-export interface Personalization {
-  readonly features: FeatureSource;
-  readonly consent: ConsentRegistry;
-  readonly policy: PolicyModule;
-  readonly logger: Logger;
-}
+export type { Personalization } from '../contracts/policy.js';
 
 /** What the front door needs from the process around it. */
 export interface GatewayState {

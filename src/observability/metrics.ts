@@ -59,6 +59,24 @@ export class Metrics {
     labelNames: ['model', 'type'] as const,
     registers: [this.registry],
   });
+  readonly modelCalls = new Counter({
+    name: 'switchyard_model_calls_total',
+    help: 'Model calls through the one pipeline, by resolved model, origin (direct, journey, shadow, replay) and outcome.',
+    labelNames: ['model', 'origin', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly modelCost = new Counter({
+    name: 'switchyard_model_cost_total',
+    help: 'Cost of model calls (the one cost function), by the model that answered and tenant.',
+    labelNames: ['model', 'tenant'] as const,
+    registers: [this.registry],
+  });
+  readonly policyExceptions = new Counter({
+    name: 'switchyard_policy_exceptions_total',
+    help: 'Model-input policy exceptions: data stripped from a call, or a call refused; by action, code, label and origin.',
+    labelNames: ['action', 'code', 'label', 'origin'] as const,
+    registers: [this.registry],
+  });
   readonly timeToFirstToken = new Histogram({
     name: 'gen_ai_server_time_to_first_token_seconds',
     help: 'Time to the first streamed event (OpenTelemetry gen_ai.server.time_to_first_token).',
@@ -301,13 +319,20 @@ export class Metrics {
       subscribe(events.upstreamAttempt, (e) => {
         this.upstreamDuration.labels(e.backend, e.outcome).observe(e.durationMs / 1000);
       }),
-      subscribe(events.tokenUsage, (e) => {
-        this.tokenUsage.labels(e.operation, e.model, 'input').observe(e.inputTokens);
+      subscribe(events.modelCall, (e) => {
+        this.modelCalls.labels(e.model, e.origin, e.outcome).inc();
+        if (e.cost > 0) this.modelCost.labels(e.servedBy, e.tenant).inc(e.cost);
+        if (e.outcome !== 'ok' && e.inputTokens === 0 && e.outputTokens === 0) return;
+        if (e.op !== 'chat' && e.op !== 'embeddings' && e.inputTokens === 0) return;
+        this.tokenUsage.labels(e.op, e.model, 'input').observe(e.inputTokens);
         this.tokensTotal.labels(e.model, 'input').inc(e.inputTokens);
-        if (e.outputTokens > 0 || e.operation === 'chat') {
-          this.tokenUsage.labels(e.operation, e.model, 'output').observe(e.outputTokens);
+        if (e.outputTokens > 0 || e.op === 'chat') {
+          this.tokenUsage.labels(e.op, e.model, 'output').observe(e.outputTokens);
           this.tokensTotal.labels(e.model, 'output').inc(e.outputTokens);
         }
+      }),
+      subscribe(events.policyException, (e) => {
+        this.policyExceptions.labels(e.action, e.code, e.label, e.origin).inc();
       }),
       subscribe(events.firstToken, (e) => {
         this.timeToFirstToken.labels(e.model).observe(e.ms / 1000);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { systemClock } from '../core/clock.js';
 import { compileJourneys } from './compile.js';
 import { Router } from './router.js';
-import { ScriptedInvoker } from './scripted-invoker.js';
+import { ScriptedInvoker } from '../../test/support/scripted-invoker.js';
 
 const invoker = new ScriptedInvoker({
   intent: { tier: 'edge', ops: ['classify', 'infer'], answer: () => ({}) },

@@ -43,10 +43,18 @@ export class PathCompiler {
       case 'features': {
         // Feature names contain dots (`user.rides_7d`): try the longest name first.
         const joined = rest.join('.');
-        return (s) => s.features[joined] ?? walk(s.features, rest);
+        if (rest.length === 0) return (s) => visibleFeatures(s);
+        return (s) => {
+          if (Object.hasOwn(s.features, joined))
+            return withheld(s, `features.${joined}`) ? undefined : s.features[joined];
+          const first = rest[0];
+          if (typeof first === 'string' && withheld(s, `features.${first}`)) return undefined;
+          return walk(s.features, rest);
+        };
       }
       case 'last':
-        return (s) => tail(s.last);
+        return (s) =>
+          s.lastSource !== undefined && withheld(s, s.lastSource) ? undefined : tail(s.last);
       case 'confidence':
         return (s) => s.confidence;
       case 'label':
@@ -65,7 +73,7 @@ export class PathCompiler {
           );
           return () => undefined;
         }
-        return (s) => tail(s.outputs.get(root));
+        return (s) => (withheld(s, `stage:${root}`) ? undefined : tail(s.outputs.get(root)));
     }
   }
 
@@ -135,6 +143,23 @@ export class PathCompiler {
       return out;
     };
   }
+}
+
+/**
+ * Notes that a path read `source` (while a stage traces what its request is built from) and
+ * says whether that source is withheld from the request being built (it then reads as absent).
+ */
+function withheld(s: JourneyState, source: string): boolean {
+  s.reads?.add(source);
+  return s.withheld?.has(source) === true;
+}
+
+/** The whole `features` map, without the withheld ones. */
+function visibleFeatures(s: JourneyState): JsonObject {
+  const out: JsonObject = {};
+  for (const [name, v] of Object.entries(s.features))
+    if (!withheld(s, `features.${name}`)) out[name] = v;
+  return out;
 }
 
 /** `a.b[2].c` → ['a', 'b', 2, 'c']; undefined when malformed. */

@@ -1,6 +1,7 @@
 import type { Usage } from '../contracts/backend.js';
 import type { ModelInfo } from '../contracts/stage.js';
 import type { Clock } from '../core/clock.js';
+import { callCost } from '../core/cost.js';
 import { LatencyProfile } from './latency-profile.js';
 
 export interface RouterOptions {
@@ -91,29 +92,16 @@ export class Router {
     return info.priorMs;
   }
 
-  /** Expected cost of one call before it happens. */
+  /** Expected cost of one call before it happens (the one cost function, core/cost.ts). */
   expectedCost(info: ModelInfo, demand: Demand, predictedMs: number | undefined): number {
     const learned = this.outputTokens.get(info.name) ?? this.options.defaultOutputTokens;
     const out =
       demand.maxOutputTokens === undefined ? learned : Math.min(learned, demand.maxOutputTokens);
-    const c = info.cost;
-    return (
-      c.perCall +
-      (c.inPer1k * demand.inputTokens) / 1000 +
-      (c.outPer1k * out) / 1000 +
-      (c.perSecond * (predictedMs ?? 0)) / 1000
+    return callCost(
+      info.cost,
+      { inputTokens: demand.inputTokens, outputTokens: out },
+      predictedMs ?? 0,
     );
-  }
-
-  /** Actual cost of a call that happened. */
-  static cost(info: ModelInfo | undefined, usage: Usage | undefined, ms: number): number {
-    if (info === undefined) return 0;
-    const c = info.cost;
-    const tokens =
-      usage === undefined
-        ? 0
-        : (c.inPer1k * usage.inputTokens + c.outPer1k * usage.outputTokens) / 1000;
-    return c.perCall + tokens + (c.perSecond * ms) / 1000;
   }
 
   /**
@@ -158,9 +146,4 @@ export class Router {
     if (best !== undefined) return { kind: 'fit', model: best.info, considered };
     return { kind: 'none_fit', fastest: fastest?.info, considered };
   }
-}
-
-/** Rough token count of a text (≈ 4 characters per token), for cost estimates before a call. */
-export function estimateTokens(text: string): number {
-  return Math.ceil(text.length / 4);
 }

@@ -3,6 +3,7 @@ import type { JsonObject, JsonValue } from '../contracts/json.js';
 import type {
   JourneyDecision,
   JourneyState,
+  ModelInvoker,
   RouteEntry,
   StageContext,
   StageServices,
@@ -23,6 +24,11 @@ export interface JourneyRequest {
   readonly signal: AbortSignal;
   /** Monotonic ms at which the budget runs out. */
   readonly deadlineAt: number;
+  /**
+   * The model-call pipeline bound to this request (its tenant, class, quota ticket): what the
+   * stages call models through. Default: the runner's own `models` service.
+   */
+  readonly models?: ModelInvoker;
 }
 
 export type CacheOutcome = 'hit' | 'semantic_hit' | 'stale' | 'miss' | 'none';
@@ -106,7 +112,7 @@ export class JourneyRunner {
         deadlineAt: req.deadlineAt,
         attempts: [],
       }),
-      services: this.services,
+      services: req.models === undefined ? this.services : { ...this.services, models: req.models },
     };
     const state: JourneyState = {
       journey: journey.name,
@@ -119,6 +125,10 @@ export class JourneyRunner {
       features: {},
       cacheWrites: [],
       stale: undefined,
+      taint: new Map(),
+      lastSource: undefined,
+      reads: undefined,
+      withheld: undefined,
     };
     const entries: RouteEntry[] = [];
     const decisions: JourneyDecision[] = [];

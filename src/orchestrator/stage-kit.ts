@@ -11,11 +11,13 @@ import type {
   Stage,
   StageContext,
   StageResult,
+  TaggedSource,
 } from '../contracts/stage.js';
+import type { DataTag } from '../contracts/policy.js';
 import { abortReason } from '../core/deadline.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
 import type { PathCompiler } from './paths.js';
-import { Router } from './router.js';
+import type { Router } from './router.js';
 
 export type ModelOp = 'chat' | 'embeddings' | 'infer' | 'classify';
 
@@ -90,27 +92,9 @@ export type Called<T> =
   | { readonly ok: false; readonly error: SwitchyardError; readonly use: ModelUse };
 
 /**
- * The call context of a shadow copy: its own request id, the lowest traffic class (so batching
- * queues serve it last), and the shadow runner's signal and timeout instead of the user's.
- */
-export function shadowCall(
-  ctx: StageContext,
-  signal: AbortSignal,
-  timeoutMs = 10_000,
-): CallContext {
-  return {
-    requestId: `${ctx.requestId}:shadow`,
-    tenant: ctx.tenant,
-    trafficClass: 'batch',
-    signal,
-    deadlineAt: ctx.now() + timeoutMs,
-    attempts: [],
-  };
-}
-
-/**
- * One model call from a stage: timed, its latency fed to the router's profile (successes only),
- * its cost computed from the model that actually answered, and described for the route.
+ * One model call from a stage, through the model-call pipeline (which resolves, checks policy,
+ * gates, prices and records it): timed, its latency fed to the router's profile (successes only),
+ * and described for the route with the cost the pipeline charged.
  */
 export async function callModel<T extends InvokeResult>(
   ctx: StageContext,
@@ -123,13 +107,12 @@ export async function callModel<T extends InvokeResult>(
   try {
     const value = await fn(ctx.call());
     const ms = ctx.now() - t0;
-    const served = value.servedBy === model ? info : ctx.services.models.info(value.servedBy);
     router.observe(value.servedBy, ms, value.usage);
     const use: ModelUse = {
       model: value.servedBy,
       version: value.version,
-      tier: served?.tier ?? info?.tier ?? 'central',
-      cost: Router.cost(served, value.usage, ms),
+      tier: value.tier,
+      cost: value.cost,
       ms: round(ms),
       outcome: 'ok',
       ...(value.attempts.includes('>') || value.attempts.includes('#2')
@@ -164,11 +147,19 @@ export function requireInfo(ctx: StageContext, model: string): ModelInfo {
 /** Writes a continuing stage's output and updates into the state (the runner's job). */
 export function applyResult(state: JourneyState, id: string, r: StageResult): void {
   if (r.kind !== 'continue') return;
+  const u = r.update;
   if (r.output !== undefined) {
     state.outputs.set(id, r.output);
     state.last = r.output;
+    state.lastSource = `stage:${id}`;
+    // The output carries the tags of the personal data it was made from (the stage says which).
+    const tags = u?.taint ?? [];
+    if (tags.length > 0) state.taint.set(`stage:${id}`, tags);
+    else state.taint.delete(`stage:${id}`);
   }
-  const u = r.update;
+  if (u?.featureTags !== undefined)
+    for (const [name, tag] of Object.entries(u.featureTags))
+      state.taint.set(`features.${name}`, [tag]);
   if (u === undefined) return;
   if (u.label !== undefined) state.label = u.label;
   if (u.confidence !== undefined) state.confidence = u.confidence;
@@ -230,6 +221,46 @@ export function entryOf(stage: Stage, r: StageResult, at: number, ms: number): R
     cost,
     ...(models.length > 0 ? { models } : {}),
     ...(children.length > 0 ? { children } : {}),
+  };
+}
+
+/**
+ * Builds something from the state (a request, a text) and says which tagged sources it read,
+ * with a way to build it again without some of them: what the model-call pipeline needs to
+ * strip data a model may not see instead of refusing the call. `build` must be synchronous.
+ */
+export function traced<T>(
+  state: JourneyState,
+  build: () => T,
+): {
+  value: T;
+  inputs: TaggedSource[];
+  sent: (withheld: readonly string[]) => DataTag[];
+  rebuild: (withheld: ReadonlySet<string>) => T;
+} {
+  const reads = new Set<string>();
+  state.reads = reads;
+  let value: T;
+  try {
+    value = build();
+  } finally {
+    state.reads = undefined;
+  }
+  const inputs: TaggedSource[] = [];
+  for (const source of reads)
+    for (const tag of state.taint.get(source) ?? []) inputs.push({ source, tag });
+  return {
+    value,
+    inputs,
+    sent: (withheld) => inputs.filter((i) => !withheld.includes(i.source)).map((i) => i.tag),
+    rebuild: (withheld) => {
+      state.withheld = withheld;
+      try {
+        return build();
+      } finally {
+        state.withheld = undefined;
+      }
+    },
   };
 }
 

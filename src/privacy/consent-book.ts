@@ -17,17 +17,9 @@ import {
 import type { Clock } from '../core/clock.js';
 import { toSwitchyardError } from '../core/errors.js';
 
-/**
- * Where consent records are kept durably: SQLite (embedded, synchronous) or Redis (shared by the
- * replicas, which then hear each other's changes through `subscribe`); absent: memory only.
- */
-export interface ConsentPersistence {
-  loadAll(): ConsentRecord[] | Promise<ConsentRecord[]>;
-  save(record: ConsentRecord): void | Promise<void>;
-  /** Changes made by other replicas (and, after a reconnect, everything again). */
-  subscribe?(onRecord: (record: ConsentRecord) => void): void;
-  close(): void | Promise<void>;
-}
+export type { ConsentPersistence } from '../contracts/policy.js';
+
+import type { ConsentPersistence } from '../contracts/policy.js';
 
 export interface ConsentBookOptions {
   readonly clock: Clock;

@@ -64,21 +64,10 @@ const deny = (code: PolicyDenialCode, reason: string): PolicyDecision => ({
   reason,
 });
 
-function isPurpose(value: unknown): value is ConsentPurpose {
-  return typeof value === 'string' && (CONSENT_PURPOSES as readonly string[]).includes(value);
-}
+import { vectorTag } from '../contracts/vector-index.js';
 
-/** The tag of a stored vector; its purpose, if any, is the `purpose` attribute. */
-export function vectorTag(meta: VectorMetadata): DataTag {
-  const purpose = meta.attrs?.['purpose'];
-  return {
-    tenant: meta.tenant,
-    label: meta.label,
-    ...(isPurpose(purpose) ? { purpose } : {}),
-    ...(meta.userId === undefined ? {} : { userId: meta.userId }),
-    ...(meta.jurisdiction === undefined ? {} : { jurisdiction: meta.jurisdiction }),
-  };
-}
+/** The tag of a stored vector (it lives beside the vector contract). */
+export { vectorTag };
 
 /**
  * The one policy module: residency first (tagged data only on its jurisdiction's nodes), then the

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { syError } from '../../src/core/errors.js';
 import { sleep } from '../../src/core/deadline.js';
-import type { ScriptedModel } from '../../src/orchestrator/scripted-invoker.js';
+import type { ScriptedModel } from '../support/scripted-invoker.js';
 import { codes, harness } from './journeys-harness.js';
 
 const intent = (label: string, confidence: number, latencyMs = 2): ScriptedModel => ({

@@ -7,10 +7,9 @@ import type { StageServices } from '../../src/contracts/stage.js';
 import type { Clock } from '../../src/core/clock.js';
 import { MemoryCache } from '../../src/state/cache-memory.js';
 import { compileJourneys, type CompiledJourney } from '../../src/orchestrator/compile.js';
-import { configuredSlots } from '../../src/orchestrator/default-slots.js';
 import { Router } from '../../src/orchestrator/router.js';
 import { JourneyRunner, type JourneyOutcome } from '../../src/orchestrator/runner.js';
-import { ScriptedInvoker, type ScriptedModel } from '../../src/orchestrator/scripted-invoker.js';
+import { ScriptedInvoker, type ScriptedModel } from '../support/scripted-invoker.js';
 
 export interface ManualClock extends Clock {
   advance(ms: number): void;
@@ -62,10 +61,7 @@ export function harness(
   );
   if (problems.length > 0) throw new Error(problems.join('\n'));
   const journey = journeys.get('j')!;
-  const runner = new JourneyRunner(
-    { models: invoker, slots: configuredSlots, cache, ...extra },
-    clock,
-  );
+  const runner = new JourneyRunner({ models: invoker, cache, ...extra }, clock);
   let n = 0;
   return {
     clock,

@@ -14,7 +14,7 @@ import { createLogger, setLogRedactor } from '../../src/observability/logger.js'
 import { ConsentBook } from '../../src/privacy/consent-book.js';
 import { PolicyEngine, type LabelRule, type PolicyRules } from '../../src/privacy/policy-engine.js';
 import { tag } from '../../src/privacy/redaction.js';
-import { SqliteConsentStore } from '../../src/privacy/sqlite-consent-store.js';
+import { SqliteConsentStore } from '../../src/state/sqlite-consent-store.js';
 import { ManualClock, TEST_DEFINITIONS } from '../contract/feature-source.contract.js';
 
 const rule = (

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isSwitchyardError } from '../../src/core/errors.js';
 import { MemoryAuditSink } from '../../src/observability/audit-memory.js';
 import { ConsentBook } from '../../src/privacy/consent-book.js';
-import { RedisConsentStore } from '../../src/privacy/redis-consent-store.js';
+import { RedisConsentStore } from '../../src/state/redis-consent-store.js';
 import { ManualClock } from '../contract/feature-source.contract.js';
 
 const REDIS = { host: '127.0.0.1', port: 6379 };

@@ -1,10 +1,10 @@
 import type { JsonObject, JsonValue } from '../../contracts/json.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../../core/errors.js';
 import { isJsonObject } from '../../core/safe-json.js';
-import { estimateTokens } from '../../orchestrator/router.js';
+import { estimateTokens } from '../../core/cost.js';
 import { compactRoute, type JourneyOutcome, type JourneyRoute } from '../../orchestrator/runner.js';
-import { admit } from '../admission-gate.js';
 import type { RequestContext } from '../context.js';
+import { withScope } from '../scope.js';
 import { errorBody, ROUTE_HEADER } from '../respond.js';
 
 export const JOURNEY_MODEL_PREFIX = 'journey:';
@@ -89,21 +89,28 @@ async function execute(
   if (ctx.runtime.admission?.switches().journeys_disabled.includes(name) === true)
     throw syError('SY_ERR_SHED', `journey ${name} is off in the current mode`, { retryAfterS: 1 });
   const tokens = estimateTokens(JSON.stringify(input));
-  const { call, ticket } = await admit(ctx, {
-    model,
-    trafficClass: journey.trafficClass,
-    estimate: { tokens, spend: 0 },
-  });
-  const outcome = await journeys.runner.run(journey, {
-    requestId: ctx.requestId,
-    tenant,
-    trafficClass: ctx.trafficClass,
-    input,
-    attributes,
-    signal: call.signal,
-    deadlineAt: call.deadlineAt,
-  });
-  ticket.settle({ tokens, spend: outcome.route.cost });
+  // One scope for the whole journey: every model call its stages make goes through the
+  // pipeline bound to it, and the quota ticket settles to what those calls used.
+  const outcome = await withScope(
+    ctx,
+    {
+      origin: 'journey',
+      trafficClass: journey.trafficClass,
+      estimate: { tokens, spend: 0 },
+      attributes,
+    },
+    (scope) =>
+      journeys.runner.run(journey, {
+        requestId: ctx.requestId,
+        tenant,
+        trafficClass: ctx.trafficClass,
+        input,
+        attributes,
+        signal: scope.signal,
+        deadlineAt: scope.deadlineAt,
+        models: ctx.runtime.catalog.invoker(scope),
+      }),
+  );
   const degraded = outcome.route.decisions.filter(
     (d) => d === 'fallback' || d === 'downgrade' || d === 'stale_served',
   );

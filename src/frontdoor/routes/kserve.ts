@@ -1,8 +1,8 @@
 import type { JsonValue } from '../../contracts/json.js';
 import { syError } from '../../core/errors.js';
 import { isJsonObject } from '../../core/safe-json.js';
-import { admit, callEstimate, settleUsage } from '../admission-gate.js';
 import type { RequestContext } from '../context.js';
+import { withScope } from '../scope.js';
 import { sendJson } from '../respond.js';
 import { resolveModel } from './models.js';
 
@@ -66,19 +66,30 @@ export async function modelInfer(ctx: RequestContext): Promise<void> {
       'the binary tensor extension (send JSON tensors)',
     );
   }
-  const model = resolveModel(ctx, ctx.params['name'] ?? '', 'infer');
+  const name = ctx.params['name'] ?? '';
+  const pipeline = ctx.runtime.pipeline;
+  ctx.model = name;
+  pipeline.preflight(ctx.principal?.tenant ?? '', name, 'infer');
   const body = await ctx.readJson();
   validateInferRequest(body);
   const v = version(ctx);
-  const request =
-    v === undefined ? { op: 'infer' as const, body } : { op: 'infer' as const, body, version: v };
-  const { call, ticket } = await admit(ctx, {
-    model: model.name,
-    estimate: callEstimate(ctx, model.name),
-  });
-  const result = await model.call.call(request, call);
-  settleUsage(ctx, ticket, model.name, result.usage);
-  sendJson(ctx, 200, result.raw ?? result.json);
+  await withScope(
+    ctx,
+    { origin: 'direct', estimate: pipeline.estimate('infer', body, name) },
+    async (scope) => {
+      // A version in the path pins it; otherwise the model's release slot decides.
+      const r = await pipeline.call(scope, {
+        op: 'infer',
+        model: name,
+        body,
+        direct: true,
+        ...(v === undefined ? {} : { opts: { version: v } }),
+      });
+      ctx.model = r.model;
+      ctx.release = r.reason;
+      sendJson(ctx, 200, r.response.raw ?? r.response.json);
+    },
+  );
 }
 
 function invalid(detail: string, param: string): never {

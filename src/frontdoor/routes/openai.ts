@@ -1,57 +1,63 @@
 import { once } from 'node:events';
-import type { BackendStream, Usage } from '../../contracts/backend.js';
+import type { BackendStream } from '../../contracts/backend.js';
 import type { JsonObject, JsonValue } from '../../contracts/json.js';
 import { syError, toSwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
-import type { Ticket } from '../../admission/admission-controller.js';
-import {
-  admit,
-  chatEstimate,
-  embeddingsEstimate,
-  settleUsage,
-  substituteModel,
-} from '../admission-gate.js';
 import type { RequestContext } from '../context.js';
-import { errorBody, ROUTE_HEADER, sendJson } from '../respond.js';
+import { withScope } from '../scope.js';
+import { errorBody, RELEASE_HEADER, ROUTE_HEADER, sendJson } from '../respond.js';
 import { journeyChat, JOURNEY_MODEL_PREFIX } from './journeys.js';
-import { resolveModel } from './models.js';
 
-/** `POST /v1/chat/completions`, streamed (SSE) or not. */
+/** `POST /v1/chat/completions`, streamed (SSE) or not: one call through the model-call pipeline. */
 export async function chatCompletions(ctx: RequestContext): Promise<void> {
   const body = await ctx.readJson();
   validateChat(body);
-  if ((body['model'] as string).startsWith(JOURNEY_MODEL_PREFIX)) return journeyChat(ctx, body);
-  const model = resolveModel(ctx, substituteModel(ctx, body['model'] as string), 'chat');
-  const { call, ticket } = await admit(ctx, {
-    model: model.name,
-    estimate: chatEstimate(ctx, body, model.name),
-  });
-  if (body['stream'] === true) {
-    ctx.stream = true;
-    const stream = await model.call.stream({ op: 'chat', body }, call);
-    await pipeStream(ctx, stream, ticket);
-    return;
-  }
-  const result = await model.call.call({ op: 'chat', body }, call);
-  reportUsage(ctx, 'chat', result.usage);
-  settleUsage(ctx, ticket, model.name, result.usage);
-  sendJson(ctx, 200, result.raw ?? result.json);
+  const name = body['model'] as string;
+  if (name.startsWith(JOURNEY_MODEL_PREFIX)) return journeyChat(ctx, body);
+  const pipeline = ctx.runtime.pipeline;
+  ctx.model = name;
+  pipeline.preflight(ctx.principal?.tenant ?? '', name, 'chat');
+  const user = typeof body['user'] === 'string' ? body['user'] : undefined;
+  await withScope(
+    ctx,
+    { origin: 'direct', estimate: pipeline.estimate('chat', body, name), user },
+    async (scope) => {
+      if (body['stream'] === true) {
+        ctx.stream = true;
+        const r = await pipeline.stream(scope, { op: 'chat', model: name, body, direct: true });
+        ctx.model = r.model;
+        ctx.release = r.reason;
+        await pipeStream(ctx, r.stream);
+        return;
+      }
+      const r = await pipeline.call(scope, { op: 'chat', model: name, body, direct: true });
+      ctx.model = r.model;
+      ctx.release = r.reason;
+      sendJson(ctx, 200, r.response.raw ?? r.response.json);
+    },
+  );
 }
 
-/** `POST /v1/embeddings`. */
+/** `POST /v1/embeddings`: one call through the model-call pipeline. */
 export async function embeddings(ctx: RequestContext): Promise<void> {
   const body = await ctx.readJson();
   validateEmbeddings(body);
-  const model = resolveModel(ctx, substituteModel(ctx, body['model'] as string), 'embeddings');
-  const { call, ticket } = await admit(ctx, {
-    model: model.name,
-    estimate: embeddingsEstimate(ctx, body, model.name),
-  });
-  const result = await model.call.call({ op: 'embeddings', body }, call);
-  reportUsage(ctx, 'embeddings', result.usage);
-  settleUsage(ctx, ticket, model.name, result.usage);
-  sendJson(ctx, 200, result.raw ?? result.json);
+  const name = body['model'] as string;
+  const pipeline = ctx.runtime.pipeline;
+  ctx.model = name;
+  pipeline.preflight(ctx.principal?.tenant ?? '', name, 'embeddings');
+  const user = typeof body['user'] === 'string' ? body['user'] : undefined;
+  await withScope(
+    ctx,
+    { origin: 'direct', estimate: pipeline.estimate('embeddings', body, name), user },
+    async (scope) => {
+      const r = await pipeline.call(scope, { op: 'embeddings', model: name, body, direct: true });
+      ctx.model = r.model;
+      ctx.release = r.reason;
+      sendJson(ctx, 200, r.response.raw ?? r.response.json);
+    },
+  );
 }
 
 /** `GET /v1/models`: the models this tenant may call through the OpenAI API. */
@@ -89,11 +95,7 @@ function modelObject(ctx: RequestContext, id: string): JsonObject {
  * first event is in hand; an upstream failure after that ends the stream with an SSE error
  * event in OpenAI's shape (the status is already 200 and nothing is retried).
  */
-async function pipeStream(
-  ctx: RequestContext,
-  stream: BackendStream,
-  ticket: Ticket,
-): Promise<void> {
+async function pipeStream(ctx: RequestContext, stream: BackendStream): Promise<void> {
   const res = ctx.res;
   const signal = ctx.deadline!.signal;
   res.writeHead(200, {
@@ -102,6 +104,9 @@ async function pipeStream(
     'x-accel-buffering': 'no',
     'x-request-id': ctx.requestId,
     [ROUTE_HEADER]: ctx.pathTaken(),
+    ...(ctx.release === undefined || ctx.release === 'default'
+      ? {}
+      : { [RELEASE_HEADER]: ctx.release }),
   });
   publish(events.firstToken, { model: ctx.model, ms: stream.firstEventMs });
   try {
@@ -116,21 +121,9 @@ async function pipeStream(
       res.end(`data: ${JSON.stringify(errorBody(e, ctx.requestId, 'openai'))}\n\n`);
     }
   } finally {
+    // Settles and records the stream in the pipeline, from the usage its chunks carried.
     stream.cancel();
-    reportUsage(ctx, 'chat', stream.usage());
-    // Streams settle too: the reservation becomes what the stream's usage chunk said.
-    settleUsage(ctx, ticket, ctx.model, stream.usage());
   }
-}
-
-function reportUsage(ctx: RequestContext, operation: string, usage: Usage | undefined): void {
-  if (usage === undefined) return;
-  publish(events.tokenUsage, {
-    model: ctx.model,
-    operation,
-    inputTokens: usage.inputTokens,
-    outputTokens: usage.outputTokens,
-  });
 }
 
 function invalid(detail: string, param: string): never {

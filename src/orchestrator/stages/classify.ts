@@ -1,13 +1,8 @@
 import { z } from 'zod';
-import type {
-  ClassifyResult,
-  JourneyDecision,
-  ModelUse,
-  SlotChoice,
-} from '../../contracts/stage.js';
+import type { ClassifyResult, JourneyDecision, ModelUse } from '../../contracts/stage.js';
 import { syError } from '../../core/errors.js';
 import { asText } from '../paths.js';
-import { callModel, defineKind, result, shadowCall } from '../stage-kit.js';
+import { callModel, defineKind, result, traced } from '../stage-kit.js';
 
 /**
  * `classify`: labels text with a classifier (an in-process model, or a chat model asked for a
@@ -48,7 +43,8 @@ export const classifyKind = defineKind({
       id: b.id,
       kind: 'classify',
       async run(ctx, state) {
-        const input = asText(text(state, ctx));
+        const built = traced(state, () => asText(text(state, ctx)));
+        const input = built.value;
         if (input === undefined)
           return result.fail(
             syError('SY_ERR_INVALID_REQUEST', `${config.text} is missing`, { param: config.text }),
@@ -59,25 +55,15 @@ export const classifyKind = defineKind({
         const decisions: JourneyDecision[] = [];
         let best: ClassifyResult | undefined;
         let lastError;
-        let choice: SlotChoice | undefined;
+        const tainted =
+          built.inputs.length === 0
+            ? {}
+            : {
+                inputs: built.inputs,
+                rebuild: (withheld: ReadonlySet<string>) => built.rebuild(withheld) ?? '',
+              };
         for (let i = 0; i < ladder.length; i++) {
-          let model = ladder[i]!;
-          let version: string | undefined;
-          if (i === 0 && config.slot !== undefined) {
-            choice = ctx.services.slots.resolve(config.slot, model, {
-              tenant: ctx.tenant,
-              trafficClass: ctx.trafficClass,
-              requestId: ctx.requestId,
-              journey: state.journey,
-              attributes: state.attributes,
-            });
-            model = choice.model;
-            version = choice.version;
-            if (choice.reason !== 'default')
-              steps.push(
-                `slot ${config.slot} → ${model}${version === undefined ? '' : `@${version}`} (${choice.reason})`,
-              );
-          }
+          const model = ladder[i]!;
           if (i > 0) {
             const info = ctx.services.models.info(model);
             const predicted = info === undefined ? undefined : router.predictMs(info);
@@ -89,36 +75,22 @@ export const classifyKind = defineKind({
             }
             decisions.push(best === undefined ? 'fallback' : 'escalation');
           }
+          // The first rung may be a release slot; every rung resolves through the pipeline.
+          const opts = {
+            ...tainted,
+            ...(i === 0 && config.slot !== undefined ? { slot: config.slot } : {}),
+          };
           const r = await callModel(ctx, router, model, (call) =>
-            ctx.services.models.classify(model, input, call, version),
+            ctx.services.models.classify(model, input, call, opts),
           );
           models.push(r.use);
-          if (i === 0 && choice !== undefined) {
-            const top0 = r.ok ? r.value.scores[0] : undefined;
-            ctx.services.slots.report?.(config.slot!, choice, {
-              requestId: ctx.requestId,
-              ms: r.use.ms,
-              outcome: r.use.outcome,
-              fallback: r.ok && r.value.servedBy !== model,
-              ...(top0 === undefined ? {} : { output: { label: top0.label, score: top0.score } }),
-              shadow: async (target, signal) => {
-                const s = await ctx.services.models.classify(
-                  target.model,
-                  input,
-                  shadowCall(ctx, signal),
-                  target.version,
-                );
-                const t = s.scores[0];
-                return t === undefined ? {} : { label: t.label, score: t.score };
-              },
-            });
-          }
           if (!r.ok) {
             lastError = r.error;
             steps.push(`${model} failed (${r.use.outcome})`);
             if (ctx.signal.aborted) break;
             continue;
           }
+          if (r.value.reason !== 'default') steps.push(`${model}: ${r.value.reason};`);
           best = r.value;
           const top = r.value.scores[0];
           const conf = top?.score ?? 0;

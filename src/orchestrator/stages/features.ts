@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { JsonValue } from '../../contracts/json.js';
+import type { DataTag } from '../../contracts/policy.js';
 import { featureTag, type FeatureEntry } from '../../contracts/feature-source.js';
 import { syError } from '../../core/errors.js';
 import { asText } from '../paths.js';
@@ -44,6 +45,7 @@ export const featuresKind = defineKind({
             : policy.filterRetrieved(present, (e) => featureTag(ctx.tenant, e)),
         );
         const values: Record<string, JsonValue> = {};
+        const featureTags: Record<string, DataTag> = {};
         let found = 0;
         for (const name of config.names) {
           const e = present.find((x) => x.feature === name);
@@ -51,6 +53,7 @@ export const featuresKind = defineKind({
             values[name] = (
               Array.isArray(e.value) ? [...(e.value as number[])] : e.value
             ) as JsonValue;
+            featureTags[name] = featureTag(ctx.tenant, e);
             found++;
           } else values[name] = null;
         }
@@ -63,7 +66,8 @@ export const featuresKind = defineKind({
           );
         return result.next(found === config.names.length ? 'ok' : 'partial', reason, {
           output: values,
-          update: { features: values },
+          // The model-input rule of each later model call reads these tags (#14).
+          update: { features: values, featureTags, taint: Object.values(featureTags) },
         });
       },
     };

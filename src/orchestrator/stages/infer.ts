@@ -1,18 +1,12 @@
 import { z } from 'zod';
-import type { CallContext } from '../../contracts/backend.js';
 import type { JsonObject, JsonValue } from '../../contracts/json.js';
-import type { SlotOutput } from '../../contracts/slot-resolver.js';
-import type {
-  JourneyDecision,
-  ModelInfo,
-  SlotChoice,
-  StageContext,
-} from '../../contracts/stage.js';
+import type { JourneyDecision, ModelInfo, StageContext } from '../../contracts/stage.js';
+import { estimateTokens } from '../../core/cost.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import { syError } from '../../core/errors.js';
 import { asText, type Getter } from '../paths.js';
-import { estimateTokens, type Considered } from '../router.js';
-import { callModel, defineKind, result, shadowCall, type ModelOp } from '../stage-kit.js';
+import type { Considered } from '../router.js';
+import { callModel, defineKind, result, traced, type ModelOp } from '../stage-kit.js';
 
 const downgradeSchema = z
   .strictObject({
@@ -123,18 +117,16 @@ export const inferKind = defineKind({
             { next: rule.goto, decisions: ['downgrade'] },
           );
         }
-        // The request, and what it is expected to need.
-        let request: JsonObject;
-        let inputText = '';
+        // The request, and what it is expected to need (traced: which tagged data it holds).
+        let built: ReturnType<typeof traced<{ request: JsonObject; inputText: string }>>;
         try {
-          ({ request, inputText } = buildRequest(ctx, state, rule));
+          built = traced(state, () => buildRequest(ctx, state, rule));
         } catch (err) {
           return result.fail(err as ReturnType<typeof syError>, (err as Error).message);
         }
+        const { request, inputText } = built.value;
         // Which model.
         let model: string;
-        let version: string | undefined;
-        let choice: SlotChoice | undefined;
         let code = 'ok';
         if (rule?.model !== undefined) {
           model = rule.model;
@@ -169,64 +161,45 @@ export const inferKind = defineKind({
               `none of ${describe(choice.considered)} fits ${Math.round(remaining)}ms`,
             );
           }
-        } else {
-          model = config.model!;
-          if (config.slot !== undefined) {
-            choice = ctx.services.slots.resolve(config.slot, model, {
-              tenant: ctx.tenant,
-              trafficClass: ctx.trafficClass,
-              requestId: ctx.requestId,
-              journey: state.journey,
-              attributes: state.attributes,
-            });
-            model = choice.model;
-            version = choice.version;
-            notes.push(
-              `slot ${config.slot} → ${model}${version === undefined ? '' : `@${version}`} (${choice.reason})`,
-            );
-          }
-        }
+        } else model = config.model!;
         if (rule?.shorten !== undefined) {
           code = 'downgrade:shorten';
           decisions.push('downgrade');
           notes.push(`${Math.round(remaining)}ms left < ${rule.below_ms}ms → shorter context`);
         }
         const invoker = ctx.services.models;
-        const invoke = (m: string, v: string | undefined, call: CallContext) =>
+        const opts = {
+          ...(config.slot === undefined ? {} : { slot: config.slot }),
+          ...(built.inputs.length === 0
+            ? {}
+            : {
+                inputs: built.inputs,
+                rebuild: (withheld: ReadonlySet<string>) =>
+                  op === 'embeddings'
+                    ? built.rebuild(withheld).inputText
+                    : built.rebuild(withheld).request,
+              }),
+        };
+        const r = await callModel(ctx, router, model, (call) =>
           op === 'chat'
-            ? invoker.chat(m, { ...request, model: m }, call)
+            ? invoker.chat(model, request, call, opts)
             : op === 'embeddings'
-              ? invoker.embed(m, inputText, call)
-              : invoker.infer(m, request, call, v);
-        const r = await callModel(ctx, router, model, (call) => invoke(model, version, call));
-        // Only a release decision (experiment or shadow) needs the output to compare.
-        if (
-          choice !== undefined &&
-          (choice.experiment !== undefined || choice.shadow !== undefined)
-        ) {
-          const output = r.ok ? slotOutputOf(op, r.value.json) : undefined;
-          ctx.services.slots.report?.(config.slot!, choice, {
-            requestId: ctx.requestId,
-            ms: r.use.ms,
-            outcome: r.use.outcome,
-            fallback: r.ok && r.value.servedBy !== model,
-            ...(output === undefined ? {} : { output }),
-            shadow: async (target, signal) =>
-              slotOutputOf(
-                op,
-                (await invoke(target.model, target.version, shadowCall(ctx, signal))).json,
-              ),
-          });
-        }
+              ? invoker.embed(model, inputText, call, opts)
+              : invoker.infer(model, request, call, opts),
+        );
         if (!r.ok) {
           notes.push(`${model} failed: ${r.use.outcome}`);
           return result.fail(r.error, notes.join('; '), { models: [r.use], decisions });
         }
+        if (r.value.reason !== 'default') notes.push(`${model}: ${r.value.reason}`);
+        if (r.value.withheld.length > 0)
+          notes.push(`withheld by policy: ${r.value.withheld.join(', ')}`);
         notes.push(`${r.value.servedBy}@${r.value.version} answered`);
         return result.next(code, notes.join('; '), {
           output: outputOf(op, r.value.json),
           models: [r.use],
           decisions,
+          update: { taint: built.sent(r.value.withheld) },
         });
       },
     };
@@ -292,33 +265,6 @@ function describe(considered: readonly Considered[]): string {
 
 function round4(n: number): string {
   return String(Math.round(n * 10_000) / 10_000);
-}
-
-/**
- * The comparable part of an answer, for shadow agreement: a chat's text as its label, an
- * embedding's vector, or a KServe answer's first output (its data as the vector, and for a
- * single-row classifier the arg-max index as the label and its value as the score).
- */
-function slotOutputOf(op: ModelOp, json: JsonObject): SlotOutput {
-  if (op === 'chat') {
-    const text = (outputOf(op, json) as JsonObject)['text'];
-    return typeof text === 'string' ? { label: text } : {};
-  }
-  if (op === 'embeddings') {
-    const data = json['data'];
-    const first = Array.isArray(data) && isJsonObject(data[0]) ? data[0] : undefined;
-    const v = first?.['embedding'];
-    return Array.isArray(v) && v.every((x) => typeof x === 'number') ? { vector: v } : {};
-  }
-  const outputs = json['outputs'];
-  const first = Array.isArray(outputs) && isJsonObject(outputs[0]) ? outputs[0] : undefined;
-  const data = first?.['data'];
-  if (!Array.isArray(data) || data.length === 0 || !data.every((x) => typeof x === 'number'))
-    return {};
-  const values = data;
-  let best = 0;
-  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
-  return { vector: values, label: String(best), score: values[best]! };
 }
 
 /** What later stages see: chat answers as `{ text, completion }`, the rest as they came. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { DataTag } from '../../contracts/policy.js';
 import type { JsonObject } from '../../contracts/json.js';
 import type { JourneyDecision, RouteEntry, Stage, StageResult } from '../../contracts/stage.js';
 import { syError, type SwitchyardError } from '../../core/errors.js';
@@ -120,11 +121,14 @@ export const parallelKind = defineKind({
             return pick(best, `${branches[best]!.id} most confident (${bestConf.toFixed(2)})`);
         } else {
           const output: JsonObject = {};
+          const taint: DataTag[] = [];
           let ok = 0;
           results.forEach((r, i) => {
             const id = branches[i]!.id;
             if (r !== undefined && r.kind === 'continue') {
               output[id] = r.output ?? null;
+              for (const t of r.update?.taint ?? []) taint.push(t);
+              for (const t of Object.values(r.update?.featureTags ?? {})) taint.push(t);
               ok++;
             } else output[id] = null;
           });
@@ -133,6 +137,7 @@ export const parallelKind = defineKind({
               output,
               children,
               decisions,
+              update: { taint },
             });
         }
         return result.fail(

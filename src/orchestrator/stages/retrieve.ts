@@ -2,7 +2,8 @@ import { z } from 'zod';
 import type { JsonObject } from '../../contracts/json.js';
 import { syError } from '../../core/errors.js';
 import { asText } from '../paths.js';
-import { callModel, defineKind, result } from '../stage-kit.js';
+import { callModel, defineKind, result, traced } from '../stage-kit.js';
+import { vectorTag } from '../../contracts/vector-index.js';
 
 /**
  * `retrieve`: embeds a text and searches a vector collection for the tenant's k nearest items,
@@ -25,14 +26,22 @@ export const retrieveKind = defineKind({
       id: b.id,
       kind: 'retrieve',
       async run(ctx, state) {
-        const query = asText(text(state, ctx));
+        const built = traced(state, () => asText(text(state, ctx)));
+        const query = built.value;
         if (query === undefined)
           return result.fail(
             syError('SY_ERR_INVALID_REQUEST', `${config.text} is missing`, { param: config.text }),
             `no text at ${config.text}`,
           );
+        const opts =
+          built.inputs.length === 0
+            ? {}
+            : {
+                inputs: built.inputs,
+                rebuild: (w: ReadonlySet<string>) => built.rebuild(w) ?? '',
+              };
         const e = await callModel(ctx, router, config.embed, (call) =>
-          ctx.services.models.embed(config.embed, query, call),
+          ctx.services.models.embed(config.embed, query, call, opts),
         );
         if (!e.ok)
           return result.fail(e.error, `embedding failed (${e.use.outcome})`, { models: [e.use] });
@@ -55,6 +64,8 @@ export const retrieveKind = defineKind({
           {
             output: { hits, partial: found.partial },
             models: [e.use],
+            // The hits are personal data of their own: what may reach a model is decided per call.
+            update: { taint: found.hits.map((h) => vectorTag(h.meta)) },
           },
         );
       },

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineKind, result } from '../stage-kit.js';
+import { defineKind, result, traced } from '../stage-kit.js';
 
 /**
  * `transform`: a small declarative mapping from what earlier stages produced to a new object
@@ -14,12 +14,16 @@ export const transformKind = defineKind({
     return {
       id: b.id,
       kind: 'transform',
-      run: (ctx, state) =>
-        Promise.resolve(
+      run: (ctx, state) => {
+        // The new object carries the policy tags of whatever personal data it copied.
+        const built = traced(state, () => map(state, ctx) ?? null);
+        return Promise.resolve(
           result.next('ok', `mapped ${keys} field${keys === 1 ? '' : 's'}`, {
-            output: map(state, ctx) ?? null,
+            output: built.value,
+            update: { taint: built.sent([]) },
           }),
-        ),
+        );
+      },
     };
   },
 });

@@ -1,6 +1,5 @@
 import Database from 'better-sqlite3';
-import type { ConsentPurpose, ConsentRecord } from '../contracts/policy.js';
-import type { ConsentPersistence } from './consent-book.js';
+import type { ConsentPersistence, ConsentPurpose, ConsentRecord } from '../contracts/policy.js';
 
 interface Row {
   tenant: string;

@@ -1,8 +1,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../contracts/logger.js';
-import type { ConsentRecord } from '../contracts/policy.js';
+import type { ConsentPersistence, ConsentRecord } from '../contracts/policy.js';
 import { syError } from '../core/errors.js';
-import type { ConsentPersistence } from './consent-book.js';
 
 export interface RedisConsentStoreOptions {
   readonly url: string;

@@ -1,6 +1,5 @@
-import type { Tier } from '../contracts/backend.js';
-import type { CallContext } from '../contracts/backend.js';
-import type { JsonObject } from '../contracts/json.js';
+import type { CallContext, Tier } from '../../src/contracts/backend.js';
+import type { JsonObject } from '../../src/contracts/json.js';
 import type {
   ClassifyResult,
   CostModel,
@@ -8,8 +7,9 @@ import type {
   InvokeResult,
   ModelInfo,
   ModelInvoker,
-} from '../contracts/stage.js';
-import { abortReason } from '../core/deadline.js';
+} from '../../src/contracts/stage.js';
+import { callCost } from '../../src/core/cost.js';
+import { abortReason } from '../../src/core/deadline.js';
 
 type Op = 'chat' | 'embeddings' | 'infer' | 'classify';
 
@@ -49,6 +49,8 @@ export interface ScriptedCall {
 /**
  * An in-memory ModelInvoker with scripted models: for orchestrator tests and for the journeys
  * bench, where model time must be excluded (answers are immediate unless the script waits).
+ * It stands in for the model-call pipeline (which the gateway tests exercise for real); it
+ * prices calls with the same cost function.
  */
 export class ScriptedInvoker implements ModelInvoker {
   readonly calls: ScriptedCall[] = [];
@@ -93,12 +95,17 @@ export class ScriptedInvoker implements ModelInvoker {
       a.inputTokens === undefined && a.outputTokens === undefined
         ? undefined
         : { inputTokens: a.inputTokens ?? 0, outputTokens: a.outputTokens ?? 0 };
+    const info = this.info(model);
     return {
       json,
       usage,
       servedBy: model,
       version: this.models[model]?.version ?? '1',
+      tier: info?.tier ?? 'central',
+      cost: info === undefined ? 0 : callCost(info.cost, usage, this.models[model]?.latencyMs ?? 0),
       attempts: `${model}#1:ok`,
+      reason: 'default',
+      withheld: [],
     };
   }
 

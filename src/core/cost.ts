@@ -1,0 +1,97 @@
+import type { Usage } from '../contracts/backend.js';
+import type { JsonObject, JsonValue } from '../contracts/json.js';
+import type { CostModel } from '../contracts/stage.js';
+
+/**
+ * The one cost function (DESIGN.md: "Cost and token estimation live in one pure module"). Every
+ * route, stage, quota and ledger prices work through here, so the same work costs the same
+ * whichever path it took. Prices are in the config's currency units.
+ */
+export type Price = CostModel;
+
+export const FREE: Price = { inPer1k: 0, outPer1k: 0, perCall: 0, perSecond: 0 };
+
+/** A model's `cost:` config block as a Price (absent fields cost nothing). */
+export function priceOf(
+  cost:
+    | {
+        readonly in_per_1k?: number;
+        readonly out_per_1k?: number;
+        readonly per_call?: number;
+        readonly per_second?: number;
+      }
+    | undefined,
+): Price {
+  if (cost === undefined) return FREE;
+  return {
+    inPer1k: cost.in_per_1k ?? 0,
+    outPer1k: cost.out_per_1k ?? 0,
+    perCall: cost.per_call ?? 0,
+    perSecond: cost.per_second ?? 0,
+  };
+}
+
+/** What one call cost: tokens in and out, the per-call price, and model time. */
+export function callCost(price: Price, usage: Usage | undefined, ms: number): number {
+  const tokens =
+    usage === undefined
+      ? 0
+      : (price.inPer1k * usage.inputTokens + price.outPer1k * usage.outputTokens) / 1000;
+  return price.perCall + tokens + (price.perSecond * Math.max(0, ms)) / 1000;
+}
+
+/** Rough token count of a text (≈ 4 characters a token), for estimates before a call. */
+export function estimateTokens(text: string): number {
+  return Math.ceil(text.length / 4);
+}
+
+function textTokens(v: JsonValue | undefined): number {
+  if (typeof v === 'string') return estimateTokens(v);
+  if (Array.isArray(v)) return v.reduce<number>((n, x) => n + textTokens(x), 0);
+  if (v !== null && typeof v === 'object') return textTokens(v['text'] ?? v['content']);
+  return 0;
+}
+
+/** What a request is expected to use before it runs: tokens in, and a cap or guess out. */
+export interface Demand {
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+}
+
+/**
+ * A request body's likely usage, by operation: chat counts its messages (plus 4 a message) and
+ * reserves `max_completion_tokens`/`max_tokens` (or `defaultOutput`) per choice; embeddings count
+ * their input (token arrays as they are); anything else (KServe tensors) uses no tokens.
+ */
+export function demandOf(op: string, body: JsonObject, defaultOutput: number): Demand {
+  if (op === 'chat') {
+    const messages = body['messages'];
+    const input = Array.isArray(messages)
+      ? messages.reduce<number>((n, m) => n + textTokens(m) + 4, 0)
+      : 0;
+    const max = body['max_completion_tokens'] ?? body['max_tokens'];
+    const n = body['n'];
+    const choices = typeof n === 'number' && n > 1 ? Math.floor(n) : 1;
+    const out = (typeof max === 'number' && max >= 0 ? max : defaultOutput) * choices;
+    return { inputTokens: input, outputTokens: out };
+  }
+  if (op === 'embeddings') {
+    const input = body['input'];
+    let tokens = 0;
+    if (Array.isArray(input) && input.every((x) => typeof x === 'number')) tokens = input.length;
+    else if (Array.isArray(input))
+      tokens = input.reduce<number>((n, x) => n + (Array.isArray(x) ? x.length : textTokens(x)), 0);
+    else tokens = textTokens(input);
+    return { inputTokens: tokens, outputTokens: 0 };
+  }
+  return { inputTokens: 0, outputTokens: 0 };
+}
+
+/** The expected cost of a demand, with a predicted model time (ms) for per-second prices. */
+export function expectedCost(price: Price, demand: Demand, predictedMs = 0): number {
+  return callCost(
+    price,
+    { inputTokens: demand.inputTokens, outputTokens: demand.outputTokens },
+    predictedMs,
+  );
+}

@@ -1,0 +1,77 @@
+/**
+ * Event-loop lag from timer drift: one unref'd timer every `everyMs`. It answers two questions:
+ * how late the loop runs now (`lagMs`, fast attack and slow decay, so one long stall counts at
+ * once and recovery takes a few ticks) and how much time the loop has lost since start
+ * (`totalMs`, a running sum). The second lets a caller subtract the gateway's own queueing
+ * from a measured round trip: `rtt - (totalMs(t1) - totalMs(t0))` is what the other side took
+ * (concurrency limits learn the upstream, not the gateway's CPU; see issue #14).
+ */
+export class LoopLag {
+  private smoothed = 0;
+  private total = 0;
+  /** The last few ticks' drifts (a ring), for lateness that lasts rather than one spike. */
+  private readonly recent = new Float64Array(8);
+  private next = 0;
+  private last = performance.now();
+  private timer: NodeJS.Timeout | undefined;
+  private users = 0;
+
+  constructor(private readonly everyMs = 10) {}
+
+  /** Starts sampling (reference-counted); returns the matching stop. */
+  acquire(): () => void {
+    this.users++;
+    if (this.timer === undefined) {
+      this.last = performance.now();
+      this.timer = setInterval(() => this.tick(), this.everyMs);
+      this.timer.unref();
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.users === 0 && this.timer !== undefined) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+        this.smoothed = 0;
+        this.recent.fill(0);
+      }
+    };
+  }
+
+  /** Typical lateness of the loop now, ms. */
+  lagMs(): number {
+    return this.smoothed;
+  }
+
+  /**
+   * Lateness that lasts: the smallest drift of the last 8 ticks. One GC pause or one slow
+   * callback does not raise it; a loop that is late tick after tick (CPU overload) does.
+   */
+  sustainedMs(): number {
+    if (this.timer === undefined) return 0;
+    let min = Infinity;
+    for (const d of this.recent) if (d < min) min = d;
+    return min;
+  }
+
+  /** Time the loop has lost since sampling began, ms, including the tick in progress. */
+  totalMs(): number {
+    if (this.timer === undefined) return this.total;
+    const pending = performance.now() - this.last - this.everyMs;
+    return this.total + (pending > 0 ? pending : 0);
+  }
+
+  private tick(): void {
+    const now = performance.now();
+    const drift = Math.max(0, now - this.last - this.everyMs);
+    this.total += drift;
+    this.recent[this.next] = drift;
+    this.next = (this.next + 1) % this.recent.length;
+    this.smoothed = drift > this.smoothed ? drift : this.smoothed * 0.7 + drift * 0.3;
+    this.last = now;
+  }
+}
+
+/** The process's one probe: everything that asks about the loop shares its timer. */
+export const loopLag = new LoopLag();

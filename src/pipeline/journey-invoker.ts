@@ -1,0 +1,115 @@
+import type { CallContext } from '../contracts/backend.js';
+import type { JsonObject } from '../contracts/json.js';
+import type {
+  ClassifyResult,
+  EmbedResult,
+  InvokeOptions,
+  InvokeResult,
+  ModelInfo,
+  ModelInvoker,
+} from '../contracts/stage.js';
+import { syError } from '../core/errors.js';
+import { OnnxBackend } from '../backends/onnx/onnx-backend.js';
+import type { CallResult, CallScope, CallSpec, ModelPipeline } from './model-pipeline.js';
+import { firstEmbedding } from './outputs.js';
+
+type Info = Omit<ModelInfo, 'version' | 'available'>;
+
+/**
+ * What journeys know of models without calling them (operations, tier, price, latency prior),
+ * built once per runtime: in-process models learn their card only once loaded, so an answer
+ * without one is not kept.
+ */
+export class ModelCatalog {
+  private readonly infos = new Map<string, Info>();
+
+  constructor(
+    private readonly pipeline: ModelPipeline,
+    private readonly priorMs: (model: string) => number | undefined,
+    private readonly available: (model: string) => boolean,
+  ) {}
+
+  info(model: string): ModelInfo | undefined {
+    const handle = this.pipeline.models.get(model);
+    const facts = this.pipeline.facts(model);
+    if (handle === undefined || facts === undefined) return undefined;
+    let base = this.infos.get(model);
+    if (base === undefined) {
+      const ops = new Set<'chat' | 'embeddings' | 'infer' | 'classify'>(handle.operations);
+      const card = cardOf(handle.backend);
+      if (ops.has('chat') || card?.task === 'classifier') ops.add('classify');
+      base = {
+        name: model,
+        tier: facts.tier,
+        operations: ops,
+        cost: facts.price,
+        priorMs: this.priorMs(model),
+      };
+      if (!(handle.backend instanceof OnnxBackend) || card !== undefined)
+        this.infos.set(model, base);
+    }
+    return {
+      ...base,
+      version: this.pipeline.versionOf(model),
+      available: this.available(model),
+    };
+  }
+
+  /** The pipeline bound to one journey request: what its stages call models through. */
+  invoker(scope: CallScope): ModelInvoker {
+    const pipeline = this.pipeline;
+    // A parallel branch has its own signal: each call runs under the signal its stage gave.
+    const under = (call: CallContext): CallScope => ({
+      ...scope,
+      signal: call.signal,
+      deadlineAt: Math.min(call.deadlineAt, scope.deadlineAt),
+    });
+    const run = async (call: CallContext, spec: CallSpec): Promise<CallResult> =>
+      pipeline.call(under(call), spec);
+    return {
+      info: (model) => this.info(model),
+      chat: async (model, body, call, opts) =>
+        invokeResult(await run(call, { op: 'chat', model, body, ...withOpts(opts) })),
+      embed: async (model, text, call, opts): Promise<EmbedResult> => {
+        const r = await run(call, { op: 'embeddings', model, text, ...withOpts(opts) });
+        const v = firstEmbedding(r.response.json);
+        if (v === undefined)
+          throw syError('SY_ERR_UPSTREAM_BAD_RESPONSE', `${model}: no embedding in the answer`);
+        return { ...invokeResult(r), vector: Float32Array.from(v) };
+      },
+      classify: async (model, text, call, opts): Promise<ClassifyResult> => {
+        const r = await run(call, { op: 'classify', model, text, ...withOpts(opts) });
+        return { ...invokeResult(r), scores: r.scores ?? [] };
+      },
+      infer: async (model, body: JsonObject, call, opts) =>
+        invokeResult(await run(call, { op: 'infer', model, body, ...withOpts(opts) })),
+    };
+  }
+}
+
+function withOpts(opts: InvokeOptions | undefined): { opts?: InvokeOptions } {
+  return opts === undefined ? {} : { opts };
+}
+
+function invokeResult(r: CallResult): InvokeResult {
+  return {
+    json: r.response.json,
+    usage: r.response.usage,
+    servedBy: r.servedBy,
+    version: r.version,
+    tier: r.tier,
+    cost: r.cost,
+    attempts: r.attempts,
+    reason: r.reason,
+    withheld: r.withheld,
+  };
+}
+
+function cardOf(backend: unknown) {
+  if (!(backend instanceof OnnxBackend)) return undefined;
+  try {
+    return backend.current().card;
+  } catch {
+    return undefined;
+  }
+}

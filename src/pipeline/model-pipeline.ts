@@ -1,0 +1,705 @@
+import type {
+  AttemptRecord,
+  Backend,
+  BackendCall,
+  BackendRequest,
+  BackendResponse,
+  BackendStream,
+  CallContext,
+  Operation,
+  Tier,
+  Usage,
+} from '../contracts/backend.js';
+import type { JsonObject } from '../contracts/json.js';
+import type { DataTag, PolicyModule } from '../contracts/policy.js';
+import type {
+  AssignmentUnit,
+  ReleaseSlotResolver,
+  SlotAssignment,
+  SlotOutput,
+} from '../contracts/slot-resolver.js';
+import type { InvokeOptions, TaggedSource } from '../contracts/stage.js';
+import type { Clock } from '../core/clock.js';
+import { callCost, demandOf, expectedCost, FREE, type Price } from '../core/cost.js';
+import { abortReason } from '../core/deadline.js';
+import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
+import { events, publish } from '../core/events.js';
+import type { AdmissionController, Ticket } from '../admission/admission-controller.js';
+import type { Estimate } from '../admission/quotas.js';
+import { OnnxBackend } from '../backends/onnx/onnx-backend.js';
+import { featurize } from '../backends/onnx/text-features.js';
+import { CLASSIFY_PROMPT, comparableOutput, parseLabel, rankedScores } from './outputs.js';
+
+/** A servable model: its primary backend and its guarded call chain (gate, retries, breaker, fallback). */
+export interface ModelHandle {
+  readonly name: string;
+  /** The primary backend: describes the model, answers KServe metadata and readiness. */
+  readonly backend: Backend;
+  readonly call: BackendCall;
+  readonly operations: ReadonlySet<Operation>;
+}
+
+/** What the pipeline knows of a model from config: where it runs and what it costs. */
+export interface ModelFacts {
+  readonly tier: Tier;
+  readonly price: Price;
+  /** The gateway node that runs it (residency of model input); default: this node. */
+  readonly node?: string;
+  /** The name the upstream knows (the version a chat model reports). */
+  readonly upstreamModel?: string;
+}
+
+export type CallOrigin = 'direct' | 'journey' | 'shadow' | 'replay';
+
+/** One client request's part in every model call it makes. Opened by `ModelPipeline.open`. */
+export interface ScopeRequest {
+  readonly requestId: string;
+  readonly tenant: string;
+  readonly keyId: string;
+  readonly trafficClass: string;
+  readonly signal: AbortSignal;
+  /** Monotonic ms. */
+  readonly deadlineAt: number;
+  readonly origin: CallOrigin;
+  /** Every attempt of every call, in order (the request's route). */
+  readonly attempts: AttemptRecord[];
+  /** Who the request is for, as release assignment sees it (user, geo, device, attributes). */
+  readonly unit?: Omit<AssignmentUnit, 'tenant' | 'trafficClass' | 'requestId'>;
+  /** Personal data the client declared its request carries (direct calls): checked, never stripped. */
+  readonly data?: readonly DataTag[];
+  /** Expected usage, reserved against quotas; `undefined`: charge no quota (shadow, replay). */
+  readonly estimate: Estimate | undefined;
+}
+
+export interface CallScope extends ScopeRequest {
+  readonly ticket: Ticket;
+  /** What the request's calls used so far. */
+  readonly used: { inputTokens: number; outputTokens: number; cost: number; calls: number };
+}
+
+/** One model call: the operation, the name as asked, and the request in its wire format. */
+export interface CallSpec {
+  readonly op: Operation | 'classify';
+  readonly model: string;
+  /** chat, embeddings, infer: the request body. */
+  readonly body?: JsonObject;
+  /** classify: the text to label. */
+  readonly text?: string;
+  readonly opts?: InvokeOptions;
+  /** A direct API call: the tenant must be allowed the name it asked for. */
+  readonly direct?: boolean;
+}
+
+/** What one call answered, and how it was routed and priced. */
+export interface CallResult {
+  readonly response: BackendResponse;
+  readonly model: string;
+  readonly servedBy: string;
+  readonly version: string;
+  readonly tier: Tier;
+  readonly cost: number;
+  readonly ms: number;
+  readonly attempts: string;
+  readonly reason: string;
+  readonly withheld: readonly string[];
+  /** classify: labels by score, best first. */
+  readonly scores?: readonly { readonly label: string; readonly score: number }[];
+}
+
+export interface StreamResult {
+  readonly stream: BackendStream;
+  readonly model: string;
+  readonly reason: string;
+}
+
+export interface PipelineOptions {
+  readonly models: ReadonlyMap<string, ModelHandle>;
+  /** Output tokens reserved for a chat request that sets no max_tokens. */
+  readonly defaultOutputTokens: number;
+  readonly facts: (model: string) => ModelFacts | undefined;
+  readonly mayUse: (tenant: string, model: string) => boolean;
+  readonly clock: Clock;
+  readonly admission?: AdmissionController | undefined;
+  readonly release?: ReleaseSlotResolver | undefined;
+  readonly policy?: PolicyModule | undefined;
+}
+
+interface Target {
+  readonly name: string;
+  readonly handle: ModelHandle;
+  readonly facts: ModelFacts;
+  readonly version: string | undefined;
+  readonly assignment: SlotAssignment | undefined;
+  readonly slot: string;
+  readonly reason: string;
+}
+
+interface Prepared {
+  readonly request: BackendRequest;
+  readonly withheld: readonly string[];
+  readonly policyException: boolean;
+  /** classify on an in-process classifier: its labels. */
+  readonly labels?: readonly string[];
+}
+
+/**
+ * The one path of every model call (#14): a direct OpenAI or KServe call, every call a journey
+ * stage makes, every shadow copy and replay goes through `call`/`stream`, in this order:
+ *
+ * - resolve: the name asked for, the mode's substitute, then the release slot (experiments,
+ *   canaries, bandits; a model's name is its default slot), to one model and version;
+ * - policy: the model-input rule of the target's tier and location for every tagged datum in
+ *   the input: stripped when the caller can rebuild without it, refused otherwise; each is a
+ *   policy exception (an event, and the release's `policy_exception_rate`);
+ * - admit: quotas were reserved when the request's scope opened (`open`); the backend's own
+ *   concurrency gate is an interceptor of its call chain, so every backend is gated;
+ * - call: the model's interceptor chain (deadline, retries, breaker, gate, fallback);
+ * - settle: usage (from the stream's chunks for streams) priced by the one cost function and
+ *   charged to the scope's quota ticket;
+ * - record: one `modelCall` event (route, versions, cost, outcome), and the release report
+ *   (exposure, outcome, shadow copies).
+ *
+ * Routes parse and shape answers; they never re-implement a step.
+ */
+export class ModelPipeline {
+  constructor(private readonly o: PipelineOptions) {}
+
+  get models(): ReadonlyMap<string, ModelHandle> {
+    return this.o.models;
+  }
+
+  facts(model: string): ModelFacts | undefined {
+    return this.o.facts(model);
+  }
+
+  /** What a direct call is expected to use, priced for the model it names (quota reservations). */
+  estimate(op: Operation, body: JsonObject, model: string): Estimate {
+    const d = demandOf(op, body, this.o.defaultOutputTokens);
+    const price = this.o.facts(model)?.price ?? FREE;
+    return { tokens: d.inputTokens + d.outputTokens, spend: expectedCost(price, d) };
+  }
+
+  /**
+   * The checks of a direct call that need no admission: the model exists, the tenant may use
+   * it, it serves the operation. Routes run it before opening a scope, so a request for a model
+   * that does not exist never takes quota.
+   */
+  preflight(tenant: string, model: string, op: Operation): ModelHandle {
+    const handle = this.o.models.get(model);
+    if (handle === undefined)
+      throw syError('SY_ERR_MODEL_NOT_FOUND', JSON.stringify(model.slice(0, 200)), {
+        param: 'model',
+      });
+    if (!this.o.mayUse(tenant, model))
+      throw syError('SY_ERR_MODEL_FORBIDDEN', model, { param: 'model' });
+    if (!handle.operations.has(op))
+      throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${model} does not serve ${op}`, {
+        param: 'model',
+      });
+    return handle;
+  }
+
+  /** Admits a request (class, mode, quotas) and opens the scope its model calls share. */
+  async open(req: ScopeRequest): Promise<CallScope> {
+    const ac = this.o.admission;
+    const ticket =
+      ac === undefined || req.estimate === undefined
+        ? OPEN_TICKET
+        : await ac.begin({
+            tenant: req.tenant,
+            keyId: req.keyId,
+            trafficClass: req.trafficClass,
+            estimate: req.estimate,
+          });
+    return { ...req, ticket, used: { inputTokens: 0, outputTokens: 0, cost: 0, calls: 0 } };
+  }
+
+  /** Settles the scope's quotas to what its calls used. Idempotent; call it when the request ends. */
+  close(scope: CallScope): void {
+    scope.ticket.settle();
+  }
+
+  async call(scope: CallScope, spec: CallSpec): Promise<CallResult> {
+    const t0 = this.o.clock.now();
+    const target = this.resolve(scope, spec);
+    const attempts: AttemptRecord[] = [];
+    let prepared: Prepared;
+    try {
+      prepared = this.prepare(scope, spec, target);
+    } catch (err) {
+      const e = toSwitchyardError(err);
+      this.finish(scope, spec, target, attempts, t0, undefined, e, false, true);
+      throw e;
+    }
+    const ctx = this.context(scope, attempts);
+    let response: BackendResponse | undefined;
+    let error: SwitchyardError | undefined;
+    try {
+      response = await target.handle.call.call(prepared.request, ctx);
+    } catch (err) {
+      error = scope.signal.aborted ? abortReason(scope.signal) : toSwitchyardError(err);
+    }
+    let scores: CallResult['scores'];
+    if (response !== undefined && spec.op === 'classify') {
+      try {
+        scores =
+          prepared.labels === undefined
+            ? parseLabel(response.json)
+            : rankedScores(target.name, response.json, prepared.labels);
+      } catch (err) {
+        error = toSwitchyardError(err);
+      }
+    }
+    const top = scores?.[0];
+    const done = this.finish(
+      scope,
+      spec,
+      target,
+      attempts,
+      t0,
+      response,
+      error,
+      false,
+      prepared.policyException,
+      prepared,
+      top === undefined ? undefined : { label: top.label, score: top.score },
+    );
+    if (error !== undefined || response === undefined) throw error ?? syError('SY_ERR_INTERNAL');
+    return { ...done, response, ...(scores === undefined ? {} : { scores }) };
+  }
+
+  /**
+   * A streamed call (chat). Resolves once the first event is in hand; settle and record happen
+   * when the stream ends, is cut, or is cancelled, from the usage its chunks carried.
+   */
+  async stream(scope: CallScope, spec: CallSpec): Promise<StreamResult> {
+    const t0 = this.o.clock.now();
+    const target = this.resolve(scope, spec);
+    const attempts: AttemptRecord[] = [];
+    let prepared: Prepared;
+    try {
+      prepared = this.prepare(scope, spec, target);
+    } catch (err) {
+      const e = toSwitchyardError(err);
+      this.finish(scope, spec, target, attempts, t0, undefined, e, true, true);
+      throw e;
+    }
+    const ctx = this.context(scope, attempts);
+    let inner: BackendStream;
+    try {
+      inner = await target.handle.call.stream(prepared.request, ctx);
+    } catch (err) {
+      const e = scope.signal.aborted ? abortReason(scope.signal) : toSwitchyardError(err);
+      this.finish(scope, spec, target, attempts, t0, undefined, e, true, prepared.policyException);
+      throw e;
+    }
+    // The attempts up to the first event are the route the answer's headers show now.
+    for (const a of attempts) scope.attempts.push(a);
+    const shown = attempts.length;
+    let ended = false;
+    const end = (error: SwitchyardError | undefined): void => {
+      if (ended) return;
+      ended = true;
+      const usage = inner.usage();
+      this.finish(
+        scope,
+        spec,
+        target,
+        attempts,
+        t0,
+        { json: {}, ...(usage === undefined ? {} : { usage }) },
+        error,
+        true,
+        prepared.policyException,
+        prepared,
+        undefined,
+        shown,
+      );
+    };
+    const stream: BackendStream = {
+      contentType: inner.contentType,
+      firstEventMs: inner.firstEventMs,
+      usage: () => inner.usage(),
+      chunks: settleAtEnd(inner.chunks, end, scope.signal),
+      cancel: () => {
+        inner.cancel();
+        end(scope.signal.aborted ? abortReason(scope.signal) : undefined);
+      },
+    };
+    return { stream, model: target.name, reason: target.reason };
+  }
+
+  /** The version a request would get now (ONNX version, upstream model name). */
+  versionOf(model: string): string {
+    const handle = this.o.models.get(model);
+    if (handle?.backend instanceof OnnxBackend) {
+      try {
+        return handle.backend.current().version;
+      } catch {
+        return '';
+      }
+    }
+    return this.o.facts(model)?.upstreamModel ?? model;
+  }
+
+  // ---- resolve ----
+
+  private resolve(scope: CallScope, spec: CallSpec): Target {
+    const asked = spec.model;
+    if (spec.direct === true && spec.op !== 'classify')
+      this.preflight(scope.tenant, asked, spec.op);
+    let name = asked;
+    let reason = 'default';
+    let version = spec.opts?.version;
+    let assignment: SlotAssignment | undefined;
+    const slot = spec.opts?.slot ?? asked;
+    const sub = this.o.admission?.switches().model_substitutes[asked];
+    if (sub !== undefined && this.o.models.has(sub) && this.o.mayUse(scope.tenant, sub)) {
+      name = sub;
+      reason = `mode:${sub}`;
+    } else if (version === undefined && this.o.release !== undefined) {
+      assignment = this.o.release.resolve(slot, {
+        tenant: scope.tenant,
+        trafficClass: scope.trafficClass,
+        requestId: scope.requestId,
+        ...scope.unit,
+      });
+      if (assignment !== undefined) {
+        if (this.o.models.has(assignment.model)) {
+          name = assignment.model;
+          version = assignment.version;
+        }
+        reason = assignment.reason;
+      }
+    }
+    const handle = this.o.models.get(name);
+    if (handle === undefined)
+      throw syError('SY_ERR_MODEL_NOT_FOUND', JSON.stringify(name.slice(0, 200)), {
+        param: 'model',
+      });
+    const op = spec.op === 'classify' ? undefined : spec.op;
+    if (op !== undefined && !handle.operations.has(op))
+      throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${name} does not serve ${op}`, {
+        param: 'model',
+      });
+    const facts = this.o.facts(name) ?? { tier: 'central', price: FREE };
+    return { name, handle, facts, version, assignment, slot, reason };
+  }
+
+  // ---- policy, and the request for the target ----
+
+  private prepare(scope: CallScope, spec: CallSpec, target: Target): Prepared {
+    const tagged: TaggedSource[] = [
+      ...(spec.opts?.inputs ?? []),
+      ...(scope.data ?? []).map((tag) => ({ source: 'request', tag })),
+    ];
+    const policy = this.o.policy;
+    let withheld: string[] = [];
+    let exception = false;
+    let input: JsonObject | string | undefined = spec.body ?? spec.text;
+    if (tagged.length > 0 && policy !== undefined) {
+      const where = {
+        model: target.name,
+        tier: target.facts.tier,
+        ...(target.facts.node === undefined ? {} : { node: target.facts.node }),
+      };
+      const denied: { source: TaggedSource; code: string; reason: string }[] = [];
+      for (const t of tagged) {
+        const d = policy.decide('model_input', t.tag, where);
+        if (!d.allow) denied.push({ source: t, code: d.code, reason: d.reason });
+      }
+      if (denied.length > 0) {
+        exception = true;
+        const rebuild = spec.opts?.rebuild;
+        const strip = rebuild !== undefined && denied.every((d) => d.source.source !== 'request');
+        for (const d of denied)
+          publish(events.policyException, {
+            tenant: scope.tenant,
+            model: target.name,
+            origin: scope.origin,
+            action: strip ? 'strip' : 'refuse',
+            code: d.code,
+            label: d.source.tag.label,
+            source: d.source.source,
+          });
+        if (!strip) {
+          const first = denied[0]!;
+          throw syError(first.code as 'SY_ERR_POLICY_DENIED', `${target.name}: ${first.reason}`);
+        }
+        withheld = [...new Set(denied.map((d) => d.source.source))];
+        input = rebuild(new Set(withheld));
+      }
+    }
+    return { ...this.request(spec, target, input), withheld, policyException: exception };
+  }
+
+  private request(
+    spec: CallSpec,
+    target: Target,
+    input: JsonObject | string | undefined,
+  ): Omit<Prepared, 'withheld' | 'policyException'> {
+    const model = target.name;
+    const v = target.version === undefined ? {} : { version: target.version };
+    const body = typeof input === 'object' ? input : {};
+    const text = typeof input === 'string' ? input : '';
+    switch (spec.op) {
+      case 'chat':
+        return { request: { op: 'chat', body: { ...body, model } } };
+      case 'embeddings':
+        return {
+          request: {
+            op: 'embeddings',
+            body: typeof input === 'string' ? { model, input: text } : { ...body, model },
+          },
+        };
+      case 'infer':
+        return { request: { op: 'infer', body, ...v } };
+      case 'classify': {
+        const backend = target.handle.backend;
+        const card = backend instanceof OnnxBackend ? cardOf(backend, target.version) : undefined;
+        if (card?.task === 'classifier' && card.text !== undefined) {
+          const features = featurize([text], card.text);
+          return {
+            request: {
+              op: 'infer',
+              body: {
+                inputs: [
+                  {
+                    name: card.text.input,
+                    datatype: 'FP32',
+                    shape: [1, card.text.dims],
+                    data: Array.from(features),
+                  },
+                ],
+                ...(card.output === undefined ? {} : { outputs: [{ name: card.output }] }),
+              },
+              ...v,
+            },
+            labels: card.labels ?? [],
+          };
+        }
+        if (!target.handle.operations.has('chat'))
+          throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${model} cannot classify text`);
+        return {
+          request: {
+            op: 'chat',
+            body: {
+              model,
+              messages: [
+                { role: 'system', content: CLASSIFY_PROMPT },
+                { role: 'user', content: text },
+              ],
+            },
+          },
+        };
+      }
+    }
+  }
+
+  // ---- call ----
+
+  private context(scope: CallScope, attempts: AttemptRecord[]): CallContext {
+    return {
+      requestId: scope.requestId,
+      tenant: scope.tenant,
+      trafficClass: scope.trafficClass,
+      signal: scope.signal,
+      deadlineAt: scope.deadlineAt,
+      attempts,
+    };
+  }
+
+  // ---- settle and record ----
+
+  private finish(
+    scope: CallScope,
+    spec: CallSpec,
+    target: Target,
+    attempts: readonly AttemptRecord[],
+    t0: number,
+    response: BackendResponse | undefined,
+    error: SwitchyardError | undefined,
+    stream: boolean,
+    policyException: boolean,
+    prepared?: Prepared,
+    output?: SlotOutput,
+    /** Attempts already added to the scope's route (a stream's, before its first event). */
+    shown = 0,
+  ): Omit<CallResult, 'response' | 'scores'> {
+    const ms = this.o.clock.now() - t0;
+    for (let i = shown; i < attempts.length; i++) scope.attempts.push(attempts[i]!);
+    const servedBy = lastOk(attempts) ?? target.name;
+    const facts = servedBy === target.name ? target.facts : this.o.facts(servedBy);
+    const json = response?.json;
+    const reported = json?.['model_version'];
+    const version =
+      typeof reported === 'string'
+        ? reported
+        : servedBy === target.name && target.version !== undefined
+          ? target.version
+          : this.versionOf(servedBy);
+    const usage: Usage | undefined = response?.usage;
+    // A call that failed before any attempt answered cost nothing; a cut stream costs what it delivered.
+    const cost = response === undefined ? 0 : callCost(facts?.price ?? FREE, usage, ms);
+    const tokens = (usage?.inputTokens ?? 0) + (usage?.outputTokens ?? 0);
+    scope.ticket.charge({ tokens, spend: cost });
+    scope.used.inputTokens += usage?.inputTokens ?? 0;
+    scope.used.outputTokens += usage?.outputTokens ?? 0;
+    scope.used.cost += cost;
+    scope.used.calls++;
+    const outcome = error === undefined ? 'ok' : error.code;
+    const compact = compactAttempts(attempts);
+    const a = target.assignment;
+    publish(events.modelCall, {
+      requestId: scope.requestId,
+      origin: scope.origin,
+      tenant: scope.tenant,
+      trafficClass: scope.trafficClass,
+      op: spec.op,
+      requested: spec.model,
+      model: target.name,
+      servedBy,
+      version,
+      tier: facts?.tier ?? target.facts.tier,
+      reason: target.reason,
+      ...(a?.experiment === undefined ? {} : { experiment: a.experiment }),
+      ...(a?.variant === undefined ? {} : { variant: a.variant }),
+      stream,
+      ms,
+      inputTokens: usage?.inputTokens ?? 0,
+      outputTokens: usage?.outputTokens ?? 0,
+      cost,
+      outcome,
+      attempts: compact,
+      withheld: prepared?.withheld.length ?? 0,
+    });
+    if (a !== undefined && (a.experiment !== undefined || (a.shadow?.length ?? 0) > 0))
+      this.reportRelease(scope, spec, target, prepared, {
+        ms,
+        outcome,
+        fallback: response !== undefined && servedBy !== target.name,
+        policyException,
+        ...(output !== undefined
+          ? { output }
+          : json === undefined || stream || prepared === undefined || error !== undefined
+            ? {}
+            : { output: comparableOutput(prepared.request.op, json) }),
+      });
+    return {
+      model: target.name,
+      servedBy,
+      version,
+      tier: facts?.tier ?? target.facts.tier,
+      cost,
+      ms,
+      attempts: compact,
+      reason: target.reason,
+      withheld: prepared?.withheld ?? [],
+    };
+  }
+
+  /** Exposure and outcome for the experiment, and shadow copies through this same pipeline. */
+  private reportRelease(
+    scope: CallScope,
+    spec: CallSpec,
+    target: Target,
+    prepared: Prepared | undefined,
+    r: {
+      ms: number;
+      outcome: string;
+      fallback: boolean;
+      policyException: boolean;
+      output?: SlotOutput;
+    },
+  ): void {
+    const release = this.o.release;
+    const a = target.assignment;
+    if (release === undefined || a === undefined || scope.origin === 'shadow') return;
+    release.report(
+      {
+        inferenceId: scope.requestId,
+        slot: target.slot,
+        assignment: a,
+        ms: r.ms,
+        outcome: r.outcome,
+        fallback: r.fallback,
+        policyException: r.policyException,
+        ...(r.output === undefined ? {} : { output: r.output }),
+      },
+      prepared === undefined
+        ? undefined
+        : async (shadowTarget, signal) => {
+            const shadowScope: CallScope = {
+              ...scope,
+              requestId: `${scope.requestId}:shadow`,
+              trafficClass: 'batch',
+              origin: 'shadow',
+              signal,
+              deadlineAt: this.o.clock.now() + 10_000,
+              attempts: [],
+              estimate: undefined,
+              ticket: OPEN_TICKET,
+              used: { inputTokens: 0, outputTokens: 0, cost: 0, calls: 0 },
+            };
+            const res = await this.call(shadowScope, {
+              ...spec,
+              model: shadowTarget.model,
+              opts: {
+                ...spec.opts,
+                ...(shadowTarget.version === undefined ? {} : { version: shadowTarget.version }),
+              },
+              direct: false,
+            });
+            return spec.op === 'classify'
+              ? { label: res.scores?.[0]?.label ?? '', score: res.scores?.[0]?.score ?? 0 }
+              : comparableOutput(prepared.request.op, res.response.json);
+          },
+    );
+  }
+}
+
+const OPEN_TICKET: Ticket = {
+  trafficClass: 'interactive',
+  charge: () => undefined,
+  settle: () => undefined,
+};
+
+function cardOf(backend: OnnxBackend, version: string | undefined) {
+  try {
+    return backend.current(version).card;
+  } catch {
+    return undefined;
+  }
+}
+
+function lastOk(attempts: readonly AttemptRecord[]): string | undefined {
+  for (let i = attempts.length - 1; i >= 0; i--)
+    if (attempts[i]!.outcome === 'ok') return attempts[i]!.backend;
+  return undefined;
+}
+
+/** `chat-large#1:UPSTREAM_ERROR>chat-backup#1:ok`. */
+export function compactAttempts(attempts: readonly AttemptRecord[]): string {
+  let out = '';
+  for (const a of attempts) {
+    const outcome = a.outcome.startsWith('SY_ERR_') ? a.outcome.slice(7) : a.outcome;
+    out += `${out === '' ? '' : '>'}${a.backend}#${a.attempt}:${outcome}`;
+  }
+  return out;
+}
+
+async function* settleAtEnd(
+  chunks: AsyncIterable<Buffer>,
+  end: (error: SwitchyardError | undefined) => void,
+  signal: AbortSignal,
+): AsyncGenerator<Buffer> {
+  try {
+    yield* chunks;
+    end(undefined);
+  } catch (err) {
+    end(signal.aborted ? abortReason(signal) : toSwitchyardError(err));
+    throw err;
+  } finally {
+    end(signal.aborted ? abortReason(signal) : undefined);
+  }
+}

@@ -1,0 +1,294 @@
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import type { AdmissionController } from '../admission/admission-controller.js';
+import type { ConcurrencySpec } from '../admission/settings.js';
+import type { Backend, BackendCall } from '../contracts/backend.js';
+import type { DeepReadonly } from '../config/deep-freeze.js';
+import { ConfigError, type ConfigSnapshot } from '../config/load.js';
+import type { HttpModelConfig, OnnxModelConfig } from '../config/schema.js';
+import { events, subscribe } from '../core/events.js';
+import { priceOf } from '../core/cost.js';
+import { KServeBackend } from '../backends/http/kserve.js';
+import { OpenAiBackend } from '../backends/http/openai.js';
+import { PoolRegistry } from '../backends/http/pools.js';
+import { breakerInterceptor, CircuitBreaker } from '../backends/interceptors/breaker.js';
+import { compose } from '../backends/interceptors/compose.js';
+import { deadlineGuard } from '../backends/interceptors/deadline.js';
+import { fallbackChain } from '../backends/interceptors/fallback.js';
+import { recordAttempts } from '../backends/interceptors/record.js';
+import { retryInterceptor, RetryBudget } from '../backends/interceptors/retry.js';
+import { OnnxBackend, type OnnxBackendOptions } from '../backends/onnx/onnx-backend.js';
+import { WorkerPool } from '../backends/onnx/worker-pool.js';
+import type { ModelFacts, ModelHandle } from '../pipeline/model-pipeline.js';
+import type { WiringDeps } from './shared.js';
+
+type ModelConfig = ConfigSnapshot['config']['models'][string];
+
+/** The models of one snapshot: handles, what config says of each, and how to let them go. */
+export interface BuiltModels {
+  readonly handles: ReadonlyMap<string, ModelHandle>;
+  readonly facts: (model: string) => ModelFacts | undefined;
+  /** False while a model cannot serve (breaker open, nothing loaded). */
+  readonly available: (model: string) => boolean;
+  release(): Promise<void>;
+}
+
+export interface ModelsWiring {
+  /** Builds every model's backend and call chain for a snapshot; throws ConfigError on a bad one. */
+  build(snap: ConfigSnapshot): Promise<BuiltModels>;
+  /** Closes in-process models a new snapshot no longer has. */
+  retire(snap: ConfigSnapshot): Promise<void>;
+  /** Re-syncs the in-process backends of a model whose store changed (registry promotions). */
+  storeChanged(model: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A model's gate settings: `admission.concurrency` under the model's own `concurrency`. */
+export function gateSpec(snap: ConfigSnapshot, name: string): ConcurrencySpec {
+  const base = snap.config.admission.concurrency;
+  const mc = snap.config.models[name];
+  if (mc === undefined) return base;
+  // In-process models queue in their batcher: a fixed limit that keeps batches full, and the
+  // batch queue as the gate's queue, so the gate's priority queue and shed curve (and the mode's
+  // signals) act on them without a latency-based limit misreading batching as congestion.
+  const own: Partial<ConcurrencySpec> =
+    mc.backend === 'onnx'
+      ? {
+          algorithm: 'fixed',
+          initial_limit: Math.max(64, mc.batch.max * 4),
+          max_limit: Math.max(64, mc.batch.max * 4),
+          max_queue: mc.batch.queue,
+        }
+      : {};
+  const set = Object.fromEntries(
+    Object.entries(mc.concurrency ?? {}).filter(([, v]) => v !== undefined),
+  ) as Partial<ConcurrencySpec>;
+  const limits: ConcurrencySpec = { ...base, ...own, ...set };
+  return { ...limits, min_limit: Math.min(limits.min_limit, limits.initial_limit) };
+}
+
+/**
+ * Models (#2, #3): HTTP upstreams (pooled connections, breakers and retry budgets that outlive
+ * reloads) and in-process ONNX models (their sessions stay loaded across reloads). Every model's
+ * chain holds its concurrency gate (#14): in-process models included.
+ */
+export function openModels(deps: WiringDeps, admission: AdmissionController): ModelsWiring {
+  const pools = new PoolRegistry();
+  const breakers = new Map<string, CircuitBreaker>();
+  const budgets = new Map<string, RetryBudget>();
+  const onnx = new Map<string, OnnxBackend>();
+  const onnxOpts = new Map<string, OnnxBackendOptions>();
+  let workers: WorkerPool | undefined;
+  let current: ConfigSnapshot | undefined;
+
+  /** In-process batching waits longer in modes that say so (`batch_delay_scale`). */
+  const withModeBatchDelay = (opts: OnnxBackendOptions): OnnxBackendOptions => {
+    const scale = admission.switches().batch_delay_scale;
+    if (scale === 1) return opts;
+    return { ...opts, batch: { ...opts.batch, delay_us: Math.round(opts.batch.delay_us * scale) } };
+  };
+  const unsubscribeMode = subscribe(events.admissionMode, () => {
+    for (const [key, opts] of onnxOpts) onnx.get(key)?.reconfigure(withModeBatchDelay(opts));
+  });
+
+  const pool = (snap: ConfigSnapshot): WorkerPool => {
+    if (workers === undefined) {
+      const configured = snap.config.onnx.workers;
+      const size = configured > 0 ? configured : Math.max(1, availableParallelism() - 1);
+      workers = new WorkerPool(size, snap.config.onnx.intra_op_threads, deps.logger);
+    }
+    return workers;
+  };
+
+  const onnxBackend = async (
+    name: string,
+    mc: DeepReadonly<OnnxModelConfig>,
+    snap: ConfigSnapshot,
+  ): Promise<OnnxBackend> => {
+    const store = resolve(snap.dir, mc.store);
+    const opts: OnnxBackendOptions = {
+      name,
+      store,
+      policy: mc.version_policy,
+      defaultVersion: mc.default_version,
+      batch: mc.batch,
+      allowNonFinite: mc.allow_non_finite,
+      tier: mc.tier,
+      pool: pool(snap),
+      clock: deps.clock,
+      log: deps.logger,
+      // Batch priority of a traffic class: the configured classes' (lower runs first).
+      priorityOf: (trafficClass: string) => admission.priorityOf(trafficClass),
+      watch: mc.watch,
+    };
+    const key = `${name}|${store}`;
+    onnxOpts.set(key, opts);
+    const existing = onnx.get(key);
+    if (existing !== undefined) {
+      existing.reconfigure(withModeBatchDelay(opts));
+      await existing.sync();
+      return existing;
+    }
+    const backend = new OnnxBackend(withModeBatchDelay(opts));
+    await backend.start();
+    onnx.set(key, backend);
+    return backend;
+  };
+
+  /** One HTTP model: retries, attempt records, its gate, its breaker and the deadline guard. */
+  const httpModel = (
+    name: string,
+    mc: DeepReadonly<HttpModelConfig>,
+    snap: ConfigSnapshot,
+  ): { backend: Backend; call: BackendCall; release: () => Promise<void> } => {
+    const { clock, random } = deps;
+    const url = new URL(mc.url);
+    const dispatcher = pools.acquire(url.origin, {
+      connections: mc.pool.connections,
+      keepAliveMs: mc.pool.keep_alive_ms,
+    });
+    const common = {
+      name,
+      baseUrl: mc.url,
+      dispatcher,
+      timeoutMs: mc.timeout_ms,
+      firstByteTimeoutMs: mc.first_byte_timeout_ms,
+      maxResponseBytes: mc.max_response_bytes,
+      clock,
+      upstreamModel: mc.upstream_model ?? name,
+      apiKey: snap.secrets.modelKeys.get(name),
+      extraHeaders: mc.headers,
+      tier: mc.tier,
+    };
+    const backend =
+      mc.backend === 'openai'
+        ? new OpenAiBackend({ ...common, operations: mc.operations })
+        : new KServeBackend(common);
+    const key = `${name}|${mc.url}`;
+    let breaker = breakers.get(key);
+    if (breaker === undefined) {
+      breaker = new CircuitBreaker(name, mc.breaker, clock);
+      breakers.set(key, breaker);
+      deps.metrics.trackBreaker(name);
+    } else breaker.configure(mc.breaker);
+    let budget = budgets.get(key);
+    if (budget === undefined) {
+      budget = new RetryBudget(mc.retry, clock);
+      budgets.set(key, budget);
+    } else budget.configure(mc.retry);
+    const retry = mc.retry;
+    const call = compose(
+      backend,
+      retryInterceptor(name, () => retry, budget, clock, random),
+      recordAttempts(name, clock),
+      admission.gateInterceptor(name, () => gateSpec(current ?? snap, name)),
+      breakerInterceptor(breaker),
+      deadlineGuard(clock),
+    );
+    return { backend, call, release: () => pools.release(dispatcher) };
+  };
+
+  const factsOf = (mc: ModelConfig | undefined): ModelFacts | undefined =>
+    mc === undefined
+      ? undefined
+      : {
+          tier: mc.tier,
+          price: priceOf(mc.cost),
+          ...(mc.backend === 'onnx' || mc.upstream_model === undefined
+            ? {}
+            : { upstreamModel: mc.upstream_model }),
+        };
+
+  return {
+    async build(snap) {
+      const { clock } = deps;
+      const releases: (() => Promise<void>)[] = [];
+      const guarded = new Map<string, BackendCall>();
+      const backends = new Map<string, Backend>();
+      for (const [name, mc] of Object.entries(snap.config.models)) {
+        if (mc.backend === 'onnx') {
+          const backend = await onnxBackend(name, mc, snap);
+          backends.set(name, backend);
+          // In-process: no retries or breaker (a failure would repeat); attempts, the gate and
+          // the deadline still apply.
+          guarded.set(
+            name,
+            compose(
+              backend,
+              recordAttempts(name, clock),
+              admission.gateInterceptor(name, () => gateSpec(current ?? snap, name)),
+              deadlineGuard(clock),
+            ),
+          );
+          continue;
+        }
+        const model = httpModel(name, mc, snap);
+        releases.push(model.release);
+        backends.set(name, model.backend);
+        guarded.set(name, model.call);
+      }
+      const handles = new Map<string, ModelHandle>();
+      const problems: string[] = [];
+      for (const [name, mc] of Object.entries(snap.config.models)) {
+        const backend = backends.get(name)!;
+        const ops = backend.describe().operations;
+        for (const target of mc.fallback) {
+          const missing = ops.filter(
+            (op) => !backends.get(target)!.describe().operations.includes(op),
+          );
+          if (missing.length > 0)
+            problems.push(
+              `models.${name}.fallback: ${target} does not serve ${missing.join(', ')}`,
+            );
+        }
+        const chain = [name, ...mc.fallback].map((n) => ({ name: n, call: guarded.get(n)! }));
+        handles.set(name, {
+          name,
+          backend,
+          call: fallbackChain(name, chain),
+          operations: new Set(ops),
+        });
+      }
+      const release = async (): Promise<void> => {
+        await Promise.all(releases.map((r) => r()));
+      };
+      if (problems.length > 0) {
+        void release();
+        throw new ConfigError(snap.source, problems);
+      }
+      current = snap;
+      return {
+        handles,
+        facts: (model) => factsOf(snap.config.models[model]),
+        available: (model) => {
+          const mc = snap.config.models[model];
+          if (mc === undefined) return false;
+          if (mc.backend === 'onnx')
+            return handles.get(model)?.backend.health().state !== 'unhealthy';
+          return breakers.get(`${model}|${mc.url}`)?.state !== 'open';
+        },
+        release,
+      };
+    },
+    async retire(snap) {
+      const keep = new Set<string>();
+      for (const [name, mc] of Object.entries(snap.config.models))
+        if (mc.backend === 'onnx') keep.add(`${name}|${resolve(snap.dir, mc.store)}`);
+      for (const [key, backend] of onnx) {
+        if (keep.has(key)) continue;
+        onnx.delete(key);
+        onnxOpts.delete(key);
+        await backend.close();
+      }
+    },
+    async storeChanged(model) {
+      for (const [key, backend] of onnx) if (key.startsWith(`${model}|`)) await backend.sync();
+    },
+    async close() {
+      unsubscribeMode();
+      await Promise.all([...onnx.values()].map((b) => b.close()));
+      await workers?.close();
+      await pools.closeAll();
+    },
+  };
+}

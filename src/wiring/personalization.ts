@@ -1,0 +1,100 @@
+import { resolve } from 'node:path';
+import type { AuditSink } from '../contracts/audit.js';
+import type { ConfigSnapshot } from '../config/load.js';
+import {
+  openFeatureStore,
+  toFeatureDefinitions,
+  type OpenedFeatureStore,
+} from '../features/open-feature-store.js';
+import { setLogRedactor } from '../observability/logger.js';
+import type { ConsentPersistence } from '../contracts/policy.js';
+import { ConsentBook } from '../privacy/consent-book.js';
+import { PolicyEngine } from '../privacy/policy-engine.js';
+import type { Personalization } from '../contracts/policy.js';
+import type { WiringDeps } from './shared.js';
+
+const purposeDefaults = (snap: ConfigSnapshot) => {
+  const p = snap.config.privacy.purposes;
+  return {
+    behavioral_inference: p.behavioral_inference.default,
+    cross_service_personalization: p.cross_service_personalization.default,
+    location: p.location.default,
+  };
+};
+
+export interface PersonalizationWiring {
+  readonly features: OpenedFeatureStore;
+  readonly consent: ConsentBook;
+  /** The policy module of the current snapshot, over the shared store and consent records. */
+  current(): Personalization;
+  reconfigure(snap: ConfigSnapshot): Personalization;
+  close(): Promise<void>;
+}
+
+/**
+ * Feature store and consent records (#7): opened once, they outlive reloads; the policy module
+ * is rebuilt per snapshot. Revoking consent purges the user's features; every log line goes
+ * through the current policy (the logging enforcement point).
+ */
+export async function openPersonalization(
+  snap: ConfigSnapshot,
+  deps: WiringDeps,
+  audit: AuditSink,
+): Promise<PersonalizationWiring> {
+  const { clock, logger } = deps;
+  const { features: fc, privacy } = snap.config;
+  const features = await openFeatureStore(fc.store, toFeatureDefinitions(fc.definitions), {
+    dir: snap.dir,
+    clock,
+    logger,
+  });
+  let persistence: ConsentPersistence | undefined;
+  if (privacy.consent_sqlite !== undefined) {
+    const { SqliteConsentStore } = await import('../state/sqlite-consent-store.js');
+    persistence = new SqliteConsentStore(resolve(snap.dir, privacy.consent_sqlite));
+  } else if (privacy.consent_redis !== undefined) {
+    const { RedisConsentStore } = await import('../state/redis-consent-store.js');
+    const r = privacy.consent_redis;
+    const store = new RedisConsentStore({
+      url: r.url,
+      prefix: r.prefix,
+      commandTimeoutMs: r.command_timeout_ms,
+      logger,
+    });
+    if (!(await store.ready(2_000)))
+      logger.warn({}, 'consent store: Redis is not reachable yet; consent changes fail with 503');
+    persistence = store;
+  }
+  const consent = new ConsentBook({
+    clock,
+    audit,
+    defaults: purposeDefaults(snap),
+    logger,
+    ...(persistence === undefined ? {} : { persistence }),
+  });
+  await consent.ready();
+  consent.onPurge({
+    name: 'features',
+    purge: (r) => features.purgeUser(r.tenant, r.userId, r.all ? undefined : r.purposes),
+  });
+  let policy: PolicyEngine | undefined;
+  const reconfigure = (next: ConfigSnapshot): Personalization => {
+    features.setDefinitions(toFeatureDefinitions(next.config.features.definitions));
+    consent.setDefaults(purposeDefaults(next));
+    policy = new PolicyEngine(next.config.privacy, consent);
+    return { features, consent, policy, logger };
+  };
+  let current = reconfigure(snap);
+  setLogRedactor(logger, (obj) => policy?.redact(obj) ?? obj);
+  return {
+    features,
+    consent,
+    current: () => current,
+    reconfigure: (next) => (current = reconfigure(next)),
+    close: async () => {
+      setLogRedactor(logger, undefined);
+      await features.close();
+      await consent.close();
+    },
+  };
+}

@@ -1,0 +1,41 @@
+import { resolve } from 'node:path';
+import type { ExperimentSpec } from '../contracts/registry-store.js';
+import type { ConfigSnapshot } from '../config/load.js';
+import { openReleaseHost, type ReleaseHost } from '../release/release-host.js';
+import type { WiringDeps } from './shared.js';
+
+export interface ReleaseHooks {
+  /** The current snapshot (a registry version loads into the store its model has now). */
+  readonly current: () => ConfigSnapshot;
+  /** Tells a model's in-process backends that their store changed. */
+  readonly storeChanged: (model: string) => Promise<void>;
+  /** True while the gateway sheds load: shadow copies go first. */
+  readonly shedShadow: () => boolean;
+}
+
+/** Release management (#6): registry, experiments, rollback loop; only with `state:`. */
+export async function openRelease(
+  snap: ConfigSnapshot,
+  deps: WiringDeps,
+  hooks: ReleaseHooks,
+): Promise<ReleaseHost | undefined> {
+  const { state, release, experiments } = snap.config;
+  if (state === undefined) return undefined;
+  return openReleaseHost({
+    state,
+    release,
+    experiments: experiments as unknown as ExperimentSpec[],
+    dir: snap.dir,
+    clock: deps.clock,
+    random: deps.random,
+    logger: deps.logger,
+    // Registry versions of an in-process model are loaded into its store (verified first).
+    storeFor: (model) => {
+      const cur = hooks.current();
+      const mc = cur.config.models[model];
+      return mc?.backend === 'onnx' ? resolve(cur.dir, mc.store) : undefined;
+    },
+    storeChanged: hooks.storeChanged,
+    shedShadow: hooks.shedShadow,
+  });
+}
