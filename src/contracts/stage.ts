@@ -167,8 +167,16 @@ export type JourneyDecision =
 
 /** What a stage asks the runner to write into the state (stages never write it themselves). */
 export interface StateUpdate {
-  /** Policy tags of this stage's output (replaces what the runner would derive from its reads). */
+  /** Policy tags of this stage's output, when it is personal data of its own (retrieved items, a model's answer). */
   readonly taint?: readonly DataTag[];
+  /**
+   * This stage's output was built from tagged data (`roots`) and can be built again without
+   * some of it: a later model call that may not see a root gets the output rebuilt without it.
+   */
+  readonly derived?: {
+    readonly roots: readonly TaggedSource[];
+    readonly recompute: (withheld: ReadonlySet<string>) => JsonValue;
+  };
   /** Policy tags of features read, by feature name. */
   readonly featureTags?: Readonly<Record<string, DataTag>>;
   readonly label?: string;
@@ -249,6 +257,14 @@ export interface JourneyState {
    * so the model-input rule can strip what a model may not see (#14). Written by the runner.
    */
   readonly taint: Map<string, readonly DataTag[]>;
+  /** Stage outputs built from tagged data, by source (`stage:<id>`): their roots and a rebuild. */
+  readonly derived: Map<
+    string,
+    {
+      readonly roots: readonly TaggedSource[];
+      readonly recompute: (withheld: ReadonlySet<string>) => JsonValue;
+    }
+  >;
   /** The stage whose output is `last` (its taint is what `last` carries). */
   lastSource: string | undefined;
   /**

@@ -54,7 +54,7 @@ export class PathCompiler {
       }
       case 'last':
         return (s) =>
-          s.lastSource !== undefined && withheld(s, s.lastSource) ? undefined : tail(s.last);
+          s.lastSource === undefined ? tail(s.last) : tail(output(s, s.lastSource, s.last));
       case 'confidence':
         return (s) => s.confidence;
       case 'label':
@@ -73,7 +73,7 @@ export class PathCompiler {
           );
           return () => undefined;
         }
-        return (s) => (withheld(s, `stage:${root}`) ? undefined : tail(s.outputs.get(root)));
+        return (s) => tail(output(s, `stage:${root}`, s.outputs.get(root)));
     }
   }
 
@@ -152,6 +152,24 @@ export class PathCompiler {
 function withheld(s: JourneyState, source: string): boolean {
   s.reads?.add(source);
   return s.withheld?.has(source) === true;
+}
+
+/**
+ * A stage's output as a request being built may see it: absent when the output itself is
+ * withheld; built again without the withheld data when it was derived from some (a transform
+ * that templated a feature); as stored otherwise.
+ */
+function output(
+  s: JourneyState,
+  source: string,
+  value: JsonValue | undefined,
+): JsonValue | undefined {
+  if (withheld(s, source)) return undefined;
+  const w = s.withheld;
+  if (w === undefined || w.size === 0) return value;
+  const d = s.derived.get(source);
+  if (d !== undefined && d.roots.some((r) => w.has(r.source))) return d.recompute(w);
+  return value;
 }
 
 /** The whole `features` map, without the withheld ones. */

@@ -29,6 +29,8 @@ export interface JourneyRequest {
    * stages call models through. Default: the runner's own `models` service.
    */
   readonly models?: ModelInvoker;
+  /** The mode's `cache_ttl_scale`: answers written back are kept this many times longer. */
+  readonly cacheTtlScale?: number;
 }
 
 export type CacheOutcome = 'hit' | 'semantic_hit' | 'stale' | 'miss' | 'none';
@@ -126,6 +128,7 @@ export class JourneyRunner {
       cacheWrites: [],
       stale: undefined,
       taint: new Map(),
+      derived: new Map(),
       lastSource: undefined,
       reads: undefined,
       withheld: undefined,
@@ -181,7 +184,7 @@ export class JourneyRunner {
         (d) => d === 'downgrade' || d === 'fallback' || d === 'stale_served',
       );
       if (outcome.cacheable && !degraded)
-        this.writeBack(req.tenant, journey.name, state, outcome.body);
+        this.writeBack(req.tenant, state, outcome.body, req.cacheTtlScale ?? 1);
     }
     publish(events.journeyDone, {
       journey: journey.name,
@@ -199,7 +202,7 @@ export class JourneyRunner {
     return { ok: false, error: outcome.error, route };
   }
 
-  private writeBack(tenant: string, journey: string, state: JourneyState, body: JsonValue): void {
+  private writeBack(tenant: string, state: JourneyState, body: JsonValue, scale: number): void {
     for (const w of state.cacheWrites) {
       this.services.cache
         .set(
@@ -207,8 +210,8 @@ export class JourneyRunner {
           w.key,
           { output: body },
           {
-            ttlMs: w.ttlMs,
-            staleMs: w.staleMs,
+            ttlMs: Math.round(w.ttlMs * scale),
+            staleMs: Math.round(w.staleMs * scale),
             ...(w.vector === undefined ? {} : { vector: w.vector }),
           },
         )

@@ -153,9 +153,12 @@ export function applyResult(state: JourneyState, id: string, r: StageResult): vo
     state.last = r.output;
     state.lastSource = `stage:${id}`;
     // The output carries the tags of the personal data it was made from (the stage says which).
+    const src = `stage:${id}`;
     const tags = u?.taint ?? [];
-    if (tags.length > 0) state.taint.set(`stage:${id}`, tags);
-    else state.taint.delete(`stage:${id}`);
+    if (tags.length > 0) state.taint.set(src, tags);
+    else state.taint.delete(src);
+    if (u?.derived !== undefined && u.derived.roots.length > 0) state.derived.set(src, u.derived);
+    else state.derived.delete(src);
   }
   if (u?.featureTags !== undefined)
     for (const [name, tag] of Object.entries(u.featureTags))
@@ -247,8 +250,19 @@ export function traced<T>(
     state.reads = undefined;
   }
   const inputs: TaggedSource[] = [];
-  for (const source of reads)
-    for (const tag of state.taint.get(source) ?? []) inputs.push({ source, tag });
+  const seen = new Set<string>();
+  const add = (source: string, tag: DataTag): void => {
+    const key = `${source}\u0000${JSON.stringify(tag)}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    inputs.push({ source, tag });
+  };
+  for (const source of reads) {
+    // A derived output stands for the tagged data it was built from: its roots are withheld.
+    const d = state.derived.get(source);
+    if (d !== undefined) for (const r of d.roots) add(r.source, r.tag);
+    for (const tag of state.taint.get(source) ?? []) add(source, tag);
+  }
   return {
     value,
     inputs,

@@ -5,7 +5,7 @@ import type { JsonObject, JsonValue } from '../../contracts/json.js';
 import type { ModelUse, StageContext } from '../../contracts/stage.js';
 import { syError } from '../../core/errors.js';
 import { asText } from '../paths.js';
-import { callModel, defineKind, result } from '../stage-kit.js';
+import { callModel, defineKind, result, traced } from '../stage-kit.js';
 
 const schema = z.strictObject({
   /** `lookup` answers fresh hits; `stale` serves the stale answer a lookup saw (stale-if-error). */
@@ -110,11 +110,19 @@ export const cacheKind = defineKind({
         const models: ModelUse[] = [];
         let reason = config.exact ? 'exact miss' : '';
         if (config.semantic !== undefined) {
-          const text = asText(semText!(state, ctx));
+          const built = traced(state, () => asText(semText!(state, ctx)));
+          const text = built.value;
           if (text !== undefined) {
             const embed = config.semantic.embed;
+            const opts =
+              built.inputs.length === 0
+                ? {}
+                : {
+                    inputs: built.inputs,
+                    rebuild: (w: ReadonlySet<string>) => built.rebuild(w) ?? '',
+                  };
             const r = await callModel(ctx, router, embed, (call) =>
-              ctx.services.models.embed(embed, text, call),
+              ctx.services.models.embed(embed, text, call, opts),
             );
             models.push(r.use);
             if (r.ok) {

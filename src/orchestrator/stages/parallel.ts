@@ -128,6 +128,7 @@ export const parallelKind = defineKind({
             if (r !== undefined && r.kind === 'continue') {
               output[id] = r.output ?? null;
               for (const t of r.update?.taint ?? []) taint.push(t);
+              for (const root of r.update?.derived?.roots ?? []) taint.push(root.tag);
               for (const t of Object.values(r.update?.featureTags ?? {})) taint.push(t);
               ok++;
             } else output[id] = null;
