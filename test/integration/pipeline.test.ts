@@ -7,7 +7,13 @@ import {
   type TestGateway,
 } from '../support/gateway.js';
 import { call, errorCode, metric, type Answer } from '../support/http-call.js';
-import { chatCompletion, json, startUpstream, type TestUpstream } from '../support/upstream.js';
+import {
+  chatCompletion,
+  delayed,
+  json,
+  startUpstream,
+  type TestUpstream,
+} from '../support/upstream.js';
 
 /**
  * The one path of every model call (#14): the model-input rule, mode switches and release
@@ -318,10 +324,7 @@ describe('mode switches act on journeys and direct calls alike (issue 14)', () =
   });
 
   it('gates a model’s calls from journeys and direct calls alike, by the model’s own concurrency', async () => {
-    big.behave(async (_req, res) => {
-      await new Promise((r) => setTimeout(r, 200));
-      json(200, chatCompletion('slow-large'))(_req, res, {} as never);
-    });
+    big.behave(delayed(200, json(200, chatCompletion('slow-large'))));
     try {
       const g = await start(surge({}), {
         models: {
