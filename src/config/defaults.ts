@@ -226,6 +226,7 @@ export const DEFAULTS = {
     flush_ms: 1_000,
     /** How often the state store is polled for changes made elsewhere (CLI, other replicas). */
     poll_ms: 2_000,
+    promote_on_complete: true,
     feedback_ttl_s: 86_400,
     feedback_capacity: 200_000,
     shadow: { max_in_flight: 64, timeout_ms: 2_000, max_lag_ms: 20 },

@@ -585,6 +585,12 @@ const releaseSchema = z
     evaluate_ms: posInt.default(DR.evaluate_ms),
     flush_ms: posInt.default(DR.flush_ms),
     poll_ms: nonNegInt.default(DR.poll_ms),
+    /**
+     * A canary whose ramp reached 100% and held there with its guardrails ok completes, and its
+     * version is promoted to production in the registry (audited). Off: it stays at 100% until an
+     * operator promotes it.
+     */
+    promote_on_complete: z.boolean().default(DR.promote_on_complete),
     feedback_ttl_s: posInt.default(DR.feedback_ttl_s),
     feedback_capacity: posInt.default(DR.feedback_capacity),
     shadow: z

@@ -3,7 +3,13 @@ import { isAbsolute, join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { AuditSink } from '../contracts/audit.js';
 import type { Logger } from '../contracts/logger.js';
-import type { ExperimentSpec, RegistryStore, VersionRecord } from '../contracts/registry-store.js';
+import type {
+  ExperimentRecord,
+  ExperimentSpec,
+  RegistryStore,
+  VariantSpec,
+  VersionRecord,
+} from '../contracts/registry-store.js';
 import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import { StoreAuditSink } from '../state/store-audit-sink.js';
@@ -26,6 +32,7 @@ export interface ReleaseSettings {
   readonly evaluate_ms: number;
   readonly flush_ms: number;
   readonly poll_ms: number;
+  readonly promote_on_complete: boolean;
   readonly feedback_ttl_s: number;
   readonly feedback_capacity: number;
   readonly shadow: {
@@ -130,6 +137,25 @@ export async function openReleaseHost(o: ReleaseHostOptions): Promise<ReleaseHos
     feedbackTtlMs: r.feedback_ttl_s * 1000,
     feedbackCapacity: r.feedback_capacity,
     ...(o.onDecision === undefined ? {} : { onDecision: o.onDecision }),
+    // A canary that completed its ramp promotes its version in the registry (audited there).
+    ...(r.promote_on_complete
+      ? {
+          complete: async (rec: ExperimentRecord, candidate: VariantSpec) => {
+            const v =
+              candidate.version === undefined
+                ? undefined
+                : await store.getVersion(candidate.model, candidate.version);
+            if (v === undefined)
+              return `${candidate.model}${candidate.version === undefined ? '' : `@${candidate.version}`} is not in the registry: nothing to promote`;
+            if (v.stage === 'production') return `${v.model}@${v.version} is already in production`;
+            await registry.promote(v.model, v.version, 'production', {
+              actor: 'system',
+              reason: `experiment ${rec.spec.id} completed its ramp`,
+            });
+            return `${v.model}@${v.version} promoted to production`;
+          },
+        }
+      : {}),
   });
   await manager.start();
   for (const spec of o.experiments) {

@@ -4,6 +4,7 @@ import type {
   ExperimentSpec,
   ExperimentStatus,
   RegistryStore,
+  VariantSpec,
 } from '../contracts/registry-store.js';
 import type {
   AssignmentUnit,
@@ -45,6 +46,12 @@ export interface ReleaseManagerOptions {
   readonly feedbackCapacity: number;
   /** Told about automatic decisions (rollbacks, ramp steps), for metrics and logs. */
   readonly onDecision?: (d: { experiment: string; action: string; reason: string }) => void;
+  /**
+   * Completes a canary whose ramp reached 100% and held with guardrails ok: promotes the
+   * candidate (the last variant) and says what it did. Absent: canaries stay at 100% until an
+   * operator acts. A throw pauses the experiment (traffic goes back to the stable variant).
+   */
+  readonly complete?: (record: ExperimentRecord, candidate: VariantSpec) => Promise<string>;
 }
 
 export interface Actor {
@@ -408,10 +415,16 @@ export class ReleaseManager implements ReleaseSlotResolver {
           continue;
         }
         const ramp = r.spec.ramp;
-        if (ramp === undefined || r.step >= ramp.steps.length - 1) continue;
+        if (ramp === undefined) continue;
         const held = this.opts.clock.wall() - r.stepSince >= ramp.hold_s * 1000;
         // Without rules there are no guardrails to wait for; with rules they must be judged ok.
-        if (held && (r.spec.rules === undefined || verdict?.kind === 'ok')) {
+        const healthy = r.spec.rules === undefined || verdict?.kind === 'ok';
+        if (r.step >= ramp.steps.length - 1) {
+          if (held && healthy && ramp.steps.at(-1) === 100 && r.spec.kind === 'canary')
+            await this.completeRamp(r);
+          continue;
+        }
+        if (held && healthy) {
           const next = r.step + 1;
           await this.change(
             r.spec.id,
@@ -427,6 +440,39 @@ export class ReleaseManager implements ReleaseSlotResolver {
     } finally {
       this.evaluating = false;
     }
+  }
+
+  /** The ramp is done: promote the candidate (the configured hook) and complete the experiment. */
+  private async completeRamp(r: ExperimentRecord): Promise<void> {
+    const complete = this.opts.complete;
+    if (complete === undefined) return;
+    const candidate = r.spec.variants[r.spec.variants.length - 1]!;
+    const held = `held 100% for ${r.spec.ramp!.hold_s}s with guardrails ok`;
+    let did: string;
+    try {
+      did = await complete(r, candidate);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      await this.change(
+        r.spec.id,
+        'system',
+        'experiment.pause',
+        `${held}, but the promotion failed: ${why}`,
+        (cur) => ({ ...cur, status: 'paused', reason: `promotion failed: ${why}` }),
+      );
+      this.opts.logger?.error({ experiment: r.spec.id, err: why }, 'canary promotion failed');
+      this.decided({ experiment: r.spec.id, action: 'pause', reason: 'promotion failed' });
+      return;
+    }
+    await this.change(
+      r.spec.id,
+      'system',
+      'experiment.complete',
+      `${held}; ${did}`,
+      (cur) => ({ ...cur, status: 'completed', reason: `${held}; ${did}` }),
+      { model: candidate.model, ...(candidate.version === undefined ? {} : { version: candidate.version }) },
+    );
+    this.decided({ experiment: r.spec.id, action: 'complete', reason: did });
   }
 
   private verdict(r: ExperimentRecord): RuleVerdict | undefined {
