@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { events, subscribe } from '../../src/core/events.js';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import {
   openaiModel,
@@ -349,5 +352,140 @@ describe('mode switches act on journeys and direct calls alike (issue 14)', () =
     } finally {
       big.behave(json(200, chatCompletion('from-large')));
     }
+  });
+});
+
+const INTENT_STORE = join(import.meta.dirname, '../../examples/superapp/models/intent');
+const intentBuilt = existsSync(join(INTENT_STORE, '1', 'model.onnx'));
+
+describe.skipIf(!intentBuilt)('batch_delay_scale on in-process models (issue 14)', () => {
+  let gw: TestGateway | undefined;
+  afterEach(async () => {
+    await gw?.close();
+    gw = undefined;
+  });
+
+  it('makes a lone request wait longer for company, on a direct call and in a journey', async () => {
+    gw = await startTestGateway({
+      config: {
+        tenants: {
+          acme: { keys: [{ id: 'k1', hash: hashKey(admin, TEST_SECRET) }], models: ['*'] },
+        },
+        models: {
+          intent: {
+            backend: 'onnx',
+            store: INTENT_STORE,
+            batch: { max: 32, delay_us: 20_000 },
+          },
+        },
+        journeys: {
+          label: {
+            class: 'interactive',
+            stages: [
+              { id: 'intent', classify: { model: 'intent', text: 'input.text' } },
+              { respond: { body: { label: 'intent.label' } } },
+            ],
+          },
+        },
+        modes: {
+          surge: { enter: {}, exit: {}, switches: { batch_delay_scale: 10 } },
+          emergency: { enter: {}, exit: {} },
+        },
+      },
+    });
+    const delays: number[] = [];
+    const stop = subscribe(events.modelBatch, (e) => {
+      if (e.model === 'intent') delays.push(...e.queueDelaysMs);
+    });
+    const input = {
+      inputs: [
+        { name: 'features', datatype: 'FP32', shape: [1, 512], data: new Array(512).fill(0) },
+      ],
+    };
+    const direct = () => call(gw!.url, 'POST', '/v2/models/intent/infer', admin, input);
+    const journey = () =>
+      call(gw!.url, 'POST', '/v1/journeys/label', admin, { input: 'where is my order' });
+    try {
+      // Normal mode: the oldest request waits about delay_us (20 ms) for company.
+      expect((await direct()).status).toBe(200);
+      expect((await journey()).status).toBe(200);
+      const normal = delays.splice(0);
+      expect(normal).toHaveLength(2);
+      for (const ms of normal) expect(ms).toBeLessThan(120);
+      // The mode scales the delay tenfold: about 200 ms, for both paths.
+      gw.gateway.admission.modes.force('surge', 'test', 'test');
+      expect((await direct()).status).toBe(200);
+      expect((await journey()).status).toBe(200);
+      const scaled = delays.splice(0);
+      expect(scaled).toHaveLength(2);
+      for (const ms of scaled) expect(ms).toBeGreaterThanOrEqual(150);
+    } finally {
+      stop();
+    }
+  });
+});
+
+describe('the gateway’s own CPU overload (admission.overload.loop_delay_ms)', () => {
+  let gw: TestGateway | undefined;
+  let up: TestUpstream;
+  beforeAll(async () => {
+    up = await startUpstream(json(200, chatCompletion('ok')));
+  });
+  afterEach(async () => {
+    await gw?.close();
+    gw = undefined;
+  });
+  afterAll(async () => {
+    await up.close();
+  });
+
+  /** Keeps the event loop late tick after tick (a CPU-bound gateway) while `fn` runs. */
+  async function whileLoopIsLate<T>(fn: () => Promise<T>): Promise<T> {
+    const hog = setInterval(() => {
+      const until = performance.now() + 60;
+      while (performance.now() < until);
+    }, 5);
+    try {
+      // Lateness counts once it has lasted 8 probe ticks (over a second at this lateness).
+      await new Promise((r) => setTimeout(r, 1_500));
+      return await fn();
+    } finally {
+      clearInterval(hog);
+    }
+  }
+
+  const start = async (loopDelayMs: number) => {
+    gw = await startTestGateway({
+      config: {
+        models: { chat: openaiModel(up.url) },
+        admission: { overload: { loop_delay_ms: loopDelayMs } },
+      },
+    });
+    return gw;
+  };
+  const background = () =>
+    call(
+      gw!.url,
+      'POST',
+      '/v1/chat/completions',
+      gw!.key,
+      { model: 'chat', messages: [{ role: 'user', content: 'x' }] },
+      { 'x-switchyard-class': 'background' },
+    );
+
+  it('sheds background work with 503 while the event loop stays late', async () => {
+    await start(20);
+    const a = await whileLoopIsLate(background);
+    expect(a.status).toBe(503);
+    expect(errorCode(a)).toBe('SY_ERR_SHED');
+    expect(JSON.stringify(a.body)).toContain('event loop');
+    // The loop is back on time: background work is admitted again.
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await background()).status).toBe(200);
+  });
+
+  it('sheds nothing for it when turned off', async () => {
+    await start(0);
+    expect((await whileLoopIsLate(background)).status).toBe(200);
   });
 });
