@@ -1,8 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Pool } from 'undici';
@@ -11,6 +9,7 @@ import { seededRandom } from '../src/core/random.js';
 import { percentile, runOpenLoop, type Sample } from './lib/open-loop.js';
 import { installCleanup, type Pinned } from './lib/processes.js';
 import { startPinnedGateway } from './lib/launch.js';
+import { startCapacityUpstream, type CapacityUpstream } from '../test/support/capacity-upstream.js';
 
 /**
  * bench:overload (issue #5). An upstream with a fixed service time and a fixed number of slots
@@ -42,44 +41,8 @@ const ANSWER = Buffer.from(
 );
 
 /** The fixed-capacity upstream: SLOTS requests at a time, SERVICE_MS each, the rest wait FIFO. */
-async function startUpstream(): Promise<{ url: string; close: () => Promise<void> }> {
-  let busy = 0;
-  const waiting: ServerResponse[] = [];
-  const serve = (res: ServerResponse): void => {
-    if (res.destroyed) {
-      // The caller left while it waited: its slot goes to the next one at once.
-      const next = waiting.shift();
-      if (next !== undefined) serve(next);
-      return;
-    }
-    busy++;
-    setTimeout(() => {
-      if (!res.destroyed) {
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': ANSWER.length });
-        res.end(ANSWER);
-      }
-      busy--;
-      const next = waiting.shift();
-      if (next !== undefined) serve(next);
-    }, SERVICE_MS);
-  };
-  const server = createServer({ keepAliveTimeout: 60_000 }, (req: IncomingMessage, res) => {
-    req.resume();
-    req.on('end', () => {
-      if (busy < SLOTS) serve(res);
-      else waiting.push(res);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
+function startUpstream(): Promise<CapacityUpstream> {
+  return startCapacityUpstream(SLOTS, SERVICE_MS, ANSWER);
 }
 
 function writeConfig(

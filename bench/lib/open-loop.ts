@@ -13,6 +13,8 @@ export interface ClassLoad {
   readonly ratePerS: number;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: string;
+  /** This class's path, when it differs from the run's. */
+  readonly path?: string;
 }
 
 export interface OpenLoopOptions {
@@ -35,6 +37,8 @@ export interface Sample {
   /** HTTP status; 0 for a timeout or a connection error. */
   readonly status: number;
   readonly retryAfter: string | undefined;
+  /** The error code and message of a JSON error answer (`SY_ERR_SHED: ...`). */
+  readonly error?: string;
 }
 
 /** Exponential inter-arrival time of a Poisson process with the given rate, ms. */
@@ -58,21 +62,30 @@ export async function runOpenLoop(opts: OpenLoopOptions): Promise<Sample[]> {
     const p = (async () => {
       let status = 0;
       let retryAfter: string | undefined;
+      let error: string | undefined;
       try {
         const res = await pool.request({
           method: 'POST',
-          path: opts.path,
+          path: c.path ?? opts.path,
           headers: { 'content-type': 'application/json', ...c.headers },
           body: c.body,
         });
-        await res.body.dump();
         status = res.statusCode;
+        if (status >= 400) error = errorOf(await res.body.text());
+        else await res.body.dump();
         const ra = res.headers['retry-after'];
         retryAfter = typeof ra === 'string' ? ra : undefined;
       } catch {
         status = 0;
       }
-      samples.push({ cls: c.name, at, latencyMs: performance.now() - t0 - at, status, retryAfter });
+      samples.push({
+        cls: c.name,
+        at,
+        latencyMs: performance.now() - t0 - at,
+        status,
+        retryAfter,
+        ...(error === undefined ? {} : { error }),
+      });
     })();
     pending.add(p);
     void p.finally(() => pending.delete(p));
@@ -95,6 +108,15 @@ export async function runOpenLoop(opts: OpenLoopOptions): Promise<Sample[]> {
   await Promise.all([...pending]);
   await pool.close();
   return samples;
+}
+
+function errorOf(text: string): string | undefined {
+  try {
+    const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error;
+    return e?.code === undefined ? undefined : `${e.code}: ${e.message ?? ''}`;
+  } catch {
+    return undefined;
+  }
 }
 
 export function percentile(sorted: readonly number[], p: number): number {

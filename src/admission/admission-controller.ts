@@ -238,8 +238,9 @@ export class AdmissionController {
   /**
    * The gate of one backend as an interceptor, for every model (HTTP upstreams and in-process
    * models alike): each attempt holds a permit while it runs; a stream holds it until it ends.
-   * The limit learns from the attempt's time minus the event-loop time lost meanwhile, so the
-   * gateway's own CPU queueing is not blamed on the upstream (the front door sheds that).
+   * The limit learns from the attempt's time minus how late the event loop runs (the answer's
+   * callback waited that long behind other work), so the gateway's own CPU queueing is not
+   * blamed on the upstream (the front door sheds that).
    */
   gateInterceptor(name: string, spec?: () => ConcurrencySpec | undefined): Interceptor {
     const clock = this.deps.clock;
@@ -254,7 +255,6 @@ export class AdmissionController {
       call: async (request, ctx) => {
         const permit = await this.acquireGate(name, ctx, spec?.());
         const t0 = clock.now();
-        const lag0 = loopLag.totalMs();
         let outcome = { ok: true, dropped: false };
         try {
           return await next.call(request, ctx);
@@ -262,14 +262,12 @@ export class AdmissionController {
           outcome = outcomeOf(err);
           throw err;
         } finally {
-          const lost = loopLag.totalMs() - lag0;
-          permit.release({ ...outcome, rttMs: Math.max(0, clock.now() - t0 - lost) });
+          permit.release({ ...outcome, rttMs: upstreamMs(clock.now() - t0) });
         }
       },
       stream: async (request, ctx) => {
         const permit = await this.acquireGate(name, ctx, spec?.());
         const t0 = clock.now();
-        const lag0 = loopLag.totalMs();
         let stream: BackendStream;
         try {
           stream = await next.stream(request, ctx);
@@ -278,7 +276,7 @@ export class AdmissionController {
           throw err;
         }
         // Latency of a stream is its time to first event; the slot is held until it ends.
-        const rttMs = Math.max(0, clock.now() - t0 - (loopLag.totalMs() - lag0));
+        const rttMs = upstreamMs(clock.now() - t0);
         let done = false;
         const end = (outcome: { ok: boolean; dropped: boolean }): void => {
           if (done) return;
@@ -414,6 +412,11 @@ const DROPS = new Set<string>([
   'SY_ERR_UPSTREAM_RATE_LIMITED',
   'SY_ERR_QUEUE_FULL',
 ]);
+
+/** A round trip as the upstream saw it: the loop's current lateness taken off (never below a tenth). */
+function upstreamMs(rttMs: number): number {
+  return Math.max(rttMs * 0.1, rttMs - loopLag.lagMs());
+}
 
 function openTicket(trafficClass: string): Ticket {
   return { trafficClass, charge: () => undefined, settle: () => undefined };

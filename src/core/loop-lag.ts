@@ -1,10 +1,10 @@
 /**
- * Event-loop lag from timer drift: one unref'd timer every `everyMs`. It answers two questions:
- * how late the loop runs now (`lagMs`, fast attack and slow decay, so one long stall counts at
- * once and recovery takes a few ticks) and how much time the loop has lost since start
- * (`totalMs`, a running sum). The second lets a caller subtract the gateway's own queueing
- * from a measured round trip: `rtt - (totalMs(t1) - totalMs(t0))` is what the other side took
- * (concurrency limits learn the upstream, not the gateway's CPU; see issue #14).
+ * Event-loop lag from timer drift: one unref'd timer every `everyMs`. It says how late the loop
+ * runs now (`lagMs`, fast attack and slow decay, so one long stall counts at once and recovery
+ * takes a few ticks), how late it has run for a while (`sustainedMs`, CPU overload rather than
+ * one GC pause), and how much time it has lost since start (`totalMs`). A callback that sees an
+ * answer runs about `lagMs` after the answer arrived, so `rtt - lagMs` is what the other side
+ * took (concurrency limits learn the upstream, not the gateway's CPU; see issue #14).
  */
 export class LoopLag {
   private smoothed = 0;

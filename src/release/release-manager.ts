@@ -470,7 +470,10 @@ export class ReleaseManager implements ReleaseSlotResolver {
       'experiment.complete',
       `${held}; ${did}`,
       (cur) => ({ ...cur, status: 'completed', reason: `${held}; ${did}` }),
-      { model: candidate.model, ...(candidate.version === undefined ? {} : { version: candidate.version }) },
+      {
+        model: candidate.model,
+        ...(candidate.version === undefined ? {} : { version: candidate.version }),
+      },
     );
     this.decided({ experiment: r.spec.id, action: 'complete', reason: did });
   }

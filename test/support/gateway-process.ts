@@ -126,6 +126,8 @@ export interface ProcessGatewayOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Extra node flags after the bin's own. */
   readonly nodeFlags?: readonly string[];
+  /** Makes the `acme` key an admin key (the /admin routes). */
+  readonly admin?: boolean;
 }
 
 /**
@@ -141,10 +143,12 @@ export async function startProcessGateway(
     writeFileSync(join(dir, name), content);
   const key = generateKey('sk');
   const configPath = join(dir, 'switchyard.yaml');
-  writeFileSync(
-    configPath,
-    stringify({ ...baseConfig(hashKey(key, TEST_SECRET)), log: { level: 'warn' }, ...opts.config }),
-  );
+  const base = baseConfig(hashKey(key, TEST_SECRET));
+  if (opts.admin === true)
+    base['tenants'] = {
+      acme: { keys: [{ id: 'k1', hash: hashKey(key, TEST_SECRET), admin: true }], models: ['*'] },
+    };
+  writeFileSync(configPath, stringify({ ...base, log: { level: 'warn' }, ...opts.config }));
   let proc: TestProcess;
   try {
     proc = await startProcess({
