@@ -7,7 +7,7 @@ import { systemClock, type Clock } from './core/clock.js';
 import { events, publish } from './core/events.js';
 import { systemRandom, type Random } from './core/random.js';
 import { ConfigError, loadConfigFile, resolveSecret, type ConfigSnapshot } from './config/load.js';
-import { ConfigReloader, type ReloadOutcome } from './config/reloader.js';
+import { ConfigReloader, reloadAuditEntry, type ReloadOutcome } from './config/reloader.js';
 import type { HttpModelConfig, OnnxModelConfig } from './config/schema.js';
 import type { DeepReadonly } from './config/deep-freeze.js';
 import { KServeBackend } from './backends/http/kserve.js';
@@ -33,7 +33,7 @@ import { MemoryLimiter } from './admission/memory-limiter.js';
 import type { OnnxBackendOptions } from './backends/onnx/onnx-backend.js';
 import type { QuotaLimiter } from './contracts/limiter.js';
 import { subscribe } from './core/events.js';
-import { MemoryAuditSink as ControlAuditSink } from './observability/audit-memory.js';
+import { openAuditTrail, type AuditTrail } from './state/open-state.js';
 import type { AuditSink } from './contracts/audit.js';
 import type { Personalization } from './frontdoor/runtime.js';
 import {
@@ -75,8 +75,8 @@ interface Shared {
   workers: WorkerPool | undefined;
   /** Admission control (#5): classes, quotas, gates and the mode outlive reloads. */
   readonly admission: AdmissionController;
-  /** Control-plane audit records (mode overrides). */
-  readonly controlAudit: ControlAuditSink;
+  /** Control-plane audit records (mode overrides, consent, reloads): durable (#14). */
+  readonly controlAudit: AuditSink;
   /** In-process models' options as configured, so a mode can scale their batching delay. */
   readonly onnxOpts: Map<string, OnnxBackendOptions>;
   /** Journeys (#4): learned latency profiles and the response cache outlive reloads. */
@@ -469,11 +469,13 @@ async function openRelease(
   snap: ConfigSnapshot,
   shared: Shared,
   currentSnapshot: () => ConfigSnapshot,
+  trail: AuditTrail,
 ): Promise<ReleaseHost | undefined> {
   const { state, release, experiments } = snap.config;
   if (state === undefined) return undefined;
   return openReleaseHost({
     state,
+    ...(trail.store === undefined ? {} : { shared: { store: trail.store, audit: trail.sink } }),
     release,
     experiments: experiments as unknown as ExperimentSpec[],
     dir: snap.dir,
@@ -547,7 +549,7 @@ export interface GatewayOptions {
   readonly logger?: Pino;
   readonly clock?: Clock;
   readonly random?: Random;
-  /** Where consent changes are audited; default: in memory. */
+  /** Where control-plane changes are audited; default: the config's durable audit trail. */
   readonly audit?: AuditSink;
 }
 
@@ -572,7 +574,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const metrics = new Metrics();
   const clock = options.clock ?? systemClock;
   const limiter = await openLimiter(initial, clock, logger);
-  const controlAudit = new ControlAuditSink();
+  const { state, audit } = initial.config;
+  const trail = await openAuditTrail({ state, audit, dir: initial.dir, logger });
+  const controlAudit = options.audit ?? trail.sink;
   const admission = new AdmissionController(admissionSettings(initial), {
     clock,
     random: options.random ?? systemRandom,
@@ -598,9 +602,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
   const unsubscribeMode = subscribe(events.admissionMode, () => rescaleBatching(shared));
   // Consent changes go to the same control-plane audit trail as mode overrides.
-  shared.personal = await openPersonalization(initial, shared, options.audit ?? controlAudit);
+  shared.personal = await openPersonalization(initial, shared, controlAudit);
   shared.vectors = await openVectors(initial, shared);
-  shared.release = await openRelease(initial, shared, () => current.snapshot);
+  shared.release = await openRelease(initial, shared, () => current.snapshot, trail);
   const detachLog = attachRequestLog(logger);
   let current = await buildRuntime(initial, shared);
   let ready = false;
@@ -635,7 +639,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       await retireOnnx(next, shared);
     },
     logger,
-    (outcome) => publish(events.configReload, { result: outcome.result }),
+    (outcome) => {
+      publish(events.configReload, { result: outcome.result });
+      const entry = reloadAuditEntry(outcome, initial.source, clock.wall());
+      if (entry !== undefined) controlAudit.record(entry);
+    },
   );
   if (options.watch !== false) reloader.start();
 
@@ -683,6 +691,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         await shared.personal?.close();
         await shared.vectors?.close();
         await shared.release?.close();
+        await trail.close();
         await Promise.all([...shared.onnx.values()].map((b) => b.close()));
         await shared.workers?.close();
         await shared.pools.closeAll();

@@ -182,6 +182,12 @@ export interface ShadowCopyEvent {
   readonly ms?: number;
 }
 
+/** One audit entry written to the audit log (or failed to be: the change itself went ahead). */
+export interface AuditWriteEvent {
+  readonly action: string;
+  readonly result: 'ok' | 'failed';
+}
+
 export const events = {
   requestDone: typed<RequestDoneEvent>('switchyard:request:done'),
   upstreamAttempt: typed<UpstreamAttemptEvent>('switchyard:upstream:attempt'),
@@ -204,6 +210,7 @@ export const events = {
   experimentExposure: typed<ExperimentExposureEvent>('switchyard:release:exposure'),
   releaseDecision: typed<ReleaseDecisionEvent>('switchyard:release:decision'),
   shadowCopy: typed<ShadowCopyEvent>('switchyard:release:shadow'),
+  auditWrite: typed<AuditWriteEvent>('switchyard:audit:write'),
 };
 
 export function publish<T>(ch: Channel<T>, message: T): void {
