@@ -67,9 +67,13 @@ export async function openAuditTrail(o: {
     try {
       log = SqliteAuditLog.open(file);
     } catch (err) {
-      throw new Error(
-        `cannot open the audit log ${file} (audit.sqlite): ${err instanceof Error ? err.message : String(err)}`,
-        { cause: err },
+      // Keeps the cause's code (EACCES, SQLITE_CANTOPEN, ...): the CLI shows such errors in one line.
+      throw Object.assign(
+        new Error(
+          `cannot open the audit log ${file} (audit.sqlite): ${err instanceof Error ? err.message : String(err)}`,
+          { cause: err },
+        ),
+        { code: (err as { code?: unknown }).code },
       );
     }
     where = `sqlite:${file}`;
