@@ -161,11 +161,13 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
     }
     if (err instanceof CliUsageError || err instanceof AuditQueryError) return usage(err.message);
     if (err instanceof ConfigError) {
-      // One problem, one line; an invalid config lists every problem with its path.
+      // One problem, one line; an invalid config lists every problem with its path, one line
+      // each (a YAML error's code frame is left out: its first line names line and column).
+      const problems = err.problems.map((p) => p.split('\n')[0]!.replace(/:$/, ''));
       io.err(
-        err.problems.length === 1
-          ? `switchyard: ${err.source}: ${err.problems[0]}\n`
-          : `switchyard: ${err.message}\n`,
+        problems.length === 1
+          ? `switchyard: ${err.source}: ${problems[0]}\n`
+          : `switchyard: ${err.source}: invalid configuration:\n  - ${problems.join('\n  - ')}\n`,
       );
       return 1;
     }
