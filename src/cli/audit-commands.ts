@@ -2,6 +2,7 @@ import { loadConfigFile } from '../config/load.js';
 import type { StoredAuditEntry } from '../contracts/audit.js';
 import {
   AUDIT_MAX_LIMIT,
+  AUDIT_PARAMS,
   auditEntryJson,
   nextAuditCursor,
   parseAuditQuery,
@@ -33,15 +34,9 @@ function change(e: StoredAuditEntry): string {
 /** `switchyard audit list`: the same store and the same query as `GET /admin/audit`. */
 async function auditList(o: AuditListOptions, io: CliIo): Promise<void> {
   // Parsed before anything is opened: a bad --since is a usage error (exit 2).
-  const query = parseAuditQuery({
-    ...(o.action === undefined ? {} : { action: o.action }),
-    ...(o.actor === undefined ? {} : { actor: o.actor }),
-    ...(o.target === undefined ? {} : { target: o.target }),
-    ...(o.since === undefined ? {} : { since: o.since }),
-    ...(o.until === undefined ? {} : { until: o.until }),
-    ...(o.limit === undefined ? {} : { limit: o.limit }),
-    ...(o.cursor === undefined ? {} : { cursor: o.cursor }),
-  });
+  const query = parseAuditQuery(
+    Object.fromEntries(AUDIT_PARAMS.flatMap((k) => (o[k] === undefined ? [] : [[k, o[k]]]))),
+  );
   const snap = await loadConfigFile(o.config);
   const { state, audit } = snap.config;
   const trail = await openAuditTrail({ state, audit, dir: snap.dir });
