@@ -10,8 +10,9 @@ import type {
   VectorShard,
   VectorShardDescriptor,
 } from '../src/contracts/vector-index.js';
+import { processIo } from '../src/cli/io.js';
+import { createProgress } from '../src/cli/progress.js';
 import { seededRandom, type Random } from '../src/core/random.js';
-import { progressBar } from '../src/retrieval/progress-bar.js';
 import { ShardRouter } from '../src/retrieval/shard-router.js';
 import { mergeTopK } from '../src/retrieval/top-k.js';
 import { UsearchShard } from '../src/retrieval/usearch-shard.js';
@@ -253,7 +254,8 @@ async function main(): Promise<void> {
   };
   const global = new UsearchShard({ id: 'global', dims: DIMS, hnsw, exactBelow: 0 });
   let t = performance.now();
-  await global.bulkLoad(records, { threads: 1, onProgress: progressBar('build 1 shard ') });
+  const progress = createProgress(processIo);
+  await global.bulkLoad(records, { threads: 1, onProgress: progress.bar('build 1 shard ') });
   const buildGlobalS = (performance.now() - t) / 1000;
   const single: Run[] = [];
   for (const ef of EFS) {
@@ -267,7 +269,7 @@ async function main(): Promise<void> {
   // 2. Global index with a geo filter vs 8 geo shards behind the router.
   const shards: VectorShard[] = [];
   t = performance.now();
-  const bar = progressBar('build 8 shards');
+  const bar = progress.bar('build 8 shards');
   let built = 0;
   for (let g = 0; g < GEOS; g++) {
     const index = new UsearchShard({ id: `geo-${g}`, dims: DIMS, hnsw, exactBelow: 0 });
@@ -277,6 +279,7 @@ async function main(): Promise<void> {
     shards.push({ descriptor: descriptor(`geo-${g}`, [geoOf(g)]), index });
   }
   const buildShardsS = (performance.now() - t) / 1000;
+  progress.stop();
   const router = new ShardRouter([{ name: 'bench', dims: DIMS, metric: 'cos', shards }], {
     node: 'bench',
   });

@@ -4,17 +4,17 @@ import { systemClock, type Clock } from './core/clock.js';
 import { events, publish } from './core/events.js';
 import { systemRandom, type Random } from './core/random.js';
 import { loadConfigFile, type ConfigSnapshot } from './config/load.js';
-import { ConfigReloader, type ReloadOutcome } from './config/reloader.js';
+import { ConfigReloader, reloadAuditEntry, type ReloadOutcome } from './config/reloader.js';
 import type { AuditSink } from './contracts/audit.js';
 import type { AdmissionController } from './admission/admission-controller.js';
 import { KeyStore } from './frontdoor/auth.js';
 import type { Runtime } from './frontdoor/runtime.js';
 import { createFrontDoor, type FrontDoor, type RouteEntry } from './frontdoor/server.js';
-import { MemoryAuditSink } from './observability/audit-memory.js';
 import { attachRequestLog, createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { Router } from './orchestrator/router.js';
 import { MemoryCache } from './state/cache-memory.js';
+import { openAuditTrail } from './state/open-state.js';
 import { openAdmission } from './wiring/admission.js';
 import { openModels } from './wiring/models.js';
 import { openPersonalization } from './wiring/personalization.js';
@@ -42,7 +42,7 @@ export interface GatewayOptions {
   readonly logger?: Pino;
   readonly clock?: Clock;
   readonly random?: Random;
-  /** Where control-plane changes are audited; default: in memory. */
+  /** Where control-plane changes are audited; default: the config's durable audit trail. */
   readonly audit?: AuditSink;
 }
 
@@ -70,10 +70,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     metrics: new Metrics(),
   };
   const { logger, metrics } = deps;
-  const audit = options.audit ?? new MemoryAuditSink();
   const closers: (() => Promise<void>)[] = [];
   let current: BuiltRuntime | undefined;
   try {
+    // The durable audit trail (#14): in the state store, or the gateway's own audit file.
+    const { state, audit: auditFile } = initial.config;
+    const trail = await openAuditTrail({ state, audit: auditFile, dir: initial.dir, logger });
+    closers.push(() => trail.close());
+    const audit = options.audit ?? trail.sink;
     const admission = await openAdmission(initial, deps, audit);
     closers.push(() => admission.close());
     const models = openModels(deps, admission.controller);
@@ -86,6 +90,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       current: () => current?.snapshot ?? initial,
       storeChanged: (model) => models.storeChanged(model),
       shedShadow: () => admission.controller.modes.current().mode !== 'normal',
+      trail,
     });
     if (release !== undefined) closers.push(() => release.close());
     const detachLog = attachRequestLog(logger);
@@ -156,7 +161,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         await models.retire(next);
       },
       logger,
-      (outcome) => publish(events.configReload, { result: outcome.result }),
+      (outcome) => {
+        publish(events.configReload, { result: outcome.result });
+        const entry = reloadAuditEntry(outcome, initial.source, deps.clock.wall());
+        if (entry !== undefined) audit.record(entry);
+      },
     );
     if (options.watch !== false) reloader.start();
 

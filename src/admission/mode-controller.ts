@@ -213,6 +213,7 @@ export class ModeController {
     actor: string,
   ): void {
     const previous = this.state.mode;
+    const before = modeView(this.state.mode, this.state.forced, this.state.forcedUntil);
     this.state = {
       mode,
       reason,
@@ -233,6 +234,8 @@ export class ModeController {
       action: actor === 'system' ? 'mode.auto' : 'mode.override',
       target: 'admission.mode',
       reason: detail,
+      before,
+      after: modeView(mode, forced, forcedUntil),
       detail: {
         from: previous,
         to: mode,
@@ -242,3 +245,10 @@ export class ModeController {
     });
   }
 }
+
+/** A mode as the audit trail shows it, before and after a change. */
+const modeView = (mode: ModeName, forced: boolean, until: number | undefined) => ({
+  mode,
+  forced,
+  forced_until: until === undefined ? null : new Date(until).toISOString(),
+});

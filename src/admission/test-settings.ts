@@ -1,4 +1,4 @@
-import type { AuditEntry, AuditSink } from '../contracts/audit.js';
+import type { AuditEntry, AuditSink, StoredAuditEntry } from '../contracts/audit.js';
 import type { Logger } from '../contracts/logger.js';
 import type { AdmissionSettings } from './admission-controller.js';
 import type { ClassSpec, ConcurrencySpec, ModesSpec } from './settings.js';
@@ -96,9 +96,12 @@ export class ListAudit implements AuditSink {
   record(entry: AuditEntry): void {
     this.entries.push(entry);
   }
-  list(filter: { readonly action?: string } = {}): Promise<readonly AuditEntry[]> {
+  list(filter: { readonly action?: string } = {}): Promise<readonly StoredAuditEntry[]> {
     return Promise.resolve(
-      this.entries.filter((e) => e.action.startsWith(filter.action ?? '')).reverse(),
+      this.entries
+        .map((e, i) => ({ ...e, id: i + 1 }))
+        .filter((e) => e.action.startsWith(filter.action ?? ''))
+        .reverse(),
     );
   }
 }

@@ -1,47 +1,39 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import type { VectorRecord, VectorShardStats } from '../contracts/vector-index.js';
 import { Pool, request } from '../core/undici.js';
 import { isSwitchyardError } from '../core/errors.js';
-import { startGateway, type Gateway } from '../main.js';
+import type { Gateway } from '../main.js';
 import { createLogger } from '../observability/logger.js';
 import { vectorTag } from '../privacy/policy-engine.js';
-import { progressBar } from '../retrieval/progress-bar.js';
 import { parseWire, toRecord, wireRecord } from '../retrieval/shard-wire.js';
 import { childSizes } from '../retrieval/shard-totals.js';
 import type { VectorHost } from '../retrieval/vector-host.js';
-import { CliUsageError, processIo, runCli, table, type CliIo } from './models-commands.js';
+import { CliUsageError, CliUserError, table, type CliIo } from './io.js';
+import type { CommandKit } from './program.js';
+import { createProgress } from './progress.js';
 
-export const INDEX_USAGE = `  switchyard index build --config FILE --collection C --input FILE.jsonl [--tenant T]
-  switchyard index stats (--config FILE | --url URL --key KEY) --collection C [--probe]
-  switchyard index rebalance (--config FILE | --url URL --key KEY) --collection C --shard ID
-`;
+interface IndexOptions {
+  readonly config?: string;
+  readonly url?: string;
+  readonly key?: string;
+  readonly collection: string;
+  readonly input?: string;
+  readonly tenant?: string;
+  readonly shard?: string;
+  readonly probe?: boolean;
+}
 
-export const INDEX_HELP = `index build      Bulk-load vectors from JSON lines ({"id","vector","meta"} as in the upsert API)
-                 into a stopped node's shards: every line is validated and admitted by the
-                 consent policy first (nothing is written if one fails), then each HNSW shard
-                 builds its graph in a worker with a progress bar, and is persisted.
-index stats      Size, QPS, p95 and recall per shard: of a running gateway (--url, admin key),
-                 or of a stopped node's files (--config; --probe measures recall first).
-index rebalance  Split a hot local shard in two. With --url, online on the running gateway (queries
-                 keep being answered); with --config, on a stopped node. The split persists.
-`;
-
-const options = {
-  config: { type: 'string' },
-  url: { type: 'string' },
-  key: { type: 'string' },
-  collection: { type: 'string' },
-  input: { type: 'string' },
-  tenant: { type: 'string' },
-  shard: { type: 'string' },
-  probe: { type: 'boolean' },
-} as const;
-
-function need(v: string | undefined, flag: string, sub: string): string {
-  if (v === undefined || v === '') throw new CliUsageError(`index ${sub} needs ${flag}`);
-  return v;
+/** `--config FILE` or `--url URL --key KEY`: one of the two is needed. */
+function target(o: IndexOptions, sub: string): { url: string; key: string } | { config: string } {
+  if (o.url !== undefined) {
+    if (o.key === undefined)
+      throw new CliUsageError(`index ${sub} --url needs --key KEY (an admin key)`);
+    return { url: o.url, key: o.key };
+  }
+  if (o.config === undefined)
+    throw new CliUsageError(`index ${sub} needs --config FILE or --url URL`);
+  return { config: o.config };
 }
 
 /**
@@ -53,6 +45,7 @@ async function withNode<T>(
   collection: string,
   fn: (host: VectorHost, gw: Gateway) => Promise<T>,
 ): Promise<T> {
+  const { startGateway } = await import('../main.js');
   const gw = await startGateway({
     configPath: config,
     port: 0,
@@ -63,7 +56,7 @@ async function withNode<T>(
   try {
     const host = gw.runtime().vectors;
     if (host?.router.describe(collection) === undefined)
-      throw new CliUsageError(`the config has no vector collection "${collection}"`);
+      throw new CliUserError(`the config has no vector collection "${collection}"`);
     return await fn(host, gw);
   } finally {
     await gw.close();
@@ -111,7 +104,7 @@ async function call(
   }
   if (res.statusCode >= 400) {
     const e = body['error'] as { code?: string; message?: string } | undefined;
-    throw new Error(`${res.statusCode} ${e?.code ?? ''}: ${e?.message ?? 'request failed'}`);
+    throw new CliUserError(`${res.statusCode} ${e?.code ?? ''}: ${e?.message ?? 'request failed'}`);
   }
   return body;
 }
@@ -155,24 +148,30 @@ async function readRecords(
   return { records, problems };
 }
 
-async function build(values: Values, io: CliIo): Promise<number> {
-  const config = need(values.config, '--config FILE', 'build');
-  const collection = need(values.collection, '--collection C', 'build');
-  const input = need(values.input, '--input FILE.jsonl', 'build');
-  return withNode(config, collection, async (host, gw) => {
-    const { records, problems } = await readRecords(input, values.tenant, gw, io);
+async function build(
+  o: IndexOptions & { config: string; input: string },
+  io: CliIo,
+): Promise<number> {
+  const { collection, input } = o;
+  return withNode(o.config, collection, async (host, gw) => {
+    const { records, problems } = await readRecords(input, o.tenant, gw, io);
     if (problems.length > 0) {
       io.err(`refused ${input}; nothing was written:\n  ${problems.join('\n  ')}\n`);
       return 1;
     }
+    const progress = createProgress(io);
     const bars = new Map<string, (done: number, total: number) => void>();
     const t0 = performance.now();
-    const r = await host.bulkLoad(collection, records, (shard, done, total) => {
-      let bar = bars.get(shard);
-      if (bar === undefined)
-        bars.set(shard, (bar = progressBar(`build ${shard}`, { isTTY: io.tty, write: io.err })));
-      bar(done, total);
-    });
+    let r;
+    try {
+      r = await host.bulkLoad(collection, records, (shard, done, total) => {
+        let bar = bars.get(shard);
+        if (bar === undefined) bars.set(shard, (bar = progress.bar(`build ${shard}`)));
+        bar(done, total);
+      });
+    } finally {
+      progress.stop();
+    }
     const secs = (performance.now() - t0) / 1000;
     io.out(
       `${collection}: ${r.inserted} inserted, ${r.updated} updated, ${r.evicted} evicted in ${secs.toFixed(1)} s\n`,
@@ -182,78 +181,109 @@ async function build(values: Values, io: CliIo): Promise<number> {
   });
 }
 
-async function stats(values: Values, io: CliIo): Promise<number> {
-  const collection = need(values.collection, '--collection C', 'stats');
-  if (values.url !== undefined) {
-    const key = need(values.key, '--key KEY (an admin key)', 'stats');
+async function stats(o: IndexOptions, io: CliIo): Promise<number> {
+  const { collection } = o;
+  const t = target(o, 'stats');
+  if ('url' in t) {
     const body = await call(
-      values.url,
-      key,
+      t.url,
+      t.key,
       'GET',
       `/v1/vectors/${encodeURIComponent(collection)}/stats`,
     );
     io.out(`${statsTable(body['shards'] as VectorShardStats[])}\n`);
     return 0;
   }
-  const config = need(values.config, '--config FILE or --url URL', 'stats');
-  return withNode(config, collection, async (host) => {
-    if (values.probe === true) await host.probeRecall();
+  return withNode(t.config, collection, async (host) => {
+    if (o.probe === true) await host.probeRecall();
     io.out(`${statsTable(await host.router.stats(collection))}\n`);
     return 0;
   });
 }
 
-async function rebalance(values: Values, io: CliIo): Promise<number> {
-  const collection = need(values.collection, '--collection C', 'rebalance');
-  const shard = need(values.shard, '--shard ID', 'rebalance');
+async function rebalance(o: IndexOptions & { shard: string }, io: CliIo): Promise<number> {
+  const { collection, shard } = o;
+  const t = target(o, 'rebalance');
   let children: { id: string; size: number }[];
-  if (values.url !== undefined) {
-    const key = need(values.key, '--key KEY (an admin key)', 'rebalance');
+  if ('url' in t) {
     const path = `/admin/vectors/${encodeURIComponent(collection)}/shards/${encodeURIComponent(shard)}/split`;
-    children = (await call(values.url, key, 'POST', path))['shards'] as typeof children;
+    children = (await call(t.url, t.key, 'POST', path))['shards'] as typeof children;
   } else {
-    const config = need(values.config, '--config FILE or --url URL', 'rebalance');
-    children = await withNode(config, collection, async (host) => {
-      const bar = progressBar(`split ${shard}`, { isTTY: io.tty, write: io.err });
-      return childSizes(await host.split(collection, shard, { onProgress: bar }));
+    children = await withNode(t.config, collection, async (host) => {
+      const progress = createProgress(io);
+      try {
+        return childSizes(
+          await host.split(collection, shard, { onProgress: progress.bar(`split ${shard}`) }),
+        );
+      } finally {
+        progress.stop();
+      }
     });
   }
   io.out(`split ${shard} into ${children.map((c) => `${c.id} (${c.size})`).join(', ')}\n`);
   return 0;
 }
 
-type Values = {
-  readonly [K in keyof typeof options]?: (typeof options)[K] extends {
-    type: 'boolean';
-  }
-    ? boolean
-    : string;
-};
-
-/** `switchyard index build|stats|rebalance ...`; returns the exit code. */
-export async function indexCommand(
-  args: readonly string[],
-  io: CliIo = processIo,
-): Promise<number> {
-  const [sub, ...rest] = args;
-  const { values } = parseArgs({ args: rest, options });
-  try {
-    if (sub === 'build') return await build(values, io);
-    if (sub === 'stats') return await stats(values, io);
-    if (sub === 'rebalance') return await rebalance(values, io);
-  } catch (err) {
-    if (err instanceof CliUsageError) throw err;
-    // Gateway and shard errors (a locked data directory, an unknown shard): one line, exit 1.
-    const msg = isSwitchyardError(err)
-      ? `${err.code}: ${err.message}`
-      : err instanceof Error
-        ? err.message
-        : String(err);
-    io.err(`switchyard: index ${sub}: ${msg}\n`);
-    return 1;
-  }
-  throw new CliUsageError(`unknown index command "${sub ?? ''}"`);
+/**
+ * Gateway and shard errors (a locked data directory, an unknown shard) are the user's: one line
+ * naming the command, exit 1.
+ */
+function oneLine<O>(sub: string, fn: (o: O, io: CliIo) => Promise<number>, kit: CommandKit) {
+  return kit.action(async (o: O) => {
+    try {
+      return await fn(o, kit.io);
+    } catch (err) {
+      if (err instanceof CliUsageError || !(err instanceof Error)) throw err;
+      if (isSwitchyardError(err))
+        throw new CliUserError(`index ${sub}: ${err.code}: ${err.message}`);
+      if (err instanceof CliUserError) throw new CliUserError(`index ${sub}: ${err.message}`);
+      throw err;
+    }
+  });
 }
 
-export const runIndex = (args: readonly string[]): Promise<void> =>
-  runCli(indexCommand, args, INDEX_USAGE);
+/** `index build|stats|rebalance`. */
+export function registerIndexCommands(kit: CommandKit): void {
+  const index = kit.group('index');
+  const collection = ['--collection <name>', 'the vector collection'] as const;
+  const remote = (cmd: ReturnType<CommandKit['group']>) =>
+    cmd
+      .option('-c, --config <file>', 'a stopped node: its gateway config')
+      .option('--url <url>', 'a running gateway')
+      .option('--key <key>', 'an admin key of the running gateway (with --url)');
+  index
+    .command('build')
+    .description(
+      'Bulk-load vectors from JSON lines ({"id","vector","meta"} as in the upsert API) into a ' +
+        "stopped node's shards: every line is validated and admitted by the consent policy first " +
+        '(nothing is written if one fails), then each HNSW shard builds its graph in a worker, ' +
+        'with a progress bar, and is persisted.',
+    )
+    .requiredOption('-c, --config <file>', "the node's gateway config")
+    .requiredOption(...collection)
+    .requiredOption('--input <file>', 'the vectors, one JSON object per line')
+    .option('--tenant <tenant>', 'the tenant of lines without meta.tenant')
+    .action(oneLine('build', build, kit));
+  remote(
+    index
+      .command('stats')
+      .description(
+        'Size, QPS, p95 and recall per shard: of a running gateway (--url, admin key) or of a ' +
+          "stopped node's files (--config; --probe measures recall first).",
+      ),
+  )
+    .requiredOption(...collection)
+    .option('--probe', 'measure recall first (--config only)')
+    .action(oneLine('stats', stats, kit));
+  remote(
+    index
+      .command('rebalance')
+      .description(
+        'Split a hot local shard in two. With --url, online on the running gateway (queries keep ' +
+          'being answered); with --config, on a stopped node. The split persists.',
+      ),
+  )
+    .requiredOption(...collection)
+    .requiredOption('--shard <id>', 'the shard to split')
+    .action(oneLine('rebalance', rebalance, kit));
+}

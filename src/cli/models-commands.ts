@@ -1,8 +1,11 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { ModelCard } from '../backends/onnx/model-card.js';
+import { positiveNumber, wholeNumber } from './args.js';
+import { CliUserError, table, type CliIo } from './io.js';
+import type { CommandKit } from './program.js';
+import { createProgress } from './progress.js';
 
 /**
  * `switchyard models build-demo` and `switchyard models quantize` (issue #3). The modelkit (and
@@ -10,41 +13,11 @@ import type { ModelCard } from '../backends/onnx/model-card.js';
  * already-built store — what `npm start` runs every time — answers in well under a second.
  */
 
-export const MODELS_USAGE = `  switchyard models build-demo [--out DIR] [--force] [--seed N] [--json]
-  switchyard models quantize --store DIR --from V --to V2 [--min-ms N] [--json]
-`;
-
-export const MODELS_HELP = `models build-demo  Train the demo intent, embedding and ranking models from generated
-                   data (no downloads) and write them, plus the int8 variant intent/2,
-                   as ONNX model stores under DIR (default examples/superapp/models).
-                   Does nothing when they are already there, unless --force.
-models quantize    Write the int8 variant V2 of version V of a model store and print
-                   held-out accuracy, size and throughput of both side by side.
-`;
-
 /** The seed of the shipped demo models: the same seed writes the same bytes. */
 export const DEMO_SEED = 42;
 const DEMO_STORES = ['intent', 'embed', 'rank'] as const;
 /** The int8 variant of the demo intent classifier, the cheap-tier version. */
 const INT8_VERSION = '2';
-
-export interface CliIo {
-  readonly out: (text: string) => void;
-  readonly err: (text: string) => void;
-  /** Whether progress may redraw one line (a terminal). */
-  readonly tty: boolean;
-}
-
-export const processIo: CliIo = {
-  out: (t) => process.stdout.write(t),
-  err: (t) => process.stderr.write(t),
-  tty: process.stderr.isTTY,
-};
-
-/** A usage or input problem: printed without a stack, exit code 2. */
-export class CliUsageError extends Error {
-  override readonly name = 'CliUsageError';
-}
 
 /** `examples/superapp/models` of this package, wherever the command runs from. */
 export function defaultDemoDir(): string {
@@ -81,57 +54,35 @@ const kb = (bytes: number): string => `${(bytes / 1024).toFixed(1)} kB`;
 const fixed = (v: number | undefined, digits = 4): string =>
   v === undefined ? '-' : v.toFixed(digits);
 
-/** Rows as aligned columns: the first left-aligned, the rest right-aligned. */
-export function table(rows: readonly (readonly string[])[]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  return rows
-    .map((r) =>
-      r
-        .map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
+interface BuildDemoOptions {
+  readonly out?: string;
+  readonly force?: boolean;
+  readonly seed: number;
+  readonly json?: boolean;
 }
 
-function progressPrinter(io: CliIo): (stage: string, percent: number) => void {
-  let lastStage = '';
-  return (stage, percent) => {
-    const line = `[${String(percent).padStart(3)}%] ${stage}`;
-    if (io.tty) io.err(`\r${line.padEnd(48)}${stage === 'done' ? '\n' : ''}`);
-    else if (stage !== lastStage) io.err(`${line}\n`);
-    lastStage = stage;
-  };
-}
-
-/** `switchyard models build-demo`. Resolves with the exit code. */
-export async function buildDemoCommand(args: readonly string[], io = processIo): Promise<number> {
-  const { values } = parseArgs({
-    args: [...args],
-    options: {
-      out: { type: 'string' },
-      force: { type: 'boolean' },
-      seed: { type: 'string' },
-      json: { type: 'boolean' },
-    },
-  });
-  const out = resolve(values.out ?? defaultDemoDir());
-  const seed = values.seed === undefined ? DEMO_SEED : Number(values.seed);
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
-    throw new CliUsageError('--seed must be a whole number (0 to 4294967295)');
-  const force = values.force === true;
+/** `switchyard models build-demo`. */
+async function buildDemo(o: BuildDemoOptions, io: CliIo): Promise<void> {
+  const out = resolve(o.out ?? defaultDemoDir());
+  const seed = o.seed;
+  const force = o.force === true;
   const state = await demoState(out);
   if (!force && state.floats && state.int8) {
-    if (values.json === true) io.out(`${JSON.stringify({ outDir: out, built: false })}\n`);
+    if (o.json === true) io.out(`${JSON.stringify({ outDir: out, built: false })}\n`);
     else io.err(`switchyard: demo models already in ${out} (--force rebuilds them)\n`);
-    return 0;
+    return;
   }
   const { buildDemoModels } = await import('../modelkit/demo-models.js');
   const { writeQuantizedVariant } = await import('../modelkit/quantize.js');
   let report;
   if (force || !state.floats) {
     io.err(`switchyard: training the demo models (seed ${seed}) into ${out}\n`);
-    report = await buildDemoModels(out, { seed, onProgress: progressPrinter(io) });
+    const progress = createProgress(io);
+    try {
+      report = await buildDemoModels(out, { seed, onProgress: progress.stages('demo models') });
+    } finally {
+      progress.stop();
+    }
   }
   const intentStore = join(out, 'intent');
   const variantDir = join(intentStore, INT8_VERSION);
@@ -168,13 +119,12 @@ export async function buildDemoCommand(args: readonly string[], io = processIo):
     const size = (await stat(join(variantDir, 'model.onnx'))).size;
     rows.push(['intent', INT8_VERSION, 'classifier int8', primaryMetric(variant), kb(size), '-']);
   }
-  if (values.json === true) {
+  if (o.json === true) {
     io.out(`${JSON.stringify({ outDir: out, built: true, seed, report })}\n`);
   } else {
     io.out(`${table(rows)}\n`);
     if (report !== undefined) io.out(`built in ${(report.totalMs / 1000).toFixed(1)} s\n`);
   }
-  return 0;
 }
 
 /** The headline held-out metric of a card: accuracy, recall@1 or AUC. */
@@ -185,29 +135,22 @@ function primaryMetric(card: ModelCard | undefined): string {
   return '-';
 }
 
-/** `switchyard models quantize`. Resolves with the exit code. */
-export async function quantizeCommand(args: readonly string[], io = processIo): Promise<number> {
-  const { values } = parseArgs({
-    args: [...args],
-    options: {
-      store: { type: 'string' },
-      from: { type: 'string' },
-      to: { type: 'string' },
-      'min-ms': { type: 'string' },
-      json: { type: 'boolean' },
-    },
-  });
-  const { store, from, to } = values;
-  if (store === undefined || from === undefined || to === undefined)
-    throw new CliUsageError('quantize needs --store DIR --from V --to V2');
-  const minMs = Number(values['min-ms'] ?? 500);
-  if (!Number.isFinite(minMs) || minMs <= 0)
-    throw new CliUsageError('--min-ms must be a positive number');
+interface QuantizeOptions {
+  readonly store: string;
+  readonly from: string;
+  readonly to: string;
+  readonly minMs: number;
+  readonly json?: boolean;
+}
+
+/** `switchyard models quantize`. */
+async function quantize(o: QuantizeOptions, io: CliIo): Promise<void> {
+  const { store, from, to, minMs } = o;
   const dir = resolve(store);
   if (!(await isFile(join(dir, from, 'model.onnx'))))
-    throw new CliUsageError(`${join(dir, from)} has no model.onnx`);
+    throw new CliUserError(`${join(dir, from)} has no model.onnx`);
   if (!(await isFile(join(dir, from, 'heldout.json'))))
-    throw new CliUsageError(
+    throw new CliUserError(
       `${join(dir, from)} has no heldout.json; quantize needs the held-out split to measure the variant`,
     );
   const { writeQuantizedVariant, compareVariants } = await import('../modelkit/quantize.js');
@@ -216,7 +159,7 @@ export async function quantizeCommand(args: readonly string[], io = processIo): 
   try {
     written = await writeQuantizedVariant(dir, from, to);
   } catch (err) {
-    throw new CliUsageError(err instanceof Error ? err.message : String(err));
+    throw new CliUserError(err instanceof Error ? err.message : String(err));
   }
   const source = await readVersion(dir, from);
   const cmp = await compareVariants(
@@ -226,9 +169,9 @@ export async function quantizeCommand(args: readonly string[], io = processIo): 
     source.card,
     { minMs },
   );
-  if (values.json === true) {
+  if (o.json === true) {
     io.out(`${JSON.stringify({ store: dir, from, to, ...cmp })}\n`);
-    return 0;
+    return;
   }
   const name = cmp.float.metricName;
   const ratio = (a: number, b: number): string => `${(b / a).toFixed(2)}×`;
@@ -263,31 +206,38 @@ export async function quantizeCommand(args: readonly string[], io = processIo): 
     `wrote ${written.dir} (held-out rows: ${source.heldout.labels?.length ?? source.heldout.targets?.length ?? '?'})\n\n` +
       `${table(rows)}\n\n${agreement}\n`,
   );
-  return 0;
 }
 
-/** Runs a command with the process's streams; usage problems print `usage` and exit 2. */
-export async function runCli(
-  command: (args: readonly string[], io: CliIo) => Promise<number>,
-  args: readonly string[],
-  usage = MODELS_USAGE,
-): Promise<void> {
-  try {
-    process.exitCode = await command(args, processIo);
-  } catch (err) {
-    // parseArgs reports unknown flags as TypeErrors with a code; both are usage problems.
-    const isUsage =
-      err instanceof CliUsageError ||
-      (err instanceof TypeError &&
-        String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS'));
-    if (!isUsage) throw err;
-    process.stderr.write(`switchyard: ${err.message}\n\nUsage:\n${usage}`);
-    process.exitCode = 2;
-  }
+/** `models build-demo` and `models quantize`. */
+export function registerModelsCommands(kit: CommandKit): void {
+  const models = kit.group('models');
+  models
+    .command('build-demo')
+    .description(
+      'Train the demo intent, embedding and ranking models from generated data (no downloads) and ' +
+        'write them, plus the int8 variant intent/2, as ONNX model stores under DIR. Does nothing ' +
+        'when they are already there, unless --force.',
+    )
+    .option('--out <dir>', 'where the model stores go (default: examples/superapp/models)')
+    .option('--force', 'rebuild even when the models are there')
+    .option(
+      '--seed <n>',
+      'the training seed (the same seed writes the same bytes)',
+      wholeNumber(0, 0xffffffff),
+      DEMO_SEED,
+    )
+    .option('--json', 'print a JSON report instead of a table')
+    .action(kit.action((o: BuildDemoOptions) => buildDemo(o, kit.io)));
+  models
+    .command('quantize')
+    .description(
+      'Write the int8 variant V2 of version V of a model store and print held-out accuracy, size ' +
+        'and throughput of both side by side.',
+    )
+    .requiredOption('--store <dir>', 'the ONNX model store')
+    .requiredOption('--from <version>', 'the float version to quantize')
+    .requiredOption('--to <version>', 'the version the int8 variant is written as')
+    .option('--min-ms <ms>', 'measure throughput for at least this long', positiveNumber(), 500)
+    .option('--json', 'print a JSON report instead of a table')
+    .action(kit.action((o: QuantizeOptions) => quantize(o, kit.io)));
 }
-
-/** CLI entry points (src/cli/index.ts dispatches to these). */
-export const runBuildDemo = (args: readonly string[]): Promise<void> =>
-  runCli(buildDemoCommand, args);
-export const runQuantize = (args: readonly string[]): Promise<void> =>
-  runCli(quantizeCommand, args);

@@ -1,43 +1,36 @@
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { InvalidArgumentError, Option } from 'commander';
 import { loadConfigFile } from '../config/load.js';
-import type { ReleaseStage } from '../contracts/registry-store.js';
+import type { RegistryStore, ReleaseStage } from '../contracts/registry-store.js';
 import { systemClock } from '../core/clock.js';
-import { isSwitchyardError } from '../core/errors.js';
-import { ModelRegistry } from '../release/model-registry.js';
+import { ModelRegistry, STAGES } from '../release/model-registry.js';
 import { openRegistryStore, pinnedKeys } from '../release/release-host.js';
+import { keyValue } from './args.js';
+import { cliActor, CliUsageError, CliUserError } from './io.js';
+import type { CommandKit } from './program.js';
+import { createProgress } from './progress.js';
 
-export const REGISTRY_USAGE = `  switchyard models push --config FILE --model M --version V --artifact PATH [--meta k=v ...]
-  switchyard models sign --config FILE --model M --version V --key PRIVATE.pem --key-id ID
-  switchyard models list --config FILE [--model M]
-  switchyard models promote --config FILE --model M --version V --stage STAGE --reason R [--force]
-  switchyard models retire --config FILE --model M --version V --reason R [--at ISO-DATE] [--force]
-  switchyard keys signing-create --id ID [--out DIR]
-`;
-
-export const REGISTRY_HELP = `models push       Copy an artifact (file or directory) into the registry, digest it (sha256), stage "staging".
-models sign       Sign a version with an Ed25519 private key whose public key is pinned in release.signing_keys.
-models list       Show models, versions, stages, digests and signatures.
-models promote    Move a version to staging|shadow|canary|production (serving stages verify digest and
-                  signature first; an in-process model is copied into its ONNX store and loads live).
-models retire     Retire a version now or at --at; production only with --force.
-keys signing-create  Make an Ed25519 signing key pair: ID.key.pem (keep secret) and ID.pub.pem (pin it).
-`;
-
-const actor = (): string => `cli:${userInfo().username}`;
-
+/** The model registry (#6) from the CLI: the same state store a gateway of the config uses. */
 async function openRegistry(configPath: string) {
   const snap = await loadConfigFile(configPath);
   const { state, release } = snap.config;
-  if (state === undefined) throw new Error(`${snap.source}: the registry needs a "state:" section`);
+  if (state === undefined)
+    throw new CliUserError(`${snap.source}: the registry needs a "state:" section`);
+  let keys: Map<string, KeyObject>;
+  try {
+    keys = pinnedKeys(release, snap.dir);
+  } catch (err) {
+    throw new CliUserError(
+      `${snap.source}: release.signing_keys: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
   const store = await openRegistryStore(state, snap.dir);
   const registry: ModelRegistry = new ModelRegistry({
     store,
     dir: resolve(snap.dir, release.registry_dir),
-    keys: pinnedKeys(release, snap.dir),
+    keys,
     clock: systemClock,
     // A serving gateway watches its ONNX stores: writing a verified version there loads it live.
     onStage: async (v) => {
@@ -52,113 +45,203 @@ async function openRegistry(configPath: string) {
   return { registry, store };
 }
 
-function need<T>(v: T | undefined, flag: string): T {
-  if (v === undefined) throw new Error(`${flag} is required`);
-  return v;
+interface VersionOptions {
+  readonly config: string;
+  readonly model: string;
+  readonly version: string;
+  readonly reason?: string;
 }
 
-const common = {
-  config: { type: 'string' },
-  model: { type: 'string' },
-  version: { type: 'string' },
-  reason: { type: 'string' },
-  force: { type: 'boolean' },
-} as const;
+/** Runs `fn` on the config's registry, prints its result as JSON, and closes the store. */
+function withRegistry<O extends { readonly config: string }>(
+  kit: CommandKit,
+  sub: string,
+  fn: (
+    o: O,
+    r: { registry: ModelRegistry; store: RegistryStore; by: { actor: string; reason: string } },
+  ) => Promise<unknown>,
+): (o: O) => Promise<void> {
+  return async (o) => {
+    const { registry, store } = await openRegistry(o.config);
+    try {
+      const reason = (o as { reason?: string }).reason ?? `switchyard models ${sub}`;
+      const out = await fn(o, { registry, store, by: { actor: cliActor(), reason } });
+      kit.io.out(`${JSON.stringify(out, null, 2)}\n`);
+    } finally {
+      await store.close();
+    }
+  };
+}
 
-/** `switchyard models push|sign|list|promote|retire ...` */
-export async function runRegistryCommand(sub: string, args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...common,
-      artifact: { type: 'string' },
-      meta: { type: 'string', multiple: true },
-      key: { type: 'string' },
-      'key-id': { type: 'string' },
-      stage: { type: 'string' },
-      at: { type: 'string' },
-    },
-  });
-  const { registry, store } = await openRegistry(need(values.config, '--config'));
-  try {
-    const by = { actor: actor(), reason: values.reason ?? `switchyard models ${sub}` };
-    const model = (): string => need(values.model, '--model');
-    const version = (): string => need(values.version, '--version');
-    let out: unknown;
-    if (sub === 'push') {
-      const metadata = Object.fromEntries(
-        (values.meta ?? []).map((kv) => {
-          const i = kv.indexOf('=');
-          if (i <= 0) throw new Error(`--meta wants k=v, got ${kv}`);
-          return [kv.slice(0, i), kv.slice(i + 1)];
+/** `--config`, `--model`, `--version` of every version command. */
+const versionOptions = (cmd: ReturnType<CommandKit['group']>) =>
+  cmd
+    .requiredOption('-c, --config <file>', 'the gateway config (its state: store and release:)')
+    .requiredOption('--model <name>', 'the model')
+    .requiredOption('--version <version>', 'the version');
+
+/** `models push|sign|list|promote|retire` and `keys signing-create`. */
+export function registerRegistryCommands(kit: CommandKit): void {
+  const models = kit.group('models');
+
+  versionOptions(
+    models
+      .command('push')
+      .description(
+        'Copy an artifact (file or directory) into the registry, digest it (sha256) and record ' +
+          'the version in stage "staging"; audited.',
+      ),
+  )
+    .requiredOption('--artifact <path>', 'the model file or directory')
+    .option('--meta <k=v>', 'metadata to keep with the version (repeatable)', keyValue)
+    .option('--reason <text>', 'why (goes into the audit trail)')
+    .action(
+      kit.action(
+        withRegistry(
+          kit,
+          'push',
+          async (
+            o: VersionOptions & { artifact: string; meta?: Record<string, string> },
+            { registry, by },
+          ) => {
+            const progress = createProgress(kit.io);
+            try {
+              return await registry.push({
+                model: o.model,
+                version: o.version,
+                source: o.artifact,
+                metadata: o.meta ?? {},
+                by,
+                onProgress: progress.bar(`push ${o.model}@${o.version}`),
+              });
+            } finally {
+              progress.stop();
+            }
+          },
+        ),
+      ),
+    );
+
+  versionOptions(
+    models
+      .command('sign')
+      .description(
+        'Sign a version with an Ed25519 private key whose public key is pinned in ' +
+          'release.signing_keys; audited.',
+      ),
+  )
+    .requiredOption('--key <file>', 'the private key (PEM)')
+    .requiredOption('--key-id <id>', 'the id its public key is pinned under')
+    .option('--reason <text>', 'why (goes into the audit trail)')
+    .action(
+      kit.action(
+        withRegistry(kit, 'sign', (o: VersionOptions & { key: string; keyId: string }, r) => {
+          let key: KeyObject;
+          try {
+            key = createPrivateKey(readFileSync(o.key, 'utf8'));
+          } catch (err) {
+            throw new CliUserError(
+              `cannot use ${o.key} as a private key: ${err instanceof Error ? err.message : String(err)}`,
+            );
+          }
+          return r.registry.sign(o.model, o.version, o.keyId, key, r.by);
         }),
-      );
-      out = await registry.push({
-        model: model(),
-        version: version(),
-        source: need(values.artifact, '--artifact'),
-        metadata,
-        by,
-      });
-    } else if (sub === 'sign') {
-      const key = createPrivateKey(readFileSync(need(values.key, '--key'), 'utf8'));
-      out = await registry.sign(model(), version(), need(values['key-id'], '--key-id'), key, by);
-    } else if (sub === 'list') {
-      out = await store.listVersions(values.model);
-    } else if (sub === 'promote') {
-      if (values.reason === undefined)
-        throw new Error('--reason is required (it goes into the audit trail)');
-      out = await registry.promote(
-        model(),
-        version(),
-        need(values.stage, '--stage') as ReleaseStage,
-        {
-          ...by,
-          force: values.force === true,
-        },
-      );
-    } else if (sub === 'retire') {
-      if (values.reason === undefined)
-        throw new Error('--reason is required (it goes into the audit trail)');
-      const at = values.at === undefined ? undefined : Date.parse(values.at);
-      if (at !== undefined && !Number.isFinite(at))
-        throw new Error('--at must be an ISO 8601 date');
-      out = await registry.retire(model(), version(), {
-        ...by,
-        force: values.force === true,
-        ...(at === undefined ? {} : { retireAt: at }),
-      });
-    } else throw new Error(`unknown command "models ${sub}"`);
-    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-  } catch (err) {
-    if (isSwitchyardError(err)) throw new Error(`${err.code}: ${err.message}`);
-    throw err;
-  } finally {
-    await store.close();
-  }
+      ),
+    );
+
+  models
+    .command('list')
+    .description('Show models, versions, stages, digests and signatures (JSON).')
+    .requiredOption('-c, --config <file>', 'the gateway config (its state: store)')
+    .option('--model <name>', 'only this model')
+    .action(
+      kit.action(
+        withRegistry(kit, 'list', (o: { config: string; model?: string }, { store }) =>
+          store.listVersions(o.model),
+        ),
+      ),
+    );
+
+  versionOptions(
+    models
+      .command('promote')
+      .description(
+        'Move a version to another stage (retired: as models retire). Serving stages verify digest ' +
+          'and signature first; an in-process model is copied into its ONNX store and loads live.',
+      ),
+  )
+    .addOption(new Option('--stage <stage>', 'the stage').choices(STAGES).makeOptionMandatory())
+    .requiredOption('--reason <text>', 'why (goes into the audit trail)')
+    .option('--force', 'allow a production downgrade')
+    .action(
+      kit.action(
+        withRegistry(
+          kit,
+          'promote',
+          (o: VersionOptions & { stage: ReleaseStage; reason: string; force?: boolean }, r) =>
+            r.registry.promote(o.model, o.version, o.stage, { ...r.by, force: o.force === true }),
+        ),
+      ),
+    );
+
+  versionOptions(
+    models
+      .command('retire')
+      .description('Retire a version now or at --at; the production version only with --force.')
+      .addOption(
+        new Option('--at <iso-date>', 'retire at this time instead of now').argParser(isoDate),
+      ),
+  )
+    .requiredOption('--reason <text>', 'why (goes into the audit trail)')
+    .option('--force', 'retire even the production version')
+    .action(
+      kit.action(
+        withRegistry(
+          kit,
+          'retire',
+          (o: VersionOptions & { reason: string; force?: boolean; at?: number }, r) =>
+            r.registry.retire(o.model, o.version, {
+              ...r.by,
+              force: o.force === true,
+              ...(o.at === undefined ? {} : { retireAt: o.at }),
+            }),
+        ),
+      ),
+    );
+
+  kit
+    .group('keys')
+    .command('signing-create')
+    .description(
+      'Make an Ed25519 signing key pair for models: ID.key.pem (keep it secret) and ID.pub.pem ' +
+        '(pin it in release.signing_keys).',
+    )
+    .requiredOption('--id <id>', 'the key id (a plain name)')
+    .option('--out <dir>', 'where the two files go', '.')
+    .action(kit.action((o: { id: string; out: string }) => signingCreate(o, kit)));
 }
 
-/** `switchyard keys signing-create --id ID [--out DIR]`: an Ed25519 pair for signing models. */
-export function runSigningCreate(args: string[]): void {
-  const { values } = parseArgs({
-    args,
-    options: { id: { type: 'string' }, out: { type: 'string' } },
-  });
-  const id = need(values.id, '--id');
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) throw new Error('--id must be a plain name');
-  const dir = values.out ?? '.';
-  mkdirSync(dir, { recursive: true });
+function isoDate(value: string): number {
+  const at = Date.parse(value);
+  if (!Number.isFinite(at)) throw new InvalidArgumentError('It must be an ISO 8601 date.');
+  return at;
+}
+
+function signingCreate(o: { id: string; out: string }, kit: CommandKit): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(o.id))
+    throw new CliUsageError('--id must be a plain name (letters, digits, . _ -)');
+  mkdirSync(o.out, { recursive: true });
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const priv = join(dir, `${id}.key.pem`);
-  const pub = join(dir, `${id}.pub.pem`);
+  const priv = join(o.out, `${o.id}.key.pem`);
+  const pub = join(o.out, `${o.id}.pub.pem`);
   writeFileSync(priv, privateKey.export({ type: 'pkcs8', format: 'pem' }), {
     mode: 0o600,
     flag: 'wx',
   });
   writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }), { flag: 'wx' });
-  process.stdout.write(
+  kit.io.out(
     `Signing key written to ${priv} (keep it secret; it never goes into the config).\n` +
       `Pin the public key in the gateway config:\n` +
-      `release:\n  signing_keys:\n    - { id: ${id}, file: ${pub} }\n`,
+      `release:\n  signing_keys:\n    - { id: ${o.id}, file: ${pub} }\n`,
   );
 }

@@ -219,6 +219,11 @@ export const DEFAULTS = {
       quantization: 'f32' as const,
     },
   },
+  /**
+   * The audit trail of admin changes (#14). Without `state:`, the gateway keeps it in this SQLite
+   * file of its own (relative to the config file); with `state:`, in the state store.
+   */
+  audit: { sqlite: 'var/audit.db' },
   /** Release management (#6): registry, experiments, rollback loop. */
   release: {
     registry_dir: 'registry',

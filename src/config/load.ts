@@ -100,9 +100,13 @@ export function parseConfig(text: string, source: string, dir: string): ConfigSn
     }),
     source,
     dir,
-    digest: createHash('sha256').update(text).digest('hex').slice(0, 16),
+    digest: configDigest(text),
   };
 }
+
+/** A config file's digest: what logs, `config check` and the audit trail name a version by. */
+export const configDigest = (text: string): string =>
+  createHash('sha256').update(text).digest('hex').slice(0, 16);
 
 export async function loadConfigFile(path: string): Promise<ConfigSnapshot> {
   const abs = resolve(path);

@@ -1,12 +1,42 @@
 import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
+import type { AuditEntry } from '../contracts/audit.js';
 import type { Logger } from '../contracts/logger.js';
-import { loadConfigFile, type ConfigSnapshot } from './load.js';
+import { configDigest, loadConfigFile, type ConfigSnapshot } from './load.js';
 
-export type ReloadOutcome =
+export type ReloadTrigger = 'file' | 'signal' | 'api';
+
+/** What a reload did; `previous` is the digest that was serving before it. */
+export type ReloadOutcome = { readonly trigger: ReloadTrigger; readonly previous: string } & (
   | { readonly result: 'applied'; readonly digest: string }
   | { readonly result: 'unchanged'; readonly digest: string }
-  | { readonly result: 'rejected'; readonly reason: string };
+  /** `digest` is the refused file's, when it could be read. */
+  | { readonly result: 'rejected'; readonly reason: string; readonly digest?: string }
+);
+
+/** The audit entry of a reload that changed something or was refused (#14); none when unchanged. */
+export function reloadAuditEntry(
+  outcome: ReloadOutcome,
+  source: string,
+  at: number,
+): AuditEntry | undefined {
+  if (outcome.result === 'unchanged') return undefined;
+  const applied = outcome.result === 'applied';
+  return {
+    at,
+    actor: `config:${outcome.trigger}`,
+    action: applied ? 'config.reload.applied' : 'config.reload.rejected',
+    target: source,
+    reason: applied ? `reloaded on ${outcome.trigger}` : outcome.reason.slice(0, 2_000),
+    before: { digest: outcome.previous },
+    // A refused file changes nothing: the previous config keeps serving.
+    after: { digest: applied ? outcome.digest : outcome.previous },
+    ...(applied || outcome.digest === undefined
+      ? {}
+      : { detail: { refused_digest: outcome.digest } }),
+  };
+}
 
 /**
  * Watches the config file (and answers SIGHUP through `reload()`). A new file is parsed,
@@ -52,7 +82,7 @@ export class ConfigReloader {
   }
 
   /** Reloads now; concurrent calls coalesce into one more reload after the running one. */
-  reload(trigger: 'file' | 'signal' | 'api'): Promise<ReloadOutcome> {
+  reload(trigger: ReloadTrigger): Promise<ReloadOutcome> {
     if (this.running !== undefined) {
       this.again = true;
       return this.running;
@@ -67,21 +97,32 @@ export class ConfigReloader {
     return this.running;
   }
 
-  private async doReload(trigger: string): Promise<ReloadOutcome> {
+  private async doReload(trigger: ReloadTrigger): Promise<ReloadOutcome> {
     let outcome: ReloadOutcome;
+    const previous = this.current.digest;
     try {
       const next = await loadConfigFile(this.current.source);
       if (next.digest === this.current.digest) {
-        outcome = { result: 'unchanged', digest: next.digest };
+        outcome = { trigger, previous, result: 'unchanged', digest: next.digest };
       } else {
         await this.apply(next, this.current);
         this.current = next;
-        outcome = { result: 'applied', digest: next.digest };
+        outcome = { trigger, previous, result: 'applied', digest: next.digest };
         this.log.info({ trigger, digest: next.digest }, 'config reloaded');
       }
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
-      outcome = { result: 'rejected', reason };
+      const refused = await readFile(this.current.source, 'utf8').then(
+        configDigest,
+        () => undefined,
+      );
+      outcome = {
+        trigger,
+        previous,
+        result: 'rejected',
+        reason,
+        ...(refused === undefined ? {} : { digest: refused }),
+      };
       this.log.error(
         { trigger, reason, keeping: this.current.digest },
         'config reload rejected; the last good config keeps serving',

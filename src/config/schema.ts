@@ -564,6 +564,13 @@ const stateSchema = z.union([
       .optional(),
   }),
 ]);
+// The audit trail (#14): every admin change, durable. It lives in the state store when `state:` is
+// configured (one store: SQLite embedded, PostgreSQL scaled); otherwise in a SQLite file of the
+// gateway's own, `audit.sqlite`, relative to the config file (default var/audit.db). Its table has
+// the state store's layout, so pointing `state.sqlite` at that file later keeps the history.
+const auditSchema = z
+  .strictObject({ sqlite: z.string().min(1).default(D.audit.sqlite) })
+  .prefault({});
 const DR = D.release;
 const releaseSchema = z
   .strictObject({
@@ -738,6 +745,7 @@ export const configSchema = z
     modes: modesSchema,
     vectors: vectorsSchema,
     state: stateSchema.optional(),
+    audit: auditSchema,
     release: releaseSchema,
     experiments: z.array(experimentSchema).default([]),
   })

@@ -2,13 +2,14 @@
  * Durable state of release management (issue #6): the model registry (models, versions, signed
  * artifacts and their stages), experiments and their ramp state, experiment counters, exposures
  * and the audit trail. Embedded: SQLite in WAL mode; scaled: PostgreSQL. Both pass
- * `test/contract/registry-store.contract.ts`.
+ * `test/contract/registry-store.contract.ts`, and, as the gateway's audit log,
+ * `test/contract/audit.contract.ts`.
  *
  * Every method that returns resolves only once the write is durable (an acknowledged write
  * survives a kill -9). Hot-path data (counters, exposures) reaches the store only in batches,
  * written behind by the release manager.
  */
-import type { AuditEntry } from './audit.js';
+import type { AuditLog } from './audit.js';
 
 /** The lifecycle of a model version. */
 export type ReleaseStage = 'staging' | 'shadow' | 'canary' | 'production' | 'retired';
@@ -184,7 +185,7 @@ export interface ExposureRow {
   readonly unit: string;
 }
 
-export interface RegistryStore {
+export interface RegistryStore extends AuditLog {
   readonly kind: 'sqlite' | 'postgres';
   upsertModel(model: ModelRecord): Promise<void>;
   getModel(name: string): Promise<ModelRecord | undefined>;
@@ -220,13 +221,6 @@ export interface RegistryStore {
     readonly inferenceId?: string;
     readonly limit?: number;
   }): Promise<ExposureRow[]>;
-  appendAudit(entry: AuditEntry): Promise<void>;
-  /** Newest first; `action` filters by prefix, `target` exactly. */
-  listAudit(filter?: {
-    readonly action?: string;
-    readonly target?: string;
-    readonly limit?: number;
-  }): Promise<AuditEntry[]>;
   /** A number that grows with every registry or experiment change (for change polling). */
   changeCounter(): Promise<number>;
   close(): Promise<void>;

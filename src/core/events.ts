@@ -221,6 +221,12 @@ export interface ShadowCopyEvent {
   readonly ms?: number;
 }
 
+/** One audit entry written to the audit log (or failed to be: the change itself went ahead). */
+export interface AuditWriteEvent {
+  readonly action: string;
+  readonly result: 'ok' | 'failed';
+}
+
 export const events = {
   requestDone: typed<RequestDoneEvent>('switchyard:request:done'),
   upstreamAttempt: typed<UpstreamAttemptEvent>('switchyard:upstream:attempt'),
@@ -244,6 +250,7 @@ export const events = {
   shadowCopy: typed<ShadowCopyEvent>('switchyard:release:shadow'),
   modelCall: typed<ModelCallEvent>('switchyard:model:call'),
   policyException: typed<PolicyExceptionEvent>('switchyard:policy:exception'),
+  auditWrite: typed<AuditWriteEvent>('switchyard:audit:write'),
 };
 
 export function publish<T>(ch: Channel<T>, message: T): void {

@@ -21,6 +21,7 @@ import {
   vectorStats,
 } from './routes/vectors.js';
 import { getMode, putMode } from './routes/admin-mode.js';
+import { listAudit } from './routes/admin-audit.js';
 import * as rel from './routes/admin-release.js';
 import { getConsent, putConsent, revokeConsent } from './routes/consent.js';
 import { listFeatureDefinitions, pushFeatures, readFeatures } from './routes/features.js';
@@ -121,6 +122,7 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   // admission, so they are never shed.
   add(GET, '/admin/mode', 'openai', true, getMode);
   add(['PUT'], '/admin/mode', 'openai', true, putMode);
+  add(GET, '/admin/audit', 'openai', true, listAudit);
   // Release management (#6): registry, experiments, stats, audit; feedback for rewards.
   add(GET, '/admin/models', 'openai', true, rel.listRegistry);
   add(

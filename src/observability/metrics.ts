@@ -134,6 +134,12 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly auditWrites = new Counter({
+    name: 'switchyard_audit_writes_total',
+    help: 'Audit entries written to the audit log, by result (failed: logged, the change went ahead).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
 
   readonly modelQueueDepth = new Gauge({
     name: 'switchyard_model_queue_depth',
@@ -358,6 +364,9 @@ export class Metrics {
       }),
       subscribe(events.configReload, (e) => {
         this.configReloads.labels(e.result).inc();
+      }),
+      subscribe(events.auditWrite, (e) => {
+        this.auditWrites.labels(e.result).inc();
       }),
       subscribe(events.journeyDone, (e) => {
         this.journeyRequests.labels(e.journey, e.outcome, e.answeredBy, e.cache).inc();

@@ -171,6 +171,8 @@ export class ConsentBook implements ConsentRegistry {
           : granted.length > 0
             ? `granted ${granted.join(', ')}`
             : 'no change',
+      before: { purposes: { ...previous.purposes }, version: previous.version },
+      after: { purposes: { ...purposes }, version: record.version },
       detail: { version: record.version, revoked, granted, purged, failed },
     });
     if (consentChannel.hasSubscribers)

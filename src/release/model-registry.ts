@@ -63,8 +63,18 @@ export class ModelRegistry {
     return inside(this.opts.dir, checkName('model', model), checkName('version', version));
   }
 
-  private async audit(e: Omit<AuditEntry, 'at'>): Promise<void> {
-    await this.opts.store.appendAudit({ at: this.opts.clock.wall(), ...e });
+  /** Durable before the change is acknowledged; `before`/`after` show the version's state. */
+  private async audit(
+    e: Omit<AuditEntry, 'at' | 'before' | 'after'>,
+    before: VersionRecord | null,
+    after: VersionRecord | undefined,
+  ): Promise<void> {
+    await this.opts.store.appendAudit({
+      at: this.opts.clock.wall(),
+      ...e,
+      before: versionView(before),
+      after: versionView(after ?? null),
+    });
   }
 
   private async must(model: string, version: string): Promise<VersionRecord> {
@@ -84,6 +94,8 @@ export class ModelRegistry {
     readonly description?: string;
     readonly metadata?: Readonly<Record<string, string>>;
     readonly by: Actor;
+    /** Files copied so far, of all (for a progress bar). */
+    readonly onProgress?: (done: number, total: number) => void;
   }): Promise<VersionRecord> {
     const model = checkName('model', p.model);
     const version = checkName('version', p.version);
@@ -97,10 +109,11 @@ export class ModelRegistry {
     const tmp = `${dest}.tmp-${process.pid}-${Date.now()}`;
     await mkdir(tmp, { recursive: true });
     try {
-      for (const f of files) {
+      for (const [i, f] of files.entries()) {
         const to = inside(tmp, f);
         await mkdir(join(to, '..'), { recursive: true });
         await cp(inside(root, f), to, { errorOnExist: true, force: false });
+        p.onProgress?.(i + 1, files.length);
       }
       // The digest is of the copy: what is stored is what was hashed.
       const { digest, size } = await digestOf(tmp, files);
@@ -129,13 +142,17 @@ export class ModelRegistry {
           'SY_ERR_REGISTRY_CONFLICT',
           `${model}@${version} exists; versions are immutable`,
         );
-      await this.audit({
-        actor: p.by.actor,
-        action: 'model.push',
-        target: `${model}@${version}`,
-        reason: p.by.reason,
-        detail: { digest, size_bytes: size, files: files.length },
-      });
+      await this.audit(
+        {
+          actor: p.by.actor,
+          action: 'model.push',
+          target: `${model}@${version}`,
+          reason: p.by.reason,
+          detail: { digest, size_bytes: size, files: files.length },
+        },
+        null,
+        record,
+      );
       return record;
     } finally {
       await rm(tmp, { recursive: true, force: true });
@@ -174,13 +191,17 @@ export class ModelRegistry {
       keyId,
       updatedAt: this.opts.clock.wall(),
     });
-    await this.audit({
-      actor: by.actor,
-      action: 'model.sign',
-      target: `${v.model}@${v.version}`,
-      reason: by.reason,
-      detail: { key_id: keyId },
-    });
+    await this.audit(
+      {
+        actor: by.actor,
+        action: 'model.sign',
+        target: `${v.model}@${v.version}`,
+        reason: by.reason,
+        detail: { key_id: keyId },
+      },
+      v,
+      out,
+    );
     return out!;
   }
 
@@ -259,18 +280,22 @@ export class ModelRegistry {
       stage,
       updatedAt: now,
     }))!;
-    await this.audit({
-      actor: by.actor,
-      action: 'model.promote',
-      target: `${v.model}@${v.version}`,
-      reason: by.reason,
-      detail: {
-        from: v.stage,
-        to: stage,
-        ...(by.force === true ? { forced: true } : {}),
-        ...(demoted.length > 0 ? { demoted: demoted.map((d) => d.version) } : {}),
+    await this.audit(
+      {
+        actor: by.actor,
+        action: 'model.promote',
+        target: `${v.model}@${v.version}`,
+        reason: by.reason,
+        detail: {
+          from: v.stage,
+          to: stage,
+          ...(by.force === true ? { forced: true } : {}),
+          ...(demoted.length > 0 ? { demoted: demoted.map((d) => d.version) } : {}),
+        },
       },
-    });
+      v,
+      out,
+    );
     await this.opts.onStage?.(out, v.stage);
     for (const d of demoted) await this.opts.onStage?.(d, 'production');
     return out;
@@ -296,13 +321,17 @@ export class ModelRegistry {
       retireAt: at,
       updatedAt: now,
     }))!;
-    await this.audit({
-      actor: by.actor,
-      action: later ? 'model.retire_scheduled' : 'model.retire',
-      target: `${v.model}@${v.version}`,
-      reason: by.reason,
-      detail: { from: v.stage, retire_at: new Date(at).toISOString() },
-    });
+    await this.audit(
+      {
+        actor: by.actor,
+        action: later ? 'model.retire_scheduled' : 'model.retire',
+        target: `${v.model}@${v.version}`,
+        reason: by.reason,
+        detail: { from: v.stage, retire_at: new Date(at).toISOString() },
+      },
+      v,
+      out,
+    );
     if (!later) await this.opts.onStage?.(out, v.stage);
     return out;
   }
@@ -357,3 +386,14 @@ export class ModelRegistry {
     await rm(inside(storeDir, checkName('version', version)), { recursive: true, force: true });
   }
 }
+
+/** A version as the audit trail shows it, before and after a change (`null`: none). */
+const versionView = (v: VersionRecord | null) =>
+  v === null
+    ? null
+    : {
+        stage: v.stage,
+        digest: v.digest,
+        signed_by: v.keyId ?? null,
+        retire_at: v.retireAt === undefined ? null : new Date(v.retireAt).toISOString(),
+      };

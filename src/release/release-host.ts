@@ -12,14 +12,13 @@ import type {
 } from '../contracts/registry-store.js';
 import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
+import { openRegistryStore, type StateSettings } from '../state/open-state.js';
 import { StoreAuditSink } from '../state/store-audit-sink.js';
 import { parsePublicKey } from './artifacts.js';
 import { ModelRegistry } from './model-registry.js';
 import { ReleaseManager } from './release-manager.js';
 
-/** The `state:` config: an embedded SQLite file or a PostgreSQL URL. */
-export type StateSettings =
-  { readonly sqlite: string } | { readonly postgres: string; readonly schema?: string | undefined };
+export { openRegistryStore, type StateSettings };
 
 /** The `release:` config, as validated by the config schema. */
 export interface ReleaseSettings {
@@ -45,6 +44,11 @@ export interface ReleaseSettings {
 
 export interface ReleaseHostOptions {
   readonly state: StateSettings;
+  /**
+   * The state store, when the caller has opened it already (the gateway's audit trail lives in
+   * it): one store, one sink. The caller then closes it; otherwise the host opens and closes it.
+   */
+  readonly shared?: { readonly store: RegistryStore; readonly audit: AuditSink };
   readonly release: ReleaseSettings;
   readonly experiments: readonly ExperimentSpec[];
   /** Relative paths (state file, registry dir, key files) resolve against this directory. */
@@ -72,19 +76,6 @@ export interface ReleaseHost {
 
 const at = (dir: string, p: string): string => (isAbsolute(p) ? p : join(dir, p));
 
-/** Opens the configured store; the driver (better-sqlite3 or pg) is loaded only when used. */
-export async function openRegistryStore(state: StateSettings, dir: string): Promise<RegistryStore> {
-  if ('sqlite' in state) {
-    const { SqliteRegistryStore } = await import('../state/sqlite-registry-store.js');
-    return new SqliteRegistryStore(at(dir, state.sqlite));
-  }
-  const { PostgresRegistryStore } = await import('../state/postgres-registry-store.js');
-  return PostgresRegistryStore.open({
-    url: state.postgres,
-    ...(state.schema === undefined ? {} : { schema: state.schema }),
-  });
-}
-
 export function pinnedKeys(release: ReleaseSettings, dir: string): Map<string, KeyObject> {
   const keys = new Map<string, KeyObject>();
   for (const k of release.signing_keys) {
@@ -101,7 +92,7 @@ export function pinnedKeys(release: ReleaseSettings, dir: string): Map<string, K
  * store (verified first) and the backend re-synced: load and unload without a restart.
  */
 export async function openReleaseHost(o: ReleaseHostOptions): Promise<ReleaseHost> {
-  const store = await openRegistryStore(o.state, o.dir);
+  const store = o.shared?.store ?? (await openRegistryStore(o.state, o.dir));
   const onStage = async (v: VersionRecord): Promise<void> => {
     const target = o.storeFor?.(v.model);
     if (target === undefined) return;
@@ -168,7 +159,7 @@ export async function openReleaseHost(o: ReleaseHostOptions): Promise<ReleaseHos
       .catch((err: unknown) => o.logger?.error({ err: String(err) }, 'retirement sweep failed'));
   }, 60_000);
   retireTimer.unref();
-  const audit = new StoreAuditSink(store, o.logger);
+  const audit = o.shared?.audit ?? new StoreAuditSink(store, o.logger);
   return {
     store,
     registry,
@@ -177,7 +168,8 @@ export async function openReleaseHost(o: ReleaseHostOptions): Promise<ReleaseHos
     close: async () => {
       clearInterval(retireTimer);
       await manager.close();
-      await audit.flush();
+      if (o.shared !== undefined) return;
+      await audit.flush?.();
       await store.close();
     },
   };

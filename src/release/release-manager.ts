@@ -1,3 +1,4 @@
+import type { AuditEntry } from '../contracts/audit.js';
 import type { Logger } from '../contracts/logger.js';
 import type {
   ExperimentRecord,
@@ -317,12 +318,14 @@ export class ReleaseManager implements ReleaseSlotResolver {
     );
     if (out === undefined)
       throw syError('SY_ERR_REGISTRY_CONFLICT', `experiment ${spec.id} exists`);
-    await this.audit(by.actor, 'experiment.create', spec.id, by.reason, {
-      kind: spec.kind,
-      slot: spec.slot,
-      layer: spec.layer,
-      allocation,
-    });
+    await this.audit(
+      by.actor,
+      'experiment.create',
+      spec.id,
+      by.reason,
+      { kind: spec.kind, slot: spec.slot, layer: spec.layer, allocation },
+      { before: null, after: experimentView(out) },
+    );
     await this.reload();
     return out;
   }
@@ -343,9 +346,13 @@ export class ReleaseManager implements ReleaseSlotResolver {
   }
 
   async remove(id: string, by: Actor): Promise<void> {
-    if (!(await this.opts.store.deleteExperiment(id)))
+    const cur = await this.opts.store.getExperiment(id);
+    if (cur === undefined || !(await this.opts.store.deleteExperiment(id)))
       throw syError('SY_ERR_REGISTRY_NOT_FOUND', `experiment ${id}`);
-    await this.audit(by.actor, 'experiment.delete', id, by.reason);
+    await this.audit(by.actor, 'experiment.delete', id, by.reason, undefined, {
+      before: experimentView(cur),
+      after: null,
+    });
     await this.reload();
   }
 
@@ -365,7 +372,10 @@ export class ReleaseManager implements ReleaseSlotResolver {
         cur.revision,
       );
       if (out === undefined) continue;
-      await this.audit(actor, action, id, reason, detail);
+      await this.audit(actor, action, id, reason, detail, {
+        before: experimentView(cur),
+        after: experimentView(out),
+      });
       await this.reload();
       return out;
     }
@@ -378,6 +388,7 @@ export class ReleaseManager implements ReleaseSlotResolver {
     target: string,
     reason: string,
     detail?: Record<string, unknown>,
+    change?: Pick<AuditEntry, 'before' | 'after'>,
   ): Promise<void> {
     await this.opts.store.appendAudit({
       at: this.opts.clock.wall(),
@@ -385,6 +396,7 @@ export class ReleaseManager implements ReleaseSlotResolver {
       action,
       target,
       reason,
+      ...change,
       ...(detail === undefined ? {} : { detail }),
     });
   }
@@ -523,3 +535,11 @@ export class ReleaseManager implements ReleaseSlotResolver {
     return unitIdOf(unit);
   }
 }
+
+/** An experiment as the audit trail shows it, before and after a change. */
+const experimentView = (r: ExperimentRecord) => ({
+  status: r.status,
+  step: r.step,
+  percent: r.spec.ramp?.steps[r.step] ?? null,
+  revision: r.revision,
+});

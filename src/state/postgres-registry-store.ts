@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { AuditEntry } from '../contracts/audit.js';
+import type { AuditEntry, AuditQuery, StoredAuditEntry } from '../contracts/audit.js';
 import type {
   CounterRow,
   ExperimentRecord,
@@ -10,17 +10,16 @@ import type {
   VersionRecord,
 } from '../contracts/registry-store.js';
 import {
-  auditOf,
   clampLimit,
   experimentOf,
   exposureOf,
   versionOf,
   versionParams,
   VERSION_COLUMNS,
-  type AuditRow,
   type ExposureDbRow,
   type VersionRow,
 } from './registry-rows.js';
+import { AUDIT_SCHEMA, PostgresAuditLog } from './postgres-audit-log.js';
 
 const SCHEMA = (s: string): string => `
 CREATE SCHEMA IF NOT EXISTS ${s};
@@ -45,11 +44,7 @@ CREATE TABLE IF NOT EXISTS ${s}.rs_exposures (
   model TEXT NOT NULL, version TEXT NOT NULL, unit TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS rs_exposures_exp ON ${s}.rs_exposures (experiment, id);
 CREATE INDEX IF NOT EXISTS rs_exposures_inf ON ${s}.rs_exposures (inference_id);
-CREATE TABLE IF NOT EXISTS ${s}.rs_audit (
-  id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-  target TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT);
-CREATE INDEX IF NOT EXISTS rs_audit_target ON ${s}.rs_audit (target, id);
-`;
+${AUDIT_SCHEMA(s)}`;
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -69,10 +64,13 @@ export class PostgresRegistryStore implements RegistryStore {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
   private readonly s: string;
+  /** The audit trail lives in the same schema (table `rs_audit`). */
+  private readonly audit: PostgresAuditLog;
 
   private constructor(pool: pg.Pool, schema: string) {
     this.pool = pool;
     this.s = schema;
+    this.audit = new PostgresAuditLog(pool, schema);
   }
 
   static async open(opts: PostgresRegistryOptions): Promise<PostgresRegistryStore> {
@@ -379,41 +377,12 @@ export class PostgresRegistryStore implements RegistryStore {
     return r.rows.map(exposureOf);
   }
 
-  async appendAudit(e: AuditEntry): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO ${this.s}.rs_audit (at, actor, action, target, reason, detail)
-       VALUES ($1, $2, $3, $4, $5, $6)`,
-      [
-        e.at,
-        e.actor,
-        e.action,
-        e.target,
-        e.reason,
-        e.detail === undefined ? null : JSON.stringify(e.detail),
-      ],
-    );
+  appendAudit(e: AuditEntry): Promise<void> {
+    return this.audit.appendAudit(e);
   }
 
-  async listAudit(
-    filter: { readonly action?: string; readonly target?: string; readonly limit?: number } = {},
-  ): Promise<AuditEntry[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (filter.action !== undefined) {
-      params.push(filter.action.length, filter.action);
-      where.push(`substr(action, 1, $${params.length - 1}) = $${params.length}`);
-    }
-    if (filter.target !== undefined) {
-      params.push(filter.target);
-      where.push(`target = $${params.length}`);
-    }
-    params.push(clampLimit(filter.limit));
-    const r = await this.pool.query<AuditRow>(
-      `SELECT at, actor, action, target, reason, detail FROM ${this.s}.rs_audit
-       ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${params.length}`,
-      params,
-    );
-    return r.rows.map(auditOf);
+  listAudit(query?: AuditQuery): Promise<StoredAuditEntry[]> {
+    return this.audit.listAudit(query);
   }
 
   async changeCounter(): Promise<number> {

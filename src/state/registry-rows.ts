@@ -1,4 +1,3 @@
-import type { AuditEntry } from '../contracts/audit.js';
 import type {
   ExperimentRecord,
   ExposureRow,
@@ -62,26 +61,6 @@ export const VERSION_COLUMNS =
 export function experimentOf(record: string, revision: number | string): ExperimentRecord {
   const r = JSON.parse(record) as Omit<ExperimentRecord, 'revision'>;
   return { ...r, revision: Number(revision) };
-}
-
-export interface AuditRow {
-  at: number | string;
-  actor: string;
-  action: string;
-  target: string;
-  reason: string;
-  detail: string | null;
-}
-
-export function auditOf(r: AuditRow): AuditEntry {
-  return {
-    at: Number(r.at),
-    actor: r.actor,
-    action: r.action,
-    target: r.target,
-    reason: r.reason,
-    ...(r.detail === null ? {} : { detail: JSON.parse(r.detail) as Record<string, unknown> }),
-  };
 }
 
 export interface ExposureDbRow {

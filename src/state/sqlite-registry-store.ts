@@ -1,7 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
-import type { AuditEntry } from '../contracts/audit.js';
+import type Database from 'better-sqlite3';
+import type { AuditEntry, AuditQuery, StoredAuditEntry } from '../contracts/audit.js';
 import type {
   CounterRow,
   ExperimentRecord,
@@ -12,17 +10,16 @@ import type {
   VersionRecord,
 } from '../contracts/registry-store.js';
 import {
-  auditOf,
   clampLimit,
   experimentOf,
   exposureOf,
   versionOf,
   versionParams,
   VERSION_COLUMNS,
-  type AuditRow,
   type ExposureDbRow,
   type VersionRow,
 } from './registry-rows.js';
+import { openDurableSqlite, SqliteAuditLog } from './sqlite-audit-log.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS rs_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -46,10 +43,6 @@ CREATE TABLE IF NOT EXISTS rs_exposures (
   model TEXT NOT NULL, version TEXT NOT NULL, unit TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS rs_exposures_exp ON rs_exposures (experiment, id);
 CREATE INDEX IF NOT EXISTS rs_exposures_inf ON rs_exposures (inference_id);
-CREATE TABLE IF NOT EXISTS rs_audit (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL,
-  action TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT);
-CREATE INDEX IF NOT EXISTS rs_audit_target ON rs_audit (target, id);
 `;
 
 /**
@@ -63,14 +56,13 @@ export class SqliteRegistryStore implements RegistryStore {
   private readonly bump: Database.Statement;
   private readonly addCounter: Database.Statement;
   private readonly addExposure: Database.Statement;
+  /** The audit trail lives in the same file (table `rs_audit`). */
+  private readonly audit: SqliteAuditLog;
 
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
+    this.db = openDurableSqlite(path);
     this.db.exec(SCHEMA);
+    this.audit = new SqliteAuditLog(this.db);
     this.bump = this.db.prepare("UPDATE rs_meta SET value = value + 1 WHERE key = 'changes'");
     this.addCounter = this.db.prepare(
       `INSERT INTO rs_counters (experiment, variant, segment, metric, n, sum, sum_sq)
@@ -300,38 +292,11 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   appendAudit(e: AuditEntry): Promise<void> {
-    this.db
-      .prepare(
-        'INSERT INTO rs_audit (at, actor, action, target, reason, detail) VALUES (?, ?, ?, ?, ?, ?)',
-      )
-      .run(
-        e.at,
-        e.actor,
-        e.action,
-        e.target,
-        e.reason,
-        e.detail === undefined ? null : JSON.stringify(e.detail),
-      );
-    return Promise.resolve();
+    return this.audit.appendAudit(e);
   }
 
-  listAudit(
-    filter: { readonly action?: string; readonly target?: string; readonly limit?: number } = {},
-  ): Promise<AuditEntry[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (filter.action !== undefined) {
-      where.push('substr(action, 1, ?) = ?');
-      params.push(filter.action.length, filter.action);
-    }
-    if (filter.target !== undefined) {
-      where.push('target = ?');
-      params.push(filter.target);
-    }
-    const sql = `SELECT at, actor, action, target, reason, detail FROM rs_audit
-      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
-    const rows = this.db.prepare(sql).all(...params, clampLimit(filter.limit)) as AuditRow[];
-    return Promise.resolve(rows.map(auditOf));
+  listAudit(query?: AuditQuery): Promise<StoredAuditEntry[]> {
+    return this.audit.listAudit(query);
   }
 
   changeCounter(): Promise<number> {

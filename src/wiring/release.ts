@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import type { ExperimentSpec } from '../contracts/registry-store.js';
 import type { ConfigSnapshot } from '../config/load.js';
 import { openReleaseHost, type ReleaseHost } from '../release/release-host.js';
+import type { AuditTrail } from '../state/open-state.js';
 import type { WiringDeps } from './shared.js';
 
 export interface ReleaseHooks {
@@ -11,6 +12,8 @@ export interface ReleaseHooks {
   readonly storeChanged: (model: string) => Promise<void>;
   /** True while the gateway sheds load: shadow copies go first. */
   readonly shedShadow: () => boolean;
+  /** The gateway's audit trail: when it lives in the state store, the release host shares it. */
+  readonly trail: AuditTrail;
 }
 
 /** Release management (#6): registry, experiments, rollback loop; only with `state:`. */
@@ -21,8 +24,10 @@ export async function openRelease(
 ): Promise<ReleaseHost | undefined> {
   const { state, release, experiments } = snap.config;
   if (state === undefined) return undefined;
+  const trail = hooks.trail;
   return openReleaseHost({
     state,
+    ...(trail.store === undefined ? {} : { shared: { store: trail.store, audit: trail.sink } }),
     release,
     experiments: experiments as unknown as ExperimentSpec[],
     dir: snap.dir,

@@ -183,55 +183,6 @@ export function registryStoreContract(
       expect(await s.listExposures({ inferenceId: 'req-7' })).toEqual([row(7)]);
     });
 
-    it('appends audit entries and filters them by action prefix and target', async () => {
-      const s = await fresh();
-      await s.appendAudit({
-        at: 1,
-        actor: 'system',
-        action: 'model.push',
-        target: 'intent@1',
-        reason: 'r1',
-      });
-      await s.appendAudit({
-        at: 2,
-        actor: 'key:abc',
-        action: 'model.promote',
-        target: 'intent@1',
-        reason: 'r2',
-        detail: { stage: 'production' },
-      });
-      await s.appendAudit({
-        at: 3,
-        actor: 'system',
-        action: 'experiment.rollback',
-        target: 'exp-1',
-        reason: 'p95',
-      });
-      await s.appendAudit({
-        at: 4,
-        actor: 'system',
-        action: 'Model.odd%_',
-        target: 'x',
-        reason: 'case',
-      });
-      expect((await s.listAudit()).map((e) => e.at)).toEqual([4, 3, 2, 1]);
-      expect((await s.listAudit({ action: 'model.' })).map((e) => e.at)).toEqual([2, 1]);
-      expect(await s.listAudit({ action: 'model.promote' })).toEqual([
-        {
-          at: 2,
-          actor: 'key:abc',
-          action: 'model.promote',
-          target: 'intent@1',
-          reason: 'r2',
-          detail: { stage: 'production' },
-        },
-      ]);
-      expect((await s.listAudit({ target: 'exp-1' })).map((e) => e.action)).toEqual([
-        'experiment.rollback',
-      ]);
-      expect((await s.listAudit({ limit: 1 })).length).toBe(1);
-    });
-
     it('counts changes to the registry and to experiments', async () => {
       const s = await fresh();
       const c0 = await s.changeCounter();

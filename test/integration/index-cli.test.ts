@@ -4,11 +4,14 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { indexCommand } from '../../src/cli/index-commands.js';
+import { runCli } from '../../src/cli/program.js';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import { startGateway, type Gateway } from '../../src/main.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { captureIo } from '../support/cli-io.js';
+
+const indexCommand = (args: string[], io: ReturnType<typeof captureIo>) =>
+  runCli(['index', ...args], io);
 import { TEST_SECRET } from '../support/gateway.js';
 import { clustered } from '../support/vectors.js';
 

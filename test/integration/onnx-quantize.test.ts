@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeldOut, ModelCard } from '../../src/backends/onnx/model-card.js';
-import { buildDemoCommand, quantizeCommand } from '../../src/cli/models-commands.js';
+import { runCli } from '../../src/cli/program.js';
 import { captureIo } from '../support/cli-io.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 
@@ -16,6 +16,10 @@ import { startTestGateway, type TestGateway } from '../support/gateway.js';
  */
 
 const TOLERANCE = { accuracyDrop: 0.01, top1Agreement: 0.98 };
+
+type Io = ReturnType<typeof captureIo>;
+const buildDemoCommand = (args: string[], io: Io) => runCli(['models', 'build-demo', ...args], io);
+const quantizeCommand = (args: string[], io: Io) => runCli(['models', 'quantize', ...args], io);
 
 let dir: string;
 let built: ReturnType<typeof captureIo>;
@@ -82,12 +86,16 @@ describe('switchyard models quantize', () => {
     expect(text.stdout()).toMatch(/rows\/s/);
   });
 
-  it('refuses to overwrite a version, with a usage error', async () => {
-    await expect(
-      quantizeCommand(['--store', join(dir, 'intent'), '--from', '1', '--to', '2'], captureIo()),
-    ).rejects.toThrow(/already exists/);
-    await expect(quantizeCommand(['--store', join(dir, 'intent')], captureIo())).rejects.toThrow(
-      /needs --store DIR --from V --to V2/,
+  it('refuses to overwrite a version in one line (exit 1), and a missing option as a usage error (exit 2)', async () => {
+    const taken = captureIo();
+    expect(
+      await quantizeCommand(['--store', join(dir, 'intent'), '--from', '1', '--to', '2'], taken),
+    ).toBe(1);
+    expect(taken.stderr()).toMatch(/^switchyard: .*already exists[^\n]*\n$/);
+    const missing = captureIo();
+    expect(await quantizeCommand(['--store', join(dir, 'intent')], missing)).toBe(2);
+    expect(missing.stderr()).toMatch(
+      /^switchyard: required option '--from <version>' not specified \(see 'switchyard models quantize --help'\)\n$/,
     );
   });
 });

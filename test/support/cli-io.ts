@@ -1,4 +1,4 @@
-import type { CliIo } from '../../src/cli/models-commands.js';
+import type { CliIo } from '../../src/cli/io.js';
 
 /** A CLI's streams captured in memory (not a terminal: progress prints line by line). */
 export function captureIo(): CliIo & { stdout: () => string; stderr: () => string } {

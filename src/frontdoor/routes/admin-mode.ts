@@ -103,5 +103,6 @@ export async function putMode(ctx: RequestContext): Promise<void> {
     reason.trim(),
     ttl === undefined ? undefined : ttl * 1000,
   );
+  await ctx.runtime.audit?.flush?.(); // on record before it is acknowledged (#14)
   sendJson(ctx, 200, view(ctx, state));
 }

@@ -85,6 +85,7 @@ export async function putConsent(ctx: RequestContext): Promise<void> {
     update[key] = value;
   }
   const change = await p.consent.set(ctx.principal?.tenant ?? '', user, update, actorOf(ctx));
+  await ctx.runtime.audit?.flush?.(); // on record before it is acknowledged (#14)
   sendJson(ctx, 200, changeJson(change));
 }
 
@@ -105,5 +106,6 @@ export async function revokeConsent(ctx: RequestContext): Promise<void> {
       param: 'purposes',
     });
   const change = await p.consent.revoke(ctx.principal?.tenant ?? '', user, purposes, actorOf(ctx));
+  await ctx.runtime.audit?.flush?.(); // on record before it is acknowledged (#14)
   sendJson(ctx, 200, changeJson(change));
 }
