@@ -14,7 +14,7 @@ import {
   testSettings,
   ListAudit,
   silentLogger,
-} from './test-settings.js';
+} from '../../test/support/admission-settings.js';
 
 class ManualClock implements Clock {
   t = Date.UTC(2030, 0, 15, 12);

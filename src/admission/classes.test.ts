@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { resolveClass } from './classes.js';
-import { TEST_CLASSES } from './test-settings.js';
+import { TEST_CLASSES } from '../../test/support/admission-settings.js';
 
 const tenant = (t: object) => ({ keys: [], ...t });
 

@@ -7,7 +7,7 @@ import {
   type GateRefusal,
   type Permit,
 } from './concurrency-gate.js';
-import { TEST_CLASSES, TEST_CONCURRENCY } from './test-settings.js';
+import { TEST_CLASSES, TEST_CONCURRENCY } from '../../test/support/admission-settings.js';
 
 class ManualClock implements Clock {
   t = 1_000;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Clock } from '../core/clock.js';
 import { ModeController, type ModeSignals } from './mode-controller.js';
-import { TEST_MODES, ListAudit, silentLogger } from './test-settings.js';
+import { TEST_MODES, ListAudit, silentLogger } from '../../test/support/admission-settings.js';
 
 class ManualClock implements Clock {
   t = Date.UTC(2030, 0, 1);

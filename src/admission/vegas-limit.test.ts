@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TEST_CONCURRENCY } from './test-settings.js';
+import { TEST_CONCURRENCY } from '../../test/support/admission-settings.js';
 import { VegasLimit } from './vegas-limit.js';
 
 const spec = {

@@ -1,8 +1,8 @@
-import type { AuditEntry, AuditSink, StoredAuditEntry } from '../contracts/audit.js';
-import type { Logger } from '../contracts/logger.js';
-import type { AdmissionSettings } from './admission-controller.js';
-import type { ClassSpec, ConcurrencySpec, ModesSpec } from './settings.js';
-import { NORMAL_SWITCHES } from './settings.js';
+import type { AuditEntry, AuditSink, StoredAuditEntry } from '../../src/contracts/audit.js';
+import type { Logger } from '../../src/contracts/logger.js';
+import type { AdmissionSettings } from '../../src/admission/admission-controller.js';
+import type { ClassSpec, ConcurrencySpec, ModesSpec } from '../../src/admission/settings.js';
+import { NORMAL_SWITCHES } from '../../src/admission/settings.js';
 
 /** Settings for unit tests (the real defaults live in config/defaults.ts). */
 export const TEST_CLASSES: Record<string, ClassSpec> = {
