@@ -1,37 +1,26 @@
 import { randomBytes } from 'node:crypto';
-import { createConnection } from 'node:net';
 import { afterAll, describe, it } from 'vitest';
 import { RedisLimiter } from '../../src/admission/redis-limiter.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { redisServerOrSkip, startRedisServer, type PrivateRedis } from '../support/redis-server.js';
+import {
+  pingRedis,
+  redisServerOrSkip,
+  startRedisServer,
+  type PrivateRedis,
+} from '../support/redis-server.js';
 import { limiterContract, type ManualClock, type SharedStoreOutage } from './limiter.contract.js';
 
 const REDIS = { host: '127.0.0.1', port: 6379 };
 
-/** Whether a Redis answers PING at 127.0.0.1:6379 within half a second. */
-function redisUp(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection(REDIS);
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (d) => done(d.toString().startsWith('+PONG')));
-  });
-}
-
 const run = randomBytes(4).toString('hex');
 let n = 0;
-const limiterOn = (url: string, clock: ManualClock, opts: Partial<{ localShare: number }> = {}) =>
+const limiterOn = (url: string, clock: ManualClock): RedisLimiter =>
   new RedisLimiter({
     url,
     prefix: `sy-test:${run}:${n++}:`,
     commandTimeoutMs: 1_000,
     probeMs: 200,
-    localShare: opts.localShare ?? 1,
+    localShare: 1,
     clock,
     logger: createLogger('silent'),
   });
@@ -84,7 +73,7 @@ async function privateOutage(): Promise<SharedStoreOutage> {
   };
 }
 
-const up = await redisUp();
+const up = await pingRedis(REDIS.port, 500);
 if (!up && process.env['CI'] === 'true') {
   describe('QuotaLimiter contract: Redis', () => {
     it('needs the Redis at 127.0.0.1:6379 in CI', () => {
