@@ -144,6 +144,11 @@ export class MemoryLimiter implements QuotaLimiter {
     this.set(id, next, next + 1_000, window.ms / Math.max(1, Math.floor(limit * this.scale)));
   }
 
+  /** A rate's theoretical arrival time (epoch ms; 0 when it has none). */
+  rateTat(key: string): number {
+    return this.get(`${key}|r`, this.clock.wall());
+  }
+
   usage(key: string, window: QuotaWindow): Promise<number> {
     const now = this.clock.wall();
     if (typeof window !== 'string') {

@@ -24,17 +24,23 @@ export function perUnit(window: { readonly ms: number }, limit: number): number 
 interface Entry {
   readonly counter: Counter;
   /**
-   * Calendar: units counted locally. Rate: the arrival time (epoch ms) of a bucket that saw only
-   * this replica's local usage, refilled at the shared rate: what has drained from it would have
-   * drained from the shared bucket too, so only the rest is written back.
+   * Calendar: units counted locally. Rate: the arrival time (epoch ms) of a copy of the local
+   * bucket that saw only this outage's usage, from `base` on, at the local rate.
    */
   value: number;
+  /** Rate: the local bucket's arrival time when this outage first used it (its seed). */
+  readonly base: number;
 }
 
 /** A store command that timed out: it may have reached the store late (taking `shared`), or not. */
 export interface UncertainOp {
   readonly seq: number;
-  readonly parts: readonly { readonly counter: Counter; readonly shared: number }[];
+  readonly parts: readonly {
+    readonly counter: Counter;
+    readonly shared: number;
+    /** For a rate: the local bucket's arrival time before this command was decided. */
+    readonly base?: number;
+  }[];
 }
 
 /** Units to add to one counter in the shared store (a refund when negative). */
@@ -48,31 +54,45 @@ export interface WriteBackPart {
  * per counter, and the commands that timed out. A write-back adds the units to the shared
  * counters and, for each timed-out command that did reach the store, takes back what it took
  * there, so that nothing is counted twice.
+ *
+ * A rate's units are what this outage added to the local bucket beyond its seed and still holds
+ * at the write-back: the local bucket started from the shared one (its seed), so what it holds
+ * beyond that is what the shared bucket would hold more had it counted the local usage. Exact
+ * when every replica counted locally (a real outage), and when one replica alone counted
+ * locally for less than a burst's refill time (a command that timed out on a busy machine);
+ * a replica alone counting locally for longer repays at most its local burst.
  */
 export class QuotaLedger {
   private readonly entries = new Map<string, Entry>();
   private readonly ops: UncertainOp[] = [];
 
-  constructor(readonly outage: number) {}
+  /** `share`: the local limiter's scale (a local rate unit lasts 1 / share shared units). */
+  constructor(
+    readonly outage: number,
+    private readonly share: number,
+  ) {}
 
   get empty(): boolean {
     return this.entries.size === 0;
   }
 
-  /** `units` counted locally into `counter` at `now` (negative: a refund). */
-  add(counter: Counter, units: number, now: number): void {
+  /**
+   * `units` counted locally into `counter` at `now` (negative: a refund). For a rate, `base` is
+   * the local bucket's arrival time before the change (it seeds the entry on first use).
+   */
+  add(counter: Counter, units: number, now: number, base = 0): void {
     if (units === 0) return;
-    const e = this.entry(counter);
+    const e = this.entry(counter, base);
     if (typeof counter.window === 'string') e.value += units;
     else {
-      const per = perUnit(counter.window, counter.limit);
+      const per = this.localPer(counter.window, counter.limit);
       e.value = Math.max(now, Math.max(e.value, now) + units * per);
     }
   }
 
   /** A command (sequence number `seq`) that timed out; what it would take is in `parts`. */
   addUncertain(seq: number, parts: UncertainOp['parts']): void {
-    for (const p of parts) this.entry(p.counter);
+    for (const p of parts) this.entry(p.counter, p.base ?? 0);
     this.ops.push({ seq, parts });
   }
 
@@ -97,7 +117,9 @@ export class QuotaLedger {
       const w = e.counter.window;
       units.set(
         id,
-        typeof w === 'string' ? e.value : Math.max(0, e.value - now) / perUnit(w, e.counter.limit),
+        typeof w === 'string'
+          ? e.value
+          : Math.max(0, e.value - Math.max(e.base, now)) / this.localPer(w, e.counter.limit),
       );
     }
     this.ops.forEach((op, i) => {
@@ -122,11 +144,17 @@ export class QuotaLedger {
     return { parts, dropped };
   }
 
-  private entry(counter: Counter): Entry {
+  /** Ms per unit of a rate in the local bucket (the memory limiter scales limits by `share`). */
+  private localPer(window: { readonly ms: number }, limit: number): number {
+    return window.ms / Math.max(1, Math.floor(limit * this.share));
+  }
+
+  private entry(counter: Counter, base: number): Entry {
     const id = counterId(counter);
     let e = this.entries.get(id);
     if (e === undefined) {
-      e = { counter, value: 0 };
+      const seed = typeof counter.window === 'string' ? 0 : base;
+      e = { counter, value: seed, base: seed };
       this.entries.set(id, e);
     }
     return e;

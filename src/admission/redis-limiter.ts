@@ -87,10 +87,10 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
  *
  * A probe every `probeMs` notices Redis's return; the usage counted locally is then written back
  * before counting is shared again. Calendar usage goes to the bucket it was counted in. For a
- * rate only what has not drained yet is written back: the local usage is replayed into a bucket
- * of its own refilled at the shared rate, and what is left in it is added to the shared bucket
- * (usage that drained would have drained from the shared bucket too). This is exact for one
- * replica with `localShare` 1 and errs toward refusing otherwise.
+ * rate, what the outage added to the local bucket beyond its seed and still holds is added to
+ * the shared bucket: usage that has drained would have drained from the shared bucket too, and
+ * what the local bucket holds beyond the shared state it started from is what the shared bucket
+ * would hold more (quota-ledger.ts says when this is exact).
  *
  * Every command that changes a counter is marked with this replica's id and a sequence number
  * (redis-quota-scripts.ts). A command that timed out is decided locally and remembered; the
@@ -107,7 +107,7 @@ export class RedisLimiter implements QuotaLimiter {
   private seq = 0;
   private local_ = false;
   private outages = 1;
-  private ledger = new QuotaLedger(1);
+  private ledger: QuotaLedger;
   private readonly writeBacks: WriteBack[] = [];
   private writing: Promise<boolean> = Promise.resolve(true);
   private readonly known = new Map<string, Known>();
@@ -118,6 +118,7 @@ export class RedisLimiter implements QuotaLimiter {
 
   constructor(private readonly opts: RedisLimiterOptions) {
     this.local = new MemoryLimiter(opts.clock, opts.localShare, false);
+    this.ledger = new QuotaLedger(1, opts.localShare);
     const redis = new Redis(opts.url, {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -318,24 +319,31 @@ export class RedisLimiter implements QuotaLimiter {
   ): QuotaDecision {
     this.fallBack('not connected');
     publish(events.limiterLocal, { decisions: 1 });
+    const bases = charges.map((c) => this.baseOf(c));
     const d = this.local.reserveSync(charges, now);
     if (uncertainSeq !== undefined)
       this.ledger.addUncertain(
         uncertainSeq,
-        charges.map((c) => ({ counter: counterOf(c, now), shared: c.amount })),
+        charges.map((c, i) => ({ counter: counterOf(c, now), shared: c.amount, base: bases[i]! })),
       );
     if (!d.allowed) return d;
     const outage = this.ledger.outage;
-    const receipts = d.receipts.map((r) => {
-      this.ledger.add(r, r.amount, now);
+    const receipts = d.receipts.map((r, i) => {
+      this.ledger.add(r, r.amount, now, bases[i]);
       return { ...r, outage };
     });
     return { ...d, receipts };
   }
 
   private countLocally(receipt: QuotaReceipt, actual: number, now: number): void {
+    const base = this.baseOf(receipt);
     this.local.settleSync(receipt, actual);
-    this.ledger.add(receipt, actual - receipt.amount, now);
+    this.ledger.add(receipt, actual - receipt.amount, now, base);
+  }
+
+  /** For a rate: the local bucket's arrival time now (where this outage's usage of it starts). */
+  private baseOf(c: { readonly key: string; readonly window: QuotaWindow }): number {
+    return typeof c.window === 'string' ? 0 : this.local.rateTat(c.key);
   }
 
   /** Keeps what Redis answered for a counter; while local, the local counter follows it. */
@@ -426,7 +434,7 @@ export class RedisLimiter implements QuotaLimiter {
         claimSeq: this.seq++,
         written: new Set(),
       });
-    this.ledger = new QuotaLedger(++this.outages);
+    this.ledger = new QuotaLedger(++this.outages, this.opts.localShare);
   }
 
   /** Writes back every queued outage, in order; false (and local counting) if Redis fails. */
