@@ -6,7 +6,7 @@ import type {
   QuotaWindow,
 } from '../contracts/limiter.js';
 import type { Clock } from '../core/clock.js';
-import { gcraStep, spanOf, settleTtl } from './quota-window.js';
+import { gcraStep, spanOf, settleTtl, windowName } from './quota-window.js';
 
 interface Cell {
   /** A counter (calendar windows) or a theoretical arrival time, epoch ms (rates). */
@@ -17,6 +17,11 @@ interface Cell {
 }
 
 const SWEEP_EVERY = 4_096;
+
+/** A calendar counter's cell: the window is part of it, as a month and its first day start alike. */
+function countId(key: string, window: QuotaWindow, bucket: number): string {
+  return `${key}|${windowName(window)}|${bucket}`;
+}
 
 /**
  * The in-process quota limiter (the embedded default, and the Redis limiter's local fallback).
@@ -38,8 +43,8 @@ export class MemoryLimiter implements QuotaLimiter {
     return Promise.resolve(this.reserveSync(charges));
   }
 
-  reserveSync(charges: readonly QuotaCharge[]): QuotaDecision {
-    const now = this.clock.wall();
+  /** `now` (epoch ms) lets a caller decide at the instant it already chose (default: the clock). */
+  reserveSync(charges: readonly QuotaCharge[], now = this.clock.wall()): QuotaDecision {
     if (++this.ops % SWEEP_EVERY === 0) this.sweep(now);
     const next: number[] = [];
     for (const c of charges) {
@@ -59,7 +64,7 @@ export class MemoryLimiter implements QuotaLimiter {
         continue;
       }
       const span = spanOf(c.window, now);
-      const cur = this.get(`${c.key}|${span.bucket}`, now);
+      const cur = this.get(countId(c.key, c.window, span.bucket), now);
       if (cur + c.amount > limit) {
         const wait = c.amount > limit ? span.end - now + (span.end - span.bucket) : span.end - now;
         return this.refuse(c.key, wait);
@@ -80,7 +85,8 @@ export class MemoryLimiter implements QuotaLimiter {
         };
       }
       const span = spanOf(c.window, now);
-      if (c.amount !== 0) this.set(`${c.key}|${span.bucket}`, next[i]!, now + span.ttlMs);
+      if (c.amount !== 0)
+        this.set(countId(c.key, c.window, span.bucket), next[i]!, now + span.ttlMs);
       return {
         key: c.key,
         window: c.window,
@@ -110,8 +116,37 @@ export class MemoryLimiter implements QuotaLimiter {
     }
     const ttl = settleTtl(receipt, now);
     if (ttl <= 0) return; // the bucket no longer counts
-    const id = `${receipt.key}|${receipt.bucket}`;
+    const id = countId(receipt.key, receipt.window, receipt.bucket);
     this.set(id, this.get(id, now) + delta, now + ttl);
+  }
+
+  /** Sets a calendar counter (the Redis limiter's fallback starts from the last shared count). */
+  seedCount(
+    key: string,
+    window: 'day' | 'month',
+    bucket: number,
+    value: number,
+    expiresAt: number,
+  ): void {
+    this.set(countId(key, window, bucket), value, expiresAt);
+  }
+
+  /**
+   * Moves a rate's arrival time to at least `tat` (epoch ms). A bucket scaled by `scale` with the
+   * same arrival time is as full as the unscaled one (its units are 1/scale as long), so the
+   * shared store's arrival time is the local one.
+   */
+  seedRate(key: string, window: { readonly ms: number }, limit: number, tat: number): void {
+    const now = this.clock.wall();
+    const id = `${key}|r`;
+    const next = Math.max(tat, this.get(id, now));
+    if (next <= now) return;
+    this.set(id, next, next + 1_000, window.ms / Math.max(1, Math.floor(limit * this.scale)));
+  }
+
+  /** A rate's theoretical arrival time (epoch ms; 0 when it has none). */
+  rateTat(key: string): number {
+    return this.get(`${key}|r`, this.clock.wall());
   }
 
   usage(key: string, window: QuotaWindow): Promise<number> {
@@ -121,7 +156,7 @@ export class MemoryLimiter implements QuotaLimiter {
       if (cell === undefined || cell.expiresAt <= now) return Promise.resolve(0);
       return Promise.resolve(Math.max(0, cell.value - now) / cell.per);
     }
-    return Promise.resolve(this.get(`${key}|${spanOf(window, now).bucket}`, now));
+    return Promise.resolve(this.get(countId(key, window, spanOf(window, now).bucket), now));
   }
 
   close(): Promise<void> {

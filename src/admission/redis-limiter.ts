@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type {
   QuotaCharge,
@@ -10,88 +11,15 @@ import type { Logger } from '../contracts/logger.js';
 import type { Clock } from '../core/clock.js';
 import { events, publish } from '../core/events.js';
 import { MemoryLimiter } from './memory-limiter.js';
-import { settleTtl, spanOf } from './quota-window.js';
-
-/**
- * All-or-nothing check-and-take over N charges, atomic in Redis. KEYS: one per charge. ARGV: N,
- * now (epoch ms), then per charge (kind, limit, amount, ms per unit, burst, ttl ms). Kind 1 is a
- * rate (GCRA: the key holds "tat:per", the theoretical arrival time and ms per unit); kind 0 a
- * calendar counter. Returns {0} when taken, or {i, wait ms} for the first charge that does not fit.
- */
-const RESERVE_LUA = `
-local n = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
-local tats = {}
-for i = 1, n do
-  local b = 2 + (i - 1) * 6
-  local kind = tonumber(ARGV[b + 1])
-  local limit = tonumber(ARGV[b + 2])
-  local amount = tonumber(ARGV[b + 3])
-  if kind == 1 then
-    local per = tonumber(ARGV[b + 4])
-    local burst = tonumber(ARGV[b + 5])
-    local tat = now
-    local v = redis.call('GET', KEYS[i])
-    if v then
-      local t = tonumber(string.match(v, '^([^:]+)'))
-      if t > tat then tat = t end
-    end
-    local nxt = tat + amount * per
-    local over = nxt - now - burst * per
-    if amount > burst then return {i, '-1'} end
-    if over > 0.000001 then return {i, string.format('%.3f', over)} end
-    tats[i] = nxt
-  else
-    local cur = math.max(0, tonumber(redis.call('GET', KEYS[i]) or '0'))
-    if cur + amount > limit then return {i, '0'} end
-  end
-end
-for i = 1, n do
-  local b = 2 + (i - 1) * 6
-  local kind = tonumber(ARGV[b + 1])
-  local amount = tonumber(ARGV[b + 3])
-  if amount ~= 0 then
-    if kind == 1 then
-      redis.call('SET', KEYS[i], string.format('%.3f:%s', tats[i], ARGV[b + 4]), 'PX',
-        math.ceil(tats[i] - now) + 1000)
-    else
-      redis.call('INCRBY', KEYS[i], amount)
-      redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[b + 6]))
-    end
-  end
-end
-return {0}
-`;
-
-/** Moves a rate's arrival time by `delta` units (never behind now), keeping its unit. */
-const SETTLE_RATE_LUA = `
-local now = tonumber(ARGV[1])
-local per = tonumber(ARGV[3])
-local tat = now
-local v = redis.call('GET', KEYS[1])
-if v then
-  local t = tonumber(string.match(v, '^([^:]+)'))
-  if t > tat then tat = t end
-end
-tat = math.max(now, tat + tonumber(ARGV[2]) * per)
-redis.call('SET', KEYS[1], string.format('%.3f:%s', tat, ARGV[3]), 'PX', math.ceil(tat - now) + 1000)
-return 1
-`;
-
-/** Adds a delta to a calendar bucket, keeping its expiry (or giving it one: a zero reserve made none). */
-const SETTLE_COUNT_LUA = `
-local v = redis.call('INCRBY', KEYS[1], ARGV[1])
-if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return v
-`;
-
-type Reply = [number, string?];
-
-interface QuotaCommands {
-  syReserve(...args: (string | number)[]): Promise<Reply>;
-  sySettleRate(key: string, now: number, delta: number, per: number): Promise<number>;
-  sySettleCount(key: string, delta: number, ttlMs: number): Promise<number>;
-}
+import {
+  counterId,
+  perUnit,
+  QuotaLedger,
+  type Counter,
+  type WriteBackPart,
+} from './quota-ledger.js';
+import { settleTtl, spanOf, windowName } from './quota-window.js';
+import { defineQuotaCommands, type QuotaCommands, type Reply } from './redis-quota-scripts.js';
 
 export interface RedisLimiterOptions {
   readonly url: string;
@@ -107,22 +35,90 @@ export interface RedisLimiterOptions {
   readonly logger: Logger;
 }
 
+export interface LimiterStatus {
+  /** Whether decisions are taken in Redis now. */
+  readonly shared: boolean;
+  /** Outages whose local usage is not yet written back to Redis (0 once caught up). */
+  readonly pendingWriteBacks: number;
+}
+
+/** A command's mark: a bit in a block of 65,536 per replica (see redis-quota-scripts.ts). */
+const MARK_BITS = 65_536;
 /**
- * Quota counters shared across replicas in Redis, with a local fallback. ioredis is configured so
- * that no command ever waits for Redis: no offline queue, no retries, a short command timeout.
- * The first failure switches to the in-process limiter at once (with `localShare` of each limit);
- * a probe every `probeMs` switches back when Redis answers again. Both switches log a warning
- * and publish an event (a metric counts the decisions taken locally).
+ * How long marks and write-back claims are kept. A command that reached Redis longer than this
+ * before its replica's write-back ran could be counted twice (Redis would have to be reachable
+ * for the late command and then unreachable to this replica for an hour).
+ */
+const MARK_TTL_MS = 3_600_000;
+/** Counters per write-back script call, so one call never holds Redis for long. */
+const CHUNK = 256;
+const SWEEP_EVERY = 4_096;
+
+/** The last value Redis answered for a counter: where local counting starts in an outage. */
+interface Known {
+  counter: Counter;
+  value: number;
+  expiresAt: number;
+}
+
+/** One outage's local usage on its way back to Redis; survives failed attempts unchanged. */
+interface WriteBack {
+  readonly ledger: QuotaLedger;
+  readonly at: number;
+  readonly claimSeq: number;
+  ran?: boolean[];
+  chunks?: { readonly seq: number; readonly parts: readonly WriteBackPart[]; done: boolean }[];
+  dropped?: number;
+  /** Counters whose chunk is in Redis already (a retry after a failure skips them). */
+  readonly written: Set<string>;
+}
+
+const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/**
+ * Quota counters shared across replicas in Redis, with a local fallback (issues #5, #13).
+ *
+ * ioredis is configured so that no command ever waits for Redis: no offline queue, no retries, a
+ * short command timeout. The first failure switches to the in-process limiter at once, with
+ * `localShare` of each limit. Local counting starts from the last state Redis answered for each
+ * counter (a calendar counter at `localShare` of its last count, so the replica may take its
+ * share of what was left; a rate at its last arrival time, which leaves the scaled bucket as full
+ * as the shared one): a switch grants no fresh budget and no fresh burst.
+ *
+ * A probe every `probeMs` notices Redis's return; the usage counted locally is then written back
+ * before counting is shared again. Calendar usage goes to the bucket it was counted in. For a
+ * rate, what the outage added to the local bucket beyond its seed and still holds is added to
+ * the shared bucket: usage that has drained would have drained from the shared bucket too, and
+ * what the local bucket holds beyond the shared state it started from is what the shared bucket
+ * would hold more (quota-ledger.ts says when this is exact).
+ *
+ * Every command that changes a counter is marked with this replica's id and a sequence number
+ * (redis-quota-scripts.ts). A command that timed out is decided locally and remembered; the
+ * write-back sets its mark (a late arrival then does nothing) or finds it set (it ran: what it
+ * took in Redis is taken back). So a timed-out reservation is counted once, and so are its
+ * settles. Each replica writes back only its own usage, once: every write-back step is marked too.
+ *
+ * Every switch and write-back logs a warning and publishes an event (metrics count them).
  */
 export class RedisLimiter implements QuotaLimiter {
   private readonly redis: Redis & QuotaCommands;
   private readonly local: MemoryLimiter;
+  private readonly replica = randomBytes(6).toString('hex');
+  private seq = 0;
   private local_ = false;
+  private outages = 1;
+  private ledger: QuotaLedger;
+  private readonly writeBacks: WriteBack[] = [];
+  private writing: Promise<boolean> = Promise.resolve(true);
+  private readonly known = new Map<string, Known>();
+  private remembered = 0;
   private probing: NodeJS.Timeout | undefined;
+  private probeBusy = false;
   private closed = false;
 
   constructor(private readonly opts: RedisLimiterOptions) {
     this.local = new MemoryLimiter(opts.clock, opts.localShare, false);
+    this.ledger = new QuotaLedger(1, opts.localShare);
     const redis = new Redis(opts.url, {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -132,13 +128,16 @@ export class RedisLimiter implements QuotaLimiter {
       retryStrategy: (times: number) => Math.min(50 * times, opts.probeMs),
       lazyConnect: false,
     });
-    redis.defineCommand('syReserve', { lua: RESERVE_LUA });
-    redis.defineCommand('sySettleRate', { numberOfKeys: 1, lua: SETTLE_RATE_LUA });
-    redis.defineCommand('sySettleCount', { numberOfKeys: 1, lua: SETTLE_COUNT_LUA });
+    defineQuotaCommands(redis);
     redis.on('error', (err: Error) => {
       opts.logger.debug({ err: err.message }, 'quota limiter: redis connection error');
     });
     redis.on('close', () => this.fallBack('connection closed'));
+    // The gauge says "shared" from the first connection, not only after an outage (#13).
+    redis.on('ready', () => {
+      if (!this.local_ && !this.closed)
+        publish(events.limiterState, { state: 'shared', reason: 'connected' });
+    });
     this.redis = redis as Redis & QuotaCommands;
   }
 
@@ -162,38 +161,48 @@ export class RedisLimiter implements QuotaLimiter {
     return this.local_ || this.redis.status !== 'ready';
   }
 
+  status(): LimiterStatus {
+    return {
+      shared: !this.isLocal(),
+      pendingWriteBacks: this.writeBacks.length + (this.ledger.empty ? 0 : 1),
+    };
+  }
+
   async reserve(charges: readonly QuotaCharge[]): Promise<QuotaDecision> {
-    if (this.isLocal()) return this.decideLocally(charges);
     const now = this.opts.clock.wall();
-    const keys: string[] = [];
-    const argv: (string | number)[] = [charges.length, now];
+    if (this.isLocal()) return this.decideLocally(charges, now);
+    const seq = this.seq++;
+    const mark = this.mark(seq);
+    const counters = charges.map((c) => counterOf(c, now));
+    const keys = counters.map((c) => this.key(c));
+    const argv: (string | number)[] = [charges.length, now, mark.bit, MARK_TTL_MS];
     for (const c of charges) {
-      if (typeof c.window === 'string') {
-        const span = spanOf(c.window, now);
-        keys.push(this.key(c.key, span.bucket));
-        argv.push(0, c.limit, c.amount, 0, 0, Math.ceil(span.ttlMs));
-      } else {
-        keys.push(this.key(c.key, 'r'));
-        argv.push(1, c.limit, c.amount, c.window.ms / Math.max(1, c.limit), c.burst ?? c.limit, 0);
-      }
+      if (typeof c.window === 'string')
+        argv.push(0, c.limit, c.amount, 0, 0, Math.ceil(spanOf(c.window, now).ttlMs));
+      else argv.push(1, c.limit, c.amount, perUnit(c.window, c.limit), c.burst ?? c.limit, 0);
     }
     let reply: Reply;
     try {
-      reply = await this.redis.syReserve(keys.length, ...keys, ...argv);
+      reply = await this.redis.syReserve(keys.length + 1, ...keys, mark.key, ...argv);
     } catch (err) {
-      this.fallBack(err instanceof Error ? err.message : String(err));
-      return this.decideLocally(charges);
+      // It may still reach Redis late: decided locally, and remembered for the write-back.
+      this.fallBack(message(err));
+      return this.decideLocally(charges, now, seq);
     }
-    const refusedAt = reply[0];
+    const refusedAt = Number(reply[0]);
+    // A set mark: this command's usage was written back already. It cannot happen for a command
+    // that is still awaited, but if it did, counting it locally once is right.
+    if (refusedAt < 0) return this.decideLocally(charges, now);
     if (refusedAt === 0) {
+      counters.forEach((c, i) => this.remember(c, Number(reply[i + 1])));
       return {
         allowed: true,
         retryAfterMs: 0,
         shared: true,
-        receipts: charges.map((c) => ({
+        receipts: charges.map((c, i) => ({
           key: c.key,
           window: c.window,
-          bucket: typeof c.window === 'string' ? spanOf(c.window, now).bucket : 0,
+          bucket: counters[i]!.bucket,
           limit: c.limit,
           amount: c.amount,
           shared: true,
@@ -201,6 +210,7 @@ export class RedisLimiter implements QuotaLimiter {
       };
     }
     const c = charges[refusedAt - 1]!;
+    this.remember(counters[refusedAt - 1]!, Number(reply[2]));
     const wait = Number(reply[1] ?? 0);
     let retryAfterMs: number;
     if (typeof c.window === 'string') {
@@ -220,34 +230,61 @@ export class RedisLimiter implements QuotaLimiter {
   async settle(receipt: QuotaReceipt, actual: number): Promise<void> {
     const delta = actual - receipt.amount;
     if (delta === 0) return;
-    if (!receipt.shared) {
-      this.local.settleSync(receipt, actual);
+    const now = this.opts.clock.wall();
+    if (!receipt.shared && receipt.outage === this.ledger.outage) {
+      // Counted locally in this outage, not written back yet: the write-back carries the change.
+      this.countLocally(receipt, actual, now);
       return;
     }
-    if (this.isLocal()) return; // lost: the shared counter is out of reach (and will expire)
-    const now = this.opts.clock.wall();
+    // A shared charge, or a local one already written back: the shared counter takes the change.
+    if (this.isLocal()) {
+      this.countLocally(receipt, actual, now);
+      return;
+    }
+    if (typeof receipt.window === 'string' && settleTtl(receipt, now) <= 0) return;
+    const seq = this.seq++;
+    const mark = this.mark(seq);
+    const key = this.key(receipt);
     try {
-      if (typeof receipt.window === 'string') {
-        const ttl = settleTtl(receipt, now);
-        if (ttl <= 0) return; // the bucket no longer counts
-        await this.redis.sySettleCount(this.key(receipt.key, receipt.bucket), delta, ttl);
-      } else {
-        const per = receipt.window.ms / Math.max(1, receipt.limit);
-        await this.redis.sySettleRate(this.key(receipt.key, 'r'), now, delta, per);
-      }
+      const v =
+        typeof receipt.window === 'string'
+          ? await this.redis.sySettleCount(
+              key,
+              mark.key,
+              delta,
+              settleTtl(receipt, now),
+              mark.bit,
+              MARK_TTL_MS,
+            )
+          : await this.redis.sySettleRate(
+              key,
+              mark.key,
+              now,
+              delta,
+              perUnit(receipt.window, receipt.limit),
+              mark.bit,
+              MARK_TTL_MS,
+            );
+      if (v !== null) this.remember(receipt, Number(v));
     } catch (err) {
-      this.fallBack(err instanceof Error ? err.message : String(err));
+      this.fallBack(message(err));
+      this.countLocally(receipt, actual, now);
+      this.ledger.addUncertain(seq, [{ counter: receipt, shared: delta }]);
     }
   }
 
   async usage(key: string, window: QuotaWindow): Promise<number> {
     if (this.isLocal()) return this.local.usage(key, window);
     const now = this.opts.clock.wall();
-    if (typeof window === 'string') {
-      const v = await this.redis.get(this.key(key, spanOf(window, now).bucket));
-      return Math.max(0, Number(v ?? 0));
+    const counter = counterOf({ key, window, limit: 1 }, now);
+    let v: string | null;
+    try {
+      v = await this.redis.get(this.key(counter));
+    } catch (err) {
+      this.fallBack(message(err));
+      return this.local.usage(key, window);
     }
-    const v = await this.redis.get(this.key(key, 'r'));
+    if (typeof window === 'string') return Math.max(0, Number(v ?? 0));
     if (v === null) return 0;
     const [tat, per] = v.split(':').map(Number);
     return Math.max(0, (tat ?? now) - now) / (per ?? 1);
@@ -256,18 +293,94 @@ export class RedisLimiter implements QuotaLimiter {
   async close(): Promise<void> {
     this.closed = true;
     if (this.probing !== undefined) clearInterval(this.probing);
+    await this.writing; // a write-back under way finishes (each command is bounded)
     this.redis.disconnect();
     await this.local.close();
   }
 
-  private key(key: string, bucket: number | 'r'): string {
-    return `${this.opts.prefix}${key}:${bucket}`;
+  /** A calendar bucket's key names its window: a month and its first day start alike. */
+  private key(c: Counter): string {
+    const p = this.opts.prefix;
+    return typeof c.window === 'string'
+      ? `${p}${c.key}:${windowName(c.window)}:${c.bucket}`
+      : `${p}${c.key}:r`;
   }
 
-  private decideLocally(charges: readonly QuotaCharge[]): QuotaDecision {
+  private mark(seq: number): { key: string; bit: number } {
+    const block = Math.floor(seq / MARK_BITS);
+    return { key: `${this.opts.prefix}op:${this.replica}:${block}`, bit: seq % MARK_BITS };
+  }
+
+  /** Decides locally; `uncertainSeq` names a command that timed out (it may yet reach Redis). */
+  private decideLocally(
+    charges: readonly QuotaCharge[],
+    now: number,
+    uncertainSeq?: number,
+  ): QuotaDecision {
     this.fallBack('not connected');
     publish(events.limiterLocal, { decisions: 1 });
-    return this.local.reserveSync(charges);
+    const bases = charges.map((c) => this.baseOf(c));
+    const d = this.local.reserveSync(charges, now);
+    if (uncertainSeq !== undefined)
+      this.ledger.addUncertain(
+        uncertainSeq,
+        charges.map((c, i) => ({ counter: counterOf(c, now), shared: c.amount, base: bases[i]! })),
+      );
+    if (!d.allowed) return d;
+    const outage = this.ledger.outage;
+    const receipts = d.receipts.map((r, i) => {
+      this.ledger.add(r, r.amount, now, bases[i]);
+      return { ...r, outage };
+    });
+    return { ...d, receipts };
+  }
+
+  private countLocally(receipt: QuotaReceipt, actual: number, now: number): void {
+    const base = this.baseOf(receipt);
+    this.local.settleSync(receipt, actual);
+    this.ledger.add(receipt, actual - receipt.amount, now, base);
+  }
+
+  /** For a rate: the local bucket's arrival time now (where this outage's usage of it starts). */
+  private baseOf(c: { readonly key: string; readonly window: QuotaWindow }): number {
+    return typeof c.window === 'string' ? 0 : this.local.rateTat(c.key);
+  }
+
+  /** Keeps what Redis answered for a counter; while local, the local counter follows it. */
+  private remember(counter: Counter, value: number): void {
+    if (!Number.isFinite(value)) return;
+    const now = this.opts.clock.wall();
+    const expiresAt =
+      typeof counter.window === 'string'
+        ? now + settleTtl(counter, now)
+        : Math.max(value, now) + 1_000;
+    const id = counterId(counter);
+    let k = this.known.get(id);
+    if (k === undefined) {
+      k = { counter, value, expiresAt };
+      this.known.set(id, k);
+    } else {
+      k.counter = counter;
+      k.value = value;
+      k.expiresAt = expiresAt;
+    }
+    if (this.local_) this.seed(id, k, now);
+    if (++this.remembered % SWEEP_EVERY === 0)
+      for (const [i, e] of this.known) if (e.expiresAt <= now) this.known.delete(i);
+  }
+
+  /** Starts a local counter from its last shared state (and what this replica has not written back). */
+  private seed(id: string, k: Known, now: number): void {
+    const c = k.counter;
+    if (typeof c.window !== 'string') {
+      this.local.seedRate(c.key, c.window, c.limit, k.value);
+      return;
+    }
+    if (spanOf(c.window, now).bucket !== c.bucket) return;
+    let unwritten = this.ledger.count(id);
+    for (const wb of this.writeBacks) if (!wb.written.has(id)) unwritten += wb.ledger.count(id);
+    const value = Math.ceil(k.value * this.opts.localShare) + unwritten;
+    this.local.seedCount(c.key, c.window, c.bucket, value, k.expiresAt);
   }
 
   /** Switches to local counting (once per outage) and starts probing for Redis's return. */
@@ -279,22 +392,153 @@ export class RedisLimiter implements QuotaLimiter {
       'quota limiter: Redis unreachable, counting locally',
     );
     publish(events.limiterState, { state: 'local', reason: why });
+    const now = this.opts.clock.wall();
+    for (const [id, k] of this.known) {
+      if (k.expiresAt <= now) this.known.delete(id);
+      else this.seed(id, k, now);
+    }
     this.probing = setInterval(() => void this.probe(), this.opts.probeMs);
     this.probing.unref();
   }
 
   private async probe(): Promise<void> {
-    if (this.redis.status !== 'ready') return;
+    if (this.redis.status !== 'ready' || this.probeBusy) return;
+    this.probeBusy = true;
     try {
       await this.redis.ping();
+      if (!this.local_ || this.closed) return;
+      // What was counted locally goes back first, so shared counting resumes from the true count.
+      this.rollLedger();
+      if (!(await this.writeBack())) return; // away again: the next probe retries
+      if (!this.local_ || this.closed) return;
+      this.local_ = false;
+      if (this.probing !== undefined) clearInterval(this.probing);
+      this.probing = undefined;
+      this.opts.logger.warn({ limiter: 'redis' }, 'quota limiter: Redis is back, counting shared');
+      publish(events.limiterState, { state: 'shared', reason: 'redis answered' });
+      this.rollLedger(); // what was counted while the write-back ran
+      void this.writeBack();
     } catch {
-      return;
+      // Still away.
+    } finally {
+      this.probeBusy = false;
     }
-    if (!this.local_ || this.closed) return;
-    this.local_ = false;
-    if (this.probing !== undefined) clearInterval(this.probing);
-    this.probing = undefined;
-    this.opts.logger.warn({ limiter: 'redis' }, 'quota limiter: Redis is back, counting shared');
-    publish(events.limiterState, { state: 'shared', reason: 'redis answered' });
   }
+
+  /** Closes the current outage's ledger (it joins the write-back queue) and opens the next. */
+  private rollLedger(): void {
+    if (!this.ledger.empty || this.ledger.uncertain().length > 0)
+      this.writeBacks.push({
+        ledger: this.ledger,
+        at: this.opts.clock.wall(),
+        claimSeq: this.seq++,
+        written: new Set(),
+      });
+    this.ledger = new QuotaLedger(++this.outages, this.opts.localShare);
+  }
+
+  /** Writes back every queued outage, in order; false (and local counting) if Redis fails. */
+  private writeBack(): Promise<boolean> {
+    this.writing = this.writing.then(async () => {
+      while (this.writeBacks.length > 0) {
+        if (this.closed) return false;
+        try {
+          await this.writeOne(this.writeBacks[0]!);
+        } catch (err) {
+          this.opts.logger.warn(
+            { limiter: 'redis', err: message(err) },
+            'quota limiter: write-back of local usage failed; kept for the next try',
+          );
+          publish(events.limiterWriteBack, {
+            result: 'failed',
+            counters: 0,
+            ranLate: 0,
+            neverRan: 0,
+          });
+          this.fallBack(message(err));
+          return false;
+        }
+        this.writeBacks.shift();
+      }
+      return true;
+    });
+    return this.writing;
+  }
+
+  /** Claims the timed-out commands' marks, then adds the usage chunk by chunk (each step idempotent). */
+  private async writeOne(wb: WriteBack): Promise<void> {
+    const ops = wb.ledger.uncertain();
+    if (wb.ran === undefined) {
+      if (ops.length === 0) wb.ran = [];
+      else {
+        const blocks: string[] = [];
+        const argv: (string | number)[] = [MARK_TTL_MS];
+        for (const op of ops) {
+          const m = this.mark(op.seq);
+          let i = blocks.indexOf(m.key);
+          if (i < 0) i = blocks.push(m.key) - 1;
+          argv.push(i + 2, m.bit);
+        }
+        const claim = `${this.opts.prefix}wb:${this.replica}:${wb.claimSeq}`;
+        const ran = await this.redis.syClaim(blocks.length + 1, claim, ...blocks, ...argv);
+        wb.ran = ops.map((_, i) => ran[i] === '1');
+      }
+    }
+    if (wb.chunks === undefined) {
+      const { parts, dropped } = wb.ledger.parts(wb.ran, wb.at);
+      wb.dropped = dropped;
+      wb.chunks = [];
+      for (let i = 0; i < parts.length; i += CHUNK)
+        wb.chunks.push({ seq: this.seq++, parts: parts.slice(i, i + CHUNK), done: false });
+    }
+    for (const ch of wb.chunks) {
+      if (ch.done) continue;
+      const mark = this.mark(ch.seq);
+      const argv: (string | number)[] = [ch.parts.length, wb.at, mark.bit, MARK_TTL_MS];
+      for (const p of ch.parts) {
+        const w = p.counter.window;
+        if (typeof w === 'string')
+          argv.push(0, p.units, 0, Math.max(1, settleTtl(p.counter, wb.at)));
+        else argv.push(1, p.units, perUnit(w, p.counter.limit), 0);
+      }
+      const keys = ch.parts.map((p) => this.key(p.counter));
+      const reply = await this.redis.syApply(keys.length + 1, ...keys, mark.key, ...argv);
+      ch.done = true;
+      for (const p of ch.parts) wb.written.add(counterId(p.counter));
+      if (Number(reply[0]) === 0)
+        ch.parts.forEach((p, i) => this.remember(p.counter, Number(reply[i + 1])));
+    }
+    const ranLate = wb.ran.filter(Boolean).length;
+    const counters = wb.chunks.reduce((n, ch) => n + ch.parts.length, 0);
+    this.opts.logger.warn(
+      {
+        limiter: 'redis',
+        outage: wb.ledger.outage,
+        counters,
+        dropped: wb.dropped ?? 0,
+        timed_out: ops.length,
+        ran_late: ranLate,
+      },
+      'quota limiter: wrote back usage counted locally while Redis was away',
+    );
+    publish(events.limiterWriteBack, {
+      result: 'written',
+      counters,
+      ranLate,
+      neverRan: ops.length - ranLate,
+    });
+  }
+}
+
+/** The counter a charge goes to at `now`. */
+function counterOf(
+  c: { readonly key: string; readonly window: QuotaWindow; readonly limit: number },
+  now: number,
+): Counter {
+  return {
+    key: c.key,
+    window: c.window,
+    bucket: typeof c.window === 'string' ? spanOf(c.window, now).bucket : 0,
+    limit: c.limit,
+  };
 }

@@ -30,6 +30,11 @@ export interface QuotaReceipt {
   readonly amount: number;
   /** False when a local fallback took the charge (the shared store was unreachable). */
   readonly shared: boolean;
+  /**
+   * For a charge taken locally: the outage it was counted in (a number the implementation
+   * keeps), so that a later `settle` knows whether that usage was written back already.
+   */
+  readonly outage?: number;
 }
 
 export interface QuotaDecision {
@@ -51,6 +56,12 @@ export interface QuotaDecision {
  * in process (embedded) and Redis (shared across replicas, falling back to local counting when
  * Redis is away). Both pass `test/contract/limiter.contract.ts`. Never throws for an outage;
  * never waits on an unreachable store longer than its stated bound.
+ *
+ * An implementation with a shared store keeps these through an outage of that store (DESIGN.md,
+ * issue #13): local counting starts from the last shared state it saw, so a switch grants no
+ * fresh budget or burst; usage counted locally (settles included) is written back once when the
+ * store returns, into the calendar bucket it was counted in; a command that timed out (and was
+ * counted locally) but reached the store late is counted once, not twice.
  */
 export interface QuotaLimiter {
   reserve(charges: readonly QuotaCharge[]): Promise<QuotaDecision>;

@@ -195,6 +195,17 @@ export interface PolicyExceptionEvent {
   readonly source: string;
 }
 
+/** Usage counted locally during a shared-store outage, written back when it returned (#13). */
+export interface LimiterWriteBackEvent {
+  readonly result: 'written' | 'failed';
+  /** Shared counters changed. */
+  readonly counters: number;
+  /** Commands that had timed out and, as the write-back found, reached the store late... */
+  readonly ranLate: number;
+  /** ...or never did. */
+  readonly neverRan: number;
+}
+
 function typed<T>(name: string): Channel<T> {
   return channel(name) as Channel<T>;
 }
@@ -245,6 +256,7 @@ export const events = {
   concurrencyLimit: typed<ConcurrencyLimitEvent>('switchyard:admission:limit'),
   limiterState: typed<LimiterStateEvent>('switchyard:limiter:state'),
   limiterLocal: typed<LimiterLocalEvent>('switchyard:limiter:local'),
+  limiterWriteBack: typed<LimiterWriteBackEvent>('switchyard:limiter:writeback'),
   experimentExposure: typed<ExperimentExposureEvent>('switchyard:release:exposure'),
   releaseDecision: typed<ReleaseDecisionEvent>('switchyard:release:decision'),
   shadowCopy: typed<ShadowCopyEvent>('switchyard:release:shadow'),

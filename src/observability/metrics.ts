@@ -284,6 +284,18 @@ export class Metrics {
     help: 'Quota decisions taken by the local fallback because the shared store (Redis) was unreachable.',
     registers: [this.registry],
   });
+  readonly limiterWriteBacks = new Counter({
+    name: 'switchyard_limiter_writeback_total',
+    help: 'Write-backs to the shared store (Redis) of quota usage counted locally during an outage, by result: written or failed (kept for the next try).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly limiterTimedOut = new Counter({
+    name: 'switchyard_limiter_timed_out_commands_total',
+    help: 'Quota commands that timed out (their usage was counted locally), by what the write-back found: ran_late in Redis (taken back there, so counted once) or never_ran.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
 
   // Release management (#6).
   readonly experimentExposures = new Counter({
@@ -410,6 +422,11 @@ export class Metrics {
       }),
       subscribe(events.limiterLocal, (e) => {
         this.limiterLocal.inc(e.decisions);
+      }),
+      subscribe(events.limiterWriteBack, (e) => {
+        this.limiterWriteBacks.labels(e.result).inc();
+        if (e.ranLate > 0) this.limiterTimedOut.labels('ran_late').inc(e.ranLate);
+        if (e.neverRan > 0) this.limiterTimedOut.labels('never_ran').inc(e.neverRan);
       }),
     );
   }

@@ -25,6 +25,25 @@ export interface LimiterUnderTest {
 /** Makes a fresh limiter on `clock`; every call must start from empty counters. */
 export type MakeLimiter = (clock: ManualClock) => Promise<LimiterUnderTest>;
 
+/** Limiters counting in one shared store, as the replicas of a deployment do. */
+export interface Replicas {
+  readonly limiters: readonly QuotaLimiter[];
+  /** Resolves once every replica counts in the store again and has written back what it counted locally. */
+  caughtUp(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * For an implementation with a shared store: a store the suite can make unreachable the way a
+ * SIGSTOP does (commands already sent wait in its socket and run when it wakes), and replicas on it.
+ */
+export interface SharedStoreOutage {
+  /** `n` replicas sharing fresh counters, each enforcing `localShare` of a limit while the store is away. */
+  replicas(clock: ManualClock, n: number, localShare?: number): Promise<Replicas>;
+  freeze(): void;
+  thaw(): void;
+}
+
 const SEC: QuotaWindow = { ms: 1_000 };
 const charge = (
   key: string,
@@ -42,7 +61,7 @@ const charge = (
  * The one contract every QuotaLimiter passes (in process and Redis). Each implementation's test
  * file calls this with its factory.
  */
-export function limiterContract(name: string, make: MakeLimiter): void {
+export function limiterContract(name: string, make: MakeLimiter, outage?: SharedStoreOutage): void {
   describe(`QuotaLimiter contract: ${name}`, () => {
     let current: LimiterUnderTest | undefined;
     const start = async (clock = new ManualClock()): Promise<QuotaLimiter> => {
@@ -205,6 +224,184 @@ export function limiterContract(name: string, make: MakeLimiter): void {
         ),
         { seed: 5, numRuns: 40 },
       );
+    });
+
+    it('keeps the daily and the monthly budget of one key apart on the first day of a month', async () => {
+      const l = await start(new ManualClock(Date.UTC(2030, 1, 1, 12, 0, 0)));
+      const d = await l.reserve([
+        charge('both', 100, 10, 'day'),
+        charge('both', 1_000, 10, 'month'),
+      ]);
+      expect(d.allowed).toBe(true);
+      expect(await l.usage('both', 'day')).toBe(10);
+      expect(await l.usage('both', 'month')).toBe(10);
+      await l.settle(d.receipts[1]!, 4);
+      expect(await l.usage('both', 'day')).toBe(10);
+      expect(await l.usage('both', 'month')).toBe(4);
+    });
+
+    it('settles a receipt into the calendar bucket it was taken in, not the current one', async () => {
+      const clock = new ManualClock(Date.UTC(2030, 0, 15, 23, 30, 0));
+      const l = await start(clock);
+      const d = await l.reserve([charge('late', 100, 10, 'day')]);
+      clock.advance(3_600_000); // the next day
+      await l.settle(d.receipts[0]!, 30);
+      expect(await l.usage('late', 'day')).toBe(0);
+      clock.advance(-3_600_000);
+      expect(await l.usage('late', 'day')).toBe(30);
+    });
+  });
+
+  if (outage !== undefined) sharedStoreContract(name, outage);
+}
+
+const day = (key: string, limit: number, amount: number): QuotaCharge =>
+  charge(key, limit, amount, 'day');
+
+/**
+ * What a limiter with a shared store keeps through an outage of that store (issue #13). The
+ * first command after `freeze()` times out: it waits in the store's socket and runs when the
+ * store wakes, after the limiter has decided it locally.
+ */
+function sharedStoreContract(name: string, outage: SharedStoreOutage): void {
+  describe(`QuotaLimiter contract: ${name}, when the shared store is unreachable`, () => {
+    let current: Replicas | undefined;
+    const replicas = async (clock: ManualClock, n: number, share = 1): Promise<QuotaLimiter[]> => {
+      current = await outage.replicas(clock, n, share);
+      return [...current.limiters];
+    };
+    /** Wakes the store and waits until every replica has caught up with it. */
+    const thaw = async (): Promise<void> => {
+      outage.thaw();
+      await current!.caughtUp();
+    };
+    afterEach(async () => {
+      outage.thaw();
+      await current?.close();
+      current = undefined;
+    });
+
+    it('writes usage counted locally back to the store once it returns', async () => {
+      const [a, b] = await replicas(new ManualClock(), 2);
+      expect((await a!.reserve([day('wb', 100, 30)])).allowed).toBe(true);
+      outage.freeze();
+      const late = await a!.reserve([day('wb', 100, 1)]); // timed out: it runs when the store wakes
+      const local = await a!.reserve([day('wb', 100, 49)]);
+      expect([late.allowed, local.allowed]).toEqual([true, true]);
+      expect(local.receipts[0]!.shared).toBe(false);
+      await thaw();
+      expect(await b!.usage('wb', 'day')).toBe(80);
+      expect((await b!.reserve([day('wb', 100, 21)])).allowed).toBe(false);
+      expect((await b!.reserve([day('wb', 100, 20)])).allowed).toBe(true);
+    });
+
+    it('counts a reservation once when it timed out, was settled locally and reached the store late', async () => {
+      const [a, b] = await replicas(new ManualClock(), 2);
+      outage.freeze();
+      const d = await a!.reserve([day('late', 100, 10)]);
+      expect(d.allowed).toBe(true);
+      await a!.settle(d.receipts[0]!, 4);
+      await thaw();
+      expect(await b!.usage('late', 'day')).toBe(4);
+    });
+
+    it('takes back a reservation that timed out, was refused locally and reached the store late', async () => {
+      const [a, b] = await replicas(new ManualClock(), 2, 0.5);
+      outage.freeze();
+      // Half of 100 locally: refused here; the store, which has room, takes it when it wakes.
+      expect((await a!.reserve([day('phantom', 100, 60)])).allowed).toBe(false);
+      await thaw();
+      expect(await b!.usage('phantom', 'day')).toBe(0);
+    });
+
+    it('settles receipts counted locally into the shared counter after the write-back', async () => {
+      const [a, b] = await replicas(new ManualClock(), 2);
+      outage.freeze();
+      const timedOut = await a!.reserve([day('after', 100, 10)]);
+      const local = await a!.reserve([day('after', 100, 10)]);
+      await thaw();
+      expect(await b!.usage('after', 'day')).toBe(20);
+      await a!.settle(timedOut.receipts[0]!, 3);
+      await a!.settle(local.receipts[0]!, 0);
+      expect(await b!.usage('after', 'day')).toBe(3);
+    });
+
+    it('writes usage counted locally across midnight into the day it was counted in', async () => {
+      const clock = new ManualClock(Date.UTC(2030, 0, 15, 23, 59, 59, 500));
+      const [a, b] = await replicas(clock, 2);
+      outage.freeze();
+      expect((await a!.reserve([day('midnight', 100, 1)])).allowed).toBe(true);
+      expect((await a!.reserve([day('midnight', 100, 4)])).allowed).toBe(true);
+      clock.advance(1_000); // Jan 16
+      expect((await a!.reserve([day('midnight', 100, 3)])).allowed).toBe(true);
+      await thaw();
+      expect(await b!.usage('midnight', 'day')).toBe(3);
+      clock.advance(-1_000);
+      expect(await b!.usage('midnight', 'day')).toBe(5);
+    });
+
+    it('starts local counting from the last shared count: a switch grants no fresh budget', async () => {
+      const [a, b] = await replicas(new ManualClock(), 2);
+      expect((await a!.reserve([day('budget', 100, 90)])).allowed).toBe(true);
+      outage.freeze();
+      expect((await a!.reserve([day('budget', 100, 20)])).allowed).toBe(false);
+      expect((await a!.reserve([day('budget', 100, 10)])).allowed).toBe(true);
+      expect((await a!.reserve([day('budget', 100, 1)])).allowed).toBe(false);
+      await thaw();
+      expect(await b!.usage('budget', 'day')).toBe(100);
+    });
+
+    it('lets a replica take only its local share of what was left of a budget', async () => {
+      const [a, b] = await replicas(new ManualClock(), 2, 0.5);
+      expect((await a!.reserve([day('share', 100, 60)])).allowed).toBe(true);
+      outage.freeze();
+      expect((await a!.reserve([day('share', 100, 21)])).allowed).toBe(false);
+      expect((await a!.reserve([day('share', 100, 20)])).allowed).toBe(true);
+      await thaw();
+      expect(await b!.usage('share', 'day')).toBe(80);
+    });
+
+    it('starts a local rate from the last shared state, grants no fresh burst, and writes back what has not drained', async () => {
+      const clock = new ManualClock();
+      const [a, b] = await replicas(clock, 2);
+      expect((await a!.reserve([charge('rate', 10, 10)])).allowed).toBe(true);
+      outage.freeze();
+      expect((await a!.reserve([charge('rate', 10, 1)])).allowed).toBe(false);
+      clock.advance(500); // half the bucket refilled
+      expect((await a!.reserve([charge('rate', 10, 5)])).allowed).toBe(true);
+      expect((await a!.reserve([charge('rate', 10, 1)])).allowed).toBe(false);
+      await thaw();
+      expect(await b!.usage('rate', SEC)).toBeCloseTo(10, 3);
+      expect((await b!.reserve([charge('rate', 10, 1)])).allowed).toBe(false);
+    });
+
+    it('does not write back rate usage that has drained by the time the store returns', async () => {
+      const clock = new ManualClock();
+      const [a, b] = await replicas(clock, 2);
+      outage.freeze();
+      expect((await a!.reserve([charge('drained', 10, 1)])).allowed).toBe(true);
+      expect((await a!.reserve([charge('drained', 10, 9)])).allowed).toBe(true);
+      clock.advance(2_000);
+      await thaw();
+      expect(await b!.usage('drained', SEC)).toBe(0);
+      expect((await b!.reserve([charge('drained', 10, 10)])).allowed).toBe(true);
+    });
+
+    it('has each replica write back its own local usage, once', async () => {
+      const [a, b, c] = await replicas(new ManualClock(), 3);
+      outage.freeze();
+      await Promise.all([
+        a!.reserve([day('replicas', 100, 1)]),
+        b!.reserve([day('replicas', 100, 1)]),
+      ]);
+      expect((await a!.reserve([day('replicas', 100, 19)])).allowed).toBe(true);
+      expect((await b!.reserve([day('replicas', 100, 9)])).allowed).toBe(true);
+      await thaw();
+      expect(await c!.usage('replicas', 'day')).toBe(30);
+      outage.freeze();
+      expect((await a!.reserve([day('replicas', 100, 5)])).allowed).toBe(true);
+      await thaw();
+      expect(await c!.usage('replicas', 'day')).toBe(35);
     });
   });
 }

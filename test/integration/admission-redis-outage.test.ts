@@ -1,6 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
@@ -10,6 +8,12 @@ import {
   TEST_SECRET,
   type TestGateway,
 } from '../support/gateway.js';
+import {
+  freePort,
+  redisServerOrSkip,
+  startRedisServer,
+  type PrivateRedis,
+} from '../support/redis-server.js';
 import { chatCompletion, json, startUpstream, type TestUpstream } from '../support/upstream.js';
 
 /**
@@ -18,63 +22,17 @@ import { chatCompletion, json, startUpstream, type TestUpstream } from '../suppo
  * and checks every request is answered (200, or 429 from the local limit) within the bound.
  */
 const BOUND_MS = 1_000;
-const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ host: '127.0.0.1', port });
-    const done = (ok: boolean): void => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(200, () => done(false));
-    sock.once('error', () => done(false));
-    sock.once('connect', () => sock.write('PING\r\n'));
-    sock.once('data', (d) => done(d.toString().startsWith('+PONG')));
-  });
-}
-
-async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  );
-  for (let i = 0; i < 100; i++) {
-    if (await ping(port)) return child;
-    await sleep(50);
-  }
-  throw new Error('redis-server did not start');
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function signal(child: ChildProcess | undefined, sig: NodeJS.Signals): void {
-  if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null)
-    process.kill(child.pid, sig);
-}
 
 interface Outcome {
   status: number;
   ms: number;
 }
 
-const run = haveRedis ? describe : describe.skip;
-if (!haveRedis) {
-  if (process.env['CI'] === 'true') throw new Error('redis-server is not installed and CI=true');
-  console.warn('skipping the Redis outage test: redis-server is not installed');
-}
+const run = redisServerOrSkip('the Redis outage test') ? describe : describe.skip;
 
 run('the Redis quota limiter when Redis dies or freezes', () => {
-  let redis: ChildProcess | undefined;
+  let redis: PrivateRedis | undefined;
   let port = 0;
   let up: TestUpstream;
   let gw: TestGateway;
@@ -82,7 +40,7 @@ run('the Redis quota limiter when Redis dies or freezes', () => {
 
   beforeAll(async () => {
     port = await freePort();
-    redis = await startRedis(port);
+    redis = await startRedisServer(port);
     up = await startUpstream(json(200, chatCompletion()));
     const tenant = (key: string, requests: number) => ({
       keys: [{ id: 'k', hash: hashKey(key, TEST_SECRET) }],
@@ -111,8 +69,7 @@ run('the Redis quota limiter when Redis dies or freezes', () => {
   });
 
   afterAll(async () => {
-    signal(redis, 'SIGCONT');
-    signal(redis, 'SIGKILL');
+    await redis?.stop();
     await gw?.close();
     await up?.close();
   });
@@ -163,15 +120,17 @@ run('the Redis quota limiter when Redis dies or freezes', () => {
 
   it('counts in Redis while it is up', async () => {
     for (let i = 0; i < 3; i++) expect((await one(keys.stop)).status).toBe(200);
+    // A command slower than 50 ms on a busy machine counts locally for a moment; that usage is
+    // written back (#13), so the count in Redis is exact once counting is shared again.
+    await waitShared();
     expect(Math.round(await gw.gateway.admission.quotaUsage('t:stop:req', { ms: 60_000 }))).toBe(3);
-    expect(await localDecisions()).toBe(0);
   });
 
   it('keeps serving under local limits, within the bound, while Redis is frozen (SIGSTOP)', async () => {
     const phase = sleep(1_500);
     const outcomes = flow(keys.stop, phase);
     await sleep(100);
-    signal(redis, 'SIGSTOP');
+    redis?.signal('SIGSTOP');
     const all = await outcomes;
     console.info(
       `SIGSTOP phase: ${all.length} requests, slowest ${Math.round(Math.max(...all.map((o) => o.ms)))} ms`,
@@ -188,7 +147,7 @@ run('the Redis quota limiter when Redis dies or freezes', () => {
   });
 
   it('resumes shared counting when the frozen Redis wakes up (SIGCONT)', async () => {
-    signal(redis, 'SIGCONT');
+    redis?.signal('SIGCONT');
     await waitShared();
     expect(gw.logText()).toContain('Redis is back, counting shared');
   });
@@ -198,7 +157,7 @@ run('the Redis quota limiter when Redis dies or freezes', () => {
     const phase = sleep(1_500);
     const outcomes = flow(keys.kill, phase);
     await sleep(100);
-    signal(redis, 'SIGKILL');
+    redis?.signal('SIGKILL');
     const all = await outcomes;
     console.info(
       `SIGKILL phase: ${all.length} requests, slowest ${Math.round(Math.max(...all.map((o) => o.ms)))} ms`,
@@ -210,9 +169,10 @@ run('the Redis quota limiter when Redis dies or freezes', () => {
   });
 
   it('counts in Redis again once a Redis is back on its address', async () => {
-    redis = await startRedis(port);
+    redis = await startRedisServer(port);
     await waitShared();
     for (let i = 0; i < 4; i++) expect((await one(keys.after)).status).toBe(200);
+    await waitShared();
     expect(
       Math.round(await gw.gateway.admission.quotaUsage('t:after:req', { ms: 86_400_000 })),
     ).toBe(4);
