@@ -9,10 +9,11 @@ export type ReloadOutcome =
   | { readonly result: 'rejected'; readonly reason: string };
 
 /**
- * Watches the config file (and answers SIGHUP through `reload()`). A new file is parsed,
- * validated and handed to `apply`, which builds everything it needs before swapping one
- * reference; when parsing, validation or `apply` fails, the last good config keeps serving and
- * the log says why.
+ * Watches the config file (and answers SIGHUP through `reload()`). A new file is loaded and
+ * validated by `load` (the gateway passes the one validation `serve` and `config check` run,
+ * #14) and handed to `apply`, which builds everything it needs before swapping one reference;
+ * when loading, validation or `apply` fails, the last good config keeps serving and the log
+ * says why.
  */
 export class ConfigReloader {
   private watcher: FSWatcher | undefined;
@@ -26,6 +27,7 @@ export class ConfigReloader {
     private readonly apply: (next: ConfigSnapshot, previous: ConfigSnapshot) => Promise<void>,
     private readonly log: Logger,
     private readonly onOutcome: (outcome: ReloadOutcome) => void = () => {},
+    private readonly load: (path: string) => Promise<ConfigSnapshot> = loadConfigFile,
   ) {
     this.current = initial;
   }
@@ -70,7 +72,7 @@ export class ConfigReloader {
   private async doReload(trigger: string): Promise<ReloadOutcome> {
     let outcome: ReloadOutcome;
     try {
-      const next = await loadConfigFile(this.current.source);
+      const next = await this.load(this.current.source);
       if (next.digest === this.current.digest) {
         outcome = { result: 'unchanged', digest: next.digest };
       } else {
