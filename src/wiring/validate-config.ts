@@ -402,7 +402,7 @@ async function checkShards(snap: ConfigSnapshot, dataDir: string): Promise<strin
       const where = `vectors.collections.${name}`;
       for (const id of present.filter((p) => p === s.id || p.startsWith(`${s.id}.`))) {
         try {
-          const h = (await currentHeader(join(dir, id)))?.header;
+          const h = (await readShardHeader(join(dir, id)))?.header;
           if (h === undefined) continue;
           const field = h.dims !== c.dims ? 'dims' : h.metric !== c.metric ? 'metric' : undefined;
           if (field !== undefined)
@@ -418,16 +418,6 @@ async function checkShards(snap: ConfigSnapshot, dataDir: string): Promise<strin
     }
   }
   return problems;
-}
-
-/** A running gateway may persist a new generation while a reload reads: read the new one then. */
-async function currentHeader(dir: string): ReturnType<typeof readShardHeader> {
-  try {
-    return await readShardHeader(dir);
-  } catch (err) {
-    if (errCode(err) !== 'ENOENT') throw err;
-    return readShardHeader(dir);
-  }
 }
 
 function errCode(err: unknown): string {

@@ -128,6 +128,10 @@ async function writeFixtures(root: string): Promise<void> {
     new Float32Array(0),
     undefined,
   );
+  // The same shard whose metadata file was cut short.
+  await mkdir(join(root, 'vectors-corrupt/docs/s1/gen-1'), { recursive: true });
+  await writeFile(join(root, 'vectors-corrupt/docs/s1/CURRENT'), 'gen-1');
+  await writeFile(join(root, 'vectors-corrupt/docs/s1/gen-1/meta.json'), '{"format": 1, "dims');
   await mkdir(join(root, 'keys'));
   await writeFile(join(root, 'keys/garbage.pem'), 'this is not a key\n');
   const { publicKey } = generateKeyPairSync('ed25519');
