@@ -3,7 +3,7 @@ import type { Logger as Pino } from 'pino';
 import { systemClock, type Clock } from './core/clock.js';
 import { events, publish } from './core/events.js';
 import { systemRandom, type Random } from './core/random.js';
-import { loadConfigFile, type ConfigSnapshot } from './config/load.js';
+import type { ConfigSnapshot } from './config/load.js';
 import { ConfigReloader, reloadAuditEntry, type ReloadOutcome } from './config/reloader.js';
 import type { AuditSink } from './contracts/audit.js';
 import type { AdmissionController } from './admission/admission-controller.js';
@@ -21,6 +21,7 @@ import { openPersonalization } from './wiring/personalization.js';
 import { openRelease } from './wiring/release.js';
 import { buildRuntimeParts, type RuntimeInputs } from './wiring/runtime.js';
 import type { WiringDeps } from './wiring/shared.js';
+import { loadValidConfig } from './wiring/validate-config.js';
 import { openVectors } from './wiring/vectors.js';
 
 /**
@@ -60,9 +61,12 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** Loads the config, opens every capability, builds the runtime, and serves until `close()`. */
+/**
+ * Loads and validates the config (the one validation `config check` and reloads run, #14), opens
+ * every capability, builds the runtime, and serves until `close()`.
+ */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
-  const initial = await loadConfigFile(options.configPath);
+  const initial = await loadValidConfig(options.configPath);
   const deps: WiringDeps = {
     clock: options.clock ?? systemClock,
     random: options.random ?? systemRandom,
@@ -166,6 +170,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         const entry = reloadAuditEntry(outcome, initial.source, deps.clock.wall());
         if (entry !== undefined) audit.record(entry);
       },
+      loadValidConfig,
     );
     if (options.watch !== false) reloader.start();
 

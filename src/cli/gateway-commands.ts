@@ -1,5 +1,6 @@
 import { generateKey, fingerprintOfHash, hashKey } from '../core/api-key.js';
 import { loadConfigFile, resolveSecret } from '../config/load.js';
+import { loadValidConfig } from '../wiring/validate-config.js';
 import { DEFAULTS } from '../config/defaults.js';
 import { applyHeapGrowingPercent } from '../core/heap.js';
 import { openAuditTrail } from '../state/open-state.js';
@@ -149,7 +150,8 @@ export function registerGatewayCommands(kit: CommandKit): void {
     .argument('<file>', 'the config file')
     .action(
       kit.action(async (file: string) => {
-        const snap = await loadConfigFile(file);
+        // The same validation `serve` and reload run (#14): what serve refuses, check refuses.
+        const snap = await loadValidConfig(file);
         const models = Object.keys(snap.config.models).length;
         const tenants = Object.keys(snap.config.tenants).length;
         io.out(

@@ -101,6 +101,35 @@ describe('config loading', () => {
     expect(problems('server: {}\nserver: {}\n')[0]).toMatch(/unique/i);
   });
 
+  it('names the path of a duplicate key', () => {
+    expect(problems(`${MODEL}  chat: { backend: kserve, url: "http://x" }\n`)).toEqual([
+      'models.chat: Map keys must be unique at line 3, column 3',
+    ]);
+  });
+
+  it('names the field of the one alternative a value was meant to be, and keeps the union when none is close', () => {
+    expect(problems('state: { sqlite: 42 }')).toEqual([
+      'state.sqlite: Invalid input: expected string, received number',
+    ]);
+    expect(problems('features: { store: { kind: redis } }')).toEqual([
+      'features.store.url: Invalid input: expected string, received undefined',
+    ]);
+    expect(problems('auth: { secret: { env: A, file: b } }')).toEqual([
+      'auth.secret: Invalid input',
+    ]);
+  });
+
+  it('resolves the keys of vector shards held by other nodes, naming the shard', () => {
+    const shard = (key: string) =>
+      `vectors:\n  collections:\n    docs: { dims: 4, shards: [{ id: far, node: n2, url: "http://127.0.0.1:1", api_key: ${key} }] }\n`;
+    expect(parseConfig(shard('{ file: secret.txt }'), 'test.yaml', dir).secrets.shardKeys).toEqual(
+      new Map([['docs/far', 's3cret']]),
+    );
+    expect(problems(shard('{ env: SY_TEST_UNSET_VAR }'))).toEqual([
+      'vectors.collections.docs.shards[0].api_key: environment variable SY_TEST_UNSET_VAR is not set',
+    ]);
+  });
+
   it('does not let a __proto__ key in YAML reach the prototype', () => {
     const found = problems('__proto__: { polluted: true }\n');
     expect(found).toContain('__proto__: unknown key');

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { isMap, isNode, isScalar, isSeq, parseDocument, type YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { deepFreeze, type DeepReadonly } from './deep-freeze.js';
 import { configSchema, type Config, type SecretRef } from './schema.js';
@@ -25,6 +25,8 @@ export interface Secrets {
   readonly keySecret: Buffer | undefined;
   /** Upstream API keys by model name. */
   readonly modelKeys: ReadonlyMap<string, string>;
+  /** Keys of vector shards held by other nodes, by `<collection>/<shard id>`. */
+  readonly shardKeys: ReadonlyMap<string, string>;
 }
 
 /** One validated, deep-frozen configuration and everything resolved from it. */
@@ -48,13 +50,78 @@ function formatPath(path: readonly PropertyKey[]): string {
   return out === '' ? '(root)' : out;
 }
 
-function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
-  return issues.map((issue) => {
-    if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((k) => `${formatPath([...issue.path, k])}: unknown key`).join('\n  - ');
+function formatIssues(
+  issues: readonly z.core.$ZodIssue[],
+  base: readonly PropertyKey[] = [],
+): string[] {
+  return issues.flatMap((issue) => {
+    const path = [...base, ...issue.path];
+    if (issue.code === 'unrecognized_keys')
+      return issue.keys.map((k) => `${formatPath([...path, k])}: unknown key`);
+    if (issue.code === 'invalid_union') {
+      const branch = closestBranch(issue.errors);
+      if (branch !== undefined) return formatIssues(branch, path);
     }
-    return `${formatPath(issue.path)}: ${issue.message}`;
+    return [`${formatPath(path)}: ${issue.message}`];
   });
+}
+
+/**
+ * The alternative of a union the value was meant to be, when exactly one comes close: its
+ * problems then name the field that is wrong (`state.sqlite: expected string`) instead of the
+ * union's "Invalid input". A branch whose literal, type or keys do not fit at all is far.
+ */
+function closestBranch(
+  branches: readonly (readonly z.core.$ZodIssue[])[],
+): readonly z.core.$ZodIssue[] | undefined {
+  const FAR = 1_000;
+  const distance = (issues: readonly z.core.$ZodIssue[]): number =>
+    issues.reduce(
+      (d, i) =>
+        d +
+        (i.code === 'invalid_value' ||
+        (i.path.length === 0 && (i.code === 'invalid_type' || i.code === 'unrecognized_keys'))
+          ? FAR
+          : 1),
+      0,
+    );
+  const scored = branches.map((b) => ({ b, d: distance(b) })).sort((x, y) => x.d - y.d);
+  const [best, next] = scored;
+  if (best === undefined || best.d >= FAR || (next !== undefined && next.d === best.d))
+    return undefined;
+  return best.b;
+}
+
+/** The config path of the node at `offset` of a YAML document (`models.chat`). */
+function yamlPathAt(node: unknown, offset: number, path: (string | number)[] = []): string {
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      const start = isNode(pair.key) ? pair.key.range?.[0] : undefined;
+      const end = isNode(pair.value)
+        ? pair.value.range?.[2]
+        : isNode(pair.key)
+          ? pair.key.range?.[2]
+          : undefined;
+      if (start !== undefined && end !== undefined && offset >= start && offset <= end)
+        return yamlPathAt(pair.value, offset, [
+          ...path,
+          isScalar(pair.key) ? String(pair.key.value) : '?',
+        ]);
+    }
+  } else if (isSeq(node)) {
+    for (const [i, item] of node.items.entries()) {
+      const range = isNode(item) ? item.range : undefined;
+      if (range != null && offset >= range[0] && offset <= range[2])
+        return yamlPathAt(item, offset, [...path, i]);
+    }
+  }
+  return formatPath(path);
+}
+
+/** A YAML problem: its first line (with line and column), and the key's path for a duplicate. */
+function yamlProblem(e: YAMLError, contents: unknown): string {
+  const message = e.message.split('\n')[0]!.replace(/:$/, '');
+  return e.code === 'DUPLICATE_KEY' ? `${yamlPathAt(contents, e.pos[0])}: ${message}` : message;
 }
 
 /** Parses and validates config text. Throws ConfigError with every problem and its path. */
@@ -63,7 +130,7 @@ export function parseConfig(text: string, source: string, dir: string): ConfigSn
   if (doc.errors.length > 0)
     throw new ConfigError(
       source,
-      doc.errors.map((e) => e.message),
+      doc.errors.map((e) => yamlProblem(e, doc.contents)),
     );
   let raw: unknown;
   try {
@@ -91,12 +158,19 @@ export function parseConfig(text: string, source: string, dir: string): ConfigSn
     const key = secret(model.api_key, `models.${modelName}.api_key`);
     if (key !== undefined) modelKeys.set(modelName, key);
   }
+  const shardKeys = new Map<string, string>();
+  for (const [collection, c] of Object.entries(config.vectors.collections))
+    c.shards.forEach((shard, i) => {
+      const key = secret(shard.api_key, `vectors.collections.${collection}.shards[${i}].api_key`);
+      if (key !== undefined) shardKeys.set(`${collection}/${shard.id}`, key);
+    });
   if (problems.length > 0) throw new ConfigError(source, problems);
   return {
     config: deepFreeze(config),
     secrets: Object.freeze({
       keySecret: keySecret === undefined ? undefined : Buffer.from(keySecret),
       modelKeys,
+      shardKeys,
     }),
     source,
     dir,

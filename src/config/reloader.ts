@@ -39,10 +39,11 @@ export function reloadAuditEntry(
 }
 
 /**
- * Watches the config file (and answers SIGHUP through `reload()`). A new file is parsed,
- * validated and handed to `apply`, which builds everything it needs before swapping one
- * reference; when parsing, validation or `apply` fails, the last good config keeps serving and
- * the log says why.
+ * Watches the config file (and answers SIGHUP through `reload()`). A new file is loaded and
+ * validated by `load` (the gateway passes the one validation `serve` and `config check` run,
+ * #14) and handed to `apply`, which builds everything it needs before swapping one reference;
+ * when loading, validation or `apply` fails, the last good config keeps serving and the log
+ * says why.
  */
 export class ConfigReloader {
   private watcher: FSWatcher | undefined;
@@ -56,6 +57,7 @@ export class ConfigReloader {
     private readonly apply: (next: ConfigSnapshot, previous: ConfigSnapshot) => Promise<void>,
     private readonly log: Logger,
     private readonly onOutcome: (outcome: ReloadOutcome) => void = () => {},
+    private readonly load: (path: string) => Promise<ConfigSnapshot> = loadConfigFile,
   ) {
     this.current = initial;
   }
@@ -101,7 +103,7 @@ export class ConfigReloader {
     let outcome: ReloadOutcome;
     const previous = this.current.digest;
     try {
-      const next = await loadConfigFile(this.current.source);
+      const next = await this.load(this.current.source);
       if (next.digest === this.current.digest) {
         outcome = { trigger, previous, result: 'unchanged', digest: next.digest };
       } else {

@@ -32,12 +32,15 @@ export interface CompiledJourney {
 }
 
 export interface CompileOptions {
-  readonly models: (name: string) => ModelInfo | undefined;
+  /** What each model serves (compiling needs nothing else of it). */
+  readonly models: (name: string) => Pick<ModelInfo, 'operations'> | undefined;
   readonly services: {
     readonly features: boolean;
     readonly retriever: boolean;
     readonly policy: boolean;
   };
+  /** The vector collections `retrieve` stages may search; absent: not checked. */
+  readonly collections?: ReadonlySet<string>;
   readonly router: Router;
   readonly kinds?: ReadonlyMap<string, StageKind>;
 }
@@ -196,6 +199,11 @@ function compileJourney(
       needs: (service, w) => {
         if (!options.services[service])
           problem(w, `this stage needs ${SERVICE_NAMES[service]}, which is not configured`);
+      },
+      collection: (c, w) => {
+        const known = options.collections;
+        if (options.services.retriever && known !== undefined && !known.has(c))
+          problem(w, `unknown collection "${c}" (collections: ${[...known].join(', ')})`);
       },
       sub: (subSpec, w, defaultId) => {
         const sub = parseRaw(subSpec, w, defaultId, kinds, problem, false);

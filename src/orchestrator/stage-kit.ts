@@ -35,6 +35,8 @@ export interface BuildContext {
   model(name: string, where: string, op: ModelOp | readonly ModelOp[]): void;
   /** Checks an optional service (feature store, retriever, policy) is configured. */
   needs(service: 'features' | 'retriever' | 'policy', where: string): void;
+  /** Checks a vector collection is configured. */
+  collection(name: string, where: string): void;
   /** Compiles an inline sub-stage (parallel branches, fallback alternatives). */
   sub(spec: unknown, where: string, id: string): Stage;
   /** Models of the journey's infer/classify stages (filled while compiling). */

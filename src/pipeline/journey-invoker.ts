@@ -1,4 +1,5 @@
-import type { CallContext } from '../contracts/backend.js';
+import type { CallContext, Operation } from '../contracts/backend.js';
+import type { ModelCard } from '../backends/onnx/model-card.js';
 import type { JsonObject } from '../contracts/json.js';
 import type {
   ClassifyResult,
@@ -35,13 +36,11 @@ export class ModelCatalog {
     if (handle === undefined || facts === undefined) return undefined;
     let base = this.infos.get(model);
     if (base === undefined) {
-      const ops = new Set<'chat' | 'embeddings' | 'infer' | 'classify'>(handle.operations);
       const card = cardOf(handle.backend);
-      if (ops.has('chat') || card?.task === 'classifier') ops.add('classify');
       base = {
         name: model,
         tier: facts.tier,
-        operations: ops,
+        operations: journeyOperations(handle.operations, card),
         cost: facts.price,
         priorMs: this.priorMs(model),
       };
@@ -85,6 +84,16 @@ export class ModelCatalog {
         invokeResult(await run(call, { op: 'infer', model, body, ...withOpts(opts) })),
     };
   }
+}
+
+/** What journey stages may ask of a model: its operations, and `classify` when it can label text. */
+export function journeyOperations(
+  operations: Iterable<Operation>,
+  card: ModelCard | undefined,
+): ModelInfo['operations'] {
+  const ops = new Set<'chat' | 'embeddings' | 'infer' | 'classify'>(operations);
+  if (ops.has('chat') || card?.task === 'classifier') ops.add('classify');
+  return ops;
 }
 
 function withOpts(opts: InvokeOptions | undefined): { opts?: InvokeOptions } {

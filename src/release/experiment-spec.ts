@@ -8,6 +8,14 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
  * shape). Throws SY_ERR_REGISTRY_INVALID listing every problem.
  */
 export function checkSpec(spec: ExperimentSpec): ExperimentSpec {
+  const problems = specProblems(spec);
+  if (problems.length > 0)
+    throw syError('SY_ERR_REGISTRY_INVALID', `experiment ${spec.id}: ${problems.join('; ')}`);
+  return spec;
+}
+
+/** Every semantic problem of an experiment definition (config validation lists them by path). */
+export function specProblems(spec: ExperimentSpec): string[] {
   const problems: string[] = [];
   if (!ID.test(spec.id)) problems.push(`id must match ${ID.source}`);
   if (spec.slot.trim() === '') problems.push('slot is empty');
@@ -80,7 +88,5 @@ export function checkSpec(spec: ExperimentSpec): ExperimentSpec {
     if (d !== undefined && !(Number.isFinite(d) && d >= 0))
       problems.push('rules.p95_latency_min_delta_ms must be a number ≥ 0');
   }
-  if (problems.length > 0)
-    throw syError('SY_ERR_REGISTRY_INVALID', `experiment ${spec.id}: ${problems.join('; ')}`);
-  return spec;
+  return problems;
 }

@@ -77,12 +77,12 @@ export interface ReleaseHost {
 const at = (dir: string, p: string): string => (isAbsolute(p) ? p : join(dir, p));
 
 export function pinnedKeys(release: ReleaseSettings, dir: string): Map<string, KeyObject> {
-  const keys = new Map<string, KeyObject>();
-  for (const k of release.signing_keys) {
-    const pem = k.public_key ?? readFileSync(at(dir, k.file!), 'utf8');
-    keys.set(k.id, parsePublicKey(pem));
-  }
-  return keys;
+  return new Map(release.signing_keys.map((k) => [k.id, pinnedKey(k, dir)]));
+}
+
+/** One pinned key: its PEM inline or in a file (relative to the config). Throws when unusable. */
+export function pinnedKey(key: ReleaseSettings['signing_keys'][number], dir: string): KeyObject {
+  return parsePublicKey(key.public_key ?? readFileSync(at(dir, key.file!), 'utf8'));
 }
 
 /**

@@ -55,6 +55,21 @@ export async function writeShardFiles(
 
 /** Reads the current generation, or undefined when the directory holds no shard yet. */
 export async function readShardFiles(dir: string): Promise<LoadedShard | undefined> {
+  const current = await readShardHeader(dir);
+  if (current === undefined) return undefined;
+  const { genDir, header } = current;
+  const raw = await readFile(join(genDir, 'vectors.f32'));
+  const vectors =
+    raw.byteOffset % 4 === 0
+      ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4)
+      : new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+  return { header, vectors, annPath: join(genDir, 'index.usearch') };
+}
+
+/** The current generation's header (not its vectors), or undefined when there is none yet. */
+export async function readShardHeader(
+  dir: string,
+): Promise<{ readonly genDir: string; readonly header: ShardHeader } | undefined> {
   let gen: string;
   try {
     gen = (await readFile(join(dir, 'CURRENT'), 'utf8')).trim();
@@ -66,12 +81,7 @@ export async function readShardFiles(dir: string): Promise<LoadedShard | undefin
   if (header.format !== FORMAT) {
     throw syError('SY_ERR_INTERNAL', `shard ${dir}: unknown format ${String(header.format)}`);
   }
-  const raw = await readFile(join(genDir, 'vectors.f32'));
-  const vectors =
-    raw.byteOffset % 4 === 0
-      ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4)
-      : new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-  return { header, vectors, annPath: join(genDir, 'index.usearch') };
+  return { genDir, header };
 }
 
 export function shardHeader(

@@ -4,7 +4,7 @@ import type { AdmissionController } from '../admission/admission-controller.js';
 import type { ConcurrencySpec } from '../admission/settings.js';
 import type { Backend, BackendCall } from '../contracts/backend.js';
 import type { DeepReadonly } from '../config/deep-freeze.js';
-import { ConfigError, type ConfigSnapshot } from '../config/load.js';
+import type { ConfigSnapshot } from '../config/load.js';
 import type { HttpModelConfig, OnnxModelConfig } from '../config/schema.js';
 import { events, subscribe } from '../core/events.js';
 import { priceOf } from '../core/cost.js';
@@ -34,7 +34,7 @@ export interface BuiltModels {
 }
 
 export interface ModelsWiring {
-  /** Builds every model's backend and call chain for a snapshot; throws ConfigError on a bad one. */
+  /** Builds every model's backend and call chain for a snapshot (validated by validateConfig). */
   build(snap: ConfigSnapshot): Promise<BuiltModels>;
   /** Closes in-process models a new snapshot no longer has. */
   retire(snap: ConfigSnapshot): Promise<void>;
@@ -227,20 +227,11 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
         backends.set(name, model.backend);
         guarded.set(name, model.call);
       }
+      // Fallbacks serving what their model serves is checked by validateConfig (#14).
       const handles = new Map<string, ModelHandle>();
-      const problems: string[] = [];
       for (const [name, mc] of Object.entries(snap.config.models)) {
         const backend = backends.get(name)!;
         const ops = backend.describe().operations;
-        for (const target of mc.fallback) {
-          const missing = ops.filter(
-            (op) => !backends.get(target)!.describe().operations.includes(op),
-          );
-          if (missing.length > 0)
-            problems.push(
-              `models.${name}.fallback: ${target} does not serve ${missing.join(', ')}`,
-            );
-        }
         const chain = [name, ...mc.fallback].map((n) => ({ name: n, call: guarded.get(n)! }));
         handles.set(name, {
           name,
@@ -252,10 +243,6 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
       const release = async (): Promise<void> => {
         await Promise.all(releases.map((r) => r()));
       };
-      if (problems.length > 0) {
-        void release();
-        throw new ConfigError(snap.source, problems);
-      }
       current = snap;
       return {
         handles,

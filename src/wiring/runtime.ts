@@ -2,7 +2,7 @@ import type { AdmissionController } from '../admission/admission-controller.js';
 import { ConfigError, type ConfigSnapshot } from '../config/load.js';
 import type { ModelInvoker } from '../contracts/stage.js';
 import { syError } from '../core/errors.js';
-import { compileJourneys, type CompiledJourney } from '../orchestrator/compile.js';
+import type { CompiledJourney } from '../orchestrator/compile.js';
 import type { Router } from '../orchestrator/router.js';
 import { JourneyRunner } from '../orchestrator/runner.js';
 import { ModelCatalog } from '../pipeline/journey-invoker.js';
@@ -13,6 +13,7 @@ import type { MemoryCache } from '../state/cache-memory.js';
 import type { Personalization } from '../contracts/policy.js';
 import type { ModelsWiring } from './models.js';
 import type { WiringDeps } from './shared.js';
+import { compileConfigJourneys, describeModels } from './validate-config.js';
 
 /** The long-lived capabilities a snapshot's runtime is built over. */
 export interface RuntimeInputs {
@@ -61,6 +62,10 @@ export async function buildRuntimeParts(
   snap: ConfigSnapshot,
   inputs: RuntimeInputs,
 ): Promise<RuntimeParts> {
+  // Journeys compile against what the config's models serve, with the pieces `validateConfig`
+  // uses (#14): the runtime never has a second copy of the checks.
+  const shapes = await describeModels(snap);
+  if (shapes.problems.length > 0) throw new ConfigError(snap.source, shapes.problems);
   const built = await inputs.models.build(snap);
   try {
     const pipeline = new ModelPipeline({
@@ -80,20 +85,7 @@ export async function buildRuntimeParts(
     );
     const personal = inputs.personalization;
     const retriever = inputs.vectors?.router;
-    /**
-     * Journeys are compiled here rather than in config/load.ts: compiling needs the built
-     * models (operations, an in-process model's card) and the stage registry of orchestrator/,
-     * which config/ may not import.
-     */
-    const { journeys, problems } = compileJourneys(snap.config.journeys, {
-      models: (n) => catalog.info(n),
-      services: {
-        features: personal !== undefined,
-        retriever: retriever !== undefined,
-        policy: personal !== undefined,
-      },
-      router: inputs.router,
-    });
+    const { journeys, problems } = compileConfigJourneys(snap, shapes.models, inputs.router);
     if (problems.length > 0) throw new ConfigError(snap.source, problems);
     const runner = new JourneyRunner(
       {

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { resolveSecret, type ConfigSnapshot } from '../config/load.js';
+import type { ConfigSnapshot } from '../config/load.js';
 import type { ConsentBook } from '../privacy/consent-book.js';
 import { ResidencyMap } from '../privacy/residency.js';
 import type { VectorHost } from '../retrieval/vector-host.js';
@@ -35,7 +35,7 @@ export async function openVectors(
           entityTypes: s.entity_types,
           maxSize: s.max_size,
           ttlMs: s.ttl_ms,
-          apiKey: s.api_key === undefined ? undefined : resolveSecret(s.api_key, snap.dir),
+          apiKey: snap.secrets.shardKeys.get(`${name}/${s.id}`),
         })),
       },
     ]),

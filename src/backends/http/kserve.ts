@@ -6,6 +6,7 @@ import type {
   BackendResponse,
   BackendStream,
   CallContext,
+  Operation,
   Tier,
 } from '../../contracts/backend.js';
 import type { JsonObject } from '../../contracts/json.js';
@@ -25,6 +26,9 @@ export interface KServeBackendOptions extends Omit<HttpUpstreamOptions, 'headers
   readonly extraHeaders: Readonly<Record<string, string>>;
   readonly tier: Tier;
 }
+
+/** A KServe v2 model serves tensor inference only. */
+export const KSERVE_OPERATIONS: readonly Operation[] = ['infer'];
 
 /**
  * A KServe v2 / Open Inference Protocol server over REST (Triton, KServe, MLServer, OpenVINO
@@ -51,7 +55,7 @@ export class KServeBackend implements Backend {
       kind: 'kserve',
       tier: this.opts.tier,
       upstream: this.opts.baseUrl,
-      operations: ['infer'],
+      operations: KSERVE_OPERATIONS,
     };
   }
 

@@ -271,15 +271,12 @@ export class OnnxBackend implements Backend {
   }
 
   describe(): BackendDescription {
-    const ops: Operation[] = ['infer'];
-    const any = this.live.values().next().value;
-    if (any?.card?.task === 'embedding' && any.card.text !== undefined) ops.push('embeddings');
     return {
       name: this.name,
       kind: 'onnx',
       tier: this.opts.tier,
       upstream: 'in-process',
-      operations: ops,
+      operations: onnxOperations(this.live.size > 0 ? this.pick(undefined).card : undefined),
     };
   }
 
@@ -441,6 +438,16 @@ export class OnnxBackend implements Backend {
     this.watcher?.close();
     await Promise.all([...this.live.values()].map((v) => this.retire(v)));
   }
+}
+
+/**
+ * What an in-process model serves, from the card of the version a request gets: every model
+ * serves `infer`; a text embedding model also serves `embeddings`.
+ */
+export function onnxOperations(card: ModelCard | undefined): Operation[] {
+  return card?.task === 'embedding' && card.text !== undefined
+    ? ['infer', 'embeddings']
+    : ['infer'];
 }
 
 /** A card must match the model it describes: its text input and task output must exist. */

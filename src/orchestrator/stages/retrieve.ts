@@ -19,6 +19,7 @@ export const retrieveKind = defineKind({
   }),
   build(config, b) {
     b.needs('retriever', b.where);
+    b.collection(config.collection, `${b.where}.collection`);
     b.model(config.embed, `${b.where}.embed`, 'embeddings');
     const text = b.paths.path(config.text, `${b.where}.text`);
     const router = b.router;
