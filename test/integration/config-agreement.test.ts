@@ -192,7 +192,7 @@ describe('config check and serve agree on every config (#14)', () => {
     });
   }
 
-  it('makes `switchyard config check` refuse what serve refuses, naming the same paths, with exit 1', async () => {
+  it('makes `switchyard config check` refuse what serve refuses, naming the same paths, with exit 1', () => {
     const bin = join(import.meta.dirname, '../../dist/cli/index.js');
     // A sample across the kinds of problem (every file would make this test slow).
     for (const c of broken.filter((_, i) => i % 8 === 0)) {
