@@ -331,7 +331,7 @@ function httpModel(
   } else breaker.configure(mc.breaker);
   let budget = shared.budgets.get(key);
   if (budget === undefined) {
-    budget = new RetryBudget(mc.retry, clock);
+    budget = new RetryBudget(mc.retry);
     shared.budgets.set(key, budget);
   } else budget.configure(mc.retry);
   const retry = mc.retry;

@@ -44,11 +44,10 @@ export const DEFAULTS = {
       max_attempts: 3,
       base_delay_ms: 20,
       max_delay_ms: 500,
-      /** Retries may add at most this share of extra attempts (Finagle-style retry budget). */
+      /** Retry budget (gRPC-style throttling): each answered attempt earns this many tokens... */
       budget_ratio: 0.1,
-      /** ...with this floor of retries per second, so a quiet upstream can still be retried. */
-      budget_min_per_s: 5,
-      budget_window_s: 10,
+      /** ...each failed one costs one, and retries stop at half of this many (one per upstream). */
+      budget_tokens: 10,
     },
     breaker: {
       /** The breaker opens when, within the window, this many calls were made... */

@@ -60,9 +60,16 @@ const retrySchema = z
     max_attempts: z.number().int().min(1).max(10).default(D.model.retry.max_attempts),
     base_delay_ms: nonNegInt.default(D.model.retry.base_delay_ms),
     max_delay_ms: nonNegInt.default(D.model.retry.max_delay_ms),
+    /**
+     * The retry budget is a token bucket per upstream (gRPC's retry throttling, gRFC A6): it
+     * holds up to `budget_tokens`, starts full, loses a token for each attempt the upstream
+     * failed (5xx, unreachable, timeout, unreadable, 429) and gains `budget_ratio` for each it
+     * answered. A retry may start only while more than half the tokens are left. Retries thus
+     * add at most `budget_ratio` attempts per answered request (plus half the bucket, once),
+     * whatever the request rate: under an outage they stop after a few failures.
+     */
     budget_ratio: z.number().min(0).max(1).default(D.model.retry.budget_ratio),
-    budget_min_per_s: z.number().min(0).default(D.model.retry.budget_min_per_s),
-    budget_window_s: posInt.default(D.model.retry.budget_window_s),
+    budget_tokens: z.number().positive().max(1000).default(D.model.retry.budget_tokens),
   })
   .prefault({});
 
