@@ -6,7 +6,15 @@ import { systemClock } from '../../src/core/clock.js';
 import { SwitchyardError } from '../../src/core/errors.js';
 import type { BackendStream } from '../../src/contracts/backend.js';
 import { callContext } from './backend.contract.js';
-import { hang, json, sse, startUpstream, type TestUpstream } from '../support/upstream.js';
+import {
+  hang,
+  json,
+  sse,
+  sseChunk,
+  startUpstream,
+  type Behaviour,
+  type TestUpstream,
+} from '../support/upstream.js';
 
 const CHAT = { model: 'chat', messages: [{ role: 'user', content: 'hi' }], stream: true };
 
@@ -23,6 +31,16 @@ function contents(text: string): string[] {
       const c = JSON.parse(d) as { choices: { delta: { content?: string } }[] };
       return c.choices[0]?.delta.content ?? '';
     });
+}
+
+/** Streams the contents as chunks with no finish_reason, then `tail`, then ends the body cleanly. */
+function cutClean(parts: readonly string[], tail: readonly string[] = []): Behaviour {
+  return (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    for (const p of parts) res.write(sseChunk(p));
+    for (const t of tail) res.write(t);
+    res.end();
+  };
 }
 
 describe('OpenAI-compatible streaming', () => {
@@ -100,6 +118,46 @@ describe('OpenAI-compatible streaming', () => {
     })().catch((e: unknown) => e);
     expect(seen).toEqual(['a', 'b']);
     expect((err as SwitchyardError).code).toBe('SY_ERR_UPSTREAM_STREAM_INTERRUPTED');
+  });
+
+  it('ends with SY_ERR_UPSTREAM_STREAM_INTERRUPTED when the body ends cleanly without a finish_reason or [DONE] (#13)', async () => {
+    up.behave(cutClean(['a', 'b', 'c']));
+    const stream = await backend.stream({ op: 'chat', body: CHAT }, callContext());
+    const seen: string[] = [];
+    const err = await (async () => {
+      for await (const chunk of stream.chunks) seen.push(...contents(chunk.toString()));
+    })().catch((e: unknown) => e);
+    expect(seen).toEqual(['a', 'b', 'c']); // what came is forwarded...
+    expect((err as SwitchyardError).code).toBe('SY_ERR_UPSTREAM_STREAM_INTERRUPTED'); // ...then the cut is told
+  });
+
+  it('takes a stream whose every choice got a finish_reason as whole, without [DONE]', async () => {
+    up.behave(cutClean(['a', 'b'], [sseChunk('', 'stop')]));
+    const text = await collect(await backend.stream({ op: 'chat', body: CHAT }, callContext()));
+    expect(contents(text)).toEqual(['a', 'b', '']);
+  });
+
+  it('wants a finish_reason for each of the n choices asked for, unless [DONE] comes', async () => {
+    const two = { ...CHAT, n: 2 };
+    const finish = (index: number): string =>
+      `data: ${JSON.stringify({ choices: [{ index, delta: {}, finish_reason: 'length' }] })}\n\n`;
+    up.behave(cutClean(['a'], [finish(0)]));
+    const cut = await backend.stream({ op: 'chat', body: two }, callContext());
+    await expect(collect(cut)).rejects.toMatchObject({
+      code: 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED',
+    });
+    up.behave(cutClean(['a'], [finish(0), finish(1)]));
+    await collect(await backend.stream({ op: 'chat', body: two }, callContext()));
+    up.behave(cutClean(['a'], [finish(0), 'data: [DONE]\n\n']));
+    await collect(await backend.stream({ op: 'chat', body: two }, callContext()));
+  });
+
+  it('does not take a finish_reason written inside the content for the end', async () => {
+    up.behave(cutClean(['"finish_reason":"stop"', 'x']));
+    const stream = await backend.stream({ op: 'chat', body: CHAT }, callContext());
+    await expect(collect(stream)).rejects.toMatchObject({
+      code: 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED',
+    });
   });
 
   it('times out a stream whose first event never comes', async () => {

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { Clock } from '../../core/clock.js';
 import { syError } from '../../core/errors.js';
-import { CircuitBreaker, type BreakerSettings } from './breaker.js';
+import type {
+  BackendCall,
+  BackendRequest,
+  BackendStream,
+  CallContext,
+} from '../../contracts/backend.js';
+import { breakerInterceptor, CircuitBreaker, type BreakerSettings } from './breaker.js';
 
 function manualClock(): Clock & { advance(ms: number): void } {
   let t = 1_000;
@@ -87,5 +93,61 @@ describe('circuit breaker', () => {
     call(b, FAIL);
     expect(b.state).toBe('open');
     expect(b.tryAcquire()).toBe(false);
+  });
+});
+
+describe('breaker interceptor', () => {
+  const REQ: BackendRequest = { op: 'chat', body: {} };
+  const ctx = (deadlineAt = Number.POSITIVE_INFINITY): CallContext => ({
+    requestId: 'r',
+    tenant: 't',
+    trafficClass: 'interactive',
+    signal: new AbortController().signal,
+    deadlineAt,
+    attempts: [],
+  });
+  /** A stream whose chunks are `parts`, then `end` thrown (or a clean end). */
+  const streaming = (parts: string[], end?: Error): BackendCall => ({
+    call: () => Promise.reject(syError('SY_ERR_OPERATION_UNSUPPORTED')),
+    stream: () =>
+      Promise.resolve({
+        contentType: 'text/event-stream',
+        firstEventMs: 1,
+        usage: () => undefined,
+        cancel: () => undefined,
+        chunks: (async function* () {
+          for (const p of parts) yield await Promise.resolve(Buffer.from(p));
+          if (end !== undefined) throw end;
+        })(),
+      }),
+  });
+  const drain = async (s: BackendStream): Promise<void> => {
+    for await (const _ of s.chunks);
+  };
+
+  it('counts a stream that fails after its first event against the upstream (#13 finding 4)', async () => {
+    const b = new CircuitBreaker('m', SETTINGS, manualClock());
+    const call = breakerInterceptor(b)(
+      streaming(['a', 'b', 'c'], syError('SY_ERR_UPSTREAM_STREAM_INTERRUPTED')),
+    );
+    for (let i = 0; i < 5; i++) {
+      const stream = await call.stream(REQ, ctx());
+      await expect(drain(stream)).rejects.toMatchObject({
+        code: 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED',
+      });
+    }
+    expect(b.state).toBe('open');
+    await expect(call.stream(REQ, ctx())).rejects.toMatchObject({ code: 'SY_ERR_CIRCUIT_OPEN' });
+  });
+
+  it('settles a half-open probe whose stream was cancelled before it was read', async () => {
+    const clock = manualClock();
+    const b = new CircuitBreaker('m', SETTINGS, clock);
+    for (let i = 0; i < 5; i++) call(b, FAIL);
+    clock.advance(1_000);
+    const wrapped = breakerInterceptor(b)(streaming(['a']));
+    const probes = [await wrapped.stream(REQ, ctx()), await wrapped.stream(REQ, ctx())];
+    for (const p of probes) p.cancel();
+    expect(b.state).toBe('closed'); // two probes settled as successes, none left holding a slot
   });
 });

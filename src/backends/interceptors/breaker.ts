@@ -2,6 +2,7 @@ import type { BackendStream, Interceptor } from '../../contracts/backend.js';
 import type { Clock } from '../../core/clock.js';
 import { syError, toSwitchyardError, type ErrorCode } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
+import { onStreamEnd } from './stream-end.js';
 
 export interface BreakerSettings {
   readonly min_calls: number;
@@ -158,7 +159,11 @@ function sum(xs: readonly number[]): number {
   return s;
 }
 
-/** Guards calls with a breaker. A stream's failure after its start still counts against it. */
+/**
+ * Guards calls with a breaker. A stream counts once it ends: its failure after the first event
+ * counts against the upstream too, and a stream cancelled unread still settles (a half-open
+ * probe must not hold its slot forever).
+ */
 export function breakerInterceptor(breaker: CircuitBreaker): Interceptor {
   const refuse = (): Error =>
     syError('SY_ERR_CIRCUIT_OPEN', breaker.name, {
@@ -185,28 +190,7 @@ export function breakerInterceptor(breaker: CircuitBreaker): Interceptor {
         breaker.settle(err);
         throw err;
       }
-      return {
-        ...stream,
-        usage: () => stream.usage(),
-        chunks: settleAtEnd(stream.chunks, breaker),
-      };
+      return onStreamEnd(stream, (err) => breaker.settle(err));
     },
   });
-}
-
-async function* settleAtEnd(
-  chunks: AsyncIterable<Buffer>,
-  breaker: CircuitBreaker,
-): AsyncGenerator<Buffer> {
-  let failed = false;
-  try {
-    yield* chunks;
-  } catch (err) {
-    failed = true;
-    breaker.settle(err);
-    throw err;
-  } finally {
-    // Ended cleanly, or the consumer stopped early (the client left): the upstream worked.
-    if (!failed) breaker.settle(undefined);
-  }
 }
