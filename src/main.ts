@@ -417,8 +417,13 @@ export async function buildRuntime(snap: ConfigSnapshot, shared: Shared): Promis
       if (missing.length > 0)
         problems.push(`models.${name}.fallback: ${target} does not serve ${missing.join(', ')}`);
     }
-    const chain = [name, ...mc.fallback].map((n) => ({ name: n, call: guarded.get(n)! }));
-    models.set(name, { name, backend, call: fallbackChain(name, chain), operations: new Set(ops) });
+    const chain = [name, ...mc.fallback].map((n) => {
+      const link = snap.config.models[n]!;
+      const share = link.backend === 'onnx' ? {} : { firstByteShare: link.first_byte_share };
+      return { name: n, call: guarded.get(n)!, ...share };
+    });
+    const call = fallbackChain(name, chain, clock);
+    models.set(name, { name, backend, call, operations: new Set(ops) });
   }
   const close = async (): Promise<void> => {
     await Promise.all(releases.map((r) => r()));

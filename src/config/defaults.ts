@@ -37,7 +37,14 @@ export const DEFAULTS = {
   model: {
     tier: 'central' as const,
     timeout_ms: 120_000,
-    first_byte_timeout_ms: 30_000,
+    /**
+     * A third of the default deadline (#13 finding 3: at 30 s, equal to the deadline, a black-
+     * holed upstream ran every request into a 504). Non-streamed answers come whole, so raise it
+     * for models that take longer than this to write one.
+     */
+    first_byte_timeout_ms: 10_000,
+    /** With a fallback after the model, its attempt gets at most this share of the deadline left. */
+    first_byte_share: 0.5,
     max_response_bytes: 16_777_216,
     pool: { connections: 128, keep_alive_ms: 30_000 },
     retry: {

@@ -135,8 +135,22 @@ const httpModel = {
   api_key: secretRefSchema.optional(),
   /** Extra static headers for the upstream (never secrets: use api_key). */
   headers: z.record(z.string(), z.string()).default({}),
+  /** Cap on the whole answer, headers to last byte. */
   timeout_ms: ms.default(D.model.timeout_ms),
+  /**
+   * Cap on the wait for response headers and, for a stream, for its first event. Keep it well
+   * under the deadline: an upstream that accepts and never answers is found by this timeout.
+   */
   first_byte_timeout_ms: ms.default(D.model.first_byte_timeout_ms),
+  /**
+   * When a fallback follows this model in a chain, an attempt on it waits for its first byte at
+   * most this share of the request's remaining deadline (and at most `first_byte_timeout_ms`),
+   * so the next model keeps the rest to answer in. Its retries fit in the same share. A cut at
+   * the share is `SY_ERR_ATTEMPT_TIMEOUT` in the route; it counts against the breaker unless
+   * the upstream answered other calls meanwhile. 1: no cut beyond `first_byte_timeout_ms`.
+   * The last model of a chain, and a model called without fallbacks, always get the whole rest.
+   */
+  first_byte_share: z.number().gt(0).max(1).default(D.model.first_byte_share),
   max_response_bytes: posInt.default(D.model.max_response_bytes),
   pool: poolSchema,
   retry: retrySchema,

@@ -160,6 +160,26 @@ describe('OpenAI-compatible streaming', () => {
     });
   });
 
+  it('waits for the first event at most the share of the deadline a fallback chain left it', async () => {
+    up.behave((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+    });
+    const t0 = performance.now();
+    const err = await backend
+      .stream({ op: 'chat', body: CHAT }, callContext({ firstByteBy: systemClock.now() + 150 }))
+      .catch((e: unknown) => e);
+    expect((err as SwitchyardError).code).toBe('SY_ERR_ATTEMPT_TIMEOUT');
+    expect(performance.now() - t0).toBeLessThan(450); // its own first-byte timeout is 500 ms
+  });
+
+  it('streams on past the share once the first event is in hand', async () => {
+    up.behave(sse(['a', 'b', 'c'], { delayMs: 100 }));
+    const ctx = callContext({ firstByteBy: systemClock.now() + 80 });
+    const text = await collect(await backend.stream({ op: 'chat', body: CHAT }, ctx));
+    expect(contents(text)).toEqual(['a', 'b', 'c']);
+  });
+
   it('times out a stream whose first event never comes', async () => {
     up.behave((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });

@@ -227,7 +227,12 @@ describe('retries, breaker, fallback and deadlines through the gateway', () => {
     gw = await startTestGateway({
       config: {
         models: {
-          primary: openaiModel(a.url, { fallback: ['secondary'], retry: { max_attempts: 3 } }),
+          // Share 1: the primary may use the whole deadline, so it runs out during the primary.
+          primary: openaiModel(a.url, {
+            fallback: ['secondary'],
+            retry: { max_attempts: 3 },
+            first_byte_share: 1,
+          }),
           secondary: openaiModel(b.url),
         },
       },

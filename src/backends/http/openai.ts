@@ -14,7 +14,9 @@ import type { JsonObject } from '../../contracts/json.js';
 import { syError } from '../../core/errors.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import {
+  attemptTimeout,
   exchange,
+  firstByteWait,
   joinPath,
   parseUpstreamJson,
   readCapped,
@@ -122,15 +124,15 @@ export class OpenAiBackend implements Backend {
       choiceCount(request.body),
     );
     // Commit nothing until the first event is in hand: until then a retry or fallback is safe.
+    const wait = firstByteWait(this.opts, ctx, Number.POSITIVE_INFINITY);
     const firstTimer = setTimeout(
       () =>
         ex.abort(
-          syError(
-            'SY_ERR_UPSTREAM_TIMEOUT',
-            `${this.name} sent no event within ${this.opts.firstByteTimeoutMs} ms`,
-          ),
+          wait.shared
+            ? attemptTimeout(this.name, wait.ms)
+            : syError('SY_ERR_UPSTREAM_TIMEOUT', `${this.name} sent no event within ${wait.ms} ms`),
         ),
-      this.opts.firstByteTimeoutMs,
+      wait.ms,
     );
     let first: Buffer | undefined;
     try {

@@ -59,13 +59,66 @@ describe('circuit breaker', () => {
     expect(b.state).toBe('closed'); // 1/10 in the window
   });
 
-  it('counts 4xx answers as successes and abandoned calls as nothing', () => {
+  it('counts 4xx answers as successes and calls the client abandoned as nothing', () => {
     const b = new CircuitBreaker('m', SETTINGS, manualClock());
     for (let i = 0; i < 20; i++) call(b, syError('SY_ERR_UPSTREAM_REJECTED'));
     for (let i = 0; i < 20; i++) call(b, syError('SY_ERR_CLIENT_CLOSED'));
     for (let i = 0; i < 4; i++) call(b, FAIL);
-    call(b, syError('SY_ERR_DEADLINE_EXCEEDED'));
     expect(b.state).toBe('closed');
+    call(b, syError('SY_ERR_CLIENT_CLOSED'));
+    expect(b.state).toBe('closed');
+  });
+
+  it('counts calls cut off by the deadline as failures when the upstream answered nobody meanwhile (#13)', () => {
+    const clock = manualClock();
+    const b = new CircuitBreaker('m', SETTINGS, clock);
+    call(b, undefined);
+    clock.advance(1);
+    for (let i = 0; i < 5; i++) {
+      expect(b.tryAcquire()).toBe(true);
+      const startedAt = clock.now();
+      clock.advance(1_000);
+      b.settle(syError('SY_ERR_DEADLINE_EXCEEDED', '1000'), startedAt);
+    }
+    expect(b.state).toBe('open');
+  });
+
+  it('counts an attempt cut at its fallback share of the deadline like a deadline', () => {
+    const clock = manualClock();
+    const b = new CircuitBreaker('m', SETTINGS, clock);
+    for (let i = 0; i < 5; i++) {
+      b.tryAcquire();
+      const startedAt = clock.now();
+      clock.advance(500);
+      b.settle(syError('SY_ERR_ATTEMPT_TIMEOUT'), startedAt);
+    }
+    expect(b.state).toBe('open');
+  });
+
+  it('does not count a deadline cut while the upstream answered other calls: tiny client budgets cannot open it', () => {
+    const clock = manualClock();
+    const b = new CircuitBreaker('m', SETTINGS, clock);
+    for (let i = 0; i < 50; i++) {
+      b.tryAcquire();
+      const startedAt = clock.now();
+      clock.advance(5);
+      call(b, undefined); // another client's call was answered while this one waited
+      clock.advance(5);
+      b.settle(syError('SY_ERR_DEADLINE_EXCEEDED', '10'), startedAt);
+    }
+    expect(b.state).toBe('closed');
+  });
+
+  it('opens again when a half-open probe is cut off by the deadline of an upstream that answers nobody', () => {
+    const clock = manualClock();
+    const b = new CircuitBreaker('m', SETTINGS, clock);
+    for (let i = 0; i < 5; i++) call(b, FAIL);
+    clock.advance(1_000);
+    expect(b.tryAcquire()).toBe(true);
+    const startedAt = clock.now();
+    clock.advance(300);
+    b.settle(syError('SY_ERR_DEADLINE_EXCEEDED', '300'), startedAt);
+    expect(b.state).toBe('open');
   });
 
   it('lets a limited number of probes through when half-open, and closes after as many successes', () => {
@@ -149,5 +202,19 @@ describe('breaker interceptor', () => {
     const probes = [await wrapped.stream(REQ, ctx()), await wrapped.stream(REQ, ctx())];
     for (const p of probes) p.cancel();
     expect(b.state).toBe('closed'); // two probes settled as successes, none left holding a slot
+  });
+
+  it('leaves a call that cannot start to the deadline guard, out of the count', async () => {
+    const b = new CircuitBreaker('m', SETTINGS, manualClock());
+    const target: BackendCall = {
+      call: () => Promise.reject(syError('SY_ERR_DEADLINE_EXCEEDED', '0')),
+      stream: () => Promise.reject(syError('SY_ERR_DEADLINE_EXCEEDED', '0')),
+    };
+    const wrapped = breakerInterceptor(b)(target);
+    for (let i = 0; i < 20; i++)
+      await expect(wrapped.call(REQ, ctx(0))).rejects.toMatchObject({
+        code: 'SY_ERR_DEADLINE_EXCEEDED',
+      });
+    expect(b.state).toBe('closed');
   });
 });

@@ -20,7 +20,7 @@ const SETTINGS: RetrySettings = {
 };
 const REQ: BackendRequest = { op: 'chat', body: {} };
 
-function ctx(deadlineAt = Number.POSITIVE_INFINITY): CallContext {
+function ctx(deadlineAt = Number.POSITIVE_INFINITY, firstByteBy?: number): CallContext {
   return {
     requestId: 'r',
     tenant: 't',
@@ -28,6 +28,7 @@ function ctx(deadlineAt = Number.POSITIVE_INFINITY): CallContext {
     signal: new AbortController().signal,
     deadlineAt,
     attempts: [],
+    ...(firstByteBy === undefined ? {} : { firstByteBy }),
   };
 }
 
@@ -108,6 +109,7 @@ describe('retry budget', () => {
       'SY_ERR_CIRCUIT_OPEN',
       'SY_ERR_CLIENT_CLOSED',
       'SY_ERR_DEADLINE_EXCEEDED',
+      'SY_ERR_ATTEMPT_TIMEOUT',
     ] as const)
       for (let i = 0; i < 20; i++) budget.record(code);
     expect(budget.balance).toBe(10);
@@ -236,5 +238,25 @@ describe('retry interceptor', () => {
       )(t2).call(REQ, ctx(79)),
     ).rejects.toBeDefined();
     expect(t2.calls).toBe(2);
+  });
+
+  it('does not retry past the first-byte share a fallback chain left the link', async () => {
+    const clock = manualClock();
+    const settings = { ...SETTINGS, base_delay_ms: 100, max_delay_ms: 100 };
+    const call = (by: number | undefined) => {
+      const target = failing('SY_ERR_UPSTREAM_ERROR');
+      const wrapped = retryInterceptor(
+        'm',
+        () => settings,
+        new RetryBudget(SETTINGS),
+        clock,
+        () => 0.5,
+      );
+      return wrapped(target)
+        .call(REQ, ctx(10_000, by))
+        .catch(() => target.calls);
+    };
+    expect(await call(undefined)).toBe(3); // 50 ms waits fit in the deadline
+    expect(await call(40)).toBe(1); // but not in a share that ends after 40 ms
   });
 });

@@ -27,6 +27,7 @@ const UNJUDGED: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'SY_ERR_CIRCUIT_OPEN',
   'SY_ERR_CLIENT_CLOSED',
   'SY_ERR_DEADLINE_EXCEEDED',
+  'SY_ERR_ATTEMPT_TIMEOUT',
   'SY_ERR_OPERATION_UNSUPPORTED',
 ]);
 
@@ -106,7 +107,9 @@ export function retryInterceptor(
           throw e;
         const cap = Math.min(settings.max_delay_ms, settings.base_delay_ms * 2 ** (attempt - 1));
         const delay = random() * cap;
-        if (clock.now() + delay >= ctx.deadlineAt) throw refused(backend, 'no_time', e);
+        // A link with a fallback after it must be done by its first-byte share (ctx.firstByteBy).
+        const until = Math.min(ctx.deadlineAt, ctx.firstByteBy ?? ctx.deadlineAt);
+        if (clock.now() + delay >= until) throw refused(backend, 'no_time', e);
         if (!budget.allowsRetry()) throw refused(backend, 'budget_exhausted', e);
         publish(events.retry, { backend, decision: 'retried' });
         await sleep(delay, ctx.signal);
