@@ -11,8 +11,8 @@ import {
   json,
   sse,
   sseChunk,
+  sseCut,
   startUpstream,
-  type Behaviour,
   type TestUpstream,
 } from '../support/upstream.js';
 
@@ -31,16 +31,6 @@ function contents(text: string): string[] {
       const c = JSON.parse(d) as { choices: { delta: { content?: string } }[] };
       return c.choices[0]?.delta.content ?? '';
     });
-}
-
-/** Streams the contents as chunks with no finish_reason, then `tail`, then ends the body cleanly. */
-function cutClean(parts: readonly string[], tail: readonly string[] = []): Behaviour {
-  return (_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/event-stream' });
-    for (const p of parts) res.write(sseChunk(p));
-    for (const t of tail) res.write(t);
-    res.end();
-  };
 }
 
 describe('OpenAI-compatible streaming', () => {
@@ -121,7 +111,7 @@ describe('OpenAI-compatible streaming', () => {
   });
 
   it('ends with SY_ERR_UPSTREAM_STREAM_INTERRUPTED when the body ends cleanly without a finish_reason or [DONE] (#13)', async () => {
-    up.behave(cutClean(['a', 'b', 'c']));
+    up.behave(sseCut(['a', 'b', 'c']));
     const stream = await backend.stream({ op: 'chat', body: CHAT }, callContext());
     const seen: string[] = [];
     const err = await (async () => {
@@ -132,7 +122,7 @@ describe('OpenAI-compatible streaming', () => {
   });
 
   it('takes a stream whose every choice got a finish_reason as whole, without [DONE]', async () => {
-    up.behave(cutClean(['a', 'b'], [sseChunk('', 'stop')]));
+    up.behave(sseCut(['a', 'b'], [sseChunk('', 'stop')]));
     const text = await collect(await backend.stream({ op: 'chat', body: CHAT }, callContext()));
     expect(contents(text)).toEqual(['a', 'b', '']);
   });
@@ -141,19 +131,19 @@ describe('OpenAI-compatible streaming', () => {
     const two = { ...CHAT, n: 2 };
     const finish = (index: number): string =>
       `data: ${JSON.stringify({ choices: [{ index, delta: {}, finish_reason: 'length' }] })}\n\n`;
-    up.behave(cutClean(['a'], [finish(0)]));
+    up.behave(sseCut(['a'], [finish(0)]));
     const cut = await backend.stream({ op: 'chat', body: two }, callContext());
     await expect(collect(cut)).rejects.toMatchObject({
       code: 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED',
     });
-    up.behave(cutClean(['a'], [finish(0), finish(1)]));
+    up.behave(sseCut(['a'], [finish(0), finish(1)]));
     await collect(await backend.stream({ op: 'chat', body: two }, callContext()));
-    up.behave(cutClean(['a'], [finish(0), 'data: [DONE]\n\n']));
+    up.behave(sseCut(['a'], [finish(0), 'data: [DONE]\n\n']));
     await collect(await backend.stream({ op: 'chat', body: two }, callContext()));
   });
 
   it('does not take a finish_reason written inside the content for the end', async () => {
-    up.behave(cutClean(['"finish_reason":"stop"', 'x']));
+    up.behave(sseCut(['"finish_reason":"stop"', 'x']));
     const stream = await backend.stream({ op: 'chat', body: CHAT }, callContext());
     await expect(collect(stream)).rejects.toMatchObject({
       code: 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED',

@@ -2,13 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { eventData } from '../../src/backends/http/sse.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
-import {
-  sse,
-  sseChunk,
-  startUpstream,
-  type Behaviour,
-  type TestUpstream,
-} from '../support/upstream.js';
+import { sse, sseChunk, sseCut, startUpstream, type TestUpstream } from '../support/upstream.js';
 
 /**
  * #13 finding 4: an upstream that sent three chunks and then ended its body cleanly, with no
@@ -17,15 +11,7 @@ import {
  * child process; the upstream is a local server in this process.
  */
 
-/** Three content chunks, no finish_reason, then `tail`, then a clean end of the body. */
-function cut(tail: readonly string[] = []): Behaviour {
-  return (_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/event-stream' });
-    for (const part of ['one', 'two', 'three']) res.write(sseChunk(part));
-    for (const t of tail) res.write(t);
-    res.end();
-  };
-}
+const THREE = ['one', 'two', 'three'];
 
 interface StreamAnswer {
   readonly status: number;
@@ -92,7 +78,7 @@ describe('a stream the upstream ends without a finish reason or [DONE] (#13 find
   });
 
   it('relays what came, then ends the client stream with an SSE error event', async () => {
-    up.behave(cut());
+    up.behave(sseCut(THREE));
     const a = await stream(gw);
     expect(a.status).toBe(200);
     expect(contents(a.events.slice(0, -1))).toEqual(['one', 'two', 'three']);
@@ -105,7 +91,7 @@ describe('a stream the upstream ends without a finish reason or [DONE] (#13 find
     up.behave(sse(['a', 'b']));
     const done = await stream(gw);
     expect(done.events.at(-1)).toBe('[DONE]');
-    up.behave(cut([sseChunk('', 'stop')]));
+    up.behave(sseCut(THREE, [sseChunk('', 'stop')]));
     const finished = await stream(gw);
     expect(contents(finished.events)).toEqual(['one', 'two', 'three', '']);
     expect(finished.events.join('\n')).not.toContain('"error"');
@@ -115,7 +101,7 @@ describe('a stream the upstream ends without a finish reason or [DONE] (#13 find
     const interrupted =
       /^switchyard_upstream_duration_seconds_count\{backend="primary",outcome="SY_ERR_UPSTREAM_STREAM_INTERRUPTED"\}/;
     const before = await metric(gw, interrupted);
-    up.behave(cut());
+    up.behave(sseCut(THREE));
     // Whole streams came last (or none at all): three cut ones are a run of three failures.
     const ids = ['cut-1', 'cut-2', 'cut-3'];
     for (const id of ids) expect((await stream(gw, id)).status).toBe(200);

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import type { Clock } from '../../core/clock.js';
 import { syError } from '../../core/errors.js';
 import type {
   BackendCall,
@@ -8,11 +7,7 @@ import type {
   CallContext,
 } from '../../contracts/backend.js';
 import { breakerInterceptor, CircuitBreaker, type BreakerSettings } from './breaker.js';
-
-function manualClock(): Clock & { advance(ms: number): void } {
-  let t = 1_000;
-  return { now: () => t, wall: () => t, advance: (ms) => (t += ms) };
-}
+import { manualClock, testContext } from './test-context.js';
 
 const SETTINGS: BreakerSettings = {
   min_calls: 10,
@@ -32,7 +27,7 @@ function call(b: CircuitBreaker, err?: Error): boolean {
 
 describe('circuit breaker', () => {
   it('opens on a run of consecutive failures', () => {
-    const b = new CircuitBreaker('m', SETTINGS, manualClock());
+    const b = new CircuitBreaker('m', SETTINGS, manualClock(1_000));
     for (let i = 0; i < 4; i++) call(b, FAIL);
     expect(b.state).toBe('closed');
     call(b, FAIL);
@@ -41,7 +36,7 @@ describe('circuit breaker', () => {
   });
 
   it('opens on the failure ratio once enough calls were seen in the window', () => {
-    const b = new CircuitBreaker('m', SETTINGS, manualClock());
+    const b = new CircuitBreaker('m', SETTINGS, manualClock(1_000));
     for (let i = 0; i < 9; i++) call(b, i % 2 === 0 ? FAIL : undefined);
     expect(b.state).toBe('closed'); // 5/9 failed but fewer than min_calls
     call(b, undefined);
@@ -50,7 +45,7 @@ describe('circuit breaker', () => {
   });
 
   it('forgets failures that aged out of the window', () => {
-    const clock = manualClock();
+    const clock = manualClock(1_000);
     const b = new CircuitBreaker('m', { ...SETTINGS, consecutive_failures: 100 }, clock);
     for (let i = 0; i < 9; i++) call(b, FAIL);
     clock.advance(11_000);
@@ -60,7 +55,7 @@ describe('circuit breaker', () => {
   });
 
   it('counts 4xx answers as successes and calls the client abandoned as nothing', () => {
-    const b = new CircuitBreaker('m', SETTINGS, manualClock());
+    const b = new CircuitBreaker('m', SETTINGS, manualClock(1_000));
     for (let i = 0; i < 20; i++) call(b, syError('SY_ERR_UPSTREAM_REJECTED'));
     for (let i = 0; i < 20; i++) call(b, syError('SY_ERR_CLIENT_CLOSED'));
     for (let i = 0; i < 4; i++) call(b, FAIL);
@@ -70,7 +65,7 @@ describe('circuit breaker', () => {
   });
 
   it('counts calls cut off by the deadline as failures when the upstream answered nobody meanwhile (#13)', () => {
-    const clock = manualClock();
+    const clock = manualClock(1_000);
     const b = new CircuitBreaker('m', SETTINGS, clock);
     call(b, undefined);
     clock.advance(1);
@@ -84,7 +79,7 @@ describe('circuit breaker', () => {
   });
 
   it('counts an attempt cut at its fallback share of the deadline like a deadline', () => {
-    const clock = manualClock();
+    const clock = manualClock(1_000);
     const b = new CircuitBreaker('m', SETTINGS, clock);
     for (let i = 0; i < 5; i++) {
       b.tryAcquire();
@@ -96,7 +91,7 @@ describe('circuit breaker', () => {
   });
 
   it('does not count a deadline cut while the upstream answered other calls: tiny client budgets cannot open it', () => {
-    const clock = manualClock();
+    const clock = manualClock(1_000);
     const b = new CircuitBreaker('m', SETTINGS, clock);
     for (let i = 0; i < 50; i++) {
       b.tryAcquire();
@@ -110,7 +105,7 @@ describe('circuit breaker', () => {
   });
 
   it('opens again when a half-open probe is cut off by the deadline of an upstream that answers nobody', () => {
-    const clock = manualClock();
+    const clock = manualClock(1_000);
     const b = new CircuitBreaker('m', SETTINGS, clock);
     for (let i = 0; i < 5; i++) call(b, FAIL);
     clock.advance(1_000);
@@ -122,7 +117,7 @@ describe('circuit breaker', () => {
   });
 
   it('lets a limited number of probes through when half-open, and closes after as many successes', () => {
-    const clock = manualClock();
+    const clock = manualClock(1_000);
     const b = new CircuitBreaker('m', SETTINGS, clock);
     for (let i = 0; i < 5; i++) call(b, FAIL);
     clock.advance(999);
@@ -139,7 +134,7 @@ describe('circuit breaker', () => {
   });
 
   it('opens again when a half-open probe fails', () => {
-    const clock = manualClock();
+    const clock = manualClock(1_000);
     const b = new CircuitBreaker('m', SETTINGS, clock);
     for (let i = 0; i < 5; i++) call(b, FAIL);
     clock.advance(1_000);
@@ -151,14 +146,7 @@ describe('circuit breaker', () => {
 
 describe('breaker interceptor', () => {
   const REQ: BackendRequest = { op: 'chat', body: {} };
-  const ctx = (deadlineAt = Number.POSITIVE_INFINITY): CallContext => ({
-    requestId: 'r',
-    tenant: 't',
-    trafficClass: 'interactive',
-    signal: new AbortController().signal,
-    deadlineAt,
-    attempts: [],
-  });
+  const ctx = (deadlineAt = Number.POSITIVE_INFINITY): CallContext => testContext({ deadlineAt });
   /** A stream whose chunks are `parts`, then `end` thrown (or a clean end). */
   const streaming = (parts: string[], end?: Error): BackendCall => ({
     call: () => Promise.reject(syError('SY_ERR_OPERATION_UNSUPPORTED')),
@@ -179,7 +167,7 @@ describe('breaker interceptor', () => {
   };
 
   it('counts a stream that fails after its first event against the upstream (#13 finding 4)', async () => {
-    const b = new CircuitBreaker('m', SETTINGS, manualClock());
+    const b = new CircuitBreaker('m', SETTINGS, manualClock(1_000));
     const call = breakerInterceptor(b)(
       streaming(['a', 'b', 'c'], syError('SY_ERR_UPSTREAM_STREAM_INTERRUPTED')),
     );
@@ -194,7 +182,7 @@ describe('breaker interceptor', () => {
   });
 
   it('settles a half-open probe whose stream was cancelled before it was read', async () => {
-    const clock = manualClock();
+    const clock = manualClock(1_000);
     const b = new CircuitBreaker('m', SETTINGS, clock);
     for (let i = 0; i < 5; i++) call(b, FAIL);
     clock.advance(1_000);
@@ -205,7 +193,7 @@ describe('breaker interceptor', () => {
   });
 
   it('leaves a call that cannot start to the deadline guard, out of the count', async () => {
-    const b = new CircuitBreaker('m', SETTINGS, manualClock());
+    const b = new CircuitBreaker('m', SETTINGS, manualClock(1_000));
     const target: BackendCall = {
       call: () => Promise.reject(syError('SY_ERR_DEADLINE_EXCEEDED', '0')),
       stream: () => Promise.reject(syError('SY_ERR_DEADLINE_EXCEEDED', '0')),

@@ -1,22 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { BackendCall, BackendRequest, CallContext } from '../../contracts/backend.js';
-import type { Clock } from '../../core/clock.js';
 import { syError, type ErrorCode } from '../../core/errors.js';
 import { fallbackChain, type ChainLink } from './fallback.js';
+import { manualClock, testContext } from './test-context.js';
 
-const clock: Clock = { now: () => 1_000, wall: () => 1_000 };
+const clock = manualClock(1_000);
 const REQ: BackendRequest = { op: 'chat', body: {} };
 
-function ctx(deadlineAt: number): CallContext {
-  return {
-    requestId: 'r',
-    tenant: 't',
-    trafficClass: 'interactive',
-    signal: new AbortController().signal,
-    deadlineAt,
-    attempts: [],
-  };
-}
+const ctx = (deadlineAt: number): CallContext => testContext({ deadlineAt });
 
 /** A link that fails with `code` (or answers), noting the context it was called with. */
 function link(name: string, code?: ErrorCode, firstByteShare?: number) {

@@ -1,15 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { BackendCall, BackendRequest, CallContext } from '../../contracts/backend.js';
-import type { Clock } from '../../core/clock.js';
 import { syError, type ErrorCode } from '../../core/errors.js';
 import { seededRandom } from '../../core/random.js';
 import { RetryBudget, retryInterceptor, type RetrySettings } from './retry.js';
-
-function manualClock(): Clock & { advance(ms: number): void } {
-  let t = 0;
-  return { now: () => t, wall: () => t, advance: (ms) => (t += ms) };
-}
+import { manualClock, testContext } from './test-context.js';
 
 const SETTINGS: RetrySettings = {
   max_attempts: 3,
@@ -21,15 +16,7 @@ const SETTINGS: RetrySettings = {
 const REQ: BackendRequest = { op: 'chat', body: {} };
 
 function ctx(deadlineAt = Number.POSITIVE_INFINITY, firstByteBy?: number): CallContext {
-  return {
-    requestId: 'r',
-    tenant: 't',
-    trafficClass: 'interactive',
-    signal: new AbortController().signal,
-    deadlineAt,
-    attempts: [],
-    ...(firstByteBy === undefined ? {} : { firstByteBy }),
-  };
+  return testContext(firstByteBy === undefined ? { deadlineAt } : { deadlineAt, firstByteBy });
 }
 
 function failing(code: ErrorCode): BackendCall & { calls: number } {
