@@ -145,7 +145,8 @@ const httpModel = {
   /**
    * When a fallback follows this model in a chain, an attempt on it waits for its first byte at
    * most this share of the request's remaining deadline (and at most `first_byte_timeout_ms`),
-   * so the next model keeps the rest to answer in. Its retries fit in the same share. A cut at
+   * so the next model keeps the rest to answer in. Its retries fit in the same share, and a
+   * timeout goes to the next model rather than being retried on this one. A cut at
    * the share is `SY_ERR_ATTEMPT_TIMEOUT` in the route; it counts against the breaker unless
    * the upstream answered other calls meanwhile. 1: no cut beyond `first_byte_timeout_ms`.
    * The last model of a chain, and a model called without fallbacks, always get the whole rest.

@@ -246,4 +246,22 @@ describe('retry interceptor', () => {
     expect(await call(undefined)).toBe(3); // 50 ms waits fit in the deadline
     expect(await call(40)).toBe(1); // but not in a share that ends after 40 ms
   });
+
+  it('hands a timeout to the fallback rather than waiting on the same upstream again', async () => {
+    const timingOut = (by: number | undefined) => {
+      const target = failing('SY_ERR_UPSTREAM_TIMEOUT');
+      const wrapped = retryInterceptor(
+        'm',
+        () => SETTINGS,
+        new RetryBudget(SETTINGS),
+        manualClock(),
+        () => 0,
+      );
+      return wrapped(target)
+        .call(REQ, ctx(10_000, by))
+        .catch(() => target.calls);
+    };
+    expect(await timingOut(undefined)).toBe(3); // no fallback: retried
+    expect(await timingOut(9_000)).toBe(1); // a fallback follows (the chain set firstByteBy)
+  });
 });

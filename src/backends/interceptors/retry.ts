@@ -105,6 +105,9 @@ export function retryInterceptor(
         budget.record(e.code);
         if (!RETRY_SAME.has(e.code) || attempt >= settings.max_attempts || ctx.signal.aborted)
           throw e;
+        // With a fallback after this link, a timed-out upstream is not waited on again: the next
+        // model is the better second try (#13: a black hole held requests for two waits).
+        if (e.code === 'SY_ERR_UPSTREAM_TIMEOUT' && ctx.firstByteBy !== undefined) throw e;
         const cap = Math.min(settings.max_delay_ms, settings.base_delay_ms * 2 ** (attempt - 1));
         const delay = random() * cap;
         // A link with a fallback after it must be done by its first-byte share (ctx.firstByteBy).
