@@ -15,6 +15,8 @@ const only = args.filter((a) => !a.startsWith('--'));
 /** Every scenario, in run order; each lives in its own module under bench/faults/. */
 const SCENARIOS: readonly (() => Promise<FaultScenario>)[] = [
   () => import('./faults/redis-budget.js').then((m) => m.scenario),
+  () => import('./faults/retry-budget.js').then((m) => m.scenario),
+  () => import('./faults/blackhole.js').then((m) => m.scenario),
 ];
 
 async function main(): Promise<void> {

@@ -37,18 +37,24 @@ export const DEFAULTS = {
   model: {
     tier: 'central' as const,
     timeout_ms: 120_000,
-    first_byte_timeout_ms: 30_000,
+    /**
+     * A third of the default deadline (#13 finding 3: at 30 s, equal to the deadline, a black-
+     * holed upstream ran every request into a 504). Non-streamed answers come whole, so raise it
+     * for models that take longer than this to write one.
+     */
+    first_byte_timeout_ms: 10_000,
+    /** With a fallback after the model, its attempt gets at most this share of the deadline left. */
+    first_byte_share: 0.5,
     max_response_bytes: 16_777_216,
     pool: { connections: 128, keep_alive_ms: 30_000 },
     retry: {
       max_attempts: 3,
       base_delay_ms: 20,
       max_delay_ms: 500,
-      /** Retries may add at most this share of extra attempts (Finagle-style retry budget). */
+      /** Retry budget (gRPC-style throttling): each answered attempt earns this many tokens... */
       budget_ratio: 0.1,
-      /** ...with this floor of retries per second, so a quiet upstream can still be retried. */
-      budget_min_per_s: 5,
-      budget_window_s: 10,
+      /** ...each failed one costs one, and retries stop at half of this many (one per upstream). */
+      budget_tokens: 10,
     },
     breaker: {
       /** The breaker opens when, within the window, this many calls were made... */

@@ -60,9 +60,16 @@ const retrySchema = z
     max_attempts: z.number().int().min(1).max(10).default(D.model.retry.max_attempts),
     base_delay_ms: nonNegInt.default(D.model.retry.base_delay_ms),
     max_delay_ms: nonNegInt.default(D.model.retry.max_delay_ms),
+    /**
+     * The retry budget is a token bucket per upstream (gRPC's retry throttling, gRFC A6): it
+     * holds up to `budget_tokens`, starts full, loses a token for each attempt the upstream
+     * failed (5xx, unreachable, timeout, unreadable, 429) and gains `budget_ratio` for each it
+     * answered. A retry may start only while more than half the tokens are left. Retries thus
+     * add at most `budget_ratio` attempts per answered request (plus half the bucket, once),
+     * whatever the request rate: under an outage they stop after a few failures.
+     */
     budget_ratio: z.number().min(0).max(1).default(D.model.retry.budget_ratio),
-    budget_min_per_s: z.number().min(0).default(D.model.retry.budget_min_per_s),
-    budget_window_s: posInt.default(D.model.retry.budget_window_s),
+    budget_tokens: z.number().positive().max(1000).default(D.model.retry.budget_tokens),
   })
   .prefault({});
 
@@ -178,8 +185,23 @@ const httpModel = {
   api_key: secretRefSchema.optional(),
   /** Extra static headers for the upstream (never secrets: use api_key). */
   headers: z.record(z.string(), z.string()).default({}),
+  /** Cap on the whole answer, headers to last byte. */
   timeout_ms: ms.default(D.model.timeout_ms),
+  /**
+   * Cap on the wait for response headers and, for a stream, for its first event. Keep it well
+   * under the deadline: an upstream that accepts and never answers is found by this timeout.
+   */
   first_byte_timeout_ms: ms.default(D.model.first_byte_timeout_ms),
+  /**
+   * When a fallback follows this model in a chain, an attempt on it waits for its first byte at
+   * most this share of the request's remaining deadline (and at most `first_byte_timeout_ms`),
+   * so the next model keeps the rest to answer in. Its retries fit in the same share, and a
+   * timeout goes to the next model rather than being retried on this one. A cut at
+   * the share is `SY_ERR_ATTEMPT_TIMEOUT` in the route; it counts against the breaker unless
+   * the upstream answered other calls meanwhile. 1: no cut beyond `first_byte_timeout_ms`.
+   * The last model of a chain, and a model called without fallbacks, always get the whole rest.
+   */
+  first_byte_share: z.number().gt(0).max(1).default(D.model.first_byte_share),
   max_response_bytes: posInt.default(D.model.max_response_bytes),
   pool: poolSchema,
   retry: retrySchema,

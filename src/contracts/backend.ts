@@ -32,6 +32,13 @@ export interface CallContext {
   readonly deadlineAt: number;
   /** The call chain appends one record per attempt (retries and fallbacks included). */
   readonly attempts: AttemptRecord[];
+  /**
+   * Monotonic ms by which the upstream must have sent its first byte (response headers; for a
+   * stream, its first event). A fallback chain sets it on every link but the last, so the next
+   * model keeps time to answer within the deadline (#13). Unset: the deadline and the model's
+   * own caps apply.
+   */
+  readonly firstByteBy?: number;
 }
 
 /**

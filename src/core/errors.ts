@@ -251,6 +251,13 @@ export const ERROR_REGISTRY = {
     retryable: true,
     message: 'The upstream did not answer in time: {detail}',
   },
+  SY_ERR_ATTEMPT_TIMEOUT: {
+    status: 504,
+    type: 'timeout_error',
+    retryable: true,
+    message:
+      'The upstream sent nothing within its share of the deadline; the next model of the fallback chain was tried: {detail}',
+  },
   // 499 is never sent (the client is gone); it names the outcome in logs and metrics.
   SY_ERR_CLIENT_CLOSED: {
     status: 499,

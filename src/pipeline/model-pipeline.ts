@@ -294,12 +294,15 @@ export class ModelPipeline {
       throw e;
     }
     // The attempts up to the first event are the route the answer's headers show now.
+    const base = scope.attempts.length;
     for (const a of attempts) scope.attempts.push(a);
     const shown = attempts.length;
     let ended = false;
     const end = (error: SwitchyardError | undefined): void => {
       if (ended) return;
       ended = true;
+      // A stream cut after its first event turns its attempt's record into the failure.
+      for (let i = 0; i < shown; i++) scope.attempts[base + i] = attempts[i]!;
       const usage = inner.usage();
       this.finish(
         scope,

@@ -173,7 +173,7 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
     } else breaker.configure(mc.breaker);
     let budget = budgets.get(key);
     if (budget === undefined) {
-      budget = new RetryBudget(mc.retry, clock);
+      budget = new RetryBudget(mc.retry);
       budgets.set(key, budget);
     } else budget.configure(mc.retry);
     const retry = mc.retry;
@@ -232,11 +232,16 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
       for (const [name, mc] of Object.entries(snap.config.models)) {
         const backend = backends.get(name)!;
         const ops = backend.describe().operations;
-        const chain = [name, ...mc.fallback].map((n) => ({ name: n, call: guarded.get(n)! }));
+        // A link followed by a fallback gets a share of the deadline left (first_byte_share).
+        const chain = [name, ...mc.fallback].map((n) => {
+          const link = snap.config.models[n]!;
+          const share = link.backend === 'onnx' ? {} : { firstByteShare: link.first_byte_share };
+          return { name: n, call: guarded.get(n)!, ...share };
+        });
         handles.set(name, {
           name,
           backend,
-          call: fallbackChain(name, chain),
+          call: fallbackChain(name, chain, clock),
           operations: new Set(ops),
         });
       }

@@ -230,6 +230,39 @@ export function httpBackendContract(h: HttpBackendHarness): void {
       expect(chunked.code).toBe('SY_ERR_UPSTREAM_RESPONSE_TOO_LARGE');
     });
 
+    it('cuts an attempt at the share of the deadline a fallback chain left it, with SY_ERR_ATTEMPT_TIMEOUT', async () => {
+      behave(hang);
+      const t0 = performance.now();
+      const err = await failure(
+        backend.call(h.request, callContext({ firstByteBy: systemClock.now() + 200 })),
+      );
+      const took = performance.now() - t0;
+      expect(err.code).toBe('SY_ERR_ATTEMPT_TIMEOUT');
+      expect(err.retryable).toBe(true); // the fallback chain moves on
+      expect(took).toBeGreaterThanOrEqual(190);
+      expect(took).toBeLessThan(caps.firstByteTimeoutMs);
+      await expect.poll(() => up.calls[0]?.aborted, { timeout: 2_000 }).toBe(true);
+    });
+
+    it('keeps its own first-byte timeout when the share a fallback left it is longer', async () => {
+      behave(hang);
+      const err = await failure(
+        backend.call(h.request, callContext({ firstByteBy: systemClock.now() + 1_800 })),
+      );
+      expect(err.code).toBe('SY_ERR_UPSTREAM_TIMEOUT');
+    });
+
+    it('answers within its share, and reads the body past it', async () => {
+      behave((_req, res) => {
+        const body = JSON.stringify(h.success);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write(body.slice(0, 5));
+        setTimeout(() => res.end(body.slice(5)), 250);
+      });
+      const ctx = callContext({ firstByteBy: systemClock.now() + 150 });
+      h.checkSuccess(await backend.call(h.request, ctx));
+    });
+
     it('answers a slow but in-time upstream', async () => {
       behave(delayed(100, json(200, h.success)));
       h.checkSuccess(await backend.call(h.request, callContext()));

@@ -6,7 +6,15 @@ import { systemClock } from '../../src/core/clock.js';
 import { SwitchyardError } from '../../src/core/errors.js';
 import type { BackendStream } from '../../src/contracts/backend.js';
 import { callContext } from './backend.contract.js';
-import { hang, json, sse, startUpstream, type TestUpstream } from '../support/upstream.js';
+import {
+  hang,
+  json,
+  sse,
+  sseChunk,
+  sseCut,
+  startUpstream,
+  type TestUpstream,
+} from '../support/upstream.js';
 
 const CHAT = { model: 'chat', messages: [{ role: 'user', content: 'hi' }], stream: true };
 
@@ -100,6 +108,66 @@ describe('OpenAI-compatible streaming', () => {
     })().catch((e: unknown) => e);
     expect(seen).toEqual(['a', 'b']);
     expect((err as SwitchyardError).code).toBe('SY_ERR_UPSTREAM_STREAM_INTERRUPTED');
+  });
+
+  it('ends with SY_ERR_UPSTREAM_STREAM_INTERRUPTED when the body ends cleanly without a finish_reason or [DONE] (#13)', async () => {
+    up.behave(sseCut(['a', 'b', 'c']));
+    const stream = await backend.stream({ op: 'chat', body: CHAT }, callContext());
+    const seen: string[] = [];
+    const err = await (async () => {
+      for await (const chunk of stream.chunks) seen.push(...contents(chunk.toString()));
+    })().catch((e: unknown) => e);
+    expect(seen).toEqual(['a', 'b', 'c']); // what came is forwarded...
+    expect((err as SwitchyardError).code).toBe('SY_ERR_UPSTREAM_STREAM_INTERRUPTED'); // ...then the cut is told
+  });
+
+  it('takes a stream whose every choice got a finish_reason as whole, without [DONE]', async () => {
+    up.behave(sseCut(['a', 'b'], [sseChunk('', 'stop')]));
+    const text = await collect(await backend.stream({ op: 'chat', body: CHAT }, callContext()));
+    expect(contents(text)).toEqual(['a', 'b', '']);
+  });
+
+  it('wants a finish_reason for each of the n choices asked for, unless [DONE] comes', async () => {
+    const two = { ...CHAT, n: 2 };
+    const finish = (index: number): string =>
+      `data: ${JSON.stringify({ choices: [{ index, delta: {}, finish_reason: 'length' }] })}\n\n`;
+    up.behave(sseCut(['a'], [finish(0)]));
+    const cut = await backend.stream({ op: 'chat', body: two }, callContext());
+    await expect(collect(cut)).rejects.toMatchObject({
+      code: 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED',
+    });
+    up.behave(sseCut(['a'], [finish(0), finish(1)]));
+    await collect(await backend.stream({ op: 'chat', body: two }, callContext()));
+    up.behave(sseCut(['a'], [finish(0), 'data: [DONE]\n\n']));
+    await collect(await backend.stream({ op: 'chat', body: two }, callContext()));
+  });
+
+  it('does not take a finish_reason written inside the content for the end', async () => {
+    up.behave(sseCut(['"finish_reason":"stop"', 'x']));
+    const stream = await backend.stream({ op: 'chat', body: CHAT }, callContext());
+    await expect(collect(stream)).rejects.toMatchObject({
+      code: 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED',
+    });
+  });
+
+  it('waits for the first event at most the share of the deadline a fallback chain left it', async () => {
+    up.behave((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+    });
+    const t0 = performance.now();
+    const err = await backend
+      .stream({ op: 'chat', body: CHAT }, callContext({ firstByteBy: systemClock.now() + 150 }))
+      .catch((e: unknown) => e);
+    expect((err as SwitchyardError).code).toBe('SY_ERR_ATTEMPT_TIMEOUT');
+    expect(performance.now() - t0).toBeLessThan(450); // its own first-byte timeout is 500 ms
+  });
+
+  it('streams on past the share once the first event is in hand', async () => {
+    up.behave(sse(['a', 'b', 'c'], { delayMs: 100 }));
+    const ctx = callContext({ firstByteBy: systemClock.now() + 80 });
+    const text = await collect(await backend.stream({ op: 'chat', body: CHAT }, ctx));
+    expect(contents(text)).toEqual(['a', 'b', 'c']);
   });
 
   it('times out a stream whose first event never comes', async () => {

@@ -190,6 +190,20 @@ export function sse(contents: readonly string[], opts: SseOptions = {}): Behavio
   };
 }
 
+/**
+ * Streams the contents as chat.completion.chunk events with no finish_reason, then the raw
+ * `tail` events, then ends the body cleanly without `data: [DONE]`: a stream cut short upstream
+ * unless the tail ends it (#13).
+ */
+export function sseCut(contents: readonly string[], tail: readonly string[] = []): Behaviour {
+  return (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    for (const c of contents) res.write(sseChunk(c));
+    for (const t of tail) res.write(t);
+    res.end();
+  };
+}
+
 /** The port of a server that was started and stopped: connecting to it is refused. */
 export async function refusedPort(): Promise<number> {
   const server = createServer();

@@ -63,6 +63,7 @@ export async function exchange(
   if (ctx.signal.aborted) throw abortReason(ctx.signal);
   const remaining = Math.max(1, Math.floor(ctx.deadlineAt - opts.clock.now()));
   const capMs = Math.min(opts.timeoutMs, remaining);
+  const firstByte = firstByteWait(opts, ctx, capMs);
   const controller = new RequestAbortController();
   const onCallerAbort = (): void => controller.abort(abortReason(ctx.signal));
   ctx.signal.addEventListener('abort', onCallerAbort, { once: true });
@@ -77,7 +78,18 @@ export async function exchange(
           capMs,
         )
       : undefined;
+  // The share a fallback chain left this attempt (see firstByteWait) is timed here, not by
+  // undici's headersTimeout: undici times waits of 1 s and more on a coarse clock that may fire
+  // up to half a second early, and this timeout must say it came from the share.
+  let shareTimer: NodeJS.Timeout | undefined = firstByte.shared
+    ? setTimeout(() => controller.abort(attemptTimeout(opts.name, firstByte.ms)), firstByte.ms)
+    : undefined;
+  const headersArrived = (): void => {
+    if (shareTimer !== undefined) clearTimeout(shareTimer);
+    shareTimer = undefined;
+  };
   const done = (): void => {
+    headersArrived();
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
     ctx.signal.removeEventListener('abort', onCallerAbort);
@@ -102,6 +114,7 @@ export async function exchange(
       headersTimeout: Math.min(opts.firstByteTimeoutMs, capMs),
       bodyTimeout: capMs,
     });
+    headersArrived();
     return {
       status: res.statusCode,
       headers: res.headers,
@@ -120,6 +133,41 @@ export async function exchange(
     done();
     throw failure(err, 'SY_ERR_UPSTREAM_UNREACHABLE');
   }
+}
+
+/** How long an attempt may wait for its first byte, and whether a fallback's share binds it. */
+export interface FirstByteWait {
+  readonly ms: number;
+  /**
+   * True when the share of the deadline the fallback chain left this attempt (`ctx.firstByteBy`)
+   * is shorter than the model's own `first_byte_timeout_ms`: its expiry is SY_ERR_ATTEMPT_TIMEOUT,
+   * a cut made for the caller's time, not a verdict on the upstream's own caps.
+   */
+  readonly shared: boolean;
+}
+
+/**
+ * The first-byte wait of an attempt: the model's `first_byte_timeout_ms` within `capMs`, and
+ * within `ctx.firstByteBy` when a fallback follows this model (#13: a black-holed upstream
+ * must leave its fallback time to answer).
+ */
+export function firstByteWait(
+  opts: Pick<HttpUpstreamOptions, 'firstByteTimeoutMs' | 'clock'>,
+  ctx: CallContext,
+  capMs: number,
+): FirstByteWait {
+  const own = Math.min(opts.firstByteTimeoutMs, capMs);
+  if (ctx.firstByteBy === undefined) return { ms: own, shared: false };
+  const share = Math.max(1, Math.ceil(ctx.firstByteBy - opts.clock.now()));
+  return share < own ? { ms: share, shared: true } : { ms: own, shared: false };
+}
+
+/** The error of an attempt cut at its share of the deadline, so the fallback can answer. */
+export function attemptTimeout(name: string, ms: number): SwitchyardError {
+  return syError(
+    'SY_ERR_ATTEMPT_TIMEOUT',
+    `${name} sent no first byte within ${ms} ms, its share of the deadline`,
+  );
 }
 
 const TIMEOUT_CODES = new Set([

@@ -14,7 +14,9 @@ import type { JsonObject } from '../../contracts/json.js';
 import { syError } from '../../core/errors.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import {
+  attemptTimeout,
   exchange,
+  firstByteWait,
   joinPath,
   parseUpstreamJson,
   readCapped,
@@ -114,17 +116,23 @@ export class OpenAiBackend implements Backend {
         `${this.name} answered ${contentType || 'no content type'} to a stream request`,
       );
     }
-    const reader = new SseReader(ex, this.opts.maxResponseBytes, clientWantsUsage, this.name);
+    const reader = new SseReader(
+      ex,
+      this.opts.maxResponseBytes,
+      clientWantsUsage,
+      this.name,
+      choiceCount(request.body),
+    );
     // Commit nothing until the first event is in hand: until then a retry or fallback is safe.
+    const wait = firstByteWait(this.opts, ctx, Number.POSITIVE_INFINITY);
     const firstTimer = setTimeout(
       () =>
         ex.abort(
-          syError(
-            'SY_ERR_UPSTREAM_TIMEOUT',
-            `${this.name} sent no event within ${this.opts.firstByteTimeoutMs} ms`,
-          ),
+          wait.shared
+            ? attemptTimeout(this.name, wait.ms)
+            : syError('SY_ERR_UPSTREAM_TIMEOUT', `${this.name} sent no event within ${wait.ms} ms`),
         ),
-      this.opts.firstByteTimeoutMs,
+      wait.ms,
     );
     let first: Buffer | undefined;
     try {
@@ -175,25 +183,46 @@ export class OpenAiBackend implements Backend {
 }
 
 const USAGE_MARK = /"usage"\s*:\s*\{/;
+/** A non-null finish_reason (a null one, in every other chunk, does not match). */
+const FINISH_MARK = /"finish_reason"\s*:\s*"/;
 
-/** Reads an upstream SSE body as whole-event blocks, under a byte cap, noting usage on the way. */
+/**
+ * Reads an upstream SSE body as whole-event blocks, under a byte cap, noting usage on the way,
+ * and whether the stream said it was whole: an OpenAI stream ends with `data: [DONE]`, and each
+ * of its choices ends with a finish_reason. A body that ends cleanly without either was cut
+ * short somewhere upstream (#13 finding 4): it ends in SY_ERR_UPSTREAM_STREAM_INTERRUPTED, never
+ * as a clean end the client would take for a whole answer.
+ */
 class SseReader {
   usage: Usage | undefined;
   private readonly splitter = new SseSplitter();
   private readonly source: AsyncIterator<Buffer>;
   private bytes = 0;
   private finished = false;
+  private delivered = false;
+  private sawDone = false;
+  /** Indexes of the choices whose finish_reason came. */
+  private readonly finishedChoices = new Set<number>();
 
   constructor(
     private readonly ex: Exchange,
     private readonly cap: number,
     private readonly clientWantsUsage: boolean,
     private readonly name: string,
+    /** Choices the request asked for (`n`): each must finish, unless `[DONE]` comes. */
+    private readonly choices: number,
   ) {
     this.source = (ex.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   }
 
-  /** The next block of whole events, or undefined at a clean end. */
+  private get complete(): boolean {
+    return this.sawDone || this.finishedChoices.size >= this.choices;
+  }
+
+  /**
+   * The next block of whole events, or undefined at the end of a whole stream (or of a body
+   * with no event at all: the caller refuses that as a bad response).
+   */
   async next(): Promise<Buffer | undefined> {
     for (;;) {
       const step = await this.source.next();
@@ -203,6 +232,12 @@ class SseReader {
         if (this.splitter.remainder > 0) {
           throw syError('SY_ERR_UPSTREAM_STREAM_INTERRUPTED', `${this.name} cut an event short`);
         }
+        if (this.delivered && !this.complete) {
+          throw syError(
+            'SY_ERR_UPSTREAM_STREAM_INTERRUPTED',
+            `${this.name} ended the stream without a finish_reason or [DONE]`,
+          );
+        }
         return undefined;
       }
       this.bytes += step.value.length;
@@ -211,8 +246,14 @@ class SseReader {
       }
       const block = this.splitter.push(step.value);
       if (block === undefined) continue;
-      const out = USAGE_MARK.test(block.toString('latin1')) ? this.takeUsage(block) : block;
-      if (out.length > 0) return out;
+      const text = block.toString('latin1');
+      if (!this.complete && (FINISH_MARK.test(text) || text.includes('[DONE]')))
+        this.noteEnds(block);
+      const out = USAGE_MARK.test(text) ? this.takeUsage(block) : block;
+      if (out.length > 0) {
+        this.delivered = true;
+        return out;
+      }
     }
   }
 
@@ -238,6 +279,29 @@ class SseReader {
     if (this.finished) return;
     this.finished = true;
     this.ex.discard();
+  }
+
+  /** Notes `[DONE]` and the choices a finish_reason ended (only blocks that may hold them). */
+  private noteEnds(block: Buffer): void {
+    for (const data of eventData(block)) {
+      if (data === '[DONE]') {
+        this.sawDone = true;
+        continue;
+      }
+      if (!FINISH_MARK.test(data)) continue;
+      let chunk: unknown;
+      try {
+        chunk = JSON.parse(data);
+      } catch {
+        continue; // Not JSON: it ends nothing.
+      }
+      const choices = isJsonObject(chunk) ? chunk['choices'] : undefined;
+      if (!Array.isArray(choices)) continue;
+      for (const c of choices) {
+        if (!isJsonObject(c) || typeof c['finish_reason'] !== 'string') continue;
+        this.finishedChoices.add(typeof c['index'] === 'number' ? c['index'] : 0);
+      }
+    }
   }
 
   /** Records usage; drops the usage-only final chunk when the client did not ask for it. */
@@ -273,6 +337,12 @@ export function readUsage(value: unknown): Usage | undefined {
   const output = value['completion_tokens'];
   if (typeof input !== 'number') return undefined;
   return { inputTokens: input, outputTokens: typeof output === 'number' ? output : 0 };
+}
+
+/** How many choices a chat request asks for (OpenAI `n`, 1 by default). */
+function choiceCount(body: JsonObject): number {
+  const n = body['n'];
+  return typeof n === 'number' && Number.isInteger(n) && n > 1 ? n : 1;
 }
 
 function lowerKeys(h: Readonly<Record<string, string>>): Record<string, string> {

@@ -1,7 +1,8 @@
-import type { BackendStream, Interceptor } from '../../contracts/backend.js';
+import type { BackendStream, CallContext, Interceptor } from '../../contracts/backend.js';
 import type { Clock } from '../../core/clock.js';
 import { syError, toSwitchyardError, type ErrorCode } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
+import { onStreamEnd } from './stream-end.js';
 
 export interface BreakerSettings {
   readonly min_calls: number;
@@ -23,10 +24,19 @@ const FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'SY_ERR_UPSTREAM_STREAM_INTERRUPTED',
 ]);
 
-/** Outcomes that say nothing about the upstream: the caller gave up. */
-const NEUTRAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'SY_ERR_CLIENT_CLOSED',
+/** Outcomes that say nothing about the upstream: the client went away. */
+const NEUTRAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['SY_ERR_CLIENT_CLOSED']);
+
+/**
+ * Calls cut off by the caller's time: its deadline, or the share of it a fallback chain left the
+ * call. They count as failures (#13 finding 3: a black-holed upstream must open its breaker)
+ * unless the upstream answered some call, this one included, while this one waited: then the
+ * cut says more about the caller's budget than about the upstream, and one client sending tiny
+ * deadlines cannot open the breaker for everyone.
+ */
+const CUT_BY_CALLER: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'SY_ERR_DEADLINE_EXCEEDED',
+  'SY_ERR_ATTEMPT_TIMEOUT',
 ]);
 
 const BUCKETS = 10;
@@ -36,7 +46,8 @@ const BUCKETS = 10;
  * and opens on a failure ratio (after `min_calls`) or a run of consecutive failures. Open, it
  * refuses calls for `cooldown_ms`, then goes half-open and lets `half_open_probes` calls through:
  * as many successes close it, one failure opens it again. 4xx answers count as successes (the
- * upstream is alive); calls the client abandoned count as nothing.
+ * upstream is alive); calls the client abandoned count as nothing; calls cut off by the caller's
+ * time count as failures unless the upstream answered another call meanwhile (CUT_BY_CALLER).
  */
 export class CircuitBreaker {
   private current: BreakerState = 'closed';
@@ -48,11 +59,13 @@ export class CircuitBreaker {
   private readonly failures = new Array<number>(BUCKETS).fill(0);
   private bucketAt = 0;
   private bucketIndex = 0;
+  /** When the upstream last answered anything (a success, a 4xx, a stream's first event). */
+  private answeredAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly name: string,
     private settings: BreakerSettings,
-    private readonly clock: Clock,
+    readonly clock: Clock,
   ) {
     this.bucketAt = clock.now();
   }
@@ -82,11 +95,25 @@ export class CircuitBreaker {
     return true;
   }
 
-  /** Reports how an acquired call ended. */
-  settle(err: unknown): void {
+  /** Notes that the upstream answered something (a stream's first event) before the call ends. */
+  heard(): void {
+    this.answeredAt = this.clock.now();
+  }
+
+  /**
+   * Reports how an acquired call ended. `startedAt` (Clock.now when it was acquired) tells a
+   * call cut off by its caller's time from an upstream that answers nobody.
+   */
+  settle(err: unknown, startedAt: number = this.clock.now()): void {
     const code = err === undefined ? undefined : toSwitchyardError(err).code;
-    const neutral = code !== undefined && NEUTRAL.has(code);
-    const failed = code !== undefined && FAILURES.has(code);
+    let neutral = code !== undefined && NEUTRAL.has(code);
+    let failed = code !== undefined && FAILURES.has(code);
+    if (code !== undefined && CUT_BY_CALLER.has(code)) {
+      failed = this.answeredAt < startedAt;
+      neutral = !failed;
+    } else if (!failed && !neutral) {
+      this.answeredAt = this.clock.now();
+    }
     if (this.current === 'half_open') {
       this.probesInFlight = Math.max(0, this.probesInFlight - 1);
       if (neutral) return;
@@ -158,55 +185,45 @@ function sum(xs: readonly number[]): number {
   return s;
 }
 
-/** Guards calls with a breaker. A stream's failure after its start still counts against it. */
+/**
+ * Guards calls with a breaker. A call that cannot start (its caller is gone or out of time) is
+ * left to the deadline guard below and never reaches the breaker. A stream counts once it ends:
+ * its failure after the first event counts against the upstream too.
+ */
 export function breakerInterceptor(breaker: CircuitBreaker): Interceptor {
   const refuse = (): Error =>
     syError('SY_ERR_CIRCUIT_OPEN', breaker.name, {
       retryAfterS: 1,
     });
+  const cannotStart = (ctx: CallContext): boolean =>
+    ctx.signal.aborted || breaker.clock.now() >= ctx.deadlineAt;
   return (next) => ({
     async call(request, ctx) {
+      if (cannotStart(ctx)) return next.call(request, ctx);
       if (!breaker.tryAcquire()) throw refuse();
+      const startedAt = breaker.clock.now();
       try {
         const result = await next.call(request, ctx);
-        breaker.settle(undefined);
+        breaker.settle(undefined, startedAt);
         return result;
       } catch (err) {
-        breaker.settle(err);
+        breaker.settle(err, startedAt);
         throw err;
       }
     },
     async stream(request, ctx) {
+      if (cannotStart(ctx)) return next.stream(request, ctx);
       if (!breaker.tryAcquire()) throw refuse();
+      const startedAt = breaker.clock.now();
       let stream: BackendStream;
       try {
         stream = await next.stream(request, ctx);
       } catch (err) {
-        breaker.settle(err);
+        breaker.settle(err, startedAt);
         throw err;
       }
-      return {
-        ...stream,
-        usage: () => stream.usage(),
-        chunks: settleAtEnd(stream.chunks, breaker),
-      };
+      breaker.heard();
+      return onStreamEnd(stream, (err) => breaker.settle(err, startedAt));
     },
   });
-}
-
-async function* settleAtEnd(
-  chunks: AsyncIterable<Buffer>,
-  breaker: CircuitBreaker,
-): AsyncGenerator<Buffer> {
-  let failed = false;
-  try {
-    yield* chunks;
-  } catch (err) {
-    failed = true;
-    breaker.settle(err);
-    throw err;
-  } finally {
-    // Ended cleanly, or the consumer stopped early (the client left): the upstream worked.
-    if (!failed) breaker.settle(undefined);
-  }
 }

@@ -1,4 +1,5 @@
 import type { BackendCall, CallContext } from '../../contracts/backend.js';
+import type { Clock } from '../../core/clock.js';
 import { throwIfAborted } from '../../core/deadline.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
@@ -6,6 +7,12 @@ import { events, publish } from '../../core/events.js';
 export interface ChainLink {
   readonly name: string;
   readonly call: BackendCall;
+  /**
+   * When another link follows this one, the share of the request's remaining deadline this
+   * link may wait for a first byte (an HTTP model's `first_byte_share`); the next link keeps the
+   * rest. Unset: the link is not cut for the next one (in-process models have no first byte).
+   */
+  readonly firstByteShare?: number;
 }
 
 /**
@@ -14,21 +21,38 @@ export interface ChainLink {
  * not take the model down); a request the upstream judged invalid, or a caller that is gone or
  * out of time, stops the chain. When every link was refused by an open breaker the answer is
  * SY_ERR_NO_HEALTHY_BACKEND.
+ *
+ * Every link but the last gets `firstByteBy` = now + its share of the remaining deadline (#13:
+ * an upstream that accepts and never answers must leave its fallback time to answer, whatever
+ * its own first-byte timeout).
  */
-export function fallbackChain(model: string, links: readonly ChainLink[]): BackendCall {
+export function fallbackChain(
+  model: string,
+  links: readonly ChainLink[],
+  clock: Clock,
+): BackendCall {
   if (links.length === 1) return links[0]!.call;
-  const run = async <T>(ctx: CallContext, step: (link: ChainLink) => Promise<T>): Promise<T> => {
+  const contextFor = (ctx: CallContext, link: ChainLink, last: boolean): CallContext => {
+    if (last || link.firstByteShare === undefined) return ctx;
+    const now = clock.now();
+    const by = now + link.firstByteShare * Math.max(0, ctx.deadlineAt - now);
+    return { ...ctx, firstByteBy: Math.min(by, ctx.firstByteBy ?? by) };
+  };
+  const run = async <T>(
+    ctx: CallContext,
+    step: (link: ChainLink, ctx: CallContext) => Promise<T>,
+  ): Promise<T> => {
     let last: SwitchyardError | undefined;
     let allOpen = true;
     for (let i = 0; i < links.length; i++) {
       const link = links[i]!;
+      const next = links[i + 1];
       try {
-        return await step(link);
+        return await step(link, contextFor(ctx, link, next === undefined));
       } catch (err) {
         last = toSwitchyardError(err);
         if (last.code !== 'SY_ERR_CIRCUIT_OPEN') allOpen = false;
         const movesOn = last.retryable || last.code === 'SY_ERR_UPSTREAM_REFUSED';
-        const next = links[i + 1];
         if (!movesOn || next === undefined) break;
         throwIfAborted(ctx.signal);
         publish(events.fallback, { model, from: link.name, to: next.name, code: last.code });
@@ -41,7 +65,7 @@ export function fallbackChain(model: string, links: readonly ChainLink[]): Backe
     throw last!;
   };
   return {
-    call: (request, ctx) => run(ctx, (link) => link.call.call(request, ctx)),
-    stream: (request, ctx) => run(ctx, (link) => link.call.stream(request, ctx)),
+    call: (request, ctx) => run(ctx, (link, c) => link.call.call(request, c)),
+    stream: (request, ctx) => run(ctx, (link, c) => link.call.stream(request, c)),
   };
 }

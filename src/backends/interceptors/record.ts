@@ -2,30 +2,63 @@ import type { BackendStream, CallContext, Interceptor } from '../../contracts/ba
 import type { Clock } from '../../core/clock.js';
 import { toSwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
+import { onStreamEnd } from './stream-end.js';
 
 /**
  * Records every attempt on a backend: it is appended to the call's route and published for
  * metrics. Sits inside retry and fallback, so each retry and each fallback step is one record.
+ *
+ * A stream's attempt is appended as `ok` once its first event is in hand (the route header goes
+ * out with it), and published when the stream ends: a stream that fails after its first event
+ * turns its record into the failure's code (#13 finding 4), so the log and the metrics say so.
+ * Its duration stays the time to the first event.
  */
 export function recordAttempts(backend: string, clock: Clock): Interceptor {
-  const run = async <T>(ctx: CallContext, fn: () => Promise<T>): Promise<T> => {
-    const started = clock.now();
+  const numberOf = (ctx: CallContext): number => {
     let attempt = 1;
     for (const a of ctx.attempts) if (a.backend === backend) attempt++;
-    let outcome = 'ok';
-    try {
-      return await fn();
-    } catch (err) {
-      outcome = toSwitchyardError(err).code;
-      throw err;
-    } finally {
-      const ms = clock.now() - started;
-      ctx.attempts.push({ backend, attempt, outcome, ms });
-      publish(events.upstreamAttempt, { backend, outcome, durationMs: ms, attempt });
-    }
+    return attempt;
   };
+  const append = (ctx: CallContext, attempt: number, outcome: string, ms: number): number =>
+    ctx.attempts.push({ backend, attempt, outcome, ms }) - 1;
+  const announce = (attempt: number, outcome: string, ms: number): void =>
+    publish(events.upstreamAttempt, { backend, outcome, durationMs: ms, attempt });
   return (next) => ({
-    call: (request, ctx) => run(ctx, () => next.call(request, ctx)),
-    stream: (request, ctx) => run<BackendStream>(ctx, () => next.stream(request, ctx)),
+    async call(request, ctx) {
+      const started = clock.now();
+      const attempt = numberOf(ctx);
+      let outcome = 'ok';
+      try {
+        return await next.call(request, ctx);
+      } catch (err) {
+        outcome = toSwitchyardError(err).code;
+        throw err;
+      } finally {
+        const ms = clock.now() - started;
+        append(ctx, attempt, outcome, ms);
+        announce(attempt, outcome, ms);
+      }
+    },
+    async stream(request, ctx) {
+      const started = clock.now();
+      const attempt = numberOf(ctx);
+      let stream: BackendStream;
+      try {
+        stream = await next.stream(request, ctx);
+      } catch (err) {
+        const ms = clock.now() - started;
+        const outcome = toSwitchyardError(err).code;
+        append(ctx, attempt, outcome, ms);
+        announce(attempt, outcome, ms);
+        throw err;
+      }
+      const ms = clock.now() - started;
+      const index = append(ctx, attempt, 'ok', ms);
+      return onStreamEnd(stream, (err) => {
+        const outcome = err === undefined ? 'ok' : toSwitchyardError(err).code;
+        if (outcome !== 'ok') ctx.attempts[index] = { backend, attempt, outcome, ms };
+        announce(attempt, outcome, ms);
+      });
+    },
   });
 }
