@@ -195,6 +195,12 @@ export interface PolicyExceptionEvent {
   readonly source: string;
 }
 
+/** A write refused because the tenant holds its storage cap of this kind (#13, finding 8). */
+export interface TenantStorageFullEvent {
+  readonly kind: 'vectors' | 'feature_values' | 'consent_records';
+  readonly tenant: string;
+}
+
 function typed<T>(name: string): Channel<T> {
   return channel(name) as Channel<T>;
 }
@@ -244,6 +250,7 @@ export const events = {
   shadowCopy: typed<ShadowCopyEvent>('switchyard:release:shadow'),
   modelCall: typed<ModelCallEvent>('switchyard:model:call'),
   policyException: typed<PolicyExceptionEvent>('switchyard:policy:exception'),
+  tenantStorageFull: typed<TenantStorageFullEvent>('switchyard:tenant:storage-full'),
 };
 
 export function publish<T>(ch: Channel<T>, message: T): void {
