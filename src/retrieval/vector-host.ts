@@ -81,6 +81,8 @@ export interface VectorHostDeps {
 export class VectorHost {
   readonly router: ShardRouter;
   readonly api: ShardApi;
+  /** Vectors per tenant in this node's shards: what `vectors.max_per_tenant` caps. */
+  readonly count: TenantVectorCount;
   private readonly local = new Map<string, VectorShard>();
 
   private constructor(
@@ -114,14 +116,11 @@ export class VectorHost {
     );
   }
 
-  /** Vectors per tenant in this node's shards: what `vectors.max_per_tenant` caps. */
-  readonly count: TenantVectorCount;
-
   /**
    * The collection routes' write: the policy module admits every record, then the router places
    * them, the tenant's cap checked in the tick that writes (#13, findings 2 and 8).
    */
-  upsert(
+  async upsert(
     collection: string,
     records: readonly VectorRecord[],
     rules: VectorRules,
