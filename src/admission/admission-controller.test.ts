@@ -98,6 +98,19 @@ describe('AdmissionController', () => {
     expect(await limiter.usage('k:acme:k1:req', { ms: 60_000 })).toBe(1);
   });
 
+  it('lets a data request (requests only) in when the token quota is spent, and counts its request', async () => {
+    const { c, req, limiter } = setup({ tenants });
+    (await c.begin(req({ estimate: { tokens: 1_000, spend: 0 } }))).settle({
+      tokens: 1_000,
+      spend: 0,
+    });
+    await expect(c.begin(req({ estimate: { tokens: 1, spend: 0 } }))).rejects.toMatchObject({
+      code: 'SY_ERR_QUOTA_EXCEEDED',
+    });
+    (await c.begin(req({ estimate: { tokens: 0, spend: 0 }, requestsOnly: true }))).settle();
+    expect(await limiter.usage('k:acme:k1:req', { ms: 60_000 })).toBe(2);
+  });
+
   it('settles to the sum of what the request’s model calls charged', async () => {
     const { c, req, limiter } = setup({ tenants });
     const t = await c.begin(req({ estimate: { tokens: 400, spend: 0.25 } }));

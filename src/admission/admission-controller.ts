@@ -42,6 +42,8 @@ export interface BeginRequest {
   readonly trafficClass: string;
   /** The request's expected usage, reserved against token and spend quotas. */
   readonly estimate: Estimate;
+  /** A request that calls no model (a data route): only request-rate quotas apply. */
+  readonly requestsOnly?: boolean;
 }
 
 /**
@@ -178,7 +180,13 @@ export class AdmissionController {
       );
     }
 
-    const charges = quotaCharges(req.tenant, s.tenants[req.tenant], req.keyId, req.estimate);
+    const charges = quotaCharges(
+      req.tenant,
+      s.tenants[req.tenant],
+      req.keyId,
+      req.estimate,
+      req.requestsOnly === true,
+    );
     let receipts: readonly QuotaReceipt[] = [];
     const kinds: QuotaKind[] = charges.map((c) => c.kind);
     if (charges.length > 0) {

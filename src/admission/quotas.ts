@@ -43,12 +43,17 @@ function chargesOf(prefix: string, q: QuotaSpec, est: Estimate): KindedCharge[] 
   return out;
 }
 
-/** Every charge a request makes: its tenant's quotas and its key's. */
+/**
+ * Every charge a request makes: its tenant's quotas and its key's. A request that calls no
+ * model (a data route) charges only request rates (`requestsOnly`): a spent token or spend
+ * quota does not lock a tenant out of its own data.
+ */
 export function quotaCharges(
   tenantName: string,
   tenant: TenantAdmission | undefined,
   keyId: string,
   est: Estimate,
+  requestsOnly = false,
 ): KindedCharge[] {
   if (tenant === undefined) return [];
   const out: KindedCharge[] = [];
@@ -56,7 +61,7 @@ export function quotaCharges(
   const key = tenant.keys.find((k) => k.id === keyId);
   if (key?.quotas !== undefined)
     out.push(...chargesOf(`k:${tenantName}:${keyId}`, key.quotas, est));
-  return out;
+  return requestsOnly ? out.filter((c) => c.kind === 'requests') : out;
 }
 
 /** What a receipt should settle to, given the actual usage (requests never change). */

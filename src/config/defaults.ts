@@ -90,6 +90,11 @@ export const DEFAULTS = {
     redis_prefix: 'sy:feat:',
     /** TOOLCHAIN.md: a short command timeout so a Redis outage is an error, not a hang. */
     redis_command_timeout_ms: 50,
+    /**
+     * Most feature values one tenant may store (issue #13, finding 8). An in-process value costs
+     * roughly 0.3 KB, so the default bounds one tenant near 75 MB of the gateway's heap.
+     */
+    max_values_per_tenant: 250_000,
   },
   // Admission control (#5): traffic classes, concurrency, quotas' limiter, modes.
   classes: {
@@ -186,6 +191,12 @@ export const DEFAULTS = {
   privacy: {
     node: { id: 'local' },
     consent_redis_prefix: 'sy:consent:',
+    /**
+     * Most consent records (users with a written record) per tenant (issue #13, finding 8). Every
+     * record is held in memory (~0.3 KB): the default bounds one tenant near 300 MB. Revocations
+     * are never refused.
+     */
+    max_consent_records_per_tenant: 1_000_000,
     /** What each label allows at each enforcement point (`consent`: if the purpose is granted). */
     labels: {
       public: { ingestion: 'allow', retrieval: 'allow', model_input: 'allow', logging: 'allow' },
@@ -216,6 +227,11 @@ export const DEFAULTS = {
     /** Reopen persisted HNSW files memory-mapped (instant); the first write loads them into RAM. */
     view: true,
     remote_timeout_ms: 2_000,
+    /**
+     * Most vectors one tenant may hold in this node's shards, all collections together (issue #13,
+     * finding 8). A 128-d vector with its metadata and HNSW links costs roughly 1 KB.
+     */
+    max_per_tenant: 100_000,
     metric: 'cos' as const,
     index: 'hnsw' as const,
     hnsw: {

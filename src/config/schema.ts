@@ -505,6 +505,12 @@ const privacySchema = z
       })
       .prefault({}),
     labels: labelRulesSchema.prefault({}),
+    /**
+     * Most consent records one tenant may hold (each is kept in memory). A change that would
+     * write a record for one user more is refused with 429 SY_ERR_TENANT_STORAGE_FULL, unless it
+     * revokes consent: a revocation is never refused. Applies on reload.
+     */
+    max_consent_records_per_tenant: posInt.default(D.privacy.max_consent_records_per_tenant),
     /** SQLite file (relative to the config) for consent records; absent: memory only. */
     consent_sqlite: z.string().min(1).optional(),
     /** Consent records in Redis, shared by every replica (scaled); instead of consent_sqlite. */
@@ -710,6 +716,13 @@ const vectorsSchema = z
     scan_workers: nonNegInt.max(64).default(D.vectors.scan_workers),
     view: z.boolean().default(D.vectors.view),
     remote_timeout_ms: ms.default(D.vectors.remote_timeout_ms),
+    /**
+     * Most vectors one tenant may hold in this node's shards (all collections). An upsert that
+     * would pass it is refused whole with 429 SY_ERR_TENANT_STORAGE_FULL, through the collection
+     * routes and the shard API alike; deletes, purges and expiry free room. Applies on reload
+     * (unlike the collections, which need a restart).
+     */
+    max_per_tenant: posInt.default(D.vectors.max_per_tenant),
     collections: z.record(name, vectorCollectionSchema).default({}),
   })
   .prefault({})
@@ -756,6 +769,12 @@ export const configSchema = z
           flush_ms: D.features.store.flush_ms,
         }),
         definitions: z.record(name, featureDefinitionSchema).default({}),
+        /**
+         * Most feature values one tenant may store (every entity and feature together). A push
+         * that would pass it is refused whole with 429 SY_ERR_TENANT_STORAGE_FULL; purges,
+         * expiry and consent revocations free room. Applies on reload.
+         */
+        max_values_per_tenant: posInt.default(D.features.max_values_per_tenant),
       })
       .prefault({}),
     privacy: privacySchema,

@@ -123,6 +123,14 @@ export interface FeatureSource {
    * one of `purposes`; resolves once they can no longer be read anywhere. Returns how many.
    */
   purgeUser(tenant: string, userId: string, purposes?: readonly ConsentPurpose[]): Promise<number>;
+  /**
+   * Values the tenant holds (expired ones not yet dropped included): what the per-tenant cap
+   * counts. A write whose new values would take it past the cap is refused whole with
+   * `SY_ERR_TENANT_STORAGE_FULL`; purges, expiry and deletes free room.
+   */
+  stored(tenant: string): Promise<number>;
+  /** `stored` for every tenant holding values (metrics). */
+  storedByTenant(): Promise<ReadonlyMap<string, number>>;
   /** Resolves when every write accepted so far is durable. */
   flush(): Promise<void>;
   close(): Promise<void>;

@@ -217,8 +217,8 @@ export interface ConsentChangeEvent {
 
 export interface FeatureOpEvent {
   readonly op: 'read' | 'write';
-  /** `read`: values found / not found; `write`: `ok`, `invalid` or `unavailable`. */
-  readonly result: 'hit' | 'miss' | 'ok' | 'invalid' | 'unavailable';
+  /** `read`: values found / not found; `write`: `ok`, `invalid`, `full` (tenant cap) or `unavailable`. */
+  readonly result: 'hit' | 'miss' | 'ok' | 'invalid' | 'full' | 'unavailable';
   readonly count: number;
 }
 

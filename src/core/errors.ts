@@ -146,6 +146,16 @@ export const ERROR_REGISTRY = {
     retryable: true,
     message: 'The quota is spent: {detail}',
   },
+  SY_ERR_TENANT_STORAGE_FULL: {
+    // 429, not 507: the tenant's own allowance is used up (like a quota), the server did not fail.
+    // A 5xx would be retried by clients, count against breakers, and reach a calling node's
+    // RemoteShard as "shard unavailable" instead of this code. Not retryable: only deletes, purges
+    // or expiry free room, never time alone.
+    status: 429,
+    type: 'rate_limit_error',
+    retryable: false,
+    message: 'The tenant stores as much as it may on this node: {detail}',
+  },
   SY_ERR_SHED: {
     status: 503,
     type: 'overloaded_error',

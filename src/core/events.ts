@@ -206,6 +206,12 @@ export interface LimiterWriteBackEvent {
   readonly neverRan: number;
 }
 
+/** A write refused because the tenant holds its storage cap of this kind (#13, finding 8). */
+export interface TenantStorageFullEvent {
+  readonly kind: 'vectors' | 'feature_values' | 'consent_records';
+  readonly tenant: string;
+}
+
 function typed<T>(name: string): Channel<T> {
   return channel(name) as Channel<T>;
 }
@@ -263,6 +269,7 @@ export const events = {
   modelCall: typed<ModelCallEvent>('switchyard:model:call'),
   policyException: typed<PolicyExceptionEvent>('switchyard:policy:exception'),
   auditWrite: typed<AuditWriteEvent>('switchyard:audit:write'),
+  tenantStorageFull: typed<TenantStorageFullEvent>('switchyard:tenant:storage-full'),
 };
 
 export function publish<T>(ch: Channel<T>, message: T): void {

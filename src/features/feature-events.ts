@@ -15,6 +15,12 @@ export function featureOp(
 
 /** Publishes a refused write by its cause. */
 export function featureWriteFailed(err: unknown, count: number): void {
-  const invalid = isSwitchyardError(err) && err.code === 'SY_ERR_FEATURE_INVALID';
-  featureOp('write', invalid ? 'invalid' : 'unavailable', count);
+  const code = isSwitchyardError(err) ? err.code : undefined;
+  const result =
+    code === 'SY_ERR_FEATURE_INVALID'
+      ? 'invalid'
+      : code === 'SY_ERR_TENANT_STORAGE_FULL'
+        ? 'full'
+        : 'unavailable';
+  featureOp('write', result, count);
 }

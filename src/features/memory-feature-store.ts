@@ -10,6 +10,7 @@ import type {
 import type { ConsentPurpose } from '../contracts/policy.js';
 import type { Logger } from '../contracts/logger.js';
 import type { Clock } from '../core/clock.js';
+import { ensureRoom } from '../core/tenant-storage.js';
 import { FeatureCatalog } from './feature-catalog.js';
 import { featureOp, featureWriteFailed } from './feature-events.js';
 import type { JournalOp, SqliteFeatureJournal } from './sqlite-feature-journal.js';
@@ -26,6 +27,8 @@ export interface MemoryFeatureStoreOptions {
   /** How often expired values are swept from memory, a bounded slice at a time (0: never). */
   readonly sweepMs?: number;
   readonly logger?: Logger;
+  /** Most values one tenant may hold (`features.max_values_per_tenant`); absent: no cap. */
+  readonly maxValuesPerTenant?: number;
 }
 
 const SEP = '\u0000';
@@ -44,6 +47,9 @@ export class MemoryFeatureStore implements FeatureSource {
   private readonly entities = new Map<string, Map<string, FeatureEntry>>();
   /** `tenant \0 userId` → entity keys holding values about the user. */
   private readonly byUser = new Map<string, Set<string>>();
+  /** Values held per tenant (expired ones not yet dropped included): what the cap counts. */
+  private readonly held = new Map<string, number>();
+  private maxValues: number | undefined;
   private pending = new Map<string, JournalOp>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
@@ -62,6 +68,7 @@ export class MemoryFeatureStore implements FeatureSource {
     this.flushMs = options.flushMs ?? 50;
     this.flushBatch = options.flushBatch ?? 1_000;
     this.logger = options.logger;
+    this.maxValues = options.maxValuesPerTenant;
     const sweepMs = options.sweepMs ?? 250;
     if (sweepMs > 0) {
       this.sweeper = setInterval(() => this.sweepExpired(2_500), sweepMs);
@@ -77,6 +84,19 @@ export class MemoryFeatureStore implements FeatureSource {
   /** Swaps the definitions (config reload); stored values keep the label they were written with. */
   setDefinitions(definitions: readonly FeatureDefinition[]): void {
     this.catalog = new FeatureCatalog(definitions);
+  }
+
+  /** A new cap (config reload); values held are kept, only new ones are refused. */
+  setMaxValuesPerTenant(max: number | undefined): void {
+    this.maxValues = max;
+  }
+
+  stored(tenant: string): Promise<number> {
+    return Promise.resolve(this.held.get(tenant) ?? 0);
+  }
+
+  storedByTenant(): Promise<ReadonlyMap<string, number>> {
+    return Promise.resolve(this.held);
   }
 
   definitions(): readonly FeatureDefinition[] {
@@ -96,6 +116,13 @@ export class MemoryFeatureStore implements FeatureSource {
       let entries;
       try {
         entries = this.catalog.entries(writes, this.clock.wall());
+        ensureRoom(
+          'feature_values',
+          tenant,
+          this.held.get(tenant) ?? 0,
+          this.newValues(tenant, entries),
+          this.maxValues,
+        );
       } catch (err) {
         featureWriteFailed(err, writes.length);
         throw err;
@@ -233,6 +260,15 @@ export class MemoryFeatureStore implements FeatureSource {
     return n;
   }
 
+  /** How many of these entries are not held yet (a value written again replaces, taking no room). */
+  private newValues(tenant: string, entries: readonly FeatureEntry[]): number {
+    const seen = new Set<string>();
+    for (const e of entries)
+      if (this.entities.get(tenant + SEP + e.entityId)?.has(e.feature) !== true)
+        seen.add(e.entityId + SEP + e.feature);
+    return seen.size;
+  }
+
   private put(tenant: string, e: FeatureEntry): void {
     const ek = tenant + SEP + e.entityId;
     let features = this.entities.get(ek);
@@ -241,6 +277,7 @@ export class MemoryFeatureStore implements FeatureSource {
       this.entities.set(ek, features);
     }
     const previous = features.get(e.feature);
+    if (previous === undefined) this.held.set(tenant, (this.held.get(tenant) ?? 0) + 1);
     if (previous?.userId !== undefined && previous.userId !== e.userId)
       this.unindex(tenant, previous.userId, ek, features, e.feature);
     features.set(e.feature, e);
@@ -260,6 +297,9 @@ export class MemoryFeatureStore implements FeatureSource {
     const features = this.entities.get(ek);
     if (features?.get(e.feature) !== e) return;
     features.delete(e.feature);
+    const n = (this.held.get(tenant) ?? 1) - 1;
+    if (n > 0) this.held.set(tenant, n);
+    else this.held.delete(tenant);
     if (e.userId !== undefined) this.unindex(tenant, e.userId, ek, features, e.feature);
     if (features.size === 0) this.entities.delete(ek);
     this.enqueue(tenant, e.entityId, e.feature, null);

@@ -60,14 +60,25 @@ export function toFeatureDefinitions(
 /** A feature store whose definitions can be swapped on config reload. */
 export interface OpenedFeatureStore extends FeatureSource {
   setDefinitions(definitions: readonly FeatureDefinition[]): void;
+  /** The per-tenant cap of stored values (`features.max_values_per_tenant`), on reload. */
+  setMaxValuesPerTenant(max: number | undefined): void;
 }
 
 /** Opens the configured store: in-process (with SQLite write-behind when a file is given) or Redis. */
 export async function openFeatureStore(
   store: FeatureStoreInput,
   definitions: readonly FeatureDefinition[],
-  options: { readonly dir: string; readonly clock: Clock; readonly logger: Logger },
+  options: {
+    readonly dir: string;
+    readonly clock: Clock;
+    readonly logger: Logger;
+    readonly maxValuesPerTenant?: number;
+  },
 ): Promise<OpenedFeatureStore> {
+  const cap =
+    options.maxValuesPerTenant === undefined
+      ? {}
+      : { maxValuesPerTenant: options.maxValuesPerTenant };
   // Redis and SQLite are imported only when configured: loaded for nothing they cost ~25 MB RSS.
   if (store.kind === 'redis') {
     const { RedisFeatureStore } = await import('./redis-feature-store.js');
@@ -78,6 +89,7 @@ export async function openFeatureStore(
       clock: options.clock,
       commandTimeoutMs: store.command_timeout_ms,
       logger: options.logger,
+      ...cap,
     });
     if (!(await redis.ready(2_000)))
       options.logger.warn(
@@ -101,6 +113,7 @@ export async function openFeatureStore(
     clock: options.clock,
     flushMs: store.flush_ms,
     logger: options.logger,
+    ...cap,
     ...(journal === undefined ? {} : { journal }),
   });
 }

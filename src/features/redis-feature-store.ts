@@ -12,8 +12,10 @@ import type { Logger } from '../contracts/logger.js';
 import type { ConsentPurpose } from '../contracts/policy.js';
 import type { Clock } from '../core/clock.js';
 import { isSwitchyardError, syError } from '../core/errors.js';
+import { ensureRoom } from '../core/tenant-storage.js';
 import { FeatureCatalog } from './feature-catalog.js';
 import { featureOp, featureWriteFailed } from './feature-events.js';
+import { DROP_LUA, PURGE_LUA, STORED_LUA, WRITE_LUA } from './redis-feature-scripts.js';
 
 export interface RedisFeatureStoreOptions {
   readonly url: string;
@@ -24,54 +26,31 @@ export interface RedisFeatureStoreOptions {
   /** A command slower than this is an outage (TOOLCHAIN.md: the ioredis trap). */
   readonly commandTimeoutMs: number;
   readonly logger?: Logger;
+  /** Most values one tenant may hold (`features.max_values_per_tenant`); absent: no cap. */
+  readonly maxValuesPerTenant?: number;
 }
 
-/**
- * Atomic purge of one user's values: walks the user's index of entities, deletes the fields whose
- * entry is the user's (and, when purposes are given, needs one of them), and prunes the index.
- * KEYS[1] = user index; ARGV[1] = entity key prefix; ARGV[2] = user id; ARGV[3..] = purposes.
- */
-const PURGE_LUA = `
-local members = redis.call('SMEMBERS', KEYS[1])
-local scoped = #ARGV > 2
-local purposes = {}
-for i = 3, #ARGV do purposes[ARGV[i]] = true end
-local removed = 0
-for _, entity in ipairs(members) do
-  local key = ARGV[1] .. entity
-  local flat = redis.call('HGETALL', key)
-  local still = false
-  for j = 1, #flat, 2 do
-    local ok, e = pcall(cjson.decode, flat[j + 1])
-    if ok and e.userId == ARGV[2] then
-      if (not scoped) or (e.purpose and purposes[e.purpose]) then
-        redis.call('HDEL', key, flat[j])
-        removed = removed + 1
-      else
-        still = true
-      end
-    end
-  end
-  if not still then redis.call('SREM', KEYS[1], entity) end
-end
-return removed
-`;
-
-interface PurgeCommand {
-  syFeaturePurge(key: string, ...args: string[]): Promise<number>;
+interface StoreCommands {
+  syFeatureWrite(...keysAndArgs: string[]): Promise<[number, number, number]>;
+  syFeatureStored(...keysAndArgs: string[]): Promise<number>;
+  syFeatureDrop(...keysAndArgs: string[]): Promise<number>;
+  syFeaturePurge(...keysAndArgs: string[]): Promise<number>;
 }
 
 /**
  * The scaled online feature store: one Redis hash per entity (`<prefix>e:<tenant>:<entity>`,
  * field = feature, value = the JSON entry) and a set per user naming the entities holding the
  * user's values (`<prefix>u:<tenant>:<user>`), which makes a consent purge one atomic script.
+ * Writes, purges and lazy drops are scripts too, keeping each tenant's count of values exact
+ * (`redis-feature-scripts.ts`): a batch past the tenant's cap is refused whole.
  * TTLs are checked against the injected clock on read (Redis 7.0 has no per-field expiry);
  * expired fields are deleted lazily. ioredis never queues or retries: a slow or absent Redis is
  * `SY_ERR_FEATURE_STORE_UNAVAILABLE` at once.
  */
 export class RedisFeatureStore implements FeatureSource {
   private catalog: FeatureCatalog;
-  private readonly redis: Redis & PurgeCommand;
+  private readonly redis: Redis & StoreCommands;
+  private maxValues: number | undefined;
   private readonly prefix: string;
   private readonly clock: Clock;
   private readonly logger: Logger | undefined;
@@ -81,6 +60,7 @@ export class RedisFeatureStore implements FeatureSource {
     this.prefix = options.prefix;
     this.clock = options.clock;
     this.logger = options.logger;
+    this.maxValues = options.maxValuesPerTenant;
     const redis = new Redis(options.url, {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -89,11 +69,14 @@ export class RedisFeatureStore implements FeatureSource {
       enableReadyCheck: false,
       retryStrategy: (times: number) => Math.min(50 * times, 1_000),
     });
-    redis.defineCommand('syFeaturePurge', { numberOfKeys: 1, lua: PURGE_LUA });
+    redis.defineCommand('syFeatureWrite', { numberOfKeys: 3, lua: WRITE_LUA });
+    redis.defineCommand('syFeatureStored', { numberOfKeys: 3, lua: STORED_LUA });
+    redis.defineCommand('syFeatureDrop', { numberOfKeys: 3, lua: DROP_LUA });
+    redis.defineCommand('syFeaturePurge', { numberOfKeys: 4, lua: PURGE_LUA });
     redis.on('error', (err: Error) => {
       this.logger?.debug({ err: err.message }, 'feature store: redis connection error');
     });
-    this.redis = redis as Redis & PurgeCommand;
+    this.redis = redis as Redis & StoreCommands;
   }
 
   /** Resolves true once connected, false after `timeoutMs`. */
@@ -113,6 +96,22 @@ export class RedisFeatureStore implements FeatureSource {
 
   setDefinitions(definitions: readonly FeatureDefinition[]): void {
     this.catalog = new FeatureCatalog(definitions);
+  }
+
+  /** A new cap (config reload); values held are kept, only new ones are refused. */
+  setMaxValuesPerTenant(max: number | undefined): void {
+    this.maxValues = max;
+  }
+
+  stored(tenant: string): Promise<number> {
+    return this.run('read', () =>
+      this.redis.syFeatureStored(...this.countKeys(tenant), tenant, String(this.clock.wall())),
+    );
+  }
+
+  async storedByTenant(): Promise<ReadonlyMap<string, number>> {
+    const all = await this.run('read', () => this.redis.hgetall(`${this.prefix}n`));
+    return new Map(Object.entries(all).map(([tenant, n]) => [tenant, Number(n)]));
   }
 
   definitions(): readonly FeatureDefinition[] {
@@ -142,22 +141,44 @@ export class RedisFeatureStore implements FeatureSource {
     tenant: string,
     writes: readonly FeatureWrite[],
   ): Promise<FeatureWriteResult> {
-    const entries = this.catalog.entries(writes, this.clock.wall());
-    const tx = this.redis.multi();
+    const now = this.clock.wall();
+    const entries = this.catalog.entries(writes, now);
+    // One group per hash, one field per feature (the last write of a batch wins).
+    const byEntity = new Map<string, Map<string, FeatureEntry>>();
     for (const e of entries) {
-      const key = this.entityKey(tenant, e.entityId);
-      tx.hset(key, e.feature, JSON.stringify(e));
+      let fields = byEntity.get(e.entityId);
+      if (fields === undefined)
+        byEntity.set(e.entityId, (fields = new Map<string, FeatureEntry>()));
+      fields.set(e.feature, e);
+    }
+    const args: string[] = [
+      tenant,
+      String(this.maxValues ?? -1),
+      String(now),
+      String(byEntity.size),
+    ];
+    for (const [entityId, fields] of byEntity) {
       // Redis 7.0 has no per-field expiry: a hash whose features all expire (session memory)
       // expires as a whole after the longest TTL of its entity type; any other hash never does.
-      const ttl = this.catalog.entityTtl(this.catalog.get(e.feature)!.entity);
-      if (ttl === undefined) tx.persist(key);
-      else tx.pexpire(key, ttl);
-      if (e.userId !== undefined) tx.sadd(this.userKey(tenant, e.userId), e.entityId);
+      const first = fields.values().next().value!;
+      const ttl = this.catalog.entityTtl(this.catalog.get(first.feature)!.entity);
+      args.push(
+        this.entityKey(tenant, entityId),
+        ttl === undefined ? '' : String(ttl),
+        entityId,
+        String(fields.size),
+      );
+      for (const e of fields.values())
+        args.push(
+          e.feature,
+          JSON.stringify(e),
+          e.userId === undefined ? '' : this.userKey(tenant, e.userId),
+        );
     }
-    const replies = await this.run('write', () => tx.exec());
-    const failed =
-      replies === null ? new Error('transaction aborted') : replies.find((r) => r[0] !== null)?.[0];
-    if (failed !== undefined && failed !== null) throw unavailable('write', failed);
+    const [stored, held, adding] = await this.run('write', () =>
+      this.redis.syFeatureWrite(...this.countKeys(tenant), ...args),
+    );
+    if (stored !== 1) ensureRoom('feature_values', tenant, held, adding, this.maxValues);
     return { written: entries.length };
   }
 
@@ -220,7 +241,9 @@ export class RedisFeatureStore implements FeatureSource {
   ): Promise<number> {
     return this.run('purge', () =>
       this.redis.syFeaturePurge(
+        ...this.countKeys(tenant),
         this.userKey(tenant, userId),
+        tenant,
         `${this.prefix}e:${tenant}:`,
         userId,
         ...(purposes ?? []),
@@ -249,8 +272,15 @@ export class RedisFeatureStore implements FeatureSource {
     return `${this.prefix}u:${tenant}:${userId}`;
   }
 
+  /** The tenant's count, the expiries and the field counts of its expiring hashes. */
+  private countKeys(tenant: string): [string, string, string] {
+    return [`${this.prefix}n`, `${this.prefix}x:${tenant}`, `${this.prefix}l:${tenant}`];
+  }
+
   private dropLazily(tenant: string, entityId: string, fields: readonly string[]): void {
-    this.redis.hdel(this.entityKey(tenant, entityId), ...fields).catch(() => undefined);
+    this.redis
+      .syFeatureDrop(...this.countKeys(tenant), tenant, this.entityKey(tenant, entityId), ...fields)
+      .catch(() => undefined);
   }
 
   private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {

@@ -40,6 +40,8 @@ export interface ScopeOptions {
   readonly attributes?: JsonObject;
   /** The OpenAI `user` field, when the body has one. */
   readonly user?: string | undefined;
+  /** A data route: only request-rate quotas apply (no model is called). */
+  readonly requestsOnly?: boolean;
 }
 
 /**
@@ -86,6 +88,7 @@ export async function withScope<T>(
     unit: unitOf(attributes),
     ...(data === undefined ? {} : { data: [data] }),
     estimate: opts.estimate,
+    ...(opts.requestsOnly === true ? { requestsOnly: true } : {}),
   });
   try {
     return await fn(scope);
@@ -154,4 +157,19 @@ function startClassDeadline(ctx: RequestContext, ac: AdmissionController): CallC
   const tighter = new Deadline(Math.max(1, cap - spent), ac.clock);
   ctx.deadline = tighter;
   return { ...call, signal: tighter.signal, deadlineAt: tighter.at };
+}
+
+/** What a data request (features, vectors, consent, shards) reserves: a request, no tokens or spend. */
+const DATA_ESTIMATE = { tokens: 0, spend: 0 } as const;
+
+/**
+ * A data route's admission (#13, finding 8): the same scope a model call opens, so the tenant's
+ * and the key's request quotas, the mode's shed classes and the CPU-overload shed apply to
+ * feature, vector, consent and shard requests exactly as to model calls. Admin routes stay out.
+ */
+export function withDataScope<T>(
+  ctx: RequestContext,
+  fn: (scope: CallScope) => Promise<T>,
+): Promise<T> {
+  return withScope(ctx, { origin: 'direct', estimate: DATA_ESTIMATE, requestsOnly: true }, fn);
 }

@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { events, subscribe } from '../core/events.js';
+import { events, subscribe, type TenantStorageFullEvent } from '../core/events.js';
 import { channel, type Channel } from 'node:diagnostics_channel';
 import {
   PERSONALIZATION_CHANNELS,
@@ -213,7 +213,7 @@ export class Metrics {
   });
   readonly featureValues = new Counter({
     name: 'switchyard_feature_values_total',
-    help: 'Feature values read (hit, miss) and written (ok, invalid, unavailable).',
+    help: 'Feature values read (hit, miss) and written (ok, invalid, full, unavailable).',
     labelNames: ['op', 'result'] as const,
     registers: [this.registry],
   });
@@ -420,6 +420,9 @@ export class Metrics {
       subscribe(events.limiterState, (e) => {
         this.limiterShared.set(e.state === 'shared' ? 1 : 0);
       }),
+      subscribe(events.tenantStorageFull, (e) => {
+        this.tenantStorageFull.labels(e.kind, e.tenant).inc();
+      }),
       subscribe(events.limiterLocal, (e) => {
         this.limiterLocal.inc(e.decisions);
       }),
@@ -493,6 +496,41 @@ export class Metrics {
       (s) => s.expiredTotal,
     );
   }
+
+  private readonly storageSources = new Map<
+    TenantStorageFullEvent['kind'],
+    () => Promise<ReadonlyMap<string, number>>
+  >();
+
+  /**
+   * What tenants store, per kind (#13, finding 8), read from the stores at scrape time: the
+   * numbers the per-tenant caps count.
+   */
+  trackTenantStorage(
+    kind: TenantStorageFullEvent['kind'],
+    read: () => Promise<ReadonlyMap<string, number>>,
+  ): void {
+    this.storageSources.set(kind, read);
+  }
+
+  readonly tenantStored = new Gauge({
+    name: 'switchyard_tenant_stored',
+    help: 'Items each tenant stores on this node (vectors, feature_values, consent_records): what the per-tenant caps count.',
+    labelNames: ['kind', 'tenant'] as const,
+    registers: [this.registry],
+    collect: async () => {
+      this.tenantStored.reset();
+      for (const [kind, read] of this.storageSources)
+        for (const [tenant, n] of await read().catch(() => new Map<string, number>()))
+          this.tenantStored.labels(kind, tenant).set(n);
+    },
+  });
+  readonly tenantStorageFull = new Counter({
+    name: 'switchyard_tenant_storage_full_total',
+    help: 'Writes refused because the tenant held its storage cap (SY_ERR_TENANT_STORAGE_FULL).',
+    labelNames: ['kind', 'tenant'] as const,
+    registers: [this.registry],
+  });
 
   /** Declares a backend's breaker as closed so the gauge exists before its first change. */
   trackBreaker(backend: string): void {

@@ -69,6 +69,8 @@ export interface ScopeRequest {
   readonly data?: readonly DataTag[];
   /** Expected usage, reserved against quotas; `undefined`: charge no quota (shadow, replay). */
   readonly estimate: Estimate | undefined;
+  /** A request that calls no model (a data route): only request-rate quotas apply. */
+  readonly requestsOnly?: boolean;
 }
 
 export interface CallScope extends ScopeRequest {
@@ -210,6 +212,7 @@ export class ModelPipeline {
             keyId: req.keyId,
             trafficClass: req.trafficClass,
             estimate: req.estimate,
+            ...(req.requestsOnly === true ? { requestsOnly: true } : {}),
           });
     return { ...req, ticket, used: { inputTokens: 0, outputTokens: 0, cost: 0, calls: 0 } };
   }

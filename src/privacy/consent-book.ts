@@ -16,6 +16,7 @@ import {
 } from '../contracts/policy.js';
 import type { Clock } from '../core/clock.js';
 import { toSwitchyardError } from '../core/errors.js';
+import { ensureRoom } from '../core/tenant-storage.js';
 
 export type { ConsentPersistence } from '../contracts/policy.js';
 
@@ -28,6 +29,8 @@ export interface ConsentBookOptions {
   readonly defaults: Readonly<Record<ConsentPurpose, boolean>>;
   readonly persistence?: ConsentPersistence;
   readonly logger?: Logger;
+  /** Most records one tenant may hold (`privacy.max_consent_records_per_tenant`); absent: no cap. */
+  readonly maxRecordsPerTenant?: number;
 }
 
 const SEP = '\u0000';
@@ -43,11 +46,16 @@ export class ConsentBook implements ConsentRegistry {
   private readonly records = new Map<string, ConsentRecord>();
   private readonly hooks = new Set<PurgeHook>();
   private defaults: Readonly<Record<ConsentPurpose, boolean>>;
+  private maxRecords: number | undefined;
+  /** Records held per tenant, and new ones being written (they count before they land). */
+  private readonly held = new Map<string, number>();
+  private readonly creating = new Map<string, number>();
 
   private readonly loaded: Promise<void>;
 
   constructor(private readonly options: ConsentBookOptions) {
     this.defaults = options.defaults;
+    this.maxRecords = options.maxRecordsPerTenant;
     const persistence = options.persistence;
     const all = persistence?.loadAll() ?? [];
     if (Array.isArray(all)) {
@@ -64,14 +72,29 @@ export class ConsentBook implements ConsentRegistry {
 
   /** Takes a record from storage or another replica unless a newer one is already held. */
   private learn(r: ConsentRecord): void {
+    const held = this.records.get(r.tenant + SEP + r.userId);
+    if (held === undefined || held.version < r.version) this.store(r);
+  }
+
+  private store(r: ConsentRecord): void {
     const key = r.tenant + SEP + r.userId;
-    const held = this.records.get(key);
-    if (held === undefined || held.version < r.version) this.records.set(key, r);
+    if (!this.records.has(key)) this.held.set(r.tenant, (this.held.get(r.tenant) ?? 0) + 1);
+    this.records.set(key, r);
   }
 
   /** New defaults (config reload); written records keep their values. */
   setDefaults(defaults: Readonly<Record<ConsentPurpose, boolean>>): void {
     this.defaults = defaults;
+  }
+
+  /** A new cap (config reload); records already held are kept, only new ones are refused. */
+  setMaxRecordsPerTenant(max: number | undefined): void {
+    this.maxRecords = max;
+  }
+
+  /** Records held per tenant: what the cap counts. */
+  recordsByTenant(): ReadonlyMap<string, number> {
+    return this.held;
   }
 
   get(tenant: string, userId: string): ConsentRecord {
@@ -136,9 +159,28 @@ export class ConsentBook implements ConsentRegistry {
       updatedAt: this.options.clock.wall(),
       version: previous.version + 1,
     };
+    // A record for one user more must fit the tenant's cap (#13, finding 8) when it grants
+    // consent. Withdrawing consent is never refused; at the cap, a change that neither grants
+    // nor revokes stores nothing (the user's consent is the default already).
+    const creates = !this.records.has(tenant + SEP + userId);
+    if (creates && revoked.length === 0) {
+      const held = (this.held.get(tenant) ?? 0) + (this.creating.get(tenant) ?? 0);
+      if (granted.length === 0 && this.maxRecords !== undefined && held >= this.maxRecords)
+        return { record: previous, revoked, granted, purged: {}, failed: {} };
+      ensureRoom('consent_records', tenant, held, 1, this.maxRecords);
+    }
     // Durable first (a failure here changes nothing), then enforced at once.
-    await this.options.persistence?.save(record);
-    this.records.set(tenant + SEP + userId, record);
+    if (creates) this.creating.set(tenant, (this.creating.get(tenant) ?? 0) + 1);
+    try {
+      await this.options.persistence?.save(record);
+    } finally {
+      if (creates) {
+        const n = (this.creating.get(tenant) ?? 1) - 1;
+        if (n > 0) this.creating.set(tenant, n);
+        else this.creating.delete(tenant);
+      }
+    }
+    this.store(record);
 
     const purged: Record<string, number> = {};
     const failed: Record<string, string> = {};

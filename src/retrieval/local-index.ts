@@ -271,6 +271,23 @@ export abstract class LocalIndex implements VectorIndex {
     return this.live;
   }
 
+  /** Vectors the tenant holds here (expired ones not yet swept included): what tenant caps count. */
+  tenantSize(tenant: string): number {
+    return this.byTenant.get(tenant)?.size ?? 0;
+  }
+
+  /** Vectors held per tenant. */
+  tenantSizes(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [tenant, slots] of this.byTenant) out.set(tenant, slots.size);
+    return out;
+  }
+
+  /** Whether `(tenant, id)` is stored here (an upsert of it replaces, taking no room). */
+  holds(tenant: string, id: string): boolean {
+    return this.byKey.has(keyOf(tenant, id));
+  }
+
   stats(): Promise<VectorShardStats> {
     return Promise.resolve({
       id: this.id,

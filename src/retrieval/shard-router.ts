@@ -6,6 +6,7 @@ import type {
   ShardOutcome,
   UpsertResult,
   VectorHit,
+  VectorIndex,
   VectorMetric,
   VectorRecord,
   VectorRetriever,
@@ -157,10 +158,16 @@ export class ShardRouter implements VectorRetriever {
     };
   }
 
+  /**
+   * Writes each record to the shard it is placed on. `beforeWrite` sees every shard's share of
+   * the batch in the tick that writes it (a tenant cap's check cannot be raced); when it throws,
+   * nothing is written.
+   */
   async upsert(
     collection: string,
     records: readonly VectorRecord[],
     signal?: AbortSignal,
+    beforeWrite?: (writes: ReadonlyMap<VectorIndex, readonly VectorRecord[]>) => void,
   ): Promise<UpsertResult> {
     const c = this.get(collection);
     const groups = new Map<Slot, VectorRecord[]>();
@@ -176,6 +183,7 @@ export class ShardRouter implements VectorRetriever {
         push(byTenant, r.meta.tenant, r.id);
       }
     });
+    beforeWrite?.(new Map([...groups].map(([slot, group]) => [slot.shard.index, group])));
     // Every call starts in this tick: an in-process split's copy step cannot interleave and
     // bring back an older version from the parent.
     const deletes = [...moved].flatMap(([slot, byTenant]) =>

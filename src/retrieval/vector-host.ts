@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import type { Logger } from '../contracts/logger.js';
 import type {
   FreshnessTier,
+  RetrievalRequest,
+  RetrievalResult,
   VectorFilter,
   VectorIndex,
   UpsertResult,
@@ -26,6 +28,7 @@ import { childDescriptors, splitShard, type SplitOptions } from './shard-split.j
 import type { HnswParams } from './usearch-params.js';
 import { sumUpserts } from './shard-totals.js';
 import { UsearchShard } from './usearch-shard.js';
+import { admitVectors, guardSearch, TenantVectorCount, type VectorRules } from './vector-rules.js';
 
 /** One shard as declared (the `vectors.collections.<c>.shards[]` config, secrets resolved). */
 export interface ShardSettings {
@@ -78,6 +81,8 @@ export interface VectorHostDeps {
 export class VectorHost {
   readonly router: ShardRouter;
   readonly api: ShardApi;
+  /** Vectors per tenant in this node's shards: what `vectors.max_per_tenant` caps. */
+  readonly count: TenantVectorCount;
   private readonly local = new Map<string, VectorShard>();
 
   private constructor(
@@ -102,11 +107,48 @@ export class VectorHost {
     for (const list of shards.values())
       for (const s of list)
         if (s.descriptor.location.kind === 'local') this.local.set(s.descriptor.id, s);
+    this.count = new TenantVectorCount(() => this.localIndexes());
     this.api = new ShardApi(
       (id) => this.local.get(id)?.index,
       deps.clock ?? systemClock,
       deps.residency,
+      this.count,
     );
+  }
+
+  /**
+   * The collection routes' write: the policy module admits every record, then the router places
+   * them, the tenant's cap checked in the tick that writes (#13, findings 2 and 8).
+   */
+  async upsert(
+    collection: string,
+    records: readonly VectorRecord[],
+    rules: VectorRules,
+    signal?: AbortSignal,
+  ): Promise<UpsertResult> {
+    admitVectors(rules.policy, records);
+    return this.router.upsert(collection, records, signal, (writes) =>
+      this.count.ensureRoom(writes, rules.maxPerTenant),
+    );
+  }
+
+  /** The collection routes' search, with the policy module's retrieval guard on every shard. */
+  search(
+    collection: string,
+    request: RetrievalRequest,
+    rules: VectorRules,
+  ): Promise<RetrievalResult> {
+    return this.router.search(collection, {
+      ...request,
+      ...guardSearch(rules.policy, request.tenant, request.filter),
+    });
+  }
+
+  /** Every in-process index, shards being split included (their copies count while they last). */
+  private *localIndexes(): Generator<VectorIndex> {
+    for (const c of this.router.collections())
+      for (const s of this.router.shards(c.name))
+        if (s.descriptor.location.kind === 'local') yield s.index;
   }
 
   /**

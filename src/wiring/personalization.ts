@@ -47,6 +47,7 @@ export async function openPersonalization(
     dir: snap.dir,
     clock,
     logger,
+    maxValuesPerTenant: fc.max_values_per_tenant,
   });
   let persistence: ConsentPersistence | undefined;
   if (privacy.consent_sqlite !== undefined) {
@@ -70,6 +71,7 @@ export async function openPersonalization(
     audit,
     defaults: purposeDefaults(snap),
     logger,
+    maxRecordsPerTenant: privacy.max_consent_records_per_tenant,
     ...(persistence === undefined ? {} : { persistence }),
   });
   await consent.ready();
@@ -77,10 +79,16 @@ export async function openPersonalization(
     name: 'features',
     purge: (r) => features.purgeUser(r.tenant, r.userId, r.all ? undefined : r.purposes),
   });
+  deps.metrics.trackTenantStorage('feature_values', () => features.storedByTenant());
+  deps.metrics.trackTenantStorage('consent_records', () =>
+    Promise.resolve(consent.recordsByTenant()),
+  );
   let policy: PolicyEngine | undefined;
   const reconfigure = (next: ConfigSnapshot): Personalization => {
     features.setDefinitions(toFeatureDefinitions(next.config.features.definitions));
+    features.setMaxValuesPerTenant(next.config.features.max_values_per_tenant);
     consent.setDefaults(purposeDefaults(next));
+    consent.setMaxRecordsPerTenant(next.config.privacy.max_consent_records_per_tenant);
     policy = new PolicyEngine(next.config.privacy, consent);
     return { features, consent, policy, logger };
   };

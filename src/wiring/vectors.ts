@@ -70,5 +70,6 @@ export async function openVectors(
       ),
   });
   deps.metrics.trackVectorShards(() => host.router.stats());
+  deps.metrics.trackTenantStorage('vectors', () => Promise.resolve(host.count.byTenant()));
   return host;
 }

@@ -95,10 +95,17 @@ export interface FeatureSourceHarness {
   close(): Promise<void>;
 }
 
+/** What a store is opened with beside its definitions and clock. */
+export interface FeatureStoreLimits {
+  /** Most values one tenant may hold (`features.max_values_per_tenant`); absent: no cap. */
+  readonly maxValuesPerTenant?: number;
+}
+
 /** Starts a fresh, empty store over `definitions`, reading time from `clock`. */
 export type FeatureSourceFactory = (
   definitions: readonly FeatureDefinition[],
   clock: Clock,
+  limits?: FeatureStoreLimits,
 ) => Promise<FeatureSourceHarness>;
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
@@ -315,6 +322,65 @@ export function featureSourceContract(
       expect(await store.readEntity('acme', 's1')).toEqual([]);
       expect(await store.purgeUser('acme', 'u1', ['location'])).toBe(1);
       expect(await store.purgeUser('acme', 'u1')).toBe(1);
+    });
+
+    it("counts each tenant's values exactly and refuses a batch past its cap, whole (#13)", async () => {
+      const capped = await factory(TEST_DEFINITIONS, clock, { maxValuesPerTenant: 5 });
+      const s = capped.store;
+      const full = async (p: Promise<unknown>): Promise<void> => {
+        const err = await rejection(p);
+        expect(isSwitchyardError(err) && err.code).toBe('SY_ERR_TENANT_STORAGE_FULL');
+      };
+      try {
+        // A value written twice in one batch, and again later, takes room once.
+        await s.write('acme', [
+          { entityId: 'u1', feature: 'user.rides_7d', value: 1 },
+          { entityId: 'u1', feature: 'user.rides_7d', value: 2 },
+          { entityId: 'u1', feature: 'user.tier', value: 'gold' },
+          { entityId: 'u2', feature: 'user.tier', value: 'basic' },
+          { entityId: 's1', feature: 'session.score', value: 0.5, userId: 'u3' },
+        ]);
+        expect(await s.stored('acme')).toBe(4);
+        await s.write('acme', [{ entityId: 'u1', feature: 'user.rides_7d', value: 9 }]);
+        expect(await s.stored('acme')).toBe(4);
+        // Two new values do not fit: nothing of the batch is stored, the update included.
+        await full(
+          s.write('acme', [
+            { entityId: 'u1', feature: 'user.rides_7d', value: 10 },
+            { entityId: 'u3', feature: 'user.tier', value: 'gold' },
+            { entityId: 'u4', feature: 'user.tier', value: 'gold' },
+          ]),
+        );
+        expect(await s.stored('acme')).toBe(4);
+        const [kept] = await s.read('acme', [{ entityId: 'u1', feature: 'user.rides_7d' }]);
+        expect(kept?.value).toBe(9);
+        // Each tenant has its own room.
+        await s.write(
+          'globex',
+          ['a', 'b', 'c', 'd', 'e'].map((e) => ({
+            entityId: e,
+            feature: 'user.tier',
+            value: 'gold',
+          })),
+        );
+        expect(await s.stored('globex')).toBe(5);
+        await s.write('acme', [{ entityId: 'u3', feature: 'user.tier', value: 'gold' }]);
+        await full(s.write('acme', [{ entityId: 'u4', feature: 'user.tier', value: 'gold' }]));
+        // Purges and expiry free exactly their room.
+        expect(await s.purgeUser('acme', 'u2')).toBe(1);
+        expect(await s.stored('acme')).toBe(4);
+        clock.advance(60_000);
+        expect(await s.readEntity('acme', 's1')).toEqual([]);
+        expect(await s.stored('acme')).toBe(3);
+        await s.write('acme', [
+          { entityId: 'u4', feature: 'user.tier', value: 'gold' },
+          { entityId: 'u5', feature: 'user.tier', value: 'gold' },
+        ]);
+        expect(await s.stored('acme')).toBe(5);
+        expect(Object.fromEntries(await s.storedByTenant())).toMatchObject({ acme: 5, globex: 5 });
+      } finally {
+        await capped.close();
+      }
     });
 
     it('accepts an int exactly when it is whole and within [min, max] (property, fixed seed)', async () => {

@@ -6,16 +6,17 @@ import { MemoryFeatureStore } from '../../src/features/memory-feature-store.js';
 import { SqliteFeatureJournal } from '../../src/features/sqlite-feature-journal.js';
 import { featureSourceContract, ManualClock, TEST_DEFINITIONS } from './feature-source.contract.js';
 
-featureSourceContract('in-process (memory only)', (definitions, clock) => {
-  const store = new MemoryFeatureStore({ definitions, clock });
+featureSourceContract('in-process (memory only)', (definitions, clock, limits) => {
+  const store = new MemoryFeatureStore({ definitions, clock, ...limits });
   return Promise.resolve({ store, close: () => store.close() });
 });
 
-featureSourceContract('in-process with SQLite write-behind', (definitions, clock) => {
+featureSourceContract('in-process with SQLite write-behind', (definitions, clock, limits) => {
   const dir = mkdtempSync(join(tmpdir(), 'sy-features-'));
   const store = new MemoryFeatureStore({
     definitions,
     clock,
+    ...limits,
     journal: new SqliteFeatureJournal(join(dir, 'features.db')),
     flushMs: 5,
   });

@@ -35,7 +35,7 @@ const run = randomBytes(4).toString('hex');
 let n = 0;
 featureSourceContract(
   'Redis',
-  async (definitions, clock) => {
+  async (definitions, clock, limits) => {
     const prefix = `sy-test:feat:${run}:${n++}:`;
     const store = new RedisFeatureStore({
       url: `redis://${REDIS.host}:${REDIS.port}`,
@@ -43,6 +43,7 @@ featureSourceContract(
       definitions,
       clock,
       commandTimeoutMs: 1_000,
+      ...limits,
     });
     if (!(await store.ready(2_000))) throw new Error('Redis did not become ready');
     return {
@@ -90,6 +91,46 @@ describe.skipIf(!up)('the Redis feature store keys', () => {
       expect(sessionTtl).toBeGreaterThan(0);
       expect(sessionTtl).toBeLessThanOrEqual(60_000);
       expect(await r.pttl(`${prefix}e:acme:u1`)).toBe(-1);
+    } finally {
+      await cleanup(prefix);
+      r.disconnect();
+      await store.close();
+    }
+  });
+});
+
+describe.skipIf(!up)('the Redis feature store count of a tenant’s values', () => {
+  it('stays exact when Redis expires a whole hash before the store sees it (#13)', async () => {
+    const prefix = `sy-test:feat:${run}:expiry:`;
+    const clock = new ManualClock();
+    const store = new RedisFeatureStore({
+      url: `redis://${REDIS.host}:${REDIS.port}`,
+      prefix,
+      definitions: TEST_DEFINITIONS,
+      clock,
+      commandTimeoutMs: 1_000,
+      maxValuesPerTenant: 2,
+    });
+    const { Redis } = await import('ioredis');
+    const r = new Redis(`redis://${REDIS.host}:${REDIS.port}`);
+    const session = { entityId: 's1', feature: 'session.score', value: 0.5, userId: 'u1' };
+    try {
+      await store.ready(2_000);
+      await store.write('acme', [session, { entityId: 'u1', feature: 'user.tier', value: 'gold' }]);
+      expect(await store.stored('acme')).toBe(2);
+      // Redis drops the session hash on its PEXPIRE, unseen; the value written again is one.
+      await r.del(`${prefix}e:acme:s1`);
+      await store.write('acme', [session]);
+      expect(await store.stored('acme')).toBe(2);
+      // Dropped again and never written since: its room comes back once its time has passed.
+      await r.del(`${prefix}e:acme:s1`);
+      await expect(
+        store.write('acme', [{ entityId: 'u2', feature: 'user.tier', value: 'gold' }]),
+      ).rejects.toMatchObject({ code: 'SY_ERR_TENANT_STORAGE_FULL' });
+      clock.advance(60_000);
+      expect(await store.stored('acme')).toBe(1);
+      await store.write('acme', [{ entityId: 'u2', feature: 'user.tier', value: 'gold' }]);
+      expect(await store.stored('acme')).toBe(2);
     } finally {
       await cleanup(prefix);
       r.disconnect();

@@ -12,6 +12,17 @@ async function open(spec: IndexSpec): Promise<RemoteShard> {
     // Both nodes may hold `eu` data, so the contract's tagged vectors may travel between them.
     jurisdictions: { eu: { nodes: ['node-a', 'node-b'] } },
     clock: spec.clock,
+    // Every user has consented (the contract stores consented and sensitive data of users): the
+    // shard enforces the policy module like the collection routes do (#13, finding 2).
+    extra: {
+      privacy: {
+        purposes: {
+          behavioral_inference: { default: true },
+          cross_service_personalization: { default: true },
+          location: { default: true },
+        },
+      },
+    },
     vectors: {
       data_dir: spec.dir,
       scan_workers: 0,

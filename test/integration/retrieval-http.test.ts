@@ -105,6 +105,12 @@ describe('vector collection API', () => {
     });
     expect(viaShard.status).toBe(403);
     expect(viaShard.json['error']).toMatchObject({ code: 'SY_ERR_VECTOR_FORBIDDEN' });
+    const ownShard = await call('POST', '/v1/vector-shards/mem-warm/search', node.acmeKey, {
+      vector: Array.from(vs[0]!),
+      k: 3,
+    });
+    expect(ownShard.status).toBe(403);
+    expect(ownShard.json['error']).toMatchObject({ code: 'SY_ERR_VECTOR_FORBIDDEN' });
   });
 
   it('answers bad input with a JSON 4xx and a stable code, never a 500', async () => {
@@ -162,7 +168,9 @@ describe('vector collection API', () => {
       ['/v1/vector-shards/mem-warm/explode', 'unknown op', {}, 404, 'SY_ERR_ROUTE_NOT_FOUND'],
     ];
     for (const [path, what, body, status, code] of cases) {
-      const r = await call('POST', path, node.acmeKey, body);
+      // The shard API is for gateway nodes: admin keys only.
+      const key = path.startsWith('/v1/vector-shards/') ? node.nodeKey : node.acmeKey;
+      const r = await call('POST', path, key, body);
       expect({
         what,
         status: r.status,

@@ -188,12 +188,13 @@ describe('vector residency across two gateway nodes', () => {
     );
     expect(asUs.status).toBe(200);
     expect(asUs.json['hits']).toEqual([]);
-    const asEuClient = await post(
+    const asEu = await post(
       eu,
       '/v1/vector-shards/mem-eu/search',
-      { vector: Array.from(vs[0]!), k: 10 },
-      eu.acmeKey,
+      { vector: Array.from(vs[0]!), k: 10, tenant: 'acme' },
+      eu.nodeKey,
+      { 'x-switchyard-node': 'eu-1' },
     );
-    expect((asEuClient.json['hits'] as unknown[]).length).toBe(5);
+    expect((asEu.json['hits'] as unknown[]).length).toBe(5);
   });
 });

@@ -5,6 +5,7 @@ import { syError } from '../../core/errors.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import type { RequestContext } from '../context.js';
 import { sendJson } from '../respond.js';
+import { withDataScope } from '../scope.js';
 import { personalizationOf } from './features.js';
 
 /** Consent is per tenant: the caller's key decides the tenant, the path names the user. */
@@ -48,10 +49,13 @@ function changeJson(c: ConsentChange): JsonObject {
 }
 
 /** `GET /v1/consent/{user}` */
-export function getConsent(ctx: RequestContext): Promise<void> {
+export async function getConsent(ctx: RequestContext): Promise<void> {
   const p = personalizationOf(ctx);
-  sendJson(ctx, 200, recordJson(p.consent.get(ctx.principal?.tenant ?? '', userOf(ctx))));
-  return Promise.resolve();
+  const user = userOf(ctx);
+  await withDataScope(ctx, () => {
+    sendJson(ctx, 200, recordJson(p.consent.get(ctx.principal?.tenant ?? '', user)));
+    return Promise.resolve();
+  });
 }
 
 /** `PUT /v1/consent/{user}` with `{"purposes": {"location": false, ...}}`; a true→false change purges. */
@@ -84,9 +88,12 @@ export async function putConsent(ctx: RequestContext): Promise<void> {
       });
     update[key] = value;
   }
-  const change = await p.consent.set(ctx.principal?.tenant ?? '', user, update, actorOf(ctx));
-  await ctx.runtime.audit?.flush?.(); // on record before it is acknowledged (#14)
-  sendJson(ctx, 200, changeJson(change));
+  await withDataScope(ctx, async () => {
+    // The book counts the tenant's records and refuses one more past its cap (never a revocation).
+    const change = await p.consent.set(ctx.principal?.tenant ?? '', user, update, actorOf(ctx));
+    await ctx.runtime.audit?.flush?.(); // on record before it is acknowledged (#14)
+    sendJson(ctx, 200, changeJson(change));
+  });
 }
 
 /** `POST /v1/consent/{user}/revoke` with `{"purposes": [...]}` or `{"purposes": "all"}` (default). */
@@ -105,7 +112,10 @@ export async function revokeConsent(ctx: RequestContext): Promise<void> {
     throw syError('SY_ERR_INVALID_REQUEST', `purposes must be "all" or a list of ${purposeList}`, {
       param: 'purposes',
     });
-  const change = await p.consent.revoke(ctx.principal?.tenant ?? '', user, purposes, actorOf(ctx));
-  await ctx.runtime.audit?.flush?.(); // on record before it is acknowledged (#14)
-  sendJson(ctx, 200, changeJson(change));
+  await withDataScope(ctx, async () => {
+    const tenant = ctx.principal?.tenant ?? '';
+    const change = await p.consent.revoke(tenant, user, purposes, actorOf(ctx));
+    await ctx.runtime.audit?.flush?.(); // on record before it is acknowledged (#14)
+    sendJson(ctx, 200, changeJson(change));
+  });
 }

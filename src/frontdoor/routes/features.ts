@@ -13,6 +13,7 @@ import { invalid } from '../../features/feature-catalog.js';
 import { tag } from '../../privacy/redaction.js';
 import type { RequestContext } from '../context.js';
 import { sendJson } from '../respond.js';
+import { withDataScope } from '../scope.js';
 import type { Personalization } from '../runtime.js';
 
 /** Most values in one push. */
@@ -106,25 +107,28 @@ export async function pushFeatures(ctx: RequestContext): Promise<void> {
   const writes = parseWrites(await ctx.readJson());
   const issues = p.features.validate(writes);
   if (issues.length > 0) throw invalid(issues);
-  const tags = writes.map((w) => writeTag(tenant, p.features.definition(w.feature)!, w));
-  tags.forEach((t, i) => {
-    const d = p.policy.decide('ingestion', t);
-    if (!d.allow)
-      throw syError(d.code, `writes[${i}] (${writes[i]!.feature}): ${d.reason}`, {
-        param: `writes[${i}]`,
-      });
+  await withDataScope(ctx, async () => {
+    const tags = writes.map((w) => writeTag(tenant, p.features.definition(w.feature)!, w));
+    tags.forEach((t, i) => {
+      const d = p.policy.decide('ingestion', t);
+      if (!d.allow)
+        throw syError(d.code, `writes[${i}] (${writes[i]!.feature}): ${d.reason}`, {
+          param: `writes[${i}]`,
+        });
+    });
+    // The store counts the tenant's values and refuses a batch past its cap, whole.
+    const result = await p.features.write(tenant, writes);
+    p.logger.debug(
+      {
+        req_id: ctx.requestId,
+        tenant,
+        written: result.written,
+        values: writes.map((w, i) => ({ feature: w.feature, value: tag(tags[i]!, w.value) })),
+      },
+      'features written',
+    );
+    sendJson(ctx, 200, { written: result.written });
   });
-  const result = await p.features.write(tenant, writes);
-  p.logger.debug(
-    {
-      req_id: ctx.requestId,
-      tenant,
-      written: result.written,
-      values: writes.map((w, i) => ({ feature: w.feature, value: tag(tags[i]!, w.value) })),
-    },
-    'features written',
-  );
-  sendJson(ctx, 200, { written: result.written });
 }
 
 function query(ctx: RequestContext): URLSearchParams {
@@ -164,9 +168,8 @@ export async function readFeatures(ctx: RequestContext): Promise<void> {
   const namesParam = q.get('names');
   const model = q.get('model');
   const target = model === null ? undefined : modelTarget(ctx, model);
-  let entries: FeatureEntry[];
-  if (namesParam === null) entries = await p.features.readEntity(tenant, entityId);
-  else {
+  let keys: FeatureKey[] | undefined;
+  if (namesParam !== null) {
     const names = namesParam.split(',').filter((n) => n !== '');
     if (names.length === 0 || names.length > MAX_NAMES)
       throw syError('SY_ERR_INVALID_REQUEST', `names must list 1 to ${MAX_NAMES} features`, {
@@ -177,19 +180,24 @@ export async function readFeatures(ctx: RequestContext): Promise<void> {
       throw syError('SY_ERR_FEATURE_NOT_FOUND', JSON.stringify(unknown.slice(0, 200)), {
         param: 'names',
       });
-    const keys: FeatureKey[] = names.map((feature) => ({ entityId, feature }));
-    entries = (await p.features.read(tenant, keys)).filter((e) => e !== undefined);
+    keys = names.map((feature) => ({ entityId, feature }));
   }
-  const withheld: JsonObject[] = [];
-  const features: JsonObject = {};
-  for (const e of entries) {
-    const t = featureTag(tenant, e);
-    let d = p.policy.decide('retrieval', t);
-    if (d.allow && target !== undefined) d = p.policy.decide('model_input', t, target);
-    if (d.allow) features[e.feature] = entryJson(e);
-    else withheld.push({ feature: e.feature, code: d.code, reason: d.reason });
-  }
-  sendJson(ctx, 200, { entity_id: entityId, features, withheld });
+  await withDataScope(ctx, async () => {
+    const entries =
+      keys === undefined
+        ? await p.features.readEntity(tenant, entityId)
+        : (await p.features.read(tenant, keys)).filter((e) => e !== undefined);
+    const withheld: JsonObject[] = [];
+    const features: JsonObject = {};
+    for (const e of entries) {
+      const t = featureTag(tenant, e);
+      let d = p.policy.decide('retrieval', t);
+      if (d.allow && target !== undefined) d = p.policy.decide('model_input', t, target);
+      if (d.allow) features[e.feature] = entryJson(e);
+      else withheld.push({ feature: e.feature, code: d.code, reason: d.reason });
+    }
+    sendJson(ctx, 200, { entity_id: entityId, features, withheld });
+  });
 }
 
 /** `GET /v1/feature-definitions`: every definition with its validation, TTL, label and lineage. */

@@ -1,8 +1,4 @@
-import type { PolicyModule } from '../../contracts/policy.js';
-import type { VectorFilter, VectorMetadata } from '../../contracts/vector-index.js';
 import { syError } from '../../core/errors.js';
-import { vectorTag } from '../../privacy/policy-engine.js';
-import { intersectFilters } from '../../retrieval/filter.js';
 import { NODE_HEADER } from '../../retrieval/remote-shard.js';
 import {
   deleteBody,
@@ -16,14 +12,17 @@ import {
 } from '../../retrieval/shard-wire.js';
 import { childSizes } from '../../retrieval/shard-totals.js';
 import type { VectorHost } from '../../retrieval/vector-host.js';
+import type { VectorRules } from '../../retrieval/vector-rules.js';
 import type { RequestContext } from '../context.js';
 import { sendJson } from '../respond.js';
+import { withDataScope } from '../scope.js';
 
 /**
  * The vector HTTP API (#7). Apps use the collection routes, always for their own tenant; other
  * gateway nodes use the shard routes (`RemoteShard`), with an admin key to act for any tenant.
- * When the policy module is configured, ingestion asks it to admit each record and searches
- * carry its retrieval guard (filter and predicate).
+ * Both obey one set of rules (`VectorRules`, enforced in retrieval/): the policy module admits
+ * every record written and guards every read, and the tenant's vector cap holds. Both pass
+ * admission (quotas, the mode's shed classes, CPU overload) like a model call (#13).
  */
 
 function hostOf(ctx: RequestContext): VectorHost {
@@ -41,20 +40,12 @@ function tenantOf(ctx: RequestContext): string {
   return ctx.principal?.tenant ?? '';
 }
 
-function policyOf(ctx: RequestContext): PolicyModule | undefined {
-  return ctx.runtime.personalization?.policy;
-}
-
-/** Adds the policy module's retrieval guard to a search. */
-export function guarded(
-  policy: PolicyModule | undefined,
-  tenant: string,
-  filter: VectorFilter | undefined,
-): { filter?: VectorFilter; predicate?: (m: VectorMetadata) => boolean } {
-  if (policy === undefined) return filter === undefined ? {} : { filter };
-  const guard = policy.vectorGuard(tenant);
-  const merged = intersectFilters(filter, guard.filter);
-  return { ...(merged === undefined ? {} : { filter: merged }), predicate: guard.predicate };
+/** The rules of this request's snapshot: its policy module and the tenant vector cap. */
+function rulesOf(ctx: RequestContext): VectorRules {
+  return {
+    policy: ctx.runtime.personalization?.policy,
+    maxPerTenant: ctx.runtime.snapshot.config.vectors.max_per_tenant,
+  };
 }
 
 /** `GET /v1/vectors`: the collections and their shards (no URLs or keys). */
@@ -84,17 +75,14 @@ export async function upsertVectors(ctx: RequestContext): Promise<void> {
   const body = parseWire(upsertBody, await ctx.readJson());
   const tenant = tenantOf(ctx);
   const now = host.wall();
-  const policy = policyOf(ctx);
   const records = body.records.map((r, i) => {
     if (r.meta.tenant !== undefined && r.meta.tenant !== tenant)
       throw syError('SY_ERR_VECTOR_FORBIDDEN', `records[${i}].meta.tenant names another tenant`);
-    const rec = toRecord(r, tenant, now);
-    // The policy module's own reading of a vector's tag (its purpose rides in `attrs.purpose`).
-    policy?.admit(vectorTag(rec.meta));
-    return rec;
+    return toRecord(r, tenant, now);
   });
-  const call = ctx.startDeadline();
-  send(ctx, await host.router.upsert(collection, records, call.signal));
+  await withDataScope(ctx, async (scope) => {
+    send(ctx, await host.upsert(collection, records, rulesOf(ctx), scope.signal));
+  });
 }
 
 /** `POST /v1/vectors/:collection/search` `{ vector, k, filter?, route? }`. */
@@ -106,17 +94,23 @@ export async function searchVectors(ctx: RequestContext): Promise<void> {
   if (body.tenant !== undefined && body.tenant !== tenant)
     throw syError('SY_ERR_VECTOR_FORBIDDEN', 'tenant names another tenant');
   const route = toRoute(body.route);
-  const call = ctx.startDeadline();
-  const result = await host.router.search(collection, {
-    vector: body.vector,
-    k: body.k,
-    tenant,
-    ...guarded(policyOf(ctx), tenant, toFilter(body.filter)),
-    ...(route === undefined ? {} : { route }),
-    ...(body.ef === undefined ? {} : { ef: body.ef }),
-    signal: call.signal,
+  const filter = toFilter(body.filter);
+  await withDataScope(ctx, async (scope) => {
+    const result = await host.search(
+      collection,
+      {
+        vector: body.vector,
+        k: body.k,
+        tenant,
+        ...(filter === undefined ? {} : { filter }),
+        ...(route === undefined ? {} : { route }),
+        ...(body.ef === undefined ? {} : { ef: body.ef }),
+        signal: scope.signal,
+      },
+      rulesOf(ctx),
+    );
+    send(ctx, { hits: result.hits.map(hitJson), shards: result.shards, partial: result.partial });
   });
-  send(ctx, { hits: result.hits.map(hitJson), shards: result.shards, partial: result.partial });
 }
 
 /** `POST /v1/vectors/:collection/delete` `{ ids }`. */
@@ -126,8 +120,10 @@ export async function deleteVectors(ctx: RequestContext): Promise<void> {
   const tenant = tenantOf(ctx);
   if (body.tenant !== undefined && body.tenant !== tenant)
     throw syError('SY_ERR_VECTOR_FORBIDDEN', 'tenant names another tenant');
-  send(ctx, {
-    deleted: await host.router.delete(ctx.params['collection'] ?? '', tenant, body.ids),
+  await withDataScope(ctx, async () => {
+    send(ctx, {
+      deleted: await host.router.delete(ctx.params['collection'] ?? '', tenant, body.ids),
+    });
   });
 }
 
@@ -152,15 +148,17 @@ export async function splitVectorShard(ctx: RequestContext): Promise<void> {
   send(ctx, { split: shard, shards: await childSizes(await host.split(collection, shard)) });
 }
 
-/** `POST /v1/vector-shards/:shard/:op`: the shard API `RemoteShard` calls. */
+/** `POST /v1/vector-shards/:shard/:op`: the shard API `RemoteShard` calls (admin keys only). */
 export async function shardOperation(ctx: RequestContext): Promise<void> {
   const host = hostOf(ctx);
   const body = await ctx.readJson();
   const node = ctx.req.headers[NODE_HEADER];
-  const result = await host.api.handle(ctx.params['shard'] ?? '', ctx.params['op'] ?? '', body, {
-    tenant: tenantOf(ctx),
+  const caller = {
     admin: ctx.principal?.admin === true,
     node: typeof node === 'string' && node !== '' ? node : undefined,
+  };
+  await withDataScope(ctx, async () => {
+    const shard = ctx.params['shard'] ?? '';
+    send(ctx, await host.api.handle(shard, ctx.params['op'] ?? '', body, caller, rulesOf(ctx)));
   });
-  send(ctx, result);
 }
