@@ -16,7 +16,8 @@ export const MODELS_USAGE = `  switchyard models build-demo [--out DIR] [--force
 
 export const MODELS_HELP = `models build-demo  Train the demo intent, embedding and ranking models from generated
                    data (no downloads) and write them, plus the int8 variant intent/2,
-                   as ONNX model stores under DIR (default examples/superapp/models).
+                   as ONNX model stores under DIR (default examples/superapp/models),
+                   and the demo help articles embedded by them (help-articles.json).
                    Does nothing when they are already there, unless --force.
 models quantize    Write the int8 variant V2 of version V of a model store and print
                    held-out accuracy, size and throughput of both side by side.
@@ -66,14 +67,17 @@ async function readCard(dir: string): Promise<ModelCard | undefined> {
   }
 }
 
-/** What of the demo set is already in `out`: each store's version 1 and the int8 intent variant. */
-async function demoState(out: string): Promise<{ floats: boolean; int8: boolean }> {
+/** What of the demo set is already in `out`: version 1 of each store, intent/2, the articles. */
+async function demoState(
+  out: string,
+): Promise<{ floats: boolean; int8: boolean; articles: boolean }> {
   const present = await Promise.all(
     DEMO_STORES.map((s) => isFile(join(out, s, '1', 'model.onnx'))),
   );
   return {
     floats: present.every(Boolean),
     int8: await isFile(join(out, 'intent', INT8_VERSION, 'model.onnx')),
+    articles: await isFile(join(out, 'help-articles.json')),
   };
 }
 
@@ -121,7 +125,7 @@ export async function buildDemoCommand(args: readonly string[], io = processIo):
     throw new CliUsageError('--seed must be a whole number (0 to 4294967295)');
   const force = values.force === true;
   const state = await demoState(out);
-  if (!force && state.floats && state.int8) {
+  if (!force && state.floats && state.int8 && state.articles) {
     if (values.json === true) io.out(`${JSON.stringify({ outDir: out, built: false })}\n`);
     else io.err(`switchyard: demo models already in ${out} (--force rebuilds them)\n`);
     return 0;
@@ -148,6 +152,11 @@ export async function buildDemoCommand(args: readonly string[], io = processIo):
       io.err(`switchyard: quantizing intent/1 → intent/${INT8_VERSION} (int8)\n`);
       await writeQuantizedVariant(intentStore, '1', INT8_VERSION);
     }
+  }
+  if (force || !state.floats || !state.articles) {
+    // Embedded by this build's `embed` model, so retrieval in the example matches its queries.
+    const { writeHelpArticles } = await import('../modelkit/demo-articles.js');
+    io.err(`switchyard: embedding the demo help articles into ${await writeHelpArticles(out)}\n`);
   }
   const variant = await readCard(variantDir);
   const rows: string[][] = [['model', 'version', 'task', 'held-out', 'size', 'parameters']];
