@@ -1,19 +1,10 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { DOC_FILES, readDoc } from './doc-files.js';
 import { configKeyPaths } from '../support/config-keys.js';
 import { knownKey, namedKeys, normalizeKey, tableKeys, unknownYamlKeys } from './config-doc.js';
 
-const ROOT = join(import.meta.dirname, '../..');
-const read = (f: string): string => readFileSync(join(ROOT, f), 'utf8');
-const DOCS = [
-  'README.md',
-  ...readdirSync(join(ROOT, 'docs'))
-    .filter((f) => f.endsWith('.md'))
-    .map((f) => `docs/${f}`),
-];
 const paths = configKeyPaths();
-const reference = read('docs/configuration.md');
+const reference = readDoc('docs/configuration.md');
 const documented = new Set(tableKeys(reference).flatMap(normalizeKey));
 
 describe('the configuration reference (docs/configuration.md)', () => {
@@ -32,8 +23,8 @@ describe('the configuration reference (docs/configuration.md)', () => {
 
 describe('the docs and the README', () => {
   it('name only config keys that exist, in prose', () => {
-    const bad = DOCS.flatMap((f) =>
-      namedKeys(read(f))
+    const bad = DOC_FILES.flatMap((f) =>
+      namedKeys(readDoc(f))
         .flatMap((k) => normalizeKey(k).map((n) => [k, n] as const))
         .filter(([, n]) => !knownKey(n, paths))
         .map(([k]) => `${f}: ${k}`),
@@ -42,7 +33,9 @@ describe('the docs and the README', () => {
   });
 
   it('show config fragments whose every key exists', () => {
-    const bad = DOCS.flatMap((f) => unknownYamlKeys(read(f), paths).map((k) => `${f} ${k}`));
+    const bad = DOC_FILES.flatMap((f) =>
+      unknownYamlKeys(readDoc(f), paths).map((k) => `${f} ${k}`),
+    );
     expect(bad).toEqual([]);
   });
 

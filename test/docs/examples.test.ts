@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -9,6 +9,7 @@ import { buildDemoCommand } from '../../src/cli/models-commands.js';
 import { hashKey } from '../../src/core/api-key.js';
 import { HELP_ARTICLES_FILE, writeHelpArticles } from '../../src/modelkit/demo-articles.js';
 import { captureIo } from '../support/cli-io.js';
+import { DOC_FILES, readDoc, ROOT } from './doc-files.js';
 import { docExamples, matchOutput, pointAt, type DocStep } from './doc-examples.js';
 import { EXAMPLE_CONFIG, EXAMPLE_DIR, startExampleGateway } from './example-gateway.js';
 
@@ -19,19 +20,8 @@ import { EXAMPLE_CONFIG, EXAMPLE_DIR, startExampleGateway } from './example-gate
  * fresh gateway, as a reader starts from a fresh `npm start`; its examples run in order.
  */
 
-const ROOT = join(import.meta.dirname, '../..');
 const run = promisify(execFile);
-const FILES = [
-  'README.md',
-  ...readdirSync(join(ROOT, 'docs'))
-    .filter((f) => f.endsWith('.md'))
-    .sort()
-    .map((f) => `docs/${f}`),
-];
-const docs = FILES.map((file) => ({
-  file,
-  ...docExamples(readFileSync(join(ROOT, file), 'utf8')),
-}));
+const docs = DOC_FILES.map((file) => ({ file, ...docExamples(readDoc(file)) }));
 function envOf(steps: readonly DocStep[]): Record<string, string> {
   const env: Record<string, string> = {};
   for (const s of steps) if (s.kind === 'env') Object.assign(env, s.vars);

@@ -1,20 +1,11 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { DOC_FILES, readDoc } from './doc-files.js';
 import { PERSONALIZATION_CHANNELS } from '../../src/contracts/policy.js';
 import { events } from '../../src/core/events.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { expandBraces, inlineCode } from './config-doc.js';
 
-const ROOT = join(import.meta.dirname, '../..');
-const read = (f: string): string => readFileSync(join(ROOT, f), 'utf8');
-const DOCS = [
-  'README.md',
-  ...readdirSync(join(ROOT, 'docs'))
-    .filter((f) => f.endsWith('.md'))
-    .map((f) => `docs/${f}`),
-];
-const page = read('docs/observability.md');
+const page = readDoc('docs/observability.md');
 
 /** Every metric Switchyard registers, with its label names (prom-client's defaults aside). */
 function registered(): Map<string, readonly string[]> {
@@ -82,8 +73,8 @@ describe('the docs and the README', () => {
       metrics.has(name) || metrics.has(name.replace(/_(bucket|sum|count)$/, ''));
     const labels = new Set([...metrics.values()].flat());
     const bad: string[] = [];
-    for (const f of DOCS)
-      for (const code of inlineCode(read(f))) {
+    for (const f of DOC_FILES)
+      for (const code of inlineCode(readDoc(f))) {
         if (labels.has(code.trim())) continue;
         const m = /^((?:switchyard|gen_ai)_[a-z0-9_{},]*?)(\{[^}]*\})?$/.exec(code.trim());
         if (m === null) continue;
