@@ -39,14 +39,17 @@ async function readCard(dir: string): Promise<ModelCard | undefined> {
   }
 }
 
-/** What of the demo set is already in `out`: each store's version 1 and the int8 intent variant. */
-async function demoState(out: string): Promise<{ floats: boolean; int8: boolean }> {
+/** What of the demo set is already in `out`: version 1 of each store, intent/2, the articles. */
+async function demoState(
+  out: string,
+): Promise<{ floats: boolean; int8: boolean; articles: boolean }> {
   const present = await Promise.all(
     DEMO_STORES.map((s) => isFile(join(out, s, '1', 'model.onnx'))),
   );
   return {
     floats: present.every(Boolean),
     int8: await isFile(join(out, 'intent', INT8_VERSION, 'model.onnx')),
+    articles: await isFile(join(out, 'help-articles.json')),
   };
 }
 
@@ -67,7 +70,7 @@ async function buildDemo(o: BuildDemoOptions, io: CliIo): Promise<void> {
   const seed = o.seed;
   const force = o.force === true;
   const state = await demoState(out);
-  if (!force && state.floats && state.int8) {
+  if (!force && state.floats && state.int8 && state.articles) {
     if (o.json === true) io.out(`${JSON.stringify({ outDir: out, built: false })}\n`);
     else io.err(`switchyard: demo models already in ${out} (--force rebuilds them)\n`);
     return;
@@ -99,6 +102,11 @@ async function buildDemo(o: BuildDemoOptions, io: CliIo): Promise<void> {
       io.err(`switchyard: quantizing intent/1 → intent/${INT8_VERSION} (int8)\n`);
       await writeQuantizedVariant(intentStore, '1', INT8_VERSION);
     }
+  }
+  if (force || !state.floats || !state.articles) {
+    // Embedded by this build's `embed` model, so retrieval in the example matches its queries.
+    const { writeHelpArticles } = await import('../modelkit/demo-articles.js');
+    io.err(`switchyard: embedding the demo help articles into ${await writeHelpArticles(out)}\n`);
   }
   const variant = await readCard(variantDir);
   const rows: string[][] = [['model', 'version', 'task', 'held-out', 'size', 'parameters']];

@@ -1,3 +1,5 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ConsentPurpose } from '../contracts/policy.js';
 import type { FeatureEntry } from '../contracts/feature-source.js';
@@ -29,6 +31,8 @@ export class SqliteFeatureJournal {
   private readonly sweep: Database.Statement;
 
   constructor(path: string) {
+    // A store under a directory that does not exist yet (`data/…` of a fresh checkout).
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');

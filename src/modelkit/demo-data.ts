@@ -300,7 +300,8 @@ export function intentData(seed: number, options: IntentDataOptions = {}): TextD
   return { labels: INTENTS, train, heldout };
 }
 
-const PRODUCTS: Readonly<Record<string, readonly string[]>> = {
+/** The products of the demo shop, each with the names shoppers use for it (first: the catalogue's). */
+export const PRODUCTS: Readonly<Record<string, readonly string[]>> = {
   earbuds: ['wireless earbuds', 'bluetooth earphones', 'earbuds'],
   laptop: ['laptop', 'notebook computer', 'ultrabook'],
   phone: ['smartphone', 'phone', 'mobile'],
@@ -313,7 +314,8 @@ const PRODUCTS: Readonly<Record<string, readonly string[]>> = {
   toothbrush: ['electric toothbrush', 'sonic toothbrush', 'power toothbrush'],
 };
 
-const ASPECTS: Readonly<Record<string, readonly string[]>> = {
+/** What shoppers ask about a product, as question templates (`{p}`: the product's name). */
+export const ASPECTS: Readonly<Record<string, readonly string[]>> = {
   warranty: [
     'how long is the warranty on the {p}',
     'does the {p} come with a guarantee',

@@ -417,7 +417,16 @@ export class ModelPipeline {
       if (denied.length > 0) {
         exception = true;
         const rebuild = spec.opts?.rebuild;
-        const strip = rebuild !== undefined && denied.every((d) => d.source.source !== 'request');
+        withheld = [...new Set(denied.map((d) => d.source.source))];
+        let strip = rebuild !== undefined && denied.every((d) => d.source.source !== 'request');
+        if (rebuild !== undefined && strip) {
+          // A request that cannot be built without the withheld data is refused, not malformed.
+          try {
+            input = rebuild(new Set(withheld));
+          } catch {
+            strip = false;
+          }
+        }
         for (const d of denied)
           publish(events.policyException, {
             tenant: scope.tenant,
@@ -432,8 +441,6 @@ export class ModelPipeline {
           const first = denied[0]!;
           throw syError(first.code as 'SY_ERR_POLICY_DENIED', `${target.name}: ${first.reason}`);
         }
-        withheld = [...new Set(denied.map((d) => d.source.source))];
-        input = rebuild(new Set(withheld));
       }
     }
     return { ...this.request(spec, target, input), withheld, policyException: exception };

@@ -1,3 +1,5 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ConsentPersistence, ConsentPurpose, ConsentRecord } from '../contracts/policy.js';
 
@@ -15,6 +17,8 @@ export class SqliteConsentStore implements ConsentPersistence {
   private readonly upsert: Database.Statement;
 
   constructor(path: string) {
+    // A store under a directory that does not exist yet (`data/…` of a fresh checkout).
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.exec(`CREATE TABLE IF NOT EXISTS consent (

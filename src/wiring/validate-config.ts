@@ -311,13 +311,14 @@ async function checkFiles(snap: ConfigSnapshot): Promise<string[]> {
   const { state, features, privacy, vectors } = snap.config;
   const at = (p: string): string => resolve(snap.dir, p);
   const found: (string | undefined)[] = [];
-  // The registry store creates its directory; the feature journal and consent store do not.
+  // Every SQLite store creates the directory of its file (a fresh checkout starts).
   if (state !== undefined && 'sqlite' in state)
     found.push(await checkSqliteFile('state.sqlite', at(state.sqlite), true));
+  else found.push(await checkSqliteFile('audit.sqlite', at(snap.config.audit.sqlite), true));
   if (features.store.kind === 'embedded' && features.store.sqlite !== undefined)
-    found.push(await checkSqliteFile('features.store.sqlite', at(features.store.sqlite), false));
+    found.push(await checkSqliteFile('features.store.sqlite', at(features.store.sqlite), true));
   if (privacy.consent_sqlite !== undefined)
-    found.push(await checkSqliteFile('privacy.consent_sqlite', at(privacy.consent_sqlite), false));
+    found.push(await checkSqliteFile('privacy.consent_sqlite', at(privacy.consent_sqlite), true));
   const problems = found.filter((p): p is string => p !== undefined);
   if (Object.keys(vectors.collections).length > 0 && vectors.data_dir !== undefined)
     problems.push(...(await checkShards(snap, at(vectors.data_dir))));

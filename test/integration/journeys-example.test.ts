@@ -41,11 +41,12 @@ describe.skipIf(!built)('the example super app journeys', () => {
     };
   };
 
-  it('compile: all four journeys load with the demo models', () => {
+  it('compile: all five journeys load with the demo models', () => {
     expect([...gw.runtime().journeys!.compiled.keys()].sort()).toEqual([
       'fraud-check',
       'offer-ranking',
       'personalized-search',
+      'shopping-assistant',
       'support-triage',
     ]);
   });
