@@ -65,7 +65,7 @@ export async function admit(ctx: RequestContext, opts: AdmitOptions): Promise<Ad
     budgetMs: ctx.deadline?.budgetMs ?? 0,
     signal: call.signal,
   });
-  ctx.res.once('close', () => {
+  ctx.onEnd(() => {
     const code = ctx.code;
     ticket.release({
       ok: code === undefined || code === 'SY_ERR_CLIENT_CLOSED' || ctx.res.statusCode < 500,

@@ -71,14 +71,20 @@ export function rawRequest(
   });
 }
 
-function parse(buf: Buffer): {
+/** One response parsed off the front of `buf`, with how many bytes it took. */
+interface Parsed {
   status: number | undefined;
   headers: Record<string, string>;
   body: Buffer;
   complete: boolean;
-} {
+  /** Bytes of `buf` the (complete) response took, 1xx answers before it included. */
+  used: number;
+}
+
+function parse(buf: Buffer): Parsed {
   const end = buf.indexOf('\r\n\r\n');
-  if (end < 0) return { status: undefined, headers: {}, body: Buffer.alloc(0), complete: false };
+  if (end < 0)
+    return { status: undefined, headers: {}, body: Buffer.alloc(0), complete: false, used: 0 };
   const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
   const headers: Record<string, string> = {};
@@ -90,7 +96,8 @@ function parse(buf: Buffer): {
   // A 1xx interim answer is followed by the real one.
   if (status !== undefined && status < 200) {
     const rest = parse(buf.subarray(end + 4));
-    return rest.status === undefined ? { ...rest, complete: false } : rest;
+    const used = rest.complete ? rest.used + end + 4 : 0;
+    return rest.status === undefined ? { ...rest, complete: false, used } : { ...rest, used };
   }
   const length = Number(headers['content-length'] ?? NaN);
   const body = buf.subarray(end + 4);
@@ -100,5 +107,99 @@ function parse(buf: Buffer): {
     headers,
     body: complete ? body.subarray(0, length) : body,
     complete,
+    used: complete ? end + 4 + length : 0,
   };
+}
+
+/** Every complete response in `buf`, in order (responses with a content-length). */
+export function parseResponses(buf: Buffer): RawResponse[] {
+  const out: RawResponse[] = [];
+  let rest = buf;
+  for (;;) {
+    const p = parse(rest);
+    if (!p.complete || p.status === undefined) return out;
+    out.push({ status: p.status, headers: p.headers, body: p.body });
+    rest = rest.subarray(p.used);
+  }
+}
+
+export interface RawResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+}
+
+export interface Conversation {
+  /** Every complete response read, in order. */
+  readonly responses: readonly RawResponse[];
+  /** Everything read (a chunked or streamed answer is only here). */
+  readonly bytes: Buffer;
+  /** The server closed the connection (rather than the timeout ending the exchange). */
+  readonly closed: boolean;
+  readonly error: string | undefined;
+}
+
+export interface ConversationOptions {
+  /** Half-close (shutdown(SHUT_WR)) once everything is written: the client still reads. */
+  readonly halfClose?: boolean;
+  /** Hang up (destroy the socket) once this many complete responses were read. */
+  readonly hangUpAfter?: number;
+  /** Hang up this long after writing, whatever was read. */
+  readonly hangUpAfterMs?: number;
+  /** Give up after this long; the answer is then whatever arrived. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Writes raw bytes (several pipelined requests, garbage, ...) and reads every response until the
+ * server closes, the client hangs up as told, or the timeout passes.
+ */
+export function rawConversation(
+  port: number,
+  bytes: string | Buffer,
+  opts: ConversationOptions = {},
+): Promise<Conversation> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    let error: string | undefined;
+    let done = false;
+    const finish = (closed: boolean): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      clearTimeout(hangUp);
+      socket.destroy();
+      const bytes = Buffer.concat(chunks);
+      resolve({ responses: parseResponses(bytes), bytes, closed, error });
+    };
+    const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 5_000);
+    const hangUp =
+      opts.hangUpAfterMs === undefined
+        ? undefined
+        : setTimeout(() => finish(false), opts.hangUpAfterMs);
+    socket.on('data', (d: Buffer) => {
+      chunks.push(d);
+      const n = opts.hangUpAfter;
+      if (n !== undefined && parseResponses(Buffer.concat(chunks)).length >= n) finish(false);
+    });
+    socket.on('close', () => finish(true));
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      error = e.code ?? e.message;
+    });
+    socket.write(bytes);
+    if (opts.halfClose === true) socket.end();
+  });
+}
+
+/** A JSON POST as raw HTTP/1.1 bytes (pipelined requests are these, concatenated). */
+export function rawPost(path: string, body: unknown, headers: Record<string, string> = {}): string {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  const extra = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  return (
+    `POST ${path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${Buffer.byteLength(text)}\r\n${extra}\r\n${text}`
+  );
 }
