@@ -13,7 +13,11 @@ const quick = args.includes('--quick');
 const only = args.filter((a) => !a.startsWith('--'));
 
 /** Every scenario, in run order; each lives in its own module under bench/faults/. */
-const SCENARIOS: readonly (() => Promise<FaultScenario>)[] = [];
+const SCENARIOS: readonly (() => Promise<FaultScenario>)[] = [
+  () => import('./faults/malformed.js').then((m) => m.scenario),
+  () => import('./faults/abusive-connections.js').then((m) => m.scenario),
+  () => import('./faults/oversized-body.js').then((m) => m.scenario),
+];
 
 async function main(): Promise<void> {
   const scenarios = await Promise.all(SCENARIOS.map((load) => load()));

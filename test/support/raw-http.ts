@@ -148,6 +148,8 @@ export interface ConversationOptions {
   readonly hangUpAfterMs?: number;
   /** Give up after this long; the answer is then whatever arrived. */
   readonly timeoutMs?: number;
+  /** Further writes after the first, one every `everyMs`, until the exchange ends. */
+  readonly drip?: RawOptions['drip'];
 }
 
 /**
@@ -164,11 +166,13 @@ export function rawConversation(
     const chunks: Buffer[] = [];
     let error: string | undefined;
     let done = false;
+    let drip: NodeJS.Timeout | undefined;
     const finish = (closed: boolean): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       clearTimeout(hangUp);
+      clearInterval(drip);
       socket.destroy();
       const bytes = Buffer.concat(chunks);
       resolve({ responses: parseResponses(bytes), bytes, closed, error });
@@ -189,6 +193,14 @@ export function rawConversation(
     });
     socket.write(bytes);
     if (opts.halfClose === true) socket.end();
+    if (opts.drip !== undefined) {
+      const rest = [...opts.drip.chunks];
+      drip = setInterval(() => {
+        const next = rest.shift();
+        if (next === undefined || socket.destroyed || !socket.writable) clearInterval(drip);
+        else socket.write(next);
+      }, opts.drip.everyMs);
+    }
   });
 }
 
