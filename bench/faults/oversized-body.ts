@@ -14,7 +14,7 @@ export const scenario: FaultScenario = {
   id: 'oversized-body',
   title: 'Oversized bodies: the 413 reaches fetch, undici and node:http clients',
   async run(ctx) {
-    const tries = ctx.quick ? 60 : 1_000;
+    const tries = ctx.quick ? 60 : 400;
     const gw = await startProcessGateway();
     const dispatcher = new Agent({ connections: 4 });
     const results: FaultTargetResult[] = [];

@@ -9,55 +9,13 @@ import { events, publish } from '../core/events.js';
 import { requestId } from '../core/ids.js';
 import type { Principal } from './auth.js';
 import { readJsonBody } from './body.js';
+import { joinConnection } from './connection.js';
 import type { Runtime } from './runtime.js';
 
 export const DEADLINE_HEADER = 'x-switchyard-timeout-ms';
 
 /** How a route answers errors: OpenAI-style objects, or KServe's `{"error": "..."}` strings. */
 export type ErrorStyle = 'openai' | 'kserve';
-
-/** The requests of one connection whose lives have not ended, in arrival (pipeline) order. */
-class Connection {
-  readonly live = new Map<RequestContext, () => void>();
-  private idle: (() => void)[] = [];
-
-  constructor(socket: Socket) {
-    // A response queued behind a pipelined one never gets the socket, so it never emits
-    // 'close' when the connection dies first (#13): its request ends with the connection.
-    socket.once('close', () => {
-      connections.delete(socket);
-      this.idle = [];
-      for (const end of [...this.live.values()]) end();
-    });
-  }
-
-  remove(ctx: RequestContext): void {
-    this.live.delete(ctx);
-    if (this.live.size > 0) return;
-    const waiting = this.idle;
-    this.idle = [];
-    for (const fn of waiting) fn();
-  }
-
-  whenIdle(fn: () => void): void {
-    if (this.live.size === 0) fn();
-    else this.idle.push(fn);
-  }
-}
-
-const connections = new WeakMap<Socket, Connection>();
-
-/** The requests on `socket` whose lives have not ended yet, oldest first. */
-export function liveRequests(socket: Socket): RequestContext[] {
-  return [...(connections.get(socket)?.live.keys() ?? [])];
-}
-
-/** Runs `fn` once every request on `socket` has ended (at once when none is live). */
-export function whenConnectionIdle(socket: Socket, fn: () => void): void {
-  const c = connections.get(socket);
-  if (c === undefined) fn();
-  else c.whenIdle(fn);
-}
 
 /**
  * Everything about one request as it crosses the front door. Its life ends once, for whatever
@@ -85,7 +43,7 @@ export class RequestContext {
     | undefined;
   private ended = false;
   private endFns: (() => void)[] | undefined;
-  private connection: Connection | undefined;
+  private leaveConnection: (() => void) | undefined;
   private continueSent = false;
 
   constructor(
@@ -102,17 +60,8 @@ export class RequestContext {
     const end = (): void => this.end();
     res.once('close', end);
     const socket = req.socket as Socket | null;
-    if (socket === null || socket.closed) {
-      queueMicrotask(end);
-      return;
-    }
-    let c = connections.get(socket);
-    if (c === undefined) {
-      c = new Connection(socket);
-      connections.set(socket, c);
-    }
-    c.live.set(this, end);
-    this.connection = c;
+    this.leaveConnection = socket === null ? undefined : joinConnection(socket, this, end);
+    if (this.leaveConnection === undefined) queueMicrotask(end);
   }
 
   /** The request's deadline, once started. */
@@ -210,7 +159,7 @@ export class RequestContext {
     const fns = this.endFns;
     this.endFns = undefined;
     if (fns !== undefined) for (const fn of fns) fn();
-    this.connection?.remove(this);
+    this.leaveConnection?.();
   }
 
   private finish(): void {

@@ -5,8 +5,9 @@ import type { Clock } from '../core/clock.js';
 import { syError, type SwitchyardError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
 import { requestId } from '../core/ids.js';
-import { liveRequests, RequestContext, whenConnectionIdle, type ErrorStyle } from './context.js';
+import { RequestContext, type ErrorStyle } from './context.js';
 import { refuseBody } from './body.js';
+import { liveRequests, probeAfterFin, whenConnectionIdle } from './connection.js';
 import { rawErrorResponse, sendError } from './respond.js';
 import { chatCompletions, embeddings, listModels, retrieveModel } from './routes/openai.js';
 import { runJourney } from './routes/journeys.js';
@@ -198,9 +199,12 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   // answer. With Node's default (false) the server ends its side of the socket as soon as the
   // client's FIN arrives, so answers still being made are never written (#13). With true Node
   // marks the last pending response and closes the connection right after writing it. A FIN
-  // alone no longer ends a request, then: a client that closed completely is noticed when its
-  // answer is written (its kernel answers with a reset), or at the request's deadline.
+  // alone no longer ends a request, then: whether the client is gone is learnt by writing to
+  // it (probeAfterFin).
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  server.on('connection', (socket: Socket) => {
+    socket.once('end', () => probeAfterFin(socket));
+  });
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => void handle(req, res));
   // Any other Expect value: RFC 9110 §10.1.1 allows serving the request as if it were absent
   // (Node would otherwise answer an empty 417).
@@ -256,7 +260,7 @@ const refused = new WeakSet<Socket>();
  * every answer before them is out.
  */
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable) {
     socket.destroy();
     return;
   }

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminKeys, gatesIdle, type AdminKeys } from '../support/gate-state.js';
 import { openaiModel } from '../support/gateway.js';
@@ -6,6 +7,7 @@ import { rawConversation, rawPost } from '../support/raw-http.js';
 import {
   chatCompletion,
   delayed,
+  hang,
   json,
   sse,
   startUpstream,
@@ -89,9 +91,26 @@ describe('a client that half-closes after its request (#13, finding 9)', () => {
       { halfClose: true, timeoutMs: 10_000 },
     );
     const text = c.bytes.toString('utf8');
-    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    // Interim 100 Continue answers may come first (the gateway checks the client is still there).
+    expect(text).toMatch(/^(HTTP\/1\.1 100 Continue\r\n\r\n)*HTTP\/1\.1 200 /);
     expect(text).toContain('data: [DONE]');
     expect(c.closed).toBe(true);
+  });
+
+  it('tells a half-close from a client that closed completely, and stops the upstream call of the latter', async () => {
+    up.behave(hang);
+    const before = up.calls.length;
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.write(rawPost('/v1/chat/completions', CHAT, auth()));
+    await waitFor(() => up.calls.length > before, 10_000);
+    // A FIN, like a half-close, but the socket is gone: the next bytes written to it are reset.
+    socket.destroy();
+    const call = up.calls[before]!;
+    // The deadline is 30 s away: only noticing the client has gone ends the call this soon.
+    await waitFor(() => call.aborted, 10_000);
+    expect(call.aborted).toBe(true);
+    up.behave(upstreamBehaviour);
   });
 
   it('leaves nothing in flight afterwards', async () => {
@@ -99,3 +118,8 @@ describe('a client that half-closes after its request (#13, finding 9)', () => {
     expect(after['chat']?.in_flight, JSON.stringify(after)).toBe(0);
   });
 });
+
+async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond() && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+}
