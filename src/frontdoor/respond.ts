@@ -48,8 +48,9 @@ export function errorBody(err: SwitchyardError, requestId: string, style: ErrorS
 
 /**
  * Maps any error to its status and JSON body, with Retry-After on 429/503. The handler has
- * thrown: a response it had begun cannot carry the error, so it is cut (the client sees a
- * truncated answer, never a clean one), and the request's life ends either way.
+ * thrown: a response it had begun cannot carry the error, so its connection is cut (the client
+ * sees a truncated answer, never a clean one; nothing after it on that connection could be
+ * framed), and the request's life ends either way.
  */
 export function sendError(ctx: RequestContext, thrown: unknown): void {
   const err = toSwitchyardError(thrown);
@@ -57,7 +58,7 @@ export function sendError(ctx: RequestContext, thrown: unknown): void {
   const res = ctx.res;
   if (res.destroyed || res.writableEnded) return;
   if (res.headersSent) {
-    res.destroy();
+    ctx.req.socket.destroy();
     return;
   }
   const raw = Buffer.from(JSON.stringify(errorBody(err, ctx.requestId, ctx.errorStyle)));
