@@ -1,11 +1,10 @@
 import { MB, rssBytes } from '../lib/proc-stats.js';
 import { adminKeys, gatesIdle } from '../../test/support/gate-state.js';
 import { startProcessGateway } from '../../test/support/gateway-process.js';
-import { startUpstream } from '../../test/support/upstream.js';
+import { chatAndEmbeddings, startUpstream } from '../../test/support/upstream.js';
 import {
   corpusGatewayConfig,
   corpusKinds,
-  corpusUpstream,
   malformedCorpus,
   runCase,
   type CaseResult,
@@ -26,7 +25,7 @@ export const scenario: FaultScenario = {
   title: 'Malformed requests: no crash, a JSON 4xx for each, bounded memory',
   async run(ctx) {
     const total = ctx.quick ? 1_000 : 10_000;
-    const up = await startUpstream(corpusUpstream);
+    const up = await startUpstream(chatAndEmbeddings);
     const keys = adminKeys();
     const gw = await startProcessGateway({ config: corpusGatewayConfig(up.url, keys.tenants) });
     const port = Number(new URL(gw.url).port);

@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminKeys, gatesIdle, type AdminKeys } from '../support/gate-state.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
-import { startUpstream, type TestUpstream } from '../support/upstream.js';
+import { chatAndEmbeddings, startUpstream, type TestUpstream } from '../support/upstream.js';
 import {
   corpusGatewayConfig,
   corpusKinds,
-  corpusUpstream,
   malformedCorpus,
   runCase,
   type CaseResult,
@@ -30,7 +29,7 @@ describe('a corpus of malformed requests against the gateway process (#13)', () 
   let port: number;
 
   beforeAll(async () => {
-    up = await startUpstream(corpusUpstream);
+    up = await startUpstream(chatAndEmbeddings);
     keys = adminKeys();
     gw = await startProcessGateway({ config: corpusGatewayConfig(up.url, keys.tenants) });
     port = Number(new URL(gw.url).port);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openaiModel } from '../support/gateway.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
-import { chatCompletion, json, startUpstream, type TestUpstream } from '../support/upstream.js';
+import { chatAndEmbeddings, startUpstream, type TestUpstream } from '../support/upstream.js';
 
 /**
  * Issue #13, finding 7: a negative `max_tokens` was forwarded upstream and answered 200. The
@@ -22,16 +22,7 @@ describe('OpenAI request fields out of their documented ranges (#13, finding 7)'
   let gw: ProcessGateway;
 
   beforeAll(async () => {
-    up = await startUpstream((req, res, call) => {
-      if (call.path.endsWith('/embeddings'))
-        return json(200, {
-          object: 'list',
-          data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }],
-          model: 'embed',
-          usage: { prompt_tokens: 1, total_tokens: 1 },
-        })(req, res, call);
-      return json(200, chatCompletion())(req, res, call);
-    });
+    up = await startUpstream(chatAndEmbeddings);
     gw = await startProcessGateway({
       config: {
         models: {

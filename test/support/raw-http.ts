@@ -30,36 +30,67 @@ export interface RawOptions {
  * malicious HTTP implementation sees. Resolves once the first response is complete (by
  * content-length), the connection closes, or the timeout passes.
  */
-export function rawRequest(
+export async function rawRequest(
   port: number,
   bytes: string | Buffer,
   opts: RawOptions = {},
 ): Promise<RawAnswer> {
+  const t0 = performance.now();
+  const x = await exchange(port, bytes, {
+    ...opts,
+    enough: (buf) => opts.untilClose !== true && parse(buf).complete,
+  });
+  return { ...parse(x.bytes), closed: x.closed, error: x.error, ms: performance.now() - t0 };
+}
+
+interface ExchangeOptions extends Pick<RawOptions, 'timeoutMs' | 'drip'> {
+  /** Half-close once the first bytes are written. */
+  readonly halfClose?: boolean;
+  /** End the exchange this long after writing, whatever was read. */
+  readonly hangUpAfterMs?: number;
+  /** Whether what was read so far is all the caller waits for. */
+  readonly enough: (read: Buffer) => boolean;
+}
+
+/**
+ * One raw exchange: connects, writes `bytes` (and the drip), reads until `enough`, the server
+ * closes, the hang-up time or the timeout; then destroys the socket.
+ */
+function exchange(
+  port: number,
+  bytes: string | Buffer,
+  opts: ExchangeOptions,
+): Promise<{ bytes: Buffer; closed: boolean; error: string | undefined }> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
     let error: string | undefined;
-    let finished = false;
+    let done = false;
     let drip: NodeJS.Timeout | undefined;
-    const t0 = performance.now();
     const finish = (closed: boolean): void => {
-      if (finished) return;
-      finished = true;
+      if (done) return;
+      done = true;
       clearTimeout(timer);
+      clearTimeout(hangUp);
       clearInterval(drip);
       socket.destroy();
-      resolve({ ...parse(Buffer.concat(chunks)), closed, error, ms: performance.now() - t0 });
+      resolve({ bytes: Buffer.concat(chunks), closed, error });
     };
     const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 5_000);
+    const hangUp =
+      opts.hangUpAfterMs === undefined
+        ? undefined
+        : setTimeout(() => finish(false), opts.hangUpAfterMs);
     socket.on('data', (d: Buffer) => {
       chunks.push(d);
-      if (opts.untilClose !== true && parse(Buffer.concat(chunks)).complete) finish(false);
+      if (opts.enough(Buffer.concat(chunks))) finish(false);
     });
     socket.on('close', () => finish(true));
     socket.on('error', (e: NodeJS.ErrnoException) => {
       error = e.code ?? e.message;
     });
     socket.write(bytes);
+    if (opts.halfClose === true) socket.end();
     if (opts.drip !== undefined) {
       const rest = [...opts.drip.chunks];
       drip = setInterval(() => {
@@ -149,59 +180,24 @@ export interface ConversationOptions {
   /** Give up after this long; the answer is then whatever arrived. */
   readonly timeoutMs?: number;
   /** Further writes after the first, one every `everyMs`, until the exchange ends. */
-  readonly drip?: RawOptions['drip'];
+  readonly drip?: NonNullable<RawOptions['drip']>;
 }
 
 /**
  * Writes raw bytes (several pipelined requests, garbage, ...) and reads every response until the
  * server closes, the client hangs up as told, or the timeout passes.
  */
-export function rawConversation(
+export async function rawConversation(
   port: number,
   bytes: string | Buffer,
   opts: ConversationOptions = {},
 ): Promise<Conversation> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    let error: string | undefined;
-    let done = false;
-    let drip: NodeJS.Timeout | undefined;
-    const finish = (closed: boolean): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      clearTimeout(hangUp);
-      clearInterval(drip);
-      socket.destroy();
-      const bytes = Buffer.concat(chunks);
-      resolve({ responses: parseResponses(bytes), bytes, closed, error });
-    };
-    const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 5_000);
-    const hangUp =
-      opts.hangUpAfterMs === undefined
-        ? undefined
-        : setTimeout(() => finish(false), opts.hangUpAfterMs);
-    socket.on('data', (d: Buffer) => {
-      chunks.push(d);
-      const n = opts.hangUpAfter;
-      if (n !== undefined && parseResponses(Buffer.concat(chunks)).length >= n) finish(false);
-    });
-    socket.on('close', () => finish(true));
-    socket.on('error', (e: NodeJS.ErrnoException) => {
-      error = e.code ?? e.message;
-    });
-    socket.write(bytes);
-    if (opts.halfClose === true) socket.end();
-    if (opts.drip !== undefined) {
-      const rest = [...opts.drip.chunks];
-      drip = setInterval(() => {
-        const next = rest.shift();
-        if (next === undefined || socket.destroyed || !socket.writable) clearInterval(drip);
-        else socket.write(next);
-      }, opts.drip.everyMs);
-    }
+  const n = opts.hangUpAfter;
+  const x = await exchange(port, bytes, {
+    ...opts,
+    enough: (buf) => n !== undefined && parseResponses(buf).length >= n,
   });
+  return { responses: parseResponses(x.bytes), bytes: x.bytes, closed: x.closed, error: x.error };
 }
 
 /** A JSON POST as raw HTTP/1.1 bytes (pipelined requests are these, concatenated). */

@@ -1,7 +1,6 @@
 import fc from 'fast-check';
 import { ERROR_REGISTRY } from '../../../src/core/errors.js';
 import { rawConversation, type RawResponse } from '../../support/raw-http.js';
-import { chatCompletion, json, type Behaviour } from '../../support/upstream.js';
 
 /**
  * A corpus of malformed and hostile HTTP requests, by kind, for the real-process malformed-input
@@ -37,7 +36,7 @@ export const CORPUS_BODY_LIMIT = 65_536;
 
 /**
  * The gateway config the corpus assumes, over `startProcessGateway`'s base: the three models on
- * `upstreamUrl` (answered by `corpusUpstream`), the body limit, and short timeouts.
+ * `upstreamUrl` (answered by `chatAndEmbeddings`), the body limit, and short timeouts.
  */
 export function corpusGatewayConfig(
   upstreamUrl: string,
@@ -62,18 +61,6 @@ export function corpusGatewayConfig(
     },
   };
 }
-
-/** An upstream that answers chat and embeddings correctly: any failure is the gateway's. */
-export const corpusUpstream: Behaviour = (req, res, call) => {
-  if (call.path.endsWith('/embeddings'))
-    return json(200, {
-      object: 'list',
-      data: [{ object: 'embedding', index: 0, embedding: [0.1] }],
-      model: 'embed',
-      usage: { prompt_tokens: 1, total_tokens: 1 },
-    })(req, res, call);
-  return json(200, chatCompletion())(req, res, call);
-};
 
 type Spec = Omit<MalformedCase, 'kind'>;
 
