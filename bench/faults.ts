@@ -17,6 +17,9 @@ const SCENARIOS: readonly (() => Promise<FaultScenario>)[] = [
   () => import('./faults/redis-budget.js').then((m) => m.scenario),
   () => import('./faults/retry-budget.js').then((m) => m.scenario),
   () => import('./faults/blackhole.js').then((m) => m.scenario),
+  () => import('./faults/malformed.js').then((m) => m.scenario),
+  () => import('./faults/abusive-connections.js').then((m) => m.scenario),
+  () => import('./faults/oversized-body.js').then((m) => m.scenario),
 ];
 
 async function main(): Promise<void> {

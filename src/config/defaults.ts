@@ -17,6 +17,13 @@ export const DEFAULTS = {
       /** How often Node checks the two timeouts above (its default of 30 s lets slow clients live). */
       timeout_check_interval_ms: 1_000,
       max_connections: 10_000,
+      /**
+       * After an answer sent before the body was read (413, 401, ...), the rest of the upload is
+       * read and thrown away, up to this many bytes and this long, so the client reads the answer
+       * instead of a reset (nginx's lingering close). 0 bytes: close at once.
+       */
+      linger_bytes: 16_777_216,
+      linger_ms: 5_000,
     },
     deadline: {
       /** Budget when the client sends no `x-switchyard-timeout-ms` header. */

@@ -30,6 +30,8 @@ const limitsSchema = z
     keep_alive_timeout_ms: ms.default(D.server.limits.keep_alive_timeout_ms),
     timeout_check_interval_ms: ms.default(D.server.limits.timeout_check_interval_ms),
     max_connections: posInt.default(D.server.limits.max_connections),
+    linger_bytes: nonNegInt.default(D.server.limits.linger_bytes),
+    linger_ms: ms.default(D.server.limits.linger_ms),
   })
   .prefault({});
 

@@ -114,6 +114,9 @@ describe('safe JSON parsing of untrusted text', () => {
     const huge = fc.oneof(
       fc.constantFrom('1e999', '-1e400', '2E+308', '123.5e1000'),
       fc.nat({ max: 50 }).map((n) => '9'.repeat(309 + n)),
+      // A long mantissa with a short exponent (#13): 1e300 × 1e10 overflows too.
+      fc.integer({ min: 1, max: 99 }).map((e) => `1${'0'.repeat(310 - e)}e${e}`),
+      fc.integer({ min: 1, max: 99 }).map((e) => `-1${'0'.repeat(310 - e)}.5E+${e}`),
     );
     fc.assert(
       fc.property(plainJson, huge, fc.array(fc.nat(), { maxLength: 6 }), (v, n, path) => {

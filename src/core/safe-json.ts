@@ -5,10 +5,11 @@ import { syError } from './errors.js';
 export type { JsonObject, JsonValue } from '../contracts/json.js';
 
 /**
- * A number literal JSON.parse turns into ±Infinity: an exponent of three or more digits, or a
- * run of 309+ digits. Matching it (even inside a string) only triggers the slower tree walk.
+ * Text that may hold a number JSON.parse turns into ±Infinity: a run of 309+ digits, or any
+ * positive exponent (a 301-digit mantissa with `e10` overflows too, #13). Matching it (even
+ * inside a string) only triggers the slower tree walk.
  */
-const MAYBE_OVERFLOW = /\d[eE][+-]?\d{3}|\d{309}/;
+const MAYBE_OVERFLOW = /\d[eE]\+?\d|\d{309}/;
 
 /**
  * Deepest nesting of arrays and objects accepted. `JSON.parse` itself copes with any depth, but

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { AttemptRecord, CallContext } from '../contracts/backend.js';
 import type { JsonObject } from '../contracts/json.js';
 import type { Clock } from '../core/clock.js';
@@ -8,6 +9,7 @@ import { events, publish } from '../core/events.js';
 import { requestId } from '../core/ids.js';
 import type { Principal } from './auth.js';
 import { readJsonBody } from './body.js';
+import { joinConnection } from './connection.js';
 import type { Runtime } from './runtime.js';
 
 export const DEADLINE_HEADER = 'x-switchyard-timeout-ms';
@@ -16,8 +18,8 @@ export const DEADLINE_HEADER = 'x-switchyard-timeout-ms';
 export type ErrorStyle = 'openai' | 'kserve';
 
 /**
- * Everything about one request as it crosses the front door. When the response closes (sent,
- * or the client left) it publishes one `requestDone` event, which logs and metrics consume.
+ * Everything about one request as it crosses the front door. Its life ends once, for whatever
+ * reason (see `onEnd`); then it publishes one `requestDone` event, which logs and metrics consume.
  */
 export class RequestContext {
   readonly requestId: string;
@@ -29,7 +31,7 @@ export class RequestContext {
   stream = false;
   code: string | undefined;
   error: Error | undefined;
-  deadline: Deadline | undefined;
+  private current: Deadline | undefined;
   /** Why the model that served was chosen, when not by default (`x-switchyard-release`). */
   release: string | undefined;
   /** Set by journey routes (#4): the route replaces the attempts path in the header and the log. */
@@ -41,6 +43,10 @@ export class RequestContext {
         readonly degraded: readonly string[];
       }
     | undefined;
+  private ended = false;
+  private endFns: (() => void)[] | undefined;
+  private leaveConnection: (() => void) | undefined;
+  private continueSent = false;
 
   constructor(
     readonly req: IncomingMessage,
@@ -53,16 +59,51 @@ export class RequestContext {
   ) {
     this.startedAt = clock.now();
     this.requestId = requestId(req.headers['x-request-id']);
-    res.once('close', () => this.finish());
+    const end = (): void => this.end();
+    res.once('close', end);
+    const socket = req.socket as Socket | null;
+    this.leaveConnection = socket === null ? undefined : joinConnection(socket, this, end);
+    if (this.leaveConnection === undefined) queueMicrotask(end);
+  }
+
+  /** The request's deadline, once started. */
+  get deadline(): Deadline | undefined {
+    return this.current;
+  }
+
+  /** A deadline set after the client has gone is aborted at once: nothing starts for it. */
+  set deadline(d: Deadline | undefined) {
+    this.current = d;
+    if (d !== undefined && this.ended && !this.res.writableFinished)
+      d.abort(syError('SY_ERR_CLIENT_CLOSED'));
+  }
+
+  /**
+   * Runs `fn` once when the request's life ends, whatever ends it: the response finished or
+   * closed, the client reset or half-closed and went, or the connection died while this
+   * response waited behind a pipelined one. Registered after the end, `fn` runs at once.
+   * In-flight counts, admission tickets and the request log hang on this one signal (#13).
+   */
+  onEnd(fn: () => void): void {
+    if (this.ended) fn();
+    else (this.endFns ??= []).push(fn);
   }
 
   /**
    * Reads the JSON body under the configured limit. A client that sent `Expect: 100-continue`
-   * is told to go on only now, after routing and auth passed.
+   * is told to go on only now, after routing, auth and the head's checks passed.
    */
   readJson(): Promise<JsonObject> {
-    if (this.req.headers.expect?.toLowerCase() === '100-continue') this.res.writeContinue();
-    return readJsonBody(this.req, this.runtime.snapshot.config.server.limits.body_bytes);
+    return readJsonBody(this.req, this.runtime.snapshot.config.server.limits.body_bytes, () => {
+      if (!this.awaitsContinue()) return;
+      this.continueSent = true;
+      this.res.writeContinue();
+    });
+  }
+
+  /** The client sent `Expect: 100-continue` and was not told to go on: it holds its body back. */
+  awaitsContinue(): boolean {
+    return !this.continueSent && this.req.headers.expect?.toLowerCase() === '100-continue';
   }
 
   /** Starts the request's deadline from the client's header, clamped by config. */
@@ -85,13 +126,14 @@ export class RequestContext {
     }
     // Time already spent reading the body counts against the budget.
     const spent = this.clock.now() - this.startedAt;
-    this.deadline = new Deadline(Math.max(1, budget - spent), this.clock);
+    const deadline = new Deadline(Math.max(1, budget - spent), this.clock);
+    this.deadline = deadline;
     return {
       requestId: this.requestId,
       tenant: this.principal?.tenant ?? '',
       trafficClass: this.trafficClass,
-      signal: this.deadline.signal,
-      deadlineAt: this.deadline.at,
+      signal: deadline.signal,
+      deadlineAt: deadline.at,
       attempts: this.attempts,
     };
   }
@@ -110,6 +152,16 @@ export class RequestContext {
   fail(err: SwitchyardError): void {
     this.code = err.code;
     if (err.code === 'SY_ERR_INTERNAL') this.error = err.cause instanceof Error ? err.cause : err;
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.finish();
+    const fns = this.endFns;
+    this.endFns = undefined;
+    if (fns !== undefined) for (const fn of fns) fn();
+    this.leaveConnection?.();
   }
 
   private finish(): void {

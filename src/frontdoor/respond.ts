@@ -2,6 +2,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { JsonObject } from '../contracts/json.js';
 import { toSwitchyardError, type SwitchyardError } from '../core/errors.js';
+import { drainUpload } from './body.js';
 import type { ErrorStyle, RequestContext } from './context.js';
 
 export const ROUTE_HEADER = 'x-switchyard-route';
@@ -48,19 +49,37 @@ export function errorBody(err: SwitchyardError, requestId: string, style: ErrorS
   };
 }
 
-/** Maps any error to its status and JSON body, with Retry-After on 429/503. */
+/**
+ * Maps any error to its status and JSON body, with Retry-After on 429/503. The handler has
+ * thrown: a response it had begun cannot carry the error, so its connection is cut (the client
+ * sees a truncated answer, never a clean one; nothing after it on that connection could be
+ * framed), and the request's life ends either way.
+ */
 export function sendError(ctx: RequestContext, thrown: unknown): void {
   const err = toSwitchyardError(thrown);
   ctx.fail(err);
   const res = ctx.res;
-  if (res.headersSent || res.destroyed) return;
+  if (res.destroyed || res.writableEnded) return;
+  if (res.headersSent) {
+    ctx.req.socket.destroy();
+    return;
+  }
   const raw = Buffer.from(JSON.stringify(errorBody(err, ctx.requestId, ctx.errorStyle)));
   const headers = baseHeaders(ctx, 'application/json', raw.length);
   if (err.retryAfterS !== undefined) headers['retry-after'] = String(err.retryAfterS);
-  // An unread body would be drained byte by byte on a kept-alive connection: close it instead.
+  // Answered before the body was read: the connection closes after it, but first the rest of
+  // the upload is read and discarded (bounded), or the close would reset the answer away (#13).
+  // A client waiting for 100 Continue sends no body: close at once (RFC 9110 §10.1.1).
   if (!ctx.req.complete) headers['connection'] = 'close';
   res.writeHead(err.status, headers);
-  res.end(raw);
+  if (ctx.req.complete || ctx.awaitsContinue()) {
+    res.end(raw);
+    return;
+  }
+  // The whole answer goes out now (its length is declared); the end only closes.
+  res.write(raw);
+  const limits = ctx.runtime.snapshot.config.server.limits;
+  drainUpload(ctx.req, { bytes: limits.linger_bytes, ms: limits.linger_ms }, () => res.end());
 }
 
 /** A complete raw HTTP/1.1 error response, for the parser errors Node raises before a request exists. */

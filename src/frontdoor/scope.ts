@@ -90,6 +90,9 @@ export async function withScope<T>(
     estimate: opts.estimate,
     ...(opts.requestsOnly === true ? { requestsOnly: true } : {}),
   });
+  // Settled when the handler ends, and at the latest when the request's life ends (a client
+  // that left while the answer was queued behind a pipelined one): settling is idempotent.
+  ctx.onEnd(() => pipeline.close(scope));
   try {
     return await fn(scope);
   } finally {

@@ -6,6 +6,8 @@ import { syError, type SwitchyardError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
 import { requestId } from '../core/ids.js';
 import { RequestContext, type ErrorStyle } from './context.js';
+import { refuseBody } from './body.js';
+import { liveRequests, probeAfterFin, whenConnectionIdle } from './connection.js';
 import { rawErrorResponse, sendError } from './respond.js';
 import { chatCompletions, embeddings, listModels, retrieveModel } from './routes/openai.js';
 import { runJourney } from './routes/journeys.js';
@@ -146,8 +148,6 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
 
   let inFlight = 0;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    inFlight++;
-    res.once('close', () => inFlight--);
     // A client that resets mid-body makes the request emit 'error'; it is handled by the close.
     req.on('error', () => undefined);
     const url = req.url ?? '/';
@@ -171,6 +171,8 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
       state.runtime(),
       clock,
     );
+    inFlight++;
+    ctx.onEnd(() => inFlight--);
     try {
       if (meta === undefined) throw notFound(router, req.method ?? '', path);
       if (meta.auth) ctx.principal = ctx.runtime.keys.authenticate(req.headers);
@@ -195,6 +197,16 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
     (req, res) => void handle(req, res),
   );
   server.maxConnections = limits.max_connections;
+  // A client may half-close (shutdown(SHUT_WR)) once its request is sent and still read the
+  // answer. With Node's default (false) the server ends its side of the socket as soon as the
+  // client's FIN arrives, so answers still being made are never written (#13). With true Node
+  // marks the last pending response and closes the connection right after writing it. A FIN
+  // alone no longer ends a request, then: whether the client is gone is learnt by writing to
+  // it (probeAfterFin).
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  server.on('connection', (socket: Socket) => {
+    socket.once('end', () => probeAfterFin(socket));
+  });
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => void handle(req, res));
   // Any other Expect value: RFC 9110 §10.1.1 allows serving the request as if it were absent
   // (Node would otherwise answer an empty 417).
@@ -239,22 +251,37 @@ function safePathOfAbsolute(target: string): string {
   }
 }
 
-/** Node's parser refused the request before a handler saw it: answer in JSON, then close. */
+/** Connections whose bytes Node's parser refused: answered once, then closed. */
+const refused = new WeakSet<Socket>();
+
+/**
+ * Node's parser refused bytes on a connection, or a client sent too slowly: answer in JSON,
+ * keep the order of pipelined answers (RFC 9112 §9.3.2), then close. A request still arriving
+ * when its bytes went wrong (a broken chunked body, a body too slow) is ended with the error and
+ * its own handler answers it in its place; bytes after the last whole request are answered once
+ * every answer before them is out.
+ */
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-  const inProgress = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-  // A response already fully queued (a pipelined request before this one) may be followed by
-  // ours; one half written may not.
-  const midResponse = inProgress?.headersSent === true && !inProgress.writableEnded;
-  if (err.code === 'ECONNRESET' || !socket.writable || midResponse) {
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable) {
     socket.destroy();
     return;
   }
+  if (refused.has(socket)) return;
+  refused.add(socket);
   let e: SwitchyardError;
   if (err.code === 'HPE_HEADER_OVERFLOW') e = syError('SY_ERR_HEADERS_TOO_LARGE');
   else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT') {
     e = syError('SY_ERR_REQUEST_TIMEOUT', 'the client sent too slowly');
   } else e = syError('SY_ERR_MALFORMED_HTTP', err.code ?? 'parse error');
-  answerRaw(socket, e);
+  const arriving = liveRequests(socket).find((c) => !c.req.complete);
+  if (arriving !== undefined) {
+    refuseBody(arriving.req, e);
+    return;
+  }
+  whenConnectionIdle(socket, () => {
+    if (socket.writable) answerRaw(socket, e);
+    else socket.destroy();
+  });
 }
 
 /** Writes a JSON error straight to the socket and closes it (no request object exists). */

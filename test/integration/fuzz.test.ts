@@ -6,6 +6,7 @@ import { openaiModel, startTestGateway, type TestGateway } from '../support/gate
 import { rawRequest } from '../support/raw-http.js';
 import {
   chatCompletion,
+  embeddingList,
   json,
   sse,
   startUpstream,
@@ -30,12 +31,7 @@ const routed: Behaviour = (req, res, call) => {
     return (answer ?? json(200, chatCompletion()))(req, res, call);
   }
   if (p.endsWith('/embeddings')) {
-    return json(200, {
-      object: 'list',
-      data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }],
-      model: 'embed',
-      usage: { prompt_tokens: 1, total_tokens: 1 },
-    })(req, res, call);
+    return json(200, embeddingList())(req, res, call);
   }
   if (p.endsWith('/infer')) {
     return json(200, {

@@ -135,3 +135,105 @@ describe('HTTP limits', () => {
     expect(up.calls.length).toBe(before);
   });
 });
+
+/**
+ * Issue #13, finding 6: after an early 413 the rest of the upload is read and discarded, so the
+ * client reads the answer instead of a reset; `linger_bytes` and `linger_ms` bound that work.
+ */
+describe('reading the rest of a refused upload, bounded', () => {
+  const start = (limits: Record<string, number>): Promise<TestGateway> =>
+    startTestGateway({
+      config: {
+        server: {
+          host: '127.0.0.1',
+          port: 0,
+          // Node's own request timeout must not be what ends these exchanges.
+          limits: { body_bytes: BODY_LIMIT, request_timeout_ms: 120_000, ...limits },
+        },
+      },
+    });
+  const head = (key: string, extra: string): string =>
+    'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n' +
+    `Authorization: Bearer ${key}\r\nContent-Type: application/json\r\n${extra}\r\n`;
+
+  let bytesBound: TestGateway;
+  let timeBound: TestGateway;
+  beforeAll(async () => {
+    bytesBound = await start({ linger_bytes: 65_536, linger_ms: 60_000 });
+    timeBound = await start({ linger_bytes: 16_777_216, linger_ms: 300 });
+  });
+  afterAll(async () => {
+    await bytesBound.close();
+    await timeBound.close();
+  });
+  const portOf = (gw: TestGateway): number => Number(new URL(gw.url).port);
+
+  it('stops reading a chunked upload past linger_bytes and closes', async () => {
+    // 32 KB every 20 ms for 4 s, and never the last chunk: only the byte bound can end it.
+    const chunk = `${(32_768).toString(16)}\r\n${'x'.repeat(32_768)}\r\n`;
+    const a = await rawRequest(
+      portOf(bytesBound),
+      head(bytesBound.key, 'Transfer-Encoding: chunked\r\n') + chunk,
+      {
+        timeoutMs: 3_000,
+        untilClose: true,
+        drip: { chunks: Array.from({ length: 200 }, () => chunk), everyMs: 20 },
+      },
+    );
+    expect(a.status).toBe(413);
+    expect(errorCode(a)).toBe('SY_ERR_BODY_TOO_LARGE');
+    expect(a.closed).toBe(true);
+  });
+
+  it('closes at once when the declared length is over linger_bytes (nothing to wait for)', async () => {
+    const a = await rawRequest(
+      portOf(bytesBound),
+      head(bytesBound.key, 'Content-Length: 1000000\r\n'),
+      {
+        timeoutMs: 3_000,
+        untilClose: true,
+      },
+    );
+    expect(a.status).toBe(413);
+    expect(a.closed).toBe(true);
+  });
+
+  it('waits at most linger_ms for the rest of a declared upload, then closes', async () => {
+    // The body is declared but never sent: only the time bound can end the wait.
+    const a = await rawRequest(
+      portOf(timeBound),
+      head(timeBound.key, 'Content-Length: 1000000\r\n'),
+      {
+        timeoutMs: 3_000,
+        untilClose: true,
+      },
+    );
+    expect(a.status).toBe(413);
+    expect(errorCode(a)).toBe('SY_ERR_BODY_TOO_LARGE');
+    expect(a.closed).toBe(true);
+  });
+
+  it('reads a declared upload to its end, then closes cleanly: the client sees the 413 and no reset', async () => {
+    const body = Buffer.alloc(2_000_000, 0x20);
+    const a = await rawRequest(
+      portOf(timeBound),
+      Buffer.concat([Buffer.from(head(timeBound.key, `Content-Length: ${body.length}\r\n`)), body]),
+      { timeoutMs: 3_000, untilClose: true },
+    );
+    expect(a.status).toBe(413);
+    expect(a.headers['connection']).toBe('close');
+    expect(a.closed).toBe(true);
+    expect(a.error).toBeUndefined();
+  });
+
+  it('closes at once, without waiting for a body, when the client awaits 100 Continue', async () => {
+    const a = await rawRequest(
+      portOf(bytesBound),
+      head(bytesBound.key, 'Content-Length: 60000\r\nExpect: 100-continue\r\n'),
+      { timeoutMs: 3_000, untilClose: true },
+    );
+    // Refused on its declared length: no 100 Continue was sent, so no body is coming.
+    expect(a.status).toBe(413);
+    expect(a.closed).toBe(true);
+  });
+});

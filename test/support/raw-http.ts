@@ -30,36 +30,67 @@ export interface RawOptions {
  * malicious HTTP implementation sees. Resolves once the first response is complete (by
  * content-length), the connection closes, or the timeout passes.
  */
-export function rawRequest(
+export async function rawRequest(
   port: number,
   bytes: string | Buffer,
   opts: RawOptions = {},
 ): Promise<RawAnswer> {
+  const t0 = performance.now();
+  const x = await exchange(port, bytes, {
+    ...opts,
+    enough: (buf) => opts.untilClose !== true && parse(buf).complete,
+  });
+  return { ...parse(x.bytes), closed: x.closed, error: x.error, ms: performance.now() - t0 };
+}
+
+interface ExchangeOptions extends Pick<RawOptions, 'timeoutMs' | 'drip'> {
+  /** Half-close once the first bytes are written. */
+  readonly halfClose?: boolean;
+  /** End the exchange this long after writing, whatever was read. */
+  readonly hangUpAfterMs?: number;
+  /** Whether what was read so far is all the caller waits for. */
+  readonly enough: (read: Buffer) => boolean;
+}
+
+/**
+ * One raw exchange: connects, writes `bytes` (and the drip), reads until `enough`, the server
+ * closes, the hang-up time or the timeout; then destroys the socket.
+ */
+function exchange(
+  port: number,
+  bytes: string | Buffer,
+  opts: ExchangeOptions,
+): Promise<{ bytes: Buffer; closed: boolean; error: string | undefined }> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
     let error: string | undefined;
-    let finished = false;
+    let done = false;
     let drip: NodeJS.Timeout | undefined;
-    const t0 = performance.now();
     const finish = (closed: boolean): void => {
-      if (finished) return;
-      finished = true;
+      if (done) return;
+      done = true;
       clearTimeout(timer);
+      clearTimeout(hangUp);
       clearInterval(drip);
       socket.destroy();
-      resolve({ ...parse(Buffer.concat(chunks)), closed, error, ms: performance.now() - t0 });
+      resolve({ bytes: Buffer.concat(chunks), closed, error });
     };
     const timer = setTimeout(() => finish(false), opts.timeoutMs ?? 5_000);
+    const hangUp =
+      opts.hangUpAfterMs === undefined
+        ? undefined
+        : setTimeout(() => finish(false), opts.hangUpAfterMs);
     socket.on('data', (d: Buffer) => {
       chunks.push(d);
-      if (opts.untilClose !== true && parse(Buffer.concat(chunks)).complete) finish(false);
+      if (opts.enough(Buffer.concat(chunks))) finish(false);
     });
     socket.on('close', () => finish(true));
     socket.on('error', (e: NodeJS.ErrnoException) => {
       error = e.code ?? e.message;
     });
     socket.write(bytes);
+    if (opts.halfClose === true) socket.end();
     if (opts.drip !== undefined) {
       const rest = [...opts.drip.chunks];
       drip = setInterval(() => {
@@ -71,14 +102,20 @@ export function rawRequest(
   });
 }
 
-function parse(buf: Buffer): {
+/** One response parsed off the front of `buf`, with how many bytes it took. */
+interface Parsed {
   status: number | undefined;
   headers: Record<string, string>;
   body: Buffer;
   complete: boolean;
-} {
+  /** Bytes of `buf` the (complete) response took, 1xx answers before it included. */
+  used: number;
+}
+
+function parse(buf: Buffer): Parsed {
   const end = buf.indexOf('\r\n\r\n');
-  if (end < 0) return { status: undefined, headers: {}, body: Buffer.alloc(0), complete: false };
+  if (end < 0)
+    return { status: undefined, headers: {}, body: Buffer.alloc(0), complete: false, used: 0 };
   const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
   const headers: Record<string, string> = {};
@@ -90,7 +127,8 @@ function parse(buf: Buffer): {
   // A 1xx interim answer is followed by the real one.
   if (status !== undefined && status < 200) {
     const rest = parse(buf.subarray(end + 4));
-    return rest.status === undefined ? { ...rest, complete: false } : rest;
+    const used = rest.complete ? rest.used + end + 4 : 0;
+    return rest.status === undefined ? { ...rest, complete: false, used } : { ...rest, used };
   }
   const length = Number(headers['content-length'] ?? NaN);
   const body = buf.subarray(end + 4);
@@ -100,5 +138,76 @@ function parse(buf: Buffer): {
     headers,
     body: complete ? body.subarray(0, length) : body,
     complete,
+    used: complete ? end + 4 + length : 0,
   };
+}
+
+/** Every complete response in `buf`, in order (responses with a content-length). */
+export function parseResponses(buf: Buffer): RawResponse[] {
+  const out: RawResponse[] = [];
+  let rest = buf;
+  for (;;) {
+    const p = parse(rest);
+    if (!p.complete || p.status === undefined) return out;
+    out.push({ status: p.status, headers: p.headers, body: p.body });
+    rest = rest.subarray(p.used);
+  }
+}
+
+export interface RawResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+}
+
+export interface Conversation {
+  /** Every complete response read, in order. */
+  readonly responses: readonly RawResponse[];
+  /** Everything read (a chunked or streamed answer is only here). */
+  readonly bytes: Buffer;
+  /** The server closed the connection (rather than the timeout ending the exchange). */
+  readonly closed: boolean;
+  readonly error: string | undefined;
+}
+
+export interface ConversationOptions {
+  /** Half-close (shutdown(SHUT_WR)) once everything is written: the client still reads. */
+  readonly halfClose?: boolean;
+  /** Hang up (destroy the socket) once this many complete responses were read. */
+  readonly hangUpAfter?: number;
+  /** Hang up this long after writing, whatever was read. */
+  readonly hangUpAfterMs?: number;
+  /** Give up after this long; the answer is then whatever arrived. */
+  readonly timeoutMs?: number;
+  /** Further writes after the first, one every `everyMs`, until the exchange ends. */
+  readonly drip?: NonNullable<RawOptions['drip']>;
+}
+
+/**
+ * Writes raw bytes (several pipelined requests, garbage, ...) and reads every response until the
+ * server closes, the client hangs up as told, or the timeout passes.
+ */
+export async function rawConversation(
+  port: number,
+  bytes: string | Buffer,
+  opts: ConversationOptions = {},
+): Promise<Conversation> {
+  const n = opts.hangUpAfter;
+  const x = await exchange(port, bytes, {
+    ...opts,
+    enough: (buf) => n !== undefined && parseResponses(buf).length >= n,
+  });
+  return { responses: parseResponses(x.bytes), bytes: x.bytes, closed: x.closed, error: x.error };
+}
+
+/** A JSON POST as raw HTTP/1.1 bytes (pipelined requests are these, concatenated). */
+export function rawPost(path: string, body: unknown, headers: Record<string, string> = {}): string {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  const extra = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  return (
+    `POST ${path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${Buffer.byteLength(text)}\r\n${extra}\r\n${text}`
+  );
 }

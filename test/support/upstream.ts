@@ -212,3 +212,19 @@ export async function refusedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+/** An OpenAI embeddings answer with one vector and usage. */
+export function embeddingList(embedding: readonly number[] = [0.1, 0.2]): unknown {
+  return {
+    object: 'list',
+    data: [{ object: 'embedding', index: 0, embedding }],
+    model: 'embed',
+    usage: { prompt_tokens: 1, total_tokens: 1 },
+  };
+}
+
+/** An OpenAI upstream answering embeddings on `/embeddings` and chat completions elsewhere. */
+export const chatAndEmbeddings: Behaviour = (req, res, call) =>
+  call.path.endsWith('/embeddings')
+    ? json(200, embeddingList())(req, res, call)
+    : json(200, chatCompletion())(req, res, call);

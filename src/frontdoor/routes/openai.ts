@@ -1,13 +1,13 @@
 import { once } from 'node:events';
 import type { BackendStream } from '../../contracts/backend.js';
-import type { JsonObject, JsonValue } from '../../contracts/json.js';
+import type { JsonObject } from '../../contracts/json.js';
 import { syError, toSwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
-import { isJsonObject } from '../../core/safe-json.js';
 import type { RequestContext } from '../context.js';
 import { withScope } from '../scope.js';
 import { errorBody, RELEASE_HEADER, ROUTE_HEADER, sendJson } from '../respond.js';
 import { journeyChat, JOURNEY_MODEL_PREFIX } from './journeys.js';
+import { validateChat, validateEmbeddings } from '../openai-fields.js';
 
 /** `POST /v1/chat/completions`, streamed (SSE) or not: one call through the model-call pipeline. */
 export async function chatCompletions(ctx: RequestContext): Promise<void> {
@@ -124,48 +124,4 @@ async function pipeStream(ctx: RequestContext, stream: BackendStream): Promise<v
     // Settles and records the stream in the pipeline, from the usage its chunks carried.
     stream.cancel();
   }
-}
-
-function invalid(detail: string, param: string): never {
-  throw syError('SY_ERR_INVALID_REQUEST', detail, { param });
-}
-
-function requireModel(body: JsonObject): void {
-  const model = body['model'];
-  if (typeof model !== 'string' || model === '')
-    invalid('"model" must be a non-empty string', 'model');
-}
-
-/** Checks the fields the gateway relies on; everything else passes through to the upstream. */
-export function validateChat(body: JsonObject): void {
-  requireModel(body);
-  const messages = body['messages'];
-  if (!Array.isArray(messages) || messages.length === 0) {
-    invalid('"messages" must be a non-empty array', 'messages');
-  }
-  messages.forEach((m: JsonValue, i) => {
-    if (!isJsonObject(m)) invalid('each message must be an object', `messages[${i}]`);
-    if (typeof m['role'] !== 'string' || m['role'] === '') {
-      invalid('each message needs a "role" string', `messages[${i}].role`);
-    }
-  });
-  const stream = body['stream'];
-  if (stream !== undefined && stream !== null && typeof stream !== 'boolean')
-    invalid('"stream" must be a boolean', 'stream');
-  const opts = body['stream_options'];
-  if (opts !== undefined && opts !== null && !isJsonObject(opts))
-    invalid('"stream_options" must be an object', 'stream_options');
-}
-
-export function validateEmbeddings(body: JsonObject): void {
-  requireModel(body);
-  const input = body['input'];
-  const ok =
-    (typeof input === 'string' && input !== '') ||
-    (Array.isArray(input) &&
-      input.length > 0 &&
-      (input.every((x) => typeof x === 'string') ||
-        input.every((x) => typeof x === 'number') ||
-        input.every((x) => Array.isArray(x) && x.every((t) => typeof t === 'number'))));
-  if (!ok) invalid('"input" must be a string, an array of strings, or token arrays', 'input');
 }
