@@ -152,7 +152,9 @@ run('quota usage across a Redis outage (issue #13, real processes)', () => {
     expect(admitted).toBeGreaterThanOrEqual(95);
     // Every admitted call is in Redis, once: the local ones were written back.
     expect(await spentInRedis('budget', since)).toBe(admitted * MICROS);
-    expect(gw.output()).toContain('wrote back usage counted locally while Redis was away');
+    await expect
+      .poll(() => gw.output(), { timeout: 5_000 })
+      .toContain('wrote back usage counted locally while Redis was away');
   });
 
   it('counts a reservation whose command timed out and ran late in Redis once', async () => {
