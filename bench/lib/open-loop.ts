@@ -110,9 +110,15 @@ export async function runOpenLoop(opts: OpenLoopOptions): Promise<Sample[]> {
   return samples;
 }
 
+/** `code: message` of an error body: OpenAI style (`{error: {code, message}}`) or KServe's. */
 function errorOf(text: string): string | undefined {
   try {
-    const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error;
+    const body = JSON.parse(text) as {
+      error?: string | { code?: string; message?: string };
+      code?: string;
+    };
+    const e = body.error;
+    if (typeof e === 'string') return body.code === undefined ? e : `${body.code}: ${e}`;
     return e?.code === undefined ? undefined : `${e.code}: ${e.message ?? ''}`;
   } catch {
     return undefined;

@@ -227,6 +227,7 @@ export class AdmissionController {
     const switches = this.modes.switches();
     const pressure = gate.pressure() + switches.shed_boost;
     if (pressure > 0 && this.deps.random() < shedProbability(pressure, cls)) {
+      gate.noteShed();
       this.refused(call.trafficClass, 'shed', 'curve');
       throw syError('SY_ERR_SHED', `${name} is overloaded`, {
         retryAfterS: s.admission.shed_retry_after_s,
@@ -306,13 +307,14 @@ export class AdmissionController {
 
   /** Samples the gates' signals and feeds the mode controller (every `modes.sample_ms`). */
   sample(): ModeSignals {
-    let signals: ModeSignals = { queueDelayMs: 0, saturation: 0, errorRate: 0 };
+    let signals: ModeSignals = { queueDelayMs: 0, saturation: 0, errorRate: 0, shedRate: 0 };
     for (const g of this.gates.values()) {
       const s = g.takeSample();
       signals = {
         queueDelayMs: Math.max(signals.queueDelayMs, s.queueDelayMs),
         saturation: Math.max(signals.saturation, s.saturation),
         errorRate: Math.max(signals.errorRate, s.errorRate),
+        shedRate: Math.max(signals.shedRate, s.shedRate),
       };
     }
     this.modes.observe(signals);

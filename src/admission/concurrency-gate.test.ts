@@ -40,6 +40,23 @@ function setup(spec = TEST_CONCURRENCY) {
 }
 
 describe('ConcurrencyGate', () => {
+  it('samples the share of calls it shed, once enough calls came to mean something', async () => {
+    const { gate, req } = setup({ ...TEST_CONCURRENCY, max_queue: 1 });
+    const running = await gate.acquire(req('interactive'));
+    const waiting = gate.acquire(req('interactive'));
+    const shed = await Promise.all(
+      Array.from({ length: 8 }, () => gate.acquire(req('interactive')).catch((e: unknown) => e)),
+    );
+    expect(shed.every((e) => isSwitchyardError(e) && e.code === 'SY_ERR_SHED')).toBe(true);
+    gate.noteShed(); // a shed-curve refusal counts too
+    // 1 started + 9 shed + 1 queued (not yet started): 9 of 10 decided calls were shed.
+    expect(gate.takeSample().shedRate).toBeCloseTo(0.9);
+    running.release({ ok: true });
+    (await waiting).release({ ok: true });
+    // A quiet sample (one call) says nothing.
+    expect(gate.takeSample().shedRate).toBe(0);
+  });
+
   it('serves waiting requests most critical class first, oldest first within a class', async () => {
     const { gate, req } = setup();
     let permit: Permit = await gate.acquire(req('interactive'));

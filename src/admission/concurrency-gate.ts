@@ -52,6 +52,8 @@ export interface GateObserver {
 }
 
 const EWMA = 0.1;
+/** Calls a sample needs before its shed rate means anything (one of one shed is not overload). */
+const MIN_SHED_SAMPLE = 10;
 
 /**
  * A concurrency limit for one model with a bounded priority queue in front of it. A free slot
@@ -74,6 +76,9 @@ export class ConcurrencyGate {
   private released = 0;
   private failed = 0;
   private delaysSeen = 0;
+  /** Calls started and calls shed since the last sample (the shed rate signal). */
+  private startedCount = 0;
+  private shedCount = 0;
   /** Waiters per priority level (the finished ones excluded). */
   private readonly waiting = new Map<number, number>();
   /** Typical time a permit is held, ms (0 until the first release). */
@@ -113,18 +118,30 @@ export class ConcurrencyGate {
     };
   }
 
-  /** Signals since the last sample: peak saturation (in flight / limit) and the failure share. */
-  takeSample(): { saturation: number; errorRate: number; queueDelayMs: number } {
+  /** A call refused before it reached the gate's queue (the shed curve): counts as shed. */
+  noteShed(): void {
+    this.shedCount++;
+  }
+
+  /**
+   * Signals since the last sample: peak saturation (in flight / limit), the failure share, and
+   * the share of calls shed (`shedRate`, 0 until at least `MIN_SHED_SAMPLE` calls came).
+   */
+  takeSample(): { saturation: number; errorRate: number; queueDelayMs: number; shedRate: number } {
     const limit = this.limit.current();
     const saturation = Math.max(this.peakInFlight, this.inFlight + this.queued) / limit;
     const errorRate = this.released === 0 ? 0 : this.failed / this.released;
+    const calls = this.startedCount + this.shedCount;
+    const shedRate = calls < MIN_SHED_SAMPLE ? 0 : this.shedCount / calls;
+    this.startedCount = 0;
+    this.shedCount = 0;
     this.peakInFlight = this.inFlight;
     this.released = 0;
     this.failed = 0;
     // With no wait seen since the last sample, an idle gate's delay signal decays to zero.
     if (this.delaysSeen === 0 && this.queued === 0) this.queueDelayMs *= 0.5;
     this.delaysSeen = 0;
-    return { saturation, errorRate, queueDelayMs: this.queueDelayMs };
+    return { saturation, errorRate, queueDelayMs: this.queueDelayMs, shedRate };
   }
 
   /** A permit at once when a slot is free and nobody more critical waits; otherwise a wait. */
@@ -140,10 +157,12 @@ export class ConcurrencyGate {
     const mayWait = Math.min(req.maxWaitMs, req.deadlineAt - this.clock.now());
     if (this.rttMs > 0 && ((ahead + 1) * this.rttMs) / this.limit.current() > mayWait) {
       this.observer.refused(req, 'wait_too_long');
+      this.shedCount++;
       return Promise.reject(this.shed(`${this.name} would not start it in time`));
     }
     if (this.queued >= this.spec.max_queue && !this.evictFor(req.priority)) {
       this.observer.refused(req, 'queue_full');
+      this.shedCount++;
       return Promise.reject(this.shed(`the queue of ${this.name} is full`));
     }
     return new Promise<Permit>((resolve, reject) => {
@@ -206,6 +225,7 @@ export class ConcurrencyGate {
 
   private start(): Permit {
     this.inFlight++;
+    this.startedCount++;
     if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight;
     const startedAt = this.clock.now();
     let released = false;
@@ -290,6 +310,7 @@ export class ConcurrencyGate {
   private drop(w: Waiter, why: GateRefusal, err: SwitchyardError): void {
     if (w.done) return;
     this.finish(w);
+    if (why !== 'deadline' && why !== 'cancelled') this.shedCount++;
     if (why === 'queue_timeout' || why === 'evicted')
       this.noteDelay(this.clock.now() - w.enqueuedAt);
     this.observer.refused(w.req, why);

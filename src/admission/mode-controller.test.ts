@@ -13,7 +13,12 @@ class ManualClock implements Clock {
   }
 }
 
-const delay = (ms: number): ModeSignals => ({ queueDelayMs: ms, saturation: 0, errorRate: 0 });
+const delay = (ms: number): ModeSignals => ({
+  queueDelayMs: ms,
+  saturation: 0,
+  errorRate: 0,
+  shedRate: 0,
+});
 
 function setup() {
   const clock = new ManualClock();
@@ -29,6 +34,25 @@ function setup() {
 }
 
 describe('ModeController', () => {
+  it('enters surge on the gates’ shed rate when a mode sets shed_rate, and not without it', () => {
+    const clock = new ManualClock();
+    const withRate = new ModeController(
+      { ...TEST_MODES, surge: { ...TEST_MODES.surge, enter: { shed_rate: 0.2 } } },
+      clock,
+      new ListAudit(),
+      silentLogger,
+    );
+    const without = new ModeController(TEST_MODES, clock, new ListAudit(), silentLogger);
+    const shedding: ModeSignals = { queueDelayMs: 1, saturation: 1, errorRate: 0, shedRate: 0.6 };
+    for (let i = 0; i < 3; i++) {
+      clock.t += 1_000;
+      withRate.observe(shedding);
+      without.observe(shedding);
+    }
+    expect(withRate.current()).toMatchObject({ mode: 'surge', reason: 'shed_rate' });
+    expect(without.current().mode).toBe('normal');
+  });
+
   it('enters surge only after the enter threshold held for enter_samples samples in a row', () => {
     const { modes, tick } = setup();
     tick(delay(80), 2);

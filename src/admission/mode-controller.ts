@@ -19,6 +19,11 @@ export interface ModeSignals {
   readonly saturation: number;
   /** Share of finished requests that failed upstream. */
   readonly errorRate: number;
+  /**
+   * Share of calls the gates refused over the sample (queue full, would not start in time, shed
+   * curve): overload that gates absorb by shedding early shows here even when queues stay short.
+   */
+  readonly shedRate: number;
 }
 
 export interface ModeState {
@@ -39,9 +44,10 @@ const SIGNALS: readonly [keyof ModeThresholds, keyof ModeSignals, string][] = [
   ['queue_delay_ms', 'queueDelayMs', 'queue_delay'],
   ['saturation', 'saturation', 'saturation'],
   ['error_rate', 'errorRate', 'error_rate'],
+  ['shed_rate', 'shedRate', 'shed_rate'],
 ];
 
-const ZERO: ModeSignals = { queueDelayMs: 0, saturation: 0, errorRate: 0 };
+const ZERO: ModeSignals = { queueDelayMs: 0, saturation: 0, errorRate: 0, shedRate: 0 };
 
 /** The first signal at or over its threshold, as [reason, detail]; undefined when none is. */
 function breach(t: ModeThresholds, s: ModeSignals): [string, string] | undefined {

@@ -67,6 +67,8 @@ export interface AdmissionSpec {
 
 export interface ModeThresholds {
   readonly queue_delay_ms?: number | undefined;
+  /** Share of calls the gates shed over a sample (their own refusals, not the mode's). */
+  readonly shed_rate?: number | undefined;
   readonly saturation?: number | undefined;
   readonly error_rate?: number | undefined;
 }

@@ -296,6 +296,8 @@ const thresholdsSchema = z.strictObject({
   queue_delay_ms: z.number().finite().nonnegative().optional(),
   saturation: z.number().finite().nonnegative().optional(),
   error_rate: z.number().min(0).max(1).optional(),
+  /** Share of calls the concurrency gates shed (queue full, would wait too long, shed curve). */
+  shed_rate: z.number().min(0).max(1).optional(),
 });
 
 const switchesSchema = z.strictObject({
