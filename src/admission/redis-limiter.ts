@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { openRedis, redisReady } from '../state/redis.js';
 import type {
   QuotaCharge,
   QuotaDecision,
@@ -119,19 +120,14 @@ export class RedisLimiter implements QuotaLimiter {
   constructor(private readonly opts: RedisLimiterOptions) {
     this.local = new MemoryLimiter(opts.clock, opts.localShare, false);
     this.ledger = new QuotaLedger(1, opts.localShare);
-    const redis = new Redis(opts.url, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: opts.commandTimeoutMs,
-      connectTimeout: Math.max(200, opts.commandTimeoutMs * 4),
-      enableReadyCheck: false,
-      retryStrategy: (times: number) => Math.min(50 * times, opts.probeMs),
-      lazyConnect: false,
+    const redis = openRedis({
+      url: opts.url,
+      commandTimeoutMs: opts.commandTimeoutMs,
+      reconnectMaxMs: opts.probeMs,
+      name: 'quota limiter',
+      logger: opts.logger,
     });
     defineQuotaCommands(redis);
-    redis.on('error', (err: Error) => {
-      opts.logger.debug({ err: err.message }, 'quota limiter: redis connection error');
-    });
     redis.on('close', () => this.fallBack('connection closed'));
     // The gauge says "shared" from the first connection, not only after an outage (#13).
     redis.on('ready', () => {
@@ -142,18 +138,8 @@ export class RedisLimiter implements QuotaLimiter {
   }
 
   /** Resolves once connected, or after `timeoutMs` (requests are counted locally until then). */
-  async ready(timeoutMs: number): Promise<boolean> {
-    if (this.redis.status === 'ready') return true;
-    return new Promise((resolve) => {
-      const done = (ok: boolean): void => {
-        clearTimeout(timer);
-        this.redis.off('ready', onReady);
-        resolve(ok);
-      };
-      const onReady = (): void => done(true);
-      const timer = setTimeout(() => done(false), timeoutMs);
-      this.redis.once('ready', onReady);
-    });
+  ready(timeoutMs: number): Promise<boolean> {
+    return redisReady(this.redis, timeoutMs);
   }
 
   /** Whether decisions are taken locally now (Redis is away). */

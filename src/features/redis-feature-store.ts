@@ -1,4 +1,5 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { openRedis, redisReady } from '../state/redis.js';
 import type {
   FeatureDefinition,
   FeatureEntry,
@@ -61,37 +62,22 @@ export class RedisFeatureStore implements FeatureSource {
     this.clock = options.clock;
     this.logger = options.logger;
     this.maxValues = options.maxValuesPerTenant;
-    const redis = new Redis(options.url, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: options.commandTimeoutMs,
-      connectTimeout: Math.max(200, options.commandTimeoutMs * 4),
-      enableReadyCheck: false,
-      retryStrategy: (times: number) => Math.min(50 * times, 1_000),
+    const redis = openRedis({
+      url: options.url,
+      commandTimeoutMs: options.commandTimeoutMs,
+      name: 'feature store',
+      logger: options.logger,
     });
     redis.defineCommand('syFeatureWrite', { numberOfKeys: 3, lua: WRITE_LUA });
     redis.defineCommand('syFeatureStored', { numberOfKeys: 3, lua: STORED_LUA });
     redis.defineCommand('syFeatureDrop', { numberOfKeys: 3, lua: DROP_LUA });
     redis.defineCommand('syFeaturePurge', { numberOfKeys: 4, lua: PURGE_LUA });
-    redis.on('error', (err: Error) => {
-      this.logger?.debug({ err: err.message }, 'feature store: redis connection error');
-    });
     this.redis = redis as Redis & StoreCommands;
   }
 
   /** Resolves true once connected, false after `timeoutMs`. */
-  async ready(timeoutMs: number): Promise<boolean> {
-    if (this.redis.status === 'ready') return true;
-    return new Promise((resolve) => {
-      const onReady = (): void => done(true);
-      const timer = setTimeout(() => done(false), timeoutMs);
-      const done = (ok: boolean): void => {
-        clearTimeout(timer);
-        this.redis.off('ready', onReady);
-        resolve(ok);
-      };
-      this.redis.once('ready', onReady);
-    });
+  ready(timeoutMs: number): Promise<boolean> {
+    return redisReady(this.redis, timeoutMs);
   }
 
   setDefinitions(definitions: readonly FeatureDefinition[]): void {

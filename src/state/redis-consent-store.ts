@@ -1,4 +1,5 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { openRedis, openRedisSubscriber, redisReady } from './redis.js';
 import type { Logger } from '../contracts/logger.js';
 import type { ConsentPersistence, ConsentRecord } from '../contracts/policy.js';
 import { syError } from '../core/errors.js';
@@ -26,39 +27,20 @@ export class RedisConsentStore implements ConsentPersistence {
   private readonly channel: string;
 
   constructor(private readonly options: RedisConsentStoreOptions) {
-    const common = {
-      connectTimeout: Math.max(200, options.commandTimeoutMs * 4),
-      enableReadyCheck: false,
-      retryStrategy: (times: number) => Math.min(50 * times, 1_000),
+    const connection = {
+      url: options.url,
+      commandTimeoutMs: options.commandTimeoutMs,
+      name: 'consent store',
+      logger: options.logger,
     };
-    this.redis = new Redis(options.url, {
-      ...common,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: options.commandTimeoutMs,
-    });
-    // The subscriber may queue its SUBSCRIBE until connected; it never serves a request.
-    this.sub = new Redis(options.url, { ...common, maxRetriesPerRequest: null });
+    this.redis = openRedis(connection);
+    this.sub = openRedisSubscriber(connection);
     this.channel = `${options.prefix}consent`;
-    for (const r of [this.redis, this.sub])
-      r.on('error', (err: Error) => {
-        options.logger?.debug({ err: err.message }, 'consent store: redis connection error');
-      });
   }
 
   /** Resolves true once the command connection is up, false after `timeoutMs`. */
-  async ready(timeoutMs: number): Promise<boolean> {
-    if (this.redis.status === 'ready') return true;
-    return new Promise((resolve) => {
-      const onReady = (): void => done(true);
-      const timer = setTimeout(() => done(false), timeoutMs);
-      const done = (ok: boolean): void => {
-        clearTimeout(timer);
-        this.redis.off('ready', onReady);
-        resolve(ok);
-      };
-      this.redis.once('ready', onReady);
-    });
+  ready(timeoutMs: number): Promise<boolean> {
+    return redisReady(this.redis, timeoutMs);
   }
 
   async loadAll(): Promise<ConsentRecord[]> {

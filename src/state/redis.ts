@@ -1,0 +1,71 @@
+import { Redis } from 'ioredis';
+import type { Logger } from '../contracts/logger.js';
+
+/**
+ * The one way Switchyard connects to Redis (quotas, features, consent). ioredis' defaults turn a
+ * Redis outage into a gateway outage (a command waited 73 s after SIGKILL, forever after SIGSTOP:
+ * TOOLCHAIN.md), so a client on the request path never queues offline, never retries a command,
+ * and gives up on one after `commandTimeoutMs`: the caller falls back or answers 503 at once.
+ */
+export interface RedisOptions {
+  readonly url: string;
+  readonly commandTimeoutMs: number;
+  /** Longest wait between reconnection attempts (ms). */
+  readonly reconnectMaxMs?: number;
+  /** Who the connection is for, in its error log lines (`quota limiter`, `feature store`, ...). */
+  readonly name: string;
+  readonly logger?: Logger | undefined;
+}
+
+const reconnect = (o: RedisOptions) => (times: number) =>
+  Math.min(50 * times, o.reconnectMaxMs ?? 1_000);
+
+function logged(redis: Redis, o: RedisOptions): Redis {
+  redis.on('error', (err: Error) => {
+    o.logger?.debug({ err: err.message }, `${o.name}: redis connection error`);
+  });
+  return redis;
+}
+
+/** A client for the request path: fails fast instead of waiting for Redis. */
+export function openRedis(o: RedisOptions): Redis {
+  return logged(
+    new Redis(o.url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: o.commandTimeoutMs,
+      connectTimeout: Math.max(200, o.commandTimeoutMs * 4),
+      enableReadyCheck: false,
+      retryStrategy: reconnect(o),
+    }),
+    o,
+  );
+}
+
+/** A subscriber connection: it may queue its SUBSCRIBE until connected; it serves no request. */
+export function openRedisSubscriber(o: RedisOptions): Redis {
+  return logged(
+    new Redis(o.url, {
+      connectTimeout: Math.max(200, o.commandTimeoutMs * 4),
+      enableReadyCheck: false,
+      retryStrategy: reconnect(o),
+      maxRetriesPerRequest: null,
+    }),
+    o,
+  );
+}
+
+/** Resolves true once the client is connected, false after `timeoutMs`. */
+export function redisReady(redis: Redis, timeoutMs: number): Promise<boolean> {
+  if (redis.status === 'ready') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const onReady = (): void => done(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      redis.off('ready', onReady);
+      resolve(ok);
+    };
+    redis.once('ready', onReady);
+  });
+}
