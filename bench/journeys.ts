@@ -5,6 +5,9 @@
  *    respond) run back to back with scripted models that answer at once, so model time is
  *    excluded; the cost of calling the scripted model stub directly is measured too and
  *    subtracted. Target: ≤ 50 µs per request.
+ * 1b. The same journey as the gateway runs it: an admission scope per request and the model
+ *    call through the real model-call pipeline, with an in-process backend that answers at once
+ *    (its own cost subtracted). Target (#14): ≤ 30 µs per journey.
  * 2. The example traffic mix: the journeys of examples/superapp/switchyard.yaml, compiled as
  *    the gateway compiles them, run against simulated models with the example's tiers and costs
  *    (virtual model time on an injected clock). Reports the share of requests answered per tier
@@ -23,6 +26,16 @@ import { Router } from '../src/orchestrator/router.js';
 import { JourneyRunner, type JourneyOutcome } from '../src/orchestrator/runner.js';
 import { ScriptedInvoker, type ScriptedModel } from '../test/support/scripted-invoker.js';
 import { MemoryCache } from '../src/state/cache-memory.js';
+import { AdmissionController } from '../src/admission/admission-controller.js';
+import { MemoryLimiter } from '../src/admission/memory-limiter.js';
+import type { Backend, BackendResponse } from '../src/contracts/backend.js';
+import { compose } from '../src/backends/interceptors/compose.js';
+import { deadlineGuard } from '../src/backends/interceptors/deadline.js';
+import { recordAttempts } from '../src/backends/interceptors/record.js';
+import { MemoryAuditSink } from '../src/observability/audit-memory.js';
+import { ModelCatalog } from '../src/pipeline/journey-invoker.js';
+import { ModelPipeline } from '../src/pipeline/model-pipeline.js';
+import { silentLogger, testSettings } from '../test/support/admission-settings.js';
 
 const quick = process.argv.includes('--quick');
 const OVERHEAD_N = quick ? 20_000 : 200_000;
@@ -132,6 +145,178 @@ async function overhead(): Promise<Record<string, number>> {
     wall_p99_us: round(q(0.99)),
     model_stub_cpu_us: round(stubUs),
     overhead_us: round(cpuUs - stubUs),
+  };
+}
+
+// ------------------------------------------- 1b. overhead through the model-call pipeline
+/**
+ * The same 5-stage journey as the gateway runs it (#14): one admission scope per request
+ * (class, mode, quotas), and the classify call through the real model-call pipeline (resolve,
+ * policy, the model's concurrency gate, the attempt record and deadline interceptors, settle,
+ * record). The backend is an in-process one that answers at once, so model time is excluded; its
+ * own cost, called directly, is measured and subtracted. Target: ≤ 30 µs per journey.
+ */
+async function pipelineOverhead(): Promise<Record<string, number>> {
+  const clock = { now: () => performance.now(), wall: () => Date.now() };
+  const answer: BackendResponse = {
+    json: {
+      object: 'chat.completion',
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: '{"label":"order_status","confidence":0.9}' },
+          finish_reason: 'stop',
+        },
+      ],
+    },
+    usage: { inputTokens: 12, outputTokens: 9 },
+  };
+  const instant: Backend = {
+    name: 'intent',
+    describe: () => ({
+      name: 'intent',
+      kind: 'instant',
+      tier: 'edge',
+      upstream: 'in-process',
+      operations: ['chat'],
+    }),
+    health: () => ({ state: 'healthy' }),
+    call: () => Promise.resolve(answer),
+    stream: () => Promise.reject(new Error('no streams')),
+    metadata: () => Promise.resolve({}),
+    ready: () => Promise.resolve(true),
+    close: () => Promise.resolve(),
+  };
+  const settings = testSettings();
+  const admission = new AdmissionController(settings, {
+    clock,
+    random: seededRandom(SEED),
+    limiter: new MemoryLimiter(clock),
+    audit: new MemoryAuditSink(),
+    logger: silentLogger,
+  });
+  const call = compose(
+    instant,
+    recordAttempts('intent', clock),
+    admission.gateInterceptor('intent'),
+    deadlineGuard(clock),
+  );
+  const handle = { name: 'intent', backend: instant, call, operations: new Set(['chat'] as const) };
+  const pipeline = new ModelPipeline({
+    models: new Map([['intent', handle]]),
+    facts: () => ({
+      tier: 'edge',
+      price: { inPer1k: 0.1, outPer1k: 0.2, perCall: 0, perSecond: 0 },
+    }),
+    mayUse: () => true,
+    clock,
+    defaultOutputTokens: 256,
+    admission,
+  });
+  const catalog = new ModelCatalog(
+    pipeline,
+    () => undefined,
+    () => true,
+  );
+  const router = new Router(clock);
+  const { journeys, problems } = compileJourneys(
+    {
+      five: {
+        class: 'interactive',
+        stages: [
+          { id: 'cache', cache: { ttl_ms: 60_000 } },
+          { id: 'intent', classify: { model: 'intent' } },
+          {
+            id: 'route',
+            branch: { cases: [{ when: 'confidence >= 0.8', to: 'shape' }], else: 'shape' },
+          },
+          { id: 'shape', transform: { set: { intent: 'intent.label', q: 'input.text' } } },
+          { id: 'reply', respond: { body: { answer: 'shape' } } },
+        ],
+      },
+    },
+    {
+      models: (n) => catalog.info(n),
+      services: { features: false, retriever: false, policy: false },
+      router,
+    },
+  );
+  if (problems.length > 0) throw new Error(problems.join('\n'));
+  const journey = journeys.get('five')!;
+  const runner = new JourneyRunner(
+    {
+      // Every run passes its scope's invoker (`models` in the request), as the gateway does.
+      models: {
+        info: (m) => catalog.info(m),
+        chat: () => Promise.reject(new Error('unscoped')),
+        embed: () => Promise.reject(new Error('unscoped')),
+        classify: () => Promise.reject(new Error('unscoped')),
+        infer: () => Promise.reject(new Error('unscoped')),
+      },
+      cache: new MemoryCache({ clock }),
+    },
+    clock,
+  );
+  const signal = new AbortController().signal;
+  const run = async (i: number): Promise<JourneyOutcome> => {
+    const scope = await pipeline.open({
+      requestId: `r${i}`,
+      tenant: 'acme',
+      keyId: 'k1',
+      trafficClass: 'interactive',
+      signal,
+      deadlineAt: performance.now() + 10_000,
+      origin: 'journey',
+      attempts: [],
+      estimate: { tokens: 10, spend: 0 },
+    });
+    try {
+      return await runner.run(journey, {
+        requestId: `r${i}`,
+        tenant: 'acme',
+        trafficClass: 'interactive',
+        input: { text: `where is my order ${i}` },
+        attributes: {},
+        signal,
+        deadlineAt: scope.deadlineAt,
+        models: catalog.invoker(scope),
+      });
+    } finally {
+      pipeline.close(scope);
+    }
+  };
+  const direct = {
+    requestId: 'r',
+    tenant: 'acme',
+    trafficClass: 'interactive',
+    signal,
+    deadlineAt: Infinity,
+    attempts: [],
+  };
+  /** CPU µs per call of the instant backend alone (what is subtracted as "model time"). */
+  const backendAlone = async (n: number): Promise<number> => {
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < n; i++) await instant.call({ op: 'chat', body: {} }, direct);
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / n;
+  };
+  for (let i = 0; i < 20_000; i++) await run(i); // warm-up (JIT)
+  await backendAlone(20_000);
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < OVERHEAD_N; i++) {
+    const out = await run(100_000 + i);
+    if (!out.ok) throw new Error(`journey failed: ${out.error.message}`);
+  }
+  const cpu = process.cpuUsage(c0);
+  const cpuUs = (cpu.user + cpu.system) / OVERHEAD_N;
+  const backendUs = await backendAlone(OVERHEAD_N);
+  admission.close();
+  return {
+    requests: OVERHEAD_N,
+    stages: 5,
+    cpu_us: round(cpuUs),
+    backend_cpu_us: round(backendUs),
+    overhead_us: round(cpuUs - backendUs),
   };
 }
 
@@ -344,15 +529,19 @@ function share(m: Record<string, number>, n: number): string {
     .join(', ');
 }
 
-const o = await overhead();
-if (process.argv.includes('--overhead-only')) {
-  console.log(o);
+const pipelineOnly = process.argv.includes('--pipeline-only');
+const o = pipelineOnly ? {} : await overhead();
+const p = await pipelineOverhead();
+if (process.argv.includes('--overhead-only') || pipelineOnly) {
+  console.log(o, p);
   process.exit(0);
 }
 const mix = await trafficMix();
 console.log(`\nbench:journeys${quick ? ' (quick)' : ''}\n`);
 console.log('orchestration overhead, 5-stage journey, model time excluded');
 console.table([{ ...o, target_us: 50, pass: o['overhead_us']! <= 50 }]);
+console.log('the same journey through the model-call pipeline (admission scope, gate, record)');
+console.table([{ ...p, target_us: 30, pass: p['overhead_us']! <= 30 }]);
 console.log(`example traffic mix (${mix.requests} requests, seed ${SEED})`);
 console.table([
   { metric: 'journeys', value: share(mix.byJourney, mix.requests) },
@@ -368,7 +557,7 @@ mkdirSync('bench/results', { recursive: true });
 writeFileSync(
   'bench/results/journeys-latest.json',
   JSON.stringify(
-    { at: new Date().toISOString(), quick, node: process.version, overhead: o, mix },
+    { at: new Date().toISOString(), quick, node: process.version, overhead: o, pipeline: p, mix },
     null,
     2,
   ),

@@ -219,13 +219,24 @@ export class AdmissionController {
    * else a slot now or a wait in the gate's priority queue. Refusals are 503 SY_ERR_SHED.
    * (The gateway's own CPU overload is shed once per request, at `begin`.)
    */
-  async acquireGate(name: string, call: GateCall, spec?: ConcurrencySpec): Promise<Permit> {
+  acquireGate(name: string, call: GateCall, spec?: ConcurrencySpec): Promise<Permit> {
+    try {
+      return Promise.resolve(this.gateNow(name, call, spec) ?? this.gateWait(name, call, spec));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  /**
+   * The synchronous part of passing a gate: NO_PERMIT when admission is off, a shed (thrown),
+   * a permit when a slot is free, or undefined when the call must wait (`gateWait`).
+   */
+  private gateNow(name: string, call: GateCall, spec?: ConcurrencySpec): Permit | undefined {
     const s = this.settings;
     const cls = s.classes[call.trafficClass];
     if (!s.admission.enabled || cls === undefined) return NO_PERMIT;
     const gate = this.gate(name, spec);
-    const switches = this.modes.switches();
-    const pressure = gate.pressure() + switches.shed_boost;
+    const pressure = gate.pressure() + this.modes.switches().shed_boost;
     if (pressure > 0 && this.deps.random() < shedProbability(pressure, cls)) {
       gate.noteShed();
       this.refused(call.trafficClass, 'shed', 'curve');
@@ -233,6 +244,13 @@ export class AdmissionController {
         retryAfterS: s.admission.shed_retry_after_s,
       });
     }
+    return gate.tryAcquire(call);
+  }
+
+  private gateWait(name: string, call: GateCall, spec?: ConcurrencySpec): Promise<Permit> {
+    const s = this.settings;
+    const cls = s.classes[call.trafficClass]!;
+    const gate = this.gate(name, spec);
     const now = this.deps.clock.now();
     return gate.acquire({
       trafficClass: call.trafficClass,
@@ -262,7 +280,8 @@ export class AdmissionController {
     };
     return (next) => ({
       call: async (request, ctx) => {
-        const permit = await this.acquireGate(name, ctx, spec?.());
+        const want = spec?.();
+        const permit = this.gateNow(name, ctx, want) ?? (await this.gateWait(name, ctx, want));
         const t0 = clock.now();
         let outcome = { ok: true, dropped: false };
         try {

@@ -145,6 +145,14 @@ export class ConcurrencyGate {
   }
 
   /** A permit at once when a slot is free and nobody more critical waits; otherwise a wait. */
+  /** A permit now when a slot is free and nobody waits; otherwise undefined (call `acquire`). */
+  tryAcquire(req: Pick<GateRequest, 'signal'>): Permit | undefined {
+    if (req.signal.aborted || this.inFlight >= this.limit.current() || this.queued !== 0)
+      return undefined;
+    this.noteDelay(0);
+    return this.start();
+  }
+
   acquire(req: GateRequest): Promise<Permit> {
     if (req.signal.aborted) return Promise.reject(abortReason(req.signal));
     if (this.inFlight < this.limit.current() && this.queued === 0) {

@@ -23,6 +23,8 @@ type Info = Omit<ModelInfo, 'version' | 'available'>;
  */
 export class ModelCatalog {
   private readonly infos = new Map<string, Info>();
+  /** The last answer per model: reused while its version and availability hold (hot path). */
+  private readonly last = new Map<string, ModelInfo>();
 
   constructor(
     private readonly pipeline: ModelPipeline,
@@ -31,6 +33,10 @@ export class ModelCatalog {
   ) {}
 
   info(model: string): ModelInfo | undefined {
+    const version = this.pipeline.versionOf(model);
+    const available = this.available(model);
+    const seen = this.last.get(model);
+    if (seen !== undefined && seen.version === version && seen.available === available) return seen;
     const handle = this.pipeline.models.get(model);
     const facts = this.pipeline.facts(model);
     if (handle === undefined || facts === undefined) return undefined;
@@ -47,22 +53,23 @@ export class ModelCatalog {
       if (!(handle.backend instanceof OnnxBackend) || card !== undefined)
         this.infos.set(model, base);
     }
-    return {
-      ...base,
-      version: this.pipeline.versionOf(model),
-      available: this.available(model),
-    };
+    const info: ModelInfo = { ...base, version, available };
+    if (this.infos.get(model) === base) this.last.set(model, info);
+    return info;
   }
 
   /** The pipeline bound to one journey request: what its stages call models through. */
   invoker(scope: CallScope): ModelInvoker {
     const pipeline = this.pipeline;
     // A parallel branch has its own signal: each call runs under the signal its stage gave.
-    const under = (call: CallContext): CallScope => ({
-      ...scope,
-      signal: call.signal,
-      deadlineAt: Math.min(call.deadlineAt, scope.deadlineAt),
-    });
+    const under = (call: CallContext): CallScope =>
+      call.signal === scope.signal && call.deadlineAt >= scope.deadlineAt
+        ? scope
+        : {
+            ...scope,
+            signal: call.signal,
+            deadlineAt: Math.min(call.deadlineAt, scope.deadlineAt),
+          };
     const run = async (call: CallContext, spec: CallSpec): Promise<CallResult> =>
       pipeline.call(under(call), spec);
     return {

@@ -164,6 +164,9 @@ interface Prepared {
  * Routes parse and shape answers; they never re-implement a step.
  */
 export class ModelPipeline {
+  /** What config says of each model, read once (a runtime's config never changes). */
+  private readonly known = new Map<string, ModelFacts | undefined>();
+
   constructor(private readonly o: PipelineOptions) {}
 
   get models(): ReadonlyMap<string, ModelHandle> {
@@ -171,13 +174,16 @@ export class ModelPipeline {
   }
 
   facts(model: string): ModelFacts | undefined {
-    return this.o.facts(model);
+    if (this.known.has(model)) return this.known.get(model);
+    const f = this.o.facts(model);
+    this.known.set(model, f);
+    return f;
   }
 
   /** What a direct call is expected to use, priced for the model it names (quota reservations). */
   estimate(op: Operation, body: JsonObject, model: string): Estimate {
     const d = demandOf(op, body, this.o.defaultOutputTokens);
-    const price = this.o.facts(model)?.price ?? FREE;
+    const price = this.facts(model)?.price ?? FREE;
     return { tokens: d.inputTokens + d.outputTokens, spend: expectedCost(price, d) };
   }
 
@@ -345,7 +351,7 @@ export class ModelPipeline {
         return '';
       }
     }
-    return this.o.facts(model)?.upstreamModel ?? model;
+    return this.facts(model)?.upstreamModel ?? model;
   }
 
   // ---- resolve ----
@@ -388,19 +394,21 @@ export class ModelPipeline {
       throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${name} does not serve ${op}`, {
         param: 'model',
       });
-    const facts = this.o.facts(name) ?? { tier: 'central', price: FREE };
+    const facts = this.facts(name) ?? { tier: 'central', price: FREE };
     return { name, handle, facts, version, assignment, slot, reason };
   }
 
   // ---- policy, and the request for the target ----
 
   private prepare(scope: CallScope, spec: CallSpec, target: Target): Prepared {
-    const tagged: TaggedSource[] = [
-      ...(spec.opts?.inputs ?? []),
-      ...(scope.data ?? []).map((tag) => ({ source: 'request', tag })),
-    ];
+    const inputs = spec.opts?.inputs;
+    const declared = scope.data;
+    const tagged: readonly TaggedSource[] =
+      declared === undefined || declared.length === 0
+        ? (inputs ?? NONE)
+        : [...(inputs ?? []), ...declared.map((tag) => ({ source: 'request', tag }))];
     const policy = this.o.policy;
-    let withheld: string[] = [];
+    let withheld: readonly string[] = NONE;
     let exception = false;
     let input: JsonObject | string | undefined = spec.body ?? spec.text;
     if (tagged.length > 0 && policy !== undefined) {
@@ -542,7 +550,7 @@ export class ModelPipeline {
     const ms = this.o.clock.now() - t0;
     for (let i = shown; i < attempts.length; i++) scope.attempts.push(attempts[i]!);
     const servedBy = lastOk(attempts) ?? target.name;
-    const facts = servedBy === target.name ? target.facts : this.o.facts(servedBy);
+    const facts = servedBy === target.name ? target.facts : this.facts(servedBy);
     const json = response?.json;
     const reported = json?.['model_version'];
     const version =
@@ -563,29 +571,31 @@ export class ModelPipeline {
     const outcome = error === undefined ? 'ok' : error.code;
     const compact = compactAttempts(attempts);
     const a = target.assignment;
-    publish(events.modelCall, {
-      requestId: scope.requestId,
-      origin: scope.origin,
-      tenant: scope.tenant,
-      trafficClass: scope.trafficClass,
-      op: spec.op,
-      requested: spec.model,
-      model: target.name,
-      servedBy,
-      version,
-      tier: facts?.tier ?? target.facts.tier,
-      reason: target.reason,
-      ...(a?.experiment === undefined ? {} : { experiment: a.experiment }),
-      ...(a?.variant === undefined ? {} : { variant: a.variant }),
-      stream,
-      ms,
-      inputTokens: usage?.inputTokens ?? 0,
-      outputTokens: usage?.outputTokens ?? 0,
-      cost,
-      outcome,
-      attempts: compact,
-      withheld: prepared?.withheld.length ?? 0,
-    });
+    // The record event (#14): built only when someone listens (metrics and the log always do).
+    if (events.modelCall.hasSubscribers)
+      publish(events.modelCall, {
+        requestId: scope.requestId,
+        origin: scope.origin,
+        tenant: scope.tenant,
+        trafficClass: scope.trafficClass,
+        op: spec.op,
+        requested: spec.model,
+        model: target.name,
+        servedBy,
+        version,
+        tier: facts?.tier ?? target.facts.tier,
+        reason: target.reason,
+        ...(a?.experiment === undefined ? {} : { experiment: a.experiment }),
+        ...(a?.variant === undefined ? {} : { variant: a.variant }),
+        stream,
+        ms,
+        inputTokens: usage?.inputTokens ?? 0,
+        outputTokens: usage?.outputTokens ?? 0,
+        cost,
+        outcome,
+        attempts: compact,
+        withheld: prepared?.withheld.length ?? 0,
+      });
     if (a !== undefined && (a.experiment !== undefined || (a.shadow?.length ?? 0) > 0))
       this.reportRelease(scope, spec, target, prepared, {
         ms,
@@ -670,6 +680,8 @@ export class ModelPipeline {
     );
   }
 }
+
+const NONE: readonly never[] = [];
 
 const OPEN_TICKET: Ticket = {
   trafficClass: 'interactive',
