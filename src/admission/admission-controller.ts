@@ -219,12 +219,8 @@ export class AdmissionController {
    * else a slot now or a wait in the gate's priority queue. Refusals are 503 SY_ERR_SHED.
    * (The gateway's own CPU overload is shed once per request, at `begin`.)
    */
-  acquireGate(name: string, call: GateCall, spec?: ConcurrencySpec): Promise<Permit> {
-    try {
-      return Promise.resolve(this.gateNow(name, call, spec) ?? this.gateWait(name, call, spec));
-    } catch (err) {
-      return Promise.reject(err as Error);
-    }
+  async acquireGate(name: string, call: GateCall, spec?: ConcurrencySpec): Promise<Permit> {
+    return this.gateNow(name, call, spec) ?? this.gateWait(name, call, spec);
   }
 
   /**
