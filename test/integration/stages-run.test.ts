@@ -357,17 +357,22 @@ describe('journey stages that read personal data, run through the gateway', () =
     });
   });
 
-  it('refuses a model call whose prompt was built from restricted data with the policy code, and never sends it', async () => {
+  it('strips restricted data from a prompt built with it, sends the rest, and counts the strip', async () => {
     const before = upstream.calls.filter((c) => c.path.endsWith('/chat/completions')).length;
     const a = await journey('leaky', 'alice', 'approve the order?');
-    // The prompt cannot be built without the risk score: a refusal (403), not a malformed request.
-    expect(a.status).toBe(403);
-    expect(a.body.error?.code).toBe('SY_ERR_POLICY_DENIED');
-    expect(stage(a.body, 'ask')).toMatchObject({ outcome: 'fail', code: 'POLICY_DENIED' });
-    expect(upstream.calls.filter((c) => c.path.endsWith('/chat/completions')).length).toBe(before);
+    // The transform that templated the risk score is built again without it: the model gets
+    // the rest of the prompt, never the restricted value.
+    expect(a.status).toBe(200);
+    expect(stage(a.body, 'ask')).toMatchObject({ outcome: 'continue', code: 'ok' });
+    expect(stage(a.body, 'ask')?.reason).toContain('withheld by policy: features.user.risk');
+    const sent = upstream.calls.filter((c) => c.path.endsWith('/chat/completions'));
+    expect(sent.length).toBe(before + 1);
+    const body = sent.at(-1)!.body;
+    expect(body).toContain('approve the order?');
+    expect(body).not.toContain('0.9');
     const metrics = await (await request(`${gw.url}/metrics`)).body.text();
     expect(metrics).toMatch(
-      /switchyard_policy_exceptions_total\{action="refuse",code="SY_ERR_POLICY_DENIED",label="restricted",origin="journey"\} 1/,
+      /switchyard_policy_exceptions_total\{action="strip",code="SY_ERR_POLICY_DENIED",label="restricted",origin="journey"\} 1/,
     );
   });
 });
