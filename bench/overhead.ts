@@ -68,13 +68,25 @@ interface Settings {
   readonly cases: readonly CaseName[];
 }
 
-type CaseName = 'direct' | 'direct-stream' | 'floor' | 'switchyard' | 'switchyard-stream';
+type CaseName =
+  | 'direct'
+  | 'direct-stream'
+  | 'floor'
+  | 'switchyard'
+  | 'switchyard-stream'
+  | 'slow-admission-on'
+  | 'slow-admission-off';
 
 interface CaseDef {
   readonly name: CaseName;
   readonly label: string;
   readonly sut: 'upstream' | 'floor' | 'switchyard';
   readonly stream: boolean;
+  /**
+   * The 200-connection case (#14): Switchyard in front of an upstream that takes 20 ms, with
+   * admission control on or off. Its own connection count; no one-at-a-time phase.
+   */
+  readonly slow?: { readonly admission: boolean; readonly connections: number };
 }
 
 const CASES: readonly CaseDef[] = [
@@ -83,6 +95,20 @@ const CASES: readonly CaseDef[] = [
   { name: 'floor', label: 'd. floor proxy (node:http + undici Pool)', sut: 'floor', stream: false },
   { name: 'switchyard', label: 'b. Switchyard, non-streamed', sut: 'switchyard', stream: false },
   { name: 'switchyard-stream', label: 'c. Switchyard, streamed', sut: 'switchyard', stream: true },
+  {
+    name: 'slow-admission-on',
+    label: 'e. Switchyard, 200 connections, 20 ms upstream, admission on',
+    sut: 'switchyard',
+    stream: false,
+    slow: { admission: true, connections: 200 },
+  },
+  {
+    name: 'slow-admission-off',
+    label: 'e2. the same, admission off',
+    sut: 'switchyard',
+    stream: false,
+    slow: { admission: false, connections: 200 },
+  },
 ];
 
 function settingsFromArgs(): Settings {
@@ -254,6 +280,8 @@ interface Context {
   readonly load: LoadClient;
   readonly upstream: Pinned;
   readonly configPath: string;
+  /** The 20 ms upstream and Switchyard's configs in front of it, admission on and off. */
+  readonly slow?: { readonly upstream: Pinned; readonly on: string; readonly off: string };
   readonly headers: Readonly<Record<string, string>>;
   readonly profileDir: string;
   /** Compiled bench scripts by name. */
@@ -298,11 +326,11 @@ function sutFlags(ctx: Context, name: string): string[] {
   return [...ctx.settings.sutNodeArgs, ...(ctx.settings.profile ? profile : [])];
 }
 
-function startSwitchyard(ctx: Context, name: string): Promise<Pinned> {
+function startSwitchyard(ctx: Context, name: string, config = ctx.configPath): Promise<Pinned> {
   return startPinnedGateway(ROOT, {
     name,
     core: ctx.settings.sutCore,
-    config: ctx.configPath,
+    config,
     extraFlags: sutFlags(ctx, name),
     watch: true,
   });
@@ -336,14 +364,21 @@ function latestProfile(dir: string, name: string): string | undefined {
 const profiles: ProfileSummary[] = [];
 
 async function runCase(ctx: Context, def: CaseDef): Promise<CaseResult> {
-  const { settings: s, load, upstream } = ctx;
+  const { settings: base, load } = ctx;
+  const slow = def.slow === undefined ? undefined : ctx.slow!;
+  const upstream = slow?.upstream ?? ctx.upstream;
+  const s = def.slow === undefined ? base : { ...base, connections: def.slow.connections };
   const tag = `${def.name}:`;
   const sut =
     def.sut === 'upstream'
       ? upstream
       : def.sut === 'floor'
         ? await startFloor(ctx)
-        : await startSwitchyard(ctx, def.name);
+        : await startSwitchyard(
+            ctx,
+            def.name,
+            slow === undefined ? ctx.configPath : def.slow!.admission ? slow.on : slow.off,
+          );
   try {
     const model = def.sut === 'switchyard' ? BENCH_MODEL : 'bench-upstream';
     const target = targetOf(ctx, def.name, sut.url, def.stream, model);
@@ -373,16 +408,19 @@ async function runCase(ctx: Context, def: CaseDef): Promise<CaseResult> {
     await phase(`${tag} idle`, s.idleS, sleep(s.idleS * 1000));
     const rssAfter = rssBytes(sut.pid);
     const paired = def.sut === 'upstream' ? undefined : directTarget(ctx, def.stream);
-    const seq = await phase(
-      `${tag} one at a time, ${s.seqRequests} requests${paired === undefined ? '' : ' (alternating with direct)'}`,
-      0,
-      load.sequential(
-        paired === undefined ? [target] : [paired, target],
-        s.seqWarmup,
-        s.seqRequests,
-        s.seqBlocks,
-      ),
-    );
+    const seq =
+      def.slow !== undefined
+        ? undefined
+        : await phase(
+            `${tag} one at a time, ${s.seqRequests} requests${paired === undefined ? '' : ' (alternating with direct)'}`,
+            0,
+            load.sequential(
+              paired === undefined ? [target] : [paired, target],
+              s.seqWarmup,
+              s.seqRequests,
+              s.seqBlocks,
+            ),
+          );
     const coreOneMs = (def.sut === 'upstream' ? 0 : upMs) + loadMs + (me.user + me.system) / 1000;
     return {
       name: def.name,
@@ -397,13 +435,17 @@ async function runCase(ctx: Context, def: CaseDef): Promise<CaseResult> {
       rssIdleBytes: rssIdle,
       rssMaxUnderLoadBytes: sampler.max,
       rssAfterIdleBytes: rssAfter,
-      sequential: seq.byTarget[target.name]!,
-      ...(paired === undefined ? {} : { sequentialDirect: seq.byTarget[paired.name]! }),
+      sequential: seq?.byTarget[target.name] ?? NO_SEQUENTIAL,
+      ...(paired === undefined || seq === undefined
+        ? {}
+        : { sequentialDirect: seq.byTarget[paired.name]! }),
     };
   } finally {
     if (sut !== upstream) await sut.stop();
   }
 }
+
+const NO_SEQUENTIAL = { count: 0, mean: NaN, p50: NaN, p90: NaN, p99: NaN, max: NaN, failures: 0 };
 
 async function runSoak(ctx: Context): Promise<SoakResult> {
   const { settings: s, load } = ctx;
@@ -501,6 +543,28 @@ async function main(): Promise<void> {
     cwd: ROOT,
   });
   const config = writeGatewayConfig(tmp, upstream.url);
+  const wantSlow = CASES.some((c) => c.slow !== undefined && settings.cases.includes(c.name));
+  let slow: Context['slow'];
+  if (wantSlow) {
+    const slowUp = await spawnPinned({
+      name: 'upstream-20ms',
+      core: settings.loadCore,
+      nodeArgs: [scripts.upstream],
+      ready: /READY (\S+)/,
+      stdout: 'pipe',
+      cwd: ROOT,
+      env: { DELAY_MS: '20' },
+    });
+    // The same secret and key as the main config, so every target sends the same headers.
+    const same = { secret: config.secret, apiKey: config.apiKey };
+    const on = writeGatewayConfig(tmp, slowUp.url, { ...same, name: 'slow-on.yaml' });
+    const off = writeGatewayConfig(tmp, slowUp.url, {
+      ...same,
+      name: 'slow-off.yaml',
+      admission: false,
+    });
+    slow = { upstream: slowUp, on: on.path, off: off.path };
+  }
   const ctx: Context = {
     settings,
     load: new LoadClient(loadProc),
@@ -509,6 +573,7 @@ async function main(): Promise<void> {
     headers: { 'content-type': 'application/json', authorization: `Bearer ${config.apiKey}` },
     profileDir,
     scripts,
+    ...(slow === undefined ? {} : { slow }),
   };
 
   const results: CaseResult[] = [];
@@ -527,6 +592,7 @@ async function main(): Promise<void> {
     results.push(r);
   }
   const soak = settings.soakS > 0 ? await runSoak(ctx) : undefined;
+  await slow?.upstream.stop();
   await upstream.stop();
   await loadProc.stop();
 
@@ -586,9 +652,12 @@ async function main(): Promise<void> {
   mkdirSync(resultsDir, { recursive: true });
   const file = join(resultsDir, `overhead-${stamp}.json`);
   writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
-  writeFileSync(join(resultsDir, 'overhead-latest.json'), `${JSON.stringify(json, null, 2)}\n`);
+  // The README quotes -latest: only a full run (every case, not --quick) replaces it.
+  const full = !settings.quick && settings.cases.length === CASES.length;
+  if (full)
+    writeFileSync(join(resultsDir, 'overhead-latest.json'), `${JSON.stringify(json, null, 2)}\n`);
   process.stderr.write(
-    `[bench] wrote ${relative(ROOT, file)} and bench/results/overhead-latest.json\n`,
+    `[bench] wrote ${relative(ROOT, file)}${full ? ' and bench/results/overhead-latest.json' : ''}\n`,
   );
 }
 

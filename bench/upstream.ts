@@ -12,6 +12,8 @@ import type { AddressInfo } from 'node:net';
  * Prints `READY <url>` on stdout once listening.
  */
 const MODEL = 'bench-upstream';
+/** `DELAY_MS`: a model that takes this long per answer (the 200-connection admission case). */
+const DELAY_MS = Number(process.env['DELAY_MS'] ?? 0);
 const CREATED = Math.floor(Date.now() / 1000);
 const ID = 'chatcmpl-bench-0001';
 const USAGE = { prompt_tokens: 14, completion_tokens: 9, total_tokens: 23 };
@@ -119,7 +121,11 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   }
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
-  req.on('end', () => chat(res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+  req.on('end', () => {
+    const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    if (DELAY_MS > 0) setTimeout(() => chat(res, raw), DELAY_MS);
+    else chat(res, raw);
+  });
 }
 
 const server = createServer({ keepAliveTimeout: 60_000 }, handle);

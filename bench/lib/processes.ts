@@ -30,6 +30,8 @@ export interface SpawnPinnedOptions {
   readonly ipc?: boolean;
   readonly cwd?: string;
   readonly timeoutMs?: number;
+  /** Extra environment variables for the child. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 const live = new Map<number, ChildProcess>();
@@ -38,6 +40,7 @@ export async function spawnPinned(opts: SpawnPinnedOptions): Promise<Pinned> {
   const child = spawn('taskset', ['-c', String(opts.core), process.execPath, ...opts.nodeArgs], {
     stdio: ['ignore', opts.stdout, 'pipe', ...(opts.ipc === true ? (['ipc'] as const) : [])],
     ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+    ...(opts.env === undefined ? {} : { env: { ...process.env, ...opts.env } }),
   });
   let log = '';
   const exited = new Promise<number | null>((resolve) =>

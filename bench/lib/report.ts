@@ -54,7 +54,18 @@ export function addedP50(c: CaseResult): number | undefined {
 /** The three targets of the overhead budget; `undefined` when the case was not run. */
 export function evaluateTargets(cases: readonly CaseResult[]): Target[] {
   const sy = cases.find((c) => c.name === 'switchyard');
+  const floor = cases.find((c) => c.name === 'floor');
+  const on = cases.find((c) => c.name === 'slow-admission-on');
+  const off = cases.find((c) => c.name === 'slow-admission-off');
   const loaded = cases.filter((c) => c.name.startsWith('switchyard'));
+  const ratio =
+    sy !== undefined && floor !== undefined
+      ? sy.cpuMsPerRequest / floor.cpuMsPerRequest
+      : undefined;
+  const kept =
+    on !== undefined && off !== undefined
+      ? on.throughput.reqPerS / off.throughput.reqPerS
+      : undefined;
   const added = sy === undefined ? undefined : addedP50(sy);
   const rss = loaded.reduce((m, c) => Math.max(m, c.rssMaxUnderLoadBytes), 0);
   return [
@@ -69,6 +80,18 @@ export function evaluateTargets(cases: readonly CaseResult[]): Target[] {
       limit: '<= 0.3 ms',
       value: added === undefined ? 'not run' : `${f(added, 3)} ms`,
       pass: added === undefined ? undefined : added <= 0.3,
+    },
+    {
+      name: 'gateway CPU per proxied request vs the floor proxy in the same run (#14)',
+      limit: '<= 2.0×',
+      value: ratio === undefined ? 'not run' : `${f(ratio, 2)}×`,
+      pass: ratio === undefined ? undefined : ratio <= 2.0,
+    },
+    {
+      name: 'throughput with admission on vs off, 200 connections, 20 ms upstream (#14)',
+      limit: '>= 95%',
+      value: kept === undefined ? 'not run' : `${f(kept * 100, 1)}%`,
+      pass: kept === undefined ? undefined : kept >= 0.95,
     },
     {
       name: 'gateway RSS under 50-connection load (max over Switchyard cases)',
