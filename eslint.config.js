@@ -64,6 +64,7 @@ export default tseslint.config(
   {
     ignores: [
       'dist/**',
+      '.bench-build/**',
       'node_modules/**',
       'coverage/**',
       'bench/results/**',

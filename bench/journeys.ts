@@ -14,6 +14,9 @@
  *    and per cache outcome, and the cost per 1k requests against always asking the central model.
  *
  *   npm run bench:journeys [-- --quick]
+ *
+ * It runs the tsc output (.bench-build/), the JavaScript the gateway ships: tsx's transform wraps
+ * every function in a `__name` helper, which cost ~5% of this benchmark's CPU and is not in dist/.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
