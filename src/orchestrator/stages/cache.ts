@@ -51,7 +51,8 @@ export const cacheKind = defineKind({
         : b.paths.path(config.semantic.text, `${b.where}.semantic.text`);
     const router = b.router;
     // The journey's models are known only once every stage is compiled.
-    const versioned = (): readonly string[] => config.versions_of ?? [...b.journeyModels].sort();
+    let versionModels: readonly string[] | undefined = config.versions_of;
+    const versioned = (): readonly string[] => (versionModels ??= [...b.journeyModels].sort());
 
     if (config.mode === 'stale') {
       return {
@@ -175,11 +176,20 @@ export function normalize(v: JsonValue): JsonValue {
   return v;
 }
 
+/** Digests of version lists seen: versions change rarely, requests ask every time (hot path). */
+const TAGS = new Map<string, string>();
+
 /** A short digest of the current versions of `models`. */
 function versionsTag(models: readonly string[], ctx: StageContext): string {
-  const h = createHash('sha256');
-  for (const m of models) h.update(`\u0000${m}@${ctx.services.models.info(m)?.version ?? '?'}`);
-  return h.digest('base64url').slice(0, 12);
+  let versions = '';
+  for (const m of models) versions += `\u0000${m}@${ctx.services.models.info(m)?.version ?? '?'}`;
+  let tag = TAGS.get(versions);
+  if (tag === undefined) {
+    tag = createHash('sha256').update(versions).digest('base64url').slice(0, 12);
+    if (TAGS.size >= 1024) TAGS.clear();
+    TAGS.set(versions, tag);
+  }
+  return tag;
 }
 
 function cacheKey(value: JsonValue): string {
