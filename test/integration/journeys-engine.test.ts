@@ -307,6 +307,28 @@ describe('cheapest fit, downgrades and fallbacks', () => {
     expect(stale.route.decisions).toEqual(expect.arrayContaining(['fallback', 'stale_served']));
   });
 
+  it("misses the exact cache once a journey model's version changes, and hits again on the new one", async () => {
+    const models: Record<string, ScriptedModel> = {
+      central: { ...chat('central', 'from v1'), version: 'v1' },
+    };
+    const stages = [
+      { id: 'cache', cache: { ttl_ms: 60_000 } },
+      { id: 'answer', infer: { model: 'central', prompt: 'input.text' } },
+    ];
+    const h = harness(models, stages);
+    expect((await h.run({ text: 'q' })).route.cache).toBe('miss');
+    expect((await h.run({ text: 'q' })).route.cache).toBe('hit');
+    models['central'] = { ...chat('central', 'from v2'), version: 'v2' };
+    const after = await h.run({ text: 'q' });
+    expect(after.route.cache).toBe('miss');
+    expect(after.ok && after.body).toMatchObject({ text: 'from v2' });
+    expect((await h.run({ text: 'q' })).route.cache).toBe('hit');
+    models['central'] = { ...chat('central', 'from v1 again'), version: 'v1' };
+    const back = await h.run({ text: 'q' });
+    expect(back.route.cache).toBe('hit');
+    expect(back.ok && back.body).toMatchObject({ text: 'from v1' });
+  });
+
   it('goes to on_fail when a stage fails, and fails the journey when nothing takes over', async () => {
     const boom: ScriptedModel = chat('central', 'x', {
       answer: () => {
