@@ -253,6 +253,8 @@ export const DEFAULTS = {
    * file of its own (relative to the config file); with `state:`, in the state store.
    */
   audit: { sqlite: 'var/audit.db' },
+  /** Config propagation (#17): replicas that name the same group share their config. */
+  config_sync: { group: 'default' },
   /** Release management (#6): registry, experiments, rollback loop. */
   release: {
     registry_dir: 'registry',

@@ -596,6 +596,11 @@ const stateSchema = z.union([
       .optional(),
   }),
 ]);
+// Config propagation between replicas (#17): a group's desired config in NATS JetStream.
+const configSyncSchema = z.strictObject({
+  nats: z.string().regex(/^(nats|tls):\/\/\S+$/, 'must be a nats:// or tls:// URL'),
+  group: name.default(D.config_sync.group),
+});
 // The audit trail (#14): every admin change, durable. It lives in the state store when `state:` is
 // configured (one store: SQLite embedded, PostgreSQL scaled); otherwise in a SQLite file of the
 // gateway's own, `audit.sqlite`, relative to the config file (default var/audit.db). Its table has
@@ -790,6 +795,7 @@ export const configSchema = z
     modes: modesSchema,
     vectors: vectorsSchema,
     state: stateSchema.optional(),
+    config_sync: configSyncSchema.optional(),
     audit: auditSchema,
     release: releaseSchema,
     experiments: z.array(experimentSchema).default([]),
@@ -915,4 +921,5 @@ export type FeatureStoreConfig = z.output<typeof featureStoreSchema>;
 export type PrivacyConfig = z.output<typeof privacySchema>;
 export type ReleaseConfig = z.output<typeof releaseSchema>;
 export type StateConfig = z.output<typeof stateSchema>;
+export type ConfigSyncConfig = z.output<typeof configSyncSchema>;
 export type ExperimentConfig = z.output<typeof experimentSchema>;
