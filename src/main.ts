@@ -13,9 +13,9 @@ import { createFrontDoor, type FrontDoor, type RouteEntry } from './frontdoor/se
 import { attachRequestLog, createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { Router } from './orchestrator/router.js';
-import { MemoryCache } from './state/cache-memory.js';
 import { openAuditTrail } from './state/open-state.js';
 import { openAdmission } from './wiring/admission.js';
+import { openResponseCache } from './wiring/cache.js';
 import { openConfigSync } from './wiring/config-sync.js';
 import { openModels } from './wiring/models.js';
 import { openPersonalization } from './wiring/personalization.js';
@@ -101,7 +101,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const detachLog = attachRequestLog(logger);
     closers.push(() => Promise.resolve(detachLog()));
     const router = new Router(deps.clock);
-    const cache = new MemoryCache({ clock: deps.clock });
+    const cache = openResponseCache(initial, deps);
+    closers.push(() => cache.close());
 
     const build = async (snap: ConfigSnapshot): Promise<BuiltRuntime> => {
       const keys = new KeyStore(snap.config, snap.secrets.keySecret);

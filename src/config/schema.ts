@@ -596,6 +596,19 @@ const stateSchema = z.union([
       .optional(),
   }),
 ]);
+// The journeys' response cache (#17): in process, or in Redis shared by replicas.
+const cacheSchema = z
+  .strictObject({
+    store: z.enum(['memory', 'redis']).default(D.cache.store),
+    url: z
+      .string()
+      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+      .optional(),
+    prefix: z.string().min(1).default(D.cache.prefix),
+    command_timeout_ms: z.number().int().positive().default(D.cache.command_timeout_ms),
+  })
+  .prefault({})
+  .refine((c) => c.store !== 'redis' || c.url !== undefined, { message: 'store: redis needs url' });
 // Config propagation between replicas (#17): a group's desired config in NATS JetStream.
 const configSyncSchema = z.strictObject({
   nats: z.string().regex(/^(nats|tls):\/\/\S+$/, 'must be a nats:// or tls:// URL'),
@@ -795,6 +808,7 @@ export const configSchema = z
     modes: modesSchema,
     vectors: vectorsSchema,
     state: stateSchema.optional(),
+    cache: cacheSchema,
     config_sync: configSyncSchema.optional(),
     audit: auditSchema,
     release: releaseSchema,
