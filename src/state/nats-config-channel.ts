@@ -8,7 +8,7 @@ import type { Logger } from '../contracts/logger.js';
 import { parseJsonObject } from '../core/safe-json.js';
 
 /** The JetStream key-value bucket every group's config lives in. */
-export const CONFIG_BUCKET = 'switchyard_config';
+export const CONFIG_BUCKET = 'switchyard-config';
 
 export interface NatsConfigChannelOptions {
   readonly url: string;
