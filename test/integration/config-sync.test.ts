@@ -9,6 +9,7 @@ import { CONFIG_BUCKET } from '../../src/state/nats-config-channel.js';
 import { baseConfig, startTestGateway, TEST_SECRET, type TestGateway } from '../support/gateway.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
 import { NATS_URL, natsOrSkip } from '../support/nats.js';
+import { freePort } from '../support/redis-server.js';
 
 // #17 item 4: config changes reach every replica of a group within 5 s over NATS; a bad config
 // is refused everywhere (the last good one keeps serving); /readyz shows each replica's digest
@@ -174,6 +175,31 @@ describe.runIf(run)('config propagation over NATS (two gateway processes)', () =
       expect((await readyz(a.url)).config).toBe(desired);
     } finally {
       await c.close();
+    }
+  });
+});
+
+describe('config propagation when NATS is unreachable', () => {
+  it('serves its own file, applies local reloads and shows it is not connected', async () => {
+    const dead = await freePort();
+    const gw = await startTestGateway({
+      config: { config_sync: { nats: `nats://127.0.0.1:${dead}`, group: 'nowhere' } },
+    });
+    try {
+      const r = await readyz(gw.url);
+      expect(r.config).toBe(gw.gateway.runtime().snapshot.digest);
+      expect(r.config_sync).toEqual({ group: 'nowhere', connected: false, in_sync: true });
+      gw.writeConfig({
+        config_sync: { nats: `nats://127.0.0.1:${dead}`, group: 'nowhere' },
+        models: { m1: openaiModel('m1') },
+      });
+      expect((await gw.gateway.reload('api')).result).toBe('applied');
+      expect((await readyz(gw.url)).config).toBe(gw.gateway.runtime().snapshot.digest);
+      expect(
+        gw.logs.some((l) => String(l['msg']).startsWith('config sync: NATS unreachable')),
+      ).toBe(true);
+    } finally {
+      await gw.close();
     }
   });
 });
