@@ -31,7 +31,7 @@ export interface ConfigSyncOptions {
 }
 
 /**
- * Keeps a replica on its group's desired config. A change applied here (file, SIGHUP, admin API)
+ * Keeps a replica on its group's desired config. A change applied here (file change, SIGHUP)
  * is published; a change published elsewhere is validated here like a reload and applied, or
  * refused with the last good config still serving. At start, a replica whose file was never
  * published brings a new config (a rollout) and publishes it; one whose file is old (a restart)
