@@ -13,9 +13,10 @@ import { createFrontDoor, type FrontDoor, type RouteEntry } from './frontdoor/se
 import { attachRequestLog, createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { Router } from './orchestrator/router.js';
-import { MemoryCache } from './state/cache-memory.js';
 import { openAuditTrail } from './state/open-state.js';
 import { openAdmission } from './wiring/admission.js';
+import { openResponseCache } from './wiring/cache.js';
+import { openConfigSync } from './wiring/config-sync.js';
 import { openModels } from './wiring/models.js';
 import { openPersonalization } from './wiring/personalization.js';
 import { openRelease } from './wiring/release.js';
@@ -100,7 +101,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const detachLog = attachRequestLog(logger);
     closers.push(() => Promise.resolve(detachLog()));
     const router = new Router(deps.clock);
-    const cache = new MemoryCache({ clock: deps.clock });
+    const cache = openResponseCache(initial, deps);
+    closers.push(() => cache.close());
 
     const build = async (snap: ConfigSnapshot): Promise<BuiltRuntime> => {
       const keys = new KeyStore(snap.config, snap.secrets.keySecret);
@@ -134,8 +136,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     };
     current = await build(initial);
     let ready = false;
+    // Replicas of a group share config changes (#17): published after a local reload, adopted
+    // (validated like one) when another replica published them.
+    const configSync = openConfigSync(initial, deps, () => reloader);
+    if (configSync !== undefined) closers.push(() => configSync.close());
     const frontDoor: FrontDoor = createFrontDoor({
-      state: { runtime: () => current!, ready: () => ready },
+      state: {
+        runtime: () => current!,
+        ready: () => ready,
+        configSync: () => configSync?.status(),
+      },
       clock: deps.clock,
       renderMetrics: () => metrics.render(),
       metricsContentType: metrics.contentType,
@@ -169,6 +179,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         publish(events.configReload, { result: outcome.result });
         const entry = reloadAuditEntry(outcome, initial.source, deps.clock.wall());
         if (entry !== undefined) audit.record(entry);
+        configSync?.outcome(outcome);
       },
       loadValidConfig,
     );
@@ -184,6 +195,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       });
     });
     ready = true;
+    configSync?.start();
     const addr = frontDoor.server.address() as AddressInfo;
     const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     logger.info(

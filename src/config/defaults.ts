@@ -253,6 +253,10 @@ export const DEFAULTS = {
    * file of its own (relative to the config file); with `state:`, in the state store.
    */
   audit: { sqlite: 'var/audit.db' },
+  /** Config propagation (#17): replicas that name the same group share their config. */
+  config_sync: { group: 'default' },
+  /** The journeys' response cache (#17); Redis commands give up fast and count as a miss. */
+  cache: { store: 'memory' as const, prefix: 'sy:cache:', command_timeout_ms: 50 },
   /** Release management (#6): registry, experiments, rollback loop. */
   release: {
     registry_dir: 'registry',

@@ -5,7 +5,8 @@ import type { AuditEntry } from '../contracts/audit.js';
 import type { Logger } from '../contracts/logger.js';
 import { configDigest, loadConfigFile, type ConfigSnapshot } from './load.js';
 
-export type ReloadTrigger = 'file' | 'signal' | 'api';
+/** `sync`: a config another replica of the group published (#17). */
+export type ReloadTrigger = 'file' | 'signal' | 'api' | 'sync';
 
 /** What a reload did; `previous` is the digest that was serving before it. */
 export type ReloadOutcome = { readonly trigger: ReloadTrigger; readonly previous: string } & (
@@ -99,11 +100,34 @@ export class ConfigReloader {
     return this.running;
   }
 
-  private async doReload(trigger: ReloadTrigger): Promise<ReloadOutcome> {
+  /**
+   * Validates and applies a config that did not come from the file (a group's published one,
+   * #17) through the same path as a reload: after any running reload, and refused the same way.
+   */
+  async adopt(
+    load: (current: ConfigSnapshot) => Promise<ConfigSnapshot>,
+    digest: string,
+  ): Promise<ReloadOutcome> {
+    while (this.running !== undefined) await this.running;
+    this.running = this.doReload('sync', () => load(this.current), digest).finally(() => {
+      this.running = undefined;
+      if (this.again) {
+        this.again = false;
+        void this.reload('file');
+      }
+    });
+    return this.running;
+  }
+
+  private async doReload(
+    trigger: ReloadTrigger,
+    load: () => Promise<ConfigSnapshot> = () => this.load(this.current.source),
+    digest?: string,
+  ): Promise<ReloadOutcome> {
     let outcome: ReloadOutcome;
     const previous = this.current.digest;
     try {
-      const next = await this.load(this.current.source);
+      const next = await load();
       if (next.digest === this.current.digest) {
         outcome = { trigger, previous, result: 'unchanged', digest: next.digest };
       } else {
@@ -114,10 +138,8 @@ export class ConfigReloader {
       }
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
-      const refused = await readFile(this.current.source, 'utf8').then(
-        configDigest,
-        () => undefined,
-      );
+      const refused =
+        digest ?? (await readFile(this.current.source, 'utf8').then(configDigest, () => undefined));
       outcome = {
         trigger,
         previous,

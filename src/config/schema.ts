@@ -596,6 +596,24 @@ const stateSchema = z.union([
       .optional(),
   }),
 ]);
+// The journeys' response cache (#17): in process, or in Redis shared by replicas.
+const cacheSchema = z
+  .strictObject({
+    store: z.enum(['memory', 'redis']).default(D.cache.store),
+    url: z
+      .string()
+      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+      .optional(),
+    prefix: z.string().min(1).default(D.cache.prefix),
+    command_timeout_ms: z.number().int().positive().default(D.cache.command_timeout_ms),
+  })
+  .prefault({})
+  .refine((c) => c.store !== 'redis' || c.url !== undefined, { message: 'store: redis needs url' });
+// Config propagation between replicas (#17): a group's desired config in NATS JetStream.
+const configSyncSchema = z.strictObject({
+  nats: z.string().regex(/^(nats|tls):\/\/\S+$/, 'must be a nats:// or tls:// URL'),
+  group: name.default(D.config_sync.group),
+});
 // The audit trail (#14): every admin change, durable. It lives in the state store when `state:` is
 // configured (one store: SQLite embedded, PostgreSQL scaled); otherwise in a SQLite file of the
 // gateway's own, `audit.sqlite`, relative to the config file (default var/audit.db). Its table has
@@ -790,6 +808,8 @@ export const configSchema = z
     modes: modesSchema,
     vectors: vectorsSchema,
     state: stateSchema.optional(),
+    cache: cacheSchema,
+    config_sync: configSyncSchema.optional(),
     audit: auditSchema,
     release: releaseSchema,
     experiments: z.array(experimentSchema).default([]),
@@ -915,4 +935,5 @@ export type FeatureStoreConfig = z.output<typeof featureStoreSchema>;
 export type PrivacyConfig = z.output<typeof privacySchema>;
 export type ReleaseConfig = z.output<typeof releaseSchema>;
 export type StateConfig = z.output<typeof stateSchema>;
+export type ConfigSyncConfig = z.output<typeof configSyncSchema>;
 export type ExperimentConfig = z.output<typeof experimentSchema>;

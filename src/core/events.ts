@@ -244,6 +244,11 @@ export interface AuditWriteEvent {
   readonly result: 'ok' | 'failed';
 }
 
+/** The shared response cache failed a command and answered a miss instead (#17: fails open). */
+export interface CacheStoreErrorEvent {
+  readonly op: 'get' | 'set' | 'nearest';
+}
+
 export const events = {
   requestDone: typed<RequestDoneEvent>('switchyard:request:done'),
   upstreamAttempt: typed<UpstreamAttemptEvent>('switchyard:upstream:attempt'),
@@ -270,6 +275,7 @@ export const events = {
   policyException: typed<PolicyExceptionEvent>('switchyard:policy:exception'),
   auditWrite: typed<AuditWriteEvent>('switchyard:audit:write'),
   tenantStorageFull: typed<TenantStorageFullEvent>('switchyard:tenant:storage-full'),
+  cacheStoreError: typed<CacheStoreErrorEvent>('switchyard:cache:store-error'),
 };
 
 export function publish<T>(ch: Channel<T>, message: T): void {

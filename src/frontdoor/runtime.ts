@@ -1,3 +1,4 @@
+import type { ConfigSyncStatus } from '../config/config-sync.js';
 import type { ModelHandle, ModelPipeline } from '../pipeline/model-pipeline.js';
 import type { ModelCatalog } from '../pipeline/journey-invoker.js';
 import type { ConfigSnapshot } from '../config/load.js';
@@ -54,4 +55,6 @@ export interface GatewayState {
   runtime(): Runtime;
   /** False while starting or draining: /readyz and /v2/health/ready answer 503. */
   ready(): boolean;
+  /** This replica against its group's desired config, when `config_sync` is on (#17). */
+  configSync?(): ConfigSyncStatus | undefined;
 }

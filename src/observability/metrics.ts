@@ -134,6 +134,12 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly cacheStoreErrors = new Counter({
+    name: 'switchyard_cache_store_errors_total',
+    help: 'Shared response cache commands that failed and were answered as a miss (Redis away), by operation.',
+    labelNames: ['op'] as const,
+    registers: [this.registry],
+  });
   readonly auditWrites = new Counter({
     name: 'switchyard_audit_writes_total',
     help: 'Audit entries written to the audit log, by result (failed: logged, the change went ahead).',
@@ -376,6 +382,9 @@ export class Metrics {
       }),
       subscribe(events.configReload, (e) => {
         this.configReloads.labels(e.result).inc();
+      }),
+      subscribe(events.cacheStoreError, (e) => {
+        this.cacheStoreErrors.labels(e.op).inc();
       }),
       subscribe(events.auditWrite, (e) => {
         this.auditWrites.labels(e.result).inc();

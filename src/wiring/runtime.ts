@@ -9,7 +9,7 @@ import { ModelCatalog } from '../pipeline/journey-invoker.js';
 import { ModelPipeline, type ModelHandle } from '../pipeline/model-pipeline.js';
 import type { ReleaseHost } from '../release/release-host.js';
 import type { VectorHost } from '../retrieval/vector-host.js';
-import type { MemoryCache } from '../state/cache-memory.js';
+import type { Cache } from '../contracts/cache.js';
 import type { Personalization } from '../contracts/policy.js';
 import type { ModelsWiring } from './models.js';
 import type { WiringDeps } from './shared.js';
@@ -25,7 +25,7 @@ export interface RuntimeInputs {
   readonly release: ReleaseHost | undefined;
   /** Journeys (#4): learned latency profiles and the response cache outlive reloads. */
   readonly router: Router;
-  readonly cache: MemoryCache;
+  readonly cache: Cache;
   /** Whether a tenant may call a model (the front door's key store of this snapshot). */
   readonly mayUse: (tenant: string, model: string) => boolean;
 }

@@ -18,7 +18,13 @@ export function readiness(state: GatewayState) {
       return Promise.resolve();
     }
     if (!ready) throw syError('SY_ERR_NOT_READY', 'starting or draining');
-    sendJson(ctx, 200, { status: 'ready', config: ctx.runtime.snapshot.digest });
+    const sync = state.configSync?.();
+    sendJson(ctx, 200, {
+      status: 'ready',
+      config: ctx.runtime.snapshot.digest,
+      // Which config the group wants, and whether this replica serves it (#17).
+      ...(sync === undefined ? {} : { config_sync: sync }),
+    });
     return Promise.resolve();
   };
 }
