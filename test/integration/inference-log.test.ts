@@ -208,6 +208,24 @@ describe('inference log payloads and consent', () => {
     }
   });
 
+  it('keeps the payloads of the journeys named, and none of direct calls when direct is false', async () => {
+    const gw = await startTestGateway({
+      config: config({ payloads: { acme: { direct: false, journeys: ['answer'] } } }),
+    });
+    try {
+      const direct = await chat(gw, 'not kept');
+      const journey = await call(gw.url, 'POST', '/v1/journeys/answer', gw.key, { input: 'kept' });
+      const log = gw.gateway.runtime().inferenceLog!;
+      const d = await log.get(direct.headers['x-request-id'] as string);
+      const j = await log.get(journey.headers['x-request-id'] as string);
+      expect(d?.payload).toBeUndefined();
+      expect(j?.payload?.request).toEqual({ input: { text: 'kept' }, attributes: {} });
+      expect(j?.payload?.response).toEqual({ output: journey.body['output'] });
+    } finally {
+      await gw.close();
+    }
+  });
+
   it("purges a user's records, buffered and stored, when they revoke consent", async () => {
     const gw = await startTestGateway({
       config: config({ payloads: { acme: { direct: true, journeys: ['*'] } } }),
