@@ -6,6 +6,22 @@ import { InferenceRecorder } from '../observability/inference-recorder.js';
 import { JsonlExport } from '../observability/jsonl-export.js';
 import type { WiringDeps } from './shared.js';
 
+/**
+ * The inference log's store of a config (the gateway's, or the CLI's reading it); the driver is
+ * loaded only when used.
+ */
+export async function openInferenceStore(snap: ConfigSnapshot): Promise<InferenceLogStore> {
+  const il = snap.config.inference_log;
+  if (il.store === 'postgres') {
+    const state = snap.config.state;
+    const url = il.postgres ?? (state !== undefined && 'postgres' in state ? state.postgres : '');
+    const { PostgresInferenceLog } = await import('../state/postgres-inference-log.js');
+    return PostgresInferenceLog.open({ url, schema: il.postgres_schema });
+  }
+  const { SqliteInferenceLog } = await import('../state/sqlite-inference-log.js');
+  return SqliteInferenceLog.open(isAbsolute(il.path) ? il.path : join(snap.dir, il.path));
+}
+
 export interface InferenceLogWiring {
   readonly recorder: InferenceRecorder;
   /** Stops recording, writes everything held (and exported), closes the store. */
@@ -26,16 +42,7 @@ export async function openInferenceLog(
   const il = snap.config.inference_log;
   if (!il.enabled) return undefined;
   const at = (p: string): string => (isAbsolute(p) ? p : join(snap.dir, p));
-  let store: InferenceLogStore;
-  if (il.store === 'postgres') {
-    const state = snap.config.state;
-    const url = il.postgres ?? (state !== undefined && 'postgres' in state ? state.postgres : '');
-    const { PostgresInferenceLog } = await import('../state/postgres-inference-log.js');
-    store = await PostgresInferenceLog.open({ url, schema: il.postgres_schema });
-  } else {
-    const { SqliteInferenceLog } = await import('../state/sqlite-inference-log.js');
-    store = SqliteInferenceLog.open(at(il.path));
-  }
+  const store = await openInferenceStore(snap);
   const { metrics, logger, clock } = deps;
   const exporter =
     il.export.jsonl === undefined
