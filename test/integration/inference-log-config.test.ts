@@ -152,7 +152,10 @@ inference_log:
 
   it('export.jsonl appends every written batch and rotates at export.max_bytes, keeping export.keep', async () => {
     const gw = await startTestGateway({
-      config: config({ flush_ms: 20, export: { jsonl: 'out/log.jsonl', max_bytes: 1000, keep: 2 } }),
+      config: config({
+        flush_ms: 20,
+        export: { jsonl: 'out/log.jsonl', max_bytes: 1000, keep: 2 },
+      }),
     });
     const file = join(gw.dir, 'out', 'log.jsonl');
     try {

@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/core/clock.js';
-import { events, publish, type ModelCallEvent, type RequestDoneEvent } from '../../src/core/events.js';
+import {
+  events,
+  publish,
+  type ModelCallEvent,
+  type RequestDoneEvent,
+} from '../../src/core/events.js';
 import { SqliteInferenceLog } from '../../src/state/sqlite-inference-log.js';
 import { InferenceRecorder, type DropReason } from '../../src/observability/inference-recorder.js';
 
