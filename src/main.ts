@@ -17,6 +17,7 @@ import { openAuditTrail } from './state/open-state.js';
 import { openAdmission } from './wiring/admission.js';
 import { openResponseCache } from './wiring/cache.js';
 import { openConfigSync } from './wiring/config-sync.js';
+import { openInferenceLog } from './wiring/inference-log.js';
 import { openModels } from './wiring/models.js';
 import { openPersonalization } from './wiring/personalization.js';
 import { openRelease } from './wiring/release.js';
@@ -89,6 +90,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     closers.push(() => models.close());
     const personal = await openPersonalization(initial, deps, audit);
     closers.push(() => personal.close());
+    // The inference log (#15): closed after the front door, so every request's record is written.
+    const inferenceLog = await openInferenceLog(initial, deps, personal.consent);
+    if (inferenceLog !== undefined) closers.push(() => inferenceLog.close());
     const vectors = await openVectors(initial, deps, personal.consent);
     if (vectors !== undefined) closers.push(() => vectors.close());
     const release = await openRelease(initial, deps, {
@@ -131,6 +135,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         personalization: personal.current(),
         ...(vectors === undefined ? {} : { vectors }),
         ...(release === undefined ? {} : { release }),
+        ...(inferenceLog === undefined ? {} : { inferenceLog: inferenceLog.recorder }),
         close: () => parts.close(),
       };
     };

@@ -3,6 +3,7 @@ import { ConfigError } from '../config/load.js';
 import { isSwitchyardError } from '../core/errors.js';
 import { AuditQueryError } from '../observability/audit-query.js';
 import { registerAuditCommands } from './audit-commands.js';
+import { registerRequestsCommands } from './requests-commands.js';
 import { registerGatewayCommands } from './gateway-commands.js';
 import { registerIndexCommands } from './index-commands.js';
 import { CliUsageError, CliUserError, processIo, type CliIo } from './io.js';
@@ -16,6 +17,7 @@ const GROUPS = {
   models: 'Build, quantize and release models (the model registry).',
   index: 'Build, inspect and split vector shards.',
   audit: 'Read the audit trail of admin changes.',
+  requests: 'Read the inference log: requests, their routes and model calls.',
 } as const;
 export type GroupName = keyof typeof GROUPS;
 
@@ -81,6 +83,7 @@ export function buildProgram(
   registerRegistryCommands(kit);
   registerIndexCommands(kit);
   registerAuditCommands(kit);
+  registerRequestsCommands(kit);
   return program;
 }
 

@@ -257,6 +257,21 @@ export const DEFAULTS = {
   config_sync: { group: 'default' },
   /** The journeys' response cache (#17); Redis commands give up fast and count as a miss. */
   cache: { store: 'memory' as const, prefix: 'sy:cache:', command_timeout_ms: 50 },
+  /**
+   * The inference log (#15): one record per request and per model call, written behind the
+   * request by a batch writer. Off by default; the embedded store is a SQLite file of its own.
+   */
+  inference_log: {
+    enabled: false,
+    store: 'sqlite' as const,
+    path: 'var/inference.db',
+    postgres_schema: 'switchyard',
+    /** Records (requests and calls) held between flushes; past it, new ones are dropped and counted. */
+    buffer_size: 50_000,
+    flush_ms: 1_000,
+    retention: { max_age_s: 7 * 86_400, max_rows: 1_000_000, interval_ms: 60_000 },
+    export: { max_bytes: 64 * 1024 * 1024, keep: 5 },
+  },
   /** Release management (#6): registry, experiments, rollback loop. */
   release: {
     registry_dir: 'registry',

@@ -621,6 +621,51 @@ const configSyncSchema = z.strictObject({
 const auditSchema = z
   .strictObject({ sqlite: z.string().min(1).default(D.audit.sqlite) })
   .prefault({});
+// The inference log (#15): see docs/inference-log.md.
+const DI = D.inference_log;
+const inferenceLogSchema = z
+  .strictObject({
+    enabled: z.boolean().default(DI.enabled),
+    store: z.enum(['sqlite', 'postgres']).default(DI.store),
+    /** The SQLite file (relative to the config file). */
+    path: z.string().min(1).default(DI.path),
+    /** PostgreSQL: this URL, else the `state.postgres` one. */
+    postgres: z.string().min(1).optional(),
+    postgres_schema: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+      .default(DI.postgres_schema),
+    buffer_size: posInt.default(DI.buffer_size),
+    flush_ms: ms.default(DI.flush_ms),
+    retention: z
+      .strictObject({
+        /** 0: no bound. */
+        max_age_s: nonNegInt.default(DI.retention.max_age_s),
+        max_rows: nonNegInt.default(DI.retention.max_rows),
+        max_bytes: nonNegInt.default(0),
+        interval_ms: ms.default(DI.retention.interval_ms),
+      })
+      .prefault({}),
+    /** Per tenant: whether request and answer payloads are kept, for direct calls and by journey. */
+    payloads: z
+      .record(
+        name,
+        z.strictObject({
+          direct: z.boolean().default(false),
+          journeys: z.array(z.union([name, z.literal('*')])).default([]),
+        }),
+      )
+      .default({}),
+    /** An append-only JSONL copy of every batch written, rotated by size. */
+    export: z
+      .strictObject({
+        jsonl: z.string().min(1).optional(),
+        max_bytes: posInt.default(DI.export.max_bytes),
+        keep: posInt.default(DI.export.keep),
+      })
+      .prefault({}),
+  })
+  .prefault({});
 const DR = D.release;
 const releaseSchema = z
   .strictObject({
@@ -811,6 +856,7 @@ export const configSchema = z
     cache: cacheSchema,
     config_sync: configSyncSchema.optional(),
     audit: auditSchema,
+    inference_log: inferenceLogSchema,
     release: releaseSchema,
     experiments: z.array(experimentSchema).default([]),
   })
@@ -877,6 +923,7 @@ export const configSchema = z
         message: 'tenants have keys, so auth.secret (env or file) is required',
       });
     }
+    checkInferenceLog(cfg, ctx);
     const anon = cfg.auth.anonymous_tenant;
     if (anon !== undefined && !(anon in cfg.tenants)) {
       ctx.addIssue({
@@ -886,6 +933,42 @@ export const configSchema = z
       });
     }
   });
+
+/** Payload rules name declared tenants and journeys; PostgreSQL needs a URL. */
+function checkInferenceLog(
+  cfg: {
+    tenants: Record<string, unknown>;
+    journeys: Record<string, unknown>;
+    state?: { sqlite: string } | { postgres: string } | undefined;
+    inference_log: z.output<typeof inferenceLogSchema>;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const il = cfg.inference_log;
+  for (const [tenant, rule] of Object.entries(il.payloads)) {
+    if (!(tenant in cfg.tenants))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['inference_log', 'payloads', tenant],
+        message: `unknown tenant "${tenant}"`,
+      });
+    rule.journeys.forEach((j, i) => {
+      if (j !== '*' && !(j in cfg.journeys))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['inference_log', 'payloads', tenant, 'journeys', i],
+          message: `unknown journey "${j}"`,
+        });
+    });
+  }
+  const statePg = cfg.state !== undefined && 'postgres' in cfg.state;
+  if (il.store === 'postgres' && il.postgres === undefined && !statePg)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['inference_log', 'postgres'],
+      message: 'store: postgres needs inference_log.postgres or state.postgres',
+    });
+}
 
 /** Every class named anywhere must be declared under `classes`. */
 function checkAdmission(
@@ -936,4 +1019,5 @@ export type PrivacyConfig = z.output<typeof privacySchema>;
 export type ReleaseConfig = z.output<typeof releaseSchema>;
 export type StateConfig = z.output<typeof stateSchema>;
 export type ConfigSyncConfig = z.output<typeof configSyncSchema>;
+export type InferenceLogConfig = z.output<typeof inferenceLogSchema>;
 export type ExperimentConfig = z.output<typeof experimentSchema>;

@@ -436,6 +436,19 @@ export const ERROR_REGISTRY = {
     retryable: true,
     message: 'Release management is not available: {detail}',
   },
+  // The inference log (#15).
+  SY_ERR_REQUEST_RECORD_NOT_FOUND: {
+    status: 404,
+    type: 'not_found_error',
+    retryable: false,
+    message: 'No such request in the inference log: {detail}',
+  },
+  SY_ERR_INFERENCE_LOG_OFF: {
+    status: 404,
+    type: 'not_found_error',
+    retryable: false,
+    message: 'The inference log is off (inference_log.enabled): {detail}',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_REGISTRY;

@@ -26,6 +26,15 @@ export interface RequestDoneEvent {
   readonly journeyRoute?: object;
   /** Degraded decisions taken (fallback, downgrade, stale answer): the log line is a warning. */
   readonly degraded?: readonly string[];
+  /** The data subject (`x-switchyard-user`, the OpenAI `user` field, a journey's `user` attribute). */
+  readonly user?: string;
+  /** The W3C trace id of the request's span, when tracing is on. */
+  readonly traceId?: string;
+  /**
+   * The request and its answer, already redacted by the privacy policy: set by the route only when
+   * the inference log keeps payloads for this tenant and journey (#15), so they cost nothing otherwise.
+   */
+  readonly payload?: { readonly request?: unknown; readonly response?: unknown };
 }
 
 export interface UpstreamAttemptEvent {
@@ -182,6 +191,10 @@ export interface ModelCallEvent {
   readonly attempts: string;
   /** Sources the model-input rule stripped from the call. */
   readonly withheld: number;
+  /** The data subject of the request the call serves, when it named one. */
+  readonly user?: string;
+  /** The W3C trace id of the call's span, when tracing is on. */
+  readonly traceId?: string;
 }
 
 /** The model-input rule stripped data from a model call, or refused the call (#14). */

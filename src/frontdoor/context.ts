@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { AttemptRecord, CallContext } from '../contracts/backend.js';
 import type { JsonObject } from '../contracts/json.js';
+import type { DataTag } from '../contracts/policy.js';
 import type { Clock } from '../core/clock.js';
 import { Deadline } from '../core/deadline.js';
 import { syError, type SwitchyardError } from '../core/errors.js';
@@ -43,6 +44,12 @@ export class RequestContext {
         readonly degraded: readonly string[];
       }
     | undefined;
+  /** The data subject the request named (set by `withScope`). */
+  user: string | undefined;
+  /** The personal data the client declared its request carries (set by `withScope`). */
+  data: DataTag | undefined;
+  /** The redacted request and answer, when the inference log keeps this request's payload (#15). */
+  payload: { readonly request?: unknown; readonly response?: unknown } | undefined;
   private ended = false;
   private endFns: (() => void)[] | undefined;
   private leaveConnection: (() => void) | undefined;
@@ -192,6 +199,8 @@ export class RequestContext {
             degraded: this.journey.degraded,
           }),
       ...(this.error === undefined ? {} : { error: this.error }),
+      ...(this.user === undefined ? {} : { user: this.user }),
+      ...(this.payload === undefined ? {} : { payload: this.payload }),
     });
   }
 }

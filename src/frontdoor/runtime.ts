@@ -5,6 +5,7 @@ import type { ConfigSnapshot } from '../config/load.js';
 import type { Personalization } from '../contracts/policy.js';
 import type { AdmissionController } from '../admission/admission-controller.js';
 import type { AuditSink } from '../contracts/audit.js';
+import type { InferenceLogReader } from '../contracts/inference-log.js';
 import type { VectorHost } from '../retrieval/vector-host.js';
 import type { ReleaseHost } from '../release/release-host.js';
 import type { CompiledJourney } from '../orchestrator/compile.js';
@@ -39,6 +40,8 @@ export interface Runtime {
   readonly release?: ReleaseHost;
   /** Journeys (#4): compiled graphs and their runner; absent in bare test runtimes. */
   readonly journeys?: Journeys;
+  /** The inference log (#15): its records, read after the buffer is written; absent when off. */
+  readonly inferenceLog?: InferenceLogReader;
 }
 
 /** The journeys of one config snapshot and the runner that runs them. */

@@ -69,9 +69,12 @@ export async function withScope<T>(
     call = startClassDeadline(ctx, ac);
   }
   const data = declaredData(ctx, tenant);
+  ctx.data = data;
   const user = one(ctx, DATA_HEADERS.user) ?? opts.user;
   const attributes: JsonObject = { ...opts.attributes };
   if (user !== undefined && attributes['user'] === undefined) attributes['user'] = user;
+  const subject = attributes['user'];
+  if (typeof subject === 'string') ctx.user = subject;
   for (const k of ['geo', 'device'] as const) {
     const v = one(ctx, DATA_HEADERS[k]);
     if (v !== undefined && attributes[k] === undefined) attributes[k] = v;

@@ -71,6 +71,18 @@ export class Metrics {
     labelNames: ['model', 'tenant'] as const,
     registers: [this.registry],
   });
+  readonly inferenceLogDropped = new Counter({
+    name: 'switchyard_inference_log_dropped_total',
+    help: 'Inference log records (requests and model calls) dropped: overflow (the buffer was full) or write_failed.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly inferenceLogWritten = new Counter({
+    name: 'switchyard_inference_log_written_total',
+    help: 'Inference log records written to the store, by kind (request or call).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
   readonly policyExceptions = new Counter({
     name: 'switchyard_policy_exceptions_total',
     help: 'Model-input policy exceptions: data stripped from a call, or a call refused; by action, code, label and origin.',

@@ -595,6 +595,7 @@ export class ModelPipeline {
         outcome,
         attempts: compact,
         withheld: prepared?.withheld.length ?? 0,
+        ...(scope.unit?.userId === undefined ? {} : { user: scope.unit.userId }),
       });
     if (a !== undefined && (a.experiment !== undefined || (a.shadow?.length ?? 0) > 0))
       this.reportRelease(scope, spec, target, prepared, {

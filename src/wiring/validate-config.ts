@@ -319,6 +319,9 @@ async function checkFiles(snap: ConfigSnapshot): Promise<string[]> {
     found.push(await checkSqliteFile('features.store.sqlite', at(features.store.sqlite), true));
   if (privacy.consent_sqlite !== undefined)
     found.push(await checkSqliteFile('privacy.consent_sqlite', at(privacy.consent_sqlite), true));
+  const il = snap.config.inference_log;
+  if (il.enabled && il.store === 'sqlite')
+    found.push(await checkSqliteFile('inference_log.path', at(il.path), true));
   const problems = found.filter((p): p is string => p !== undefined);
   if (Object.keys(vectors.collections).length > 0 && vectors.data_dir !== undefined)
     problems.push(...(await checkShards(snap, at(vectors.data_dir))));

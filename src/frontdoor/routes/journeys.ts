@@ -4,6 +4,7 @@ import { isJsonObject } from '../../core/safe-json.js';
 import { estimateTokens } from '../../core/cost.js';
 import { compactRoute, type JourneyOutcome, type JourneyRoute } from '../../orchestrator/runner.js';
 import type { RequestContext } from '../context.js';
+import { keepPayload, payloadWanted } from '../payload.js';
 import { withScope } from '../scope.js';
 import { errorBody, ROUTE_HEADER } from '../respond.js';
 
@@ -32,6 +33,8 @@ export async function runJourney(ctx: RequestContext): Promise<void> {
       param: 'attributes',
     });
   const out = await execute(ctx, name, input, attributes);
+  if (payloadWanted(ctx, name))
+    keepPayload(ctx, { input, attributes }, out.ok ? { output: out.body } : undefined);
   if (out.ok) send(ctx, 200, { journey: name, output: out.body, route: routeJson(out.route) });
   else sendFailure(ctx, out.error, out.route);
 }
@@ -57,6 +60,8 @@ export async function journeyChat(ctx: RequestContext, body: JsonObject): Promis
     if (body[k] !== undefined) input[k] = body[k]!;
   const attributes: JsonObject = typeof body['user'] === 'string' ? { user: body['user'] } : {};
   const out = await execute(ctx, name, input, attributes);
+  if (payloadWanted(ctx, name))
+    keepPayload(ctx, { input, attributes }, out.ok ? { output: out.body } : undefined);
   if (!out.ok) {
     sendFailure(ctx, out.error, out.route);
     return;

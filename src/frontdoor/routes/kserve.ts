@@ -2,6 +2,7 @@ import type { JsonValue } from '../../contracts/json.js';
 import { syError } from '../../core/errors.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import type { RequestContext } from '../context.js';
+import { keepPayload, payloadWanted } from '../payload.js';
 import { withScope } from '../scope.js';
 import { sendJson } from '../respond.js';
 import { resolveModel } from './models.js';
@@ -87,6 +88,7 @@ export async function modelInfer(ctx: RequestContext): Promise<void> {
       });
       ctx.model = r.model;
       ctx.release = r.reason;
+      if (payloadWanted(ctx)) keepPayload(ctx, body, r.response.json);
       sendJson(ctx, 200, r.response.raw ?? r.response.json);
     },
   );

@@ -4,6 +4,7 @@ import type { JsonObject } from '../../contracts/json.js';
 import { syError, toSwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
 import type { RequestContext } from '../context.js';
+import { keepPayload, payloadWanted } from '../payload.js';
 import { withScope } from '../scope.js';
 import { errorBody, RELEASE_HEADER, ROUTE_HEADER, sendJson } from '../respond.js';
 import { journeyChat, JOURNEY_MODEL_PREFIX } from './journeys.js';
@@ -26,6 +27,8 @@ export async function chatCompletions(ctx: RequestContext): Promise<void> {
       if (body['stream'] === true) {
         ctx.stream = true;
         const r = await pipeline.stream(scope, { op: 'chat', model: name, body, direct: true });
+        // A stream's answer is never buffered: its record keeps the request only.
+        if (payloadWanted(ctx)) keepPayload(ctx, body);
         ctx.model = r.model;
         ctx.release = r.reason;
         await pipeStream(ctx, r.stream);
@@ -34,6 +37,7 @@ export async function chatCompletions(ctx: RequestContext): Promise<void> {
       const r = await pipeline.call(scope, { op: 'chat', model: name, body, direct: true });
       ctx.model = r.model;
       ctx.release = r.reason;
+      if (payloadWanted(ctx)) keepPayload(ctx, body, r.response.json);
       sendJson(ctx, 200, r.response.raw ?? r.response.json);
     },
   );
@@ -55,6 +59,7 @@ export async function embeddings(ctx: RequestContext): Promise<void> {
       const r = await pipeline.call(scope, { op: 'embeddings', model: name, body, direct: true });
       ctx.model = r.model;
       ctx.release = r.reason;
+      if (payloadWanted(ctx)) keepPayload(ctx, body, r.response.json);
       sendJson(ctx, 200, r.response.raw ?? r.response.json);
     },
   );

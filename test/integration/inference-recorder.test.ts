@@ -1,0 +1,166 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/core/clock.js';
+import {
+  events,
+  publish,
+  type ModelCallEvent,
+  type RequestDoneEvent,
+} from '../../src/core/events.js';
+import { SqliteInferenceLog } from '../../src/state/sqlite-inference-log.js';
+import { InferenceRecorder, type DropReason } from '../../src/observability/inference-recorder.js';
+
+const done = (requestId: string, over: Partial<RequestDoneEvent> = {}): RequestDoneEvent => ({
+  requestId,
+  method: 'POST',
+  route: '/v1/chat/completions',
+  model: 'chat',
+  tenant: 'acme',
+  keyFingerprint: 'fp',
+  trafficClass: 'interactive',
+  status: 200,
+  code: undefined,
+  durationMs: 3,
+  stream: false,
+  path: 'chat#1:ok',
+  ...over,
+});
+
+const modelCall = (requestId: string, over: Partial<ModelCallEvent> = {}): ModelCallEvent => ({
+  requestId,
+  origin: 'direct',
+  tenant: 'acme',
+  trafficClass: 'interactive',
+  op: 'chat',
+  requested: 'chat',
+  model: 'chat',
+  servedBy: 'chat',
+  version: 'v1',
+  tier: 'central',
+  reason: 'default',
+  stream: false,
+  ms: 2,
+  inputTokens: 3,
+  outputTokens: 4,
+  cost: 0.5,
+  outcome: 'ok',
+  attempts: 'chat#1:ok',
+  withheld: 0,
+  ...over,
+});
+
+const silent = {
+  warn: () => undefined,
+  info: () => undefined,
+  error: () => undefined,
+  debug: () => undefined,
+};
+
+describe('InferenceRecorder', () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0)) await c();
+  });
+
+  function open(bufferSize = 100) {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-recorder-'));
+    const store = SqliteInferenceLog.open(join(dir, 'log.db'));
+    const dropped: [DropReason, number][] = [];
+    const warnings: string[] = [];
+    const recorder = new InferenceRecorder({
+      store,
+      clock: systemClock,
+      logger: {
+        ...silent,
+        warn: (_o: unknown, msg?: string) => void warnings.push(msg ?? ''),
+      } as never,
+      bufferSize,
+      flushMs: 60_000,
+      onDropped: (reason, n) => dropped.push([reason, n]),
+    }).start();
+    cleanup.push(async () => {
+      await recorder.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    return { recorder, store, dropped, warnings };
+  }
+
+  it('sums a request’s own calls into its record, and files a shadow copy under it apart', async () => {
+    const { recorder } = open();
+    publish(events.modelCall, modelCall('r1'));
+    publish(
+      events.modelCall,
+      modelCall('r1', {
+        model: 'b',
+        servedBy: 'b',
+        version: 'v2',
+        experiment: 'x',
+        variant: 'treatment',
+      }),
+    );
+    publish(events.requestDone, done('r1'));
+    publish(events.modelCall, modelCall('r1:shadow', { origin: 'shadow', cost: 9 }));
+    const d = await recorder.get('r1');
+    expect(d).toMatchObject({
+      inputTokens: 6,
+      outputTokens: 8,
+      cost: 1,
+      experiments: ['x/treatment'],
+    });
+    expect(d?.versions).toEqual(['chat@v1', 'b@v2']);
+    expect(d?.calls.map((c) => [c.requestId, c.origin])).toEqual([
+      ['r1', 'direct'],
+      ['r1', 'direct'],
+      ['r1', 'shadow'],
+    ]);
+  });
+
+  it('records inference requests only', async () => {
+    const { recorder } = open();
+    publish(events.requestDone, done('get', { method: 'GET' }));
+    publish(events.requestDone, done('data', { model: '' }));
+    publish(events.requestDone, done('ok'));
+    expect((await recorder.query()).records.map((r) => r.id)).toEqual(['ok']);
+  });
+
+  it('counts a batch the store refused as write_failed, and logs it', async () => {
+    const { recorder, store, dropped, warnings } = open();
+    publish(events.requestDone, done('r1'));
+    publish(events.modelCall, modelCall('r2'));
+    await store.close(); // the store goes away under the writer
+    await recorder.flush();
+    expect(dropped).toEqual([['write_failed', 2]]);
+    expect(warnings).toEqual(['inference log: a batch could not be written and was dropped']);
+  });
+
+  it('drops a purged user’s buffered records before they are written', async () => {
+    const { recorder } = open();
+    publish(events.modelCall, modelCall('r1', { user: 'u1' }));
+    publish(events.requestDone, done('r1', { user: 'u1' }));
+    publish(events.requestDone, done('r2', { user: 'u2' }));
+    expect(recorder.buffered).toBe(3);
+    expect(await recorder.purgeUser('acme', 'u1')).toBe(2);
+    expect((await recorder.query()).records.map((r) => r.id)).toEqual(['r2']);
+  });
+
+  it('stops recording once closed, after writing what it held', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-recorder-'));
+    cleanup.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+    const file = join(dir, 'log.db');
+    const recorder = new InferenceRecorder({
+      store: SqliteInferenceLog.open(file),
+      clock: systemClock,
+      logger: silent as never,
+      bufferSize: 10,
+      flushMs: 60_000,
+    }).start();
+    publish(events.requestDone, done('held'));
+    await recorder.close();
+    publish(events.requestDone, done('late'));
+    const again = SqliteInferenceLog.open(file);
+    expect((await again.query()).records.map((r) => r.id)).toEqual(['held']);
+    await again.close();
+  });
+});
