@@ -175,6 +175,8 @@ export interface ModelCallEvent {
   readonly ms: number;
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /** The tokens were counted by the gateway's tokenizer (the upstream reported no usage, #15). */
+  readonly estimated: boolean;
   readonly cost: number;
   /** `ok`, or the error code. */
   readonly outcome: string;

@@ -104,6 +104,10 @@ export interface CallResult {
   readonly attempts: string;
   readonly reason: string;
   readonly withheld: readonly string[];
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  /** The tokens were counted by the gateway's tokenizer, not reported by the upstream. */
+  readonly estimated: boolean;
   /** classify: labels by score, best first. */
   readonly scores?: readonly { readonly label: string; readonly score: number }[];
 }
@@ -591,6 +595,7 @@ export class ModelPipeline {
         ms,
         inputTokens: usage?.inputTokens ?? 0,
         outputTokens: usage?.outputTokens ?? 0,
+        estimated: usage?.estimated === true,
         cost,
         outcome,
         attempts: compact,
@@ -618,6 +623,9 @@ export class ModelPipeline {
       attempts: compact,
       reason: target.reason,
       withheld: prepared?.withheld ?? [],
+      inputTokens: usage?.inputTokens ?? 0,
+      outputTokens: usage?.outputTokens ?? 0,
+      estimated: usage?.estimated === true,
     };
   }
 
