@@ -16,6 +16,7 @@ import { Router } from './orchestrator/router.js';
 import { MemoryCache } from './state/cache-memory.js';
 import { openAuditTrail } from './state/open-state.js';
 import { openAdmission } from './wiring/admission.js';
+import { openCosts } from './wiring/costs.js';
 import { openModels } from './wiring/models.js';
 import { openPersonalization } from './wiring/personalization.js';
 import { openRelease } from './wiring/release.js';
@@ -84,6 +85,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const audit = options.audit ?? trail.sink;
     const admission = await openAdmission(initial, deps, audit);
     closers.push(() => admission.close());
+    const costs = await openCosts(initial, deps, () => current?.snapshot ?? initial);
+    closers.push(() => costs.close());
     const models = openModels(deps, admission.controller);
     closers.push(() => models.close());
     const personal = await openPersonalization(initial, deps, audit);
@@ -114,6 +117,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         router,
         cache,
         mayUse: (tenant, model) => keys.mayUse(tenant, model),
+        budget: costs.recorder,
       };
       const parts = await buildRuntimeParts(snap, inputs);
       return {
@@ -129,6 +133,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         personalization: personal.current(),
         ...(vectors === undefined ? {} : { vectors }),
         ...(release === undefined ? {} : { release }),
+        costs,
         close: () => parts.close(),
       };
     };

@@ -253,6 +253,8 @@ export const DEFAULTS = {
    * file of its own (relative to the config file); with `state:`, in the state store.
    */
   audit: { sqlite: 'var/audit.db' },
+  /** The cost ledger (#15): its own SQLite file without `state:`, and its flush interval. */
+  costs: { sqlite: 'var/costs.db', flush_ms: 1_000 },
   /** Release management (#6): registry, experiments, rollback loop. */
   release: {
     registry_dir: 'registry',

@@ -19,6 +19,7 @@ import type {
   SlotOutput,
 } from '../contracts/slot-resolver.js';
 import type { InvokeOptions, TaggedSource } from '../contracts/stage.js';
+import type { SpendBudget } from '../contracts/cost-ledger.js';
 import type { Clock } from '../core/clock.js';
 import { callCost, demandOf, expectedCost, FREE, type Price } from '../core/cost.js';
 import { abortReason } from '../core/deadline.js';
@@ -128,6 +129,8 @@ export interface PipelineOptions {
   readonly admission?: AdmissionController | undefined;
   readonly release?: ReleaseSlotResolver | undefined;
   readonly policy?: PolicyModule | undefined;
+  /** Tenants' spend budgets, from the cost ledger (#15): checked when a request is admitted. */
+  readonly budget?: SpendBudget | undefined;
 }
 
 interface Target {
@@ -214,6 +217,8 @@ export class ModelPipeline {
   /** Admits a request (class, mode, quotas) and opens the scope its model calls share. */
   async open(req: ScopeRequest): Promise<CallScope> {
     const ac = this.o.admission;
+    // A spent budget refuses before any quota is reserved (shadow and replay charge nothing).
+    if (req.estimate !== undefined && req.requestsOnly !== true) this.o.budget?.admit(req.tenant);
     const ticket =
       ac === undefined || req.estimate === undefined
         ? OPEN_TICKET

@@ -92,6 +92,8 @@ export function totalsSql(
   }
   // Grouped by arm: only rows in an experiment.
   if (q.groupBy === 'arm') where.push(`experiment <> ''`);
+  // Grouped by model: only model calls (a request's own row has model '').
+  if (q.groupBy === 'model') where.push(`model <> ''`);
   const g = GROUP_EXPR[q.groupBy];
   const sql = `SELECT ${g} AS k, ${COUNTS.map((c) => `SUM(${c}) AS ${c}`).join(', ')} FROM ${table}
   ${where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`} GROUP BY ${g} ORDER BY ${g}`;

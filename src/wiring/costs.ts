@@ -1,0 +1,70 @@
+import { isAbsolute, join } from 'node:path';
+import type { ConfigSnapshot } from '../config/load.js';
+import type { CostLedgerStore } from '../contracts/cost-ledger.js';
+import { CostRecorder } from '../observability/cost-recorder.js';
+import type { WiringDeps } from './shared.js';
+
+/** The cost ledger (#15): its store, and the recorder that writes it and enforces budgets. */
+export interface CostsWiring {
+  readonly recorder: CostRecorder;
+  readonly store: CostLedgerStore;
+  /** Where the totals are kept: `sqlite:<path>` or `postgres:<schema>`. */
+  readonly where: string;
+  close(): Promise<void>;
+}
+
+const at = (dir: string, p: string): string => (isAbsolute(p) ? p : join(dir, p));
+
+/** The tenants' daily budgets of a snapshot (computed once per snapshot). */
+const budgetsOf = new WeakMap<ConfigSnapshot, ReadonlyMap<string, number>>();
+function budgets(snap: ConfigSnapshot): ReadonlyMap<string, number> {
+  let m = budgetsOf.get(snap);
+  if (m === undefined) {
+    const out = new Map<string, number>();
+    for (const [name, t] of Object.entries(snap.config.tenants))
+      if (t.budget?.daily_spend !== undefined) out.set(name, t.budget.daily_spend);
+    budgetsOf.set(snap, (m = out));
+  }
+  return m;
+}
+
+/**
+ * Opens the ledger where the config keeps state: PostgreSQL (`state.postgres`, shared by every
+ * replica), the state store's SQLite file, or the gateway's own `costs.sqlite`. Budgets follow
+ * the current snapshot (`current`), so a reload changes them at once.
+ */
+export async function openCosts(
+  initial: ConfigSnapshot,
+  deps: WiringDeps,
+  current: () => ConfigSnapshot,
+): Promise<CostsWiring> {
+  const { state, costs } = initial.config;
+  let store: CostLedgerStore;
+  let where: string;
+  if (state !== undefined && 'postgres' in state) {
+    const { PostgresCostLedger } = await import('../state/postgres-cost-ledger.js');
+    store = await PostgresCostLedger.open({ url: state.postgres, schema: state.schema });
+    where = `postgres:${state.schema ?? 'switchyard'}`;
+  } else {
+    const file = at(initial.dir, state !== undefined ? state.sqlite : costs.sqlite);
+    const { SqliteCostLedger } = await import('../state/sqlite-cost-ledger.js');
+    store = SqliteCostLedger.open(file);
+    where = `sqlite:${file}`;
+  }
+  const recorder = new CostRecorder({
+    store,
+    clock: deps.clock,
+    flushMs: costs.flush_ms,
+    budgets: () => budgets(current()),
+    logger: deps.logger,
+  });
+  return {
+    recorder,
+    store,
+    where,
+    close: async () => {
+      await recorder.close();
+      await store.close();
+    },
+  };
+}
