@@ -24,6 +24,7 @@ import {
 } from './routes/vectors.js';
 import { getMode, putMode } from './routes/admin-mode.js';
 import { listAudit } from './routes/admin-audit.js';
+import { listCosts } from './routes/admin-costs.js';
 import * as rel from './routes/admin-release.js';
 import { getConsent, putConsent, revokeConsent } from './routes/consent.js';
 import { listFeatureDefinitions, pushFeatures, readFeatures } from './routes/features.js';
@@ -125,6 +126,7 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   add(GET, '/admin/mode', 'openai', true, getMode);
   add(['PUT'], '/admin/mode', 'openai', true, putMode);
   add(GET, '/admin/audit', 'openai', true, listAudit);
+  add(GET, '/admin/costs', 'openai', true, listCosts);
   // Release management (#6): registry, experiments, stats, audit; feedback for rewards.
   add(GET, '/admin/models', 'openai', true, rel.listRegistry);
   add(

@@ -155,12 +155,14 @@ export class CostRecorder implements SpendBudget {
   }
 
   /**
-   * `/v1/feedback` on a request this replica served: a conversion when `reward > 0`. False when
-   * the request is unknown here (ended too long ago, or served by another replica).
+   * `/v1/feedback` on a request this replica served: a conversion when `reward > 0`, once per
+   * request. False when the request is unknown here (ended too long ago, feedback already given,
+   * or served by another replica).
    */
   outcome(requestId: string, reward: number): boolean {
     const a = this.recent.get(requestId);
     if (a === undefined) return false;
+    this.recent.delete(requestId); // one outcome per request
     const counts = this.row(a.key);
     counts.feedback++;
     if (reward > 0) counts.conversions++;

@@ -1,7 +1,7 @@
-import { isAbsolute, join } from 'node:path';
 import type { ConfigSnapshot } from '../config/load.js';
 import type { CostLedgerStore } from '../contracts/cost-ledger.js';
 import { CostRecorder } from '../observability/cost-recorder.js';
+import { openCostLedger } from '../state/open-cost-ledger.js';
 import type { WiringDeps } from './shared.js';
 
 /** The cost ledger (#15): its store, and the recorder that writes it and enforces budgets. */
@@ -12,8 +12,6 @@ export interface CostsWiring {
   readonly where: string;
   close(): Promise<void>;
 }
-
-const at = (dir: string, p: string): string => (isAbsolute(p) ? p : join(dir, p));
 
 /** The tenants' daily budgets of a snapshot (computed once per snapshot). */
 const budgetsOf = new WeakMap<ConfigSnapshot, ReadonlyMap<string, number>>();
@@ -39,18 +37,7 @@ export async function openCosts(
   current: () => ConfigSnapshot,
 ): Promise<CostsWiring> {
   const { state, costs } = initial.config;
-  let store: CostLedgerStore;
-  let where: string;
-  if (state !== undefined && 'postgres' in state) {
-    const { PostgresCostLedger } = await import('../state/postgres-cost-ledger.js');
-    store = await PostgresCostLedger.open({ url: state.postgres, schema: state.schema });
-    where = `postgres:${state.schema ?? 'switchyard'}`;
-  } else {
-    const file = at(initial.dir, state !== undefined ? state.sqlite : costs.sqlite);
-    const { SqliteCostLedger } = await import('../state/sqlite-cost-ledger.js');
-    store = SqliteCostLedger.open(file);
-    where = `sqlite:${file}`;
-  }
+  const { store, where } = await openCostLedger({ state, costs, dir: initial.dir });
   const recorder = new CostRecorder({
     store,
     clock: deps.clock,
