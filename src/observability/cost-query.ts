@@ -71,6 +71,7 @@ export function costGroupJson(g: CostGroup): JsonObject {
     input_tokens: g.inputTokens,
     output_tokens: g.outputTokens,
     estimated_calls: g.estimatedCalls,
+    failed_calls: g.failedCalls,
     cost,
     cost_nanos: g.costNanos,
     conversions: g.conversions,
