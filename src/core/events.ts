@@ -167,6 +167,8 @@ export interface ModelCallEvent {
   readonly servedBy: string;
   readonly version: string;
   readonly tier: string;
+  /** The kind of backend that answered (`openai`, `kserve`, `onnx`, ...): OTel `gen_ai.system`. */
+  readonly system: string;
   /** Why that model: `default`, `mode:<model>`, an experiment's reason such as `exp:x/treatment`. */
   readonly reason: string;
   readonly experiment?: string;

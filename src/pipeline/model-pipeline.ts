@@ -173,6 +173,7 @@ interface Prepared {
 export class ModelPipeline {
   /** What config says of each model, read once (a runtime's config never changes). */
   private readonly known = new Map<string, ModelFacts | undefined>();
+  private readonly kinds = new Map<string, string>();
 
   constructor(private readonly o: PipelineOptions) {}
 
@@ -348,6 +349,16 @@ export class ModelPipeline {
       },
     };
     return { stream, model: target.name, reason: target.reason };
+  }
+
+  /** The kind of a model's backend (`openai`, `kserve`, `onnx`, ...), read once per model. */
+  private systemOf(model: string): string {
+    let kind = this.kinds.get(model);
+    if (kind === undefined) {
+      kind = this.o.models.get(model)?.backend.describe().kind ?? 'unknown';
+      this.kinds.set(model, kind);
+    }
+    return kind;
   }
 
   /** The version a request would get now (ONNX version, upstream model name). */
@@ -593,6 +604,7 @@ export class ModelPipeline {
         servedBy,
         version,
         tier: facts?.tier ?? target.facts.tier,
+        system: this.systemOf(servedBy),
         reason: target.reason,
         ...(a?.experiment === undefined ? {} : { experiment: a.experiment }),
         ...(a?.variant === undefined ? {} : { variant: a.variant }),
