@@ -121,4 +121,31 @@ describe('stream-exact usage', () => {
     });
     expect(e.cost).toBeCloseTo(cost(promptTokens(), output), 12);
   });
+
+  it('charges a stream the client cancelled for what was delivered before it left', async () => {
+    up.behave(sse(PIECES, { delayMs: 60, usage: { prompt: 41, completion: 9 } }));
+    const ac = new AbortController();
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gw.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'chat', messages: MESSAGES, stream: true }),
+      signal: ac.signal,
+    });
+    let got = '';
+    try {
+      for await (const chunk of res.body) {
+        got += String(chunk);
+        if ((got.match(/"content"/g) ?? []).length >= 2) ac.abort();
+      }
+    } catch {
+      // aborted
+    }
+    const e = await settled();
+    expect(e.estimated).toBe(true);
+    expect(e.outcome).toBe('SY_ERR_CLIENT_CLOSED');
+    // What was delivered: a prefix of at least the two events the client read, never all five.
+    const prefixes = [2, 3, 4].map((n) => countTokens(PIECES.slice(0, n).join('')));
+    expect(prefixes).toContain(e.outputTokens);
+    expect(e.inputTokens).toBe(promptTokens());
+  });
 });
