@@ -1,4 +1,5 @@
-import { countTokens } from 'gpt-tokenizer';
+import { createRequire } from 'node:module';
+import type * as Tokenizer from 'gpt-tokenizer';
 import type { Usage } from '../contracts/backend.js';
 import type { JsonObject, JsonValue } from '../contracts/json.js';
 import type { CostModel } from '../contracts/stage.js';
@@ -102,8 +103,17 @@ export function expectedCost(price: Price, demand: Demand, predictedMs = 0): num
  * usage an upstream did not report (a stream without a usage chunk, a cut stream; #15).
  */
 export function tokenCount(text: string): number {
-  return text === '' ? 0 : countTokens(text);
+  if (text === '') return 0;
+  counter ??= (createRequire(import.meta.url)('gpt-tokenizer') as typeof Tokenizer).countTokens;
+  return counter(text);
 }
+
+/**
+ * The tokenizer is loaded on first use, not at import: its BPE tables take ~0.4 s of CPU to load,
+ * which every CLI command and every gateway start would pay, though only streams whose upstream
+ * reports no usage need it (the first such stream pays it once).
+ */
+let counter: ((text: string) => number) | undefined;
 
 /** The text of a message's `content` (a string, or the `text` parts of a content array). */
 function contentText(v: JsonValue | undefined): string {
