@@ -18,6 +18,7 @@ import { openAdmission } from './wiring/admission.js';
 import { openResponseCache } from './wiring/cache.js';
 import { openConfigSync } from './wiring/config-sync.js';
 import { openInferenceLog } from './wiring/inference-log.js';
+import { openCosts } from './wiring/costs.js';
 import { openModels } from './wiring/models.js';
 import { openPersonalization } from './wiring/personalization.js';
 import { openRelease } from './wiring/release.js';
@@ -86,6 +87,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const audit = options.audit ?? trail.sink;
     const admission = await openAdmission(initial, deps, audit);
     closers.push(() => admission.close());
+    const costs = await openCosts(initial, deps, () => current?.snapshot ?? initial);
+    closers.push(() => costs.close());
     const models = openModels(deps, admission.controller);
     closers.push(() => models.close());
     const personal = await openPersonalization(initial, deps, audit);
@@ -120,6 +123,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         router,
         cache,
         mayUse: (tenant, model) => keys.mayUse(tenant, model),
+        budget: costs.recorder,
       };
       const parts = await buildRuntimeParts(snap, inputs);
       return {
@@ -136,6 +140,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         ...(vectors === undefined ? {} : { vectors }),
         ...(release === undefined ? {} : { release }),
         ...(inferenceLog === undefined ? {} : { inferenceLog: inferenceLog.recorder }),
+        costs,
         close: () => parts.close(),
       };
     };

@@ -2,8 +2,10 @@ import { Command, CommanderError, Help, type Option } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { isSwitchyardError } from '../core/errors.js';
 import { AuditQueryError } from '../observability/audit-query.js';
+import { CostQueryError } from '../observability/cost-query.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerRequestsCommands } from './requests-commands.js';
+import { registerCostsCommands } from './costs-commands.js';
 import { registerGatewayCommands } from './gateway-commands.js';
 import { registerIndexCommands } from './index-commands.js';
 import { CliUsageError, CliUserError, processIo, type CliIo } from './io.js';
@@ -84,6 +86,7 @@ export function buildProgram(
   registerIndexCommands(kit);
   registerAuditCommands(kit);
   registerRequestsCommands(kit);
+  registerCostsCommands(kit);
   return program;
 }
 
@@ -162,7 +165,12 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         );
       return usage(err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' '));
     }
-    if (err instanceof CliUsageError || err instanceof AuditQueryError) return usage(err.message);
+    if (
+      err instanceof CliUsageError ||
+      err instanceof AuditQueryError ||
+      err instanceof CostQueryError
+    )
+      return usage(err.message);
     if (err instanceof ConfigError) {
       // One problem, one line; an invalid config lists every problem with its path, one line
       // each (a YAML error's code frame is left out: its first line names line and column).

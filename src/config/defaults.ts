@@ -272,6 +272,8 @@ export const DEFAULTS = {
     retention: { max_age_s: 7 * 86_400, max_rows: 1_000_000, interval_ms: 60_000 },
     export: { max_bytes: 64 * 1024 * 1024, keep: 5 },
   },
+  /** The cost ledger (#15): its own SQLite file without `state:`, and its flush interval. */
+  costs: { sqlite: 'var/costs.db', flush_ms: 1_000 },
   /** Release management (#6): registry, experiments, rollback loop. */
   release: {
     registry_dir: 'registry',

@@ -390,6 +390,16 @@ const tenantSchema = z.strictObject({
   /** The class of a request that names none (default: admission.default_class). */
   default_class: name.optional(),
   quotas: quotaSchema.optional(),
+  /**
+   * Spend budgets enforced from the cost ledger's totals (#15): exact across replicas sharing
+   * the state store, unlike `quotas.spend_per_day` (a limiter counter reserved on estimates).
+   */
+  budget: z
+    .strictObject({
+      /** Most the tenant may spend per UTC day, in the models' cost unit; then 429 SY_ERR_BUDGET_EXHAUSTED. */
+      daily_spend: z.number().finite().positive().optional(),
+    })
+    .optional(),
 });
 
 const authSchema = z
@@ -618,6 +628,17 @@ const configSyncSchema = z.strictObject({
 // configured (one store: SQLite embedded, PostgreSQL scaled); otherwise in a SQLite file of the
 // gateway's own, `audit.sqlite`, relative to the config file (default var/audit.db). Its table has
 // the state store's layout, so pointing `state.sqlite` at that file later keeps the history.
+// The cost ledger (#15): totals per day, tenant, journey, model, class and experiment arm. In the
+// state store when `state:` is configured (PostgreSQL: shared by replicas); otherwise in a SQLite
+// file of the gateway's own, relative to the config file.
+const costsSchema = z
+  .strictObject({
+    sqlite: z.string().min(1).default(D.costs.sqlite),
+    /** How often recorded costs are written (batched) and budget totals re-read. */
+    flush_ms: ms.default(D.costs.flush_ms),
+  })
+  .prefault({});
+
 const auditSchema = z
   .strictObject({ sqlite: z.string().min(1).default(D.audit.sqlite) })
   .prefault({});
@@ -857,6 +878,7 @@ export const configSchema = z
     config_sync: configSyncSchema.optional(),
     audit: auditSchema,
     inference_log: inferenceLogSchema,
+    costs: costsSchema,
     release: releaseSchema,
     experiments: z.array(experimentSchema).default([]),
   })

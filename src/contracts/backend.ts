@@ -10,6 +10,8 @@ export type Operation = 'chat' | 'embeddings' | 'infer';
 export interface Usage {
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /** Counted by the gateway's tokenizer (the upstream reported none), not reported upstream. */
+  readonly estimated?: boolean;
 }
 
 /** One upstream attempt, appended by the call chain; it becomes part of the route of a request. */

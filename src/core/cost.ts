@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import type * as Tokenizer from 'gpt-tokenizer';
 import type { Usage } from '../contracts/backend.js';
 import type { JsonObject, JsonValue } from '../contracts/json.js';
 import type { CostModel } from '../contracts/stage.js';
@@ -94,4 +96,65 @@ export function expectedCost(price: Price, demand: Demand, predictedMs = 0): num
     { inputTokens: demand.inputTokens, outputTokens: demand.outputTokens },
     predictedMs,
   );
+}
+
+/**
+ * Exact token count of a text with a real BPE tokenizer (`gpt-tokenizer`, o200k_base), for
+ * usage an upstream did not report (a stream without a usage chunk, a cut stream; #15).
+ */
+export function tokenCount(text: string): number {
+  if (text === '') return 0;
+  counter ??= (createRequire(import.meta.url)('gpt-tokenizer') as typeof Tokenizer).countTokens;
+  return counter(text);
+}
+
+/**
+ * The tokenizer is loaded on first use, not at import: its BPE tables take ~0.4 s of CPU to load,
+ * which every CLI command and every gateway start would pay, though only streams whose upstream
+ * reports no usage need it (the first such stream pays it once).
+ */
+let counter: ((text: string) => number) | undefined;
+
+/** The text of a message's `content` (a string, or the `text` parts of a content array). */
+function contentText(v: JsonValue | undefined): string {
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v))
+    return v
+      .map((p) => (p !== null && typeof p === 'object' && !Array.isArray(p) ? p['text'] : p))
+      .filter((t): t is string => typeof t === 'string')
+      .join('');
+  return '';
+}
+
+/**
+ * A chat request's prompt tokens as OpenAI counts them for its chat models: each message costs
+ * its role's and content's (and name's) tokens plus 3, and the reply is primed with 3 more
+ * (openai-cookbook, "How to count tokens with tiktoken").
+ */
+export function chatPromptTokens(body: JsonObject): number {
+  const messages = body['messages'];
+  if (!Array.isArray(messages)) return 0;
+  let n = 3;
+  for (const m of messages) {
+    if (m === null || typeof m !== 'object' || Array.isArray(m)) continue;
+    n += 3;
+    const role = m['role'];
+    if (typeof role === 'string') n += tokenCount(role);
+    n += tokenCount(contentText(m['content']));
+    const name = m['name'];
+    if (typeof name === 'string') n += tokenCount(name) + 1;
+  }
+  return n;
+}
+
+/**
+ * The usage of a streamed chat call whose upstream reported none: the prompt counted from the
+ * request, the completion from the text actually delivered. Marked `estimated`.
+ */
+export function streamedUsage(body: JsonObject, deliveredText: string): Usage {
+  return {
+    inputTokens: chatPromptTokens(body),
+    outputTokens: tokenCount(deliveredText),
+    estimated: true,
+  };
 }

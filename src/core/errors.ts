@@ -146,6 +146,14 @@ export const ERROR_REGISTRY = {
     retryable: true,
     message: 'The quota is spent: {detail}',
   },
+  SY_ERR_BUDGET_EXHAUSTED: {
+    // The tenant's daily spend budget, enforced from the cost ledger's totals (#15). Retryable:
+    // the budget renews at 00:00 UTC (Retry-After says when).
+    status: 429,
+    type: 'rate_limit_error',
+    retryable: true,
+    message: 'The spend budget is exhausted: {detail}',
+  },
   SY_ERR_TENANT_STORAGE_FULL: {
     // 429, not 507: the tenant's own allowance is used up (like a quota), the server did not fail.
     // A 5xx would be retried by clients, count against breakers, and reach a calling node's

@@ -176,6 +176,8 @@ export interface ModelCallEvent {
   readonly servedBy: string;
   readonly version: string;
   readonly tier: string;
+  /** The kind of backend that answered (`openai`, `kserve`, `onnx`, ...): OTel `gen_ai.system`. */
+  readonly system: string;
   /** Why that model: `default`, `mode:<model>`, an experiment's reason such as `exp:x/treatment`. */
   readonly reason: string;
   readonly experiment?: string;
@@ -184,6 +186,8 @@ export interface ModelCallEvent {
   readonly ms: number;
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /** The tokens were counted by the gateway's tokenizer (the upstream reported no usage, #15). */
+  readonly estimated: boolean;
   readonly cost: number;
   /** `ok`, or the error code. */
   readonly outcome: string;

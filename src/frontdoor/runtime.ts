@@ -10,6 +10,8 @@ import type { VectorHost } from '../retrieval/vector-host.js';
 import type { ReleaseHost } from '../release/release-host.js';
 import type { CompiledJourney } from '../orchestrator/compile.js';
 import type { JourneyRunner } from '../orchestrator/runner.js';
+import type { CostLedgerStore } from '../contracts/cost-ledger.js';
+import type { CostRecorder } from '../observability/cost-recorder.js';
 import type { KeyStore } from './auth.js';
 
 export type { ModelHandle } from '../pipeline/model-pipeline.js';
@@ -42,6 +44,11 @@ export interface Runtime {
   readonly journeys?: Journeys;
   /** The inference log (#15): its records, read after the buffer is written; absent when off. */
   readonly inferenceLog?: InferenceLogReader;
+  /** The cost ledger (#15): totals, budgets, feedback outcomes; absent in bare test runtimes. */
+  readonly costs?: {
+    readonly recorder: CostRecorder;
+    readonly store: CostLedgerStore;
+  };
 }
 
 /** The journeys of one config snapshot and the runner that runs them. */

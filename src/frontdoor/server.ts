@@ -25,6 +25,7 @@ import {
 import { getMode, putMode } from './routes/admin-mode.js';
 import { listAudit } from './routes/admin-audit.js';
 import { getRequest, listRequests } from './routes/admin-requests.js';
+import { listCosts } from './routes/admin-costs.js';
 import * as rel from './routes/admin-release.js';
 import { getConsent, putConsent, revokeConsent } from './routes/consent.js';
 import { listFeatureDefinitions, pushFeatures, readFeatures } from './routes/features.js';
@@ -128,6 +129,7 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   add(GET, '/admin/audit', 'openai', true, listAudit);
   add(GET, '/admin/requests', 'openai', true, listRequests);
   add(GET, '/admin/requests/:id', 'openai', true, getRequest);
+  add(GET, '/admin/costs', 'openai', true, listCosts);
   // Release management (#6): registry, experiments, stats, audit; feedback for rewards.
   add(GET, '/admin/models', 'openai', true, rel.listRegistry);
   add(

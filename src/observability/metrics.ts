@@ -48,9 +48,31 @@ export class Metrics {
   });
   readonly tokenUsage = new Histogram({
     name: 'gen_ai_client_token_usage',
-    help: 'Tokens used per request (OpenTelemetry gen_ai.client.token.usage).',
-    labelNames: ['gen_ai_operation_name', 'gen_ai_request_model', 'gen_ai_token_type'] as const,
+    help: 'Tokens used per model call (OpenTelemetry gen_ai.client.token.usage).',
+    labelNames: [
+      'gen_ai_operation_name',
+      'gen_ai_system',
+      'gen_ai_request_model',
+      'gen_ai_response_model',
+      'gen_ai_token_type',
+    ] as const,
     buckets: TOKEN_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly operationDuration = new Histogram({
+    name: 'gen_ai_client_operation_duration_seconds',
+    help: 'Duration of each model call, to its answer or its stream end (OpenTelemetry gen_ai.client.operation.duration).',
+    labelNames: [
+      'gen_ai_operation_name',
+      'gen_ai_system',
+      'gen_ai_request_model',
+      'gen_ai_response_model',
+      'error_type',
+    ] as const,
+    // The OpenTelemetry GenAI advice for gen_ai.client.operation.duration.
+    buckets: [
+      0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+    ],
     registers: [this.registry],
   });
   readonly tokensTotal = new Counter({
@@ -358,12 +380,22 @@ export class Metrics {
       subscribe(events.modelCall, (e) => {
         this.modelCalls.labels(e.model, e.origin, e.outcome).inc();
         if (e.cost > 0) this.modelCost.labels(e.servedBy, e.tenant).inc(e.cost);
+        // GenAI conventions: the request model is the name asked for, the response model what
+        // answered (its version when it has one).
+        const response = e.version === '' ? e.servedBy : e.version;
+        this.operationDuration
+          .labels(e.op, e.system, e.requested, response, e.outcome === 'ok' ? '' : e.outcome)
+          .observe(e.ms / 1000);
         if (e.outcome !== 'ok' && e.inputTokens === 0 && e.outputTokens === 0) return;
         if (e.op !== 'chat' && e.op !== 'embeddings' && e.inputTokens === 0) return;
-        this.tokenUsage.labels(e.op, e.model, 'input').observe(e.inputTokens);
+        this.tokenUsage
+          .labels(e.op, e.system, e.requested, response, 'input')
+          .observe(e.inputTokens);
         this.tokensTotal.labels(e.model, 'input').inc(e.inputTokens);
         if (e.outputTokens > 0 || e.op === 'chat') {
-          this.tokenUsage.labels(e.op, e.model, 'output').observe(e.outputTokens);
+          this.tokenUsage
+            .labels(e.op, e.system, e.requested, response, 'output')
+            .observe(e.outputTokens);
           this.tokensTotal.labels(e.model, 'output').inc(e.outputTokens);
         }
       }),

@@ -19,6 +19,7 @@ import type {
   SlotOutput,
 } from '../contracts/slot-resolver.js';
 import type { InvokeOptions, TaggedSource } from '../contracts/stage.js';
+import type { SpendBudget } from '../contracts/cost-ledger.js';
 import type { Clock } from '../core/clock.js';
 import { callCost, demandOf, expectedCost, FREE, type Price } from '../core/cost.js';
 import { abortReason } from '../core/deadline.js';
@@ -104,6 +105,10 @@ export interface CallResult {
   readonly attempts: string;
   readonly reason: string;
   readonly withheld: readonly string[];
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  /** The tokens were counted by the gateway's tokenizer, not reported by the upstream. */
+  readonly estimated: boolean;
   /** classify: labels by score, best first. */
   readonly scores?: readonly { readonly label: string; readonly score: number }[];
 }
@@ -124,6 +129,8 @@ export interface PipelineOptions {
   readonly admission?: AdmissionController | undefined;
   readonly release?: ReleaseSlotResolver | undefined;
   readonly policy?: PolicyModule | undefined;
+  /** Tenants' spend budgets, from the cost ledger (#15): checked when a request is admitted. */
+  readonly budget?: SpendBudget | undefined;
 }
 
 interface Target {
@@ -166,6 +173,7 @@ interface Prepared {
 export class ModelPipeline {
   /** What config says of each model, read once (a runtime's config never changes). */
   private readonly known = new Map<string, ModelFacts | undefined>();
+  private readonly kinds = new Map<string, string>();
 
   constructor(private readonly o: PipelineOptions) {}
 
@@ -210,6 +218,8 @@ export class ModelPipeline {
   /** Admits a request (class, mode, quotas) and opens the scope its model calls share. */
   async open(req: ScopeRequest): Promise<CallScope> {
     const ac = this.o.admission;
+    // A spent budget refuses before any quota is reserved (shadow and replay charge nothing).
+    if (req.estimate !== undefined && req.requestsOnly !== true) this.o.budget?.admit(req.tenant);
     const ticket =
       ac === undefined || req.estimate === undefined
         ? OPEN_TICKET
@@ -339,6 +349,16 @@ export class ModelPipeline {
       },
     };
     return { stream, model: target.name, reason: target.reason };
+  }
+
+  /** The kind of a model's backend (`openai`, `kserve`, `onnx`, ...), read once per model. */
+  private systemOf(model: string): string {
+    let kind = this.kinds.get(model);
+    if (kind === undefined) {
+      kind = this.o.models.get(model)?.backend.describe().kind ?? 'unknown';
+      this.kinds.set(model, kind);
+    }
+    return kind;
   }
 
   /** The version a request would get now (ONNX version, upstream model name). */
@@ -584,6 +604,7 @@ export class ModelPipeline {
         servedBy,
         version,
         tier: facts?.tier ?? target.facts.tier,
+        system: this.systemOf(servedBy),
         reason: target.reason,
         ...(a?.experiment === undefined ? {} : { experiment: a.experiment }),
         ...(a?.variant === undefined ? {} : { variant: a.variant }),
@@ -591,6 +612,7 @@ export class ModelPipeline {
         ms,
         inputTokens: usage?.inputTokens ?? 0,
         outputTokens: usage?.outputTokens ?? 0,
+        estimated: usage?.estimated === true,
         cost,
         outcome,
         attempts: compact,
@@ -619,6 +641,9 @@ export class ModelPipeline {
       attempts: compact,
       reason: target.reason,
       withheld: prepared?.withheld ?? [],
+      inputTokens: usage?.inputTokens ?? 0,
+      outputTokens: usage?.outputTokens ?? 0,
+      estimated: usage?.estimated === true,
     };
   }
 

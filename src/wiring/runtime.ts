@@ -11,6 +11,7 @@ import type { ReleaseHost } from '../release/release-host.js';
 import type { VectorHost } from '../retrieval/vector-host.js';
 import type { Cache } from '../contracts/cache.js';
 import type { Personalization } from '../contracts/policy.js';
+import type { SpendBudget } from '../contracts/cost-ledger.js';
 import type { ModelsWiring } from './models.js';
 import type { WiringDeps } from './shared.js';
 import { compileConfigJourneys, describeModels } from './validate-config.js';
@@ -28,6 +29,8 @@ export interface RuntimeInputs {
   readonly cache: Cache;
   /** Whether a tenant may call a model (the front door's key store of this snapshot). */
   readonly mayUse: (tenant: string, model: string) => boolean;
+  /** Tenants' spend budgets from the cost ledger (#15). */
+  readonly budget?: SpendBudget;
 }
 
 /** Everything per snapshot that serves model calls: handles, the one pipeline, journeys. */
@@ -77,6 +80,7 @@ export async function buildRuntimeParts(
       admission: inputs.admission,
       release: inputs.release?.manager,
       policy: inputs.personalization?.policy,
+      budget: inputs.budget,
     });
     const catalog = new ModelCatalog(
       pipeline,

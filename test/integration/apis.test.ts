@@ -177,7 +177,7 @@ describe('OpenAI and KServe v2 APIs', () => {
       'switchyard_requests_total{route="/v1/chat/completions",model="chat",status="200",class="interactive"}',
     );
     expect(text).toMatch(
-      /gen_ai_client_token_usage_count\{gen_ai_operation_name="chat",gen_ai_request_model="chat",gen_ai_token_type="input"\} [1-9]/,
+      /gen_ai_client_token_usage_count\{gen_ai_operation_name="chat",gen_ai_system="openai",gen_ai_request_model="chat",gen_ai_response_model="[^"]+",gen_ai_token_type="input"\} [1-9]/,
     );
     expect(text).toMatch(
       /gen_ai_server_time_to_first_token_seconds_count\{gen_ai_request_model="chat"\} [1-9]/,

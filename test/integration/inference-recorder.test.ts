@@ -38,6 +38,7 @@ const modelCall = (requestId: string, over: Partial<ModelCallEvent> = {}): Model
   model: 'chat',
   servedBy: 'chat',
   version: 'v1',
+  system: 'openai',
   tier: 'central',
   reason: 'default',
   stream: false,
@@ -48,6 +49,7 @@ const modelCall = (requestId: string, over: Partial<ModelCallEvent> = {}): Model
   outcome: 'ok',
   attempts: 'chat#1:ok',
   withheld: 0,
+  estimated: false,
   ...over,
 });
 

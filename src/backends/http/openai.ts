@@ -11,6 +11,7 @@ import type {
   Usage,
 } from '../../contracts/backend.js';
 import type { JsonObject } from '../../contracts/json.js';
+import { streamedUsage } from '../../core/cost.js';
 import { syError } from '../../core/errors.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import {
@@ -122,6 +123,7 @@ export class OpenAiBackend implements Backend {
       clientWantsUsage,
       this.name,
       choiceCount(request.body),
+      request.body,
     );
     // Commit nothing until the first event is in hand: until then a retry or fallback is safe.
     const wait = firstByteWait(this.opts, ctx, Number.POSITIVE_INFINITY);
@@ -154,7 +156,7 @@ export class OpenAiBackend implements Backend {
     return {
       contentType: 'text/event-stream; charset=utf-8',
       chunks: reader.iterate(first),
-      usage: () => reader.usage,
+      usage: () => reader.usage(),
       firstEventMs,
       cancel: () => reader.cancel(),
     };
@@ -192,9 +194,17 @@ const FINISH_MARK = /"finish_reason"\s*:\s*"/;
  * of its choices ends with a finish_reason. A body that ends cleanly without either was cut
  * short somewhere upstream (#13 finding 4): it ends in SY_ERR_UPSTREAM_STREAM_INTERRUPTED, never
  * as a clean end the client would take for a whole answer.
+ *
+ * Usage is the upstream's usage chunk when it sent one; otherwise (no usage chunk, or a stream
+ * cut before it) the tokenizer counts the prompt and the text of the events the consumer took,
+ * marked `estimated` (#15).
  */
 class SseReader {
-  usage: Usage | undefined;
+  /** Usage the upstream reported in the stream. */
+  private reported: Usage | undefined;
+  /** Blocks the consumer took (kept only to count them if no usage chunk comes; capped). */
+  private taken: Buffer[] = [];
+  private counted: Usage | undefined;
   private readonly splitter = new SseSplitter();
   private readonly source: AsyncIterator<Buffer>;
   private bytes = 0;
@@ -211,6 +221,7 @@ class SseReader {
     private readonly name: string,
     /** Choices the request asked for (`n`): each must finish, unless `[DONE]` comes. */
     private readonly choices: number,
+    private readonly body: JsonObject,
   ) {
     this.source = (ex.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   }
@@ -257,9 +268,22 @@ class SseReader {
     }
   }
 
+  /** The reported usage, else the tokenizer's count of what was delivered (once, when asked). */
+  usage(): Usage | undefined {
+    if (this.reported !== undefined) return this.reported;
+    if (this.counted !== undefined && this.finished) return this.counted;
+    const counted = streamedUsage(this.body, deliveredText(this.taken));
+    if (this.finished) {
+      this.counted = counted;
+      this.taken = [];
+    }
+    return counted;
+  }
+
   async *iterate(first: Buffer): AsyncGenerator<Buffer> {
     try {
       yield first;
+      this.took(first);
       for (;;) {
         let block: Buffer | undefined;
         try {
@@ -269,10 +293,16 @@ class SseReader {
         }
         if (block === undefined) return;
         yield block;
+        this.took(block);
       }
     } finally {
       this.cancel();
     }
+  }
+
+  /** The consumer asked for the next block: it has the previous one. */
+  private took(block: Buffer): void {
+    if (this.reported === undefined) this.taken.push(block);
   }
 
   cancel(): void {
@@ -314,7 +344,8 @@ class SseReader {
         try {
           const chunk = JSON.parse(data) as unknown;
           if (isJsonObject(chunk)) {
-            this.usage = readUsage(chunk['usage']) ?? this.usage;
+            this.reported = readUsage(chunk['usage']) ?? this.reported;
+            if (this.reported !== undefined) this.taken = [];
             const choices = chunk['choices'];
             if (!this.clientWantsUsage && Array.isArray(choices) && choices.length === 0)
               keep = false;
@@ -337,6 +368,35 @@ export function readUsage(value: unknown): Usage | undefined {
   const output = value['completion_tokens'];
   if (typeof input !== 'number') return undefined;
   return { inputTokens: input, outputTokens: typeof output === 'number' ? output : 0 };
+}
+
+/** The text of the content (and tool-call arguments) deltas in SSE blocks. */
+function deliveredText(blocks: readonly Buffer[]): string {
+  let text = '';
+  for (const block of blocks)
+    for (const data of eventData(block)) {
+      if (data === '[DONE]') continue;
+      let chunk: unknown;
+      try {
+        chunk = JSON.parse(data);
+      } catch {
+        continue;
+      }
+      const choices = isJsonObject(chunk) ? chunk['choices'] : undefined;
+      if (!Array.isArray(choices)) continue;
+      for (const c of choices) {
+        const delta = isJsonObject(c) ? c['delta'] : undefined;
+        if (!isJsonObject(delta)) continue;
+        if (typeof delta['content'] === 'string') text += delta['content'];
+        const calls = delta['tool_calls'];
+        if (Array.isArray(calls))
+          for (const call of calls) {
+            const fn = isJsonObject(call) ? call['function'] : undefined;
+            if (isJsonObject(fn) && typeof fn['arguments'] === 'string') text += fn['arguments'];
+          }
+      }
+    }
+  return text;
 }
 
 /** How many choices a chat request asks for (OpenAI `n`, 1 by default). */

@@ -5,7 +5,7 @@ import type {
   VersionRecord,
 } from '../../contracts/registry-store.js';
 import { experimentSchema } from '../../config/schema.js';
-import { syError } from '../../core/errors.js';
+import { isSwitchyardError, syError } from '../../core/errors.js';
 import type { ReleaseHost } from '../../release/release-host.js';
 import type { RequestContext } from '../context.js';
 import { sendJson } from '../respond.js';
@@ -251,6 +251,21 @@ export async function postFeedback(ctx: RequestContext): Promise<void> {
     throw syError('SY_ERR_INVALID_REQUEST', '"reward" must be a number in [0, 1] or a boolean', {
       param: 'reward',
     });
-  const r = host(ctx).manager.feedback(id, reward);
-  sendJson(ctx, 200, { accepted: true, experiment: r.experiment, variant: r.variant });
+  // The cost ledger joins the outcome to the request's journey, tenant and arm (#15); an
+  // experiment's reward goes to the release manager. Either may know the inference.
+  const recorded = ctx.runtime.costs?.recorder.outcome(id, reward) ?? false;
+  let r: { experiment: string; variant: string } | undefined;
+  try {
+    r = host(ctx).manager.feedback(id, reward);
+  } catch (err) {
+    const unknown =
+      isSwitchyardError(err) &&
+      (err.code === 'SY_ERR_INFERENCE_UNKNOWN' || err.code === 'SY_ERR_RELEASE_UNAVAILABLE');
+    if (!recorded || !unknown) throw err;
+  }
+  sendJson(ctx, 200, {
+    accepted: true,
+    ...(r === undefined ? {} : { experiment: r.experiment, variant: r.variant }),
+    recorded,
+  });
 }

@@ -1,0 +1,57 @@
+import type { ConfigSnapshot } from '../config/load.js';
+import type { CostLedgerStore } from '../contracts/cost-ledger.js';
+import { CostRecorder } from '../observability/cost-recorder.js';
+import { openCostLedger } from '../state/open-cost-ledger.js';
+import type { WiringDeps } from './shared.js';
+
+/** The cost ledger (#15): its store, and the recorder that writes it and enforces budgets. */
+export interface CostsWiring {
+  readonly recorder: CostRecorder;
+  readonly store: CostLedgerStore;
+  /** Where the totals are kept: `sqlite:<path>` or `postgres:<schema>`. */
+  readonly where: string;
+  close(): Promise<void>;
+}
+
+/** The tenants' daily budgets of a snapshot (computed once per snapshot). */
+const budgetsOf = new WeakMap<ConfigSnapshot, ReadonlyMap<string, number>>();
+function budgets(snap: ConfigSnapshot): ReadonlyMap<string, number> {
+  let m = budgetsOf.get(snap);
+  if (m === undefined) {
+    const out = new Map<string, number>();
+    for (const [name, t] of Object.entries(snap.config.tenants))
+      if (t.budget?.daily_spend !== undefined) out.set(name, t.budget.daily_spend);
+    budgetsOf.set(snap, (m = out));
+  }
+  return m;
+}
+
+/**
+ * Opens the ledger where the config keeps state: PostgreSQL (`state.postgres`, shared by every
+ * replica), the state store's SQLite file, or the gateway's own `costs.sqlite`. Budgets follow
+ * the current snapshot (`current`), so a reload changes them at once.
+ */
+export async function openCosts(
+  initial: ConfigSnapshot,
+  deps: WiringDeps,
+  current: () => ConfigSnapshot,
+): Promise<CostsWiring> {
+  const { state, costs } = initial.config;
+  const { store, where } = await openCostLedger({ state, costs, dir: initial.dir });
+  const recorder = new CostRecorder({
+    store,
+    clock: deps.clock,
+    flushMs: costs.flush_ms,
+    budgets: () => budgets(current()),
+    logger: deps.logger,
+  });
+  return {
+    recorder,
+    store,
+    where,
+    close: async () => {
+      await recorder.close();
+      await store.close();
+    },
+  };
+}
