@@ -23,6 +23,7 @@ import { buildRuntimeParts, type RuntimeInputs } from './wiring/runtime.js';
 import type { WiringDeps } from './wiring/shared.js';
 import { loadValidConfig } from './wiring/validate-config.js';
 import { openVectors } from './wiring/vectors.js';
+import { openTracing } from './wiring/tracing.js';
 
 /**
  * The composition root: it only composes. Each capability is opened by its module under
@@ -82,6 +83,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const trail = await openAuditTrail({ state, audit: auditFile, dir: initial.dir, logger });
     closers.push(() => trail.close());
     const audit = options.audit ?? trail.sink;
+    const tracing = openTracing(initial, deps);
+    closers.push(() => tracing.close());
     const admission = await openAdmission(initial, deps, audit);
     closers.push(() => admission.close());
     const models = openModels(deps, admission.controller);
@@ -116,6 +119,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         mayUse: (tenant, model) => keys.mayUse(tenant, model),
       };
       const parts = await buildRuntimeParts(snap, inputs);
+      const tracer = tracing.reconfigure(snap);
       return {
         snapshot: snap,
         models: parts.models,
@@ -129,6 +133,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         personalization: personal.current(),
         ...(vectors === undefined ? {} : { vectors }),
         ...(release === undefined ? {} : { release }),
+        ...(tracer === undefined ? {} : { tracer }),
         close: () => parts.close(),
       };
     };

@@ -26,6 +26,8 @@ export interface RequestDoneEvent {
   readonly journeyRoute?: object;
   /** Degraded decisions taken (fallback, downgrade, stale answer): the log line is a warning. */
   readonly degraded?: readonly string[];
+  /** The W3C trace id, when the request was traced (sampled) (#15). */
+  readonly traceId?: string;
 }
 
 export interface UpstreamAttemptEvent {
@@ -182,6 +184,8 @@ export interface ModelCallEvent {
   readonly attempts: string;
   /** Sources the model-input rule stripped from the call. */
   readonly withheld: number;
+  /** The W3C trace id, when the request was traced (sampled) (#15). */
+  readonly traceId?: string;
 }
 
 /** The model-input rule stripped data from a model call, or refused the call (#14). */

@@ -9,6 +9,7 @@ import type { ReleaseHost } from '../release/release-host.js';
 import type { CompiledJourney } from '../orchestrator/compile.js';
 import type { JourneyRunner } from '../orchestrator/runner.js';
 import type { KeyStore } from './auth.js';
+import type { RequestTracer } from '../observability/tracing.js';
 
 export type { ModelHandle } from '../pipeline/model-pipeline.js';
 
@@ -38,6 +39,8 @@ export interface Runtime {
   readonly release?: ReleaseHost;
   /** Journeys (#4): compiled graphs and their runner; absent in bare test runtimes. */
   readonly journeys?: Journeys;
+  /** Traces (#15); absent while `tracing.enabled` is false: requests make no spans then. */
+  readonly tracer?: RequestTracer;
 }
 
 /** The journeys of one config snapshot and the runner that runs them. */
