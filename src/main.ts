@@ -144,6 +144,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       clock: deps.clock,
       renderMetrics: () => metrics.render(),
       metricsContentType: metrics.contentType,
+      openMetrics: {
+        render: () => metrics.openMetrics(),
+        contentType: metrics.openMetricsContentType,
+      },
     });
 
     const reloader = new ConfigReloader(

@@ -34,6 +34,8 @@ export function openTracing(snap: ConfigSnapshot, deps: WiringDeps): TracingWiri
     const old = tracing;
     tracing = cfg.enabled ? build(cfg, s.dir) : undefined;
     shown = key;
+    // Trace-id exemplars on the request-duration histogram while tracing is on.
+    deps.metrics.useExemplars(cfg.enabled);
     if (old !== undefined) {
       const p = old.close().catch((err: unknown) => {
         deps.logger.warn({ err }, 'the previous tracer did not flush');

@@ -366,6 +366,61 @@ describe('traces across a remote vector shard', () => {
   });
 });
 
+describe('trace ids as Prometheus exemplars', () => {
+  let receiver: OtlpReceiver;
+  let up: TestUpstream;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+    up = await startUpstream(json(200, chatCompletion()));
+    gw = await startTestGateway({
+      config: {
+        models: { 'chat-large': openaiModel(up.url) },
+        tracing: tracing(receiver.endpoint),
+      },
+    });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await up?.close();
+    await receiver?.close();
+  });
+  const scrape = async (accept?: string) => {
+    const res = await request(`${gw.url}/metrics`, {
+      headers: accept === undefined ? {} : { accept },
+    });
+    return { type: String(res.headers['content-type']), text: await res.body.text() };
+  };
+
+  it('puts the trace id on the request-duration bucket when scraped as OpenMetrics', async () => {
+    const res = await post(gw, '/v1/chat/completions', CHAT, { traceparent: traceparent() });
+    expect(res.status).toBe(200);
+    const om = await scrape('application/openmetrics-text; version=1.0.0,text/plain;q=0.5');
+    expect(om.type).toContain('application/openmetrics-text');
+    expect(om.text.endsWith('# EOF\n')).toBe(true);
+    const lines = om.text
+      .split('\n')
+      .filter(
+        (l) =>
+          l.startsWith('switchyard_request_duration_seconds_bucket{') &&
+          l.includes('route="/v1/chat/completions"'),
+      );
+    const withExemplar = lines.filter((l) => l.includes(`# {trace_id="${CLIENT_TRACE}"}`));
+    expect(withExemplar).toHaveLength(1);
+    // Counters keep their names in OpenMetrics form.
+    expect(om.text).toMatch(/^# TYPE switchyard_requests counter$/m);
+    expect(om.text).toMatch(/^switchyard_requests_total\{route="\/v1\/chat\/completions"/m);
+    // Prometheus text (the default) is unchanged: no exemplars, counters named as before.
+    const text = await scrape();
+    expect(text.type).toContain('text/plain');
+    expect(text.text).not.toContain('trace_id');
+    expect(text.text).toMatch(/^# TYPE switchyard_requests_total counter$/m);
+    // ...and stays so after an OpenMetrics scrape.
+    await scrape('application/openmetrics-text');
+    expect((await scrape()).text).toMatch(/^# TYPE switchyard_requests_total counter$/m);
+  });
+});
+
 describe('tracing knobs', () => {
   const open: { close(): Promise<void> }[] = [];
   afterEach(async () => {
@@ -393,6 +448,11 @@ describe('tracing knobs', () => {
     expect(res.status).toBe(200);
     expect(res.headers['x-switchyard-trace-id']).toBeUndefined();
     expect(up.calls.at(-1)!.headers['traceparent']).toBeUndefined();
+    const scraped = await request(`${gw.url}/metrics`, {
+      headers: { accept: 'application/openmetrics-text' },
+    });
+    expect(String(scraped.headers['content-type'])).toContain('text/plain');
+    expect(await scraped.body.text()).not.toContain('trace_id');
     await new Promise((r) => setTimeout(r, 200));
     expect(receiver.spans()).toEqual([]);
   });
