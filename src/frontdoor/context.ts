@@ -17,6 +17,15 @@ export const DEADLINE_HEADER = 'x-switchyard-timeout-ms';
 /** The trace id of a traced (sampled) request, on its answer (#15). */
 export const TRACE_ID_HEADER = 'x-switchyard-trace-id';
 
+/** Probes and scrapes: answered many times a minute, they would bury the traces that matter. */
+const UNTRACED = new Set([
+  '/metrics',
+  '/healthz',
+  '/readyz',
+  '/v2/health/live',
+  '/v2/health/ready',
+]);
+
 /** How a route answers errors: OpenAI-style objects, or KServe's `{"error": "..."}` strings. */
 export type ErrorStyle = 'openai' | 'kserve';
 
@@ -65,7 +74,7 @@ export class RequestContext {
     this.startedAt = clock.now();
     this.requestId = requestId(req.headers['x-request-id']);
     const tracer = runtime.tracer;
-    if (tracer !== undefined) {
+    if (tracer !== undefined && !UNTRACED.has(route)) {
       const method = req.method ?? '';
       this.span = tracer.startRequest(`${method} ${route}`, req.headers, {
         'http.request.method': method,

@@ -410,6 +410,10 @@ describe('trace ids as Prometheus exemplars', () => {
     // Counters keep their names in OpenMetrics form.
     expect(om.text).toMatch(/^# TYPE switchyard_requests counter$/m);
     expect(om.text).toMatch(/^switchyard_requests_total\{route="\/v1\/chat\/completions"/m);
+    // Scrapes and probes are not traced (the chat call's spans arrive; the scrape's never do).
+    await receiver.waitFor((x) => treeOf(x, CLIENT_TRACE).spans.length > 0);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(receiver.spans().some((x) => x.name.startsWith('GET /metrics'))).toBe(false);
     // Prometheus text (the default) is unchanged: no exemplars, counters named as before.
     const text = await scrape();
     expect(text.type).toContain('text/plain');
@@ -455,6 +459,31 @@ describe('tracing knobs', () => {
     expect(await scraped.body.text()).not.toContain('trace_id');
     await new Promise((r) => setTimeout(r, 200));
     expect(receiver.spans()).toEqual([]);
+  });
+
+  it('a reload turns tracing on, and off again, without a restart', async () => {
+    const { receiver, up, gw } = await setup(undefined);
+    expect((await post(gw, '/v1/chat/completions', CHAT)).headers['x-switchyard-trace-id']).toBe(
+      undefined,
+    );
+    gw.writeConfig({
+      models: { 'chat-large': openaiModel(up.url) },
+      tracing: {
+        enabled: true,
+        otlp: { endpoint: receiver.endpoint },
+        export: { interval_ms: 20 },
+      },
+    });
+    expect((await gw.gateway.reload('api')).result).toBe('applied');
+    const on = await post(gw, '/v1/chat/completions', CHAT);
+    const id = String(on.headers['x-switchyard-trace-id']);
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+    await receiver.waitFor((s) => s.some((x) => x.traceId === id));
+    gw.writeConfig({ models: { 'chat-large': openaiModel(up.url) } });
+    expect((await gw.gateway.reload('api')).result).toBe('applied');
+    const off = await post(gw, '/v1/chat/completions', CHAT);
+    expect(off.headers['x-switchyard-trace-id']).toBeUndefined();
+    expect(up.calls.at(-1)!.headers['traceparent']).toBeUndefined();
   });
 
   it('tracing.sample_ratio 0 records nothing, yet propagates the trace id unsampled', async () => {
