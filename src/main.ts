@@ -26,6 +26,7 @@ import { buildRuntimeParts, type RuntimeInputs } from './wiring/runtime.js';
 import type { WiringDeps } from './wiring/shared.js';
 import { loadValidConfig } from './wiring/validate-config.js';
 import { openVectors } from './wiring/vectors.js';
+import { openTracing } from './wiring/tracing.js';
 
 /**
  * The composition root: it only composes. Each capability is opened by its module under
@@ -85,6 +86,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const trail = await openAuditTrail({ state, audit: auditFile, dir: initial.dir, logger });
     closers.push(() => trail.close());
     const audit = options.audit ?? trail.sink;
+    const tracing = openTracing(initial, deps);
+    closers.push(() => tracing.close());
     const admission = await openAdmission(initial, deps, audit);
     closers.push(() => admission.close());
     const costs = await openCosts(initial, deps, () => current?.snapshot ?? initial);
@@ -126,6 +129,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         budget: costs.recorder,
       };
       const parts = await buildRuntimeParts(snap, inputs);
+      const tracer = tracing.reconfigure(snap);
       return {
         snapshot: snap,
         models: parts.models,
@@ -141,6 +145,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         ...(release === undefined ? {} : { release }),
         ...(inferenceLog === undefined ? {} : { inferenceLog: inferenceLog.recorder }),
         costs,
+        ...(tracer === undefined ? {} : { tracer }),
         close: () => parts.close(),
       };
     };
@@ -159,6 +164,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       clock: deps.clock,
       renderMetrics: () => metrics.render(),
       metricsContentType: metrics.contentType,
+      openMetrics: {
+        render: () => metrics.openMetrics(),
+        contentType: metrics.openMetricsContentType,
+      },
     });
 
     const reloader = new ConfigReloader(

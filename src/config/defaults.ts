@@ -274,6 +274,22 @@ export const DEFAULTS = {
   },
   /** The cost ledger (#15): its own SQLite file without `state:`, and its flush interval. */
   costs: { sqlite: 'var/costs.db', flush_ms: 1_000 },
+  /**
+   * Traces (#15): OpenTelemetry spans of every handoff, exported over OTLP/HTTP behind a batch
+   * processor (never on the request path). Off by default: no span objects are made then.
+   */
+  tracing: {
+    enabled: false,
+    service_name: 'switchyard',
+    /** Head sampling of new traces (parent-based: a client's sampled flag is followed). */
+    sample_ratio: 1,
+    otlp: {
+      endpoint: 'http://127.0.0.1:4318/v1/traces',
+      protocol: 'http/protobuf' as const,
+      timeout_ms: 10_000,
+    },
+    export: { batch_size: 512, interval_ms: 5_000, max_queue: 2_048 },
+  },
   /** Release management (#6): registry, experiments, rollback loop. */
   release: {
     registry_dir: 'registry',

@@ -830,6 +830,40 @@ const vectorsSchema = z
     }
   });
 
+/** Traces (#15): OTLP/HTTP export of a span per handoff; see docs/observability.md#traces. */
+const tracingSchema = z
+  .strictObject({
+    enabled: z.boolean().default(D.tracing.enabled),
+    service_name: z.string().min(1).max(256).default(D.tracing.service_name),
+    sample_ratio: z.number().finite().min(0).max(1).default(D.tracing.sample_ratio),
+    otlp: z
+      .strictObject({
+        endpoint: httpUrl.default(D.tracing.otlp.endpoint),
+        protocol: z.enum(['http/protobuf', 'http/json']).default(D.tracing.otlp.protocol),
+        /** Sent with every export; a value may come from the environment or a file (a token). */
+        headers: z
+          .record(
+            z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'an HTTP header name'),
+            z.union([z.string(), secretRefSchema]),
+          )
+          .default({}),
+        timeout_ms: ms.default(D.tracing.otlp.timeout_ms),
+      })
+      .prefault({}),
+    export: z
+      .strictObject({
+        batch_size: posInt.default(D.tracing.export.batch_size),
+        interval_ms: ms.default(D.tracing.export.interval_ms),
+        max_queue: posInt.default(D.tracing.export.max_queue),
+      })
+      .prefault({})
+      .refine((e) => e.batch_size <= e.max_queue, {
+        message: 'batch_size must not exceed max_queue',
+        path: ['batch_size'],
+      }),
+  })
+  .prefault({});
+
 export const configSchema = z
   .strictObject({
     server: serverSchema,
@@ -881,6 +915,7 @@ export const configSchema = z
     costs: costsSchema,
     release: releaseSchema,
     experiments: z.array(experimentSchema).default([]),
+    tracing: tracingSchema,
   })
   .superRefine((cfg, ctx) => {
     checkAdmission(cfg, ctx);
@@ -1043,3 +1078,4 @@ export type StateConfig = z.output<typeof stateSchema>;
 export type ConfigSyncConfig = z.output<typeof configSyncSchema>;
 export type InferenceLogConfig = z.output<typeof inferenceLogSchema>;
 export type ExperimentConfig = z.output<typeof experimentSchema>;
+export type TracingConfig = z.output<typeof tracingSchema>;

@@ -1,4 +1,5 @@
 import type { JsonObject } from './json.js';
+import type { TraceSpan } from './trace.js';
 
 /** Where a model runs, cheapest and closest first. */
 export type Tier = 'edge' | 'regional' | 'central';
@@ -41,6 +42,8 @@ export interface CallContext {
    * own caps apply.
    */
   readonly firstByteBy?: number;
+  /** The span this call's work hangs under (#15); undefined when the request is not traced. */
+  readonly span?: TraceSpan;
 }
 
 /**

@@ -16,6 +16,7 @@ import type { JsonObject, JsonValue } from './json.js';
 import type { DataTag, PolicyModule } from './policy.js';
 import type { SlotAssignment } from './slot-resolver.js';
 import type { VectorRetriever } from './vector-index.js';
+import type { TraceSpan } from './trace.js';
 
 /** Money per unit, in the config's currency units. */
 export interface CostModel {
@@ -292,8 +293,10 @@ export interface StageContext {
   now(): number;
   /** Wall-clock epoch ms (cache ages). */
   wall(): number;
-  /** A call context for one model call (fresh attempts list, this stage's signal). */
+  /** A call context for one model call (fresh attempts list, this stage's signal and span). */
   call(): CallContext;
+  /** The span of the running stage (or of the journey between stages); undefined when untraced (#15). */
+  readonly span?: TraceSpan;
   readonly services: StageServices;
 }
 

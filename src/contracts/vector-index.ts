@@ -1,4 +1,5 @@
 import { CONSENT_PURPOSES, type ConsentPurpose, type DataTag } from './policy.js';
+import type { TraceSpan } from './trace.js';
 /**
  * Vector retrieval contracts (issue #7). A `VectorIndex` is one shard: an in-process HNSW index,
  * an exact (brute-force) index, or a shard on another gateway node reached over HTTP. A
@@ -95,6 +96,8 @@ export interface SearchOptions {
   /** HNSW search breadth override (ignored by exact indexes). */
   readonly ef?: number;
   readonly signal?: AbortSignal;
+  /** The span the search hangs under (#15): remote shards continue the trace. */
+  readonly span?: TraceSpan;
 }
 
 export interface UpsertResult {

@@ -12,8 +12,20 @@ import type { Principal } from './auth.js';
 import { readJsonBody } from './body.js';
 import { joinConnection } from './connection.js';
 import type { Runtime } from './runtime.js';
+import type { TraceSpan } from '../contracts/trace.js';
 
 export const DEADLINE_HEADER = 'x-switchyard-timeout-ms';
+/** The trace id of a traced (sampled) request, on its answer (#15). */
+export const TRACE_ID_HEADER = 'x-switchyard-trace-id';
+
+/** Probes and scrapes: answered many times a minute, they would bury the traces that matter. */
+const UNTRACED = new Set([
+  '/metrics',
+  '/healthz',
+  '/readyz',
+  '/v2/health/live',
+  '/v2/health/ready',
+]);
 
 /** How a route answers errors: OpenAI-style objects, or KServe's `{"error": "..."}` strings. */
 export type ErrorStyle = 'openai' | 'kserve';
@@ -50,6 +62,8 @@ export class RequestContext {
   data: DataTag | undefined;
   /** The redacted request and answer, when the inference log keeps this request's payload (#15). */
   payload: { readonly request?: unknown; readonly response?: unknown } | undefined;
+  /** The request's span (#15): undefined when tracing is off. */
+  readonly span: TraceSpan | undefined;
   private ended = false;
   private endFns: (() => void)[] | undefined;
   private leaveConnection: (() => void) | undefined;
@@ -66,6 +80,16 @@ export class RequestContext {
   ) {
     this.startedAt = clock.now();
     this.requestId = requestId(req.headers['x-request-id']);
+    const tracer = runtime.tracer;
+    if (tracer !== undefined && !UNTRACED.has(route)) {
+      const method = req.method ?? '';
+      this.span = tracer.startRequest(`${method} ${route}`, req.headers, {
+        'http.request.method': method,
+        'http.route': route,
+        'switchyard.request_id': this.requestId,
+      });
+      if (this.span.recording) res.setHeader(TRACE_ID_HEADER, this.span.traceId);
+    }
     const end = (): void => this.end();
     res.once('close', end);
     const socket = req.socket as Socket | null;
@@ -178,6 +202,9 @@ export class RequestContext {
       this.code ??= 'SY_ERR_CLIENT_CLOSED';
     }
     this.deadline?.dispose();
+    const status = gone && !this.res.headersSent ? 499 : this.res.statusCode;
+    const span = this.span;
+    if (span !== undefined) this.endSpan(span, status);
     publish(events.requestDone, {
       requestId: this.requestId,
       method: this.req.method ?? '',
@@ -186,7 +213,7 @@ export class RequestContext {
       tenant: this.principal?.tenant ?? '',
       keyFingerprint: this.principal?.fingerprint ?? '',
       trafficClass: this.trafficClass,
-      status: gone && !this.res.headersSent ? 499 : this.res.statusCode,
+      status,
       code: this.code,
       durationMs: this.clock.now() - this.startedAt,
       stream: this.stream,
@@ -201,6 +228,20 @@ export class RequestContext {
       ...(this.error === undefined ? {} : { error: this.error }),
       ...(this.user === undefined ? {} : { user: this.user }),
       ...(this.payload === undefined ? {} : { payload: this.payload }),
+      ...(span?.recording === true ? { traceId: span.traceId } : {}),
     });
+  }
+
+  private endSpan(span: TraceSpan, status: number): void {
+    span.setAll({
+      'http.response.status_code': status,
+      'switchyard.tenant': this.principal?.tenant,
+      'switchyard.class': this.trafficClass,
+      'switchyard.model': this.model === '' ? undefined : this.model,
+      'switchyard.route_code': this.pathTaken(),
+      'switchyard.journey': this.journey?.name,
+    });
+    if (this.code !== undefined) span.fail(this.code, this.error?.message);
+    span.end();
   }
 }

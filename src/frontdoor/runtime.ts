@@ -13,6 +13,7 @@ import type { JourneyRunner } from '../orchestrator/runner.js';
 import type { CostLedgerStore } from '../contracts/cost-ledger.js';
 import type { CostRecorder } from '../observability/cost-recorder.js';
 import type { KeyStore } from './auth.js';
+import type { RequestTracer } from '../observability/tracing.js';
 
 export type { ModelHandle } from '../pipeline/model-pipeline.js';
 
@@ -49,6 +50,8 @@ export interface Runtime {
     readonly recorder: CostRecorder;
     readonly store: CostLedgerStore;
   };
+  /** Traces (#15); absent while `tracing.enabled` is false: requests make no spans then. */
+  readonly tracer?: RequestTracer;
 }
 
 /** The journeys of one config snapshot and the runner that runs them. */

@@ -92,6 +92,7 @@ export async function withScope<T>(
     ...(data === undefined ? {} : { data: [data] }),
     estimate: opts.estimate,
     ...(opts.requestsOnly === true ? { requestsOnly: true } : {}),
+    ...(ctx.span === undefined ? {} : { span: ctx.span }),
   });
   // Settled when the handler ends, and at the latest when the request's life ends (a client
   // that left while the answer was queued behind a pipelined one): settling is idempotent.

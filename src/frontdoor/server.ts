@@ -12,7 +12,7 @@ import { rawErrorResponse, sendError } from './respond.js';
 import { chatCompletions, embeddings, listModels, retrieveModel } from './routes/openai.js';
 import { runJourney } from './routes/journeys.js';
 import { modelInfer, modelMetadata, modelReady, serverMetadata } from './routes/kserve.js';
-import { live, metrics, readiness } from './routes/ops.js';
+import { live, metrics, readiness, type OpenMetricsRender } from './routes/ops.js';
 import {
   deleteVectors,
   listCollections,
@@ -46,6 +46,8 @@ export interface FrontDoorOptions {
   readonly clock: Clock;
   readonly renderMetrics: () => Promise<string>;
   readonly metricsContentType: string;
+  /** OpenMetrics with trace-id exemplars, for scrapers that ask for it (#15). */
+  readonly openMetrics?: OpenMetricsRender;
 }
 
 export interface RouteEntry {
@@ -121,7 +123,13 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   add(POST, '/v1/vector-shards/:shard/:op', 'openai', true, shardOperation);
   add(GET, '/healthz', 'openai', false, live);
   add(GET, '/readyz', 'openai', false, readiness(state));
-  add(GET, '/metrics', 'openai', false, metrics(opts.renderMetrics, opts.metricsContentType));
+  add(
+    GET,
+    '/metrics',
+    'openai',
+    false,
+    metrics(opts.renderMetrics, opts.metricsContentType, opts.openMetrics),
+  );
   // Admission control's mode API (#5), admin keys only. Health and metrics routes never pass
   // admission, so they are never shed.
   add(GET, '/admin/mode', 'openai', true, getMode);

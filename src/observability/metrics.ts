@@ -1,4 +1,12 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  openMetricsContentType,
+  Registry,
+  type OpenMetricsContentType,
+} from 'prom-client';
 import { events, subscribe, type TenantStorageFullEvent } from '../core/events.js';
 import { channel, type Channel } from 'node:diagnostics_channel';
 import {
@@ -32,13 +40,25 @@ export class Metrics {
     labelNames: ['route', 'model', 'status', 'class'] as const,
     registers: [this.registry],
   });
-  readonly requestDuration = new Histogram({
-    name: 'switchyard_request_duration_seconds',
-    help: 'Time from request to the end of the answer.',
-    labelNames: ['route', 'model', 'status', 'class'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  /**
+   * Exemplar-capable (#15): prom-client refuses exemplars on a Prometheus-text registry at
+   * construction only, so it is registered by hand; the Prometheus text ignores exemplars and the
+   * OpenMetrics rendering (`openMetrics()`) shows the trace id of a sampled request per bucket.
+   */
+  readonly requestDuration = registered(
+    this.registry,
+    new Histogram({
+      name: 'switchyard_request_duration_seconds',
+      help: 'Time from request to the end of the answer.',
+      labelNames: ['route', 'model', 'status', 'class'] as const,
+      buckets: LATENCY_BUCKETS,
+      enableExemplars: true,
+      registers: [],
+    }),
+  );
+  /** Trace-id exemplars on the request-duration histogram: on while tracing is (#15). */
+  private exemplars = false;
+  private readonly om = openMetricsRegistry();
   readonly upstreamDuration = new Histogram({
     name: 'switchyard_upstream_duration_seconds',
     help: 'Time of each upstream attempt (to its answer, or to the first event of a stream).',
@@ -370,9 +390,16 @@ export class Metrics {
       subscribe(events.requestDone, (e) => {
         const status = String(e.status);
         this.requests.labels(e.route, e.model, status, e.trafficClass).inc();
-        this.requestDuration
-          .labels(e.route, e.model, status, e.trafficClass)
-          .observe(e.durationMs / 1000);
+        if (this.exemplars && e.traceId !== undefined)
+          (this.requestDuration as Histogram<string>).observe({
+            labels: { route: e.route, model: e.model, status, class: e.trafficClass },
+            value: e.durationMs / 1000,
+            exemplarLabels: { trace_id: e.traceId },
+          });
+        else
+          this.requestDuration
+            .labels(e.route, e.model, status, e.trafficClass)
+            .observe(e.durationMs / 1000);
       }),
       subscribe(events.upstreamAttempt, (e) => {
         this.upstreamDuration.labels(e.backend, e.outcome).observe(e.durationMs / 1000);
@@ -598,9 +625,61 @@ export class Metrics {
     return this.registry.contentType;
   }
 
+  /** Exemplars carry trace ids while tracing is on (#15). */
+  useExemplars(on: boolean): void {
+    this.exemplars = on;
+  }
+
+  /**
+   * The same metrics as OpenMetrics text with exemplars, for a scraper that asks for
+   * `application/openmetrics-text`; undefined while exemplars are off (Prometheus text serves).
+   */
+  async openMetrics(): Promise<string | undefined> {
+    if (!this.exemplars) return undefined;
+    const parts: string[] = [];
+    const om = this.om as unknown as { getMetricsAsString(m: PromMetric): Promise<string> };
+    for (const m of this.registry.getMetricsAsArray() as unknown as PromMetric[]) {
+      // OpenMetrics names a counter without `_total` and adds it to its samples. (prom-client's
+      // own OpenMetrics rendering renames the metric in place, which would break the text one.)
+      const metric: PromMetric =
+        m.type === 'counter'
+          ? {
+              type: m.type,
+              get: async () => {
+                const d = await m.get();
+                return { ...d, name: d.name.replace(/_total$/, '') };
+              },
+            }
+          : m;
+      parts.push(await om.getMetricsAsString(metric));
+    }
+    return `${parts.join('\n')}\n# EOF\n`;
+  }
+
+  get openMetricsContentType(): string {
+    return this.om.contentType;
+  }
+
   close(): void {
     for (const u of this.unsubscribe) u();
     this.unsubscribe.length = 0;
     this.registry.clear();
   }
+}
+
+function registered<T extends Histogram<string>>(registry: Registry, metric: T): T {
+  registry.registerMetric(metric);
+  return metric;
+}
+
+/** What prom-client's registry renders of a metric (its internal shape). */
+interface PromMetric {
+  readonly type: string;
+  get(): Promise<{ name: string } & Record<string, unknown>>;
+}
+
+function openMetricsRegistry(): Registry<OpenMetricsContentType> {
+  const r = new Registry<OpenMetricsContentType>();
+  r.setContentType(openMetricsContentType);
+  return r;
 }

@@ -9,6 +9,7 @@ import type {
   StageServices,
 } from '../contracts/stage.js';
 import type { Clock } from '../core/clock.js';
+import type { TraceSpan } from '../contracts/trace.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
 import { RequestAbortController } from '../core/abort.js';
@@ -31,6 +32,8 @@ export interface JourneyRequest {
   readonly models?: ModelInvoker;
   /** The mode's `cache_ttl_scale`: answers written back are kept this many times longer. */
   readonly cacheTtlScale?: number;
+  /** The request's span (#15): the journey's span hangs under it, each stage's under that. */
+  readonly span?: TraceSpan;
 }
 
 export type CacheOutcome = 'hit' | 'semantic_hit' | 'stale' | 'miss' | 'none';
@@ -67,6 +70,27 @@ export class JourneyRunner {
   ) {}
 
   async run(journey: CompiledJourney, request: JourneyRequest): Promise<JourneyOutcome> {
+    const span = request.span?.child(`journey ${journey.name}`, 'internal', {
+      'switchyard.journey': journey.name,
+    });
+    if (span === undefined) return this.runTimed(journey, request);
+    const out = await this.runTimed(journey, { ...request, span });
+    span.setAll({
+      'switchyard.route_code': compactRoute(out.route),
+      'switchyard.cache': out.route.cache,
+      'switchyard.answered_by': out.route.answeredBy,
+      'switchyard.decisions': out.route.decisions,
+      'switchyard.cost': out.route.cost,
+    });
+    if (!out.ok) span.fail(out.error.code, out.error.message);
+    span.end();
+    return out;
+  }
+
+  private async runTimed(
+    journey: CompiledJourney,
+    request: JourneyRequest,
+  ): Promise<JourneyOutcome> {
     const origin = this.clock.now();
     const cap = journey.deadlineMs;
     if (cap === undefined || origin + cap >= request.deadlineAt)
@@ -113,7 +137,9 @@ export class JourneyRunner {
         signal: req.signal,
         deadlineAt: req.deadlineAt,
         attempts: [],
+        ...(req.span === undefined ? {} : { span: req.span }),
       }),
+      ...(req.span === undefined ? {} : { span: req.span }),
       services: req.models === undefined ? this.services : { ...this.services, models: req.models },
     };
     const state: JourneyState = {

@@ -14,6 +14,7 @@ import type {
   TaggedSource,
 } from '../contracts/stage.js';
 import type { DataTag } from '../contracts/policy.js';
+import type { SpanAttributes, TraceSpan } from '../contracts/trace.js';
 import { abortReason } from '../core/deadline.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
 import type { PathCompiler } from './paths.js';
@@ -194,15 +195,69 @@ export async function runStage(
     };
   }
   const t0 = ctx.now();
+  // The stage's own span (#15): its model calls, cache lookups and reads hang under it.
+  const span = ctx.span?.child(`stage ${stage.id}`, 'internal', {
+    'switchyard.stage': stage.id,
+    'switchyard.stage_kind': stage.kind,
+  });
+  const sctx = span === undefined ? ctx : withSpan(ctx, span);
   let r: StageResult;
   try {
-    r = await stage.run(ctx, state);
+    r = await stage.run(sctx, state);
   } catch (err) {
     const e = ctx.signal.aborted ? abortReason(ctx.signal) : toSwitchyardError(err);
     r = result.fail(e, `threw: ${e.message}`);
   }
   const ms = ctx.now() - t0;
-  return { result: r, entry: entryOf(stage, r, t0 - origin, ms) };
+  const entry = entryOf(stage, r, t0 - origin, ms);
+  if (span !== undefined) {
+    span.setAll({
+      'switchyard.outcome': r.kind,
+      'switchyard.route_code': r.code,
+      'switchyard.reason': r.reason,
+      'switchyard.tier': entry.tier,
+      'switchyard.model': entry.model,
+      'switchyard.version': entry.version,
+    });
+    if (r.kind === 'fail') {
+      const e = toSwitchyardError(r.error);
+      span.fail(e.code, r.reason);
+    }
+    span.end();
+  }
+  return { result: r, entry };
+}
+
+/**
+ * Runs one handoff of a stage (a cache lookup, a feature read, a search) in a span of its own
+ * under the stage's, when the request is traced (#15); `describe` adds what it found. Untraced,
+ * it is `fn()`.
+ */
+export async function inSpan<T>(
+  ctx: StageContext,
+  name: string,
+  attributes: SpanAttributes,
+  fn: (span: TraceSpan | undefined) => Promise<T>,
+  describe?: (value: T) => SpanAttributes,
+): Promise<T> {
+  const span = ctx.span?.child(name, 'internal', attributes);
+  if (span === undefined) return fn(undefined);
+  try {
+    const value = await fn(span);
+    if (describe !== undefined) span.setAll(describe(value));
+    return value;
+  } catch (err) {
+    const e = toSwitchyardError(err);
+    span.fail(e.code, e.message);
+    throw err;
+  } finally {
+    span.end();
+  }
+}
+
+/** The same context under another span (a stage's own). */
+export function withSpan(ctx: StageContext, span: TraceSpan): StageContext {
+  return { ...ctx, span, call: () => ({ ...ctx.call(), span }) };
 }
 
 export function entryOf(stage: Stage, r: StageResult, at: number, ms: number): RouteEntry {

@@ -61,14 +61,16 @@ export class ModelCatalog {
   /** The pipeline bound to one journey request: what its stages call models through. */
   invoker(scope: CallScope): ModelInvoker {
     const pipeline = this.pipeline;
-    // A parallel branch has its own signal: each call runs under the signal its stage gave.
+    // A parallel branch has its own signal: each call runs under the signal its stage gave, and
+    // under its stage's span (#15).
     const under = (call: CallContext): CallScope =>
-      call.signal === scope.signal && call.deadlineAt >= scope.deadlineAt
+      call.signal === scope.signal && call.deadlineAt >= scope.deadlineAt && call.span === undefined
         ? scope
         : {
             ...scope,
             signal: call.signal,
             deadlineAt: Math.min(call.deadlineAt, scope.deadlineAt),
+            ...(call.span === undefined ? {} : { span: call.span }),
           };
     const run = async (call: CallContext, spec: CallSpec): Promise<CallResult> =>
       pipeline.call(under(call), spec);

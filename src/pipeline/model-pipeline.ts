@@ -20,6 +20,7 @@ import type {
 } from '../contracts/slot-resolver.js';
 import type { InvokeOptions, TaggedSource } from '../contracts/stage.js';
 import type { SpendBudget } from '../contracts/cost-ledger.js';
+import type { TraceSpan } from '../contracts/trace.js';
 import type { Clock } from '../core/clock.js';
 import { callCost, demandOf, expectedCost, FREE, type Price } from '../core/cost.js';
 import { abortReason } from '../core/deadline.js';
@@ -30,6 +31,7 @@ import type { Estimate } from '../admission/quotas.js';
 import { OnnxBackend } from '../backends/onnx/onnx-backend.js';
 import { featurize } from '../backends/onnx/text-features.js';
 import { CLASSIFY_PROMPT, comparableOutput, parseLabel, rankedScores } from './outputs.js';
+import { endCallSpan, startCallSpan } from './call-span.js';
 
 /** A servable model: its primary backend and its guarded call chain (gate, retries, breaker, fallback). */
 export interface ModelHandle {
@@ -72,6 +74,8 @@ export interface ScopeRequest {
   readonly estimate: Estimate | undefined;
   /** A request that calls no model (a data route): only request-rate quotas apply. */
   readonly requestsOnly?: boolean;
+  /** The span its calls hang under (#15): the request's, or a journey stage's; undefined untraced. */
+  readonly span?: TraceSpan;
 }
 
 export interface CallScope extends ScopeRequest {
@@ -220,16 +224,34 @@ export class ModelPipeline {
     const ac = this.o.admission;
     // A spent budget refuses before any quota is reserved (shadow and replay charge nothing).
     if (req.estimate !== undefined && req.requestsOnly !== true) this.o.budget?.admit(req.tenant);
-    const ticket =
-      ac === undefined || req.estimate === undefined
-        ? OPEN_TICKET
-        : await ac.begin({
-            tenant: req.tenant,
-            keyId: req.keyId,
-            trafficClass: req.trafficClass,
-            estimate: req.estimate,
-            ...(req.requestsOnly === true ? { requestsOnly: true } : {}),
-          });
+    if (ac === undefined || req.estimate === undefined)
+      return {
+        ...req,
+        ticket: OPEN_TICKET,
+        used: { inputTokens: 0, outputTokens: 0, cost: 0, calls: 0 },
+      };
+    const span = req.span?.child('admission', 'internal', {
+      'switchyard.class': req.trafficClass,
+      'switchyard.tenant': req.tenant,
+    });
+    let ticket: Ticket;
+    try {
+      ticket = await ac.begin({
+        tenant: req.tenant,
+        keyId: req.keyId,
+        trafficClass: req.trafficClass,
+        estimate: req.estimate,
+        ...(req.requestsOnly === true ? { requestsOnly: true } : {}),
+      });
+    } catch (err) {
+      if (span !== undefined) {
+        const e = toSwitchyardError(err);
+        span.fail(e.code, e.message);
+      }
+      throw err;
+    } finally {
+      span?.end();
+    }
     return { ...req, ticket, used: { inputTokens: 0, outputTokens: 0, cost: 0, calls: 0 } };
   }
 
@@ -242,15 +264,17 @@ export class ModelPipeline {
     const t0 = this.o.clock.now();
     const target = this.resolve(scope, spec);
     const attempts: AttemptRecord[] = [];
+    const span = scope.span === undefined ? undefined : this.span(scope.span, spec, target);
     let prepared: Prepared;
     try {
       prepared = this.prepare(scope, spec, target);
     } catch (err) {
       const e = toSwitchyardError(err);
-      this.finish(scope, spec, target, attempts, t0, undefined, e, false, true);
+      const d = this.finish(scope, spec, target, attempts, t0, undefined, e, false, true);
+      if (span !== undefined) endCallSpan(span, traced(d, target), undefined, e);
       throw e;
     }
-    const ctx = this.context(scope, attempts);
+    const ctx = this.context(scope, attempts, span);
     let response: BackendResponse | undefined;
     let error: SwitchyardError | undefined;
     try {
@@ -283,6 +307,7 @@ export class ModelPipeline {
       prepared,
       top === undefined ? undefined : { label: top.label, score: top.score },
     );
+    if (span !== undefined) endCallSpan(span, traced(done, target), response, error);
     if (error !== undefined || response === undefined) throw error ?? syError('SY_ERR_INTERNAL');
     return { ...done, response, ...(scores === undefined ? {} : { scores }) };
   }
@@ -295,21 +320,34 @@ export class ModelPipeline {
     const t0 = this.o.clock.now();
     const target = this.resolve(scope, spec);
     const attempts: AttemptRecord[] = [];
+    const span = scope.span === undefined ? undefined : this.span(scope.span, spec, target);
     let prepared: Prepared;
     try {
       prepared = this.prepare(scope, spec, target);
     } catch (err) {
       const e = toSwitchyardError(err);
-      this.finish(scope, spec, target, attempts, t0, undefined, e, true, true);
+      const d = this.finish(scope, spec, target, attempts, t0, undefined, e, true, true);
+      if (span !== undefined) endCallSpan(span, traced(d, target), undefined, e);
       throw e;
     }
-    const ctx = this.context(scope, attempts);
+    const ctx = this.context(scope, attempts, span);
     let inner: BackendStream;
     try {
       inner = await target.handle.call.stream(prepared.request, ctx);
     } catch (err) {
       const e = scope.signal.aborted ? abortReason(scope.signal) : toSwitchyardError(err);
-      this.finish(scope, spec, target, attempts, t0, undefined, e, true, prepared.policyException);
+      const d = this.finish(
+        scope,
+        spec,
+        target,
+        attempts,
+        t0,
+        undefined,
+        e,
+        true,
+        prepared.policyException,
+      );
+      if (span !== undefined) endCallSpan(span, traced(d, target), undefined, e);
       throw e;
     }
     // The attempts up to the first event are the route the answer's headers show now.
@@ -323,13 +361,14 @@ export class ModelPipeline {
       // A stream cut after its first event turns its attempt's record into the failure.
       for (let i = 0; i < shown; i++) scope.attempts[base + i] = attempts[i]!;
       const usage = inner.usage();
-      this.finish(
+      const response = { json: {}, ...(usage === undefined ? {} : { usage }) };
+      const d = this.finish(
         scope,
         spec,
         target,
         attempts,
         t0,
-        { json: {}, ...(usage === undefined ? {} : { usage }) },
+        response,
         error,
         true,
         prepared.policyException,
@@ -337,6 +376,7 @@ export class ModelPipeline {
         undefined,
         shown,
       );
+      if (span !== undefined) endCallSpan(span, traced(d, target), response, error);
     };
     const stream: BackendStream = {
       contentType: inner.contentType,
@@ -539,7 +579,11 @@ export class ModelPipeline {
 
   // ---- call ----
 
-  private context(scope: CallScope, attempts: AttemptRecord[]): CallContext {
+  private context(
+    scope: CallScope,
+    attempts: AttemptRecord[],
+    span: TraceSpan | undefined,
+  ): CallContext {
     return {
       requestId: scope.requestId,
       tenant: scope.tenant,
@@ -547,7 +591,20 @@ export class ModelPipeline {
       signal: scope.signal,
       deadlineAt: scope.deadlineAt,
       attempts,
+      ...(span === undefined ? {} : { span }),
     };
+  }
+
+  /** The call's span, under the scope's (#15): only traced requests get here. */
+  private span(parent: TraceSpan, spec: CallSpec, target: Target): TraceSpan {
+    return startCallSpan(
+      parent,
+      spec.op,
+      spec.model,
+      target.handle.backend.describe().kind,
+      target.name,
+      target.reason,
+    );
   }
 
   // ---- settle and record ----
@@ -618,6 +675,7 @@ export class ModelPipeline {
         attempts: compact,
         withheld: prepared?.withheld.length ?? 0,
         ...(scope.unit?.userId === undefined ? {} : { user: scope.unit.userId }),
+        ...(scope.span?.recording === true ? { traceId: scope.span.traceId } : {}),
       });
     if (a !== undefined && (a.experiment !== undefined || (a.shadow?.length ?? 0) > 0))
       this.reportRelease(scope, spec, target, prepared, {
@@ -708,6 +766,19 @@ export class ModelPipeline {
 }
 
 const NONE: readonly never[] = [];
+
+/** What a call's span reports of its outcome. */
+function traced(d: Omit<CallResult, 'response' | 'scores'>, target: Target) {
+  return {
+    servedBy: d.servedBy,
+    version: d.version,
+    tier: d.tier,
+    attempts: d.attempts,
+    cost: d.cost,
+    experiment: target.assignment?.experiment,
+    variant: target.assignment?.variant,
+  };
+}
 
 const OPEN_TICKET: Ticket = {
   trafficClass: 'interactive',

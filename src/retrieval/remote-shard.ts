@@ -9,6 +9,7 @@ import type {
   VectorRecord,
   VectorShardStats,
 } from '../contracts/vector-index.js';
+import type { TraceSpan } from '../contracts/trace.js';
 import { throwIfAborted } from '../core/deadline.js';
 import { ERROR_REGISTRY, syError, type ErrorCode } from '../core/errors.js';
 import { parseJson } from '../core/safe-json.js';
@@ -90,7 +91,9 @@ export class RemoteShard implements VectorIndex {
       ...(options.filter === undefined ? {} : { filter: options.filter }),
       ...(options.ef === undefined ? {} : { ef: options.ef }),
     };
-    const { hits } = (await this.call('search', body, options.signal)) as { hits: VectorHit[] };
+    const { hits } = (await this.call('search', body, options.signal, options.span)) as {
+      hits: VectorHit[];
+    };
     // Defence in depth: the tenant is checked again on this side of the wire.
     const mine = hits.filter((h) => h.meta.tenant === options.tenant);
     return (predicate === undefined ? mine : mine.filter((h) => predicate(h.meta))).slice(0, k);
@@ -119,7 +122,12 @@ export class RemoteShard implements VectorIndex {
     return this.pool.close();
   }
 
-  private async call(op: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
+  private async call(
+    op: string,
+    body: unknown,
+    signal?: AbortSignal,
+    span?: TraceSpan,
+  ): Promise<unknown> {
     if (signal !== undefined) throwIfAborted(signal);
     const timeout = this.options.timeoutMs ?? 5_000;
     let status: number;
@@ -134,6 +142,8 @@ export class RemoteShard implements VectorIndex {
           ...(this.options.apiKey === undefined
             ? {}
             : { authorization: `Bearer ${this.options.apiKey}` }),
+          // W3C trace context (#15): the shard's node continues the trace under this search.
+          ...span?.headers(),
         },
         body: JSON.stringify(body),
         headersTimeout: timeout,

@@ -126,7 +126,30 @@ export class ShardRouter implements VectorRetriever {
               wanted === undefined ? local : wanted.filter((j) => local.includes(j));
             options = { ...options, filter: { ...options.filter, jurisdictions } };
           }
-          const hits = await slot.shard.index.search(query, request.k, options);
+          // Each shard's search is a span of its own (#15); a remote shard continues the trace.
+          const span = request.span?.child(
+            `shard.search ${d.id}`,
+            d.location.kind === 'remote' ? 'client' : 'internal',
+            {
+              'switchyard.shard': d.id,
+              'switchyard.node': d.location.node,
+              'switchyard.shard.location': d.location.kind,
+            },
+          );
+          if (span !== undefined) options = { ...options, span };
+          let hits: VectorHit[];
+          try {
+            hits = await slot.shard.index.search(query, request.k, options);
+          } catch (err) {
+            if (span !== undefined) {
+              const e = toSwitchyardError(err);
+              span.fail(e.code, e.message);
+              span.end();
+            }
+            throw err;
+          }
+          span?.set('switchyard.hits', hits.length);
+          span?.end();
           const kept =
             residency === undefined
               ? hits

@@ -16,6 +16,7 @@ import { compose } from '../backends/interceptors/compose.js';
 import { deadlineGuard } from '../backends/interceptors/deadline.js';
 import { fallbackChain } from '../backends/interceptors/fallback.js';
 import { recordAttempts } from '../backends/interceptors/record.js';
+import { traceAttempts } from '../backends/interceptors/trace.js';
 import { retryInterceptor, RetryBudget } from '../backends/interceptors/retry.js';
 import { OnnxBackend, type OnnxBackendOptions } from '../backends/onnx/onnx-backend.js';
 import { WorkerPool } from '../backends/onnx/worker-pool.js';
@@ -181,6 +182,7 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
       backend,
       retryInterceptor(name, () => retry, budget, clock, random),
       recordAttempts(name, clock),
+      traceAttempts(name, backend.describe().upstream),
       admission.gateInterceptor(name, () => gateSpec(current ?? snap, name)),
       breakerInterceptor(breaker),
       deadlineGuard(clock),
@@ -216,6 +218,7 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
             compose(
               backend,
               recordAttempts(name, clock),
+              traceAttempts(name, 'in-process'),
               admission.gateInterceptor(name, () => gateSpec(current ?? snap, name)),
               deadlineGuard(clock),
             ),

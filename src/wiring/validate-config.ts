@@ -5,7 +5,7 @@ import { onnxOperations } from '../backends/onnx/onnx-backend.js';
 import type { ModelCard } from '../backends/onnx/model-card.js';
 import { scanStore, selectVersions, type StoredVersion } from '../backends/onnx/model-store.js';
 import { KSERVE_OPERATIONS } from '../backends/http/kserve.js';
-import { ConfigError, loadConfigFile, type ConfigSnapshot } from '../config/load.js';
+import { ConfigError, loadConfigFile, resolveSecret, type ConfigSnapshot } from '../config/load.js';
 import type { OnnxModelConfig } from '../config/schema.js';
 import type { DeepReadonly } from '../config/deep-freeze.js';
 import type { Operation } from '../contracts/backend.js';
@@ -89,6 +89,7 @@ export async function validateConfig(snap: ConfigSnapshot): Promise<string[]> {
     ...compileConfigJourneys(snap, shapes.models, new Router(systemClock)).problems,
     ...checkExperiments(snap),
     ...checkSigningKeys(snap),
+    ...checkTracingHeaders(snap),
     ...(await checkFiles(snap)),
   ];
 }
@@ -288,6 +289,22 @@ function checkExperiments(snap: ConfigSnapshot): string[] {
 }
 
 /** Pinned signing keys are read at start (release management and the registry CLI verify with them). */
+/** Tracing export headers taken from the environment or a file must be readable (#15). */
+function checkTracingHeaders(snap: ConfigSnapshot): string[] {
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(snap.config.tracing.otlp.headers)) {
+    if (typeof value === 'string') continue;
+    try {
+      resolveSecret(value, snap.dir);
+    } catch (err) {
+      problems.push(
+        `tracing.otlp.headers.${name}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  }
+  return problems;
+}
+
 function checkSigningKeys(snap: ConfigSnapshot): string[] {
   const problems: string[] = [];
   snap.config.release.signing_keys.forEach((k, i) => {

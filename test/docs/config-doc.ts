@@ -58,7 +58,9 @@ export function namedKeys(markdown: string): string[] {
     .map((c) => c.trim())
     .filter((c) => /^[a-z_]+(\[\])?\.[a-z0-9_.<>{},\[\]-]+$/.test(c))
     .filter((c) => ROOTS.has(c.split(/[.[]/)[0]!))
-    .filter((c) => !/^features\.(?!store|definitions)/.test(c));
+    .filter((c) => !/^features\.(?!store|definitions)/.test(c))
+    // Span names that share a root with the config (docs/observability.md, traces).
+    .filter((c) => c !== 'cache.lookup');
 }
 
 /** The keys named in the first column of a Markdown table row. */

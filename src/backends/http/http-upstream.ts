@@ -104,6 +104,9 @@ export async function exchange(
     [TIMEOUT_HEADER]: String(capMs),
     'x-request-id': ctx.requestId,
   };
+  // W3C trace context (#15): the attempt's span is the upstream's parent, whatever it is (a
+  // model server, or the next gateway tier, which continues the trace).
+  if (ctx.span !== undefined) Object.assign(headers, ctx.span.headers());
   try {
     const res = await request(opts.dispatcher, {
       path,

@@ -114,6 +114,7 @@ async function execute(
         signal: scope.signal,
         deadlineAt: scope.deadlineAt,
         models: ctx.runtime.catalog.invoker(scope),
+        ...(scope.span === undefined ? {} : { span: scope.span }),
         cacheTtlScale: ctx.runtime.admission?.switches().cache_ttl_scale ?? 1,
       }),
   );

@@ -29,11 +29,30 @@ export function readiness(state: GatewayState) {
   };
 }
 
-export function metrics(render: () => Promise<string>, contentType: string) {
+export function metrics(
+  render: () => Promise<string>,
+  contentType: string,
+  openMetrics?: OpenMetricsRender,
+) {
   return async (ctx: RequestContext): Promise<void> => {
-    const text = Buffer.from(await render());
+    // A scraper that accepts OpenMetrics gets it, with exemplars, while tracing is on (#15).
+    const om =
+      openMetrics !== undefined &&
+      (ctx.req.headers.accept ?? '').includes('application/openmetrics-text')
+        ? await openMetrics.render()
+        : undefined;
+    const text = Buffer.from(om ?? (await render()));
     if (ctx.res.headersSent) return;
-    ctx.res.writeHead(200, { 'content-type': contentType, 'content-length': text.length });
+    ctx.res.writeHead(200, {
+      'content-type': om === undefined ? contentType : openMetrics!.contentType,
+      'content-length': text.length,
+    });
     ctx.res.end(text);
   };
+}
+
+/** OpenMetrics text, or undefined when it is not served now (exemplars off). */
+export interface OpenMetricsRender {
+  render(): Promise<string | undefined>;
+  readonly contentType: string;
 }

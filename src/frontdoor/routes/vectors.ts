@@ -1,4 +1,4 @@
-import { syError } from '../../core/errors.js';
+import { syError, toSwitchyardError } from '../../core/errors.js';
 import { NODE_HEADER } from '../../retrieval/remote-shard.js';
 import {
   deleteBody,
@@ -96,19 +96,39 @@ export async function searchVectors(ctx: RequestContext): Promise<void> {
   const route = toRoute(body.route);
   const filter = toFilter(body.filter);
   await withDataScope(ctx, async (scope) => {
-    const result = await host.search(
-      collection,
-      {
-        vector: body.vector,
-        k: body.k,
-        tenant,
-        ...(filter === undefined ? {} : { filter }),
-        ...(route === undefined ? {} : { route }),
-        ...(body.ef === undefined ? {} : { ef: body.ef }),
-        signal: scope.signal,
-      },
-      rulesOf(ctx),
-    );
+    // The retrieval's span (#15): each shard searched is a child; remote shards continue it.
+    const span = ctx.span?.child('retrieval', 'internal', {
+      'switchyard.collection': collection,
+      'switchyard.k': body.k,
+    });
+    let result;
+    try {
+      result = await host.search(
+        collection,
+        {
+          vector: body.vector,
+          k: body.k,
+          tenant,
+          ...(filter === undefined ? {} : { filter }),
+          ...(route === undefined ? {} : { route }),
+          ...(body.ef === undefined ? {} : { ef: body.ef }),
+          signal: scope.signal,
+          ...(span === undefined ? {} : { span }),
+        },
+        rulesOf(ctx),
+      );
+      span?.setAll({
+        'switchyard.shards': result.shards.map((s) => s.shard),
+        'switchyard.hits': result.hits.length,
+        'switchyard.partial': result.partial,
+      });
+    } catch (err) {
+      const e = toSwitchyardError(err);
+      span?.fail(e.code, e.message);
+      throw err;
+    } finally {
+      span?.end();
+    }
     send(ctx, { hits: result.hits.map(hitJson), shards: result.shards, partial: result.partial });
   });
 }

@@ -5,7 +5,7 @@ import type { JsonObject, JsonValue } from '../../contracts/json.js';
 import type { ModelUse, StageContext } from '../../contracts/stage.js';
 import { syError } from '../../core/errors.js';
 import { asText } from '../paths.js';
-import { callModel, defineKind, result, traced } from '../stage-kit.js';
+import { callModel, defineKind, inSpan, result, traced } from '../stage-kit.js';
 
 const schema = z.strictObject({
   /** `lookup` answers fresh hits; `stale` serves the stale answer a lookup saw (stale-if-error). */
@@ -93,7 +93,15 @@ export const cacheKind = defineKind({
         let stale: { value: JsonObject; ageMs: number } | undefined;
         const wall = ctx.wall();
         if (config.exact) {
-          const hit = await cache.get(scope, k, { allowStale: config.stale_ms > 0 });
+          const hit = await inSpan(
+            ctx,
+            'cache.lookup',
+            { 'switchyard.cache.kind': 'exact', 'switchyard.cache.namespace': namespace },
+            () => cache.get(scope, k, { allowStale: config.stale_ms > 0 }),
+            (h) => ({
+              'switchyard.cache.result': h === undefined ? 'miss' : h.stale ? 'stale' : 'hit',
+            }),
+          );
           if (hit !== undefined && !hit.stale)
             return result.respond(
               'hit',
@@ -128,10 +136,22 @@ export const cacheKind = defineKind({
             models.push(r.use);
             if (r.ok) {
               vector = r.value.vector;
-              const near = await cache.nearest(scope, vector, {
-                threshold: config.semantic.threshold,
-                allowStale: config.stale_ms > 0,
-              });
+              const v = vector;
+              const near = await inSpan(
+                ctx,
+                'cache.lookup',
+                { 'switchyard.cache.kind': 'semantic', 'switchyard.cache.namespace': namespace },
+                () =>
+                  cache.nearest(scope, v, {
+                    threshold: config.semantic!.threshold,
+                    allowStale: config.stale_ms > 0,
+                  }),
+                (n) => ({
+                  'switchyard.cache.result':
+                    n.hit === undefined ? 'miss' : n.hit.stale ? 'stale' : 'hit',
+                  'switchyard.cache.similarity': n.best,
+                }),
+              );
               if (near.hit !== undefined && !near.hit.stale)
                 return result.respond(
                   'semantic-hit',

@@ -4,7 +4,7 @@ import type { DataTag } from '../../contracts/policy.js';
 import { featureTag, type FeatureEntry } from '../../contracts/feature-source.js';
 import { syError } from '../../core/errors.js';
 import { asText } from '../paths.js';
-import { defineKind, result } from '../stage-kit.js';
+import { defineKind, inSpan, result } from '../stage-kit.js';
 
 /**
  * `features`: reads online features of one entity (the user, an item) from the feature store.
@@ -33,9 +33,16 @@ export const featuresKind = defineKind({
             syError('SY_ERR_INVALID_REQUEST', `${config.id} is missing`, { param: config.id }),
             `no entity id at ${config.id}`,
           );
-        const entries = await store.read(
-          ctx.tenant,
-          config.names.map((feature) => ({ entityId, feature })),
+        const entries = await inSpan(
+          ctx,
+          'features.read',
+          { 'switchyard.features': config.names },
+          () =>
+            store.read(
+              ctx.tenant,
+              config.names.map((feature) => ({ entityId, feature })),
+            ),
+          (found) => ({ 'switchyard.features.found': found.filter((e) => e !== undefined).length }),
         );
         const present = entries.filter((e): e is FeatureEntry => e !== undefined);
         const policy = ctx.services.policy;

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { JsonObject } from '../../contracts/json.js';
 import { syError } from '../../core/errors.js';
 import { asText } from '../paths.js';
-import { callModel, defineKind, result, traced } from '../stage-kit.js';
+import { callModel, defineKind, inSpan, result, traced } from '../stage-kit.js';
 import { vectorTag } from '../../contracts/vector-index.js';
 
 /**
@@ -47,13 +47,28 @@ export const retrieveKind = defineKind({
         if (!e.ok)
           return result.fail(e.error, `embedding failed (${e.use.outcome})`, { models: [e.use] });
         const guard = ctx.services.policy?.vectorGuard(ctx.tenant);
-        const found = await ctx.services.retriever!.search(config.collection, {
-          tenant: ctx.tenant,
-          vector: e.value.vector,
-          k: config.k,
-          signal: ctx.signal,
-          ...(guard === undefined ? {} : { filter: guard.filter, predicate: guard.predicate }),
-        });
+        const found = await inSpan(
+          ctx,
+          'retrieval',
+          { 'switchyard.collection': config.collection, 'switchyard.k': config.k },
+          (span) =>
+            ctx.services.retriever!.search(config.collection, {
+              tenant: ctx.tenant,
+              vector: e.value.vector,
+              k: config.k,
+              signal: ctx.signal,
+              ...(guard === undefined ? {} : { filter: guard.filter, predicate: guard.predicate }),
+              ...(span === undefined ? {} : { span }),
+            }),
+          (r) => ({
+            'switchyard.shards': r.shards.map((s) => s.shard),
+            'switchyard.shards.failed': r.shards
+              .filter((s) => s.outcome !== 'ok')
+              .map((s) => s.shard),
+            'switchyard.hits': r.hits.length,
+            'switchyard.partial': r.partial,
+          }),
+        );
         const hits: JsonObject[] = found.hits.map((h) => ({
           id: h.id,
           distance: h.distance,
