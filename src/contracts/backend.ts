@@ -58,6 +58,8 @@ export interface BackendResponse {
   /** The exact upstream bytes of `json`, when it can be forwarded unchanged. */
   readonly raw?: Buffer;
   readonly usage?: Usage;
+  /** Upstream headers a client may see (rate limits, request id), lower-case names. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -73,6 +75,8 @@ export interface BackendStream {
   usage(): Usage | undefined;
   /** Monotonic ms from the call's start to the first content event. */
   readonly firstEventMs: number;
+  /** Upstream headers a client may see (rate limits, request id), lower-case names. */
+  readonly headers?: Readonly<Record<string, string>>;
   /** Stops reading and releases the upstream connection. */
   cancel(): void;
 }

@@ -32,6 +32,8 @@ export class RequestContext {
   code: string | undefined;
   error: Error | undefined;
   private current: Deadline | undefined;
+  /** Upstream headers the answer passes through: rate limits, request id (#16). */
+  upstreamHeaders: Readonly<Record<string, string>> | undefined;
   /** Why the model that served was chosen, when not by default (`x-switchyard-release`). */
   release: string | undefined;
   /** Set by journey routes (#4): the route replaces the attempts path in the header and the log. */

@@ -331,6 +331,7 @@ export class ModelPipeline {
     const stream: BackendStream = {
       contentType: inner.contentType,
       firstEventMs: inner.firstEventMs,
+      ...(inner.headers === undefined ? {} : { headers: inner.headers }),
       usage: () => inner.usage(),
       chunks: settleAtEnd(inner.chunks, end, scope.signal),
       cancel: () => {

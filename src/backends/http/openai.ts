@@ -19,6 +19,7 @@ import {
   firstByteWait,
   joinPath,
   parseUpstreamJson,
+  passThroughHeaders,
   readCapped,
   upstreamStatusError,
   type Exchange,
@@ -86,7 +87,13 @@ export class OpenAiBackend implements Backend {
     }
     const json = parseUpstreamJson(raw, this.name);
     const usage = readUsage(json['usage']);
-    return usage === undefined ? { json, raw } : { json, raw, usage };
+    const headers = passThroughHeaders(ex.headers);
+    return {
+      json,
+      raw,
+      ...(usage === undefined ? {} : { usage }),
+      ...(headers === undefined ? {} : { headers }),
+    };
   }
 
   async stream(request: BackendRequest, ctx: CallContext): Promise<BackendStream> {
@@ -151,7 +158,9 @@ export class OpenAiBackend implements Backend {
       );
     }
     const firstEventMs = this.opts.clock.now() - started;
+    const headers = passThroughHeaders(ex.headers);
     return {
+      ...(headers === undefined ? {} : { headers }),
       contentType: 'text/event-stream; charset=utf-8',
       chunks: reader.iterate(first),
       usage: () => reader.usage,

@@ -34,6 +34,7 @@ export async function chatCompletions(ctx: RequestContext): Promise<void> {
       const r = await pipeline.call(scope, { op: 'chat', model: name, body, direct: true });
       ctx.model = r.model;
       ctx.release = r.reason;
+      ctx.upstreamHeaders = r.response.headers;
       sendJson(ctx, 200, r.response.raw ?? r.response.json);
     },
   );
@@ -55,6 +56,7 @@ export async function embeddings(ctx: RequestContext): Promise<void> {
       const r = await pipeline.call(scope, { op: 'embeddings', model: name, body, direct: true });
       ctx.model = r.model;
       ctx.release = r.reason;
+      ctx.upstreamHeaders = r.response.headers;
       sendJson(ctx, 200, r.response.raw ?? r.response.json);
     },
   );
@@ -99,6 +101,7 @@ async function pipeStream(ctx: RequestContext, stream: BackendStream): Promise<v
   const res = ctx.res;
   const signal = ctx.deadline!.signal;
   res.writeHead(200, {
+    ...stream.headers,
     'content-type': stream.contentType,
     'cache-control': 'no-cache',
     'x-accel-buffering': 'no',
