@@ -39,6 +39,19 @@ export interface CallContext {
    * own caps apply.
    */
   readonly firstByteBy?: number;
+  /**
+   * Set on a streamed call (#16): once its first event is in hand, a stream is bounded by these,
+   * not by the deadline meant for unary calls (which still bounds the wait for the first event).
+   */
+  readonly stream?: StreamLimits;
+}
+
+/** The bounds of a stream after its first event. */
+export interface StreamLimits {
+  /** Longest wait for the upstream's next event. */
+  readonly idleMs: number;
+  /** Longest life of the whole stream, from the request's start. */
+  readonly maxMs: number;
 }
 
 /**

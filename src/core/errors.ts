@@ -217,6 +217,19 @@ export const ERROR_REGISTRY = {
     retryable: false,
     message: 'The upstream stream ended early: {detail}',
   },
+  // Streams after their first event (#16): sent as the stream's last event, never as a status.
+  SY_ERR_STREAM_IDLE_TIMEOUT: {
+    status: 504,
+    type: 'timeout_error',
+    retryable: true,
+    message: 'The upstream stream stalled: {detail}',
+  },
+  SY_ERR_STREAM_MAX_DURATION: {
+    status: 504,
+    type: 'timeout_error',
+    retryable: false,
+    message: 'The stream reached its maximum duration of {detail} ms.',
+  },
   // 503: nothing healthy can take the request now.
   SY_ERR_CIRCUIT_OPEN: {
     status: 503,

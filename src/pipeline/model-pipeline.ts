@@ -7,6 +7,7 @@ import type {
   BackendStream,
   CallContext,
   Operation,
+  StreamLimits,
   Tier,
   Usage,
 } from '../contracts/backend.js';
@@ -90,6 +91,8 @@ export interface CallSpec {
   readonly opts?: InvokeOptions;
   /** A direct API call: the tenant must be allowed the name it asked for. */
   readonly direct?: boolean;
+  /** A stream's idle and duration bounds after its first event (#16). */
+  readonly streamLimits?: StreamLimits;
 }
 
 /** What one call answered, and how it was routed and priced. */
@@ -293,7 +296,8 @@ export class ModelPipeline {
       this.finish(scope, spec, target, attempts, t0, undefined, e, true, true);
       throw e;
     }
-    const ctx = this.context(scope, attempts);
+    const base0 = this.context(scope, attempts);
+    const ctx = spec.streamLimits === undefined ? base0 : { ...base0, stream: spec.streamLimits };
     let inner: BackendStream;
     try {
       inner = await target.handle.call.stream(prepared.request, ctx);

@@ -15,6 +15,10 @@ import { RequestAbortController } from '../../core/abort.js';
 
 /** Header carrying the caller's remaining budget, in and out of Switchyard. */
 export const TIMEOUT_HEADER = 'x-switchyard-timeout-ms';
+/** A stream's longest wait between events, in and out of Switchyard (#16). */
+export const STREAM_IDLE_HEADER = 'x-switchyard-stream-idle-ms';
+/** A stream's longest life, in and out of Switchyard (#16). */
+export const STREAM_MAX_HEADER = 'x-switchyard-stream-max-ms';
 
 export interface HttpUpstreamOptions {
   /** Model name, for messages. */
@@ -67,22 +71,30 @@ export async function exchange(
 ): Promise<Exchange> {
   if (ctx.signal.aborted) throw abortReason(ctx.signal);
   const remaining = Math.max(1, Math.floor(ctx.deadlineAt - opts.clock.now()));
-  const capMs = Math.min(opts.timeoutMs, remaining);
-  const firstByte = firstByteWait(opts, ctx, capMs);
+  // A stream (#16) is bounded by the deadline until its first event (the caller's signal), then
+  // by its own idle and duration limits; the model's timeout_ms is for whole unary answers.
+  const limits = ctx.stream;
+  const capMs = limits === undefined ? Math.min(opts.timeoutMs, remaining) : limits.maxMs;
+  const firstByte = firstByteWait(opts, ctx, Math.min(capMs, remaining));
   const controller = new RequestAbortController();
   const onCallerAbort = (): void => controller.abort(abortReason(ctx.signal));
   ctx.signal.addEventListener('abort', onCallerAbort, { once: true });
   // The error is built only when the timer fires: an Error's stack trace costs ~10 µs per request.
   let timer: NodeJS.Timeout | undefined =
-    remaining > opts.timeoutMs
+    limits !== undefined
       ? setTimeout(
-          () =>
-            controller.abort(
-              syError('SY_ERR_UPSTREAM_TIMEOUT', `${opts.name} took over ${opts.timeoutMs} ms`),
-            ),
-          capMs,
+          () => controller.abort(syError('SY_ERR_STREAM_MAX_DURATION', String(limits.maxMs))),
+          limits.maxMs,
         )
-      : undefined;
+      : remaining > opts.timeoutMs
+        ? setTimeout(
+            () =>
+              controller.abort(
+                syError('SY_ERR_UPSTREAM_TIMEOUT', `${opts.name} took over ${opts.timeoutMs} ms`),
+              ),
+            capMs,
+          )
+        : undefined;
   // The share a fallback chain left this attempt (see firstByteWait) is timed here, not by
   // undici's headersTimeout: undici times waits of 1 s and more on a coarse clock that may fire
   // up to half a second early, and this timeout must say it came from the share.
@@ -106,9 +118,14 @@ export async function exchange(
   };
   const headers: Record<string, string> = {
     ...opts.headers,
-    [TIMEOUT_HEADER]: String(capMs),
+    [TIMEOUT_HEADER]: String(Math.min(capMs, remaining)),
     'x-request-id': ctx.requestId,
   };
+  if (limits !== undefined) {
+    // An upstream gateway bounds the stream the same way.
+    headers[STREAM_IDLE_HEADER] = String(limits.idleMs);
+    headers[STREAM_MAX_HEADER] = String(limits.maxMs);
+  }
   try {
     const res = await request(opts.dispatcher, {
       path,
@@ -116,7 +133,8 @@ export async function exchange(
       headers,
       body: body ?? null,
       signal: controller.signal,
-      headersTimeout: Math.min(opts.firstByteTimeoutMs, capMs),
+      headersTimeout: Math.min(opts.firstByteTimeoutMs, capMs, remaining),
+      // For a stream only a backstop: its idle limit is timed exactly by its reader.
       bodyTimeout: capMs,
     });
     headersArrived();

@@ -129,6 +129,7 @@ export class OpenAiBackend implements Backend {
       clientWantsUsage,
       this.name,
       choiceCount(request.body),
+      ctx.stream?.idleMs,
     );
     // Commit nothing until the first event is in hand: until then a retry or fallback is safe.
     const wait = firstByteWait(this.opts, ctx, Number.POSITIVE_INFINITY);
@@ -220,6 +221,8 @@ class SseReader {
     private readonly name: string,
     /** Choices the request asked for (`n`): each must finish, unless `[DONE]` comes. */
     private readonly choices: number,
+    /** Longest wait for the next event once the stream is under way (#16); none if undefined. */
+    private readonly idleMs: number | undefined,
   ) {
     this.source = (ex.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   }
@@ -271,10 +274,27 @@ class SseReader {
       yield first;
       for (;;) {
         let block: Buffer | undefined;
+        // Timed only while waiting on the upstream, never while the client drains what it has.
+        const idle = this.idleMs;
+        const timer =
+          idle === undefined
+            ? undefined
+            : setTimeout(
+                () =>
+                  this.ex.abort(
+                    syError(
+                      'SY_ERR_STREAM_IDLE_TIMEOUT',
+                      `${this.name} sent nothing for ${idle} ms`,
+                    ),
+                  ),
+                idle,
+              );
         try {
           block = await this.next();
         } catch (err) {
           throw this.ex.failure(err, 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED');
+        } finally {
+          if (timer !== undefined) clearTimeout(timer);
         }
         if (block === undefined) return;
         yield block;

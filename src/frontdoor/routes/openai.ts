@@ -8,6 +8,7 @@ import { withScope } from '../scope.js';
 import { errorBody, RELEASE_HEADER, ROUTE_HEADER, sendJson } from '../respond.js';
 import { journeyChat, JOURNEY_MODEL_PREFIX } from './journeys.js';
 import { validateChat, validateEmbeddings } from '../openai-fields.js';
+import { extendForStream, streamLimits } from '../stream-limits.js';
 
 /** `POST /v1/chat/completions`, streamed (SSE) or not: one call through the model-call pipeline. */
 export async function chatCompletions(ctx: RequestContext): Promise<void> {
@@ -19,13 +20,22 @@ export async function chatCompletions(ctx: RequestContext): Promise<void> {
   ctx.model = name;
   pipeline.preflight(ctx.principal?.tenant ?? '', name, 'chat');
   const user = typeof body['user'] === 'string' ? body['user'] : undefined;
+  const limits = body['stream'] === true ? streamLimits(ctx) : undefined;
   await withScope(
     ctx,
     { origin: 'direct', estimate: pipeline.estimate('chat', body, name), user },
     async (scope) => {
-      if (body['stream'] === true) {
+      if (limits !== undefined) {
         ctx.stream = true;
-        const r = await pipeline.stream(scope, { op: 'chat', model: name, body, direct: true });
+        const r = await pipeline.stream(scope, {
+          op: 'chat',
+          model: name,
+          body,
+          direct: true,
+          streamLimits: limits,
+        });
+        // From here the stream's own bounds apply, not the unary deadline (#16).
+        extendForStream(ctx, limits);
         ctx.model = r.model;
         ctx.release = r.reason;
         await pipeStream(ctx, r.stream);
