@@ -34,6 +34,19 @@ export function sendJson(ctx: RequestContext, status: number, body: JsonObject |
   ctx.res.end(raw);
 }
 
+/** Sends a non-JSON answer (the KServe binary tensor extension), with any extra headers. */
+export function sendBytes(
+  ctx: RequestContext,
+  status: number,
+  contentType: string,
+  body: Buffer,
+  extra: OutgoingHttpHeaders = {},
+): void {
+  if (ctx.res.headersSent || ctx.res.destroyed) return;
+  ctx.res.writeHead(status, { ...baseHeaders(ctx, contentType, body.length), ...extra });
+  ctx.res.end(body);
+}
+
 /**
  * The one error body. `openai` style is `{error:{code,message,type,param,switchyard_code,
  * request_id}}`. An upstream's own error (a 400 naming `param: "temperature"`, a
