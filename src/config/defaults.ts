@@ -37,6 +37,8 @@ export const DEFAULTS = {
      * the wait between events and the whole life. A client may ask for others up to the caps
      * (`x-switchyard-stream-idle-ms`, `x-switchyard-stream-max-ms`).
      */
+    /** The KServe v2 gRPC service (#16), off unless enabled; its host defaults to server.host. */
+    grpc: { enabled: false, port: 8081 },
     stream: {
       idle_timeout_ms: 30_000,
       idle_timeout_cap_ms: 300_000,

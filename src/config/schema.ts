@@ -59,6 +59,14 @@ const streamSchema = z
       'must satisfy idle_timeout_ms <= idle_timeout_cap_ms and duration_ms <= duration_cap_ms',
   });
 
+const grpcSchema = z
+  .strictObject({
+    enabled: z.boolean().default(D.server.grpc.enabled),
+    host: z.string().min(1).optional(),
+    port: z.number().int().min(0).max(65535).default(D.server.grpc.port),
+  })
+  .prefault({});
+
 const serverSchema = z
   .strictObject({
     host: z.string().min(1).default(D.server.host),
@@ -66,6 +74,7 @@ const serverSchema = z
     limits: limitsSchema,
     deadline: deadlineSchema,
     stream: streamSchema,
+    grpc: grpcSchema,
     drain_ms: nonNegInt.default(D.server.drain_ms),
     heap_growing_percent: z.number().int().min(0).max(400).default(D.server.heap_growing_percent),
   })
