@@ -144,3 +144,31 @@ describe('KServe v2 gRPC (#16)', () => {
     expect((bad as grpc.ServiceError).details).toMatch(/^SY_ERR_/);
   });
 });
+
+describe('server.grpc.host', () => {
+  it('binds the gRPC service to the configured address, not the HTTP one', async () => {
+    const other = await startTestGateway({
+      config: {
+        server: { host: '127.0.0.1', port: 0, grpc: { enabled: true, host: '127.0.0.2', port: 0 } },
+        models: {},
+      },
+    });
+    const connects = (host: string): Promise<boolean> =>
+      new Promise((resolve) => {
+        const c = new grpc.Client(
+          `${host}:${other.gateway.grpcPort}`,
+          grpc.credentials.createInsecure(),
+        );
+        c.waitForReady(Date.now() + 1_000, (err) => {
+          c.close();
+          resolve(err === undefined || err === null);
+        });
+      });
+    try {
+      expect(await connects('127.0.0.2')).toBe(true);
+      expect(await connects('127.0.0.1')).toBe(false);
+    } finally {
+      await other.close();
+    }
+  });
+});

@@ -1,6 +1,7 @@
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configSchema } from '../../src/config/schema.js';
 import { openaiModel, startTestGateway, type TestGateway } from '../support/gateway.js';
 import {
   sse,
@@ -58,9 +59,7 @@ describe('stream bounds (#16)', () => {
   });
 
   /** Streams through the SDK; returns the text and the error the iterator threw, if any. */
-  async function consume(
-    headers: Record<string, string> = {},
-  ): Promise<{
+  async function consume(headers: Record<string, string> = {}): Promise<{
     text: string;
     error: InstanceType<typeof OpenAI.APIError> | undefined;
     ms: number;
@@ -153,5 +152,13 @@ describe('stream bounds (#16)', () => {
       code: 'SY_ERR_INVALID_REQUEST',
       param: 'x-switchyard-stream-idle-ms',
     });
+  });
+
+  it('refuses a config whose stream defaults exceed their caps', () => {
+    const bad = (stream: Record<string, number>) =>
+      configSchema.safeParse({ server: { stream } }).success;
+    expect(bad({ idle_timeout_ms: 2_000, idle_timeout_cap_ms: 1_000 })).toBe(false);
+    expect(bad({ duration_ms: 2_000, duration_cap_ms: 1_000 })).toBe(false);
+    expect(bad({ idle_timeout_ms: 1_000, duration_ms: 1_000 })).toBe(true);
   });
 });
