@@ -1,12 +1,14 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import type { CallContext } from '../contracts/backend.js';
+import type { AttemptRecord, CallContext } from '../contracts/backend.js';
 import type { JsonObject } from '../contracts/json.js';
 import type { Clock } from '../core/clock.js';
 import { Deadline } from '../core/deadline.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
 import { requestId } from '../core/ids.js';
+import { events, publish } from '../core/events.js';
+import { compactAttempts } from '../pipeline/model-pipeline.js';
 import { unitOf } from '../pipeline/unit.js';
 import { CLASS_HEADER } from '../admission/classes.js';
 import type { Principal } from './auth.js';
@@ -33,6 +35,16 @@ export interface GrpcFrontDoor {
 }
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
+
+/** What one RPC's `requestDone` event says, filled in as the call goes. */
+interface GrpcRecord {
+  readonly requestId: string;
+  model: string;
+  tenant: string;
+  keyFingerprint: string;
+  trafficClass: string;
+  readonly attempts: AttemptRecord[];
+}
 
 export async function startGrpcFrontDoor(
   state: GatewayState,
@@ -71,39 +83,84 @@ export async function startGrpcFrontDoor(
 }
 
 function handlers(state: GatewayState, clock: Clock): grpc.UntypedServiceImplementation {
+  /**
+   * Every RPC answers through here, and each one ends in one `requestDone` event (route
+   * `grpc:<method>`), as an HTTP request does: the request log and the metrics see gRPC too.
+   */
   const unary =
     <Req, Res>(
-      fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+      method: string,
+      fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>, rec: GrpcRecord) => Promise<Res>,
     ): Unary<Req, Res> =>
     (call, callback) => {
-      fn(call.request, call).then(
-        (res) => callback(null, res),
-        (err: unknown) => callback(statusOf(toSwitchyardError(err))),
+      const started = clock.now();
+      const rec: GrpcRecord = {
+        requestId: requestId(one(call.metadata, 'x-request-id')),
+        model: '',
+        tenant: '',
+        keyFingerprint: '',
+        trafficClass: 'interactive',
+        attempts: [],
+      };
+      const done = (err: SwitchyardError | undefined): void =>
+        publish(events.requestDone, {
+          requestId: rec.requestId,
+          method: 'GRPC',
+          route: `grpc:${method}`,
+          model: rec.model,
+          tenant: rec.tenant,
+          keyFingerprint: rec.keyFingerprint,
+          trafficClass: rec.trafficClass,
+          status: err === undefined ? 200 : err.status,
+          code: err?.code,
+          durationMs: clock.now() - started,
+          stream: false,
+          path: compactAttempts(rec.attempts),
+          ...(err?.code === 'SY_ERR_INTERNAL' ? { error: err } : {}),
+        });
+      fn(call.request, call, rec).then(
+        (res) => {
+          done(undefined);
+          callback(null, res);
+        },
+        (thrown: unknown) => {
+          const err = toSwitchyardError(thrown);
+          done(err);
+          callback(statusOf(err));
+        },
       );
     };
-  const ServerLive: Unary<object, object> = unary(() => Promise.resolve({ live: true }));
-  const ServerReady: Unary<object, object> = unary(() => Promise.resolve({ ready: state.ready() }));
-  const ServerMetadata: Unary<object, object> = unary(() =>
+  const ServerLive: Unary<object, object> = unary('ServerLive', () =>
+    Promise.resolve({ live: true }),
+  );
+  const ServerReady: Unary<object, object> = unary('ServerReady', () =>
+    Promise.resolve({ ready: state.ready() }),
+  );
+  const ServerMetadata: Unary<object, object> = unary('ServerMetadata', () =>
     Promise.resolve({
       name: 'switchyard',
       version: SERVER_VERSION,
       extensions: ['binary_tensor_data'],
     }),
   );
-  const ModelReady: Unary<{ name: string; version: string }, object> = unary(async (req, call) => {
-    const { runtime, model } = authorized(state, call.metadata, req.name);
-    const ctx = shortCall(runtime, clock);
-    try {
-      return { ready: await model.backend.ready(version(req.version), ctx.call) };
-    } catch {
-      return { ready: false };
-    } finally {
-      ctx.deadline.dispose();
-    }
-  });
+  const ModelReady: Unary<{ name: string; version: string }, object> = unary(
+    'ModelReady',
+    async (req, call, rec) => {
+      const { runtime, model } = authorized(state, call.metadata, req.name, rec);
+      const ctx = shortCall(runtime, clock);
+      try {
+        return { ready: await model.backend.ready(version(req.version), ctx.call) };
+      } catch {
+        return { ready: false };
+      } finally {
+        ctx.deadline.dispose();
+      }
+    },
+  );
   const ModelMetadata: Unary<{ name: string; version: string }, object> = unary(
-    async (req, call) => {
-      const { runtime, model } = authorized(state, call.metadata, req.name);
+    'ModelMetadata',
+    async (req, call, rec) => {
+      const { runtime, model } = authorized(state, call.metadata, req.name, rec);
       const ctx = shortCall(runtime, clock);
       try {
         const meta = await model.backend.metadata(version(req.version), ctx.call);
@@ -113,21 +170,25 @@ function handlers(state: GatewayState, clock: Clock): grpc.UntypedServiceImpleme
       }
     },
   );
-  const ModelInfer: Unary<GrpcInferRequest, object> = unary(async (req, call) => {
-    const { runtime, principal, model } = authorized(state, call.metadata, req.model_name);
-    const body = inferRequestToJson(req);
-    validateInferRequest(body);
-    const answer = await infer(
-      runtime,
-      principal,
-      model.name,
-      body,
-      version(req.model_version),
-      call,
-      clock,
-    );
-    return inferResponseFromJson(answer, model.name);
-  });
+  const ModelInfer: Unary<GrpcInferRequest, object> = unary(
+    'ModelInfer',
+    async (req, call, rec) => {
+      const { runtime, principal, model } = authorized(state, call.metadata, req.model_name, rec);
+      const body = inferRequestToJson(req);
+      validateInferRequest(body);
+      const answer = await infer(
+        runtime,
+        principal,
+        model.name,
+        body,
+        version(req.model_version),
+        call,
+        clock,
+        rec,
+      );
+      return inferResponseFromJson(answer, model.name);
+    },
+  );
   return { ServerLive, ServerReady, ServerMetadata, ModelReady, ModelMetadata, ModelInfer };
 }
 
@@ -145,6 +206,7 @@ function authorized(
   state: GatewayState,
   md: grpc.Metadata,
   name: string,
+  rec: GrpcRecord,
 ): { runtime: Runtime; principal: Principal; model: ModelHandle } {
   const runtime = state.runtime();
   const authorization = one(md, 'authorization');
@@ -153,6 +215,9 @@ function authorized(
     ...(authorization === undefined ? {} : { authorization }),
     ...(apiKey === undefined ? {} : { 'x-api-key': apiKey }),
   });
+  rec.tenant = principal.tenant;
+  rec.keyFingerprint = principal.fingerprint;
+  rec.model = name;
   runtime.pipeline.preflight(principal.tenant, name, 'infer');
   const model = runtime.models.get(name)!;
   return { runtime, principal, model };
@@ -183,6 +248,7 @@ async function infer(
   v: string | undefined,
   call: grpc.ServerUnaryCall<GrpcInferRequest, object>,
   clock: Clock,
+  rec: GrpcRecord,
 ): Promise<JsonObject> {
   const pipeline = runtime.pipeline;
   const ac = runtime.admission;
@@ -190,6 +256,7 @@ async function infer(
     ac === undefined
       ? 'interactive'
       : ac.classify(principal.tenant, one(call.metadata, CLASS_HEADER), undefined);
+  rec.trafficClass = trafficClass;
   const limits = runtime.snapshot.config.server.deadline;
   const asked = call.getDeadline();
   const askedMs = asked instanceof Date ? asked.getTime() - Date.now() : Number(asked);
@@ -201,14 +268,14 @@ async function infer(
   const onCancel = (): void => deadline.abort(syError('SY_ERR_CLIENT_CLOSED'));
   call.once('cancelled', onCancel);
   const scope = await pipeline.open({
-    requestId: requestId(one(call.metadata, 'x-request-id')),
+    requestId: rec.requestId,
     tenant: principal.tenant,
     keyId: principal.keyId,
     trafficClass,
     signal: deadline.signal,
     deadlineAt: deadline.at,
     origin: 'direct',
-    attempts: [],
+    attempts: rec.attempts,
     unit: unitOf({}),
     estimate: pipeline.estimate('infer', body, name),
   });
@@ -220,6 +287,7 @@ async function infer(
       direct: true,
       ...(v === undefined ? {} : { opts: { version: v } }),
     });
+    rec.model = r.model;
     return r.response.json;
   } finally {
     pipeline.close(scope);

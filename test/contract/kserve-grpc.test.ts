@@ -122,6 +122,10 @@ describe('KServe v2 gRPC (#16)', () => {
       raw['outputs'] as { name: string; contents: { fp32_contents: number[] } }[]
     ).find((o) => o.name === 'mixed');
     mixed!.contents.fp32_contents.forEach((v, i) => expect(v).toBeCloseTo(want.mixed[i]!, 4));
+    // Each RPC is one request-log line, as an HTTP request is, with its route through the pipeline.
+    const lines = gw.logs.filter((l) => l['route'] === 'grpc:ModelInfer' && l['status'] === 200);
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    expect(lines.at(-1)).toMatchObject({ model: 'pair', tenant: 'acme' });
   });
 
   it('refuses a call without a key, an unknown model and a bad tensor with the matching status', async () => {
