@@ -10,6 +10,7 @@ import type { AdmissionController } from './admission/admission-controller.js';
 import { KeyStore } from './frontdoor/auth.js';
 import type { Runtime } from './frontdoor/runtime.js';
 import { createFrontDoor, type FrontDoor, type RouteEntry } from './frontdoor/server.js';
+import { startGrpcFrontDoor, type GrpcFrontDoor } from './frontdoor/grpc-server.js';
 import { attachRequestLog, createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { Router } from './orchestrator/router.js';
@@ -54,6 +55,8 @@ export interface GatewayOptions {
 export interface Gateway {
   readonly url: string;
   readonly port: number;
+  /** The KServe v2 gRPC port, when `server.grpc.enabled`. */
+  readonly grpcPort: number | undefined;
   readonly metrics: Metrics;
   readonly logger: Pino;
   /** Admission control: its mode, gates and classes (#5). */
@@ -213,6 +216,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         resolve();
       });
     });
+    const g = initial.config.server.grpc;
+    let grpcDoor: GrpcFrontDoor | undefined;
+    if (g.enabled) {
+      grpcDoor = await startGrpcFrontDoor(
+        { runtime: () => current!, ready: () => ready },
+        deps.clock,
+        g.host ?? host,
+        g.port,
+      );
+      const door = grpcDoor;
+      closers.push(() => door.close());
+    }
     ready = true;
     configSync?.start();
     const addr = frontDoor.server.address() as AddressInfo;
@@ -231,6 +246,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     return {
       url: `http://${shownHost}:${addr.port}`,
       port: addr.port,
+      grpcPort: grpcDoor?.port,
       metrics,
       logger,
       admission: admission.controller,

@@ -32,6 +32,19 @@ export const DEFAULTS = {
       min_ms: 1,
       max_ms: 300_000,
     },
+    /**
+     * A stream, once its first event went out, is bounded by these instead of the deadline (#16):
+     * the wait between events and the whole life. A client may ask for others up to the caps
+     * (`x-switchyard-stream-idle-ms`, `x-switchyard-stream-max-ms`).
+     */
+    /** The KServe v2 gRPC service (#16), off unless enabled; its host defaults to server.host. */
+    grpc: { enabled: false, port: 8081 },
+    stream: {
+      idle_timeout_ms: 30_000,
+      idle_timeout_cap_ms: 300_000,
+      duration_ms: 600_000,
+      duration_cap_ms: 3_600_000,
+    },
     /** How long a config reload waits for in-flight requests before closing old connections. */
     drain_ms: 30_000,
     /**

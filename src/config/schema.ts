@@ -46,12 +46,35 @@ const deadlineSchema = z
     message: 'must satisfy min_ms <= default_ms <= max_ms',
   });
 
+const streamSchema = z
+  .strictObject({
+    idle_timeout_ms: ms.default(D.server.stream.idle_timeout_ms),
+    idle_timeout_cap_ms: ms.default(D.server.stream.idle_timeout_cap_ms),
+    duration_ms: ms.default(D.server.stream.duration_ms),
+    duration_cap_ms: ms.default(D.server.stream.duration_cap_ms),
+  })
+  .prefault({})
+  .refine((s) => s.idle_timeout_ms <= s.idle_timeout_cap_ms && s.duration_ms <= s.duration_cap_ms, {
+    message:
+      'must satisfy idle_timeout_ms <= idle_timeout_cap_ms and duration_ms <= duration_cap_ms',
+  });
+
+const grpcSchema = z
+  .strictObject({
+    enabled: z.boolean().default(D.server.grpc.enabled),
+    host: z.string().min(1).optional(),
+    port: z.number().int().min(0).max(65535).default(D.server.grpc.port),
+  })
+  .prefault({});
+
 const serverSchema = z
   .strictObject({
     host: z.string().min(1).default(D.server.host),
     port: z.number().int().min(0).max(65535).default(D.server.port),
     limits: limitsSchema,
     deadline: deadlineSchema,
+    stream: streamSchema,
+    grpc: grpcSchema,
     drain_ms: nonNegInt.default(D.server.drain_ms),
     heap_growing_percent: z.number().int().min(0).max(400).default(D.server.heap_growing_percent),
   })

@@ -44,6 +44,19 @@ export interface CallContext {
   readonly firstByteBy?: number;
   /** The span this call's work hangs under (#15); undefined when the request is not traced. */
   readonly span?: TraceSpan;
+  /**
+   * Set on a streamed call (#16): once its first event is in hand, a stream is bounded by these,
+   * not by the deadline meant for unary calls (which still bounds the wait for the first event).
+   */
+  readonly stream?: StreamLimits;
+}
+
+/** The bounds of a stream after its first event. */
+export interface StreamLimits {
+  /** Longest wait for the upstream's next event. */
+  readonly idleMs: number;
+  /** Longest life of the whole stream, from the request's start. */
+  readonly maxMs: number;
 }
 
 /**
@@ -63,6 +76,8 @@ export interface BackendResponse {
   /** The exact upstream bytes of `json`, when it can be forwarded unchanged. */
   readonly raw?: Buffer;
   readonly usage?: Usage;
+  /** Upstream headers a client may see (rate limits, request id), lower-case names. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -78,6 +93,8 @@ export interface BackendStream {
   usage(): Usage | undefined;
   /** Monotonic ms from the call's start to the first content event. */
   readonly firstEventMs: number;
+  /** Upstream headers a client may see (rate limits, request id), lower-case names. */
+  readonly headers?: Readonly<Record<string, string>>;
   /** Stops reading and releases the upstream connection. */
   cancel(): void;
 }

@@ -11,7 +11,7 @@ import { RequestAbortController } from './abort.js';
 export class Deadline {
   readonly signal: AbortSignal;
   /** Monotonic ms (Clock.now) at which the budget runs out. */
-  readonly at: number;
+  at: number;
   readonly budgetMs: number;
   private readonly controller = new RequestAbortController();
   private timer: NodeJS.Timeout | undefined;
@@ -38,6 +38,25 @@ export class Deadline {
   abort(reason: SwitchyardError): void {
     if (!this.controller.signal.aborted) this.controller.abort(reason);
     this.dispose();
+  }
+
+  /**
+   * Moves the end to `at` (monotonic ms), where it aborts with `reason()`. A stream whose first
+   * event went out is bounded by its own maximum duration, no longer by the unary deadline
+   * (#16). Does nothing once the signal fired.
+   */
+  extendTo(at: number, reason: () => SwitchyardError): void {
+    if (this.controller.signal.aborted) return;
+    this.dispose();
+    this.at = at;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.abort(reason());
+      },
+      Math.max(1, at - this.clock.now()),
+    );
+    this.timer.unref();
   }
 
   /** Stops the timer once the request is answered. */

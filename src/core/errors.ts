@@ -225,6 +225,19 @@ export const ERROR_REGISTRY = {
     retryable: false,
     message: 'The upstream stream ended early: {detail}',
   },
+  // Streams after their first event (#16): sent as the stream's last event, never as a status.
+  SY_ERR_STREAM_IDLE_TIMEOUT: {
+    status: 504,
+    type: 'timeout_error',
+    retryable: true,
+    message: 'The upstream stream stalled: {detail}',
+  },
+  SY_ERR_STREAM_MAX_DURATION: {
+    status: 504,
+    type: 'timeout_error',
+    retryable: false,
+    message: 'The stream reached its maximum duration of {detail} ms.',
+  },
   // 503: nothing healthy can take the request now.
   SY_ERR_CIRCUIT_OPEN: {
     status: 503,
@@ -467,6 +480,21 @@ export interface ErrorOptions {
   /** Seconds for a `Retry-After` header (429 and 503). */
   readonly retryAfterS?: number;
   readonly cause?: unknown;
+  /** The upstream's own error fields, kept in the client's answer beside our code (#16). */
+  readonly upstream?: UpstreamErrorFields;
+  /** Upstream headers the answer passes through (rate limits, request id; #16). */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/**
+ * What an upstream said of its own error (OpenAI's `{error:{message,type,code,param}}`). A field
+ * the upstream sent as null stays null; one it did not send is undefined (ours is used then).
+ */
+export interface UpstreamErrorFields {
+  readonly message?: string;
+  readonly type?: string | null;
+  readonly code?: string | number | null;
+  readonly param?: string | null;
 }
 
 /** The one error class of the data plane. Thrown or returned, it always maps to one response. */
@@ -477,6 +505,13 @@ export class SwitchyardError extends Error {
   readonly retryable: boolean;
   readonly param: string | undefined;
   readonly retryAfterS: number | undefined;
+  readonly upstream: UpstreamErrorFields | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
+  /**
+   * Set when a client retry cannot help: the gateway already spent its retry budget on this
+   * upstream. The answer then says `x-should-retry: false` (#16: SDK retries stacked on ours).
+   */
+  noClientRetry = false;
 
   constructor(code: ErrorCode, detail = '', options: ErrorOptions = {}) {
     const spec: ErrorSpec = ERROR_REGISTRY[code];
@@ -488,6 +523,8 @@ export class SwitchyardError extends Error {
     this.retryable = spec.retryable;
     this.param = options.param;
     this.retryAfterS = options.retryAfterS;
+    this.upstream = options.upstream;
+    this.headers = options.headers;
   }
 }
 

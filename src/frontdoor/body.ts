@@ -9,9 +9,9 @@ const JSON_TYPE = /^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i;
  * What can be judged from a JSON request's headers alone: its media type and encoding (415) and
  * a declared length over the limit (413). Checked before the client is told to send the body.
  */
-function checkJsonHead(req: IncomingMessage, limit: number): void {
+function checkJsonHead(req: IncomingMessage, limit: number, anyType = false): void {
   const type = req.headers['content-type'];
-  if (type !== undefined && !JSON_TYPE.test(type)) {
+  if (!anyType && type !== undefined && !JSON_TYPE.test(type)) {
     throw syError('SY_ERR_UNSUPPORTED_MEDIA_TYPE', type.slice(0, 100));
   }
   const encoding = req.headers['content-encoding'];
@@ -96,12 +96,28 @@ export async function readJsonBody(
   req: IncomingMessage,
   limit: number,
   beforeRead?: () => void,
+  /** Parse the body as JSON whatever its content type says (KServe v2: Triton labels JSON octet-stream). */
+  anyType = false,
 ): Promise<JsonObject> {
-  checkJsonHead(req, limit);
+  checkJsonHead(req, limit, anyType);
   beforeRead?.();
   const raw = await readBody(req, limit);
   if (raw.length === 0) throw syError('SY_ERR_INVALID_JSON', 'the body is empty');
   return parseJsonObject(raw.toString('utf8'));
+}
+
+/**
+ * Reads a body of any media type under the limit (the KServe binary tensor extension): only a
+ * content encoding (415) or a declared length over the limit (413) is refused up front.
+ */
+export async function readAnyBody(
+  req: IncomingMessage,
+  limit: number,
+  beforeRead?: () => void,
+): Promise<Buffer> {
+  checkJsonHead(req, limit, true);
+  beforeRead?.();
+  return readBody(req, limit);
 }
 
 /** How much of an unwanted upload the server reads and throws away before it closes. */

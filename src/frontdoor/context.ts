@@ -9,7 +9,7 @@ import { syError, type SwitchyardError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
 import { requestId } from '../core/ids.js';
 import type { Principal } from './auth.js';
-import { readJsonBody } from './body.js';
+import { readAnyBody, readJsonBody } from './body.js';
 import { joinConnection } from './connection.js';
 import type { Runtime } from './runtime.js';
 import type { TraceSpan } from '../contracts/trace.js';
@@ -45,6 +45,8 @@ export class RequestContext {
   code: string | undefined;
   error: Error | undefined;
   private current: Deadline | undefined;
+  /** Upstream headers the answer passes through: rate limits, request id (#16). */
+  upstreamHeaders: Readonly<Record<string, string>> | undefined;
   /** Why the model that served was chosen, when not by default (`x-switchyard-release`). */
   release: string | undefined;
   /** Set by journey routes (#4): the route replaces the attempts path in the header and the log. */
@@ -124,12 +126,26 @@ export class RequestContext {
    * Reads the JSON body under the configured limit. A client that sent `Expect: 100-continue`
    * is told to go on only now, after routing, auth and the head's checks passed.
    */
-  readJson(): Promise<JsonObject> {
-    return readJsonBody(this.req, this.runtime.snapshot.config.server.limits.body_bytes, () => {
-      if (!this.awaitsContinue()) return;
-      this.continueSent = true;
-      this.res.writeContinue();
-    });
+  readJson(anyContentType = false): Promise<JsonObject> {
+    return readJsonBody(
+      this.req,
+      this.runtime.snapshot.config.server.limits.body_bytes,
+      () => this.sendContinue(),
+      anyContentType,
+    );
+  }
+
+  /** Reads the body's bytes, whatever their media type, under the same limit. */
+  readBytes(): Promise<Buffer> {
+    return readAnyBody(this.req, this.runtime.snapshot.config.server.limits.body_bytes, () =>
+      this.sendContinue(),
+    );
+  }
+
+  private sendContinue(): void {
+    if (!this.awaitsContinue()) return;
+    this.continueSent = true;
+    this.res.writeContinue();
   }
 
   /** The client sent `Expect: 100-continue` and was not told to go on: it holds its body back. */

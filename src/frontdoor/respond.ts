@@ -15,6 +15,8 @@ function baseHeaders(
   length: number,
 ): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = {
+    // The upstream's rate-limit and request-id headers (#16), under the gateway's own.
+    ...ctx.upstreamHeaders,
     'content-type': contentType,
     'content-length': length,
     'x-request-id': ctx.requestId,
@@ -32,21 +34,57 @@ export function sendJson(ctx: RequestContext, status: number, body: JsonObject |
   ctx.res.end(raw);
 }
 
-/** The one error body. `openai` style is `{error:{code,message,type,param,request_id}}`. */
+/** Sends a non-JSON answer (the KServe binary tensor extension), with any extra headers. */
+export function sendBytes(
+  ctx: RequestContext,
+  status: number,
+  contentType: string,
+  body: Buffer,
+  extra: OutgoingHttpHeaders = {},
+): void {
+  if (ctx.res.headersSent || ctx.res.destroyed) return;
+  ctx.res.writeHead(status, { ...baseHeaders(ctx, contentType, body.length), ...extra });
+  ctx.res.end(body);
+}
+
+/**
+ * The one error body. `openai` style is `{error:{code,message,type,param,switchyard_code,
+ * request_id}}`. An upstream's own error (a 400 naming `param: "temperature"`, a
+ * `context_length_exceeded` code) keeps its message, type, code and param, so SDK checks on
+ * them match through the gateway; Switchyard's code is always in `switchyard_code` (#16).
+ */
 export function errorBody(err: SwitchyardError, requestId: string, style: ErrorStyle): JsonObject {
   if (style === 'kserve') {
     // Open Inference Protocol: `error` is a string; the code and request id ride beside it.
     return { error: err.message, code: err.code, type: err.type, request_id: requestId };
   }
+  const up = err.upstream;
   return {
     error: {
-      code: err.code,
-      message: err.message,
-      type: err.type,
-      param: err.param ?? null,
+      code: up?.code !== undefined ? up.code : err.code,
+      message: up?.message ?? err.message,
+      type: up?.type !== undefined ? up.type : err.type,
+      param: up?.param !== undefined ? up.param : (err.param ?? null),
+      switchyard_code: err.code,
       request_id: requestId,
     },
   };
+}
+
+/** Registry codes a client retry cannot help while they last (the breaker's cooldown). */
+const NO_CLIENT_RETRY: ReadonlySet<string> = new Set(['SY_ERR_CIRCUIT_OPEN']);
+
+/**
+ * Whether the answer tells SDKs not to retry (`x-should-retry: false`, which the OpenAI and
+ * Anthropic SDKs honour over their own status rules): the error is not retryable, the gateway
+ * already retried or fell back (ctx.attempts holds more than one attempt), or its retry budget
+ * or breaker says the upstream is failing. Otherwise an SDK's default retries multiply the
+ * gateway's own and trip the breaker for everyone (#16). A shed answer is left to Retry-After.
+ */
+export function clientRetryUseless(ctx: RequestContext, err: SwitchyardError): boolean {
+  return (
+    !err.retryable || err.noClientRetry || NO_CLIENT_RETRY.has(err.code) || ctx.attempts.length > 1
+  );
 }
 
 /**
@@ -65,8 +103,9 @@ export function sendError(ctx: RequestContext, thrown: unknown): void {
     return;
   }
   const raw = Buffer.from(JSON.stringify(errorBody(err, ctx.requestId, ctx.errorStyle)));
-  const headers = baseHeaders(ctx, 'application/json', raw.length);
+  const headers = { ...err.headers, ...baseHeaders(ctx, 'application/json', raw.length) };
   if (err.retryAfterS !== undefined) headers['retry-after'] = String(err.retryAfterS);
+  if (clientRetryUseless(ctx, err)) headers['x-should-retry'] = 'false';
   // Answered before the body was read: the connection closes after it, but first the rest of
   // the upload is read and discarded (bounded), or the close would reset the answer away (#13).
   // A client waiting for 100 Continue sends no body: close at once (RFC 9110 §10.1.1).

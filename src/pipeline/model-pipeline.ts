@@ -7,6 +7,7 @@ import type {
   BackendStream,
   CallContext,
   Operation,
+  StreamLimits,
   Tier,
   Usage,
 } from '../contracts/backend.js';
@@ -95,6 +96,8 @@ export interface CallSpec {
   readonly opts?: InvokeOptions;
   /** A direct API call: the tenant must be allowed the name it asked for. */
   readonly direct?: boolean;
+  /** A stream's idle and duration bounds after its first event (#16). */
+  readonly streamLimits?: StreamLimits;
 }
 
 /** What one call answered, and how it was routed and priced. */
@@ -330,7 +333,8 @@ export class ModelPipeline {
       if (span !== undefined) endCallSpan(span, traced(d, target), undefined, e);
       throw e;
     }
-    const ctx = this.context(scope, attempts, span);
+    const base0 = this.context(scope, attempts, span);
+    const ctx = spec.streamLimits === undefined ? base0 : { ...base0, stream: spec.streamLimits };
     let inner: BackendStream;
     try {
       inner = await target.handle.call.stream(prepared.request, ctx);
@@ -381,6 +385,7 @@ export class ModelPipeline {
     const stream: BackendStream = {
       contentType: inner.contentType,
       firstEventMs: inner.firstEventMs,
+      ...(inner.headers === undefined ? {} : { headers: inner.headers }),
       usage: () => inner.usage(),
       chunks: settleAtEnd(inner.chunks, end, scope.signal),
       cancel: () => {

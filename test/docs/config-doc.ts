@@ -54,13 +54,15 @@ const ROOTS = new Set<string>(CONFIG_ROOTS);
  * `features.<name>` without `store` or `definitions` is a journey path, not a key.
  */
 export function namedKeys(markdown: string): string[] {
-  return inlineCode(markdown)
-    .map((c) => c.trim())
-    .filter((c) => /^[a-z_]+(\[\])?\.[a-z0-9_.<>{},\[\]-]+$/.test(c))
-    .filter((c) => ROOTS.has(c.split(/[.[]/)[0]!))
-    .filter((c) => !/^features\.(?!store|definitions)/.test(c))
-    // Span names that share a root with the config (docs/observability.md, traces).
-    .filter((c) => c !== 'cache.lookup');
+  return (
+    inlineCode(markdown)
+      .map((c) => c.trim())
+      .filter((c) => /^[a-z_]+(\[\])?\.[a-z0-9_.<>{},\[\]-]+$/.test(c))
+      .filter((c) => ROOTS.has(c.split(/[.[]/)[0]!))
+      .filter((c) => !/^features\.(?!store|definitions)/.test(c))
+      // Span names that share a root with the config (docs/observability.md, traces).
+      .filter((c) => c !== 'cache.lookup')
+  );
 }
 
 /** The keys named in the first column of a Markdown table row. */

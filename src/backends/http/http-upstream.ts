@@ -4,12 +4,21 @@ import type { CallContext } from '../../contracts/backend.js';
 import type { JsonObject } from '../../contracts/json.js';
 import type { Clock } from '../../core/clock.js';
 import { abortReason } from '../../core/deadline.js';
-import { syError, SwitchyardError, type ErrorCode } from '../../core/errors.js';
+import {
+  syError,
+  SwitchyardError,
+  type ErrorCode,
+  type UpstreamErrorFields,
+} from '../../core/errors.js';
 import { isJsonObject, parseJson } from '../../core/safe-json.js';
 import { RequestAbortController } from '../../core/abort.js';
 
 /** Header carrying the caller's remaining budget, in and out of Switchyard. */
 export const TIMEOUT_HEADER = 'x-switchyard-timeout-ms';
+/** A stream's longest wait between events, in and out of Switchyard (#16). */
+export const STREAM_IDLE_HEADER = 'x-switchyard-stream-idle-ms';
+/** A stream's longest life, in and out of Switchyard (#16). */
+export const STREAM_MAX_HEADER = 'x-switchyard-stream-max-ms';
 
 export interface HttpUpstreamOptions {
   /** Model name, for messages. */
@@ -62,22 +71,30 @@ export async function exchange(
 ): Promise<Exchange> {
   if (ctx.signal.aborted) throw abortReason(ctx.signal);
   const remaining = Math.max(1, Math.floor(ctx.deadlineAt - opts.clock.now()));
-  const capMs = Math.min(opts.timeoutMs, remaining);
-  const firstByte = firstByteWait(opts, ctx, capMs);
+  // A stream (#16) is bounded by the deadline until its first event (the caller's signal), then
+  // by its own idle and duration limits; the model's timeout_ms is for whole unary answers.
+  const limits = ctx.stream;
+  const capMs = limits === undefined ? Math.min(opts.timeoutMs, remaining) : limits.maxMs;
+  const firstByte = firstByteWait(opts, ctx, Math.min(capMs, remaining));
   const controller = new RequestAbortController();
   const onCallerAbort = (): void => controller.abort(abortReason(ctx.signal));
   ctx.signal.addEventListener('abort', onCallerAbort, { once: true });
   // The error is built only when the timer fires: an Error's stack trace costs ~10 µs per request.
   let timer: NodeJS.Timeout | undefined =
-    remaining > opts.timeoutMs
+    limits !== undefined
       ? setTimeout(
-          () =>
-            controller.abort(
-              syError('SY_ERR_UPSTREAM_TIMEOUT', `${opts.name} took over ${opts.timeoutMs} ms`),
-            ),
-          capMs,
+          () => controller.abort(syError('SY_ERR_STREAM_MAX_DURATION', String(limits.maxMs))),
+          limits.maxMs,
         )
-      : undefined;
+      : remaining > opts.timeoutMs
+        ? setTimeout(
+            () =>
+              controller.abort(
+                syError('SY_ERR_UPSTREAM_TIMEOUT', `${opts.name} took over ${opts.timeoutMs} ms`),
+              ),
+            capMs,
+          )
+        : undefined;
   // The share a fallback chain left this attempt (see firstByteWait) is timed here, not by
   // undici's headersTimeout: undici times waits of 1 s and more on a coarse clock that may fire
   // up to half a second early, and this timeout must say it came from the share.
@@ -101,12 +118,17 @@ export async function exchange(
   };
   const headers: Record<string, string> = {
     ...opts.headers,
-    [TIMEOUT_HEADER]: String(capMs),
+    [TIMEOUT_HEADER]: String(Math.min(capMs, remaining)),
     'x-request-id': ctx.requestId,
   };
   // W3C trace context (#15): the attempt's span is the upstream's parent, whatever it is (a
   // model server, or the next gateway tier, which continues the trace).
   if (ctx.span !== undefined) Object.assign(headers, ctx.span.headers());
+  if (limits !== undefined) {
+    // An upstream gateway bounds the stream the same way.
+    headers[STREAM_IDLE_HEADER] = String(limits.idleMs);
+    headers[STREAM_MAX_HEADER] = String(limits.maxMs);
+  }
   try {
     const res = await request(opts.dispatcher, {
       path,
@@ -114,7 +136,8 @@ export async function exchange(
       headers,
       body: body ?? null,
       signal: controller.signal,
-      headersTimeout: Math.min(opts.firstByteTimeoutMs, capMs),
+      headersTimeout: Math.min(opts.firstByteTimeoutMs, capMs, remaining),
+      // For a stream only a backstop: its idle limit is timed exactly by its reader.
       bodyTimeout: capMs,
     });
     headersArrived();
@@ -235,13 +258,19 @@ const ERROR_BODY_CAP = 65_536;
 
 /**
  * Maps a non-2xx upstream answer to a registry error, keeping the upstream's own message
- * (OpenAI `{error:{message}}` and KServe `{error: "..."}` shapes alike).
+ * (OpenAI `{error:{message}}` and KServe `{error: "..."}` shapes alike). For a 4xx that is the
+ * caller's to fix (400, 409, 413, 422, 429), the upstream's `type`, `code`, `param` and message
+ * are kept for the client's answer (#16: `e.param === 'temperature'` must match through the
+ * gateway); a 401, 403 or 404 is about the gateway's own key, URL or model name, not the
+ * client's request, so only its message is quoted. Rate-limit and request-id headers ride along.
  */
 export async function upstreamStatusError(ex: Exchange, name: string): Promise<SwitchyardError> {
+  let fields: ParsedErrorBody | undefined;
   let message = '';
   try {
     const raw = await readCapped(ex, ERROR_BODY_CAP);
-    message = extractMessage(raw);
+    fields = errorFields(raw);
+    message = fields.message ?? '';
   } catch {
     // The status alone says enough; a broken error body must not hide it.
   } finally {
@@ -249,29 +278,83 @@ export async function upstreamStatusError(ex: Exchange, name: string): Promise<S
   }
   const detail = `${name} answered ${ex.status}${message === '' ? '' : `: ${message}`}`;
   const retryAfterS = parseRetryAfter(ex.headers['retry-after']);
-  const extra = retryAfterS === undefined ? {} : { retryAfterS };
+  const headers = passThroughHeaders(ex.headers);
   const s = ex.status;
+  const callers = s === 400 || s === 409 || s === 413 || s === 422 || s === 429;
+  const extra = {
+    ...(retryAfterS === undefined ? {} : { retryAfterS }),
+    ...(headers === undefined ? {} : { headers }),
+    ...(callers && fields !== undefined && fields.structured ? { upstream: fields.kept } : {}),
+  };
   if (s === 429) return syError('SY_ERR_UPSTREAM_RATE_LIMITED', detail, extra);
-  if (s === 400 || s === 413 || s === 422) return syError('SY_ERR_UPSTREAM_REJECTED', detail);
-  if (s === 408 || s === 504) return syError('SY_ERR_UPSTREAM_TIMEOUT', detail);
+  if (callers) return syError('SY_ERR_UPSTREAM_REJECTED', detail, extra);
+  if (s === 408 || s === 504) return syError('SY_ERR_UPSTREAM_TIMEOUT', detail, extra);
   if (s >= 500 && s !== 501) return syError('SY_ERR_UPSTREAM_ERROR', detail, extra);
-  return syError('SY_ERR_UPSTREAM_REFUSED', detail);
+  return syError('SY_ERR_UPSTREAM_REFUSED', detail, extra);
 }
 
-function extractMessage(raw: Buffer): string {
-  const text = raw.toString('utf8').slice(0, 2000);
+/** Upstream response headers a client of the gateway sees too (#16). */
+const PASS_EXACT = new Set(['retry-after', 'retry-after-ms', 'openai-processing-ms']);
+const PASS_PREFIX = 'x-ratelimit-';
+/**
+ * The upstream's own request id, renamed: `x-request-id` stays the gateway's (the id of its log
+ * line and of the error body's `request_id`), and the upstream's rides beside it.
+ */
+export const UPSTREAM_REQUEST_ID_HEADER = 'x-upstream-request-id';
+
+/**
+ * The rate-limit, retry and request-id headers of an upstream answer that pass through to the
+ * client (OpenAI's `x-ratelimit-*`, `retry-after`, `retry-after-ms`, `openai-processing-ms`);
+ * undefined when there are none.
+ */
+export function passThroughHeaders(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+): Record<string, string> | undefined {
+  let out: Record<string, string> | undefined;
+  for (const [k, v] of Object.entries(headers)) {
+    if (typeof v !== 'string') continue;
+    if (k === 'x-request-id') (out ??= {})[UPSTREAM_REQUEST_ID_HEADER] = v;
+    else if (PASS_EXACT.has(k) || k.startsWith(PASS_PREFIX)) (out ??= {})[k] = v;
+  }
+  return out;
+}
+
+interface ParsedErrorBody {
+  readonly message: string | undefined;
+  /** True when the body held an error object whose fields can be kept. */
+  readonly structured: boolean;
+  readonly kept: UpstreamErrorFields;
+}
+
+function errorFields(raw: Buffer): ParsedErrorBody {
+  const text = raw.toString('utf8');
   try {
-    const v = JSON.parse(text) as unknown;
+    const v = JSON.parse(text.slice(0, ERROR_BODY_CAP)) as unknown;
     if (isJsonObject(v)) {
       const err = v['error'];
-      if (typeof err === 'string') return err;
-      if (isJsonObject(err) && typeof err['message'] === 'string') return err['message'];
-      if (typeof v['message'] === 'string') return v['message'];
+      if (typeof err === 'string') return { message: err, structured: false, kept: {} };
+      if (isJsonObject(err)) {
+        const message = typeof err['message'] === 'string' ? err['message'] : undefined;
+        const type = err['type'];
+        const code = err['code'];
+        const param = err['param'];
+        const kept: UpstreamErrorFields = {
+          ...(message === undefined ? {} : { message }),
+          ...(typeof type === 'string' || type === null ? { type } : {}),
+          ...(typeof code === 'string' || typeof code === 'number' || code === null
+            ? { code }
+            : {}),
+          ...(typeof param === 'string' || param === null ? { param } : {}),
+        };
+        return { message, structured: true, kept };
+      }
+      if (typeof v['message'] === 'string')
+        return { message: v['message'], structured: false, kept: {} };
     }
   } catch {
     // Not JSON: quote the start of the text.
   }
-  return text.slice(0, 300).trim();
+  return { message: text.slice(0, 300).trim(), structured: false, kept: {} };
 }
 
 function parseRetryAfter(value: string | string[] | undefined): number | undefined {

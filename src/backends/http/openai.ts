@@ -20,6 +20,7 @@ import {
   firstByteWait,
   joinPath,
   parseUpstreamJson,
+  passThroughHeaders,
   readCapped,
   upstreamStatusError,
   type Exchange,
@@ -87,7 +88,13 @@ export class OpenAiBackend implements Backend {
     }
     const json = parseUpstreamJson(raw, this.name);
     const usage = readUsage(json['usage']);
-    return usage === undefined ? { json, raw } : { json, raw, usage };
+    const headers = passThroughHeaders(ex.headers);
+    return {
+      json,
+      raw,
+      ...(usage === undefined ? {} : { usage }),
+      ...(headers === undefined ? {} : { headers }),
+    };
   }
 
   async stream(request: BackendRequest, ctx: CallContext): Promise<BackendStream> {
@@ -124,6 +131,7 @@ export class OpenAiBackend implements Backend {
       this.name,
       choiceCount(request.body),
       request.body,
+      ctx.stream?.idleMs,
     );
     // Commit nothing until the first event is in hand: until then a retry or fallback is safe.
     const wait = firstByteWait(this.opts, ctx, Number.POSITIVE_INFINITY);
@@ -153,7 +161,9 @@ export class OpenAiBackend implements Backend {
       );
     }
     const firstEventMs = this.opts.clock.now() - started;
+    const headers = passThroughHeaders(ex.headers);
     return {
+      ...(headers === undefined ? {} : { headers }),
       contentType: 'text/event-stream; charset=utf-8',
       chunks: reader.iterate(first),
       usage: () => reader.usage(),
@@ -222,6 +232,8 @@ class SseReader {
     /** Choices the request asked for (`n`): each must finish, unless `[DONE]` comes. */
     private readonly choices: number,
     private readonly body: JsonObject,
+    /** Longest wait for the next event once the stream is under way (#16); none if undefined. */
+    private readonly idleMs: number | undefined,
   ) {
     this.source = (ex.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   }
@@ -286,10 +298,27 @@ class SseReader {
       this.took(first);
       for (;;) {
         let block: Buffer | undefined;
+        // Timed only while waiting on the upstream, never while the client drains what it has.
+        const idle = this.idleMs;
+        const timer =
+          idle === undefined
+            ? undefined
+            : setTimeout(
+                () =>
+                  this.ex.abort(
+                    syError(
+                      'SY_ERR_STREAM_IDLE_TIMEOUT',
+                      `${this.name} sent nothing for ${idle} ms`,
+                    ),
+                  ),
+                idle,
+              );
         try {
           block = await this.next();
         } catch (err) {
           throw this.ex.failure(err, 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED');
+        } finally {
+          if (timer !== undefined) clearTimeout(timer);
         }
         if (block === undefined) return;
         yield block;

@@ -135,5 +135,7 @@ function refused(
   e: SwitchyardError,
 ): SwitchyardError {
   publish(events.retry, { backend, decision });
+  // The budget is spent because the upstream keeps failing: a client retry would only add load.
+  if (decision === 'budget_exhausted') e.noClientRetry = true;
   return e;
 }

@@ -1,10 +1,18 @@
-import type { JsonValue } from '../../contracts/json.js';
+import type { JsonObject, JsonValue } from '../../contracts/json.js';
 import { syError } from '../../core/errors.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import type { RequestContext } from '../context.js';
 import { keepPayload, payloadWanted } from '../payload.js';
 import { withScope } from '../scope.js';
-import { sendJson } from '../respond.js';
+import { sendBytes, sendJson } from '../respond.js';
+import {
+  BINARY_CONTENT_TYPE,
+  BINARY_HEADER,
+  decodeBinaryRequest,
+  encodeBinaryResponse,
+  headerLength,
+  takeBinaryWish,
+} from '../kserve-binary.js';
 import { resolveModel } from './models.js';
 
 /** Open Inference Protocol (KServe v2) REST routes. */
@@ -30,7 +38,11 @@ export const SERVER_VERSION = '0.1.0';
 
 /** `GET /v2`: server metadata. */
 export function serverMetadata(ctx: RequestContext): Promise<void> {
-  sendJson(ctx, 200, { name: 'switchyard', version: SERVER_VERSION, extensions: [] });
+  sendJson(ctx, 200, {
+    name: 'switchyard',
+    version: SERVER_VERSION,
+    extensions: ['binary_tensor_data'],
+  });
   return Promise.resolve();
 }
 
@@ -59,20 +71,25 @@ export async function modelReady(ctx: RequestContext): Promise<void> {
   sendJson(ctx, ready ? 200 : 503, { name: model.name, ready });
 }
 
-/** `POST /v2/models/{name}[/versions/{v}]/infer`. */
+/**
+ * `POST /v2/models/{name}[/versions/{v}]/infer`, in JSON or with the binary tensor data extension
+ * (see kserve-binary.ts): binary when `Inference-Header-Content-Length` is present, JSON otherwise
+ * whatever the content type says (#16: Triton's client labels JSON `application/octet-stream`).
+ */
 export async function modelInfer(ctx: RequestContext): Promise<void> {
-  if (ctx.req.headers['inference-header-content-length'] !== undefined) {
-    throw syError(
-      'SY_ERR_UNSUPPORTED_MEDIA_TYPE',
-      'the binary tensor extension (send JSON tensors)',
-    );
-  }
   const name = ctx.params['name'] ?? '';
   const pipeline = ctx.runtime.pipeline;
   ctx.model = name;
   pipeline.preflight(ctx.principal?.tenant ?? '', name, 'infer');
-  const body = await ctx.readJson();
+  const jsonLength = ctx.req.headers[BINARY_HEADER];
+  let body: JsonObject;
+  if (jsonLength === undefined) body = await ctx.readJson(true);
+  else {
+    const raw = await ctx.readBytes();
+    body = decodeBinaryRequest(raw, headerLength(jsonLength, raw.length));
+  }
   validateInferRequest(body);
+  const wish = takeBinaryWish(body);
   const v = version(ctx);
   await withScope(
     ctx,
@@ -89,7 +106,14 @@ export async function modelInfer(ctx: RequestContext): Promise<void> {
       ctx.model = r.model;
       ctx.release = r.reason;
       if (payloadWanted(ctx)) keepPayload(ctx, body, r.response.json);
-      sendJson(ctx, 200, r.response.raw ?? r.response.json);
+      if (wish === undefined) {
+        sendJson(ctx, 200, r.response.raw ?? r.response.json);
+        return;
+      }
+      const out = encodeBinaryResponse(r.response.json, wish);
+      sendBytes(ctx, 200, BINARY_CONTENT_TYPE, out.body, {
+        [BINARY_HEADER]: String(out.jsonLength),
+      });
     },
   );
 }

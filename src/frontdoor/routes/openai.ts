@@ -9,6 +9,7 @@ import { withScope } from '../scope.js';
 import { errorBody, RELEASE_HEADER, ROUTE_HEADER, sendJson } from '../respond.js';
 import { journeyChat, JOURNEY_MODEL_PREFIX } from './journeys.js';
 import { validateChat, validateEmbeddings } from '../openai-fields.js';
+import { extendForStream, streamLimits } from '../stream-limits.js';
 
 /** `POST /v1/chat/completions`, streamed (SSE) or not: one call through the model-call pipeline. */
 export async function chatCompletions(ctx: RequestContext): Promise<void> {
@@ -20,13 +21,22 @@ export async function chatCompletions(ctx: RequestContext): Promise<void> {
   ctx.model = name;
   pipeline.preflight(ctx.principal?.tenant ?? '', name, 'chat');
   const user = typeof body['user'] === 'string' ? body['user'] : undefined;
+  const limits = body['stream'] === true ? streamLimits(ctx) : undefined;
   await withScope(
     ctx,
     { origin: 'direct', estimate: pipeline.estimate('chat', body, name), user },
     async (scope) => {
-      if (body['stream'] === true) {
+      if (limits !== undefined) {
         ctx.stream = true;
-        const r = await pipeline.stream(scope, { op: 'chat', model: name, body, direct: true });
+        const r = await pipeline.stream(scope, {
+          op: 'chat',
+          model: name,
+          body,
+          direct: true,
+          streamLimits: limits,
+        });
+        // From here the stream's own bounds apply, not the unary deadline (#16).
+        extendForStream(ctx, limits);
         // A stream's answer is never buffered: its record keeps the request only.
         if (payloadWanted(ctx)) keepPayload(ctx, body);
         ctx.model = r.model;
@@ -38,6 +48,7 @@ export async function chatCompletions(ctx: RequestContext): Promise<void> {
       ctx.model = r.model;
       ctx.release = r.reason;
       if (payloadWanted(ctx)) keepPayload(ctx, body, r.response.json);
+      ctx.upstreamHeaders = r.response.headers;
       sendJson(ctx, 200, r.response.raw ?? r.response.json);
     },
   );
@@ -60,6 +71,7 @@ export async function embeddings(ctx: RequestContext): Promise<void> {
       ctx.model = r.model;
       ctx.release = r.reason;
       if (payloadWanted(ctx)) keepPayload(ctx, body, r.response.json);
+      ctx.upstreamHeaders = r.response.headers;
       sendJson(ctx, 200, r.response.raw ?? r.response.json);
     },
   );
@@ -104,6 +116,7 @@ async function pipeStream(ctx: RequestContext, stream: BackendStream): Promise<v
   const res = ctx.res;
   const signal = ctx.deadline!.signal;
   res.writeHead(200, {
+    ...stream.headers,
     'content-type': stream.contentType,
     'cache-control': 'no-cache',
     'x-accel-buffering': 'no',
