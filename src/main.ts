@@ -19,6 +19,7 @@ import { openAdmission } from './wiring/admission.js';
 import { openModels } from './wiring/models.js';
 import { openPersonalization } from './wiring/personalization.js';
 import { openRelease } from './wiring/release.js';
+import { openResponses } from './wiring/responses.js';
 import { buildRuntimeParts, type RuntimeInputs } from './wiring/runtime.js';
 import type { WiringDeps } from './wiring/shared.js';
 import { loadValidConfig } from './wiring/validate-config.js';
@@ -88,6 +89,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     closers.push(() => models.close());
     const personal = await openPersonalization(initial, deps, audit);
     closers.push(() => personal.close());
+    const responses = await openResponses(initial, deps, personal.consent);
+    closers.push(() => responses.close());
     const vectors = await openVectors(initial, deps, personal.consent);
     if (vectors !== undefined) closers.push(() => vectors.close());
     const release = await openRelease(initial, deps, {
@@ -127,6 +130,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         admission: admission.controller,
         audit,
         personalization: personal.current(),
+        responses: responses.store,
         ...(vectors === undefined ? {} : { vectors }),
         ...(release === undefined ? {} : { release }),
         close: () => parts.close(),

@@ -253,6 +253,8 @@ export const DEFAULTS = {
    * file of its own (relative to the config file); with `state:`, in the state store.
    */
   audit: { sqlite: 'var/audit.db' },
+  /** Stored Responses (#16): retention 30 days, as OpenAI keeps them. */
+  responses: { sqlite: 'var/responses.db', ttl_s: 2_592_000, sweep_s: 60 },
   /** Release management (#6): registry, experiments, rollback loop. */
   release: {
     registry_dir: 'registry',

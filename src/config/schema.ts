@@ -217,6 +217,8 @@ const openaiModelSchema = z.strictObject({
     .array(z.enum(['chat', 'embeddings']))
     .min(1)
     .default(['chat']),
+  /** The upstream speaks the OpenAI Responses API: `/v1/responses` is passed through (#16). */
+  responses: z.boolean().default(false),
 });
 
 const kserveModelSchema = z.strictObject({
@@ -603,6 +605,16 @@ const stateSchema = z.union([
 const auditSchema = z
   .strictObject({ sqlite: z.string().min(1).default(D.audit.sqlite) })
   .prefault({});
+// Stored Responses (#16): in the state store when `state:` is configured, else in this SQLite file.
+const responsesSchema = z
+  .strictObject({
+    sqlite: z.string().min(1).default(D.responses.sqlite),
+    /** Retention: a stored response is gone this long after it was made. */
+    ttl_s: posInt.default(D.responses.ttl_s),
+    /** How often expired responses are deleted. */
+    sweep_s: posInt.default(D.responses.sweep_s),
+  })
+  .prefault({});
 const DR = D.release;
 const releaseSchema = z
   .strictObject({
@@ -791,6 +803,7 @@ export const configSchema = z
     vectors: vectorsSchema,
     state: stateSchema.optional(),
     audit: auditSchema,
+    responses: responsesSchema,
     release: releaseSchema,
     experiments: z.array(experimentSchema).default([]),
   })

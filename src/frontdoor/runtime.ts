@@ -8,6 +8,7 @@ import type { VectorHost } from '../retrieval/vector-host.js';
 import type { ReleaseHost } from '../release/release-host.js';
 import type { CompiledJourney } from '../orchestrator/compile.js';
 import type { JourneyRunner } from '../orchestrator/runner.js';
+import type { ResponseStore } from '../contracts/response-store.js';
 import type { KeyStore } from './auth.js';
 
 export type { ModelHandle } from '../pipeline/model-pipeline.js';
@@ -36,6 +37,8 @@ export interface Runtime {
   readonly vectors?: VectorHost;
   /** Model registry, experiments and the release manager (#6); absent without `state:`. */
   readonly release?: ReleaseHost;
+  /** Stored Responses (#16); absent in bare test runtimes (`store: true` is then refused). */
+  readonly responses?: ResponseStore;
   /** Journeys (#4): compiled graphs and their runner; absent in bare test runtimes. */
   readonly journeys?: Journeys;
 }
