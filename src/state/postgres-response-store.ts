@@ -84,9 +84,9 @@ export class PostgresResponseStore implements ResponseStore {
     return r.rowCount ?? 0;
   }
 
-  /** Tests: drops the schema's table. */
-  async dropTable(): Promise<void> {
-    await this.pool.query(`DROP TABLE IF EXISTS ${this.s}.rs_responses`);
+  /** Tests: drops the whole schema. */
+  async dropSchema(): Promise<void> {
+    await this.pool.query(`DROP SCHEMA IF EXISTS ${this.s} CASCADE`);
   }
 
   async close(): Promise<void> {

@@ -268,7 +268,7 @@ describe('Responses API with the openai SDK over a chat-only upstream', () => {
 
   it('does not keep a response created with store: false', async () => {
     const r = await client.responses.create({ model: 'chat', input: 'x', store: false });
-    expect(r.store).toBe(false);
+    expect((r as unknown as { store: boolean }).store).toBe(false);
     await expect(client.responses.retrieve(r.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
 
