@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -71,6 +73,8 @@ describe('Responses API with the openai SDK over a chat-only upstream', () => {
       { role: 'user', content: 'hello' },
     ]);
     expect(seen['max_tokens']).toBe(100);
+    // Not configured with `responses: true`: the upstream is only ever asked for chat.
+    expect(up.calls.every((c) => c.path === '/v1/chat/completions')).toBe(true);
     expect(seen['temperature']).toBe(0.2);
   });
 
@@ -351,17 +355,29 @@ describe('Responses API with the openai SDK over a chat-only upstream', () => {
 });
 
 describe('Responses retention', () => {
-  it('forgets a stored response once responses.ttl_s has passed', async () => {
+  it('forgets a stored response once responses.ttl_s has passed, and the sweep deletes it', async () => {
     const up = await startUpstream(chatModel);
     const gw = await startTestGateway({
-      config: { models: { chat: openaiModel(up.url) }, responses: { ttl_s: 1 } },
+      config: { models: { chat: openaiModel(up.url) }, responses: { ttl_s: 1, sweep_s: 1 } },
     });
+    const rows = (): number => {
+      const db = new Database(join(gw.dir, 'var/responses.db'), { readonly: true });
+      try {
+        return (db.prepare('SELECT COUNT(*) AS n FROM rs_responses').get() as { n: number }).n;
+      } finally {
+        db.close();
+      }
+    };
     try {
       const client = new OpenAI({ apiKey: gw.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
       const r = await client.responses.create({ model: 'chat', input: 'x' });
       expect((await client.responses.retrieve(r.id)).id).toBe(r.id);
+      expect(rows()).toBe(1);
       await new Promise((resolve) => setTimeout(resolve, 1_100));
       await expect(client.responses.retrieve(r.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+      const until = Date.now() + 3_000;
+      while (rows() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      expect(rows()).toBe(0);
     } finally {
       await gw.close();
       await up.close();

@@ -5,6 +5,7 @@ import type { ResponseStore, StoredResponse } from '../../contracts/response-sto
 import { syError, toSwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
+import { eventData } from '../../backends/http/sse.js';
 import type { RequestContext } from '../context.js';
 import { DATA_HEADERS, withScope } from '../scope.js';
 import { errorBody, sendJson, startEventStream } from '../respond.js';
@@ -76,6 +77,8 @@ export async function createResponse(ctx: RequestContext): Promise<void> {
   if (model.startsWith(JOURNEY_MODEL_PREFIX)) return journeyResponse(ctx, turn, chat);
   const pipeline = ctx.runtime.pipeline;
   pipeline.preflight(tenant, model, 'chat');
+  const mc = ctx.runtime.snapshot.config.models[model];
+  if (mc?.backend === 'openai' && mc.responses) return passThrough(ctx, turn, chat);
   await withScope(
     ctx,
     { origin: 'direct', estimate: pipeline.estimate('chat', chat, model), user: turn.user },
@@ -102,6 +105,117 @@ export async function createResponse(ctx: RequestContext): Promise<void> {
       sendJson(ctx, 200, answer);
     },
   );
+}
+
+/**
+ * An upstream that speaks the Responses API gets the request as it came, through the same
+ * pipeline, streams included. Switchyard keeps the conversation (so tenants, consent and
+ * retention apply to it): `previous_response_id` is expanded into the input here, and the
+ * upstream is asked not to store (`store: false`; a streamed answer's events show that).
+ */
+async function passThrough(ctx: RequestContext, turn: Turn, chat: JsonObject): Promise<void> {
+  const pipeline = ctx.runtime.pipeline;
+  const body: JsonObject = { ...turn.body, input: turn.context, store: false };
+  delete body['previous_response_id'];
+  await withScope(
+    ctx,
+    { origin: 'direct', estimate: pipeline.estimate('chat', chat, turn.model), user: turn.user },
+    async (scope) => {
+      if (turn.body['stream'] === true) {
+        ctx.stream = true;
+        const r = await pipeline.stream(scope, {
+          op: 'responses',
+          model: turn.model,
+          body: { ...body, stream: true },
+          direct: true,
+        });
+        ctx.model = r.model;
+        ctx.release = r.reason;
+        await forwardResponseStream(ctx, turn, r.stream);
+        return;
+      }
+      const r = await pipeline.call(scope, {
+        op: 'responses',
+        model: turn.model,
+        body,
+        direct: true,
+      });
+      ctx.model = r.model;
+      ctx.release = r.reason;
+      const answer = asOurs(turn, r.response.json);
+      await keep(ctx, { ...turn, id: answer['id'] as string }, answer);
+      sendJson(ctx, 200, answer);
+    },
+  );
+}
+
+/** The upstream's Response as the client asked for it: its own `store` and `previous_response_id` (the id always a string). */
+function asOurs(turn: Turn, response: JsonObject): JsonObject {
+  return {
+    ...response,
+    id: typeof response['id'] === 'string' ? response['id'] : turn.id,
+    store: turn.store,
+    previous_response_id:
+      typeof turn.body['previous_response_id'] === 'string'
+        ? turn.body['previous_response_id']
+        : null,
+  };
+}
+
+/**
+ * Forwards an upstream's Responses stream event by event, with backpressure. The terminal
+ * Response is stored before the block that carries it goes out, so a retrieve right after the
+ * stream finds it; a failure after the first byte ends with `response.failed` and `error`.
+ */
+async function forwardResponseStream(
+  ctx: RequestContext,
+  turn: Turn,
+  stream: BackendStream,
+): Promise<void> {
+  const res = ctx.res;
+  const signal = ctx.deadline!.signal;
+  startEventStream(ctx);
+  publish(events.firstToken, { model: ctx.model, ms: stream.firstEventMs });
+  try {
+    for await (const chunk of stream.chunks) {
+      const final = terminalResponse(chunk);
+      if (final !== undefined) {
+        const answer = asOurs(turn, final);
+        await keep(ctx, { ...turn, id: answer['id'] as string }, answer);
+      }
+      if (!res.write(chunk)) await once(res, 'drain', { signal });
+    }
+    res.end();
+  } catch (err) {
+    const e = toSwitchyardError(signal.aborted ? (signal.reason as unknown) : err);
+    ctx.fail(e);
+    if (!res.destroyed && e.code !== 'SY_ERR_CLIENT_CLOSED')
+      res.end(new ResponsesStreamTranslator(turn).fail(errorBody(e, ctx.requestId, 'openai')));
+  } finally {
+    stream.cancel();
+  }
+}
+
+/** The Response of a `response.completed` or `response.incomplete` event in the block, if any. */
+function terminalResponse(block: Buffer): JsonObject | undefined {
+  const text = block.toString('utf8');
+  if (!text.includes('response.completed') && !text.includes('response.incomplete'))
+    return undefined;
+  for (const data of eventData(block)) {
+    let e: unknown;
+    try {
+      e = JSON.parse(data);
+    } catch {
+      continue;
+    }
+    if (
+      isJsonObject(e) &&
+      (e['type'] === 'response.completed' || e['type'] === 'response.incomplete') &&
+      isJsonObject(e['response'])
+    )
+      return e['response'];
+  }
+  return undefined;
 }
 
 /** A journey answers a Responses request: its chat completion, usage summed over its calls. */
