@@ -207,7 +207,6 @@ function sendStream(ctx: RequestContext, completion: JsonObject, includeUsage: b
       object: 'chat.completion.chunk',
       created: completion['created'] ?? null,
       model: completion['model'] ?? null,
-      system_fingerprint: null,
       choices,
       ...extra,
     })}\n\n`;
@@ -258,7 +257,6 @@ function toCompletion(
     id: `chatcmpl-${ctx.requestId}`,
     object: 'chat.completion',
     created: Math.floor(Date.now() / 1000),
-    system_fingerprint: null,
   };
   if (isJsonObject(output) && isJsonObject(output['completion'])) {
     const c = output['completion'];
