@@ -11,7 +11,7 @@ import {
   type TestGateway,
 } from '../support/gateway.js';
 import { chatModel } from '../support/chat-model.js';
-import { startUpstream, type TestUpstream } from '../support/upstream.js';
+import { sse, startUpstream, type TestUpstream } from '../support/upstream.js';
 
 interface ChatSeen {
   messages: { role: string; content: unknown; tool_calls?: unknown[]; tool_call_id?: string }[];
@@ -325,6 +325,24 @@ describe('Responses API with the openai SDK over a chat-only upstream', () => {
       other.responses.create({ model: 'chat', input: 'x', previous_response_id: r.id }),
     ).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     expect((await client.responses.retrieve(r.id)).id).toBe(r.id);
+  });
+
+  it('ends a stream cut after its first event with an error the SDK raises, never a clean end', async () => {
+    up.behave(sse(['one', ' two', ' three'], { delayMs: 50, resetAfter: 2 }));
+    try {
+      const stream = client.responses.stream({ model: 'chat', input: 'x' });
+      const types: string[] = [];
+      const failure = await (async () => {
+        for await (const e of stream) types.push(e.type);
+      })().catch((e: unknown) => e);
+      expect(failure).toBeInstanceOf(OpenAI.APIError);
+      expect((failure as InstanceType<typeof OpenAI.APIError>).code).toMatch(/^SY_ERR_UPSTREAM_/);
+      expect(types).toContain('response.output_text.delta');
+      expect(types).toContain('response.failed');
+      expect(types).not.toContain('response.completed');
+    } finally {
+      up.behave(chatModel);
+    }
   });
 
   it("purges a user's stored responses when the user revokes consent", async () => {
