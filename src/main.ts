@@ -23,6 +23,7 @@ import { openCosts } from './wiring/costs.js';
 import { openModels } from './wiring/models.js';
 import { openPersonalization } from './wiring/personalization.js';
 import { openRelease } from './wiring/release.js';
+import { openResponses } from './wiring/responses.js';
 import { buildRuntimeParts, type RuntimeInputs } from './wiring/runtime.js';
 import type { WiringDeps } from './wiring/shared.js';
 import { loadValidConfig } from './wiring/validate-config.js';
@@ -102,6 +103,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // The inference log (#15): closed after the front door, so every request's record is written.
     const inferenceLog = await openInferenceLog(initial, deps, personal.consent);
     if (inferenceLog !== undefined) closers.push(() => inferenceLog.close());
+    const responses = await openResponses(initial, deps, personal.consent);
+    closers.push(() => responses.close());
     const vectors = await openVectors(initial, deps, personal.consent);
     if (vectors !== undefined) closers.push(() => vectors.close());
     const release = await openRelease(initial, deps, {
@@ -144,6 +147,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         admission: admission.controller,
         audit,
         personalization: personal.current(),
+        responses: responses.store,
         ...(vectors === undefined ? {} : { vectors }),
         ...(release === undefined ? {} : { release }),
         ...(inferenceLog === undefined ? {} : { inferenceLog: inferenceLog.recorder }),

@@ -303,6 +303,8 @@ export const DEFAULTS = {
     },
     export: { batch_size: 512, interval_ms: 5_000, max_queue: 2_048 },
   },
+  /** Stored Responses (#16): retention 30 days, as OpenAI keeps them. */
+  responses: { sqlite: 'var/responses.db', ttl_s: 2_592_000, sweep_s: 60 },
   /** Release management (#6): registry, experiments, rollback loop. */
   release: {
     registry_dir: 'registry',

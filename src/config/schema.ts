@@ -240,6 +240,8 @@ const openaiModelSchema = z.strictObject({
     .array(z.enum(['chat', 'embeddings']))
     .min(1)
     .default(['chat']),
+  /** The upstream speaks the OpenAI Responses API: `/v1/responses` is passed through (#16). */
+  responses: z.boolean().default(false),
 });
 
 const kserveModelSchema = z.strictObject({
@@ -710,6 +712,17 @@ const inferenceLogSchema = z
       .prefault({}),
   })
   .prefault({});
+
+// Stored Responses (#16): in the state store when `state:` is configured, else in this SQLite file.
+const responsesSchema = z
+  .strictObject({
+    sqlite: z.string().min(1).default(D.responses.sqlite),
+    /** Retention: a stored response is gone this long after it was made. */
+    ttl_s: posInt.default(D.responses.ttl_s),
+    /** How often expired responses are deleted. */
+    sweep_s: posInt.default(D.responses.sweep_s),
+  })
+  .prefault({});
 const DR = D.release;
 const releaseSchema = z
   .strictObject({
@@ -936,6 +949,7 @@ export const configSchema = z
     audit: auditSchema,
     inference_log: inferenceLogSchema,
     costs: costsSchema,
+    responses: responsesSchema,
     release: releaseSchema,
     experiments: z.array(experimentSchema).default([]),
     tracing: tracingSchema,

@@ -67,7 +67,12 @@ export interface StreamLimits {
 export type BackendRequest =
   | { readonly op: 'chat'; readonly body: JsonObject }
   | { readonly op: 'embeddings'; readonly body: JsonObject }
-  | { readonly op: 'infer'; readonly body: JsonObject; readonly version?: string };
+  | { readonly op: 'infer'; readonly body: JsonObject; readonly version?: string }
+  /**
+   * An OpenAI Responses API request passed through to an upstream that speaks it (#16); not an
+   * `Operation`: a model that serves it serves `chat` too, and only such upstreams take it.
+   */
+  | { readonly op: 'responses'; readonly body: JsonObject };
 
 /** A complete (non-streamed) answer. */
 export interface BackendResponse {

@@ -303,6 +303,19 @@ export const ERROR_REGISTRY = {
     retryable: true,
     message: 'Internal error (request id in the body; see the gateway log).',
   },
+  // Stored Responses (#16).
+  SY_ERR_RESPONSE_NOT_FOUND: {
+    status: 404,
+    type: 'not_found_error',
+    retryable: false,
+    message: 'No such response: {detail}',
+  },
+  SY_ERR_RESPONSE_STORE_FAILED: {
+    status: 503,
+    type: 'server_error',
+    retryable: true,
+    message: 'The response could not be stored or read: {detail}',
+  },
   // Journeys: the orchestration graph (#4).
   SY_ERR_JOURNEY_NOT_FOUND: {
     status: 404,

@@ -48,6 +48,22 @@ export function sendBytes(
 }
 
 /**
+ * Begins a server-sent events answer (200) for events Switchyard writes itself (Responses
+ * streams): the route and release headers as in `sendJson`, no buffering by proxies.
+ */
+export function startEventStream(ctx: RequestContext): void {
+  const headers: OutgoingHttpHeaders = {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    'x-accel-buffering': 'no',
+    'x-request-id': ctx.requestId,
+  };
+  if (ctx.attempts.length > 0) headers[ROUTE_HEADER] = ctx.pathTaken();
+  if (ctx.release !== undefined && ctx.release !== 'default') headers[RELEASE_HEADER] = ctx.release;
+  ctx.res.writeHead(200, headers);
+}
+
+/**
  * The one error body. `openai` style is `{error:{code,message,type,param,switchyard_code,
  * request_id}}`. An upstream's own error (a 400 naming `param: "temperature"`, a
  * `context_length_exceeded` code) keeps its message, type, code and param, so SDK checks on

@@ -12,6 +12,7 @@ import type { CompiledJourney } from '../orchestrator/compile.js';
 import type { JourneyRunner } from '../orchestrator/runner.js';
 import type { CostLedgerStore } from '../contracts/cost-ledger.js';
 import type { CostRecorder } from '../observability/cost-recorder.js';
+import type { ResponseStore } from '../contracts/response-store.js';
 import type { KeyStore } from './auth.js';
 import type { RequestTracer } from '../observability/tracing.js';
 
@@ -41,6 +42,8 @@ export interface Runtime {
   readonly vectors?: VectorHost;
   /** Model registry, experiments and the release manager (#6); absent without `state:`. */
   readonly release?: ReleaseHost;
+  /** Stored Responses (#16); absent in bare test runtimes (`store: true` is then refused). */
+  readonly responses?: ResponseStore;
   /** Journeys (#4): compiled graphs and their runner; absent in bare test runtimes. */
   readonly journeys?: Journeys;
   /** The inference log (#15): its records, read after the buffer is written; absent when off. */

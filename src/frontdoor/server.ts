@@ -11,6 +11,7 @@ import { liveRequests, probeAfterFin, whenConnectionIdle } from './connection.js
 import { rawErrorResponse, sendError } from './respond.js';
 import { chatCompletions, embeddings, listModels, retrieveModel } from './routes/openai.js';
 import { runJourney } from './routes/journeys.js';
+import * as responses from './routes/responses.js';
 import { modelInfer, modelMetadata, modelReady, serverMetadata } from './routes/kserve.js';
 import { live, metrics, readiness, type OpenMetricsRender } from './routes/ops.js';
 import {
@@ -96,6 +97,11 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   add(POST, '/v1/chat/completions', 'openai', true, chatCompletions);
   add(POST, '/v1/journeys/:name', 'openai', true, runJourney);
   add(POST, '/v1/embeddings', 'openai', true, embeddings);
+  // The Responses API and stored responses (#16).
+  add(POST, '/v1/responses', 'openai', true, responses.createResponse);
+  add(GET, '/v1/responses/:id', 'openai', true, responses.retrieveResponse);
+  add(['DELETE'], '/v1/responses/:id', 'openai', true, responses.deleteResponse);
+  add(GET, '/v1/responses/:id/input_items', 'openai', true, responses.listInputItems);
   add(GET, '/v1/models', 'openai', true, listModels);
   add(GET, '/v1/models/:model', 'openai', true, retrieveModel);
   // Feature store and consent (#7).

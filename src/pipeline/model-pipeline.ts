@@ -87,7 +87,8 @@ export interface CallScope extends ScopeRequest {
 
 /** One model call: the operation, the name as asked, and the request in its wire format. */
 export interface CallSpec {
-  readonly op: Operation | 'classify';
+  /** `responses`: a Responses API request for an upstream that speaks it (a chat model). */
+  readonly op: Operation | 'classify' | 'responses';
   readonly model: string;
   /** chat, embeddings, infer: the request body. */
   readonly body?: JsonObject;
@@ -424,7 +425,7 @@ export class ModelPipeline {
   private resolve(scope: CallScope, spec: CallSpec): Target {
     const asked = spec.model;
     if (spec.direct === true && spec.op !== 'classify')
-      this.preflight(scope.tenant, asked, spec.op);
+      this.preflight(scope.tenant, asked, spec.op === 'responses' ? 'chat' : spec.op);
     let name = asked;
     let reason = 'default';
     let version = spec.opts?.version;
@@ -454,7 +455,7 @@ export class ModelPipeline {
       throw syError('SY_ERR_MODEL_NOT_FOUND', JSON.stringify(name.slice(0, 200)), {
         param: 'model',
       });
-    const op = spec.op === 'classify' ? undefined : spec.op;
+    const op = spec.op === 'classify' ? undefined : spec.op === 'responses' ? 'chat' : spec.op;
     if (op !== undefined && !handle.operations.has(op))
       throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${name} does not serve ${op}`, {
         param: 'model',
@@ -531,6 +532,8 @@ export class ModelPipeline {
     switch (spec.op) {
       case 'chat':
         return { request: { op: 'chat', body: { ...body, model } } };
+      case 'responses':
+        return { request: { op: 'responses', body: { ...body, model } } };
       case 'embeddings':
         return {
           request: {

@@ -31,7 +31,8 @@ export function firstEmbedding(json: JsonObject): number[] | undefined {
  * embedding's vector, or a KServe answer's first output (its data as the vector, and for a
  * single-row classifier the arg-max index as the label and its value as the score).
  */
-export function comparableOutput(op: Operation, json: JsonObject): SlotOutput {
+export function comparableOutput(op: Operation | 'responses', json: JsonObject): SlotOutput {
+  if (op === 'responses') return {}; // a pass-through Response: not compared
   if (op === 'chat') {
     const text = chatText(json);
     return text === undefined ? {} : { label: text };

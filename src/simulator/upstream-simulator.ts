@@ -100,8 +100,14 @@ async function chat(
       object: 'chat.completion',
       created,
       model,
+      // Every field OpenAI's schema requires (#16 item 9): `refusal` and `logprobs` are null.
       choices: [
-        { index: 0, message: { role: 'assistant', content: reply }, finish_reason: 'stop' },
+        {
+          index: 0,
+          message: { role: 'assistant', content: reply, refusal: null },
+          logprobs: null,
+          finish_reason: 'stop',
+        },
       ],
       usage,
     });
@@ -111,7 +117,7 @@ async function chat(
     (body['stream_options'] as Record<string, unknown> | undefined)?.['include_usage'] === true;
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   const chunk = (delta: Record<string, unknown>, finish: string | null): string =>
-    `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }], ...(wantUsage ? { usage: null } : {}) })}\n\n`;
+    `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...(wantUsage ? { usage: null } : {}) })}\n\n`;
   res.write(chunk({ role: 'assistant', content: '' }, null));
   for (let i = 0; i < words.length; i++) {
     if (res.destroyed) return;

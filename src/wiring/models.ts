@@ -163,7 +163,7 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
     };
     const backend =
       mc.backend === 'openai'
-        ? new OpenAiBackend({ ...common, operations: mc.operations })
+        ? new OpenAiBackend({ ...common, operations: mc.operations, responses: mc.responses })
         : new KServeBackend(common);
     const key = `${name}|${mc.url}`;
     let breaker = breakers.get(key);

@@ -35,6 +35,8 @@ export interface OpenAiBackendOptions extends Omit<HttpUpstreamOptions, 'headers
   readonly extraHeaders: Readonly<Record<string, string>>;
   readonly tier: Tier;
   readonly operations: readonly Operation[];
+  /** The upstream speaks the Responses API (`/responses`): requests of op `responses` go there. */
+  readonly responses?: boolean;
 }
 
 /**
@@ -77,7 +79,8 @@ export class OpenAiBackend implements Backend {
   async call(request: BackendRequest, ctx: CallContext): Promise<BackendResponse> {
     const path = this.pathFor(request);
     const payload: JsonObject = { ...request.body, model: this.opts.upstreamModel };
-    if (request.op === 'chat' && payload['stream'] !== undefined) payload['stream'] = false;
+    if ((request.op === 'chat' || request.op === 'responses') && payload['stream'] !== undefined)
+      payload['stream'] = false;
     const ex = await exchange(this.http, 'POST', path, JSON.stringify(payload), ctx);
     if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);
     let raw: Buffer;
@@ -98,22 +101,25 @@ export class OpenAiBackend implements Backend {
   }
 
   async stream(request: BackendRequest, ctx: CallContext): Promise<BackendStream> {
-    if (request.op !== 'chat') {
+    if (request.op !== 'chat' && request.op !== 'responses') {
       throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${request.op} cannot be streamed`);
     }
+    const responses = request.op === 'responses';
     const started = this.opts.clock.now();
     const streamOptions = isJsonObject(request.body['stream_options'])
       ? request.body['stream_options']
       : {};
     const clientWantsUsage = streamOptions['include_usage'] === true;
-    const payload: JsonObject = {
-      ...request.body,
-      model: this.opts.upstreamModel,
-      stream: true,
-      // Ask for usage so tokens and cost are known for streams too.
-      stream_options: { ...streamOptions, include_usage: true },
-    };
-    const path = joinPath(this.basePath, '/chat/completions');
+    // Ask for usage so tokens and cost are known for streams too (a Response always has it).
+    const payload: JsonObject = responses
+      ? { ...request.body, model: this.opts.upstreamModel, stream: true }
+      : {
+          ...request.body,
+          model: this.opts.upstreamModel,
+          stream: true,
+          stream_options: { ...streamOptions, include_usage: true },
+        };
+    const path = this.pathFor(request);
     const ex = await exchange(this.http, 'POST', path, JSON.stringify(payload), ctx);
     if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);
     const contentType = String(ex.headers['content-type'] ?? '');
@@ -129,7 +135,7 @@ export class OpenAiBackend implements Backend {
       this.opts.maxResponseBytes,
       clientWantsUsage,
       this.name,
-      choiceCount(request.body),
+      responses ? 0 : choiceCount(request.body),
       request.body,
       ctx.stream?.idleMs,
     );
@@ -187,6 +193,14 @@ export class OpenAiBackend implements Backend {
   }
 
   private pathFor(request: BackendRequest): string {
+    if (request.op === 'responses') {
+      if (this.opts.responses !== true)
+        throw syError(
+          'SY_ERR_OPERATION_UNSUPPORTED',
+          `${this.name} does not speak the Responses API`,
+        );
+      return joinPath(this.basePath, '/responses');
+    }
     if (!this.opts.operations.includes(request.op)) {
       throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${this.name} does not serve ${request.op}`);
     }
@@ -195,6 +209,8 @@ export class OpenAiBackend implements Backend {
 }
 
 const USAGE_MARK = /"usage"\s*:\s*\{/;
+/** The events that end a Responses stream (OpenAI API reference, "Streaming events"). */
+const TERMINAL_MARK = /"type"\s*:\s*"(response\.(completed|incomplete|failed)|error)"/;
 /** A non-null finish_reason (a null one, in every other chunk, does not match). */
 const FINISH_MARK = /"finish_reason"\s*:\s*"/;
 
@@ -238,7 +254,11 @@ class SseReader {
     this.source = (ex.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   }
 
+  /** A Responses stream (`choices` 0) is whole once its terminal event came. */
+  private sawTerminal = false;
+
   private get complete(): boolean {
+    if (this.choices === 0) return this.sawTerminal;
     return this.sawDone || this.finishedChoices.size >= this.choices;
   }
 
@@ -270,7 +290,9 @@ class SseReader {
       const block = this.splitter.push(step.value);
       if (block === undefined) continue;
       const text = block.toString('latin1');
-      if (!this.complete && (FINISH_MARK.test(text) || text.includes('[DONE]')))
+      if (this.choices === 0) {
+        if (!this.sawTerminal && TERMINAL_MARK.test(text)) this.sawTerminal = true;
+      } else if (!this.complete && (FINISH_MARK.test(text) || text.includes('[DONE]')))
         this.noteEnds(block);
       const out = USAGE_MARK.test(text) ? this.takeUsage(block) : block;
       if (out.length > 0) {
@@ -373,7 +395,12 @@ class SseReader {
         try {
           const chunk = JSON.parse(data) as unknown;
           if (isJsonObject(chunk)) {
-            this.reported = readUsage(chunk['usage']) ?? this.reported;
+            this.reported =
+              readUsage(chunk['usage']) ??
+              (isJsonObject(chunk['response'])
+                ? readUsage(chunk['response']['usage'])
+                : undefined) ??
+              this.reported;
             if (this.reported !== undefined) this.taken = [];
             const choices = chunk['choices'];
             if (!this.clientWantsUsage && Array.isArray(choices) && choices.length === 0)
@@ -390,11 +417,14 @@ class SseReader {
   }
 }
 
-/** OpenAI usage (`prompt_tokens`, `completion_tokens`) as Usage, if present and numeric. */
+/**
+ * OpenAI usage as Usage, if present and numeric: chat and embeddings (`prompt_tokens`,
+ * `completion_tokens`) or a Response (`input_tokens`, `output_tokens`).
+ */
 export function readUsage(value: unknown): Usage | undefined {
   if (!isJsonObject(value)) return undefined;
-  const input = value['prompt_tokens'];
-  const output = value['completion_tokens'];
+  const input = value['prompt_tokens'] ?? value['input_tokens'];
+  const output = value['completion_tokens'] ?? value['output_tokens'];
   if (typeof input !== 'number') return undefined;
   return { inputTokens: input, outputTokens: typeof output === 'number' ? output : 0 };
 }

@@ -42,9 +42,29 @@ export async function runJourney(ctx: RequestContext): Promise<void> {
 /**
  * `model: "journey:<name>"` on `/v1/chat/completions`: the last user message is the journey's
  * `input.text` (the messages are `input.messages`, `user` is `attr.user`). The answer is a
- * chat.completion, with the route beside the usual fields; `stream: true` sends it as one chunk.
+ * chat.completion, with the route beside the usual fields; `stream: true` sends it as chunks.
  */
 export async function journeyChat(ctx: RequestContext, body: JsonObject): Promise<void> {
+  const completion = await journeyCompletion(ctx, body);
+  if (completion === undefined) return;
+  if (body['stream'] === true) {
+    ctx.stream = true;
+    const options = body['stream_options'];
+    sendStream(ctx, completion, isJsonObject(options) && options['include_usage'] === true);
+    return;
+  }
+  send(ctx, 200, completion);
+}
+
+/**
+ * Runs a journey for a chat request and shapes its answer as a chat.completion whose `usage` is
+ * the summed tokens of the journey's model calls (#16 item 8). A failure is answered here, with
+ * the route; it then returns undefined.
+ */
+export async function journeyCompletion(
+  ctx: RequestContext,
+  body: JsonObject,
+): Promise<JsonObject | undefined> {
   const name = (body['model'] as string).slice(JOURNEY_MODEL_PREFIX.length);
   const messages = body['messages'] as JsonValue[];
   let text = '';
@@ -64,16 +84,17 @@ export async function journeyChat(ctx: RequestContext, body: JsonObject): Promis
     keepPayload(ctx, { input, attributes }, out.ok ? { output: out.body } : undefined);
   if (!out.ok) {
     sendFailure(ctx, out.error, out.route);
-    return;
+    return undefined;
   }
-  const completion = toCompletion(ctx, body['model'] as string, out.body);
+  const completion = toCompletion(ctx, body['model'] as string, out.body, out.used);
   completion['route'] = routeJson(out.route);
-  if (body['stream'] === true) {
-    ctx.stream = true;
-    sendStream(ctx, completion);
-    return;
-  }
-  send(ctx, 200, completion);
+  return completion;
+}
+
+/** What a journey's model calls used, summed over every call its stages made. */
+interface Used {
+  readonly inputTokens: number;
+  readonly outputTokens: number;
 }
 
 async function execute(
@@ -81,7 +102,7 @@ async function execute(
   name: string,
   input: JsonObject,
   attributes: JsonObject,
-): Promise<JourneyOutcome> {
+): Promise<JourneyOutcome & { readonly used: Used }> {
   const journeys = ctx.runtime.journeys;
   const journey = journeys?.compiled.get(name);
   const shown = JSON.stringify(name.slice(0, 200));
@@ -94,6 +115,7 @@ async function execute(
   if (ctx.runtime.admission?.switches().journeys_disabled.includes(name) === true)
     throw syError('SY_ERR_SHED', `journey ${name} is off in the current mode`, { retryAfterS: 1 });
   const tokens = estimateTokens(JSON.stringify(input));
+  let used: Used = { inputTokens: 0, outputTokens: 0 };
   // One scope for the whole journey: every model call its stages make goes through the
   // pipeline bound to it, and the quota ticket settles to what those calls used.
   const outcome = await withScope(
@@ -104,8 +126,9 @@ async function execute(
       estimate: { tokens, spend: 0 },
       attributes,
     },
-    (scope) =>
-      journeys.runner.run(journey, {
+    (scope) => {
+      used = scope.used;
+      return journeys.runner.run(journey, {
         requestId: ctx.requestId,
         tenant,
         trafficClass: ctx.trafficClass,
@@ -116,7 +139,8 @@ async function execute(
         models: ctx.runtime.catalog.invoker(scope),
         ...(scope.span === undefined ? {} : { span: scope.span }),
         cacheTtlScale: ctx.runtime.admission?.switches().cache_ttl_scale ?? 1,
-      }),
+      });
+    },
   );
   const degraded = outcome.route.decisions.filter(
     (d) => d === 'fallback' || d === 'downgrade' || d === 'stale_served',
@@ -127,7 +151,7 @@ async function execute(
     route: routeJson(outcome.route),
     degraded,
   };
-  return outcome;
+  return { ...outcome, used: { inputTokens: used.inputTokens, outputTokens: used.outputTokens } };
 }
 
 function routeJson(route: JourneyRoute): JsonObject {
@@ -166,28 +190,48 @@ function sendFailure(ctx: RequestContext, thrown: SwitchyardError, route: Journe
   send(ctx, err.status, body, err.retryAfterS);
 }
 
-function sendStream(ctx: RequestContext, completion: JsonObject): void {
+/**
+ * A journey's chat.completion as a chat.completion.chunk stream: the message, then an empty
+ * delta with the finish_reason, then (when asked) the usage chunk, as OpenAI streams them.
+ */
+function sendStream(ctx: RequestContext, completion: JsonObject, includeUsage: boolean): void {
   const res = ctx.res;
   const h = headers(ctx, 'text/event-stream');
   h['cache-control'] = 'no-cache';
   res.writeHead(200, h);
   const choice = (completion['choices'] as JsonObject[])[0]!;
-  const chunk = {
-    id: completion['id'] ?? null,
-    object: 'chat.completion.chunk',
-    created: completion['created'] ?? null,
-    model: completion['model'] ?? null,
-    choices: [
-      {
-        index: 0,
-        delta: choice['message'] ?? {},
-        finish_reason: choice['finish_reason'] ?? 'stop',
-      },
-    ],
-    route: completion['route'] ?? null,
-  };
-  res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+  const message = isJsonObject(choice['message']) ? choice['message'] : {};
+  const delta: JsonObject = { role: 'assistant', content: message['content'] ?? null };
+  if (typeof message['refusal'] === 'string') delta['refusal'] = message['refusal'];
+  if (Array.isArray(message['tool_calls']))
+    delta['tool_calls'] = message['tool_calls'].map((c, index) =>
+      isJsonObject(c) ? { index, ...c } : c,
+    );
+  const chunk = (choices: JsonValue[], extra: JsonObject = {}): string =>
+    `data: ${JSON.stringify({
+      id: completion['id'] ?? null,
+      object: 'chat.completion.chunk',
+      created: completion['created'] ?? null,
+      model: completion['model'] ?? null,
+      choices,
+      ...extra,
+    })}\n\n`;
+  res.write(chunk([{ index: 0, delta, logprobs: null, finish_reason: null }]));
+  res.write(
+    chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(choice) }], {
+      route: completion['route'] ?? null,
+    }),
+  );
+  if (includeUsage) res.write(chunk([], { usage: completion['usage'] ?? null }));
   res.end('data: [DONE]\n\n');
+}
+
+/** The finish reasons OpenAI's schema allows; anything else a journey model said is `stop`. */
+const FINISH_REASONS = new Set(['stop', 'length', 'tool_calls', 'content_filter', 'function_call']);
+
+function finishReason(choice: JsonObject): string {
+  const f = choice['finish_reason'];
+  return typeof f === 'string' && FINISH_REASONS.has(f) ? f : 'stop';
 }
 
 function contentText(content: JsonValue | undefined): string {
@@ -199,11 +243,37 @@ function contentText(content: JsonValue | undefined): string {
   return '';
 }
 
-/** A journey's answer as a chat.completion: a chat model's own completion, or the output as text. */
-function toCompletion(ctx: RequestContext, model: string, output: JsonValue): JsonObject {
+/**
+ * A journey's answer as a chat.completion with every field OpenAI's schema requires (#16 item 9):
+ * a chat model's own completion (its choices made whole), or the output as text. `usage` is what
+ * the journey's model calls used, summed.
+ */
+function toCompletion(
+  ctx: RequestContext,
+  model: string,
+  output: JsonValue,
+  used: Used,
+): JsonObject {
+  const usage = {
+    prompt_tokens: used.inputTokens,
+    completion_tokens: used.outputTokens,
+    total_tokens: used.inputTokens + used.outputTokens,
+  };
+  const base = {
+    id: `chatcmpl-${ctx.requestId}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+  };
   if (isJsonObject(output) && isJsonObject(output['completion'])) {
     const c = output['completion'];
-    if (c['object'] === 'chat.completion') return { ...c, model };
+    if (c['object'] === 'chat.completion' && Array.isArray(c['choices']))
+      return {
+        ...base,
+        ...c,
+        model,
+        choices: c['choices'].map((choice, index) => wholeChoice(choice, index)),
+        usage,
+      };
   }
   let content: string;
   if (typeof output === 'string') content = output;
@@ -211,10 +281,27 @@ function toCompletion(ctx: RequestContext, model: string, output: JsonValue): Js
   else if (isJsonObject(output) && typeof output['answer'] === 'string') content = output['answer'];
   else content = JSON.stringify(output);
   return {
-    id: `chatcmpl-${ctx.requestId}`,
-    object: 'chat.completion',
-    created: Math.floor(Date.now() / 1000),
+    ...base,
     model,
-    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+    choices: [wholeChoice({ message: { role: 'assistant', content }, finish_reason: 'stop' }, 0)],
+    usage,
+  };
+}
+
+/** A choice with the fields the schema requires: index, message (role, content, refusal), logprobs, finish_reason. */
+function wholeChoice(choice: JsonValue, index: number): JsonObject {
+  const c = isJsonObject(choice) ? choice : {};
+  const m = isJsonObject(c['message']) ? c['message'] : {};
+  return {
+    ...c,
+    index: typeof c['index'] === 'number' ? c['index'] : index,
+    message: {
+      ...m,
+      role: 'assistant',
+      content: typeof m['content'] === 'string' ? m['content'] : null,
+      refusal: typeof m['refusal'] === 'string' ? m['refusal'] : null,
+    },
+    logprobs: c['logprobs'] ?? null,
+    finish_reason: finishReason(c),
   };
 }

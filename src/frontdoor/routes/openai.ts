@@ -86,6 +86,11 @@ export function listModels(ctx: RequestContext): Promise<void> {
     if (!ctx.runtime.keys.mayUse(tenant, model.name)) continue;
     data.push(modelObject(ctx, model.name));
   }
+  // Journeys are models too (#16 item 8): `journey:<name>` for tenants allowed to call them.
+  for (const name of ctx.runtime.journeys?.compiled.keys() ?? []) {
+    const id = `${JOURNEY_MODEL_PREFIX}${name}`;
+    if (ctx.runtime.keys.mayUse(tenant, id)) data.push(modelObject(ctx, id));
+  }
   sendJson(ctx, 200, { object: 'list', data });
   return Promise.resolve();
 }
@@ -93,9 +98,11 @@ export function listModels(ctx: RequestContext): Promise<void> {
 /** `GET /v1/models/{model}`. */
 export function retrieveModel(ctx: RequestContext): Promise<void> {
   const name = ctx.params['model'] ?? '';
-  const model = ctx.runtime.models.get(name);
   const tenant = ctx.principal?.tenant ?? '';
-  if (model === undefined || !ctx.runtime.keys.mayUse(tenant, name)) {
+  const known = name.startsWith(JOURNEY_MODEL_PREFIX)
+    ? ctx.runtime.journeys?.compiled.has(name.slice(JOURNEY_MODEL_PREFIX.length)) === true
+    : ctx.runtime.models.has(name);
+  if (!known || !ctx.runtime.keys.mayUse(tenant, name)) {
     throw syError('SY_ERR_MODEL_NOT_FOUND', JSON.stringify(name.slice(0, 200)));
   }
   ctx.model = name;
