@@ -11,6 +11,7 @@ import { liveRequests, probeAfterFin, whenConnectionIdle } from './connection.js
 import { rawErrorResponse, sendError } from './respond.js';
 import { chatCompletions, embeddings, listModels, retrieveModel } from './routes/openai.js';
 import { runJourney } from './routes/journeys.js';
+import { countMessageTokens, createMessage } from './routes/anthropic.js';
 import { modelInfer, modelMetadata, modelReady, serverMetadata } from './routes/kserve.js';
 import { live, metrics, readiness } from './routes/ops.js';
 import {
@@ -94,6 +95,9 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   add(POST, '/v1/embeddings', 'openai', true, embeddings);
   add(GET, '/v1/models', 'openai', true, listModels);
   add(GET, '/v1/models/:model', 'openai', true, retrieveModel);
+  // Anthropic Messages (#16): errors in Anthropic's shape; `x-api-key` authenticates as Bearer does.
+  add(POST, '/v1/messages', 'anthropic', true, createMessage);
+  add(POST, '/v1/messages/count_tokens', 'anthropic', true, countMessageTokens);
   // Feature store and consent (#7).
   add(POST, '/v1/features', 'openai', true, pushFeatures);
   add(GET, '/v1/features/:entity', 'openai', true, readFeatures);
