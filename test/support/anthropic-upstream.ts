@@ -96,7 +96,10 @@ export function anthropicMessages(opts: { key?: string } = {}): Behaviour {
     const result = blocks.find((b) => b.type === 'tool_result');
     const tool = body.tools?.[0]?.name;
     const useTool = result === undefined && tool !== undefined && body.tool_choice?.type !== 'none';
-    let text = result !== undefined ? `tool said: ${textOf(result.content)}` : `echo: ${textOf(last.content)}`;
+    let text =
+      result !== undefined
+        ? `tool said: ${textOf(result.content)}`
+        : `echo: ${textOf(last.content)}`;
     let stop = useTool ? 'tool_use' : 'end_turn';
     let sequence: string | null = null;
     for (const s of body.stop_sequences ?? []) {
@@ -142,13 +145,22 @@ export function anthropicMessages(opts: { key?: string } = {}): Behaviour {
       await new Promise((r) => setTimeout(r, 2));
     };
     await send('message_start', {
-      message: { ...message, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } },
+      message: {
+        ...message,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { ...usage, output_tokens: 1 },
+      },
     });
     await send('ping', {});
     if (useTool) {
       await send('content_block_start', { index: 0, content_block: { ...toolUse, input: {} } });
       for (const part of ['{"city":', ' "Paris"}'])
-        await send('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: part } });
+        await send('content_block_delta', {
+          index: 0,
+          delta: { type: 'input_json_delta', partial_json: part },
+        });
       await send('content_block_stop', { index: 0 });
     } else {
       await send('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
