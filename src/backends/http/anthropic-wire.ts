@@ -23,16 +23,18 @@ function blocks(content: JsonValue | undefined, param: string): JsonObject[] {
   if (content === undefined || content === null) return [];
   if (typeof content === 'string') return content === '' ? [] : [{ type: 'text', text: content }];
   if (!Array.isArray(content)) return invalid('"content" must be a string or parts', param);
-  return content.map((p, i) => {
+  // The Messages API refuses empty text blocks.
+  return content.flatMap((p, i): JsonObject[] => {
     if (!isJsonObject(p)) invalid('each content part must be an object', `${param}[${i}]`);
-    if (p['type'] === 'text') return { type: 'text', text: s(p['text']) };
+    if (p['type'] === 'text')
+      return s(p['text']) === '' ? [] : [{ type: 'text', text: s(p['text']) }];
     if (p['type'] === 'image_url') {
       const img = p['image_url'];
       const url = isJsonObject(img) && typeof img['url'] === 'string' ? img['url'] : '';
       const m = /^data:([^;,]+);base64,(.*)$/s.exec(url);
       return m === null
-        ? { type: 'image', source: { type: 'url', url } }
-        : { type: 'image', source: { type: 'base64', media_type: m[1]!, data: m[2]! } };
+        ? [{ type: 'image', source: { type: 'url', url } }]
+        : [{ type: 'image', source: { type: 'base64', media_type: m[1]!, data: m[2]! } }];
     }
     return invalid(
       `content parts of type ${JSON.stringify(p['type']).slice(0, 40)} cannot go to an Anthropic model`,
