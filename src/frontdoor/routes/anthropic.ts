@@ -1,4 +1,3 @@
-import { countTokens } from 'gpt-tokenizer';
 import type { JsonObject } from '../../contracts/json.js';
 import { demandOf } from '../../core/cost.js';
 import { syError } from '../../core/errors.js';
@@ -86,11 +85,12 @@ export async function countMessageTokens(ctx: RequestContext): Promise<void> {
   const name = chat['model'] as string;
   ctx.model = name;
   ctx.runtime.pipeline.preflight(ctx.principal?.tenant ?? '', name, 'chat');
+  const count = await tokenizer();
   await withScope(
     ctx,
     { origin: 'direct', estimate: { tokens: 0, spend: 0 }, requestsOnly: true },
     () => {
-      sendJson(ctx, 200, { input_tokens: inputTokens(chat) });
+      sendJson(ctx, 200, { input_tokens: inputTokens(chat, count) });
       return Promise.resolve();
     },
   );
@@ -101,9 +101,26 @@ const PLAIN = { disallowedSpecial: new Set<string>() };
 /** What one image is counted as: Anthropic's own estimate for a ~1.15 megapixel image. */
 const IMAGE_TOKENS = 1_600;
 
+type Count = (text: string) => number;
+let loaded: Promise<Count> | undefined;
+
+/**
+ * The tokenizer, loaded on the first count: its BPE tables take seconds to load on a busy
+ * machine, a cost every process start (and every CLI command) would pay if it were imported.
+ */
+function tokenizer(): Promise<Count> {
+  loaded ??= import('gpt-tokenizer').then(
+    (m) => (text: string) => m.countTokens(text, PLAIN),
+    (err: unknown) => {
+      loaded = undefined; // the next count tries again
+      throw err;
+    },
+  );
+  return loaded;
+}
+
 /** Tokens of the messages and tools as a chat template frames them (3 per message, 3 to prime). */
-function inputTokens(chat: JsonObject): number {
-  const count = (text: string): number => countTokens(text, PLAIN);
+function inputTokens(chat: JsonObject, count: Count): number {
   let n = 3;
   for (const m of chat['messages'] as JsonObject[]) {
     n += 3;
