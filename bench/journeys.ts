@@ -368,6 +368,7 @@ async function trafficMix(): Promise<MixResult> {
     if (mc.backend === 'openai')
       return [...mc.operations, ...(mc.operations.includes('chat') ? (['classify'] as const) : [])];
     if (mc.backend === 'kserve') return ['infer'];
+    if (mc.backend === 'anthropic') return ['chat', 'classify'];
     const version =
       mc.version_policy === 'all' || !('specific' in mc.version_policy)
         ? '1'

@@ -54,6 +54,13 @@ export const DEFAULTS = {
     heap_growing_percent: 20,
   },
   log: { level: 'info' as const },
+  /** `backend: anthropic` models (#16). */
+  anthropicModel: {
+    /** The Messages API version every current Anthropic model serves. */
+    anthropic_version: '2023-06-01',
+    /** max_tokens sent for a chat request that sets none (the Messages API requires one). */
+    default_max_tokens: 4096,
+  },
   model: {
     tier: 'central' as const,
     timeout_ms: 120_000,

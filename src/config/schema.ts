@@ -249,6 +249,16 @@ const kserveModelSchema = z.strictObject({
   ...httpModel,
 });
 
+/** An upstream that speaks the Anthropic Messages API (#16): chat only. */
+const anthropicModelSchema = z.strictObject({
+  backend: z.literal('anthropic'),
+  ...httpModel,
+  /** The `anthropic-version` header sent upstream. */
+  anthropic_version: z.string().min(1).default(D.anthropicModel.anthropic_version),
+  /** max_tokens for a chat request that sets none: the Messages API requires one. */
+  default_max_tokens: posInt.default(D.anthropicModel.default_max_tokens),
+});
+
 const versionPolicySchema = z.union([
   z.literal('all'),
   z.strictObject({ latest: posInt }),
@@ -286,6 +296,7 @@ const onnxModelSchema = z.strictObject({
 export const modelSchema = z.discriminatedUnion('backend', [
   openaiModelSchema,
   kserveModelSchema,
+  anthropicModelSchema,
   onnxModelSchema,
 ]);
 

@@ -27,8 +27,11 @@ const UNTRACED = new Set([
   '/v2/health/ready',
 ]);
 
-/** How a route answers errors: OpenAI-style objects, or KServe's `{"error": "..."}` strings. */
-export type ErrorStyle = 'openai' | 'kserve';
+/**
+ * How a route answers errors: OpenAI-style objects, KServe's `{"error": "..."}` strings, or
+ * Anthropic's `{"type": "error", "error": {...}}` (#16).
+ */
+export type ErrorStyle = 'openai' | 'kserve' | 'anthropic';
 
 /**
  * Everything about one request as it crosses the front door. Its life ends once, for whatever

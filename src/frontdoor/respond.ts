@@ -1,7 +1,10 @@
+import { once } from 'node:events';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { STATUS_CODES } from 'node:http';
+import type { BackendStream } from '../contracts/backend.js';
 import type { JsonObject } from '../contracts/json.js';
 import { toSwitchyardError, type SwitchyardError } from '../core/errors.js';
+import { events, publish } from '../core/events.js';
 import { drainUpload } from './body.js';
 import type { ErrorStyle, RequestContext } from './context.js';
 
@@ -64,6 +67,68 @@ export function startEventStream(ctx: RequestContext): void {
 }
 
 /**
+ * How a stream is written in a protocol other than the chat form its backend speaks (the
+ * Anthropic Messages events, #16): each block of chat events becomes the bytes to send, the
+ * whole end adds the closing events, and a failure after the first byte its error event.
+ */
+export interface StreamShape {
+  readonly contentType: string;
+  /** The first bytes, written with the headers (the first chunk is already in hand). */
+  start?(): string;
+  transform(chunk: Buffer): string;
+  end(): string;
+  error(err: SwitchyardError, requestId: string): string;
+}
+
+/**
+ * Forwards a stream event by event with backpressure. Headers are sent only now, when the
+ * first event is in hand; an upstream failure after that ends the stream with an SSE error
+ * event in the route's shape (the status is already 200 and nothing is retried).
+ */
+export async function sendStream(
+  ctx: RequestContext,
+  stream: BackendStream,
+  shape?: StreamShape,
+): Promise<void> {
+  const res = ctx.res;
+  const signal = ctx.deadline!.signal;
+  res.writeHead(200, {
+    ...stream.headers,
+    'content-type': shape?.contentType ?? stream.contentType,
+    'cache-control': 'no-cache',
+    'x-accel-buffering': 'no',
+    'x-request-id': ctx.requestId,
+    [ROUTE_HEADER]: ctx.pathTaken(),
+    ...(ctx.release === undefined || ctx.release === 'default'
+      ? {}
+      : { [RELEASE_HEADER]: ctx.release }),
+  });
+  publish(events.firstToken, { model: ctx.model, ms: stream.firstEventMs });
+  try {
+    const head = shape?.start?.() ?? '';
+    if (head !== '') res.write(head);
+    for await (const chunk of stream.chunks) {
+      const out = shape === undefined ? chunk : shape.transform(chunk);
+      if (out.length > 0 && !res.write(out)) await once(res, 'drain', { signal });
+    }
+    res.end(shape?.end());
+  } catch (err) {
+    const e = toSwitchyardError(signal.aborted ? (signal.reason as unknown) : err);
+    ctx.fail(e);
+    if (!res.destroyed && e.code !== 'SY_ERR_CLIENT_CLOSED') {
+      res.end(
+        shape === undefined
+          ? `data: ${JSON.stringify(errorBody(e, ctx.requestId, 'openai'))}\n\n`
+          : shape.error(e, ctx.requestId),
+      );
+    }
+  } finally {
+    // Settles and records the stream in the pipeline, from the usage its chunks carried.
+    stream.cancel();
+  }
+}
+
+/**
  * The one error body. `openai` style is `{error:{code,message,type,param,switchyard_code,
  * request_id}}`. An upstream's own error (a 400 naming `param: "temperature"`, a
  * `context_length_exceeded` code) keeps its message, type, code and param, so SDK checks on
@@ -74,6 +139,7 @@ export function errorBody(err: SwitchyardError, requestId: string, style: ErrorS
     // Open Inference Protocol: `error` is a string; the code and request id ride beside it.
     return { error: err.message, code: err.code, type: err.type, request_id: requestId };
   }
+  if (style === 'anthropic') return anthropicErrorBody(err, requestId);
   const up = err.upstream;
   return {
     error: {
@@ -101,6 +167,28 @@ export function clientRetryUseless(ctx: RequestContext, err: SwitchyardError): b
   return (
     !err.retryable || err.noClientRetry || NO_CLIENT_RETRY.has(err.code) || ctx.attempts.length > 1
   );
+}
+
+/** Anthropic's error types (https://docs.anthropic.com/en/api/errors), by Switchyard's. */
+const ANTHROPIC_TYPES: Readonly<Record<string, string>> = {
+  invalid_request_error: 'invalid_request_error',
+  authentication_error: 'authentication_error',
+  permission_error: 'permission_error',
+  not_found_error: 'not_found_error',
+  rate_limit_error: 'rate_limit_error',
+  timeout_error: 'timeout_error',
+  overloaded_error: 'overloaded_error',
+};
+
+/** Anthropic's error shape, with Switchyard's code beside its type (#16). */
+export function anthropicErrorBody(err: SwitchyardError, requestId: string): JsonObject {
+  const type =
+    err.status === 413 ? 'request_too_large' : (ANTHROPIC_TYPES[err.type] ?? 'api_error');
+  return {
+    type: 'error',
+    error: { type, message: err.message, switchyard_code: err.code },
+    request_id: requestId,
+  };
 }
 
 /**

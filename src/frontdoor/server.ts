@@ -12,6 +12,7 @@ import { rawErrorResponse, sendError } from './respond.js';
 import { chatCompletions, embeddings, listModels, retrieveModel } from './routes/openai.js';
 import { runJourney } from './routes/journeys.js';
 import * as responses from './routes/responses.js';
+import { countMessageTokens, createMessage } from './routes/anthropic.js';
 import { modelInfer, modelMetadata, modelReady, serverMetadata } from './routes/kserve.js';
 import { live, metrics, readiness, type OpenMetricsRender } from './routes/ops.js';
 import {
@@ -104,6 +105,9 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   add(GET, '/v1/responses/:id/input_items', 'openai', true, responses.listInputItems);
   add(GET, '/v1/models', 'openai', true, listModels);
   add(GET, '/v1/models/:model', 'openai', true, retrieveModel);
+  // Anthropic Messages (#16): errors in Anthropic's shape; `x-api-key` authenticates as Bearer does.
+  add(POST, '/v1/messages', 'anthropic', true, createMessage);
+  add(POST, '/v1/messages/count_tokens', 'anthropic', true, countMessageTokens);
   // Feature store and consent (#7).
   add(POST, '/v1/features', 'openai', true, pushFeatures);
   add(GET, '/v1/features/:entity', 'openai', true, readFeatures);

@@ -8,6 +8,7 @@ import type { ConfigSnapshot } from '../config/load.js';
 import type { HttpModelConfig, OnnxModelConfig } from '../config/schema.js';
 import { events, subscribe } from '../core/events.js';
 import { priceOf } from '../core/cost.js';
+import { AnthropicBackend } from '../backends/http/anthropic.js';
 import { KServeBackend } from '../backends/http/kserve.js';
 import { OpenAiBackend } from '../backends/http/openai.js';
 import { PoolRegistry } from '../backends/http/pools.js';
@@ -164,7 +165,13 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
     const backend =
       mc.backend === 'openai'
         ? new OpenAiBackend({ ...common, operations: mc.operations, responses: mc.responses })
-        : new KServeBackend(common);
+        : mc.backend === 'anthropic'
+          ? new AnthropicBackend({
+              ...common,
+              anthropicVersion: mc.anthropic_version,
+              defaultMaxTokens: mc.default_max_tokens,
+            })
+          : new KServeBackend(common);
     const key = `${name}|${mc.url}`;
     let breaker = breakers.get(key);
     if (breaker === undefined) {

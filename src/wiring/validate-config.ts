@@ -4,6 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { onnxOperations } from '../backends/onnx/onnx-backend.js';
 import type { ModelCard } from '../backends/onnx/model-card.js';
 import { scanStore, selectVersions, type StoredVersion } from '../backends/onnx/model-store.js';
+import { ANTHROPIC_OPERATIONS } from '../backends/http/anthropic.js';
 import { KSERVE_OPERATIONS } from '../backends/http/kserve.js';
 import { ConfigError, loadConfigFile, resolveSecret, type ConfigSnapshot } from '../config/load.js';
 import type { OnnxModelConfig } from '../config/schema.js';
@@ -104,7 +105,12 @@ export async function describeModels(snap: ConfigSnapshot): Promise<ModelShapes>
   const problems: string[] = [];
   for (const [name, mc] of Object.entries(snap.config.models)) {
     if (mc.backend !== 'onnx') {
-      const ops = mc.backend === 'openai' ? mc.operations : KSERVE_OPERATIONS;
+      const ops =
+        mc.backend === 'openai'
+          ? mc.operations
+          : mc.backend === 'anthropic'
+            ? ANTHROPIC_OPERATIONS
+            : KSERVE_OPERATIONS;
       models.set(name, shape(ops, undefined));
       continue;
     }

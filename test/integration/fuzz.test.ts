@@ -69,10 +69,12 @@ function checkAnswer(a: Answer, method: string): string {
   expect(a.contentType).toMatch(/^application\/json/);
   if (method === 'HEAD') return 'head';
   const body = JSON.parse(a.body.toString('utf8')) as {
-    error?: { code?: string } | string;
+    error?: { code?: string; switchyard_code?: string } | string;
     code?: string;
   };
-  const code = typeof body.error === 'object' ? body.error.code : body.code;
+  // Anthropic-shaped answers (/v1/messages, #16) carry the code as error.switchyard_code.
+  const code =
+    typeof body.error === 'object' ? (body.error.code ?? body.error.switchyard_code) : body.code;
   expect(code).toBeDefined();
   expect(Object.keys(ERROR_REGISTRY)).toContain(code);
   expect(ERROR_REGISTRY[code as keyof typeof ERROR_REGISTRY].status).toBe(a.status);

@@ -1,12 +1,9 @@
-import { once } from 'node:events';
-import type { BackendStream } from '../../contracts/backend.js';
 import type { JsonObject } from '../../contracts/json.js';
-import { syError, toSwitchyardError } from '../../core/errors.js';
-import { events, publish } from '../../core/events.js';
+import { syError } from '../../core/errors.js';
 import type { RequestContext } from '../context.js';
 import { keepPayload, payloadWanted } from '../payload.js';
 import { withScope } from '../scope.js';
-import { errorBody, RELEASE_HEADER, ROUTE_HEADER, sendJson } from '../respond.js';
+import { sendJson, sendStream } from '../respond.js';
 import { journeyChat, JOURNEY_MODEL_PREFIX } from './journeys.js';
 import { validateChat, validateEmbeddings } from '../openai-fields.js';
 import { extendForStream, streamLimits } from '../stream-limits.js';
@@ -41,7 +38,7 @@ export async function chatCompletions(ctx: RequestContext): Promise<void> {
         if (payloadWanted(ctx)) keepPayload(ctx, body);
         ctx.model = r.model;
         ctx.release = r.reason;
-        await pipeStream(ctx, r.stream);
+        await sendStream(ctx, r.stream);
         return;
       }
       const r = await pipeline.call(scope, { op: 'chat', model: name, body, direct: true });
@@ -112,41 +109,4 @@ export function retrieveModel(ctx: RequestContext): Promise<void> {
 
 function modelObject(ctx: RequestContext, id: string): JsonObject {
   return { id, object: 'model', created: ctx.runtime.createdAt, owned_by: 'switchyard' };
-}
-
-/**
- * Forwards a stream event by event with backpressure. Headers are sent only now, when the
- * first event is in hand; an upstream failure after that ends the stream with an SSE error
- * event in OpenAI's shape (the status is already 200 and nothing is retried).
- */
-async function pipeStream(ctx: RequestContext, stream: BackendStream): Promise<void> {
-  const res = ctx.res;
-  const signal = ctx.deadline!.signal;
-  res.writeHead(200, {
-    ...stream.headers,
-    'content-type': stream.contentType,
-    'cache-control': 'no-cache',
-    'x-accel-buffering': 'no',
-    'x-request-id': ctx.requestId,
-    [ROUTE_HEADER]: ctx.pathTaken(),
-    ...(ctx.release === undefined || ctx.release === 'default'
-      ? {}
-      : { [RELEASE_HEADER]: ctx.release }),
-  });
-  publish(events.firstToken, { model: ctx.model, ms: stream.firstEventMs });
-  try {
-    for await (const chunk of stream.chunks) {
-      if (!res.write(chunk)) await once(res, 'drain', { signal });
-    }
-    res.end();
-  } catch (err) {
-    const e = toSwitchyardError(signal.aborted ? (signal.reason as unknown) : err);
-    ctx.fail(e);
-    if (!res.destroyed && e.code !== 'SY_ERR_CLIENT_CLOSED') {
-      res.end(`data: ${JSON.stringify(errorBody(e, ctx.requestId, 'openai'))}\n\n`);
-    }
-  } finally {
-    // Settles and records the stream in the pipeline, from the usage its chunks carried.
-    stream.cancel();
-  }
 }
