@@ -365,6 +365,7 @@ async function trafficMix(): Promise<MixResult> {
     if (mc.backend === 'openai')
       return [...mc.operations, ...(mc.operations.includes('chat') ? (['classify'] as const) : [])];
     if (mc.backend === 'kserve') return ['infer'];
+    if (mc.backend === 'switchyard') return [...mc.operations];
     const version =
       mc.version_policy === 'all' || !('specific' in mc.version_policy)
         ? '1'

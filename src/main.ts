@@ -103,7 +103,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const cache = new MemoryCache({ clock: deps.clock });
 
     const build = async (snap: ConfigSnapshot): Promise<BuiltRuntime> => {
-      const keys = new KeyStore(snap.config, snap.secrets.keySecret);
+      const keys = new KeyStore(snap.config, snap.secrets.keySecret, snap.secrets.serviceKeys, () =>
+        deps.clock.wall(),
+      );
       const inputs: RuntimeInputs = {
         deps,
         models,

@@ -19,6 +19,18 @@ export interface AttemptRecord {
   /** `ok`, or the error code the attempt ended with. */
   readonly outcome: string;
   readonly ms: number;
+  /** A parent gateway's own route for this attempt (`backend: switchyard`, #17), folded in. */
+  readonly remote?: string;
+  /** Why this attempt's answer is degraded (parent unreachable, stale cache...), when it is. */
+  readonly degraded?: string;
+}
+
+/** What travels to the next gateway of the tree (#17) besides the deadline, class and request id. */
+export interface HopContext {
+  /** The caller's W3C trace context (`traceparent`), passed through. */
+  readonly traceparent?: string;
+  /** The data headers the caller declared (`x-switchyard-jurisdiction`, ...): re-checked there. */
+  readonly dataHeaders?: Readonly<Record<string, string>>;
 }
 
 /** What every backend call gets besides its request. */
@@ -39,6 +51,13 @@ export interface CallContext {
    * own caps apply.
    */
   readonly firstByteBy?: number;
+  /** Trace context and declared data for the next gateway (#17); unset on untagged calls. */
+  readonly hop?: HopContext;
+  /**
+   * Whether the call's input may go to another model (a fallback link): undefined when it may,
+   * else the reason it may not (residency, #17). Unset: every link may be tried.
+   */
+  readonly refuses?: (model: string) => string | undefined;
 }
 
 /**
@@ -58,6 +77,10 @@ export interface BackendResponse {
   /** The exact upstream bytes of `json`, when it can be forwarded unchanged. */
   readonly raw?: Buffer;
   readonly usage?: Usage;
+  /** A parent gateway's `x-switchyard-route` for this call (#17). */
+  readonly route?: string;
+  /** A parent gateway's `x-switchyard-degraded` for this call (#17). */
+  readonly degraded?: string;
 }
 
 /**
@@ -75,6 +98,10 @@ export interface BackendStream {
   readonly firstEventMs: number;
   /** Stops reading and releases the upstream connection. */
   cancel(): void;
+  /** A parent gateway's `x-switchyard-route` for this call (#17). */
+  readonly route?: string;
+  /** A parent gateway's `x-switchyard-degraded` for this call (#17). */
+  readonly degraded?: string;
 }
 
 export interface BackendDescription {

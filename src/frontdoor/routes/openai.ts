@@ -5,7 +5,7 @@ import { syError, toSwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
 import type { RequestContext } from '../context.js';
 import { withScope } from '../scope.js';
-import { errorBody, RELEASE_HEADER, ROUTE_HEADER, sendJson } from '../respond.js';
+import { DEGRADED_HEADER, errorBody, RELEASE_HEADER, ROUTE_HEADER, sendJson } from '../respond.js';
 import { journeyChat, JOURNEY_MODEL_PREFIX } from './journeys.js';
 import { validateChat, validateEmbeddings } from '../openai-fields.js';
 
@@ -104,6 +104,7 @@ async function pipeStream(ctx: RequestContext, stream: BackendStream): Promise<v
     'x-accel-buffering': 'no',
     'x-request-id': ctx.requestId,
     [ROUTE_HEADER]: ctx.pathTaken(),
+    ...(ctx.degraded() === undefined ? {} : { [DEGRADED_HEADER]: ctx.degraded() }),
     ...(ctx.release === undefined || ctx.release === 'default'
       ? {}
       : { [RELEASE_HEADER]: ctx.release }),
