@@ -135,9 +135,9 @@ export const inferKind = defineKind({
           notes.push(`${Math.round(remaining)}ms left < ${rule.below_ms}ms → ${model}`);
         } else if (config.candidates !== undefined) {
           // Residency (#17): candidates the input may not reach are skipped, and the route says why.
-          const placement = ctx.services.models.placement;
+          const models = ctx.services.models;
           const allowed = config.candidates.filter((m) => {
-            const why = placement?.(m, built.inputs);
+            const why = models.placement?.(m, built.inputs);
             if (why !== undefined) notes.push(`skipped: ${m} ${why}`);
             return why === undefined;
           });
