@@ -2,7 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAssertion } from '../../src/core/tenant-assertion.js';
 import { call, errorCode, metric } from '../support/http-call.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { chatCompletion, json, startUpstream, type TestUpstream } from '../support/upstream.js';
+import { request } from 'undici';
+import {
+  chatCompletion,
+  json,
+  sse,
+  startUpstream,
+  type TestUpstream,
+} from '../support/upstream.js';
 
 /**
  * #17 item 1: `backend: switchyard`. A child gateway escalates model calls to a parent gateway
@@ -60,6 +67,26 @@ describe('a gateway as a backend (#17)', () => {
     expect(seen.headers['x-request-id']).toBe('req-tree-1');
   });
 
+  it('streams through the parent event by event, with usage and the folded route', async () => {
+    upstream.behave(sse(['a', 'b', 'c'], { usage: { prompt: 3, completion: 3 } }));
+    try {
+      const res = await request(`${child.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${child.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ ...chat, stream: true }),
+      });
+      const text = await res.body.text();
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['x-switchyard-route']).toBe('chat#1:ok[chat-central#1:ok]');
+      expect(text).toContain('"content":"a"');
+      expect(text).toContain('"content":"c"');
+      expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+      expect(text).not.toContain('"usage"'); // the client did not ask for it
+    } finally {
+      upstream.behave(json(200, chatCompletion('from-central')));
+    }
+  });
+
   it('serves the asserted tenant under its quota at the parent', async () => {
     // acme has 5 requests per minute at the parent; the child has no quota at all.
     const statuses: number[] = [];
@@ -71,8 +98,8 @@ describe('a gateway as a backend (#17)', () => {
         expect(a.headers['retry-after']).toBeDefined();
       }
     }
-    // One request was already made by the test above.
-    expect(statuses.filter((s) => s === 200).length).toBe(4);
+    // Two requests were already made by the tests above.
+    expect(statuses.filter((s) => s === 200).length).toBe(3);
   });
 
   it('refuses a forged, expired or misdirected assertion with 401 SY_ERR_ASSERTION_INVALID', async () => {
