@@ -74,6 +74,19 @@ describe('the tree knobs (#17)', () => {
     expect(errorCode(r)).toBe('SY_ERR_UPSTREAM_UNREACHABLE');
   });
 
+  it('does not retry a parent whose own upstream failed: one attempt, SY_ERR_NO_HEALTHY_BACKEND', async () => {
+    const parent = track(
+      await startUpstream(
+        json(502, { error: { code: 'SY_ERR_UPSTREAM_ERROR', message: 'central answered 500' } }),
+      ),
+    );
+    const child = await childOf({ role: 'regional' }, parent, { retry: { max_attempts: 3 } });
+    const a = await call(child.url, 'POST', '/v1/chat/completions', child.key, chat);
+    expect(a.status).toBe(503);
+    expect(errorCode(a)).toBe('SY_ERR_NO_HEALTHY_BACKEND');
+    expect(parent.calls.length).toBe(1);
+  });
+
   it('serves no kept answer older than node.stale_cache.max_age_ms', async () => {
     const parent = await startUpstream(json(200, chatCompletion('fresh')));
     const edge = await childOf({ role: 'edge', stale_cache: { max_age_ms: 50 } }, parent);

@@ -55,6 +55,15 @@ const TENANT_VERDICTS: ReadonlySet<string> = new Set<ErrorCode>([
   'SY_ERR_QUOTA_EXCEEDED',
 ]);
 
+/** A parent that answered these had already retried and failed over: nothing to retry here. */
+const PARENT_EXHAUSTED: ReadonlySet<string> = new Set<ErrorCode>([
+  'SY_ERR_UPSTREAM_ERROR',
+  'SY_ERR_UPSTREAM_UNREACHABLE',
+  'SY_ERR_UPSTREAM_TIMEOUT',
+  'SY_ERR_UPSTREAM_BAD_RESPONSE',
+  'SY_ERR_CIRCUIT_OPEN',
+]);
+
 /**
  * Another Switchyard gateway as a model backend (#17): a node of the tree escalates a model call
  * to its parent over the parent's own OpenAI and KServe routes. The wire work is the OpenAI and
@@ -70,7 +79,8 @@ const TENANT_VERDICTS: ReadonlySet<string> = new Set<ErrorCode>([
  *
  * Shedding by the parent (503, or 429 with Retry-After, other than the tenant's own quota) is
  * SY_ERR_PARENT_SHED: not retried, not a breaker failure, and calls wait out its Retry-After
- * without reaching the parent. The parent's other errors keep their codes.
+ * without reaching the parent. A parent whose own upstreams failed answers
+ * SY_ERR_NO_HEALTHY_BACKEND here (it retried already). Its other errors keep their codes.
  */
 export class SwitchyardBackend implements Backend {
   readonly name: string;
@@ -219,6 +229,10 @@ export class SwitchyardBackend implements Backend {
       this.holdUntil = Math.max(this.holdUntil, this.opts.clock.now() + s * 1000);
       return syError('SY_ERR_PARENT_SHED', detail, { retryAfterS: s });
     }
+    // The parent's own upstreams failed, after the parent's own retries: retrying here would
+    // multiply attempts across hops (retries live in one layer). A fallback may still answer.
+    if (known !== undefined && PARENT_EXHAUSTED.has(known))
+      return syError('SY_ERR_NO_HEALTHY_BACKEND', detail);
     if (known !== undefined && known !== 'SY_ERR_INTERNAL')
       return syError(known, detail, retryAfterS === undefined ? {} : { retryAfterS });
     return upstreamStatusFallback(ex, detail);
