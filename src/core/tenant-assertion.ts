@@ -77,8 +77,10 @@ export function verifyAssertion(
     return bad('malformed payload');
   const secret = keys.get(c['k']);
   if (secret === undefined) return bad('unknown service key');
-  const given = Buffer.from(parts[2]!, 'base64url');
-  const want = mac(secret, payload);
+  // Compared as text, not decoded: base64 decoding forgives spare bits and stray characters, so
+  // another spelling of the same MAC must not pass either.
+  const given = Buffer.from(parts[2]!);
+  const want = Buffer.from(mac(secret, payload).toString('base64url'));
   if (given.length !== want.length || !timingSafeEqual(given, want)) return bad('bad signature');
   const expiresAt = c['e'];
   if (expiresAt <= expect.now) return bad('expired');
