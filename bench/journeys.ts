@@ -369,6 +369,7 @@ async function trafficMix(): Promise<MixResult> {
       return [...mc.operations, ...(mc.operations.includes('chat') ? (['classify'] as const) : [])];
     if (mc.backend === 'kserve') return ['infer'];
     if (mc.backend === 'anthropic') return ['chat', 'classify'];
+    if (mc.backend === 'switchyard') return [...mc.operations];
     const version =
       mc.version_policy === 'all' || !('specific' in mc.version_policy)
         ? '1'

@@ -121,7 +121,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     closers.push(() => cache.close());
 
     const build = async (snap: ConfigSnapshot): Promise<BuiltRuntime> => {
-      const keys = new KeyStore(snap.config, snap.secrets.keySecret);
+      const keys = new KeyStore(snap.config, snap.secrets.keySecret, snap.secrets.serviceKeys, () =>
+        deps.clock.wall(),
+      );
       const inputs: RuntimeInputs = {
         deps,
         models,

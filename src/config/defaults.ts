@@ -97,6 +97,18 @@ export const DEFAULTS = {
       half_open_probes: 1,
     },
   },
+  // The gateway tree (#17).
+  node: { region: 'default', role: 'central' as const },
+  switchyardModel: {
+    /** A tenant assertion lives this long past the call's deadline (clock skew between nodes). */
+    assertion_ttl_ms: 5_000,
+  },
+  tree: {
+    /** A parent gateway accepts tenant assertions that expire at most this far ahead. */
+    assertion_max_ttl_ms: 300_000,
+    /** Edge nodes keep the last answers of their parent for when it cannot be reached. */
+    stale_cache: { entries: 10_000, max_age_ms: 600_000 },
+  },
   onnx: {
     /** Inference worker threads (each holds a session of every loaded version). 0 = cores - 1, at least 1. */
     workers: 0,

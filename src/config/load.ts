@@ -27,6 +27,10 @@ export interface Secrets {
   readonly modelKeys: ReadonlyMap<string, string>;
   /** Keys of vector shards held by other nodes, by `<collection>/<shard id>`. */
   readonly shardKeys: ReadonlyMap<string, string>;
+  /** Service keys child gateways sign tenant assertions with (`auth.service_keys`, #17), by id. */
+  readonly serviceKeys: ReadonlyMap<string, Buffer>;
+  /** The service key each `backend: switchyard` model signs with, by model name (#17). */
+  readonly parentKeys: ReadonlyMap<string, string>;
 }
 
 /** One validated, deep-frozen configuration and everything resolved from it. */
@@ -153,8 +157,19 @@ export function parseConfig(text: string, source: string, dir: string): ConfigSn
   };
   const keySecret = secret(config.auth.secret, 'auth.secret');
   const modelKeys = new Map<string, string>();
+  const serviceKeys = new Map<string, Buffer>();
+  config.auth.service_keys.forEach((k, i) => {
+    const v = secret(k.secret, `auth.service_keys[${i}].secret`);
+    if (v !== undefined) serviceKeys.set(k.id, Buffer.from(v));
+  });
+  const parentKeys = new Map<string, string>();
   for (const [modelName, model] of Object.entries(config.models)) {
     if (model.backend === 'onnx') continue;
+    if (model.backend === 'switchyard') {
+      const v = secret(model.service_key.secret, `models.${modelName}.service_key.secret`);
+      if (v !== undefined) parentKeys.set(modelName, v);
+      continue;
+    }
     const key = secret(model.api_key, `models.${modelName}.api_key`);
     if (key !== undefined) modelKeys.set(modelName, key);
   }
@@ -171,6 +186,8 @@ export function parseConfig(text: string, source: string, dir: string): ConfigSn
       keySecret: keySecret === undefined ? undefined : Buffer.from(keySecret),
       modelKeys,
       shardKeys,
+      serviceKeys,
+      parentKeys,
     }),
     source,
     dir,

@@ -199,6 +199,9 @@ const modelCommon = {
    * fixed limit that keeps their batches full (see wiring); set it to tune either kind.
    */
   concurrency: modelConcurrencySchema.optional(),
+  /** Where the model runs (#17): its region, and the jurisdiction residency rules check. Default: the node's. */
+  region: name.optional(),
+  jurisdiction: name.optional(),
 };
 
 /** Fields of a model served by an HTTP upstream. */
@@ -259,6 +262,25 @@ const anthropicModelSchema = z.strictObject({
   default_max_tokens: posInt.default(D.anthropicModel.default_max_tokens),
 });
 
+/** Another Switchyard gateway, the parent of this node in the tree (#17). */
+const { api_key: _noApiKey, ...httpModelNoKey } = httpModel;
+const switchyardModelSchema = z.strictObject({
+  backend: z.literal('switchyard'),
+  ...httpModelNoKey,
+  /** What the parent serves under `upstream_model`: its OpenAI routes, its KServe route, or both. */
+  operations: z
+    .array(z.enum(['chat', 'embeddings', 'infer']))
+    .min(1)
+    .default(['chat']),
+  /** The service key tenant assertions are signed with; the parent lists it in `auth.service_keys`. */
+  service_key: z.strictObject({
+    id: name,
+    secret: secretRefSchema,
+    /** How long an assertion lives past the call's deadline (clock skew between the nodes). */
+    ttl_ms: ms.default(D.switchyardModel.assertion_ttl_ms),
+  }),
+});
+
 const versionPolicySchema = z.union([
   z.literal('all'),
   z.strictObject({ latest: posInt }),
@@ -297,6 +319,7 @@ export const modelSchema = z.discriminatedUnion('backend', [
   openaiModelSchema,
   kserveModelSchema,
   anthropicModelSchema,
+  switchyardModelSchema,
   onnxModelSchema,
 ]);
 
@@ -444,6 +467,13 @@ const authSchema = z
     secret: secretRefSchema.optional(),
     /** When set, requests without a key are served as this tenant. */
     anonymous_tenant: name.optional(),
+    /**
+     * Keys child gateways sign tenant assertions with (#17): a request carrying a valid
+     * `x-switchyard-assertion` is served as the tenant it names, under that tenant's quotas.
+     */
+    service_keys: z.array(z.strictObject({ id: name, secret: secretRefSchema })).default([]),
+    /** Longest assertion lifetime accepted, ms. */
+    assertion_max_ttl_ms: ms.default(D.tree.assertion_max_ttl_ms),
   })
   .prefault({});
 
@@ -926,6 +956,22 @@ export const configSchema = z
       .strictObject({
         workers: nonNegInt.default(D.onnx.workers),
         intra_op_threads: posInt.default(D.onnx.intra_op_threads),
+      })
+      .prefault({}),
+    /** This gateway in the tree (#17): where it runs and its role. */
+    node: z
+      .strictObject({
+        region: name.default(D.node.region),
+        /** Default jurisdiction of its models (else `privacy.node.jurisdiction`). */
+        jurisdiction: name.optional(),
+        role: z.enum(['edge', 'regional', 'central']).default(D.node.role),
+        /** Edge nodes: the last answers of `backend: switchyard` models, for when the parent is gone. */
+        stale_cache: z
+          .strictObject({
+            entries: nonNegInt.default(D.tree.stale_cache.entries),
+            max_age_ms: ms.default(D.tree.stale_cache.max_age_ms),
+          })
+          .prefault({}),
       })
       .prefault({}),
     tenants: z.record(name, tenantSchema).default({}),

@@ -22,6 +22,18 @@ export interface AttemptRecord {
   /** `ok`, or the error code the attempt ended with. */
   readonly outcome: string;
   readonly ms: number;
+  /** A parent gateway's own route for this attempt (`backend: switchyard`, #17), folded in. */
+  readonly remote?: string;
+  /** Why this attempt's answer is degraded (parent unreachable, stale cache...), when it is. */
+  readonly degraded?: string;
+}
+
+/** What travels to the next gateway of the tree (#17) besides the deadline, class and request id. */
+export interface HopContext {
+  /** The caller's W3C trace context (`traceparent`), passed through. */
+  readonly traceparent?: string;
+  /** The data headers the caller declared (`x-switchyard-jurisdiction`, ...): re-checked there. */
+  readonly dataHeaders?: Readonly<Record<string, string>>;
 }
 
 /** What every backend call gets besides its request. */
@@ -49,6 +61,13 @@ export interface CallContext {
    * not by the deadline meant for unary calls (which still bounds the wait for the first event).
    */
   readonly stream?: StreamLimits;
+  /** Trace context and declared data for the next gateway (#17); unset on untagged calls. */
+  readonly hop?: HopContext;
+  /**
+   * Whether the call's input may go to another model (a fallback link): undefined when it may,
+   * else the reason it may not (residency, #17). Unset: every link may be tried.
+   */
+  readonly refuses?: (model: string) => string | undefined;
 }
 
 /** The bounds of a stream after its first event. */
@@ -83,6 +102,10 @@ export interface BackendResponse {
   readonly usage?: Usage;
   /** Upstream headers a client may see (rate limits, request id), lower-case names. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** A parent gateway's `x-switchyard-route` for this call (#17). */
+  readonly route?: string;
+  /** A parent gateway's `x-switchyard-degraded` for this call (#17). */
+  readonly degraded?: string;
 }
 
 /**
@@ -102,6 +125,10 @@ export interface BackendStream {
   readonly headers?: Readonly<Record<string, string>>;
   /** Stops reading and releases the upstream connection. */
   cancel(): void;
+  /** A parent gateway's `x-switchyard-route` for this call (#17). */
+  readonly route?: string;
+  /** A parent gateway's `x-switchyard-degraded` for this call (#17). */
+  readonly degraded?: string;
 }
 
 export interface BackendDescription {

@@ -76,6 +76,11 @@ export interface ModelTarget {
   readonly tier?: Tier;
   /** The gateway node that will run the model; default: this node. */
   readonly node?: string;
+  /**
+   * Where the model runs (#17): when set, data tagged with a jurisdiction goes to it only when
+   * this is that jurisdiction.
+   */
+  readonly jurisdiction?: string;
 }
 
 export type PolicyDenialCode =

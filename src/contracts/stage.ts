@@ -122,6 +122,11 @@ export interface ModelInvoker {
     call: CallContext,
     opts?: InvokeOptions,
   ): Promise<InvokeResult>;
+  /**
+   * Why the request's tagged data (and `inputs`) may not go to `model`, such as `outside eu`
+   * (residency, #17), or undefined when it may. Stages skip such candidates.
+   */
+  placement?(model: string, inputs?: readonly TaggedSource[]): string | undefined;
 }
 
 /** The concrete model (and version) a slot means for one request, and why (`reason`). */

@@ -76,6 +76,13 @@ export const ERROR_REGISTRY = {
     retryable: false,
     message: 'The API key is not valid: {detail}',
   },
+  // The gateway tree (#17): a child gateway's signed tenant assertion.
+  SY_ERR_ASSERTION_INVALID: {
+    status: 401,
+    type: 'authentication_error',
+    retryable: false,
+    message: 'The tenant assertion is not valid: {detail}',
+  },
   SY_ERR_MODEL_FORBIDDEN: {
     status: 403,
     type: 'permission_error',
@@ -183,6 +190,14 @@ export const ERROR_REGISTRY = {
     message: 'The admin API needs an admin key: {detail}',
   },
   // 502: the upstream answered badly or not at all.
+  // The gateway tree (#17): a parent gateway shed the call (429/503 with Retry-After). Not
+  // retried on the parent and not a breaker failure; a fallback (a local model) may answer.
+  SY_ERR_PARENT_SHED: {
+    status: 503,
+    type: 'overloaded_error',
+    retryable: true,
+    message: 'The parent gateway shed the call: {detail}',
+  },
   SY_ERR_UPSTREAM_UNREACHABLE: {
     status: 502,
     type: 'upstream_error',

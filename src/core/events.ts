@@ -255,6 +255,13 @@ export interface ShadowCopyEvent {
   readonly ms?: number;
 }
 
+/** An answer this node gave degraded (#17): its parent gateway was unavailable, or said so. */
+export interface DegradedAnswerEvent {
+  readonly model: string;
+  /** `stale_cache`, `local_fallback`, or `parent` (the parent's own answer was degraded). */
+  readonly reason: 'stale_cache' | 'local_fallback' | 'parent';
+}
+
 /** One audit entry written to the audit log (or failed to be: the change itself went ahead). */
 export interface AuditWriteEvent {
   readonly action: string;
@@ -293,6 +300,7 @@ export const events = {
   auditWrite: typed<AuditWriteEvent>('switchyard:audit:write'),
   tenantStorageFull: typed<TenantStorageFullEvent>('switchyard:tenant:storage-full'),
   cacheStoreError: typed<CacheStoreErrorEvent>('switchyard:cache:store-error'),
+  degradedAnswer: typed<DegradedAnswerEvent>('switchyard:tree:degraded'),
 };
 
 export function publish<T>(ch: Channel<T>, message: T): void {

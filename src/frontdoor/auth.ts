@@ -2,6 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { fingerprintOfHash, hashesEqual, hashKey, parseKey } from '../core/api-key.js';
 import { syError } from '../core/errors.js';
 import type { FrozenConfig } from '../config/load.js';
+import { ASSERTION_HEADER, verifyAssertion } from '../core/tenant-assertion.js';
+import { CLASS_HEADER } from '../admission/classes.js';
 
 export interface Principal {
   readonly tenant: string;
@@ -33,10 +35,16 @@ export class KeyStore {
   private readonly grants = new Map<string, ModelGrant>();
   private readonly anonymous: Principal | undefined;
 
+  private readonly maxAssertionTtlMs: number;
+
   constructor(
     config: FrozenConfig,
     private readonly secret: Buffer | undefined,
+    /** Service keys of child gateways (`auth.service_keys`, #17), by id. */
+    private readonly serviceKeys: ReadonlyMap<string, Buffer> = new Map(),
+    private readonly wall: () => number = Date.now,
   ) {
+    this.maxAssertionTtlMs = config.auth.assertion_max_ttl_ms;
     for (const [tenant, t] of Object.entries(config.tenants)) {
       for (const key of t.keys) {
         this.byHash.set(key.hash, {
@@ -61,6 +69,8 @@ export class KeyStore {
   }
 
   authenticate(headers: IncomingHttpHeaders): Principal {
+    const assertion = headers[ASSERTION_HEADER];
+    if (assertion !== undefined) return this.asserted(assertion, headers);
     const key = presentedKey(headers);
     if (key === undefined) {
       if (this.anonymous !== undefined) return this.anonymous;
@@ -74,6 +84,29 @@ export class KeyStore {
     if (entry === undefined || !hashesEqual(entry.hash, hash))
       throw syError('SY_ERR_AUTH_INVALID', 'unknown key');
     return entry;
+  }
+
+  /**
+   * A child gateway's call (#17): the tenant its signed assertion names, checked against this
+   * node's service keys, the request id and class it travels with, and this node's tenants. The
+   * tenant's quotas, consent and residency then apply here as to its own keys.
+   */
+  private asserted(value: string | string[], headers: IncomingHttpHeaders): Principal {
+    if (typeof value !== 'string') throw syError('SY_ERR_ASSERTION_INVALID', 'send one assertion');
+    if (this.serviceKeys.size === 0)
+      throw syError('SY_ERR_ASSERTION_INVALID', 'this node accepts no service keys');
+    const requestId = headers['x-request-id'];
+    const a = verifyAssertion(value, this.serviceKeys, {
+      requestId: typeof requestId === 'string' ? requestId : '',
+      now: this.wall(),
+      maxTtlMs: this.maxAssertionTtlMs,
+    });
+    const cls = headers[CLASS_HEADER];
+    if (cls !== a.trafficClass)
+      throw syError('SY_ERR_ASSERTION_INVALID', 'signed for another traffic class');
+    if (!this.grants.has(a.tenant)) throw syError('SY_ERR_ASSERTION_INVALID', 'unknown tenant');
+    const id = `service:${a.keyId}`;
+    return { tenant: a.tenant, keyId: id, fingerprint: id, admin: false };
   }
 
   mayUse(tenant: string, model: string): boolean {

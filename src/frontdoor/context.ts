@@ -8,6 +8,7 @@ import { Deadline } from '../core/deadline.js';
 import { syError, type SwitchyardError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
 import { requestId } from '../core/ids.js';
+import { compactAttempts } from '../pipeline/model-pipeline.js';
 import type { Principal } from './auth.js';
 import { readAnyBody, readJsonBody } from './body.js';
 import { joinConnection } from './connection.js';
@@ -188,15 +189,17 @@ export class RequestContext {
     };
   }
 
-  /** The route taken, compact: `chat-large#1:UPSTREAM_ERROR>chat-small#1:ok`. */
+  /** The route taken, compact: `chat-large#1:UPSTREAM_ERROR>chat-small#1:ok` (see compactAttempts). */
   pathTaken(): string {
     if (this.journey !== undefined) return this.journey.compact;
-    let out = '';
-    for (const a of this.attempts) {
-      const outcome = a.outcome.startsWith('SY_ERR_') ? a.outcome.slice(7) : a.outcome;
-      out += `${out === '' ? '' : '>'}${a.backend}#${a.attempt}:${outcome}`;
-    }
-    return out;
+    return compactAttempts(this.attempts);
+  }
+
+  /** Why the answer is degraded (#17), when one of its attempts says so. */
+  degraded(): string | undefined {
+    for (const a of this.attempts)
+      if (a.degraded !== undefined && a.outcome === 'ok') return a.degraded;
+    return undefined;
   }
 
   fail(err: SwitchyardError): void {

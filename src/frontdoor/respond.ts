@@ -9,6 +9,8 @@ import { drainUpload } from './body.js';
 import type { ErrorStyle, RequestContext } from './context.js';
 
 export const ROUTE_HEADER = 'x-switchyard-route';
+/** Set when the answer is degraded (#17): a parent gateway was unavailable, or said so. */
+export const DEGRADED_HEADER = 'x-switchyard-degraded';
 /** Set when an experiment, canary or mode substitute chose the model: its reason. */
 export const RELEASE_HEADER = 'x-switchyard-release';
 
@@ -24,7 +26,11 @@ function baseHeaders(
     'content-length': length,
     'x-request-id': ctx.requestId,
   };
-  if (ctx.attempts.length > 0) headers[ROUTE_HEADER] = ctx.pathTaken();
+  if (ctx.attempts.length > 0) {
+    headers[ROUTE_HEADER] = ctx.pathTaken();
+    const degraded = ctx.degraded();
+    if (degraded !== undefined) headers[DEGRADED_HEADER] = degraded;
+  }
   if (ctx.release !== undefined && ctx.release !== 'default') headers[RELEASE_HEADER] = ctx.release;
   return headers;
 }
@@ -99,6 +105,7 @@ export async function sendStream(
     'x-accel-buffering': 'no',
     'x-request-id': ctx.requestId,
     [ROUTE_HEADER]: ctx.pathTaken(),
+    ...(ctx.degraded() === undefined ? {} : { [DEGRADED_HEADER]: ctx.degraded() }),
     ...(ctx.release === undefined || ctx.release === 'default'
       ? {}
       : { [RELEASE_HEADER]: ctx.release }),

@@ -1,7 +1,7 @@
 import { CLASS_HEADER } from '../admission/classes.js';
 import type { AdmissionController } from '../admission/admission-controller.js';
 import type { Estimate } from '../admission/quotas.js';
-import type { CallContext } from '../contracts/backend.js';
+import type { CallContext, HopContext } from '../contracts/backend.js';
 import type { JsonObject } from '../contracts/json.js';
 import {
   CONSENT_PURPOSES,
@@ -79,6 +79,7 @@ export async function withScope<T>(
     const v = one(ctx, DATA_HEADERS[k]);
     if (v !== undefined && attributes[k] === undefined) attributes[k] = v;
   }
+  const hop = hopOf(ctx);
   const scope = await pipeline.open({
     requestId: ctx.requestId,
     tenant,
@@ -93,6 +94,7 @@ export async function withScope<T>(
     estimate: opts.estimate,
     ...(opts.requestsOnly === true ? { requestsOnly: true } : {}),
     ...(ctx.span === undefined ? {} : { span: ctx.span }),
+    ...(hop === undefined ? {} : { hop }),
   });
   // Settled when the handler ends, and at the latest when the request's life ends (a client
   // that left while the answer was queued behind a pipelined one): settling is idempotent.
@@ -102,6 +104,34 @@ export async function withScope<T>(
   } finally {
     pipeline.close(scope);
   }
+}
+
+/** W3C Trace Context `traceparent` (version 00 shape; other versions pass if they start alike). */
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$/;
+const HOP_DATA = [
+  DATA_HEADERS.label,
+  DATA_HEADERS.purpose,
+  DATA_HEADERS.user,
+  DATA_HEADERS.jurisdiction,
+] as const;
+
+/**
+ * What travels to a parent gateway (#17): the trace context as it came (an invalid one is
+ * dropped, as W3C Trace Context says), and the declared data headers, already validated.
+ */
+function hopOf(ctx: RequestContext): HopContext | undefined {
+  const tp = ctx.req.headers['traceparent'];
+  const traceparent = typeof tp === 'string' && TRACEPARENT.test(tp) ? tp : undefined;
+  let data: Record<string, string> | undefined;
+  for (const h of HOP_DATA) {
+    const v = ctx.req.headers[h];
+    if (typeof v === 'string') (data ??= {})[h] = v;
+  }
+  if (traceparent === undefined && data === undefined) return undefined;
+  return {
+    ...(traceparent === undefined ? {} : { traceparent }),
+    ...(data === undefined ? {} : { dataHeaders: data }),
+  };
 }
 
 /** A header's single value, or undefined; a repeated header is a 400. */

@@ -156,6 +156,13 @@ export class Metrics {
     labelNames: ['model', 'from', 'to', 'code'] as const,
     registers: [this.registry],
   });
+  // The gateway tree (#17).
+  readonly degradedAnswers = new Counter({
+    name: 'switchyard_degraded_answers_total',
+    help: 'Answers given degraded because a parent gateway was unavailable (stale_cache, local_fallback) or answered degraded (parent), by model.',
+    labelNames: ['model', 'reason'] as const,
+    registers: [this.registry],
+  });
   // Journeys (#4): where answers came from, and the work avoided.
   readonly journeyRequests = new Counter({
     name: 'switchyard_journey_requests_total',
@@ -440,6 +447,9 @@ export class Metrics {
       }),
       subscribe(events.fallback, (e) => {
         this.fallbacks.labels(e.model, e.from, e.to, e.code).inc();
+      }),
+      subscribe(events.degradedAnswer, (e) => {
+        this.degradedAnswers.labels(e.model, e.reason).inc();
       }),
       subscribe(events.experimentExposure, (e) => {
         this.experimentExposures.labels(e.experiment, e.variant).inc();

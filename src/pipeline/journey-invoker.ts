@@ -76,6 +76,7 @@ export class ModelCatalog {
       pipeline.call(under(call), spec);
     return {
       info: (model) => this.info(model),
+      placement: (model, inputs) => pipeline.residencyOf(scope, model, inputs),
       chat: async (model, body, call, opts) =>
         invokeResult(await run(call, { op: 'chat', model, body, ...withOpts(opts) })),
       embed: async (model, text, call, opts): Promise<EmbedResult> => {

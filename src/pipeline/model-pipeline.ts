@@ -6,13 +6,14 @@ import type {
   BackendResponse,
   BackendStream,
   CallContext,
+  HopContext,
   Operation,
   StreamLimits,
   Tier,
   Usage,
 } from '../contracts/backend.js';
 import type { JsonObject } from '../contracts/json.js';
-import type { DataTag, PolicyModule } from '../contracts/policy.js';
+import type { DataTag, ModelTarget, PolicyModule } from '../contracts/policy.js';
 import type {
   AssignmentUnit,
   ReleaseSlotResolver,
@@ -26,7 +27,7 @@ import type { Clock } from '../core/clock.js';
 import { callCost, demandOf, expectedCost, FREE, type Price } from '../core/cost.js';
 import { abortReason } from '../core/deadline.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
-import { events, publish } from '../core/events.js';
+import { events, publish, type DegradedAnswerEvent } from '../core/events.js';
 import type { AdmissionController, Ticket } from '../admission/admission-controller.js';
 import type { Estimate } from '../admission/quotas.js';
 import { OnnxBackend } from '../backends/onnx/onnx-backend.js';
@@ -51,6 +52,11 @@ export interface ModelFacts {
   readonly node?: string;
   /** The name the upstream knows (the version a chat model reports). */
   readonly upstreamModel?: string;
+  /** Where it runs (#17): region and jurisdiction (residency of model input). */
+  readonly region?: string;
+  readonly jurisdiction?: string;
+  /** Served by a parent gateway (`backend: switchyard`, #17). */
+  readonly parent?: boolean;
 }
 
 export type CallOrigin = 'direct' | 'journey' | 'shadow' | 'replay';
@@ -77,6 +83,8 @@ export interface ScopeRequest {
   readonly requestsOnly?: boolean;
   /** The span its calls hang under (#15): the request's, or a journey stage's; undefined untraced. */
   readonly span?: TraceSpan;
+  /** What a parent gateway gets besides the deadline, class and request id (#17). */
+  readonly hop?: HopContext;
 }
 
 export interface CallScope extends ScopeRequest {
@@ -278,7 +286,7 @@ export class ModelPipeline {
       if (span !== undefined) endCallSpan(span, traced(d, target), undefined, e);
       throw e;
     }
-    const ctx = this.context(scope, attempts, span);
+    const ctx = this.context(scope, attempts, spec, span);
     let response: BackendResponse | undefined;
     let error: SwitchyardError | undefined;
     try {
@@ -334,7 +342,7 @@ export class ModelPipeline {
       if (span !== undefined) endCallSpan(span, traced(d, target), undefined, e);
       throw e;
     }
-    const base0 = this.context(scope, attempts, span);
+    const base0 = this.context(scope, attempts, spec, span);
     const ctx = spec.streamLimits === undefined ? base0 : { ...base0, stream: spec.streamLimits };
     let inner: BackendStream;
     try {
@@ -467,22 +475,13 @@ export class ModelPipeline {
   // ---- policy, and the request for the target ----
 
   private prepare(scope: CallScope, spec: CallSpec, target: Target): Prepared {
-    const inputs = spec.opts?.inputs;
-    const declared = scope.data;
-    const tagged: readonly TaggedSource[] =
-      declared === undefined || declared.length === 0
-        ? (inputs ?? NONE)
-        : [...(inputs ?? []), ...declared.map((tag) => ({ source: 'request', tag }))];
+    const tagged = taggedOf(scope, spec);
     const policy = this.o.policy;
     let withheld: readonly string[] = NONE;
     let exception = false;
     let input: JsonObject | string | undefined = spec.body ?? spec.text;
     if (tagged.length > 0 && policy !== undefined) {
-      const where = {
-        model: target.name,
-        tier: target.facts.tier,
-        ...(target.facts.node === undefined ? {} : { node: target.facts.node }),
-      };
+      const where = whereOf(target.name, target.facts);
       const denied: { source: TaggedSource; code: string; reason: string }[] = [];
       for (const t of tagged) {
         const d = policy.decide('model_input', t.tag, where);
@@ -590,8 +589,24 @@ export class ModelPipeline {
   private context(
     scope: CallScope,
     attempts: AttemptRecord[],
+    spec: CallSpec,
     span: TraceSpan | undefined,
   ): CallContext {
+    const tags = taggedOf(scope, spec);
+    const policy = this.o.policy;
+    // Residency of every fallback link (#17): the same model-input rule the target passed.
+    const refuses =
+      policy === undefined || !tags.some((t) => t.tag.jurisdiction !== undefined)
+        ? undefined
+        : (model: string): string | undefined => {
+            const where = whereOf(model, this.facts(model) ?? { tier: 'central', price: FREE });
+            for (const t of tags) {
+              if (t.tag.jurisdiction === undefined) continue;
+              const d = policy.decide('model_input', t.tag, where);
+              if (!d.allow && d.code === 'SY_ERR_RESIDENCY') return `outside ${t.tag.jurisdiction}`;
+            }
+            return undefined;
+          };
     return {
       requestId: scope.requestId,
       tenant: scope.tenant,
@@ -600,7 +615,33 @@ export class ModelPipeline {
       deadlineAt: scope.deadlineAt,
       attempts,
       ...(span === undefined ? {} : { span }),
+      ...(scope.hop === undefined ? {} : { hop: scope.hop }),
+      ...(refuses === undefined ? {} : { refuses }),
     };
+  }
+
+  /**
+   * Why a model may not take this call's tagged input (residency, #17), or undefined. Journeys
+   * skip such candidates and say why in the route.
+   */
+  residencyOf(
+    scope: CallScope,
+    model: string,
+    inputs?: readonly TaggedSource[],
+  ): string | undefined {
+    const policy = this.o.policy;
+    if (policy === undefined) return undefined;
+    const tags = taggedOf(
+      scope,
+      inputs === undefined ? { op: 'chat', model } : { op: 'chat', model, opts: { inputs } },
+    );
+    const where = whereOf(model, this.facts(model) ?? { tier: 'central', price: FREE });
+    for (const t of tags) {
+      if (t.tag.jurisdiction === undefined) continue;
+      const d = policy.decide('model_input', t.tag, where);
+      if (!d.allow && d.code === 'SY_ERR_RESIDENCY') return `outside ${t.tag.jurisdiction}`;
+    }
+    return undefined;
   }
 
   /** The call's span, under the scope's (#15): only traced requests get here. */
@@ -621,7 +662,7 @@ export class ModelPipeline {
     scope: CallScope,
     spec: CallSpec,
     target: Target,
-    attempts: readonly AttemptRecord[],
+    attempts: AttemptRecord[],
     t0: number,
     response: BackendResponse | undefined,
     error: SwitchyardError | undefined,
@@ -633,6 +674,7 @@ export class ModelPipeline {
     shown = 0,
   ): Omit<CallResult, 'response' | 'scores'> {
     const ms = this.o.clock.now() - t0;
+    if (response !== undefined && error === undefined) markDegraded(target, attempts);
     for (let i = shown; i < attempts.length; i++) scope.attempts.push(attempts[i]!);
     const servedBy = lastOk(attempts) ?? target.name;
     const facts = servedBy === target.name ? target.facts : this.facts(servedBy);
@@ -788,6 +830,25 @@ function traced(d: Omit<CallResult, 'response' | 'scores'>, target: Target) {
   };
 }
 
+/** The tagged data of a call: what its journey put in, and what the client declared. */
+function taggedOf(scope: ScopeRequest, spec: CallSpec): readonly TaggedSource[] {
+  const inputs = spec.opts?.inputs;
+  const declared = scope.data;
+  return declared === undefined || declared.length === 0
+    ? (inputs ?? NONE)
+    : [...(inputs ?? []), ...declared.map((tag) => ({ source: 'request', tag }))];
+}
+
+/** Where a model's input goes, as the policy module sees it. */
+function whereOf(model: string, facts: ModelFacts): ModelTarget {
+  return {
+    model,
+    tier: facts.tier,
+    ...(facts.node === undefined ? {} : { node: facts.node }),
+    ...(facts.jurisdiction === undefined ? {} : { jurisdiction: facts.jurisdiction }),
+  };
+}
+
 const OPEN_TICKET: Ticket = {
   trafficClass: 'interactive',
   charge: () => undefined,
@@ -802,18 +863,44 @@ function cardOf(backend: OnnxBackend, version: string | undefined) {
   }
 }
 
+/**
+ * Marks an answer degraded (#17): served from the stale cache, by a fallback after the parent
+ * gateway failed, or degraded at the parent. The last good attempt carries the reason (the route
+ * and `x-switchyard-degraded` show it) and the answer is counted.
+ */
+function markDegraded(target: Target, attempts: AttemptRecord[]): void {
+  let i = attempts.length - 1;
+  while (i >= 0 && attempts[i]!.outcome !== 'ok') i--;
+  if (i < 0) return;
+  const a = attempts[i]!;
+  let reason: DegradedAnswerEvent['reason'];
+  if (a.degraded !== undefined) reason = a.degraded === 'stale-cache' ? 'stale_cache' : 'parent';
+  else if (
+    target.facts.parent === true &&
+    a.backend !== target.name &&
+    attempts.some((x) => x.backend === target.name && x.outcome !== 'ok')
+  ) {
+    attempts[i] = { ...a, degraded: 'parent-unavailable' };
+    reason = 'local_fallback';
+  } else return;
+  publish(events.degradedAnswer, { model: target.name, reason });
+}
+
 function lastOk(attempts: readonly AttemptRecord[]): string | undefined {
   for (let i = attempts.length - 1; i >= 0; i--)
     if (attempts[i]!.outcome === 'ok') return attempts[i]!.backend;
   return undefined;
 }
 
-/** `chat-large#1:UPSTREAM_ERROR>chat-backup#1:ok`. */
+/** `chat-large#1:UPSTREAM_ERROR>chat-backup#1:ok`; a parent's route in `[...]`, degraded `~why`. */
 export function compactAttempts(attempts: readonly AttemptRecord[]): string {
   let out = '';
   for (const a of attempts) {
     const outcome = a.outcome.startsWith('SY_ERR_') ? a.outcome.slice(7) : a.outcome;
     out += `${out === '' ? '' : '>'}${a.backend}#${a.attempt}:${outcome}`;
+    // A parent gateway's own route, folded in (#17): `chat#1:ok[chat-central#1:ok]`.
+    if (a.remote !== undefined) out += `[${a.remote}]`;
+    if (a.degraded !== undefined) out += `~${a.degraded}`;
   }
   return out;
 }

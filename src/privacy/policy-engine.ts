@@ -93,7 +93,18 @@ export class PolicyEngine implements PolicyModule {
   }
 
   private rule(point: EnforcementPoint, tag: DataTag, target?: ModelTarget): PolicyDecision {
-    if (point !== 'logging' && tag.jurisdiction !== undefined) {
+    if (
+      point === 'model_input' &&
+      tag.jurisdiction !== undefined &&
+      target?.jurisdiction !== undefined
+    ) {
+      // A located model (#17): the data's jurisdiction must be the model's own.
+      if (target.jurisdiction !== tag.jurisdiction)
+        return deny(
+          'SY_ERR_RESIDENCY',
+          `${tag.jurisdiction} data may not go to ${target.model ?? 'a model'} in ${target.jurisdiction}`,
+        );
+    } else if (point !== 'logging' && tag.jurisdiction !== undefined) {
       const node =
         point === 'model_input' ? (target?.node ?? this.residency.node) : this.residency.node;
       if (!this.residency.mayHold(tag.jurisdiction, node))

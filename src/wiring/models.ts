@@ -11,6 +11,8 @@ import { priceOf } from '../core/cost.js';
 import { AnthropicBackend } from '../backends/http/anthropic.js';
 import { KServeBackend } from '../backends/http/kserve.js';
 import { OpenAiBackend } from '../backends/http/openai.js';
+import { SwitchyardBackend } from '../backends/http/switchyard.js';
+import { staleCache } from '../backends/interceptors/stale-cache.js';
 import { PoolRegistry } from '../backends/http/pools.js';
 import { breakerInterceptor, CircuitBreaker } from '../backends/interceptors/breaker.js';
 import { compose } from '../backends/interceptors/compose.js';
@@ -43,6 +45,21 @@ export interface ModelsWiring {
   /** Re-syncs the in-process backends of a model whose store changed (registry promotions). */
   storeChanged(model: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Where a model runs (#17): its own region and jurisdiction, else the node's. */
+export function locationOf(
+  snap: ConfigSnapshot,
+  mc: ModelConfig,
+): { region: string; jurisdiction?: string } {
+  const node = snap.config.node;
+  // Only a location configured for the tree (#17) is checked as one: without it, model input
+  // residency stays the node-set rule of privacy.jurisdictions.
+  const jurisdiction = mc.jurisdiction ?? node.jurisdiction;
+  return {
+    region: mc.region ?? node.region,
+    ...(jurisdiction === undefined ? {} : { jurisdiction }),
+  };
 }
 
 /** A model's gate settings: `admission.concurrency` under the model's own `concurrency`. */
@@ -171,7 +188,15 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
               anthropicVersion: mc.anthropic_version,
               defaultMaxTokens: mc.default_max_tokens,
             })
-          : new KServeBackend(common);
+          : mc.backend === 'switchyard'
+            ? new SwitchyardBackend({
+                ...common,
+                operations: mc.operations,
+                serviceKey: { id: mc.service_key.id, secret: snap.secrets.parentKeys.get(name)! },
+                assertionTtlMs: mc.service_key.ttl_ms,
+                wall: () => clock.wall(),
+              })
+            : new KServeBackend(common);
     const key = `${name}|${mc.url}`;
     let breaker = breakers.get(key);
     if (breaker === undefined) {
@@ -185,8 +210,15 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
       budgets.set(key, budget);
     } else budget.configure(mc.retry);
     const retry = mc.retry;
+    const node = snap.config.node;
+    // An edge keeps its parent's last answers for when the parent cannot be reached (#17).
+    const stale =
+      mc.backend === 'switchyard' && node.role === 'edge' && node.stale_cache.entries > 0
+        ? [staleCache(name, node.stale_cache, clock)]
+        : [];
     const call = compose(
       backend,
+      ...stale,
       retryInterceptor(name, () => retry, budget, clock, random),
       recordAttempts(name, clock),
       traceAttempts(name, backend.describe().upstream),
@@ -197,12 +229,14 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
     return { backend, call, release: () => pools.release(dispatcher) };
   };
 
-  const factsOf = (mc: ModelConfig | undefined): ModelFacts | undefined =>
+  const factsOf = (snap: ConfigSnapshot, mc: ModelConfig | undefined): ModelFacts | undefined =>
     mc === undefined
       ? undefined
       : {
           tier: mc.tier,
           price: priceOf(mc.cost),
+          ...locationOf(snap, mc),
+          ...(mc.backend === 'switchyard' ? { parent: true } : {}),
           ...(mc.backend === 'onnx' || mc.upstream_model === undefined
             ? {}
             : { upstreamModel: mc.upstream_model }),
@@ -261,7 +295,7 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
       current = snap;
       return {
         handles,
-        facts: (model) => factsOf(snap.config.models[model]),
+        facts: (model) => factsOf(snap, snap.config.models[model]),
         available: (model) => {
           const mc = snap.config.models[model];
           if (mc === undefined) return false;

@@ -91,8 +91,39 @@ export async function validateConfig(snap: ConfigSnapshot): Promise<string[]> {
     ...checkExperiments(snap),
     ...checkSigningKeys(snap),
     ...checkTracingHeaders(snap),
+    ...checkTree(snap),
     ...(await checkFiles(snap)),
   ];
+}
+
+/**
+ * The gateway tree (#17): a node's jurisdiction agrees with the residency config, and the
+ * jurisdictions models name are declared there (data tagged with an undeclared one goes nowhere).
+ */
+export function checkTree(snap: ConfigSnapshot): string[] {
+  const problems: string[] = [];
+  const { node, privacy, models, auth } = snap.config;
+  const declared = (j: string): boolean => j in privacy.jurisdictions;
+  const pj = privacy.node.jurisdiction;
+  if (node.jurisdiction !== undefined && pj !== undefined && pj !== node.jurisdiction)
+    problems.push(
+      `node.jurisdiction: "${node.jurisdiction}" differs from privacy.node.jurisdiction "${pj}"`,
+    );
+  if (node.jurisdiction !== undefined && !declared(node.jurisdiction))
+    problems.push(
+      `node.jurisdiction: unknown jurisdiction "${node.jurisdiction}" (declare it under privacy.jurisdictions)`,
+    );
+  for (const [name, mc] of Object.entries(models))
+    if (mc.jurisdiction !== undefined && !declared(mc.jurisdiction))
+      problems.push(
+        `models.${name}.jurisdiction: unknown jurisdiction "${mc.jurisdiction}" (declare it under privacy.jurisdictions)`,
+      );
+  const ids = new Set<string>();
+  auth.service_keys.forEach((k, i) => {
+    if (ids.has(k.id)) problems.push(`auth.service_keys[${i}].id: "${k.id}" is listed twice`);
+    ids.add(k.id);
+  });
+  return problems;
 }
 
 /**
@@ -106,7 +137,7 @@ export async function describeModels(snap: ConfigSnapshot): Promise<ModelShapes>
   for (const [name, mc] of Object.entries(snap.config.models)) {
     if (mc.backend !== 'onnx') {
       const ops =
-        mc.backend === 'openai'
+        mc.backend === 'openai' || mc.backend === 'switchyard'
           ? mc.operations
           : mc.backend === 'anthropic'
             ? ANTHROPIC_OPERATIONS

@@ -446,11 +446,15 @@ describe('tracing knobs', () => {
     return { receiver, up, gw };
   };
 
-  it('tracing.enabled false (the default): no spans, no trace header, nothing propagated', async () => {
+  it("tracing.enabled false (the default): no spans, no trace header, the client's traceparent passed on untouched", async () => {
     const { receiver, up, gw } = await setup(undefined);
-    const res = await post(gw, '/v1/chat/completions', CHAT, { traceparent: traceparent() });
+    const sent = traceparent();
+    const res = await post(gw, '/v1/chat/completions', CHAT, { traceparent: sent });
     expect(res.status).toBe(200);
     expect(res.headers['x-switchyard-trace-id']).toBeUndefined();
+    // No span of this node in between: the upstream (or the next gateway, #17) sees the caller's.
+    expect(up.calls.at(-1)!.headers['traceparent']).toBe(sent);
+    await post(gw, '/v1/chat/completions', CHAT);
     expect(up.calls.at(-1)!.headers['traceparent']).toBeUndefined();
     const scraped = await request(`${gw.url}/metrics`, {
       headers: { accept: 'application/openmetrics-text' },

@@ -34,6 +34,18 @@ export interface HttpUpstreamOptions {
   readonly firstByteTimeoutMs: number;
   readonly maxResponseBytes: number;
   readonly clock: Clock;
+  /** Per-call additions (a parent gateway's tenant assertion, #17). */
+  readonly hooks?: ExchangeHooks;
+}
+
+/** What a backend may add to every exchange of its own (the gateway tree's backend, #17). */
+export interface ExchangeHooks {
+  /** Headers of this call, over the static ones. */
+  headers(ctx: CallContext): Readonly<Record<string, string>>;
+  /** Sees every answer's status and headers before its body is read. */
+  observe?(status: number, headers: Exchange['headers'], ctx: CallContext): void;
+  /** Maps a non-2xx answer to an error (reads or discards the body); the default mapping else. */
+  statusError?(ex: Exchange): Promise<SwitchyardError>;
 }
 
 /** An upstream response whose body is still to be read, with the timers that guard it. */
@@ -118,12 +130,15 @@ export async function exchange(
   };
   const headers: Record<string, string> = {
     ...opts.headers,
+    ...opts.hooks?.headers(ctx),
     [TIMEOUT_HEADER]: String(Math.min(capMs, remaining)),
     'x-request-id': ctx.requestId,
   };
-  // W3C trace context (#15): the attempt's span is the upstream's parent, whatever it is (a
-  // model server, or the next gateway tier, which continues the trace).
+  // W3C trace context (#15, #17): when this node traces, the attempt's span is the upstream's
+  // parent (a model server, or the next gateway tier, which continues the trace); otherwise the
+  // caller's traceparent passes through untouched.
   if (ctx.span !== undefined) Object.assign(headers, ctx.span.headers());
+  else if (ctx.hop?.traceparent !== undefined) headers['traceparent'] = ctx.hop.traceparent;
   if (limits !== undefined) {
     // An upstream gateway bounds the stream the same way.
     headers[STREAM_IDLE_HEADER] = String(limits.idleMs);
@@ -141,7 +156,7 @@ export async function exchange(
       bodyTimeout: capMs,
     });
     headersArrived();
-    return {
+    const ex: Exchange = {
       status: res.statusCode,
       headers: res.headers,
       body: res.body,
@@ -155,6 +170,13 @@ export async function exchange(
       },
       abort: (reason) => controller.abort(reason),
     };
+    const hooks = opts.hooks;
+    if (hooks !== undefined) {
+      hooks.observe?.(ex.status, ex.headers, ctx);
+      if ((ex.status < 200 || ex.status > 299) && hooks.statusError !== undefined)
+        throw await hooks.statusError(ex);
+    }
+    return ex;
   } catch (err) {
     done();
     throw failure(err, 'SY_ERR_UPSTREAM_UNREACHABLE');
@@ -357,7 +379,7 @@ function errorFields(raw: Buffer): ParsedErrorBody {
   return { message: text.slice(0, 300).trim(), structured: false, kept: {} };
 }
 
-function parseRetryAfter(value: string | string[] | undefined): number | undefined {
+export function parseRetryAfter(value: string | string[] | undefined): number | undefined {
   if (typeof value !== 'string') return undefined;
   const seconds = Number(value);
   if (Number.isFinite(seconds) && seconds >= 0) return Math.ceil(seconds);

@@ -16,6 +16,15 @@ export interface ChainLink {
 }
 
 /**
+ * A parent gateway's verdict on the tenant (#17): served by a fallback instead, the call would
+ * escape the tenant's quota. These codes come only from admission, so in a chain only from a parent.
+ */
+const TENANT_VERDICTS: ReadonlySet<string> = new Set([
+  'SY_ERR_RATE_LIMITED',
+  'SY_ERR_QUOTA_EXCEEDED',
+]);
+
+/**
  * An ordered fallback chain: the first link that answers wins. A link's failure moves on to the
  * next when it is retryable or the upstream refused the gateway (a misconfigured primary should
  * not take the model down); a request the upstream judged invalid, or a caller that is gone or
@@ -47,12 +56,21 @@ export function fallbackChain(
     for (let i = 0; i < links.length; i++) {
       const link = links[i]!;
       const next = links[i + 1];
+      // Residency (#17): a link the call's data may not reach is skipped, never tried.
+      const refused = i === 0 ? undefined : ctx.refuses?.(link.name);
+      if (refused !== undefined) {
+        last ??= syError('SY_ERR_RESIDENCY', `${link.name}: ${refused}`);
+        allOpen = false;
+        continue;
+      }
       try {
         return await step(link, contextFor(ctx, link, next === undefined));
       } catch (err) {
         last = toSwitchyardError(err);
         if (last.code !== 'SY_ERR_CIRCUIT_OPEN') allOpen = false;
-        const movesOn = last.retryable || last.code === 'SY_ERR_UPSTREAM_REFUSED';
+        const movesOn =
+          !TENANT_VERDICTS.has(last.code) &&
+          (last.retryable || last.code === 'SY_ERR_UPSTREAM_REFUSED');
         if (!movesOn || next === undefined) break;
         throwIfAborted(ctx.signal);
         publish(events.fallback, { model, from: link.name, to: next.name, code: last.code });

@@ -1,4 +1,9 @@
-import type { BackendStream, CallContext, Interceptor } from '../../contracts/backend.js';
+import type {
+  BackendResponse,
+  BackendStream,
+  CallContext,
+  Interceptor,
+} from '../../contracts/backend.js';
 import type { Clock } from '../../core/clock.js';
 import { toSwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
@@ -19,8 +24,22 @@ export function recordAttempts(backend: string, clock: Clock): Interceptor {
     for (const a of ctx.attempts) if (a.backend === backend) attempt++;
     return attempt;
   };
-  const append = (ctx: CallContext, attempt: number, outcome: string, ms: number): number =>
-    ctx.attempts.push({ backend, attempt, outcome, ms }) - 1;
+  const append = (
+    ctx: CallContext,
+    attempt: number,
+    outcome: string,
+    ms: number,
+    from?: { readonly route?: string; readonly degraded?: string },
+  ): number =>
+    ctx.attempts.push({
+      backend,
+      attempt,
+      outcome,
+      ms,
+      // A parent gateway's route and degradation travel in the record (#17).
+      ...(from?.route === undefined ? {} : { remote: from.route }),
+      ...(from?.degraded === undefined ? {} : { degraded: from.degraded }),
+    }) - 1;
   const announce = (attempt: number, outcome: string, ms: number): void =>
     publish(events.upstreamAttempt, { backend, outcome, durationMs: ms, attempt });
   return (next) => ({
@@ -28,14 +47,16 @@ export function recordAttempts(backend: string, clock: Clock): Interceptor {
       const started = clock.now();
       const attempt = numberOf(ctx);
       let outcome = 'ok';
+      let res: BackendResponse | undefined;
       try {
-        return await next.call(request, ctx);
+        res = await next.call(request, ctx);
+        return res;
       } catch (err) {
         outcome = toSwitchyardError(err).code;
         throw err;
       } finally {
         const ms = clock.now() - started;
-        append(ctx, attempt, outcome, ms);
+        append(ctx, attempt, outcome, ms, res);
         announce(attempt, outcome, ms);
       }
     },
@@ -53,7 +74,7 @@ export function recordAttempts(backend: string, clock: Clock): Interceptor {
         throw err;
       }
       const ms = clock.now() - started;
-      const index = append(ctx, attempt, 'ok', ms);
+      const index = append(ctx, attempt, 'ok', ms, stream);
       return onStreamEnd(stream, (err) => {
         const outcome = err === undefined ? 'ok' : toSwitchyardError(err).code;
         if (outcome !== 'ok') ctx.attempts[index] = { backend, attempt, outcome, ms };

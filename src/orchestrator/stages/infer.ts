@@ -134,7 +134,19 @@ export const inferKind = defineKind({
           decisions.push('downgrade');
           notes.push(`${Math.round(remaining)}ms left < ${rule.below_ms}ms → ${model}`);
         } else if (config.candidates !== undefined) {
-          const infos = config.candidates
+          // Residency (#17): candidates the input may not reach are skipped, and the route says why.
+          const models = ctx.services.models;
+          const allowed = config.candidates.filter((m) => {
+            const why = models.placement?.(m, built.inputs);
+            if (why !== undefined) notes.push(`skipped: ${m} ${why}`);
+            return why === undefined;
+          });
+          if (allowed.length === 0)
+            return result.fail(
+              syError('SY_ERR_RESIDENCY', `no candidate may take this input (${notes.join('; ')})`),
+              notes.join('; '),
+            );
+          const infos = allowed
             .map((m) => ctx.services.models.info(m))
             .filter((i): i is ModelInfo => i !== undefined);
           const demand = {
