@@ -466,6 +466,40 @@ const faults: Format = (r) =>
     ),
   ].join('\n\n');
 
+/** Every leaf of a result but its header fields, as `path | value` rows. */
+function leaves(v: unknown, path: string, out: string[][]): void {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v as Json))
+      leaves(x, path === '' ? k : `${path}.${k}`, out);
+    return;
+  }
+  if (Array.isArray(v)) {
+    out.push([
+      path,
+      v.map((x) => (typeof x === 'object' ? JSON.stringify(x) : String(x))).join('; '),
+    ]);
+    return;
+  }
+  out.push([path, typeof v === 'number' ? String(Math.round(v * 1000) / 1000) : String(v)]);
+}
+
+/** A bench whose result has no table of its own yet: its measured values, path by path. */
+const generic =
+  (bench: string): Format =>
+  (r) => {
+    const rows: string[][] = [];
+    for (const [k, v] of Object.entries(r))
+      if (!['bench', 'at', 'node', 'revision', 'quick'].includes(k)) leaves(v, k, rows);
+    return [
+      runLine(
+        `npm run bench:${bench}${quick(r)}`,
+        r['at'] ?? r['timestamp'],
+        typeof r['node'] === 'string' ? `, Node ${r['node']}` : '',
+      ),
+      table(['measure', 'this run'], rows, 'll'),
+    ].join('\n\n');
+  };
+
 export const FORMATS: Readonly<Record<string, Format>> = {
   overhead,
   onnx,
@@ -476,6 +510,9 @@ export const FORMATS: Readonly<Record<string, Format>> = {
   release,
   features,
   faults,
+  tree: generic('tree'),
+  stream: generic('stream'),
+  record: generic('record'),
 };
 
 /** The README with every results section rewritten from `results` (bench name → JSON). */
