@@ -272,7 +272,11 @@ export class ModelPipeline {
     scope.ticket.settle();
   }
 
-  async call(scope: CallScope, spec: CallSpec): Promise<CallResult> {
+  /**
+   * Resolve and policy, shared by `call` and `stream`: the target, the request prepared for it
+   * (or the refusal, settled and recorded), and the call context its interceptors get.
+   */
+  private begin(scope: CallScope, spec: CallSpec, stream: boolean) {
     const t0 = this.o.clock.now();
     const target = this.resolve(scope, spec);
     const attempts: AttemptRecord[] = [];
@@ -282,11 +286,19 @@ export class ModelPipeline {
       prepared = this.prepare(scope, spec, target);
     } catch (err) {
       const e = toSwitchyardError(err);
-      const d = this.finish(scope, spec, target, attempts, t0, undefined, e, false, true);
+      const d = this.finish(scope, spec, target, attempts, t0, undefined, e, stream, true);
       if (span !== undefined) endCallSpan(span, traced(d, target), undefined, e);
       throw e;
     }
-    const ctx = this.context(scope, attempts, spec, span);
+    const base = this.context(scope, attempts, spec, span);
+    // A stream is bounded by its own limits once its first event is in hand (#16).
+    const ctx: CallContext =
+      spec.streamLimits === undefined ? base : { ...base, stream: spec.streamLimits };
+    return { t0, target, attempts, span, prepared, ctx };
+  }
+
+  async call(scope: CallScope, spec: CallSpec): Promise<CallResult> {
+    const { t0, target, attempts, span, prepared, ctx } = this.begin(scope, spec, false);
     let response: BackendResponse | undefined;
     let error: SwitchyardError | undefined;
     try {
@@ -329,21 +341,7 @@ export class ModelPipeline {
    * when the stream ends, is cut, or is cancelled, from the usage its chunks carried.
    */
   async stream(scope: CallScope, spec: CallSpec): Promise<StreamResult> {
-    const t0 = this.o.clock.now();
-    const target = this.resolve(scope, spec);
-    const attempts: AttemptRecord[] = [];
-    const span = scope.span === undefined ? undefined : this.span(scope.span, spec, target);
-    let prepared: Prepared;
-    try {
-      prepared = this.prepare(scope, spec, target);
-    } catch (err) {
-      const e = toSwitchyardError(err);
-      const d = this.finish(scope, spec, target, attempts, t0, undefined, e, true, true);
-      if (span !== undefined) endCallSpan(span, traced(d, target), undefined, e);
-      throw e;
-    }
-    const base0 = this.context(scope, attempts, spec, span);
-    const ctx = spec.streamLimits === undefined ? base0 : { ...base0, stream: spec.streamLimits };
+    const { t0, target, attempts, span, prepared, ctx } = this.begin(scope, spec, true);
     let inner: BackendStream;
     try {
       inner = await target.handle.call.stream(prepared.request, ctx);

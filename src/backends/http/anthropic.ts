@@ -12,9 +12,9 @@ import type { JsonObject } from '../../contracts/json.js';
 import { syError } from '../../core/errors.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import {
-  attemptTimeout,
   exchange,
-  firstByteWait,
+  expectEventStream,
+  firstEvent,
   joinPath,
   parseUpstreamJson,
   readCapped,
@@ -103,42 +103,9 @@ export class AnthropicBackend implements Backend {
     const includeUsage = isJsonObject(options) && options['include_usage'] === true;
     const ex = await exchange(this.http, 'POST', this.path, JSON.stringify(payload), ctx);
     if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);
-    const contentType = String(ex.headers['content-type'] ?? '');
-    if (!contentType.startsWith('text/event-stream')) {
-      ex.discard();
-      throw syError(
-        'SY_ERR_UPSTREAM_BAD_RESPONSE',
-        `${this.name} answered ${contentType || 'no content type'} to a stream request`,
-      );
-    }
+    expectEventStream(ex, this.name);
     const reader = new EventReader(ex, this.opts.maxResponseBytes, this.name, includeUsage);
-    // Nothing is committed before the first event: until then a retry or fallback is safe.
-    const wait = firstByteWait(this.opts, ctx, Number.POSITIVE_INFINITY);
-    const timer = setTimeout(
-      () =>
-        ex.abort(
-          wait.shared
-            ? attemptTimeout(this.name, wait.ms)
-            : syError('SY_ERR_UPSTREAM_TIMEOUT', `${this.name} sent no event within ${wait.ms} ms`),
-        ),
-      wait.ms,
-    );
-    let first: Buffer | undefined;
-    try {
-      first = await reader.next();
-    } catch (err) {
-      reader.cancel();
-      throw ex.failure(err, 'SY_ERR_UPSTREAM_BAD_RESPONSE');
-    } finally {
-      clearTimeout(timer);
-    }
-    if (first === undefined) {
-      reader.cancel();
-      throw syError(
-        'SY_ERR_UPSTREAM_BAD_RESPONSE',
-        `${this.name} ended the stream before any event`,
-      );
-    }
+    const first = await firstEvent(reader, ex, this.opts, ctx, this.name);
     return {
       contentType: 'text/event-stream; charset=utf-8',
       chunks: reader.iterate(first),

@@ -218,6 +218,54 @@ export function attemptTimeout(name: string, ms: number): SwitchyardError {
   );
 }
 
+/** Refuses a stream answer that is not server-sent events (the body is discarded). */
+export function expectEventStream(ex: Exchange, name: string): void {
+  const contentType = String(ex.headers['content-type'] ?? '');
+  if (contentType.startsWith('text/event-stream')) return;
+  ex.discard();
+  throw syError(
+    'SY_ERR_UPSTREAM_BAD_RESPONSE',
+    `${name} answered ${contentType || 'no content type'} to a stream request`,
+  );
+}
+
+/**
+ * A stream's first event, within the first-byte wait (the model's own, or the share a fallback
+ * chain left it). Nothing is committed before it: until then a retry or fallback is safe.
+ */
+export async function firstEvent(
+  reader: { next(): Promise<Buffer | undefined>; cancel(): void },
+  ex: Exchange,
+  opts: Pick<HttpUpstreamOptions, 'firstByteTimeoutMs' | 'clock'>,
+  ctx: CallContext,
+  name: string,
+): Promise<Buffer> {
+  const wait = firstByteWait(opts, ctx, Number.POSITIVE_INFINITY);
+  const timer = setTimeout(
+    () =>
+      ex.abort(
+        wait.shared
+          ? attemptTimeout(name, wait.ms)
+          : syError('SY_ERR_UPSTREAM_TIMEOUT', `${name} sent no event within ${wait.ms} ms`),
+      ),
+    wait.ms,
+  );
+  let first: Buffer | undefined;
+  try {
+    first = await reader.next();
+  } catch (err) {
+    reader.cancel();
+    throw ex.failure(err, 'SY_ERR_UPSTREAM_BAD_RESPONSE');
+  } finally {
+    clearTimeout(timer);
+  }
+  if (first === undefined) {
+    reader.cancel();
+    throw syError('SY_ERR_UPSTREAM_BAD_RESPONSE', `${name} ended the stream before any event`);
+  }
+  return first;
+}
+
 const TIMEOUT_CODES = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',

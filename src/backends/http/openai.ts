@@ -15,9 +15,9 @@ import { streamedUsage } from '../../core/cost.js';
 import { syError } from '../../core/errors.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import {
-  attemptTimeout,
   exchange,
-  firstByteWait,
+  expectEventStream,
+  firstEvent,
   joinPath,
   parseUpstreamJson,
   passThroughHeaders,
@@ -122,14 +122,7 @@ export class OpenAiBackend implements Backend {
     const path = this.pathFor(request);
     const ex = await exchange(this.http, 'POST', path, JSON.stringify(payload), ctx);
     if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);
-    const contentType = String(ex.headers['content-type'] ?? '');
-    if (!contentType.startsWith('text/event-stream')) {
-      ex.discard();
-      throw syError(
-        'SY_ERR_UPSTREAM_BAD_RESPONSE',
-        `${this.name} answered ${contentType || 'no content type'} to a stream request`,
-      );
-    }
+    expectEventStream(ex, this.name);
     const reader = new SseReader(
       ex,
       this.opts.maxResponseBytes,
@@ -139,33 +132,7 @@ export class OpenAiBackend implements Backend {
       request.body,
       ctx.stream?.idleMs,
     );
-    // Commit nothing until the first event is in hand: until then a retry or fallback is safe.
-    const wait = firstByteWait(this.opts, ctx, Number.POSITIVE_INFINITY);
-    const firstTimer = setTimeout(
-      () =>
-        ex.abort(
-          wait.shared
-            ? attemptTimeout(this.name, wait.ms)
-            : syError('SY_ERR_UPSTREAM_TIMEOUT', `${this.name} sent no event within ${wait.ms} ms`),
-        ),
-      wait.ms,
-    );
-    let first: Buffer | undefined;
-    try {
-      first = await reader.next();
-    } catch (err) {
-      reader.cancel();
-      throw ex.failure(err, 'SY_ERR_UPSTREAM_BAD_RESPONSE');
-    } finally {
-      clearTimeout(firstTimer);
-    }
-    if (first === undefined) {
-      reader.cancel();
-      throw syError(
-        'SY_ERR_UPSTREAM_BAD_RESPONSE',
-        `${this.name} ended the stream before any event`,
-      );
-    }
+    const first = await firstEvent(reader, ex, this.opts, ctx, this.name);
     const firstEventMs = this.opts.clock.now() - started;
     const headers = passThroughHeaders(ex.headers);
     return {
