@@ -40,9 +40,16 @@ interface Attribution {
 
 type Counts = { -readonly [K in keyof CostCounts]: number };
 
+const DAY_MS = 86_400_000;
+/** The last day asked for: every request of a day asks for the same one. */
+let lastDay = { start: 0, end: 0, name: '1970-01-01' };
+
 /** UTC day of an epoch ms. */
 export function dayOf(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
+  if (ms >= lastDay.start && ms < lastDay.end) return lastDay.name;
+  const start = Math.floor(ms / DAY_MS) * DAY_MS;
+  lastDay = { start, end: start + DAY_MS, name: new Date(start).toISOString().slice(0, 10) };
+  return lastDay.name;
 }
 
 /**
