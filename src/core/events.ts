@@ -1,4 +1,5 @@
 import { channel, type Channel } from 'node:diagnostics_channel';
+import type { RecordReads } from '../contracts/inference-log.js';
 
 /**
  * What hot code publishes. Metrics, logs and tracing subscribe in `observability/`; nothing in
@@ -24,6 +25,8 @@ export interface RequestDoneEvent {
   /** Journey requests: the journey and its full route (the same one the response carries). */
   readonly journey?: string;
   readonly journeyRoute?: object;
+  /** What the journey's stages read: features (values only where loggable) and vector shards. */
+  readonly reads?: RecordReads;
   /** Degraded decisions taken (fallback, downgrade, stale answer): the log line is a warning. */
   readonly degraded?: readonly string[];
   /** The data subject (`x-switchyard-user`, the OpenAI `user` field, a journey's `user` attribute). */

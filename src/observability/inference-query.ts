@@ -79,7 +79,8 @@ function snake(value: unknown): JsonValue {
   if (value === null || typeof value !== 'object') return value as JsonValue;
   const out: JsonObject = {};
   for (const [k, v] of Object.entries(value))
-    out[snakeKey(k)] = k === 'payload' ? (v as JsonValue) : snake(v);
+    // A payload and a feature's value are shown exactly as they were kept.
+    out[snakeKey(k)] = k === 'payload' || k === 'value' ? (v as JsonValue) : snake(v);
   return out;
 }
 

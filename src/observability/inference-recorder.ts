@@ -180,6 +180,10 @@ export class InferenceRecorder implements InferenceLogReader {
       path: e.path,
       ...(stages === undefined ? {} : { stages }),
       ...(route?.decisions === undefined ? {} : { decisions: route.decisions }),
+      ...(e.reads === undefined || e.reads.features.length === 0
+        ? {}
+        : { features: e.reads.features }),
+      ...(e.reads === undefined || e.reads.shards.length === 0 ? {} : { shards: e.reads.shards }),
       versions: [...versions],
       experiments: [...(t?.experiments ?? [])],
       inputTokens: t?.inputTokens ?? 0,

@@ -1,4 +1,5 @@
 import type { Tier } from '../contracts/backend.js';
+import type { FeatureRead, RecordReads, ShardHit } from '../contracts/inference-log.js';
 import type { JsonObject, JsonValue } from '../contracts/json.js';
 import type {
   JourneyDecision,
@@ -54,8 +55,18 @@ export interface JourneyRoute {
 }
 
 export type JourneyOutcome =
-  | { readonly ok: true; readonly body: JsonValue; readonly route: JourneyRoute }
-  | { readonly ok: false; readonly error: SwitchyardError; readonly route: JourneyRoute };
+  | {
+      readonly ok: true;
+      readonly body: JsonValue;
+      readonly route: JourneyRoute;
+      readonly reads?: RecordReads;
+    }
+  | {
+      readonly ok: false;
+      readonly error: SwitchyardError;
+      readonly route: JourneyRoute;
+      readonly reads?: RecordReads;
+    };
 
 /**
  * Runs compiled journeys. The runner alone decides what runs next: a stage's `continue` goes to
@@ -120,6 +131,7 @@ export class JourneyRunner {
     origin: number,
   ): Promise<JourneyOutcome> {
     const clock = this.clock;
+    const reads: { features: FeatureRead[]; shards: ShardHit[] } = { features: [], shards: [] };
     const ctx: StageContext = {
       requestId: req.requestId,
       tenant: req.tenant,
@@ -141,6 +153,10 @@ export class JourneyRunner {
       }),
       ...(req.span === undefined ? {} : { span: req.span }),
       services: req.models === undefined ? this.services : { ...this.services, models: req.models },
+      noteRead: (r) => {
+        if (r.features !== undefined) reads.features.push(...r.features);
+        if (r.shards !== undefined) reads.shards.push(...r.shards);
+      },
     };
     const state: JourneyState = {
       journey: journey.name,
@@ -224,8 +240,8 @@ export class JourneyRunner {
       ms: route.ms,
       stages: flatten(route.stages).map((e) => ({ kind: e.kind, outcome: e.outcome, ms: e.ms })),
     });
-    if (outcome.ok) return { ok: true, body: outcome.body, route };
-    return { ok: false, error: outcome.error, route };
+    if (outcome.ok) return { ok: true, body: outcome.body, route, reads };
+    return { ok: false, error: outcome.error, route, reads };
   }
 
   private writeBack(tenant: string, state: JourneyState, body: JsonValue, scale: number): void {
