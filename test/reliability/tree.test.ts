@@ -385,6 +385,7 @@ describe.runIf(pgSkip === false && natsOk && redisOk)(
         else failures.push(`${i}: ${a.status} ${a.text.slice(0, 200)}`);
       };
       await swarm(tries, 24, one);
+      console.warn(`EU-tagged tries: ${JSON.stringify(outcomes)}`);
       expect(failures.slice(0, 5)).toEqual([]);
       expect(outcomes.refused + outcomes.skipped + outcomes.shed).toBe(tries);
       expect(outcomes.shed).toBeLessThan(tries * 0.01);
@@ -511,6 +512,9 @@ describe.runIf(pgSkip === false && natsOk && redisOk)(
           node('central-1').proc.signal('SIGKILL');
         }
       });
+      console.warn(
+        `central-1 SIGKILLed after ${killAt} of ${total} answers: ${bad.length} client errors`,
+      );
       expect(killed).toBe(true);
       expect(await node('central-1').proc.exited()).toBe('SIGKILL');
       expect(bad.length, bad.slice(0, 3).join('\n')).toBeLessThanOrEqual(total * 0.001);

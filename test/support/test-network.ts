@@ -33,8 +33,17 @@ export async function openTestNetwork(nodes: readonly string[]): Promise<TestNet
   if (process.env['SY_TEST_NETNS'] === '0') return loopback('SY_TEST_NETNS=0');
   if (process.platform !== 'linux') return loopback(`${process.platform} has no ip netns`);
   const tag = randomBytes(3).toString('hex');
-  // A /24 of its own per run, so runs on one machine never share addresses.
-  const subnet = `10.${200 + (randomBytes(1)[0]! % 50)}.${randomBytes(1)[0]!}`;
+  // A /24 of its own per run, one the host does not route yet: runs on one machine (and the
+  // host's own networks) never share addresses.
+  let routes: string;
+  try {
+    routes = execFileSync('ip', ['-4', 'route', 'show', 'table', 'all']).toString();
+  } catch (err) {
+    return loopback(`no usable ip command (${(err as Error).message})`);
+  }
+  let subnet = '';
+  for (let i = 0; i < 50 && (subnet === '' || routes.includes(`${subnet}.`)); i++)
+    subnet = `10.${200 + (randomBytes(1)[0]! % 50)}.${randomBytes(1)[0]!}`;
   const bridge = `sybr${tag}`;
   const made: string[] = [];
   const teardown = (): void => {
