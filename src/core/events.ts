@@ -62,6 +62,13 @@ export interface RetryEvent {
   readonly decision: 'retried' | 'budget_exhausted' | 'no_time';
 }
 
+/** A call a parent gateway's replica failed moved to another replica of it (#17). */
+export interface ParentFailoverEvent {
+  readonly model: string;
+  /** The error the replica's attempt ended with. */
+  readonly code: string;
+}
+
 export interface FallbackEvent {
   readonly model: string;
   readonly from: string;
@@ -304,6 +311,7 @@ export const events = {
   tenantStorageFull: typed<TenantStorageFullEvent>('switchyard:tenant:storage-full'),
   cacheStoreError: typed<CacheStoreErrorEvent>('switchyard:cache:store-error'),
   degradedAnswer: typed<DegradedAnswerEvent>('switchyard:tree:degraded'),
+  parentFailover: typed<ParentFailoverEvent>('switchyard:tree:failover'),
 };
 
 export function publish<T>(ch: Channel<T>, message: T): void {

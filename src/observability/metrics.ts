@@ -163,6 +163,12 @@ export class Metrics {
     labelNames: ['model', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly parentFailovers = new Counter({
+    name: 'switchyard_parent_failovers_total',
+    help: 'Calls moved from one replica of a parent gateway to another, by model and the error of the replica left.',
+    labelNames: ['model', 'code'] as const,
+    registers: [this.registry],
+  });
   // Journeys (#4): where answers came from, and the work avoided.
   readonly journeyRequests = new Counter({
     name: 'switchyard_journey_requests_total',
@@ -450,6 +456,9 @@ export class Metrics {
       }),
       subscribe(events.degradedAnswer, (e) => {
         this.degradedAnswers.labels(e.model, e.reason).inc();
+      }),
+      subscribe(events.parentFailover, (e) => {
+        this.parentFailovers.labels(e.model, e.code).inc();
       }),
       subscribe(events.experimentExposure, (e) => {
         this.experimentExposures.labels(e.experiment, e.variant).inc();

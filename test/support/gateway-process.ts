@@ -46,11 +46,17 @@ export interface StartProcessOptions {
   readonly cwd?: string;
   readonly env?: NodeJS.ProcessEnv;
   readonly timeoutMs?: number;
+  /** Runs the process in this network namespace (`ip netns exec`, which keeps the pid). */
+  readonly netns?: string;
 }
 
 /** Starts `node <nodeArgs>` and resolves once its output matches `ready`. */
 export async function startProcess(opts: StartProcessOptions): Promise<TestProcess> {
-  const child = spawn(process.execPath, [...opts.nodeArgs], {
+  const [cmd, args] =
+    opts.netns === undefined
+      ? [process.execPath, [...opts.nodeArgs]]
+      : ['ip', ['netns', 'exec', opts.netns, process.execPath, ...opts.nodeArgs]];
+  const child = spawn(cmd, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...opts.env },
@@ -128,6 +134,8 @@ export interface ProcessGatewayOptions {
   readonly nodeFlags?: readonly string[];
   /** Makes the `acme` key an admin key (the /admin routes). */
   readonly admin?: boolean;
+  /** Runs the gateway in this network namespace (a multi-node test's own network). */
+  readonly netns?: string;
 }
 
 /**
@@ -163,6 +171,7 @@ export async function startProcessGateway(
       ],
       ready: /listening on (http:\/\/\S+)/,
       ...(opts.env === undefined ? {} : { env: opts.env }),
+      ...(opts.netns === undefined ? {} : { netns: opts.netns }),
     });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
