@@ -307,15 +307,14 @@ describe('journey stages that read personal data, run through the gateway', () =
 
     it('lists the vector shards a retrieval asked and how each answered', async () => {
       const rec = await record(await sendFor('articles', 'alice', 'a question'));
-      expect(rec.shards).toEqual([
-        {
-          collection: 'docs',
-          shard: 'docs-1',
-          node: 'local',
-          hits: expect.any(Number),
-          outcome: 'ok',
-        },
-      ]);
+      expect(rec.shards).toHaveLength(1);
+      expect(rec.shards![0]).toMatchObject({
+        collection: 'docs',
+        shard: 'docs-1',
+        node: 'local',
+        outcome: 'ok',
+      });
+      expect(rec.shards![0]!.hits).toBeGreaterThan(0);
     });
   });
 
