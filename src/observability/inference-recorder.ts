@@ -101,7 +101,7 @@ export class InferenceRecorder implements InferenceLogReader {
   }
 
   private onModelCall(e: ModelCallEvent): void {
-    if (this.closed) return;
+    if (this.closed || e.unlogged === true) return;
     // A shadow copy's request id is its live request's with a suffix: it files under that request.
     const suffix = e.requestId.indexOf(':');
     const requestId = suffix < 0 ? e.requestId : e.requestId.slice(0, suffix);
