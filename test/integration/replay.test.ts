@@ -450,6 +450,25 @@ describe('the switchyard replay command', () => {
     expect(report.requests.map((r) => r.id)).toEqual([ids.direct[1]]);
   });
 
+  it('opens the config’s gateway in this process with --config, and replays the same way', async () => {
+    const io = captureIo();
+    const id = ids.direct[2]!;
+    const code = await runCli(
+      ['replay', '--config', gw.configPath, '--candidate', 'intent@2', '--ids', id, '--json'],
+      io,
+    );
+    expect(code, io.stderr()).toBe(0);
+    const report = JSON.parse(io.stdout()) as Report;
+    expect(report.requests).toEqual([
+      expect.objectContaining({
+        id,
+        kind: 'model',
+        candidate: expect.objectContaining({ versions: ['intent@2'] }),
+      }),
+    ]);
+    expect(report.summary.replayed).toBe(1);
+  }, 60_000);
+
   it('gives usage errors (exit 2) and gateway errors (exit 1) in one line', async () => {
     const run = async (...args: string[]) => {
       const io = captureIo();
