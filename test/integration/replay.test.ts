@@ -1,8 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { featurize } from '../../src/backends/onnx/text-features.js';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import { runCli } from '../../src/cli/program.js';
@@ -490,4 +491,96 @@ describe('the switchyard replay command', () => {
     expect(unknown.code).toBe(1);
     expect(unknown.err).toMatch(/^switchyard: 404 SY_ERR_MODEL_NOT_FOUND: [^\n]*nope[^\n]*\n$/);
   });
+});
+
+describe('replay and release management', () => {
+  let rel: TestGateway;
+  beforeAll(async () => {
+    const base = config(join(dir, 'inference.db'));
+    rel = await startTestGateway({
+      config: {
+        ...base,
+        state: { sqlite: 'state/release.db' },
+        release: { flush_ms: 50 },
+        experiments: [
+          {
+            id: 'intent-ab',
+            slot: 'intent',
+            kind: 'ab',
+            variants: [
+              { name: 'control', model: 'intent', version: '1' },
+              { name: 'treatment', model: 'intent', version: '2' },
+            ],
+          },
+        ],
+      },
+    });
+  });
+  afterAll(async () => {
+    await rel?.close();
+  });
+
+  it('resolves release slots as configured without a candidate, and counts no exposure', async () => {
+    const exposures = async () => {
+      const a = await call(rel.url, 'GET', '/admin/exposures?experiment=intent-ab', admin);
+      expect(a.status, a.text).toBe(200);
+      return a.body['exposures'] as { inferenceId: string }[];
+    };
+    const a = await call(rel.url, 'POST', '/admin/replay', admin, { ids: ids.direct.slice(0, 6) });
+    expect(a.status, a.text).toBe(200);
+    const report = a.body as unknown as Report;
+    expect(report.candidate).toEqual({ model: null });
+    expect(report.summary.replayed).toBe(6);
+    // Each replayed call went where the experiment sends it...
+    for (const r of report.requests) expect(r.candidate.versions[0]).toMatch(/^intent@[12]$/);
+    // ...and no exposure was recorded for it; a live request is.
+    expect(await exposures()).toEqual([]);
+    const live = await call(
+      rel.url,
+      'POST',
+      '/v2/models/intent/infer',
+      admin,
+      inferBody(texts[0]!),
+      {
+        'x-request-id': 'live-after-replay',
+      },
+    );
+    expect(live.status).toBe(200);
+    expect((await exposures()).map((e) => e.inferenceId)).toEqual(['live-after-replay']);
+  });
+});
+
+describe('replay against a new journey config', () => {
+  it('runs the logged journey requests through the config given with --config and shows the route changes', async () => {
+    // The same gateway config with the journey's classify stage renamed and an extra step.
+    const cfg = parse(readFileSync(gw.configPath, 'utf8')) as Record<string, unknown>;
+    cfg['journeys'] = {
+      triage: {
+        class: 'interactive',
+        stages: [
+          { id: 'cache', cache: { key: 'input.text' } },
+          { id: 'label', classify: { model: 'intent', text: 'input.text' } },
+          { id: 'reply', respond: { body: { intent: 'label.label' } } },
+        ],
+      },
+    };
+    const next = join(gw.dir, 'new.yaml');
+    writeFileSync(next, stringify(cfg));
+    const io = captureIo();
+    const code = await runCli(
+      ['replay', '--config', next, '--ids', ids.journey.slice(0, 3).join(','), '--json'],
+      io,
+    );
+    expect(code, io.stderr()).toBe(0);
+    const report = JSON.parse(io.stdout()) as Report;
+    expect(report.summary.replayed).toBe(3);
+    expect(report.summary.route_changes).toBe(3);
+    for (const r of report.requests) {
+      expect(r.baseline.route).toMatch(/>intent=ok@edge\.intent>/);
+      expect(r.candidate.route).toMatch(/>label=ok@edge\.intent>/);
+      expect(r.route_changed).toBe(true);
+      // Same model, same answer.
+      expect(r.exact).toBe(true);
+    }
+  }, 60_000);
 });
