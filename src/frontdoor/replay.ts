@@ -93,6 +93,8 @@ type Replayable =
       readonly op: Operation;
       readonly model: string;
       readonly body: JsonObject;
+      /** The version the request pinned in its path. */
+      readonly version?: string;
     }
   | {
       readonly kind: 'journey';
@@ -123,7 +125,18 @@ function replayable(d: RequestDetail): Replayable | SkipReason {
   // The name the request asked for (an alias or a slot), not what release management picked.
   const asked = ownCalls(d)[0]?.requested ?? d.model;
   if (asked === '') return 'no_model';
-  if (INFER_ROUTES.has(d.route)) return { kind: 'model', op: 'infer', model: asked, body: request };
+  if (INFER_ROUTES.has(d.route)) {
+    // A request that pinned a version in its path is replayed on that version (unless the
+    // candidate replaces it).
+    const pinned = d.route.includes('/versions/') ? ownCalls(d)[0]?.version : undefined;
+    return {
+      kind: 'model',
+      op: 'infer',
+      model: asked,
+      body: request,
+      ...(pinned === undefined || pinned === '' ? {} : { version: pinned }),
+    };
+  }
   if (d.route === '/v1/embeddings')
     return { kind: 'model', op: 'embeddings', model: asked, body: request };
   if (d.route === '/v1/chat/completions') {
@@ -241,7 +254,12 @@ export async function replayRecord(
       else outcome = out.error.code;
     } else {
       try {
-        const res = await pipeline.call(scope, { op: r.op, model: r.model, body: r.body });
+        const res = await pipeline.call(scope, {
+          op: r.op,
+          model: r.model,
+          body: r.body,
+          ...(r.version === undefined ? {} : { opts: { version: r.version } }),
+        });
         answer = res.response.json;
         ms = res.ms;
         versions.push(`${res.servedBy}@${res.version}`);

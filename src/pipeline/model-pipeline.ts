@@ -460,8 +460,9 @@ export class ModelPipeline {
     const candidate = scope.replay?.candidate;
     if (candidate !== undefined && (candidate.replaces === asked || candidate.replaces === slot)) {
       // A replay's candidate takes the place of the model or slot it replaces (#15).
+      // A version the request pinned holds only for the model it named.
+      version = candidate.version ?? (candidate.model === name ? version : undefined);
       name = candidate.model;
-      version = candidate.version ?? version;
       reason = `replay:${candidate.model}${candidate.version === undefined ? '' : `@${candidate.version}`}`;
     } else if (sub !== undefined && this.o.models.has(sub) && this.o.mayUse(scope.tenant, sub)) {
       name = sub;

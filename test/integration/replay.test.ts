@@ -372,6 +372,30 @@ describe('switchyard replay against the int8 candidate', () => {
     ]);
   });
 
+  it('replays a request that pinned a version on that version, unless the candidate replaces it', async () => {
+    const sent = await call(
+      gw.url,
+      'POST',
+      '/v2/models/intent/versions/2/infer',
+      admin,
+      inferBody(texts[3]!),
+      {
+        'x-request-id': 'pinned-0',
+      },
+    );
+    expect(sent.status).toBe(200);
+    for (let i = 0; i < 100; i++) {
+      if ((await call(gw.url, 'GET', '/admin/requests/pinned-0', admin)).status === 200) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const same = await replay({ ids: ['pinned-0'] });
+    expect(same.requests[0]!.baseline.versions).toEqual(['intent@2']);
+    expect(same.requests[0]!.candidate.versions).toEqual(['intent@2']);
+    expect(same.requests[0]!.exact).toBe(true);
+    const other = await replay({ ids: ['pinned-0'], candidate: { model: 'intent', version: '1' } });
+    expect(other.requests[0]!.candidate.versions).toEqual(['intent@1']);
+  });
+
   it('answers a bad replay request with a clear error naming the field', async () => {
     const bad = async (body: unknown, status: number, code: string, param?: string) => {
       const a = await call(gw.url, 'POST', '/admin/replay', admin, body);
