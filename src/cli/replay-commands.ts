@@ -3,7 +3,8 @@ import type { JsonObject, JsonValue } from '../contracts/json.js';
 import { RequestAbortController } from '../core/abort.js';
 import { Pool, request } from '../core/undici.js';
 import { createLogger } from '../observability/logger.js';
-import { positiveNumber, wholeNumber } from './args.js';
+import { InvalidArgumentError } from 'commander';
+import { wholeNumber } from './args.js';
 import { CliUsageError, CliUserError, table, type CliIo } from './io.js';
 import type { CommandKit } from './program.js';
 import { createProgress } from './progress.js';
@@ -64,6 +65,12 @@ function bodyOf(o: ReplayCliOptions): JsonObject {
 
 type Progress = (done: number, total: number) => void;
 
+function cosineBound(value: string): number {
+  const n = value.trim() === '' ? NaN : Number(value);
+  if (!(n >= -1 && n <= 1)) throw new InvalidArgumentError('It must be a number from -1 to 1.');
+  return n;
+}
+
 /** POST /admin/replay on a running gateway, streamed: progress lines, then the report. */
 async function remote(url: string, key: string, body: JsonObject, progress: Progress) {
   let base: URL;
@@ -117,7 +124,7 @@ async function remote(url: string, key: string, body: JsonObject, progress: Prog
 /** Opens the config's gateway in this process (loopback, port 0) and replays through it. */
 async function local(config: string, body: JsonObject, progress: Progress) {
   const { startGateway } = await import('../main.js');
-  const { parseReplayRequest, runReplay } = await import('../frontdoor/replay.js');
+  const { parseReplayRequest, runReplay } = await import('../frontdoor/replay-request.js');
   const gw = await startGateway({
     configPath: config,
     port: 0,
@@ -288,8 +295,8 @@ export function registerReplayCommands(kit: CommandKit): void {
     )
     .option(
       '--min-cosine <x>',
-      'embeddings agree at this cosine or more (default 0.99)',
-      positiveNumber(),
+      'embeddings agree at this cosine or more (-1 to 1, default 0.99)',
+      cosineBound,
     )
     .option('--json', 'print the report as JSON')
     .option('--out <file>', 'also write the JSON report to this file')

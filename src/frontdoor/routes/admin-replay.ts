@@ -1,7 +1,7 @@
 import { RequestAbortController } from '../../core/abort.js';
 import { syError } from '../../core/errors.js';
 import type { RequestContext } from '../context.js';
-import { parseReplayRequest, runReplay } from '../replay.js';
+import { parseReplayRequest, runReplay } from '../replay-request.js';
 import { sendJson } from '../respond.js';
 
 /**
