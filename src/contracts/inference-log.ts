@@ -65,6 +65,8 @@ export interface ModelCallRecord {
   readonly ms: number;
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /** The tokens were counted by the gateway's tokenizer: the upstream reported no usage (#15). */
+  readonly tokensEstimated?: true;
   readonly cost: number;
   /** `ok`, or the error code. */
   readonly outcome: string;
@@ -114,6 +116,8 @@ export interface RequestRecord {
   readonly shards?: readonly ShardHit[];
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /** Some of the tokens were counted by the gateway's tokenizer (a call's upstream reported none). */
+  readonly tokensEstimated?: true;
   readonly cost: number;
   readonly traceId?: string;
   readonly payload?: StoredPayload;

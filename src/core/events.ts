@@ -209,6 +209,8 @@ export interface ModelCallEvent {
   readonly user?: string;
   /** The W3C trace id of the call's span, when tracing is on. */
   readonly traceId?: string;
+  /** A replay's call that the inference log does not keep (replays are unlogged unless asked, #15). */
+  readonly unlogged?: true;
 }
 
 /** The model-input rule stripped data from a model call, or refused the call (#14). */

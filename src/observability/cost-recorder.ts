@@ -108,12 +108,14 @@ export class CostRecorder implements SpendBudget {
   // ---- the record (event subscribers: memory only) ----
 
   private onModelCall(e: ModelCallEvent): void {
+    // A replay is a what-if (#15): it spends nothing against budgets and adds nothing to the ledger.
+    if (e.origin === 'replay') return;
     const day = dayOf(this.o.clock.wall());
     const nanos = Math.round(e.cost * NANOS);
     const id = `${e.tenant}|${day}`;
     this.unflushed.set(id, (this.unflushed.get(id) ?? 0) + nanos);
     const done = this.recent.get(e.requestId);
-    if (e.origin === 'shadow' || e.origin === 'replay' || done !== undefined) {
+    if (e.origin === 'shadow' || done !== undefined) {
       // No request end will come (shadow copies), or it came first (a stream settled late).
       this.addCall(e, day, done?.key.journey ?? '');
       return;

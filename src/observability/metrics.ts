@@ -419,6 +419,8 @@ export class Metrics {
       }),
       subscribe(events.modelCall, (e) => {
         this.modelCalls.labels(e.model, e.origin, e.outcome).inc();
+        // A replay is a what-if (#15): counted by origin above, never as cost, latency or tokens.
+        if (e.origin === 'replay') return;
         if (e.cost > 0) this.modelCost.labels(e.servedBy, e.tenant).inc(e.cost);
         // GenAI conventions: the request model is the name asked for, the response model what
         // answered (its version when it has one).
