@@ -197,7 +197,8 @@ export function chatPromptTokens(body: JsonObject): number {
 export function streamedUsage(body: JsonObject, deliveredText: string): Usage {
   return {
     // A legacy completion's prompt is `prompt`, not messages (#16 part 4).
-    inputTokens: body['messages'] === undefined ? inputTextTokens(body['prompt']) : chatPromptTokens(body),
+    inputTokens:
+      body['messages'] === undefined ? inputTextTokens(body['prompt']) : chatPromptTokens(body),
     outputTokens: tokenCount(deliveredText),
     estimated: true,
   };

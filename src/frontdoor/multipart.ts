@@ -8,6 +8,10 @@ import { syError, type SwitchyardError } from '../core/errors.js';
 /** Bytes queued for the upstream past which the client's upload is paused (backpressure). */
 const HIGH_WATER = 1_048_576;
 
+/**
+ * A part of the form, in the client's order. A file's bytes stay with their part (busboy may
+ * report the next field before the file's stream has delivered its last bytes).
+ */
 type Part =
   | { readonly kind: 'field'; readonly name: string; readonly value: string }
   | {
@@ -15,9 +19,9 @@ type Part =
       readonly name: string;
       readonly filename: string;
       readonly mimeType: string;
-    }
-  | { readonly kind: 'data'; readonly chunk: Buffer }
-  | { readonly kind: 'file-end' };
+      readonly chunks: Buffer[];
+      ended: boolean;
+    };
 
 /**
  * A multipart upload (`POST /v1/audio/transcriptions`, #16 part 4) read with busboy as the
@@ -83,13 +87,27 @@ export class Upload implements UploadBody {
     });
     this.parser.on('file', (name, stream, info) => {
       this.files.push(stream);
-      this.push({ kind: 'file', name, filename: info.filename ?? 'file', mimeType: info.mimeType });
+      const part: Part = {
+        kind: 'file',
+        name,
+        filename: info.filename ?? 'file',
+        mimeType: info.mimeType,
+        chunks: [],
+        ended: false,
+      };
+      this.push(part);
       stream.on('data', (chunk: Buffer) => {
-        this.push({ kind: 'data', chunk });
+        if (this.failure !== undefined) return;
+        part.chunks.push(chunk);
+        this.queued += chunk.length;
+        this.poke();
         // Held back only once the target is known: before, `model` may still be ahead.
         if (this.queued > HIGH_WATER && 'model' in this.fields) stream.pause();
       });
-      stream.on('end', () => this.push({ kind: 'file-end' }));
+      stream.on('end', () => {
+        part.ended = true;
+        this.poke();
+      });
     });
     this.parser.on('close', () => {
       if (this.failure !== undefined) return;
@@ -131,37 +149,55 @@ export class Upload implements UploadBody {
     boundary: string,
     override: Readonly<Record<string, string>>,
   ): AsyncGenerator<Buffer> {
+    // RFC 7578 / RFC 2046 §5.1.1: each delimiter after the first starts with CRLF.
+    let delimiter = `--${boundary}\r\n`;
     for (;;) {
-      if (this.failure !== undefined) throw this.failure;
+      this.rethrow();
       const part = this.parts.shift();
       if (part === undefined) {
         if (this.ended) {
-          yield Buffer.from(`--${boundary}--\r\n`);
+          yield Buffer.from(`${delimiter.slice(0, -2)}--\r\n`);
           return;
         }
-        await new Promise<void>((resolve) => (this.wake = resolve));
+        await this.waitForMore();
         continue;
       }
       this.wrote = true;
-      if (part.kind === 'data') {
-        this.queued -= part.chunk.length;
-        if (this.queued < HIGH_WATER / 2) for (const f of this.files) f.resume();
-        yield part.chunk;
-      } else if (part.kind === 'field') {
+      if (part.kind === 'field') {
         const value = override[part.name] ?? part.value;
-        yield Buffer.from(`--${boundary}\r\n${disposition(part.name)}\r\n\r\n${value}\r\n`);
-      } else if (part.kind === 'file') {
-        const head =
-          `--${boundary}\r\n${disposition(part.name)}; filename="${quote(part.filename)}"\r\n` +
-          `Content-Type: ${part.mimeType}\r\n\r\n`;
-        yield Buffer.from(head);
-      } else yield Buffer.from('\r\n');
+        yield Buffer.from(`${delimiter}${disposition(part.name)}\r\n\r\n${value}`);
+      } else {
+        yield Buffer.from(
+          `${delimiter}${disposition(part.name)}; filename="${quote(part.filename)}"\r\n` +
+            `Content-Type: ${part.mimeType}\r\n\r\n`,
+        );
+        for (;;) {
+          this.rethrow();
+          const chunk = part.chunks.shift();
+          if (chunk !== undefined) {
+            this.queued -= chunk.length;
+            if (this.queued < HIGH_WATER / 2) for (const f of this.files) f.resume();
+            yield chunk;
+          } else if (part.ended) break;
+          else await this.waitForMore();
+        }
+      }
+      delimiter = `\r\n--${boundary}\r\n`;
     }
+  }
+
+  /** Ends the upstream's body with the upload's failure (the request to it is then cut). */
+  private rethrow(): void {
+    const f = this.failure;
+    if (f !== undefined) throw f;
+  }
+
+  private waitForMore(): Promise<void> {
+    return new Promise<void>((resolve) => (this.wake = resolve));
   }
 
   private push(part: Part): void {
     if (this.failure !== undefined) return;
-    if (part.kind === 'data') this.queued += part.chunk.length;
     this.parts.push(part);
     this.poke();
   }

@@ -153,9 +153,7 @@ export async function exchange(
       method,
       headers,
       body:
-        typeof body === 'object'
-          ? Readable.from(body.body, { objectMode: false })
-          : (body ?? null),
+        typeof body === 'object' ? Readable.from(body.body, { objectMode: false }) : (body ?? null),
       signal: controller.signal,
       headersTimeout: Math.min(opts.firstByteTimeoutMs, capMs, remaining),
       // For a stream only a backstop: its idle limit is timed exactly by its reader.

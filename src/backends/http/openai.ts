@@ -171,7 +171,13 @@ export class OpenAiBackend implements Backend {
   private async audio(body: JsonObject, ctx: CallContext): Promise<BackendStream> {
     const started = this.opts.clock.now();
     const payload = JSON.stringify({ ...body, model: this.opts.upstreamModel });
-    const ex = await exchange(this.http, 'POST', this.pathFor({ op: 'speech', body }), payload, ctx);
+    const ex = await exchange(
+      this.http,
+      'POST',
+      this.pathFor({ op: 'speech', body }),
+      payload,
+      ctx,
+    );
     if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);
     const contentType = String(ex.headers['content-type'] ?? '');
     if (contentType === '' || JSON_TYPE.test(contentType) || contentType.startsWith('text/')) {
@@ -529,7 +535,8 @@ class BytesReader {
         return undefined;
       }
       this.bytes += step.value.length;
-      if (this.bytes > this.cap) throw syError('SY_ERR_UPSTREAM_RESPONSE_TOO_LARGE', String(this.cap));
+      if (this.bytes > this.cap)
+        throw syError('SY_ERR_UPSTREAM_RESPONSE_TOO_LARGE', String(this.cap));
       if (step.value.length > 0) return step.value;
     }
   }
