@@ -115,6 +115,8 @@ async function openAiServer(req: IncomingMessage, res: ServerResponse, call: Rec
   }
   if (path === '/v1/audio/transcriptions') {
     const form = await parseForm(call);
+    if (form.fields['model'] === 'fail-me')
+      return sendJson(res, 503, { error: { message: 'overloaded', type: 'server_error' } });
     const file = form.files['file'];
     return sendJson(res, 200, {
       text: `${form.fields['model']} heard ${file?.bytes.length ?? 0} bytes, sha ${file === undefined ? '' : sha(file.bytes)}`,
@@ -159,7 +161,7 @@ const PRICES = {
   complete: { in_per_1k: 2, out_per_1k: 3 },
 };
 
-const KEYS = { user: generateKey('sk'), metered: generateKey('sk') };
+const KEYS = { user: generateKey('sk'), metered: generateKey('sk'), admin: generateKey('sk') };
 
 describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
   let up: TestUpstream;
@@ -176,7 +178,13 @@ describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
       config: {
         server: { host: '127.0.0.1', port: 0, limits: { upload_bytes: CAP } },
         tenants: {
-          acme: { keys: [{ id: 'k1', hash: hashKey(KEYS.user, TEST_SECRET) }], models: ['*'] },
+          acme: {
+            keys: [
+              { id: 'k1', hash: hashKey(KEYS.user, TEST_SECRET) },
+              { id: 'ops', hash: hashKey(KEYS.admin, TEST_SECRET), admin: true },
+            ],
+            models: ['*'],
+          },
           // Two requests a day, whatever they call.
           metered: {
             keys: [{ id: 'k', hash: hashKey(KEYS.metered, TEST_SECRET) }],
@@ -190,6 +198,11 @@ describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
           speak: model('speech', PRICES.speak),
           transcribe: model('transcriptions', PRICES.transcribe, { upstream_model: 'whisper-1' }),
           complete: model('completions', PRICES.complete),
+          // Retries on, to show an upload is never sent twice.
+          'transcribe-retry': model('transcriptions', PRICES.transcribe, {
+            upstream_model: 'fail-me',
+            retry: { max_attempts: 3, base_delay_ms: 1, max_delay_ms: 2 },
+          }),
           chat: openaiModel(up.url),
         },
       },
@@ -396,5 +409,35 @@ describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
       .catch((e: unknown) => e);
     expect(speech).toBeInstanceOf(OpenAI.RateLimitError);
     expect(up.calls.length).toBe(calls);
+  });
+
+  it('never sends an upload twice: a failed transcription is not retried', async () => {
+    const err = await client.audio.transcriptions
+      .create({ file: await toFile(AUDIO, 'a.mp3'), model: 'transcribe-retry' })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(502);
+    expect(up.calls.filter((c) => c.path === '/v1/audio/transcriptions')).toHaveLength(1);
+    // The same model retries a request it can send again (the retry layer is on).
+    const before = up.calls.length;
+    await client.moderations.create({ model: 'moderate', input: 'fine' });
+    expect(up.calls.length).toBe(before + 1);
+  });
+
+  it("lands every pass-through call's cost in the ledger, per model", async () => {
+    await client.images.generate({ model: 'image', prompt: 'ledger', n: 2 });
+    await gw.gateway.runtime().costs!.recorder.flush();
+    const res = await request(`${gw.url}/admin/costs?group_by=model&tenant=acme`, {
+      headers: { authorization: `Bearer ${KEYS.admin}` },
+    });
+    expect(res.statusCode).toBe(200);
+    const groups = (
+      (await res.body.json()) as { groups: { key: string; cost: number; calls: number }[] }
+    ).groups;
+    const image = groups.find((g) => g.key === 'image');
+    // Two generations so far in this file: 3 images, then 2 (the failed one cost nothing).
+    expect(image?.cost).toBeCloseTo(0.01 + 3 * 0.04 + 0.01 + 2 * 0.04, 9);
+    for (const m of ['moderate', 'speak', 'transcribe', 'complete'])
+      expect(groups.find((g) => g.key === m)?.cost ?? 0, m).toBeGreaterThan(0);
   });
 });
