@@ -440,4 +440,28 @@ describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
     for (const m of ['moderate', 'speak', 'transcribe', 'complete'])
       expect(groups.find((g) => g.key === m)?.cost ?? 0, m).toBeGreaterThan(0);
   });
+
+  it('answers a body that is not a form 415, and a form without a model 400, naming the field', async () => {
+    const post = async (type: string, body: string) => {
+      const res = await request(`${gw.url}/v1/audio/transcriptions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEYS.user}`, 'content-type': type },
+        body,
+      });
+      return {
+        status: res.statusCode,
+        error: ((await res.body.json()) as { error: Record<string, unknown> }).error,
+      };
+    };
+    const json = await post('application/json', '{"model":"transcribe"}');
+    expect(json.status).toBe(415);
+    expect(json.error['code']).toBe('SY_ERR_MULTIPART_REQUIRED');
+    const form = await post(
+      'multipart/form-data; boundary=x',
+      '--x\r\nContent-Disposition: form-data; name="language"\r\n\r\nen\r\n--x--\r\n',
+    );
+    expect(form.status).toBe(400);
+    expect(form.error).toMatchObject({ code: 'SY_ERR_INVALID_REQUEST', param: 'model' });
+    expect(up.calls).toHaveLength(0);
+  });
 });
