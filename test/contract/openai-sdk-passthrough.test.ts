@@ -464,4 +464,37 @@ describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
     expect(form.error).toMatchObject({ code: 'SY_ERR_INVALID_REQUEST', param: 'model' });
     expect(up.calls).toHaveLength(0);
   });
+
+  it('streams an upload whose model comes first: the upstream is called before the client has sent it all', async () => {
+    const boundary = 'streamb';
+    const file = bytesOf(2 * MB, 11);
+    const body = new Readable({ read: () => undefined });
+    body.push(
+      `--${boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\ntranscribe\r\n` +
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.mp3"\r\n` +
+        'Content-Type: audio/mpeg\r\n\r\n',
+    );
+    body.push(file.subarray(0, MB));
+    const before = up.started();
+    const answer = request(`${gw.url}/v1/audio/transcriptions`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${KEYS.user}`,
+        'content-type': `multipart/form-data; boundary=${boundary}`,
+      },
+      body,
+    });
+    // The rest is sent only once the upstream's request has begun.
+    for (let i = 0; i < 500 && up.started() === before; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(up.started()).toBe(before + 1);
+    expect(up.calls.filter((c) => c.path === '/v1/audio/transcriptions')).toHaveLength(0);
+    body.push(file.subarray(MB));
+    body.push(`\r\n--${boundary}--\r\n`);
+    body.push(null);
+    const res = await answer;
+    expect(res.statusCode).toBe(200);
+    const r = (await res.body.json()) as { text: string };
+    expect(r.text).toBe(`whisper-1 heard ${file.length} bytes, sha ${sha(file)}`);
+  });
 });
