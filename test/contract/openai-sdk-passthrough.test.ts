@@ -105,6 +105,12 @@ async function openAiServer(req: IncomingMessage, res: ServerResponse, call: Rec
   }
   if (path === '/v1/audio/speech') {
     res.writeHead(200, { 'content-type': 'audio/mpeg' });
+    if ((JSON.parse(call.body) as { model: string }).model === 'cut') {
+      // Half the audio, then a reset.
+      res.write(AUDIO.subarray(0, 100_000));
+      setTimeout(() => res.socket?.destroy(), 20);
+      return;
+    }
     // In several writes, so the gateway relays chunks as they come.
     for (let at = 0; at < AUDIO.length; at += 65_536) {
       res.write(AUDIO.subarray(at, at + 65_536));
@@ -198,6 +204,7 @@ describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
           speak: model('speech', PRICES.speak),
           transcribe: model('transcriptions', PRICES.transcribe, { upstream_model: 'whisper-1' }),
           complete: model('completions', PRICES.complete),
+          'speak-cut': model('speech', PRICES.speak, { upstream_model: 'cut' }),
           // Retries on, to show an upload is never sent twice.
           'transcribe-retry': model('transcriptions', PRICES.transcribe, {
             upstream_model: 'fail-me',
@@ -496,5 +503,17 @@ describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
     expect(res.statusCode).toBe(200);
     const r = (await res.body.json()) as { text: string };
     expect(r.text).toBe(`whisper-1 heard ${file.length} bytes, sha ${sha(file)}`);
+  });
+
+  it('cuts the connection when the speech upstream fails mid-audio: partial audio never ends cleanly', async () => {
+    const res = await client.audio.speech.create({
+      model: 'speak-cut',
+      input: 'x',
+      voice: 'alloy',
+    });
+    expect(res.status).toBe(200);
+    await expect(res.arrayBuffer()).rejects.toThrow();
+    const e = await recorded();
+    expect(e).toMatchObject({ op: 'speech', outcome: 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED' });
   });
 });
