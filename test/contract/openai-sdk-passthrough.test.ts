@@ -124,6 +124,11 @@ async function openAiServer(req: IncomingMessage, res: ServerResponse, call: Rec
     if (form.fields['model'] === 'fail-me')
       return sendJson(res, 503, { error: { message: 'overloaded', type: 'server_error' } });
     const file = form.files['file'];
+    if (form.fields['response_format'] === 'text') {
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end(`plain ${file?.bytes.length ?? 0}\n`);
+      return;
+    }
     return sendJson(res, 200, {
       text: `${form.fields['model']} heard ${file?.bytes.length ?? 0} bytes, sha ${file === undefined ? '' : sha(file.bytes)}`,
       usage: { type: 'duration', seconds: 12 },
@@ -515,5 +520,16 @@ describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
     await expect(res.arrayBuffer()).rejects.toThrow();
     const e = await recorded();
     expect(e).toMatchObject({ op: 'speech', outcome: 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED' });
+  });
+
+  it('forwards a transcription answered as text in its own media type', async () => {
+    const text = await client.audio.transcriptions.create({
+      file: await toFile(AUDIO, 'a.mp3'),
+      model: 'transcribe',
+      response_format: 'text',
+    });
+    expect(text).toBe(`plain ${AUDIO.length}\n`);
+    const e = await recorded();
+    expect(e).toMatchObject({ op: 'transcriptions', outcome: 'ok' });
   });
 });

@@ -13,7 +13,7 @@ import type {
 import type { JsonObject } from '../../contracts/json.js';
 import { inputTextTokens, streamedUsage } from '../../core/cost.js';
 import { syError } from '../../core/errors.js';
-import { isJsonObject } from '../../core/safe-json.js';
+import { isJsonObject, JSON_MEDIA_TYPE as JSON_TYPE } from '../../core/safe-json.js';
 import {
   exchange,
   expectEventStream,
@@ -98,7 +98,8 @@ export class OpenAiBackend implements Backend {
     const headers = passThroughHeaders(ex.headers);
     const contentType = String(ex.headers['content-type'] ?? '');
     // A transcription as text, srt or vtt, or speech called unary: forwarded as it came.
-    if (request.op !== 'chat' && request.op !== 'embeddings' && !JSON_TYPE.test(contentType)) {
+    const media = request.op === 'transcriptions' || request.op === 'speech';
+    if (media && !JSON_TYPE.test(contentType)) {
       const usage = passUsage(request, undefined);
       return {
         json: {},
@@ -180,7 +181,8 @@ export class OpenAiBackend implements Backend {
     );
     if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);
     const contentType = String(ex.headers['content-type'] ?? '');
-    if (contentType === '' || JSON_TYPE.test(contentType) || contentType.startsWith('text/')) {
+    // Audio of any format, or its SSE form (`stream_format: "sse"`); a JSON answer is not audio.
+    if (contentType === '' || JSON_TYPE.test(contentType)) {
       ex.discard();
       throw syError(
         'SY_ERR_UPSTREAM_BAD_RESPONSE',
@@ -252,7 +254,6 @@ const PATHS: Readonly<Partial<Record<Operation, string>>> = {
 
 /** Operations whose `stream: true` a unary call turns off. */
 const STREAMABLE: ReadonlySet<string> = new Set(['chat', 'responses', 'completions']);
-const JSON_TYPE = /^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i;
 
 /**
  * The usage of a unary answer, by operation: the upstream's token usage where it reports one;
