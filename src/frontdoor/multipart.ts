@@ -37,7 +37,6 @@ export class Upload implements UploadBody {
   private readonly parts: Part[] = [];
   private queued = 0;
   private ended = false;
-  private opened = false;
   private wrote = false;
   /** Why the upload failed (over the cap, a broken form, the client gone), once it did. */
   failure: SwitchyardError | undefined;
@@ -115,6 +114,11 @@ export class Upload implements UploadBody {
       settle.resolve();
       this.poke();
     });
+    // busboy drops parts past its limits silently: a form it would cut is refused instead.
+    for (const limit of ['partsLimit', 'fieldsLimit'] as const)
+      this.parser.on(limit, () =>
+        fail(syError('SY_ERR_INVALID_REQUEST', `the form has too many parts (${limit})`)),
+      );
     this.parser.on('error', (err: Error) =>
       fail(syError('SY_ERR_INVALID_REQUEST', `malformed multipart body: ${err.message}`)),
     );
@@ -129,8 +133,8 @@ export class Upload implements UploadBody {
     contentType: string;
     body: AsyncIterable<Buffer>;
   } {
-    if (this.opened) throw syError('SY_ERR_INTERNAL', 'an upload is sent once');
-    this.opened = true;
+    // Opened again only by a retry whose attempt sent nothing (a refused connection).
+    if (this.wrote) throw syError('SY_ERR_INTERNAL', 'an upload is sent once');
     const boundary = `----switchyard-${randomBytes(12).toString('hex')}`;
     return {
       contentType: `multipart/form-data; boundary=${boundary}`,

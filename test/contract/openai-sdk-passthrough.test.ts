@@ -13,7 +13,12 @@ import {
   TEST_SECRET,
   type TestGateway,
 } from '../support/gateway.js';
-import { startUpstream, type RecordedCall, type TestUpstream } from '../support/upstream.js';
+import {
+  refusedPort,
+  startUpstream,
+  type RecordedCall,
+  type TestUpstream,
+} from '../support/upstream.js';
 
 /**
  * #16 part 4, pass-through with governance: moderations, images, speech, transcriptions and
@@ -185,6 +190,7 @@ describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
     up = await startUpstream(openAiServer);
     const model = (op: string, cost: Record<string, number>, extra = {}) =>
       openaiModel(up.url, { operations: [op], cost, ...extra });
+    const down = `http://127.0.0.1:${await refusedPort()}`;
     gw = await startTestGateway({
       config: {
         server: { host: '127.0.0.1', port: 0, limits: { upload_bytes: CAP } },
@@ -210,6 +216,12 @@ describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
           transcribe: model('transcriptions', PRICES.transcribe, { upstream_model: 'whisper-1' }),
           complete: model('completions', PRICES.complete),
           'speak-cut': model('speech', PRICES.speak, { upstream_model: 'cut' }),
+          // Nothing listens: the upload was never sent, so it may fall back.
+          'transcribe-down': {
+            ...openaiModel(down, { operations: ['transcriptions'] }),
+            retry: { max_attempts: 1 },
+            fallback: ['transcribe'],
+          },
           // Retries on, to show an upload is never sent twice.
           'transcribe-retry': model('transcriptions', PRICES.transcribe, {
             upstream_model: 'fail-me',
@@ -531,5 +543,15 @@ describe('pass-through endpoints through the OpenAI SDK (#16 part 4)', () => {
     expect(text).toBe(`plain ${AUDIO.length}\n`);
     const e = await recorded();
     expect(e).toMatchObject({ op: 'transcriptions', outcome: 'ok' });
+  });
+
+  it('falls back with an upload that no upstream has read yet (a refused connection)', async () => {
+    const res = await client.audio.transcriptions
+      .create({ file: await toFile(AUDIO, 'a.mp3'), model: 'transcribe-down' })
+      .withResponse();
+    expect(res.data.text).toBe(`whisper-1 heard ${AUDIO.length} bytes, sha ${sha(AUDIO)}`);
+    expect(res.response.headers.get('x-switchyard-route')).toMatch(
+      /^transcribe-down#1:UPSTREAM_UNREACHABLE>transcribe#1:ok$/,
+    );
   });
 });
