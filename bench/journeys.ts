@@ -366,7 +366,10 @@ async function trafficMix(): Promise<MixResult> {
   const ops = (name: string): ScriptedModel['ops'] => {
     const mc = snap.config.models[name]!;
     if (mc.backend === 'openai')
-      return [...mc.operations, ...(mc.operations.includes('chat') ? (['classify'] as const) : [])];
+      return [
+        ...mc.operations.filter((op) => op === 'chat' || op === 'embeddings'),
+        ...(mc.operations.includes('chat') ? (['classify'] as const) : []),
+      ];
     if (mc.backend === 'kserve') return ['infer'];
     if (mc.backend === 'anthropic') return ['chat', 'classify'];
     if (mc.backend === 'switchyard') return [...mc.operations];

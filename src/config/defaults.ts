@@ -8,6 +8,11 @@ export const DEFAULTS = {
     port: 8080,
     limits: {
       body_bytes: 1_048_576,
+      /**
+       * Cap on a multipart upload streamed to an upstream (`POST /v1/audio/transcriptions`,
+       * #16 part 4): OpenAI's own 25 MB audio limit. JSON bodies keep `body_bytes`.
+       */
+      upload_bytes: 26_214_400,
       header_bytes: 16_384,
       /** Slowloris guard: the whole header block must arrive within this time. */
       headers_timeout_ms: 5_000,

@@ -24,6 +24,8 @@ const httpUrl = z
 const limitsSchema = z
   .strictObject({
     body_bytes: posInt.default(D.server.limits.body_bytes),
+    /** Cap on a multipart upload streamed to an upstream (transcriptions); 413 past it. */
+    upload_bytes: posInt.default(D.server.limits.upload_bytes),
     header_bytes: posInt.default(D.server.limits.header_bytes),
     headers_timeout_ms: ms.default(D.server.limits.headers_timeout_ms),
     request_timeout_ms: ms.default(D.server.limits.request_timeout_ms),
@@ -124,6 +126,10 @@ const costSchema = z.strictObject({
   per_call: z.number().nonnegative().default(0),
   /** Compute time: currency units per second of model time (journeys' cost model, #4). */
   per_second: z.number().nonnegative().default(0),
+  /** Per image an image generation returned (#16 part 4). */
+  per_image: z.number().nonnegative().default(0),
+  /** Per second of audio a transcription upstream reported (#16 part 4). */
+  per_audio_second: z.number().nonnegative().default(0),
 });
 
 /** A latency prior for journeys' cheapest-fit routing until live traffic has taught one (#4). */
@@ -239,8 +245,22 @@ const httpModel = {
 const openaiModelSchema = z.strictObject({
   backend: z.literal('openai'),
   ...httpModel,
+  /**
+   * What the upstream serves: chat and embeddings, and the pass-through operations (#16 part 4):
+   * legacy `completions`, `moderations`, `images` (generations), `speech` and `transcriptions`.
+   */
   operations: z
-    .array(z.enum(['chat', 'embeddings']))
+    .array(
+      z.enum([
+        'chat',
+        'embeddings',
+        'completions',
+        'moderations',
+        'images',
+        'speech',
+        'transcriptions',
+      ]),
+    )
     .min(1)
     .default(['chat']),
   /** The upstream speaks the OpenAI Responses API: `/v1/responses` is passed through (#16). */

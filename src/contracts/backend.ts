@@ -4,8 +4,42 @@ import type { TraceSpan } from './trace.js';
 /** Where a model runs, cheapest and closest first. */
 export type Tier = 'edge' | 'regional' | 'central';
 
-/** What a backend can be asked to do. */
-export type Operation = 'chat' | 'embeddings' | 'infer';
+/**
+ * What a backend can be asked to do. Besides chat, embeddings and KServe inference, an OpenAI
+ * upstream may pass through legacy completions, moderations, image generation, text to speech
+ * and transcription (#16 part 4).
+ */
+export type Operation =
+  | 'chat'
+  | 'embeddings'
+  | 'infer'
+  | 'completions'
+  | 'moderations'
+  | 'images'
+  | 'speech'
+  | 'transcriptions';
+
+/** The OpenAI pass-through operations whose body is JSON (`transcriptions` is an upload). */
+export type JsonPassOperation = 'completions' | 'moderations' | 'images' | 'speech';
+
+/**
+ * A multipart upload on its way to an upstream (`POST /v1/audio/transcriptions`): read from the
+ * client as the upstream takes it, never whole in memory once the target is known.
+ */
+export interface UploadBody {
+  /** The form's text fields read so far (`model` and every field before the file). */
+  readonly fields: Readonly<Record<string, string>>;
+  /**
+   * The form re-encoded for the upstream, with `override` fields replaced (the upstream's
+   * model name). Once one of its bytes went out, the upload cannot be sent again.
+   */
+  open(override: Readonly<Record<string, string>>): {
+    readonly contentType: string;
+    readonly body: AsyncIterable<Buffer>;
+  };
+  /** True once a byte went to an upstream: the upload is a one-shot body, never retried after. */
+  readonly sent: boolean;
+}
 
 /** Token usage, read from the upstream answer (non-streamed and streamed alike). */
 export interface Usage {
@@ -13,6 +47,10 @@ export interface Usage {
   readonly outputTokens: number;
   /** Counted by the gateway's tokenizer (the upstream reported none), not reported upstream. */
   readonly estimated?: boolean;
+  /** Images generated (`POST /v1/images/generations`), priced by `cost.per_image`. */
+  readonly images?: number;
+  /** Seconds of audio the upstream reported (transcription), priced by `cost.per_audio_second`. */
+  readonly audioSeconds?: number;
 }
 
 /** One upstream attempt, appended by the call chain; it becomes part of the route of a request. */
@@ -91,7 +129,11 @@ export type BackendRequest =
    * An OpenAI Responses API request passed through to an upstream that speaks it (#16); not an
    * `Operation`: a model that serves it serves `chat` too, and only such upstreams take it.
    */
-  | { readonly op: 'responses'; readonly body: JsonObject };
+  | { readonly op: 'responses'; readonly body: JsonObject }
+  /** OpenAI pass-through requests with a JSON body (#16 part 4). */
+  | { readonly op: JsonPassOperation; readonly body: JsonObject }
+  /** A transcription: the form's text fields, and the upload streamed to the upstream. */
+  | { readonly op: 'transcriptions'; readonly body: JsonObject; readonly upload: UploadBody };
 
 /** A complete (non-streamed) answer. */
 export interface BackendResponse {
@@ -99,6 +141,11 @@ export interface BackendResponse {
   readonly json: JsonObject;
   /** The exact upstream bytes of `json`, when it can be forwarded unchanged. */
   readonly raw?: Buffer;
+  /**
+   * Set when the answer is not JSON (a transcription as `text`, `srt` or `vtt`): `raw` is the
+   * answer, of this media type, and `json` is empty.
+   */
+  readonly contentType?: string;
   readonly usage?: Usage;
   /** Upstream headers a client may see (rate limits, request id), lower-case names. */
   readonly headers?: Readonly<Record<string, string>>;

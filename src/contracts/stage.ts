@@ -26,6 +26,10 @@ export interface CostModel {
   readonly perCall: number;
   /** Compute time: cost per second of model time (in-process models, dedicated hardware). */
   readonly perSecond: number;
+  /** Per image generated (#16 part 4); absent: 0. */
+  readonly perImage?: number;
+  /** Per second of audio an upstream reported transcribing (#16 part 4); absent: 0. */
+  readonly perAudioSecond?: number;
 }
 
 /** What the router and stages may know about a model without calling it. */

@@ -21,6 +21,8 @@ export function priceOf(
         readonly out_per_1k?: number;
         readonly per_call?: number;
         readonly per_second?: number;
+        readonly per_image?: number;
+        readonly per_audio_second?: number;
       }
     | undefined,
 ): Price {
@@ -30,16 +32,24 @@ export function priceOf(
     outPer1k: cost.out_per_1k ?? 0,
     perCall: cost.per_call ?? 0,
     perSecond: cost.per_second ?? 0,
+    ...(cost.per_image === undefined || cost.per_image === 0 ? {} : { perImage: cost.per_image }),
+    ...(cost.per_audio_second === undefined || cost.per_audio_second === 0
+      ? {}
+      : { perAudioSecond: cost.per_audio_second }),
   };
 }
 
-/** What one call cost: tokens in and out, the per-call price, and model time. */
+/**
+ * What one call cost: tokens in and out, the per-call price, model time, and for media calls
+ * (#16 part 4) the images generated and the seconds of audio transcribed.
+ */
 export function callCost(price: Price, usage: Usage | undefined, ms: number): number {
-  const tokens =
-    usage === undefined
-      ? 0
-      : (price.inPer1k * usage.inputTokens + price.outPer1k * usage.outputTokens) / 1000;
-  return price.perCall + tokens + (price.perSecond * Math.max(0, ms)) / 1000;
+  let cost = price.perCall + (price.perSecond * Math.max(0, ms)) / 1000;
+  if (usage === undefined) return cost;
+  cost += (price.inPer1k * usage.inputTokens + price.outPer1k * usage.outputTokens) / 1000;
+  if (usage.images !== undefined) cost += (price.perImage ?? 0) * usage.images;
+  if (usage.audioSeconds !== undefined) cost += (price.perAudioSecond ?? 0) * usage.audioSeconds;
+  return cost;
 }
 
 /** Rough token count of a text (≈ 4 characters a token), for estimates before a call. */
@@ -58,6 +68,8 @@ function textTokens(v: JsonValue | undefined): number {
 export interface Demand {
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /** Images asked for (`n` of an image generation). */
+  readonly images?: number;
 }
 
 /**
@@ -86,6 +98,21 @@ export function demandOf(op: string, body: JsonObject, defaultOutput: number): D
     else tokens = textTokens(input);
     return { inputTokens: tokens, outputTokens: 0 };
   }
+  // The pass-through operations (#16 part 4): their text input, and the output they cap.
+  if (op === 'completions') {
+    const max = body['max_tokens'];
+    const n = body['n'];
+    const choices = typeof n === 'number' && n > 1 ? Math.floor(n) : 1;
+    const out = (typeof max === 'number' && max >= 0 ? max : defaultOutput) * choices;
+    return { inputTokens: textTokens(body['prompt']), outputTokens: out };
+  }
+  if (op === 'moderations' || op === 'speech')
+    return { inputTokens: textTokens(body['input']), outputTokens: 0 };
+  if (op === 'images') {
+    const n = body['n'];
+    const images = typeof n === 'number' && n > 1 ? Math.floor(n) : 1;
+    return { inputTokens: textTokens(body['prompt']), outputTokens: 0, images };
+  }
   return { inputTokens: 0, outputTokens: 0 };
 }
 
@@ -93,9 +120,25 @@ export function demandOf(op: string, body: JsonObject, defaultOutput: number): D
 export function expectedCost(price: Price, demand: Demand, predictedMs = 0): number {
   return callCost(
     price,
-    { inputTokens: demand.inputTokens, outputTokens: demand.outputTokens },
+    {
+      inputTokens: demand.inputTokens,
+      outputTokens: demand.outputTokens,
+      ...(demand.images === undefined ? {} : { images: demand.images }),
+    },
     predictedMs,
   );
+}
+
+/**
+ * The input tokens of a request whose upstream reports no usage (moderations, speech): its
+ * `input` text (a string or an array of strings and text parts) counted by the tokenizer.
+ */
+export function inputTextTokens(input: JsonValue | undefined): number {
+  if (typeof input === 'string') return tokenCount(input);
+  if (Array.isArray(input)) return input.reduce<number>((n, x) => n + inputTextTokens(x), 0);
+  if (input !== null && typeof input === 'object' && typeof input['text'] === 'string')
+    return tokenCount(input['text']);
+  return 0;
 }
 
 /**
@@ -153,7 +196,9 @@ export function chatPromptTokens(body: JsonObject): number {
  */
 export function streamedUsage(body: JsonObject, deliveredText: string): Usage {
   return {
-    inputTokens: chatPromptTokens(body),
+    // A legacy completion's prompt is `prompt`, not messages (#16 part 4).
+    inputTokens:
+      body['messages'] === undefined ? inputTextTokens(body['prompt']) : chatPromptTokens(body),
     outputTokens: tokenCount(deliveredText),
     estimated: true,
   };

@@ -127,6 +127,12 @@ export const ERROR_REGISTRY = {
     retryable: false,
     message: 'Unsupported content type: {detail}. Send application/json.',
   },
+  SY_ERR_MULTIPART_REQUIRED: {
+    status: 415,
+    type: 'invalid_request_error',
+    retryable: false,
+    message: 'Unsupported content type: {detail}. This endpoint takes multipart/form-data.',
+  },
   SY_ERR_HEADERS_TOO_LARGE: {
     status: 431,
     type: 'invalid_request_error',

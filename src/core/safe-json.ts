@@ -93,3 +93,6 @@ function findNonFinite(value: JsonValue, path: string): string | undefined {
   }
   return undefined;
 }
+
+/** A JSON media type (`application/json`, `application/problem+json`, with parameters or not). */
+export const JSON_MEDIA_TYPE = /^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i;

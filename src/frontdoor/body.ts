@@ -1,9 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { JsonObject } from '../contracts/json.js';
 import { syError, type SwitchyardError } from '../core/errors.js';
-import { parseJsonObject } from '../core/safe-json.js';
-
-const JSON_TYPE = /^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i;
+import { JSON_MEDIA_TYPE as JSON_TYPE, parseJsonObject } from '../core/safe-json.js';
 
 /**
  * What can be judged from a JSON request's headers alone: its media type and encoding (415) and

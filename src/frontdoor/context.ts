@@ -149,7 +149,7 @@ export class RequestContext {
     );
   }
 
-  private sendContinue(): void {
+  sendContinue(): void {
     if (!this.awaitsContinue()) return;
     this.continueSent = true;
     this.res.writeContinue();

@@ -253,3 +253,45 @@ export function validateChat(body: JsonObject): void {
 export function validateEmbeddings(body: JsonObject): void {
   check(body, EMBEDDINGS, ['model', 'input']);
 }
+
+const present: Check = (v, param) => {
+  if (v === null) invalid(`"${param}" is required`, param);
+};
+
+/**
+ * The pass-through operations (#16 part 4), from the OpenAI API reference (create completion,
+ * create moderation, create image, create speech): the fields the gateway reads for routing
+ * and pricing; the rest is the upstream's to judge.
+ */
+const PASS: Readonly<Record<JsonPassOp, Readonly<Record<string, Check>>>> = {
+  completions: {
+    model,
+    prompt: present,
+    max_tokens: nullable(integer(0)),
+    n: nullable(integer(1, 128)),
+    stream: nullable(boolean),
+    stream_options: nullable(object),
+    user: string,
+  },
+  moderations: { model, input: present },
+  images: { model, prompt: string, n: nullable(integer(1, 10)), user: string },
+  speech: { model, input: string, voice: present, speed: number(0.25, 4) },
+};
+const PASS_REQUIRED: Readonly<Record<JsonPassOp, string[]>> = {
+  completions: ['model', 'prompt'],
+  moderations: ['model', 'input'],
+  images: ['model', 'prompt'],
+  speech: ['model', 'input', 'voice'],
+};
+type JsonPassOp = 'completions' | 'moderations' | 'images' | 'speech';
+
+/** Checks a pass-through request (completions, moderations, images, speech). */
+export function validatePassThrough(op: JsonPassOp, body: JsonObject): void {
+  check(body, PASS[op], PASS_REQUIRED[op]);
+}
+
+/** Checks a transcription form's `model` field (the only field the gateway reads). */
+export function validateUploadModel(value: string | undefined): string {
+  if (value === undefined || value === '') invalid('"model" must be a non-empty string', 'model');
+  return value;
+}

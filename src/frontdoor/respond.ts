@@ -122,7 +122,11 @@ export async function sendStream(
   } catch (err) {
     const e = toSwitchyardError(signal.aborted ? (signal.reason as unknown) : err);
     ctx.fail(e);
-    if (!res.destroyed && e.code !== 'SY_ERR_CLIENT_CLOSED') {
+    if (shape === undefined && !stream.contentType.startsWith('text/event-stream')) {
+      // A binary stream (speech audio, #16 part 4) has no error event: it is cut, never ended
+      // cleanly, so the client cannot take the partial audio for the whole.
+      ctx.req.socket.destroy();
+    } else if (!res.destroyed && e.code !== 'SY_ERR_CLIENT_CLOSED') {
       res.end(
         shape === undefined
           ? `data: ${JSON.stringify(errorBody(e, ctx.requestId, 'openai'))}\n\n`

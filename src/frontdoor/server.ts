@@ -11,6 +11,7 @@ import { liveRequests, probeAfterFin, whenConnectionIdle } from './connection.js
 import { rawErrorResponse, sendError } from './respond.js';
 import { chatCompletions, embeddings, listModels, retrieveModel } from './routes/openai.js';
 import { runJourney } from './routes/journeys.js';
+import * as pass from './routes/openai-passthrough.js';
 import * as responses from './routes/responses.js';
 import { countMessageTokens, createMessage } from './routes/anthropic.js';
 import { modelInfer, modelMetadata, modelReady, serverMetadata } from './routes/kserve.js';
@@ -99,6 +100,12 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   add(POST, '/v1/chat/completions', 'openai', true, chatCompletions);
   add(POST, '/v1/journeys/:name', 'openai', true, runJourney);
   add(POST, '/v1/embeddings', 'openai', true, embeddings);
+  // Pass-through with governance (#16 part 4).
+  add(POST, '/v1/completions', 'openai', true, pass.completions);
+  add(POST, '/v1/moderations', 'openai', true, pass.moderations);
+  add(POST, '/v1/images/generations', 'openai', true, pass.imageGenerations);
+  add(POST, '/v1/audio/speech', 'openai', true, pass.audioSpeech);
+  add(POST, '/v1/audio/transcriptions', 'openai', true, pass.audioTranscriptions);
   // The Responses API and stored responses (#16).
   add(POST, '/v1/responses', 'openai', true, responses.createResponse);
   add(GET, '/v1/responses/:id', 'openai', true, responses.retrieveResponse);

@@ -101,7 +101,10 @@ export function journeyOperations(
   operations: Iterable<Operation>,
   card: ModelCard | undefined,
 ): ModelInfo['operations'] {
-  const ops = new Set<'chat' | 'embeddings' | 'infer' | 'classify'>(operations);
+  const ops = new Set<'chat' | 'embeddings' | 'infer' | 'classify'>();
+  // Journey stages call chat, embeddings and infer; the pass-through operations are direct only.
+  for (const op of operations)
+    if (op === 'chat' || op === 'embeddings' || op === 'infer') ops.add(op);
   if (ops.has('chat') || card?.task === 'classifier') ops.add('classify');
   return ops;
 }

@@ -10,6 +10,7 @@ import type {
   Operation,
   StreamLimits,
   Tier,
+  UploadBody,
   Usage,
 } from '../contracts/backend.js';
 import type { JsonObject } from '../contracts/json.js';
@@ -121,6 +122,8 @@ export interface CallSpec {
   readonly body?: JsonObject;
   /** classify: the text to label. */
   readonly text?: string;
+  /** transcriptions: the multipart upload, streamed to the upstream (`body` holds its fields). */
+  readonly upload?: UploadBody;
   readonly opts?: InvokeOptions;
   /** A direct API call: the tenant must be allowed the name it asked for. */
   readonly direct?: boolean;
@@ -566,6 +569,16 @@ export class ModelPipeline {
         };
       case 'infer':
         return { request: { op: 'infer', body, ...v } };
+      // The OpenAI pass-through operations (#16 part 4): the body as sent, for the resolved model.
+      case 'completions':
+      case 'moderations':
+      case 'images':
+      case 'speech':
+        return { request: { op: spec.op, body: { ...body, model } } };
+      case 'transcriptions':
+        if (spec.upload === undefined)
+          throw syError('SY_ERR_INTERNAL', 'a transcription call without its upload');
+        return { request: { op: 'transcriptions', body: { ...body, model }, upload: spec.upload } };
       case 'classify': {
         const backend = target.handle.backend;
         const card = backend instanceof OnnxBackend ? cardOf(backend, target.version) : undefined;
@@ -814,7 +827,8 @@ export class ModelPipeline {
         policyException: r.policyException,
         ...(r.output === undefined ? {} : { output: r.output }),
       },
-      prepared === undefined
+      // An upload is read once: it has no shadow copy.
+      prepared === undefined || prepared.request.op === 'transcriptions'
         ? undefined
         : async (shadowTarget, signal) => {
             const shadowScope: CallScope = {

@@ -33,6 +33,7 @@ export function firstEmbedding(json: JsonObject): number[] | undefined {
  */
 export function comparableOutput(op: Operation | 'responses', json: JsonObject): SlotOutput {
   if (op === 'responses') return {}; // a pass-through Response: not compared
+  if (op !== 'chat' && op !== 'embeddings' && op !== 'infer') return {}; // pass-through (#16 part 4)
   if (op === 'chat') {
     const text = chatText(json);
     return text === undefined ? {} : { label: text };

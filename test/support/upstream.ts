@@ -10,6 +10,8 @@ export interface RecordedCall {
   readonly path: string;
   readonly headers: IncomingMessage['headers'];
   readonly body: string;
+  /** The body's exact bytes (uploads). */
+  readonly bytes: Buffer;
   readonly at: number;
   /** Set when the client closed the connection before the answer was complete. */
   aborted: boolean;
@@ -25,6 +27,8 @@ export interface TestUpstream {
   readonly url: string;
   readonly port: number;
   readonly calls: RecordedCall[];
+  /** Requests whose head arrived, whole or not (a cut upload is never in `calls`). */
+  readonly started: () => number;
   behave(b: Behaviour): void;
   close(): Promise<void>;
 }
@@ -37,15 +41,19 @@ export async function startUpstream(
   let behaviour = initial;
   const calls: RecordedCall[] = [];
   const sockets = new Set<Socket>();
+  let started = 0;
   const server: Server = createServer((req, res) => {
+    started++;
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      const bytes = Buffer.concat(chunks);
       const call: RecordedCall = {
         method: req.method ?? '',
         path: req.url ?? '',
         headers: req.headers,
-        body: Buffer.concat(chunks).toString('utf8'),
+        body: bytes.toString('utf8'),
+        bytes,
         at: performance.now(),
         aborted: false,
       };
@@ -66,6 +74,7 @@ export async function startUpstream(
     url: `http://${host}:${port}`,
     port,
     calls,
+    started: () => started,
     behave: (b) => {
       behaviour = b;
     },

@@ -16,7 +16,7 @@ import {
   expectEventStream,
   firstEvent,
   joinPath,
-  nextWithin,
+  relay,
   parseUpstreamJson,
   readCapped,
   upstreamStatusError,
@@ -192,17 +192,8 @@ class EventReader {
     }
   }
 
-  async *iterate(first: Buffer): AsyncGenerator<Buffer> {
-    try {
-      yield first;
-      for (;;) {
-        const block = await nextWithin(this.ex, this.name, this.idleMs, () => this.next());
-        if (block === undefined) return;
-        yield block;
-      }
-    } finally {
-      this.cancel();
-    }
+  iterate(first: Buffer): AsyncGenerator<Buffer> {
+    return relay(this, first, this.ex, this.name, this.idleMs);
   }
 
   cancel(): void {

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { request } from '../../core/undici.js';
 import type { CallContext } from '../../contracts/backend.js';
@@ -78,7 +79,7 @@ export async function exchange(
   opts: HttpUpstreamOptions,
   method: 'GET' | 'POST',
   path: string,
-  body: string | undefined,
+  body: string | StreamedBody | undefined,
   ctx: CallContext,
 ): Promise<Exchange> {
   if (ctx.signal.aborted) throw abortReason(ctx.signal);
@@ -128,8 +129,10 @@ export async function exchange(
     if (err instanceof SwitchyardError) return err;
     return mapTransportError(err, opts, code);
   };
+  const streamed = typeof body === 'object' ? body : undefined;
   const headers: Record<string, string> = {
     ...opts.headers,
+    ...(streamed === undefined ? {} : { 'content-type': streamed.contentType }),
     ...opts.hooks?.headers(ctx),
     [TIMEOUT_HEADER]: String(Math.min(capMs, remaining)),
     'x-request-id': ctx.requestId,
@@ -149,7 +152,8 @@ export async function exchange(
       path,
       method,
       headers,
-      body: body ?? null,
+      body:
+        typeof body === 'object' ? Readable.from(body.body, { objectMode: false }) : (body ?? null),
       signal: controller.signal,
       headersTimeout: Math.min(opts.firstByteTimeoutMs, capMs, remaining),
       // For a stream only a backstop: its idle limit is timed exactly by its reader.
@@ -181,6 +185,12 @@ export async function exchange(
     done();
     throw failure(err, 'SY_ERR_UPSTREAM_UNREACHABLE');
   }
+}
+
+/** A request body sent as it is read (a multipart upload, #16 part 4), of its own media type. */
+export interface StreamedBody {
+  readonly contentType: string;
+  readonly body: AsyncIterable<Buffer>;
 }
 
 /** How long an attempt may wait for its first byte, and whether a fallback's share binds it. */
@@ -257,6 +267,33 @@ export async function nextWithin(
     throw ex.failure(err, 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED');
   } finally {
     if (timer !== undefined) clearTimeout(timer);
+  }
+}
+
+/**
+ * Yields a reader's blocks, the first already in hand, each wait on the upstream bounded by the
+ * stream's idle limit (`nextWithin`); `took` hears of each block once the consumer has it. The
+ * reader is cancelled however the consumer stops.
+ */
+export async function* relay(
+  reader: { next(): Promise<Buffer | undefined>; cancel(): void },
+  first: Buffer,
+  ex: Exchange,
+  name: string,
+  idleMs: number | undefined,
+  took: (block: Buffer) => void = () => undefined,
+): AsyncGenerator<Buffer> {
+  try {
+    yield first;
+    took(first);
+    for (;;) {
+      const block = await nextWithin(ex, name, idleMs, () => reader.next());
+      if (block === undefined) return;
+      yield block;
+      took(block);
+    }
+  } finally {
+    reader.cancel();
   }
 }
 

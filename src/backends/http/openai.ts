@@ -11,21 +11,22 @@ import type {
   Usage,
 } from '../../contracts/backend.js';
 import type { JsonObject } from '../../contracts/json.js';
-import { streamedUsage } from '../../core/cost.js';
+import { inputTextTokens, streamedUsage } from '../../core/cost.js';
 import { syError } from '../../core/errors.js';
-import { isJsonObject } from '../../core/safe-json.js';
+import { isJsonObject, JSON_MEDIA_TYPE as JSON_TYPE } from '../../core/safe-json.js';
 import {
   exchange,
   expectEventStream,
   firstEvent,
   joinPath,
-  nextWithin,
+  relay,
   parseUpstreamJson,
   passThroughHeaders,
   readCapped,
   upstreamStatusError,
   type Exchange,
   type HttpUpstreamOptions,
+  type StreamedBody,
 } from './http-upstream.js';
 import { eventData, SseSplitter } from './sse.js';
 
@@ -79,10 +80,15 @@ export class OpenAiBackend implements Backend {
 
   async call(request: BackendRequest, ctx: CallContext): Promise<BackendResponse> {
     const path = this.pathFor(request);
-    const payload: JsonObject = { ...request.body, model: this.opts.upstreamModel };
-    if ((request.op === 'chat' || request.op === 'responses') && payload['stream'] !== undefined)
-      payload['stream'] = false;
-    const ex = await exchange(this.http, 'POST', path, JSON.stringify(payload), ctx);
+    const model = this.opts.upstreamModel;
+    let body: string | StreamedBody;
+    if (request.op === 'transcriptions') body = request.upload.open({ model });
+    else {
+      const payload: JsonObject = { ...request.body, model };
+      if (STREAMABLE.has(request.op) && payload['stream'] !== undefined) payload['stream'] = false;
+      body = JSON.stringify(payload);
+    }
+    const ex = await exchange(this.http, 'POST', path, body, ctx);
     if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);
     let raw: Buffer;
     try {
@@ -90,9 +96,22 @@ export class OpenAiBackend implements Backend {
     } finally {
       ex.done();
     }
-    const json = parseUpstreamJson(raw, this.name);
-    const usage = readUsage(json['usage']);
     const headers = passThroughHeaders(ex.headers);
+    const contentType = String(ex.headers['content-type'] ?? '');
+    // A transcription as text, srt or vtt, or speech called unary: forwarded as it came.
+    const media = request.op === 'transcriptions' || request.op === 'speech';
+    if (media && !JSON_TYPE.test(contentType)) {
+      const usage = passUsage(request, undefined);
+      return {
+        json: {},
+        raw,
+        contentType: contentType || 'application/octet-stream',
+        ...(usage === undefined ? {} : { usage }),
+        ...(headers === undefined ? {} : { headers }),
+      };
+    }
+    const json = parseUpstreamJson(raw, this.name);
+    const usage = passUsage(request, json);
     return {
       json,
       raw,
@@ -102,7 +121,8 @@ export class OpenAiBackend implements Backend {
   }
 
   async stream(request: BackendRequest, ctx: CallContext): Promise<BackendStream> {
-    if (request.op !== 'chat' && request.op !== 'responses') {
+    if (request.op === 'speech') return this.audio(request.body, ctx);
+    if (request.op !== 'chat' && request.op !== 'responses' && request.op !== 'completions') {
       throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${request.op} cannot be streamed`);
     }
     const responses = request.op === 'responses';
@@ -146,6 +166,49 @@ export class OpenAiBackend implements Backend {
     };
   }
 
+  /**
+   * Text to speech (#16 part 4): the upstream's audio bytes forwarded as they arrive, of its
+   * media type, under the answer cap and the stream's idle bound. Its input is counted as usage.
+   */
+  private async audio(body: JsonObject, ctx: CallContext): Promise<BackendStream> {
+    const started = this.opts.clock.now();
+    const payload = JSON.stringify({ ...body, model: this.opts.upstreamModel });
+    const ex = await exchange(
+      this.http,
+      'POST',
+      this.pathFor({ op: 'speech', body }),
+      payload,
+      ctx,
+    );
+    if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);
+    const contentType = String(ex.headers['content-type'] ?? '');
+    // Audio of any format, or its SSE form (`stream_format: "sse"`); a JSON answer is not audio.
+    if (contentType === '' || JSON_TYPE.test(contentType)) {
+      ex.discard();
+      throw syError(
+        'SY_ERR_UPSTREAM_BAD_RESPONSE',
+        `${this.name} answered ${contentType || 'no content type'} to a speech request`,
+      );
+    }
+    const reader = new BytesReader(ex, this.opts.maxResponseBytes, this.name, ctx.stream?.idleMs);
+    const first = await firstEvent(reader, ex, this.opts, ctx, this.name);
+    const firstEventMs = this.opts.clock.now() - started;
+    const headers = passThroughHeaders(ex.headers);
+    const usage: Usage = {
+      inputTokens: inputTextTokens(body['input']),
+      outputTokens: 0,
+      estimated: true,
+    };
+    return {
+      ...(headers === undefined ? {} : { headers }),
+      contentType,
+      chunks: reader.iterate(first),
+      usage: () => usage,
+      firstEventMs,
+      cancel: () => reader.cancel(),
+    };
+  }
+
   metadata(): Promise<JsonObject> {
     return Promise.reject(
       syError('SY_ERR_OPERATION_UNSUPPORTED', `${this.name} is not a KServe model`),
@@ -172,7 +235,61 @@ export class OpenAiBackend implements Backend {
     if (!this.opts.operations.includes(request.op)) {
       throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${this.name} does not serve ${request.op}`);
     }
-    return joinPath(this.basePath, request.op === 'chat' ? '/chat/completions' : '/embeddings');
+    const sub = PATHS[request.op];
+    if (sub === undefined)
+      throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${this.name} does not serve ${request.op}`);
+    return joinPath(this.basePath, sub);
+  }
+}
+
+/** The upstream path of each operation an OpenAI upstream serves. */
+const PATHS: Readonly<Partial<Record<Operation, string>>> = {
+  chat: '/chat/completions',
+  embeddings: '/embeddings',
+  completions: '/completions',
+  moderations: '/moderations',
+  images: '/images/generations',
+  speech: '/audio/speech',
+  transcriptions: '/audio/transcriptions',
+};
+
+/** Operations whose `stream: true` a unary call turns off. */
+const STREAMABLE: ReadonlySet<string> = new Set(['chat', 'responses', 'completions']);
+
+/**
+ * The usage of a unary answer, by operation: the upstream's token usage where it reports one;
+ * moderations count their input (the API reports none); images add the images generated;
+ * transcriptions the seconds of audio (`usage.type: "duration"` or a verbose answer's
+ * `duration`) or their token usage.
+ */
+function passUsage(request: BackendRequest, json: JsonObject | undefined): Usage | undefined {
+  const reported = json === undefined ? undefined : readUsage(json['usage']);
+  switch (request.op) {
+    case 'moderations':
+    case 'speech':
+      return {
+        inputTokens: inputTextTokens(request.body['input']),
+        outputTokens: 0,
+        estimated: true,
+      };
+    case 'images': {
+      const data = json?.['data'];
+      const images = Array.isArray(data) ? data.length : 0;
+      return { ...(reported ?? { inputTokens: 0, outputTokens: 0 }), images };
+    }
+    case 'transcriptions': {
+      const u = json?.['usage'];
+      const seconds =
+        isJsonObject(u) && u['type'] === 'duration' && typeof u['seconds'] === 'number'
+          ? u['seconds']
+          : typeof json?.['duration'] === 'number'
+            ? json['duration']
+            : undefined;
+      if (seconds === undefined) return reported;
+      return { ...(reported ?? { inputTokens: 0, outputTokens: 0 }), audioSeconds: seconds };
+    }
+    default:
+      return reported;
   }
 }
 
@@ -282,19 +399,8 @@ class SseReader {
     return counted;
   }
 
-  async *iterate(first: Buffer): AsyncGenerator<Buffer> {
-    try {
-      yield first;
-      this.took(first);
-      for (;;) {
-        const block = await nextWithin(this.ex, this.name, this.idleMs, () => this.next());
-        if (block === undefined) return;
-        yield block;
-        this.took(block);
-      }
-    } finally {
-      this.cancel();
-    }
+  iterate(first: Buffer): AsyncGenerator<Buffer> {
+    return relay(this, first, this.ex, this.name, this.idleMs, (b) => this.took(b));
   }
 
   /** The consumer asked for the next block: it has the previous one. */
@@ -363,6 +469,47 @@ class SseReader {
   }
 }
 
+/** Reads a binary answer (speech audio) chunk by chunk, under a byte cap. */
+class BytesReader {
+  private readonly source: AsyncIterator<Buffer>;
+  private bytes = 0;
+  private finished = false;
+
+  constructor(
+    private readonly ex: Exchange,
+    private readonly cap: number,
+    private readonly name: string,
+    private readonly idleMs: number | undefined,
+  ) {
+    this.source = (ex.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  }
+
+  async next(): Promise<Buffer | undefined> {
+    for (;;) {
+      const step = await this.source.next();
+      if (step.done === true) {
+        this.finished = true;
+        this.ex.done();
+        return undefined;
+      }
+      this.bytes += step.value.length;
+      if (this.bytes > this.cap)
+        throw syError('SY_ERR_UPSTREAM_RESPONSE_TOO_LARGE', String(this.cap));
+      if (step.value.length > 0) return step.value;
+    }
+  }
+
+  iterate(first: Buffer): AsyncGenerator<Buffer> {
+    return relay(this, first, this.ex, this.name, this.idleMs, () => undefined);
+  }
+
+  cancel(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.ex.discard();
+  }
+}
+
 /**
  * OpenAI usage as Usage, if present and numeric: chat and embeddings (`prompt_tokens`,
  * `completion_tokens`) or a Response (`input_tokens`, `output_tokens`).
@@ -390,6 +537,8 @@ function deliveredText(blocks: readonly Buffer[]): string {
       const choices = isJsonObject(chunk) ? chunk['choices'] : undefined;
       if (!Array.isArray(choices)) continue;
       for (const c of choices) {
+        // A legacy completion's chunk carries its text on the choice (#16 part 4).
+        if (isJsonObject(c) && typeof c['text'] === 'string') text += c['text'];
         const delta = isJsonObject(c) ? c['delta'] : undefined;
         if (!isJsonObject(delta)) continue;
         if (typeof delta['content'] === 'string') text += delta['content'];

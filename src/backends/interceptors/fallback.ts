@@ -1,4 +1,4 @@
-import type { BackendCall, CallContext } from '../../contracts/backend.js';
+import type { BackendCall, BackendRequest, CallContext } from '../../contracts/backend.js';
 import type { Clock } from '../../core/clock.js';
 import { throwIfAborted } from '../../core/deadline.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../../core/errors.js';
@@ -48,6 +48,7 @@ export function fallbackChain(
     return { ...ctx, firstByteBy: Math.min(by, ctx.firstByteBy ?? by) };
   };
   const run = async <T>(
+    request: BackendRequest,
     ctx: CallContext,
     step: (link: ChainLink, ctx: CallContext) => Promise<T>,
   ): Promise<T> => {
@@ -71,7 +72,8 @@ export function fallbackChain(
         const movesOn =
           !TENANT_VERDICTS.has(last.code) &&
           (last.retryable || last.code === 'SY_ERR_UPSTREAM_REFUSED');
-        if (!movesOn || next === undefined) break;
+        // An upload already (partly) sent cannot be sent again (#16 part 4).
+        if (!movesOn || next === undefined || consumed(request)) break;
         throwIfAborted(ctx.signal);
         publish(events.fallback, { model, from: link.name, to: next.name, code: last.code });
       }
@@ -83,7 +85,12 @@ export function fallbackChain(
     throw last!;
   };
   return {
-    call: (request, ctx) => run(ctx, (link, c) => link.call.call(request, c)),
-    stream: (request, ctx) => run(ctx, (link, c) => link.call.stream(request, c)),
+    call: (request, ctx) => run(request, ctx, (link, c) => link.call.call(request, c)),
+    stream: (request, ctx) => run(request, ctx, (link, c) => link.call.stream(request, c)),
   };
+}
+
+/** A request whose one-shot body (a streamed upload) already went, in part, to an upstream. */
+export function consumed(request: BackendRequest): boolean {
+  return request.op === 'transcriptions' && request.upload.sent;
 }

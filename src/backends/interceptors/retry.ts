@@ -1,4 +1,5 @@
-import type { CallContext, Interceptor } from '../../contracts/backend.js';
+import type { BackendRequest, CallContext, Interceptor } from '../../contracts/backend.js';
+import { consumed } from './fallback.js';
 import type { Clock } from '../../core/clock.js';
 import { sleep, throwIfAborted } from '../../core/deadline.js';
 import { toSwitchyardError, type ErrorCode, type SwitchyardError } from '../../core/errors.js';
@@ -94,7 +95,11 @@ export function retryInterceptor(
   clock: Clock,
   random: Random,
 ): Interceptor {
-  const run = async <T>(ctx: CallContext, attemptFn: () => Promise<T>): Promise<T> => {
+  const run = async <T>(
+    request: BackendRequest,
+    ctx: CallContext,
+    attemptFn: () => Promise<T>,
+  ): Promise<T> => {
     const settings = getSettings();
     for (let attempt = 1; ; attempt++) {
       let result: T;
@@ -105,6 +110,8 @@ export function retryInterceptor(
         budget.record(e.code);
         if (!RETRY_SAME.has(e.code) || attempt >= settings.max_attempts || ctx.signal.aborted)
           throw e;
+        // An upload already (partly) sent cannot be sent again (#16 part 4).
+        if (consumed(request)) throw e;
         // With a fallback after this link, a timed-out upstream is not waited on again: the next
         // model is the better second try (#13: a black hole held requests for two waits).
         if (e.code === 'SY_ERR_UPSTREAM_TIMEOUT' && ctx.firstByteBy !== undefined) throw e;
@@ -124,8 +131,8 @@ export function retryInterceptor(
     }
   };
   return (next) => ({
-    call: (request, ctx) => run(ctx, () => next.call(request, ctx)),
-    stream: (request, ctx) => run(ctx, () => next.stream(request, ctx)),
+    call: (request, ctx) => run(request, ctx, () => next.call(request, ctx)),
+    stream: (request, ctx) => run(request, ctx, () => next.stream(request, ctx)),
   });
 }
 

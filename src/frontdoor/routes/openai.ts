@@ -1,9 +1,10 @@
+import type { Operation, UploadBody } from '../../contracts/backend.js';
 import type { JsonObject } from '../../contracts/json.js';
 import { syError } from '../../core/errors.js';
 import type { RequestContext } from '../context.js';
 import { keepPayload, payloadWanted } from '../payload.js';
 import { withScope } from '../scope.js';
-import { sendJson, sendStream } from '../respond.js';
+import { sendBytes, sendJson, sendStream } from '../respond.js';
 import { journeyChat, JOURNEY_MODEL_PREFIX } from './journeys.js';
 import { validateChat, validateEmbeddings } from '../openai-fields.js';
 import { extendForStream, streamLimits } from '../stream-limits.js';
@@ -14,24 +15,43 @@ export async function chatCompletions(ctx: RequestContext): Promise<void> {
   validateChat(body);
   const name = body['model'] as string;
   if (name.startsWith(JOURNEY_MODEL_PREFIX)) return journeyChat(ctx, body);
+  return serveDirect(ctx, 'chat', name, body, body['stream'] === true);
+}
+
+/** `POST /v1/embeddings`: one call through the model-call pipeline. */
+export async function embeddings(ctx: RequestContext): Promise<void> {
+  const body = await ctx.readJson();
+  validateEmbeddings(body);
+  return serveDirect(ctx, 'embeddings', body['model'] as string, body, false);
+}
+
+/**
+ * One direct call of an OpenAI route through the pipeline (chat, embeddings, and the
+ * pass-through operations of #16 part 4): preflight (the model exists, the tenant may use it,
+ * it serves the operation) before any quota is taken, then the scope (class, deadline, quotas),
+ * then the call, streamed or not, and the answer as the upstream sent it.
+ */
+export async function serveDirect(
+  ctx: RequestContext,
+  op: Operation,
+  name: string,
+  body: JsonObject,
+  streamed: boolean,
+  upload?: UploadBody,
+): Promise<void> {
   const pipeline = ctx.runtime.pipeline;
   ctx.model = name;
-  pipeline.preflight(ctx.principal?.tenant ?? '', name, 'chat');
+  pipeline.preflight(ctx.principal?.tenant ?? '', name, op);
   const user = typeof body['user'] === 'string' ? body['user'] : undefined;
-  const limits = body['stream'] === true ? streamLimits(ctx) : undefined;
+  const limits = streamed ? streamLimits(ctx) : undefined;
+  const spec = { op, model: name, body, direct: true, ...(upload === undefined ? {} : { upload }) };
   await withScope(
     ctx,
-    { origin: 'direct', estimate: pipeline.estimate('chat', body, name), user },
+    { origin: 'direct', estimate: pipeline.estimate(op, body, name), user },
     async (scope) => {
       if (limits !== undefined) {
         ctx.stream = true;
-        const r = await pipeline.stream(scope, {
-          op: 'chat',
-          model: name,
-          body,
-          direct: true,
-          streamLimits: limits,
-        });
+        const r = await pipeline.stream(scope, { ...spec, streamLimits: limits });
         // From here the stream's own bounds apply, not the unary deadline (#16).
         extendForStream(ctx, limits);
         // A stream's answer is never buffered: its record keeps the request only.
@@ -41,45 +61,37 @@ export async function chatCompletions(ctx: RequestContext): Promise<void> {
         await sendStream(ctx, r.stream);
         return;
       }
-      const r = await pipeline.call(scope, { op: 'chat', model: name, body, direct: true });
+      const r = await pipeline.call(scope, spec);
       ctx.model = r.model;
       ctx.release = r.reason;
-      if (payloadWanted(ctx)) keepPayload(ctx, body, r.response.json);
-      ctx.upstreamHeaders = r.response.headers;
-      sendJson(ctx, 200, r.response.raw ?? r.response.json);
+      const res = r.response;
+      if (payloadWanted(ctx)) keepPayload(ctx, body, res.json);
+      ctx.upstreamHeaders = res.headers;
+      // A transcription in text, srt or vtt is forwarded in its own media type.
+      if (res.contentType !== undefined && res.raw !== undefined)
+        sendBytes(ctx, 200, res.contentType, res.raw);
+      else sendJson(ctx, 200, res.raw ?? res.json);
     },
   );
 }
 
-/** `POST /v1/embeddings`: one call through the model-call pipeline. */
-export async function embeddings(ctx: RequestContext): Promise<void> {
-  const body = await ctx.readJson();
-  validateEmbeddings(body);
-  const name = body['model'] as string;
-  const pipeline = ctx.runtime.pipeline;
-  ctx.model = name;
-  pipeline.preflight(ctx.principal?.tenant ?? '', name, 'embeddings');
-  const user = typeof body['user'] === 'string' ? body['user'] : undefined;
-  await withScope(
-    ctx,
-    { origin: 'direct', estimate: pipeline.estimate('embeddings', body, name), user },
-    async (scope) => {
-      const r = await pipeline.call(scope, { op: 'embeddings', model: name, body, direct: true });
-      ctx.model = r.model;
-      ctx.release = r.reason;
-      if (payloadWanted(ctx)) keepPayload(ctx, body, r.response.json);
-      ctx.upstreamHeaders = r.response.headers;
-      sendJson(ctx, 200, r.response.raw ?? r.response.json);
-    },
-  );
-}
+/** The operations that make a model one of the OpenAI API's (KServe-only models are not). */
+const LISTED: readonly Operation[] = [
+  'chat',
+  'embeddings',
+  'completions',
+  'moderations',
+  'images',
+  'speech',
+  'transcriptions',
+];
 
 /** `GET /v1/models`: the models this tenant may call through the OpenAI API. */
 export function listModels(ctx: RequestContext): Promise<void> {
   const tenant = ctx.principal?.tenant ?? '';
   const data: JsonObject[] = [];
   for (const model of ctx.runtime.models.values()) {
-    if (!model.operations.has('chat') && !model.operations.has('embeddings')) continue;
+    if (!LISTED.some((op) => model.operations.has(op))) continue;
     if (!ctx.runtime.keys.mayUse(tenant, model.name)) continue;
     data.push(modelObject(ctx, model.name));
   }
