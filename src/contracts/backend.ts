@@ -166,6 +166,8 @@ export interface BackendStream {
   readonly chunks: AsyncIterable<Buffer>;
   /** Usage seen in the stream so far (final once `chunks` is exhausted). */
   usage(): Usage | undefined;
+  /** Finish reasons seen so far, one per choice that ended (the call's span reports them). */
+  finishReasons?(): readonly string[];
   /** Monotonic ms from the call's start to the first content event. */
   readonly firstEventMs: number;
   /** Upstream headers a client may see (rate limits, request id), lower-case names. */

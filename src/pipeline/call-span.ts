@@ -40,6 +40,8 @@ export function endCallSpan(
   done: CallOutcome | undefined,
   response: BackendResponse | undefined,
   error: SwitchyardError | undefined,
+  /** A stream's finish reasons, as its reader saw them go by (a unary answer carries its own). */
+  streamed?: readonly string[],
 ): void {
   if (done !== undefined) {
     const json = response?.json;
@@ -49,7 +51,8 @@ export function endCallSpan(
         typeof reported === 'string' && reported !== '' ? reported : done.version || done.servedBy,
       'gen_ai.usage.input_tokens': response?.usage?.inputTokens,
       'gen_ai.usage.output_tokens': response?.usage?.outputTokens,
-      'gen_ai.response.finish_reasons': finishReasons(json),
+      'gen_ai.response.finish_reasons':
+        streamed !== undefined && streamed.length > 0 ? streamed : finishReasons(json),
       'switchyard.served_by': done.servedBy,
       'switchyard.tier': done.tier,
       'switchyard.version': done.version,

@@ -409,7 +409,8 @@ export class ModelPipeline {
         undefined,
         shown,
       );
-      if (span !== undefined) endCallSpan(span, traced(d, target), response, error);
+      if (span !== undefined)
+        endCallSpan(span, traced(d, target), response, error, inner.finishReasons?.());
     };
     const stream: BackendStream = {
       contentType: inner.contentType,

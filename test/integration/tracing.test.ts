@@ -3,7 +3,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { events, subscribe } from '../../src/core/events.js';
 import { openaiModel, startTestGateway, type TestGateway } from '../support/gateway.js';
 import { startOtlpReceiver, treeOf, type OtlpReceiver } from '../support/otlp-receiver.js';
-import { chatCompletion, json, startUpstream, type TestUpstream } from '../support/upstream.js';
+import {
+  chatCompletion,
+  json,
+  sseChunk,
+  sseUsage,
+  startUpstream,
+  type TestUpstream,
+} from '../support/upstream.js';
 import { freePort, startVectorNode, type VectorNode } from '../support/vector-node.js';
 import { generateKey } from '../../src/core/api-key.js';
 import { clustered } from '../support/vectors.js';
@@ -122,6 +129,35 @@ describe('traces of a direct chat call', () => {
     // The upstream was asked under the attempt's span, in the same trace.
     const sent = String(up.calls.at(-1)!.headers['traceparent']);
     expect(sent).toBe(`00-${CLIENT_TRACE}-${attempt.spanId}-01`);
+  });
+
+  it('puts a stream’s finish reasons and usage on its model span, as the reader saw them go by', async () => {
+    const trace = 'aa'.repeat(16);
+    up.behave((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(sseChunk('one '));
+      res.write(sseChunk('two', 'length'));
+      res.write(sseUsage(5, 2));
+      res.end('data: [DONE]\n\n');
+    });
+    const res = await request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${gw.key}`,
+        traceparent: traceparent(trace),
+      },
+      body: JSON.stringify({ ...CHAT, stream: true }),
+    });
+    expect(await res.body.text()).toContain('[DONE]');
+    up.behave(json(200, chatCompletion('hello', { prompt_tokens: 7, completion_tokens: 3 })));
+    expect(res.statusCode).toBe(200);
+    const spans = await receiver.waitFor((s) => treeOf(s, trace).named(/^chat /).length === 1);
+    expect(treeOf(spans, trace).one('chat chat-large').attributes).toMatchObject({
+      'gen_ai.response.finish_reasons': ['length'],
+      'gen_ai.usage.input_tokens': 5,
+      'gen_ai.usage.output_tokens': 2,
+    });
   });
 
   it('starts a trace of its own without a traceparent, and marks a failed call as an error', async () => {

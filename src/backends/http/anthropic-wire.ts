@@ -284,6 +284,8 @@ export class ChatChunks {
   usage: Usage | undefined;
   /** message_stop came: the answer is whole. */
   done = false;
+  /** The chat finish reason of message_delta's stop_reason, once it came. */
+  readonly finishReasons: string[] = [];
   private id = '';
   private model = '';
   private cached = 0;
@@ -350,7 +352,9 @@ export class ChatChunks {
         if (typeof u['cache_read_input_tokens'] === 'number')
           this.cached = u['cache_read_input_tokens'];
         this.usage = { inputTokens: input, outputTokens: output };
-        return this.chunk({}, finishReason(d['stop_reason']), {
+        const reason = finishReason(d['stop_reason']);
+        this.finishReasons.push(reason);
+        return this.chunk({}, reason, {
           stop_reason: typeof d['stop_sequence'] === 'string' ? d['stop_sequence'] : null,
         });
       }

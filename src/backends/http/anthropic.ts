@@ -117,6 +117,7 @@ export class AnthropicBackend implements Backend {
       contentType: 'text/event-stream; charset=utf-8',
       chunks: reader.iterate(first),
       usage: () => reader.chunks.usage,
+      finishReasons: () => reader.chunks.finishReasons,
       firstEventMs: this.opts.clock.now() - started,
       cancel: () => reader.cancel(),
     };

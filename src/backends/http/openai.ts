@@ -161,6 +161,7 @@ export class OpenAiBackend implements Backend {
       contentType: 'text/event-stream; charset=utf-8',
       chunks: reader.iterate(first),
       usage: () => reader.usage(),
+      finishReasons: () => reader.finishReasons,
       firstEventMs,
       cancel: () => reader.cancel(),
     };
@@ -324,6 +325,8 @@ class SseReader {
   private sawDone = false;
   /** Indexes of the choices whose finish_reason came. */
   private readonly finishedChoices = new Set<number>();
+  /** Finish reasons in the order the choices ended (the call span reports them, #15). */
+  readonly finishReasons: string[] = [];
 
   constructor(
     private readonly ex: Exchange,
@@ -432,7 +435,9 @@ class SseReader {
       if (!Array.isArray(choices)) continue;
       for (const c of choices) {
         if (!isJsonObject(c) || typeof c['finish_reason'] !== 'string') continue;
-        this.finishedChoices.add(typeof c['index'] === 'number' ? c['index'] : 0);
+        const index = typeof c['index'] === 'number' ? c['index'] : 0;
+        if (!this.finishedChoices.has(index)) this.finishReasons.push(c['finish_reason']);
+        this.finishedChoices.add(index);
       }
     }
   }
