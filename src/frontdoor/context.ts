@@ -146,7 +146,8 @@ export class RequestContext {
     );
   }
 
-  private sendContinue(): void {
+  /** Tells a client that sent `Expect: 100-continue` to send its body (once). */
+  sendContinue(): void {
     if (!this.awaitsContinue()) return;
     this.continueSent = true;
     this.res.writeContinue();
