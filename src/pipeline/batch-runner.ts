@@ -173,7 +173,7 @@ export class BatchRunner {
   private async inputOf(b: StoredBatch, maxLines: number): Promise<BatchInputLine[] | undefined> {
     const cached = this.inputs.get(b.id);
     if (cached !== undefined) return cached;
-    const fileId = String(b.batch['input_file_id']);
+    const fileId = str(b.batch['input_file_id']);
     const content = await this.o.store.fileContent(b.tenant, fileId);
     if (content === undefined) {
       const now = Math.floor(this.o.clock.wall() / 1000);
@@ -201,7 +201,7 @@ export class BatchRunner {
       );
       return undefined;
     }
-    const lines = parseBatchInput(content, String(b.batch['endpoint']), maxLines).lines;
+    const lines = parseBatchInput(content, str(b.batch['endpoint']), maxLines).lines;
     this.inputs.set(b.id, lines);
     return lines;
   }
@@ -314,7 +314,7 @@ export class BatchRunner {
   private async runLine(b: StoredBatch, line: BatchInputLine, rt: BatchRuntime): Promise<void> {
     const { pipeline, admission: ac } = rt;
     const clock = this.o.clock;
-    const op = BATCH_ENDPOINTS[String(b.batch['endpoint'])] ?? 'chat';
+    const op = BATCH_ENDPOINTS[str(b.batch['endpoint'])] ?? 'chat';
     const requestId = `batch_req_${randomBytes(12).toString('hex')}`;
     const trafficClass =
       ac === undefined ? BATCH_CLASS : ac.classify(b.tenant, undefined, BATCH_CLASS);
@@ -333,7 +333,7 @@ export class BatchRunner {
         scope = await pipeline.open({
           requestId,
           tenant: b.tenant,
-          keyId: String(b.batch['switchyard_key_id'] ?? ''),
+          keyId: str(b.batch['switchyard_key_id']),
           trafficClass,
           signal: deadline.signal,
           deadlineAt: deadline.at,
@@ -382,7 +382,7 @@ export class BatchRunner {
     publish(events.requestDone, {
       requestId,
       method: 'POST',
-      route: String(b.batch['endpoint']),
+      route: str(b.batch['endpoint']),
       model,
       tenant: b.tenant,
       keyFingerprint: '',
@@ -430,4 +430,8 @@ function countsOf(b: StoredBatch, done: readonly BatchLine[]): JsonObject {
   const total = Number((b.batch['request_counts'] as JsonObject | undefined)?.['total'] ?? 0);
   const completed = done.filter((r) => r.ok).length;
   return { total, completed, failed: done.length - completed };
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
 }

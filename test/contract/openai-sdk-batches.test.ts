@@ -74,6 +74,29 @@ async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 15_000)
   }
 }
 
+/** A line of a batch's output or error file. */
+interface LineOut {
+  id: string;
+  custom_id: string;
+  response: { status_code: number; request_id: string; body: Record<string, unknown> } | null;
+  error: { code: string; message: string } | null;
+}
+
+/** The `switchyard_code` of an SDK error. */
+function syCode(e: unknown): unknown {
+  return e instanceof OpenAI.APIError
+    ? (e.error as { switchyard_code?: string } | undefined)?.switchyard_code
+    : undefined;
+}
+
+async function linesOf(client: OpenAI, id: string): Promise<LineOut[]> {
+  const text = await (await client.files.content(id)).text();
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as LineOut);
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Setup {
@@ -194,28 +217,22 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
     expect(done.request_counts).toEqual({ total: 3, completed: 2, failed: 1 });
     expect(done.completed_at).toBeGreaterThanOrEqual(done.created_at);
     expect(done.finalizing_at).not.toBeNull();
-    const out = (await (await s.client.files.content(done.output_file_id!)).text())
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as Record<string, any>);
-    expect(out.map((l) => l['custom_id'])).toEqual(['a', 'b']);
+    const out = await linesOf(s.client, done.output_file_id!);
+    expect(out.map((l) => l.custom_id)).toEqual(['a', 'b']);
     for (const l of out) {
-      expect(l['id']).toMatch(/^batch_req_/);
-      expect(l['error']).toBeNull();
-      expect(l['response']['status_code']).toBe(200);
-      expect(l['response']['request_id']).toBe(l['id']);
-      expect(l['response']['body']['choices'][0]['message']['content']).toBe(
-        `echo ${l['custom_id']}`,
-      );
+      expect(l.id).toMatch(/^batch_req_/);
+      expect(l.error).toBeNull();
+      expect(l.response?.status_code).toBe(200);
+      expect(l.response?.request_id).toBe(l.id);
+      expect(l.response?.body).toMatchObject({
+        choices: [{ message: { content: `echo ${l.custom_id}` } }],
+      });
     }
-    const errs = (await (await s.client.files.content(done.error_file_id!)).text())
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as Record<string, any>);
+    const errs = await linesOf(s.client, done.error_file_id!);
     expect(errs).toHaveLength(1);
-    expect(errs[0]!['custom_id']).toBe('fail-c');
-    expect(errs[0]!['response']['status_code']).toBe(400);
-    expect(errs[0]!['response']['body']['error']).toMatchObject({
+    expect(errs[0]!.custom_id).toBe('fail-c');
+    expect(errs[0]!.response?.status_code).toBe(400);
+    expect(errs[0]!.response?.body['error']).toMatchObject({
       code: 'invalid_value',
       param: 'temperature',
     });
@@ -250,12 +267,10 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
       (x) => x.status === 'completed',
     );
     expect(done.request_counts).toEqual({ total: 2, completed: 2, failed: 0 });
-    const out = (await (await s.client.files.content(done.output_file_id!)).text())
-      .trim()
-      .split('\n');
-    expect(out.map((l) => (JSON.parse(l) as any).response.body.data[0].embedding)).toEqual([
-      [0.5, 0.25],
-      [0.5, 0.25],
+    const out = await linesOf(s.client, done.output_file_id!);
+    expect(out.map((l) => l.response?.body['data'])).toEqual([
+      [{ object: 'embedding', index: 0, embedding: [0.5, 0.25] }],
+      [{ object: 'embedding', index: 0, embedding: [0.5, 0.25] }],
     ]);
     expect(done.error_file_id).toBeNull();
   });
@@ -324,7 +339,7 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
       })
       .catch((x: unknown) => x);
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
-    expect((missing as any).error.switchyard_code).toBe('SY_ERR_FILE_NOT_FOUND');
+    expect(syCode(missing)).toBe('SY_ERR_FILE_NOT_FOUND');
   });
 
   it('isolates tenants: another tenant never sees, reads, uses, cancels or deletes a file or batch', async () => {
@@ -457,9 +472,9 @@ describe('batch config keys (#16)', () => {
     const x = await open({ enabled: false });
     const e = await x.client.files.list().catch((err: unknown) => err);
     expect(e).toBeInstanceOf(OpenAI.NotFoundError);
-    expect((e as any).error.switchyard_code).toBe('SY_ERR_BATCHES_DISABLED');
+    expect(syCode(e)).toBe('SY_ERR_BATCHES_DISABLED');
     const b = await x.client.batches.retrieve('batch_x').catch((err: unknown) => err);
-    expect((b as any).error.switchyard_code).toBe('SY_ERR_BATCHES_DISABLED');
+    expect(syCode(b)).toBe('SY_ERR_BATCHES_DISABLED');
   });
 
   it('batches.max_file_bytes refuses a larger upload with 413 SY_ERR_FILE_TOO_LARGE', async () => {
@@ -469,7 +484,7 @@ describe('batch config keys (#16)', () => {
     const e = await upload(x.client, big).catch((err: unknown) => err);
     expect(e).toBeInstanceOf(OpenAI.APIError);
     expect((e as InstanceType<typeof OpenAI.APIError>).status).toBe(413);
-    expect((e as any).error.switchyard_code).toBe('SY_ERR_FILE_TOO_LARGE');
+    expect(syCode(e)).toBe('SY_ERR_FILE_TOO_LARGE');
     // Under the cap it is taken.
     expect((await upload(x.client, big.slice(0, 3))).bytes).toBeLessThan(1000);
   });
@@ -551,7 +566,7 @@ describe('batch config keys (#16)', () => {
         }),
       );
       await until(
-        async () => x.up.calls.length,
+        () => Promise.resolve(x.up.calls.length),
         (n) => n === 2,
       );
       expect(x.gw.gateway.admission.spare('chat')).toBe(1);

@@ -10,6 +10,13 @@ import { baseConfig, openaiModel, TEST_SECRET } from '../support/gateway.js';
 import { startProcess, type TestProcess } from '../support/gateway-process.js';
 import { chatCompletion, json, startUpstream, type TestUpstream } from '../support/upstream.js';
 
+/** A line of a batch's output or error file. */
+interface LineOut {
+  custom_id: string;
+  response: { status_code: number; body: Record<string, unknown> } | null;
+  error: { code: string } | null;
+}
+
 const ROOT = join(import.meta.dirname, '../..');
 const LINES = 60;
 /** A line's class deadline: a line started before the kill is judged interrupted this long after. */
@@ -120,28 +127,28 @@ describe('a batch survives kill -9 of the gateway (#16)', () => {
     }
     expect(done.status).toBe('completed');
 
-    const read = async (id: string | null): Promise<Record<string, any>[]> =>
-      id === null
+    const read = async (id: string | null | undefined): Promise<LineOut[]> =>
+      id === null || id === undefined
         ? []
         : (await (await client.files.content(id)).text())
             .trim()
             .split('\n')
-            .map((l) => JSON.parse(l) as Record<string, any>);
+            .map((l) => JSON.parse(l) as LineOut);
     const out = await read(done.output_file_id);
     const errs = await read(done.error_file_id);
     // Every line is accounted for exactly once, in one of the two files.
-    const seen = [...out, ...errs].map((l) => l['custom_id'] as string).sort();
+    const seen = [...out, ...errs].map((l) => l.custom_id).sort();
     expect(seen).toEqual([...ids].sort());
     // None reached the upstream twice; every answered line reached it exactly once.
     expect([...hits.values()].every((n) => n === 1)).toBe(true);
     for (const l of out) {
-      expect(hits.get(l['custom_id'])).toBe(1);
-      expect(l['response']['body']['choices'][0]['message']['content']).toBe(
-        `done ${l['custom_id']}`,
-      );
+      expect(hits.get(l.custom_id)).toBe(1);
+      expect(l.response?.body).toMatchObject({
+        choices: [{ message: { content: `done ${l.custom_id}` } }],
+      });
     }
     // The only error lines are the calls in flight at the kill (at most `concurrency` of them).
-    for (const l of errs) expect(l['error']['code']).toBe('interrupted');
+    for (const l of errs) expect(l.error?.code).toBe('interrupted');
     expect(errs.length).toBeLessThanOrEqual(4);
     expect(done.request_counts).toEqual({
       total: LINES,

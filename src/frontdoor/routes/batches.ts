@@ -101,7 +101,7 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
         error_file_id: null,
         created_at: now,
         in_progress_at: failed ? null : now,
-        expires_at: now + WINDOWS[window]!,
+        expires_at: now + WINDOWS[window],
         finalizing_at: null,
         completed_at: null,
         failed_at: failed ? now : null,
