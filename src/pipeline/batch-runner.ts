@@ -45,6 +45,19 @@ export const BATCH_CLASS = 'batch';
 /** A line's deadline when admission is off or the class declares none. */
 const DEFAULT_DEADLINE_MS = 300_000;
 
+/** What the runner holds of a batch it works on. */
+interface Work {
+  readonly input: BatchInputLine[];
+  /** Lines claimed by anyone as last read, and by this process since. */
+  claimed: Set<number>;
+  /** Every line before it is claimed. */
+  cursor: number;
+  /** Wall ms of the last full read of the batch's lines. */
+  scannedAt: number;
+  /** Wall ms before which no line starts: admission refused one (its quota, a shed). */
+  heldUntil: number;
+}
+
 const lineKey = (batchId: string, index: number): string => `${batchId}#${index}`;
 
 /**
@@ -64,7 +77,7 @@ const lineKey = (batchId: string, index: number): string => `${batchId}#${index}
  */
 export class BatchRunner {
   private readonly running = new Map<string, Promise<void>>();
-  private readonly inputs = new Map<string, BatchInputLine[]>();
+  private readonly work = new Map<string, Work>();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private again = false;
@@ -129,38 +142,57 @@ export class BatchRunner {
     }
   }
 
+  /**
+   * One batch: a full read of its lines at most every `poll_ms` (progress, interrupted lines,
+   * cancel, expiry, the end), and between them, new lines started from an in-memory cursor, so a
+   * line ending costs no read of the whole batch (50,000 lines would make that quadratic).
+   */
   private async step(b: StoredBatch, rt: BatchRuntime): Promise<void> {
     const settings = rt.snapshot.config.batches;
-    const input = await this.inputOf(b, settings.max_lines);
-    if (input === undefined) return;
-    let rows = await this.o.store.lines(b.id);
-    if (await this.interruptStale(b, rows, rt)) rows = await this.o.store.lines(b.id);
-    const mine = rows.some((r) => this.running.has(lineKey(b.id, r.index)));
-    const done = rows.filter((r) => r.state === 'done');
-    const nowS = Math.floor(this.o.clock.wall() / 1000);
-    if (b.status === 'cancelling') {
-      if (!mine) await this.finish(b, 'cancelled', rows, input);
-      return;
+    const w = await this.workOf(b, settings.max_lines);
+    if (w === undefined) return;
+    const { input } = w;
+    const now = this.o.clock.wall();
+    const expired = Math.floor(now / 1000) >= Number(b.batch['expires_at'] ?? Infinity);
+    while (w.cursor < input.length && w.claimed.has(w.cursor)) w.cursor++;
+    const full =
+      b.status !== 'in_progress' ||
+      expired ||
+      w.cursor >= input.length ||
+      now - w.scannedAt >= settings.poll_ms;
+    if (full) {
+      let rows = await this.o.store.lines(b.id);
+      if (await this.interruptStale(b, rows, rt)) rows = await this.o.store.lines(b.id);
+      w.scannedAt = now;
+      w.claimed = new Set(rows.map((r) => r.index));
+      w.cursor = 0;
+      while (w.cursor < input.length && w.claimed.has(w.cursor)) w.cursor++;
+      const mine = rows.some((r) => this.running.has(lineKey(b.id, r.index)));
+      const done = rows.filter((r) => r.state === 'done');
+      if (b.status === 'cancelling') {
+        if (!mine) await this.finish(b, 'cancelled', rows, input);
+        return;
+      }
+      if (done.length < input.length && expired) {
+        if (!mine) await this.finish(b, 'expired', rows, input);
+        return;
+      }
+      if (done.length === input.length) {
+        await this.finish(b, 'completed', rows, input);
+        return;
+      }
+      await this.count(b, done);
     }
-    const expiresAt = Number(b.batch['expires_at'] ?? Infinity);
-    if (done.length < input.length && nowS >= expiresAt) {
-      if (!mine) await this.finish(b, 'expired', rows, input);
-      return;
-    }
-    if (done.length === input.length) {
-      await this.finish(b, 'completed', rows, input);
-      return;
-    }
-    await this.count(b, done);
     // Start lines while this process has room and the load allows.
-    const claimed = new Set(rows.map((r) => r.index));
-    for (const line of input) {
+    if (now < w.heldUntil) return;
+    for (let i = w.cursor; i < input.length; i++) {
       if (this.closed || this.running.size >= settings.concurrency) return;
-      if (claimed.has(line.index)) continue;
+      const line = input[i]!;
+      if (w.claimed.has(i)) continue;
       if (!loadAllows(rt, line.model, settings.min_spare)) return;
-      if (!(await this.o.store.claimLine(b.id, line.index, line.customId, this.o.clock.wall())))
-        continue;
-      const key = lineKey(b.id, line.index);
+      w.claimed.add(i); // by this process now, or by another before (the claim says which)
+      if (!(await this.o.store.claimLine(b.id, i, line.customId, this.o.clock.wall()))) continue;
+      const key = lineKey(b.id, i);
       const run = this.runLine(b, line, rt).finally(() => {
         this.running.delete(key);
         this.kick();
@@ -170,8 +202,8 @@ export class BatchRunner {
   }
 
   /** The batch's input lines (parsed once); undefined when its file is gone (the batch fails). */
-  private async inputOf(b: StoredBatch, maxLines: number): Promise<BatchInputLine[] | undefined> {
-    const cached = this.inputs.get(b.id);
+  private async workOf(b: StoredBatch, maxLines: number): Promise<Work | undefined> {
+    const cached = this.work.get(b.id);
     if (cached !== undefined) return cached;
     const fileId = str(b.batch['input_file_id']);
     const content = await this.o.store.fileContent(b.tenant, fileId);
@@ -201,9 +233,10 @@ export class BatchRunner {
       );
       return undefined;
     }
-    const lines = parseBatchInput(content, str(b.batch['endpoint']), maxLines).lines;
-    this.inputs.set(b.id, lines);
-    return lines;
+    const input = parseBatchInput(content, str(b.batch['endpoint']), maxLines).lines;
+    const w: Work = { input, claimed: new Set(), cursor: 0, scannedAt: -Infinity, heldUntil: 0 };
+    this.work.set(b.id, w);
+    return w;
   }
 
   /**
@@ -307,7 +340,7 @@ export class BatchRunner {
       [`${status}_at`]: now,
     };
     const ok = await this.o.store.updateBatch({ ...b, status, batch }, [b.status], files);
-    if (ok) this.inputs.delete(b.id);
+    if (ok) this.work.delete(b.id);
   }
 
   /** One line: a request of its own through the pipeline, in the batch class; then committed. */
@@ -346,6 +379,13 @@ export class BatchRunner {
         if (e.retryable) {
           // Admission refused it (quota, shed, budget): no model call was made, it runs later.
           await this.o.store.releaseLine(b.id, line.index);
+          const w = this.work.get(b.id);
+          w?.claimed.delete(line.index);
+          if (w !== undefined) {
+            w.cursor = Math.min(w.cursor, line.index);
+            // Not again before the next poll: a spent quota would otherwise spin.
+            w.heldUntil = clock.wall() + rt.snapshot.config.batches.poll_ms;
+          }
           return;
         }
         throw e;
