@@ -82,7 +82,7 @@ export class RequestContext {
     readonly errorStyle: ErrorStyle,
     readonly params: Readonly<Record<string, string | undefined>>,
     readonly runtime: Runtime,
-    private readonly clock: Clock,
+    readonly clock: Clock,
   ) {
     this.startedAt = clock.now();
     this.requestId = requestId(req.headers['x-request-id']);

@@ -1,6 +1,7 @@
 import OpenAI, { toFile } from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
+import type { Clock } from '../../src/core/clock.js';
 import {
   openaiModel,
   startTestGateway,
@@ -113,6 +114,7 @@ async function setup(
   batches: Record<string, unknown> = {},
   extra: Record<string, unknown> = {},
   chatExtra: Record<string, unknown> = {},
+  options: { clock?: Clock } = {},
 ): Promise<Setup> {
   let release: () => void = () => undefined;
   const state = { hold: new Promise<void>((r) => (release = r)) };
@@ -128,6 +130,7 @@ async function setup(
       costs: { flush_ms: 50 },
       ...extra,
     },
+    options,
   });
   // A second tenant, on the same gateway.
   const cfg = gw.gateway.runtime().snapshot.config;
@@ -596,4 +599,41 @@ describe('batch config keys (#16)', () => {
       );
       expect(done.request_counts).toEqual({ total: 2, completed: 2, failed: 0 });
     });
+});
+
+describe('the completion window (#16)', () => {
+  it('expires a batch not done within 24 h: every line not done gets a batch_expired error line', async () => {
+    let offset = 0;
+    const clock: Clock = { now: () => performance.now(), wall: () => Date.now() + offset };
+    const x = await setup({}, {}, {}, { clock });
+    try {
+      x.gw.gateway.admission.modes.force('emergency', 'test', 'hold batches');
+      const file = await upload(x.client, [chatLine('x1'), chatLine('x2')]);
+      const b = await x.client.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
+      await sleep(100);
+      expect((await x.client.batches.retrieve(b.id)).status).toBe('in_progress');
+      offset = 86_401_000; // a day and a second later
+      const done = await until(
+        () => x.client.batches.retrieve(b.id),
+        (y) => y.status === 'expired',
+      );
+      expect(done.expired_at).toBeGreaterThanOrEqual(b.expires_at!);
+      expect(done.request_counts).toEqual({ total: 2, completed: 0, failed: 2 });
+      expect(done.output_file_id).toBeNull();
+      const errs = await linesOf(x.client, done.error_file_id!);
+      expect(errs.map((l) => [l.custom_id, l.response, l.error?.code])).toEqual([
+        ['x1', null, 'batch_expired'],
+        ['x2', null, 'batch_expired'],
+      ]);
+      expect(x.hits().size).toBe(0);
+    } finally {
+      x.release();
+      await x.gw.close();
+      await x.up.close();
+    }
+  });
 });

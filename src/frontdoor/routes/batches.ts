@@ -82,7 +82,7 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
       if (errors.length >= 100) break;
     }
     errors.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
-    const now = Math.floor(Date.now() / 1000);
+    const now = Math.floor(ctx.clock.wall() / 1000);
     const failed = errors.length > 0;
     const id = `batch_${randomBytes(12).toString('hex')}`;
     const b: StoredBatch = {
@@ -156,7 +156,7 @@ export async function cancelBatch(ctx: RequestContext): Promise<void> {
     const next: StoredBatch = {
       ...b,
       status: 'cancelling',
-      batch: { ...b.batch, cancelling_at: Math.floor(Date.now() / 1000) },
+      batch: { ...b.batch, cancelling_at: Math.floor(ctx.clock.wall() / 1000) },
     };
     if (await stored(() => store.updateBatch(next, [b.status]))) {
       ctx.runtime.batches?.kick();

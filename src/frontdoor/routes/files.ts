@@ -76,7 +76,7 @@ export async function uploadFile(ctx: RequestContext): Promise<void> {
       filename: upload.file.filename.slice(0, 256),
       purpose,
       bytes: upload.file.content.length,
-      createdAt: Math.floor(Date.now() / 1000),
+      createdAt: Math.floor(ctx.clock.wall() / 1000),
     };
     await stored(() => store.putFile(file, upload.file!.content));
     sendJson(ctx, 200, fileObject(file));
