@@ -128,6 +128,7 @@ async function setup(
       },
       batches: { poll_ms: 20, ...batches },
       costs: { flush_ms: 50 },
+      inference_log: { enabled: true, flush_ms: 50 },
       ...extra,
     },
     options,
@@ -138,6 +139,7 @@ async function setup(
     models: cfg.models,
     batches: { poll_ms: 20, ...batches },
     costs: { flush_ms: 50 },
+    inference_log: { enabled: true, flush_ms: 50 },
     ...extra,
     tenants: {
       acme: { keys: [{ id: 'k1', hash: hashKey(gw.key, TEST_SECRET) }], models: ['*'] },
@@ -449,6 +451,23 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
     expect(batch!.costNanos / 1e9).toBeCloseTo(sum, 9);
     expect(batch!.calls).toBe(lines);
     expect(batch!.requests).toBe(lines);
+    // And each line is a record of the inference log: the batch class, its route, its cost.
+    const line = (await store.lines(ids[ids.length - 1]!)).find((l) => l.ok)!;
+    const id = String(line.result!['id']);
+    const record = await until(
+      () => runtime.inferenceLog!.get(id),
+      (r) => r !== undefined,
+    );
+    expect(record).toMatchObject({
+      tenant: 'acme',
+      trafficClass: 'batch',
+      route: '/v1/chat/completions',
+      model: 'chat',
+      status: 200,
+      outcome: 'ok',
+    });
+    expect(record!.cost).toBeCloseTo(line.cost, 12);
+    expect(record!.calls).toHaveLength(1);
   });
 });
 
