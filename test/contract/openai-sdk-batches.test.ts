@@ -453,7 +453,7 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
     expect(batch!.requests).toBe(lines);
     // And each line is a record of the inference log: the batch class, its route, its cost.
     const line = (await store.lines(ids[ids.length - 1]!)).find((l) => l.ok)!;
-    const id = String(line.result!['id']);
+    const id = line.result!['id'] as string;
     const record = await until(
       () => runtime.inferenceLog!.get(id),
       (r) => r !== undefined,
