@@ -269,7 +269,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         closing ??= (async () => {
           ready = false;
           reloader.stop();
-          await frontDoor.close(current!.snapshot.config.server.drain_ms);
+          // Batch lines drain with the requests, before the runtime's upstream pools close.
+          await Promise.all([
+            frontDoor.close(current!.snapshot.config.server.drain_ms),
+            batches.stop(),
+          ]);
           await current!.close();
           for (const close of closers.reverse()) await close();
           metrics.close();

@@ -11,7 +11,7 @@ import type { JsonObject } from '../contracts/json.js';
 import type { Logger } from '../contracts/logger.js';
 import type { Clock } from '../core/clock.js';
 import { Deadline } from '../core/deadline.js';
-import { openAiErrorBody, toSwitchyardError } from '../core/errors.js';
+import { openAiErrorBody, syError, toSwitchyardError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
 import type { AdmissionController } from '../admission/admission-controller.js';
 import { BATCH_ENDPOINTS, parseBatchInput, type BatchInputLine } from './batch-lines.js';
@@ -30,7 +30,12 @@ export interface BatchRunSettings {
 export interface BatchRuntime {
   readonly pipeline: ModelPipeline;
   readonly admission?: AdmissionController | undefined;
-  readonly snapshot: { readonly config: { readonly batches: BatchRunSettings } };
+  readonly snapshot: {
+    readonly config: {
+      readonly batches: BatchRunSettings;
+      readonly server: { readonly drain_ms: number };
+    };
+  };
 }
 
 export interface BatchRunnerOptions {
@@ -78,6 +83,8 @@ const lineKey = (batchId: string, index: number): string => `${batchId}#${index}
 export class BatchRunner {
   private readonly running = new Map<string, Promise<void>>();
   private readonly work = new Map<string, Work>();
+  /** Aborted when closing outlasted the drain: lines still in flight are cut. */
+  private readonly stopping = new AbortController();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private again = false;
@@ -105,11 +112,21 @@ export class BatchRunner {
   }
 
   /** Stops starting lines and waits for those in flight to commit. */
+  /**
+   * Stops starting lines and lets those in flight finish for up to `server.drain_ms`; the rest
+   * are aborted and committed as `interrupted` error lines (their calls may have been made).
+   */
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     await this.ticking;
-    await Promise.allSettled([...this.running.values()]);
+    const drainMs = this.o.runtime()?.snapshot.config.server.drain_ms ?? 30_000;
+    let timer: NodeJS.Timeout | undefined;
+    const drained = Promise.allSettled([...this.running.values()]);
+    await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, drainMs)))]);
+    clearTimeout(timer);
+    this.stopping.abort();
+    await drained;
   }
 
   private schedule(ms: number): void {
@@ -258,11 +275,7 @@ export class BatchRunner {
         id: `batch_req_${randomBytes(12).toString('hex')}`,
         custom_id: r.customId,
         response: null,
-        error: {
-          code: 'interrupted',
-          message:
-            'the gateway stopped while this line ran; it is not run again (its upstream call may have been made)',
-        },
+        error: interrupted('the gateway stopped while this line ran'),
       };
       if (await this.o.store.commitLine(b.id, r.index, { ok: false, result, cost: 0 })) any = true;
     }
@@ -354,6 +367,9 @@ export class BatchRunner {
     const attempts: AttemptRecord[] = [];
     const t0 = clock.now();
     const deadline = new Deadline(deadlineOf(rt, b.tenant), clock);
+    const stop = (): void =>
+      deadline.abort(syError('SY_ERR_CLIENT_CLOSED', 'the gateway shut down while the line ran'));
+    this.stopping.signal.addEventListener('abort', stop, { once: true });
     let model = line.model;
     let body: JsonObject;
     let status = 200;
@@ -409,14 +425,16 @@ export class BatchRunner {
       code = e.code;
       body = openAiErrorBody(e, requestId);
     } finally {
+      this.stopping.signal.removeEventListener('abort', stop);
       deadline.dispose();
     }
     const ok = status === 200;
+    const cut = !ok && this.stopping.signal.aborted;
     const result: JsonObject = {
       id: requestId,
       custom_id: line.customId,
-      response: { status_code: status, request_id: requestId, body },
-      error: null,
+      response: cut ? null : { status_code: status, request_id: requestId, body },
+      error: cut ? interrupted('the gateway shut down while this line ran') : null,
     };
     // The line's record: the request log, metrics, the inference log and the cost ledger.
     publish(events.requestDone, {
@@ -474,4 +492,12 @@ function countsOf(b: StoredBatch, done: readonly BatchLine[]): JsonObject {
 
 function str(v: unknown): string {
   return typeof v === 'string' ? v : '';
+}
+
+/** The error of a line cut by a stop: it is not run again (its upstream call may have been made). */
+function interrupted(why: string): JsonObject {
+  return {
+    code: 'interrupted',
+    message: `${why}; it is not run again (its upstream call may have been made)`,
+  };
 }

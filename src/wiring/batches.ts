@@ -9,6 +9,8 @@ export interface BatchesWiring {
   readonly runner: BatchRunner;
   /** The store and the runner to wake, while `batches.enabled` (the routes answer 404 otherwise). */
   current(snap: ConfigSnapshot): { readonly store: BatchStore; kick(): void } | undefined;
+  /** Stops the runner: in-flight lines drain for `server.drain_ms`, then are cut (interrupted). */
+  stop(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -45,6 +47,7 @@ export async function openBatches(
     store,
     runner,
     current: (s) => (s.config.batches.enabled ? host : undefined),
+    stop: () => runner.close(),
     close: async () => {
       await runner.close();
       await store.close();

@@ -1,7 +1,11 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import type { Clock } from '../../src/core/clock.js';
+import { SqliteBatchStore } from '../../src/state/sqlite-batch-store.js';
 import {
   openaiModel,
   startTestGateway,
@@ -653,6 +657,44 @@ describe('the completion window (#16)', () => {
       x.release();
       await x.gw.close();
       await x.up.close();
+    }
+  });
+});
+
+describe('shutting down mid-batch (#16)', () => {
+  it('waits server.drain_ms for lines in flight, then commits them as interrupted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-batch-stop-'));
+    const sqlite = join(dir, 'batches.db');
+    const x = await setup({ sqlite }, { server: { host: '127.0.0.1', port: 0, drain_ms: 200 } });
+    try {
+      const file = await upload(x.client, [chatLine('hold-s1')]);
+      const b = await x.client.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
+      await until(
+        () => Promise.resolve(x.hits().get('hold-s1') ?? 0),
+        (n) => n === 1,
+      );
+      // The upstream holds the line: closing waits the drain, then cuts it.
+      await x.gw.close();
+      const store = new SqliteBatchStore(sqlite);
+      try {
+        const [line] = await store.lines(b.id);
+        expect(line).toMatchObject({ state: 'done', ok: false });
+        expect(line!.result).toMatchObject({
+          custom_id: 'hold-s1',
+          response: null,
+          error: { code: 'interrupted' },
+        });
+      } finally {
+        await store.close();
+      }
+    } finally {
+      x.release();
+      await x.up.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
