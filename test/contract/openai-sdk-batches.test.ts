@@ -698,3 +698,53 @@ describe('shutting down mid-batch (#16)', () => {
     }
   });
 });
+
+describe('batch lines pass admission like direct calls (#16)', () => {
+  it("spend no more than the tenant's request quota: lines past it wait, uncalled", async () => {
+    const x = await setup();
+    try {
+      const cfg = x.gw.gateway.runtime().snapshot.config;
+      x.gw.writeConfig({
+        models: cfg.models,
+        batches: { poll_ms: 20 },
+        tenants: {
+          acme: {
+            keys: [{ id: 'k1', hash: hashKey(x.gw.key, TEST_SECRET) }],
+            models: ['*'],
+            // The upload and the create take 2 of the 4 requests: 2 lines may run this minute.
+            quotas: { window_s: 60, requests: 4 },
+          },
+        },
+      });
+      expect((await x.gw.gateway.reload()).result).toBe('applied');
+      const file = await upload(
+        x.client,
+        ['q1', 'q2', 'q3', 'q4', 'q5'].map((c) => chatLine(c)),
+      );
+      const b = await x.client.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
+      const progress = await until(
+        () => x.client.batches.retrieve(b.id),
+        (y) => y.request_counts?.completed === 2,
+      );
+      await sleep(300); // 15 poll periods: the refused lines are tried again and refused again
+      expect((await x.client.batches.retrieve(b.id)).request_counts).toEqual({
+        total: 5,
+        completed: 2,
+        failed: 0,
+      });
+      expect(progress.status).toBe('in_progress');
+      expect([...x.hits().values()]).toEqual([1, 1]);
+      // Only the 2 admitted lines have results; the refused ones were given back, to run later.
+      const rows = await x.gw.gateway.runtime().batches!.store.lines(b.id);
+      expect(rows.filter((r) => r.state === 'done').map((r) => r.customId)).toEqual(['q1', 'q2']);
+    } finally {
+      x.release();
+      await x.gw.close();
+      await x.up.close();
+    }
+  });
+});
