@@ -20,7 +20,6 @@ import { compactAttempts, type ModelPipeline } from './model-pipeline.js';
 /** What the runner reads of config (`batches.*`), at every step. */
 export interface BatchRunSettings {
   readonly enabled: boolean;
-  readonly max_lines: number;
   readonly concurrency: number;
   readonly poll_ms: number;
   readonly min_spare: number;
@@ -166,7 +165,7 @@ export class BatchRunner {
    */
   private async step(b: StoredBatch, rt: BatchRuntime): Promise<void> {
     const settings = rt.snapshot.config.batches;
-    const w = await this.workOf(b, settings.max_lines);
+    const w = await this.workOf(b);
     if (w === undefined) return;
     const { input } = w;
     const now = this.o.clock.wall();
@@ -219,7 +218,7 @@ export class BatchRunner {
   }
 
   /** The batch's input lines (parsed once); undefined when its file is gone (the batch fails). */
-  private async workOf(b: StoredBatch, maxLines: number): Promise<Work | undefined> {
+  private async workOf(b: StoredBatch): Promise<Work | undefined> {
     const cached = this.work.get(b.id);
     if (cached !== undefined) return cached;
     const fileId = str(b.batch['input_file_id']);
@@ -250,7 +249,8 @@ export class BatchRunner {
       );
       return undefined;
     }
-    const input = parseBatchInput(content, str(b.batch['endpoint']), maxLines).lines;
+    // Validated when it was made: a lower `max_lines` since must not drop lines of it.
+    const input = parseBatchInput(content, str(b.batch['endpoint']), Infinity).lines;
     const w: Work = { input, claimed: new Set(), cursor: 0, scannedAt: -Infinity, heldUntil: 0 };
     this.work.set(b.id, w);
     return w;

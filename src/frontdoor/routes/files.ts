@@ -97,7 +97,7 @@ export async function listFiles(ctx: RequestContext): Promise<void> {
   sendJson(ctx, 200, page(q, files, 10_000, fileObject));
 }
 
-/** A cursor page of `items` by `after` (an id) and `limit` (1 to `max`, default `max`... or 20). */
+/** A cursor page of `items`: those after the id `after`, at most `limit` (1 to `max`, default `fallback`). */
 export function page<T extends { id: string }>(
   q: URLSearchParams,
   items: readonly T[],
