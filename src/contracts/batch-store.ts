@@ -24,6 +24,9 @@ export type BatchStatus =
   | 'cancelling'
   | 'cancelled';
 
+/** Statuses a runner still works on. */
+export const ACTIVE_STATUSES: readonly BatchStatus[] = ['in_progress', 'finalizing', 'cancelling'];
+
 /** A batch: its owner, status and the OpenAI Batch object as it stands. */
 export interface StoredBatch {
   /** `batch_...`. */

@@ -345,6 +345,12 @@ export const ERROR_REGISTRY = {
     retryable: false,
     message: 'The file is larger than the limit of {detail} bytes.',
   },
+  SY_ERR_FILE_IN_USE: {
+    status: 409,
+    type: 'invalid_request_error',
+    retryable: false,
+    message: 'The file is the input of a batch still running: {detail}',
+  },
   SY_ERR_BATCH_NOT_FOUND: {
     status: 404,
     type: 'not_found_error',

@@ -35,8 +35,7 @@ export const BATCH_COLUMNS = 'id, tenant, status, created_at, batch_json';
 export const LINE_COLUMNS =
   'batch_id, line_index, custom_id, state, started_at, ok, result_json, cost';
 
-/** Statuses a runner still works on. */
-export const ACTIVE_STATUSES: readonly BatchStatus[] = ['in_progress', 'finalizing', 'cancelling'];
+export { ACTIVE_STATUSES } from '../contracts/batch-store.js';
 
 export function fileParams(f: StoredFile): (string | number)[] {
   return [f.id, f.tenant, f.filename, f.purpose, f.bytes, f.createdAt];

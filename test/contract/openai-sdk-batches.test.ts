@@ -381,7 +381,11 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
     expect((await s.other.batches.list()).data).toEqual([]);
     expect((await s.client.files.list()).data.map((f) => f.id)).toContain(file.id);
     expect((await s.client.batches.list()).data.map((x) => x.id)).toContain(b.id);
-    // The owner still has it, and may delete its file.
+    // The owner still has it, and may delete its file once the batch has ended.
+    await until(
+      () => s.client.batches.retrieve(b.id),
+      (y) => y.status === 'completed',
+    );
     expect(await s.client.files.delete(file.id)).toMatchObject({ id: file.id, deleted: true });
     await nf(s.client.files.retrieve(file.id));
   });
@@ -408,6 +412,25 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
     );
     expect(done.request_counts).toEqual({ total: 2, completed: 2, failed: 0 });
     expect([s.hits().get('held-1'), s.hits().get('held-2')]).toEqual([1, 1]);
+  });
+
+  it('keeps the input file of a running batch: deleting it is a 409 SY_ERR_FILE_IN_USE until the batch ends', async () => {
+    s.gw.gateway.admission.modes.force('emergency', 'test', 'hold batches');
+    const file = await upload(s.client, [chatLine('keep-1')]);
+    const b = await s.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    const e = await s.client.files.delete(file.id).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(OpenAI.ConflictError);
+    expect(syCode(e)).toBe('SY_ERR_FILE_IN_USE');
+    await s.client.batches.cancel(b.id);
+    await until(
+      () => s.client.batches.retrieve(b.id),
+      (y) => y.status === 'cancelled',
+    );
+    expect(await s.client.files.delete(file.id)).toMatchObject({ id: file.id, deleted: true });
   });
 
   it('cancels a batch: cancelling, then cancelled with nothing run', async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { BatchStore, StoredFile } from '../../contracts/batch-store.js';
+import { ACTIVE_STATUSES, type BatchStore, type StoredFile } from '../../contracts/batch-store.js';
 import type { JsonObject } from '../../contracts/json.js';
 import { SwitchyardError, syError } from '../../core/errors.js';
 import type { RequestContext } from '../context.js';
@@ -147,7 +147,14 @@ export async function fileContent(ctx: RequestContext): Promise<void> {
 export async function deleteFile(ctx: RequestContext): Promise<void> {
   const store = batchStoreOf(ctx);
   const id = ctx.params['id'] ?? '';
-  const deleted = await stored(() => store.deleteFile(ctx.principal?.tenant ?? '', id));
+  const tenant = ctx.principal?.tenant ?? '';
+  // A running batch reads its input again after a restart: its file stays until it ends.
+  const batches = await stored(() => store.listBatches(tenant));
+  const user = batches.find(
+    (b) => ACTIVE_STATUSES.includes(b.status) && b.batch['input_file_id'] === id,
+  );
+  if (user !== undefined) throw syError('SY_ERR_FILE_IN_USE', user.id);
+  const deleted = await stored(() => store.deleteFile(tenant, id));
   if (!deleted) throw syError('SY_ERR_FILE_NOT_FOUND', JSON.stringify(id.slice(0, 200)));
   sendJson(ctx, 200, { id, object: 'file', deleted: true });
 }
