@@ -252,7 +252,7 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
     expect(await s.client.files.retrieve(done.error_file_id!)).toMatchObject({
       purpose: 'batch_error',
     });
-    // Each line reached the upstream once, in the batch class.
+    // Each line reached the upstream once.
     const hits = s.hits();
     expect(['a', 'b', 'fail-c'].map((c) => hits.get(c))).toEqual([1, 1, 1]);
   });
