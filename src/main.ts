@@ -24,6 +24,7 @@ import { openModels } from './wiring/models.js';
 import { openPersonalization } from './wiring/personalization.js';
 import { openRelease } from './wiring/release.js';
 import { openResponses } from './wiring/responses.js';
+import { openBatches } from './wiring/batches.js';
 import { buildRuntimeParts, type RuntimeInputs } from './wiring/runtime.js';
 import type { WiringDeps } from './wiring/shared.js';
 import { loadValidConfig } from './wiring/validate-config.js';
@@ -105,6 +106,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (inferenceLog !== undefined) closers.push(() => inferenceLog.close());
     const responses = await openResponses(initial, deps, personal.consent);
     closers.push(() => responses.close());
+    // Files and batches (#16): the runner takes the current runtime at every step.
+    const batches = await openBatches(initial, deps, () => current);
+    closers.push(() => batches.close());
     const vectors = await openVectors(initial, deps, personal.consent);
     if (vectors !== undefined) closers.push(() => vectors.close());
     const release = await openRelease(initial, deps, {
@@ -138,6 +142,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       };
       const parts = await buildRuntimeParts(snap, inputs);
       const tracer = tracing.reconfigure(snap);
+      const batchHost = batches.current(snap);
       return {
         snapshot: snap,
         models: parts.models,
@@ -150,6 +155,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         audit,
         personalization: personal.current(),
         responses: responses.store,
+        ...(batchHost === undefined ? {} : { batches: batchHost }),
         ...(vectors === undefined ? {} : { vectors }),
         ...(release === undefined ? {} : { release }),
         ...(inferenceLog === undefined ? {} : { inferenceLog: inferenceLog.recorder }),
@@ -263,7 +269,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         closing ??= (async () => {
           ready = false;
           reloader.stop();
-          await frontDoor.close(current!.snapshot.config.server.drain_ms);
+          // Batch lines drain with the requests, before the runtime's upstream pools close.
+          await Promise.all([
+            frontDoor.close(current!.snapshot.config.server.drain_ms),
+            batches.stop(),
+          ]);
           await current!.close();
           for (const close of closers.reverse()) await close();
           metrics.close();

@@ -341,6 +341,18 @@ export class AdmissionController {
     return this.deps.limiter.usage(key, window);
   }
 
+  /**
+   * Free slots of a model's concurrency gate now (its limit less the calls in flight; none while
+   * calls queue): the batch runner starts a line only when some are left for other traffic (#16).
+   * Infinity when admission is off or no call has made the gate yet.
+   */
+  spare(name: string): number {
+    const g = this.gates.get(name);
+    if (!this.settings.admission.enabled || g === undefined) return Infinity;
+    const s = g.stats();
+    return s.queued > 0 ? 0 : Math.max(0, s.limit - s.inFlight);
+  }
+
   gateStats(): Record<string, ReturnType<ConcurrencyGate['stats']>> {
     const out: Record<string, ReturnType<ConcurrencyGate['stats']>> = {};
     for (const [name, g] of this.gates) out[name] = g.stats();

@@ -329,6 +329,20 @@ export const DEFAULTS = {
   },
   /** Stored Responses (#16): retention 30 days, as OpenAI keeps them. */
   responses: { sqlite: 'var/responses.db', ttl_s: 2_592_000, sweep_s: 60 },
+  /**
+   * Files and batches (#16): OpenAI's limits (200 MB, 50,000 lines) lowered for an embedded
+   * gateway that keeps each input file in its state store. The runner keeps a few lines in flight
+   * and leaves at least one slot of a model's concurrency gate to other traffic.
+   */
+  batches: {
+    enabled: true,
+    sqlite: 'var/batches.db',
+    max_file_bytes: 50 * 1_048_576,
+    max_lines: 50_000,
+    concurrency: 4,
+    poll_ms: 1_000,
+    min_spare: 1,
+  },
   /** Release management (#6): registry, experiments, rollback loop. */
   release: {
     registry_dir: 'registry',

@@ -790,6 +790,26 @@ const responsesSchema = z
     sweep_s: posInt.default(D.responses.sweep_s),
   })
   .prefault({});
+const DB = D.batches;
+/** Files and batches (#16). */
+const batchesSchema = z
+  .strictObject({
+    /** Off: `/v1/files` and `/v1/batches` answer 404 and no batch runs. */
+    enabled: z.boolean().default(DB.enabled),
+    /** Without `state:`, files and batches live in this SQLite file (relative to the config). */
+    sqlite: z.string().min(1).default(DB.sqlite),
+    /** Largest file an upload may carry (413 past it). */
+    max_file_bytes: posInt.default(DB.max_file_bytes),
+    /** Most lines a batch's input file may have (the batch fails validation past it). */
+    max_lines: posInt.default(DB.max_lines),
+    /** Lines this gateway runs at once, all batches together. */
+    concurrency: posInt.default(DB.concurrency),
+    /** How often the runner looks for work (and for load to allow it). */
+    poll_ms: posInt.default(DB.poll_ms),
+    /** Slots of a model's concurrency gate a batch line must leave free for other traffic. */
+    min_spare: nonNegInt.default(DB.min_spare),
+  })
+  .prefault({});
 const DR = D.release;
 const releaseSchema = z
   .strictObject({
@@ -1033,6 +1053,7 @@ export const configSchema = z
     inference_log: inferenceLogSchema,
     costs: costsSchema,
     responses: responsesSchema,
+    batches: batchesSchema,
     release: releaseSchema,
     experiments: z.array(experimentSchema).default([]),
     tracing: tracingSchema,

@@ -1,3 +1,4 @@
+import type { JsonObject } from '../contracts/json.js';
 /**
  * The one registry of Switchyard error codes. Every error a client can see is listed here with
  * its HTTP status, OpenAI-style error type, retryable flag and message template. Codes are never
@@ -337,6 +338,49 @@ export const ERROR_REGISTRY = {
     retryable: true,
     message: 'The response could not be stored or read: {detail}',
   },
+  // Files and batches (#16).
+  SY_ERR_FILE_NOT_FOUND: {
+    status: 404,
+    type: 'not_found_error',
+    retryable: false,
+    message: 'No such file: {detail}',
+  },
+  SY_ERR_FILE_TOO_LARGE: {
+    status: 413,
+    type: 'invalid_request_error',
+    retryable: false,
+    message: 'The file is larger than the limit of {detail} bytes.',
+  },
+  SY_ERR_FILE_IN_USE: {
+    status: 409,
+    type: 'invalid_request_error',
+    retryable: false,
+    message: 'The file is the input of a batch still running: {detail}',
+  },
+  SY_ERR_BATCH_NOT_FOUND: {
+    status: 404,
+    type: 'not_found_error',
+    retryable: false,
+    message: 'No such batch: {detail}',
+  },
+  SY_ERR_BATCH_NOT_CANCELLABLE: {
+    status: 409,
+    type: 'invalid_request_error',
+    retryable: false,
+    message: 'The batch cannot be cancelled: {detail}',
+  },
+  SY_ERR_BATCHES_DISABLED: {
+    status: 404,
+    type: 'invalid_request_error',
+    retryable: false,
+    message: 'Files and batches are off on this gateway (batches.enabled: false).',
+  },
+  SY_ERR_BATCH_STORE_FAILED: {
+    status: 503,
+    type: 'server_error',
+    retryable: true,
+    message: 'The file or batch could not be stored or read: {detail}',
+  },
   // Journeys: the orchestration graph (#4).
   SY_ERR_JOURNEY_NOT_FOUND: {
     status: 404,
@@ -574,4 +618,22 @@ export function isSwitchyardError(err: unknown): err is SwitchyardError {
 export function toSwitchyardError(err: unknown): SwitchyardError {
   if (err instanceof SwitchyardError) return err;
   return new SwitchyardError('SY_ERR_INTERNAL', '', { cause: err });
+}
+
+/**
+ * The OpenAI-style error body: the upstream's own type, code and param when it gave them, with
+ * Switchyard's code beside them (#16). The front door's answers and batch error lines use it.
+ */
+export function openAiErrorBody(err: SwitchyardError, requestId: string): JsonObject {
+  const up = err.upstream;
+  return {
+    error: {
+      code: up?.code !== undefined ? up.code : err.code,
+      message: up?.message ?? err.message,
+      type: up?.type !== undefined ? up.type : err.type,
+      param: up?.param !== undefined ? up.param : (err.param ?? null),
+      switchyard_code: err.code,
+      request_id: requestId,
+    },
+  };
 }

@@ -85,7 +85,7 @@ export class RequestContext {
     readonly errorStyle: ErrorStyle,
     readonly params: Readonly<Record<string, string | undefined>>,
     readonly runtime: Runtime,
-    private readonly clock: Clock,
+    readonly clock: Clock,
   ) {
     this.startedAt = clock.now();
     this.requestId = requestId(req.headers['x-request-id']);
@@ -149,6 +149,7 @@ export class RequestContext {
     );
   }
 
+  /** Tells a client that sent `Expect: 100-continue` to send its body (once). */
   sendContinue(): void {
     if (!this.awaitsContinue()) return;
     this.continueSent = true;

@@ -3,7 +3,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { BackendStream } from '../contracts/backend.js';
 import type { JsonObject } from '../contracts/json.js';
-import { toSwitchyardError, type SwitchyardError } from '../core/errors.js';
+import { openAiErrorBody, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
 import { drainUpload } from './body.js';
 import type { ErrorStyle, RequestContext } from './context.js';
@@ -151,17 +151,7 @@ export function errorBody(err: SwitchyardError, requestId: string, style: ErrorS
     return { error: err.message, code: err.code, type: err.type, request_id: requestId };
   }
   if (style === 'anthropic') return anthropicErrorBody(err, requestId);
-  const up = err.upstream;
-  return {
-    error: {
-      code: up?.code !== undefined ? up.code : err.code,
-      message: up?.message ?? err.message,
-      type: up?.type !== undefined ? up.type : err.type,
-      param: up?.param !== undefined ? up.param : (err.param ?? null),
-      switchyard_code: err.code,
-      request_id: requestId,
-    },
-  };
+  return openAiErrorBody(err, requestId);
 }
 
 /** Registry codes a client retry cannot help while they last (the breaker's cooldown). */

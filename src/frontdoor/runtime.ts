@@ -13,6 +13,7 @@ import type { JourneyRunner } from '../orchestrator/runner.js';
 import type { CostLedgerStore } from '../contracts/cost-ledger.js';
 import type { CostRecorder } from '../observability/cost-recorder.js';
 import type { ResponseStore } from '../contracts/response-store.js';
+import type { BatchStore } from '../contracts/batch-store.js';
 import type { KeyStore } from './auth.js';
 import type { RequestTracer } from '../observability/tracing.js';
 
@@ -44,6 +45,11 @@ export interface Runtime {
   readonly release?: ReleaseHost;
   /** Stored Responses (#16); absent in bare test runtimes (`store: true` is then refused). */
   readonly responses?: ResponseStore;
+  /** Files and batches (#16): their store and the runner to wake; absent when `batches.enabled` is false. */
+  readonly batches?: {
+    readonly store: BatchStore;
+    kick(): void;
+  };
   /** Journeys (#4): compiled graphs and their runner; absent in bare test runtimes. */
   readonly journeys?: Journeys;
   /** The inference log (#15): its records, read after the buffer is written; absent when off. */

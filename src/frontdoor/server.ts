@@ -13,6 +13,8 @@ import { chatCompletions, embeddings, listModels, retrieveModel } from './routes
 import { runJourney } from './routes/journeys.js';
 import * as pass from './routes/openai-passthrough.js';
 import * as responses from './routes/responses.js';
+import * as files from './routes/files.js';
+import * as batches from './routes/batches.js';
 import { countMessageTokens, createMessage } from './routes/anthropic.js';
 import { modelInfer, modelMetadata, modelReady, serverMetadata } from './routes/kserve.js';
 import { live, metrics, readiness, type OpenMetricsRender } from './routes/ops.js';
@@ -111,6 +113,16 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   add(GET, '/v1/responses/:id', 'openai', true, responses.retrieveResponse);
   add(['DELETE'], '/v1/responses/:id', 'openai', true, responses.deleteResponse);
   add(GET, '/v1/responses/:id/input_items', 'openai', true, responses.listInputItems);
+  // Files and batches (#16).
+  add(POST, '/v1/files', 'openai', true, files.uploadFile);
+  add(GET, '/v1/files', 'openai', true, files.listFiles);
+  add(GET, '/v1/files/:id', 'openai', true, files.retrieveFile);
+  add(['DELETE'], '/v1/files/:id', 'openai', true, files.deleteFile);
+  add(GET, '/v1/files/:id/content', 'openai', true, files.fileContent);
+  add(POST, '/v1/batches', 'openai', true, batches.createBatch);
+  add(GET, '/v1/batches', 'openai', true, batches.listBatches);
+  add(GET, '/v1/batches/:id', 'openai', true, batches.retrieveBatch);
+  add(POST, '/v1/batches/:id/cancel', 'openai', true, batches.cancelBatch);
   add(GET, '/v1/models', 'openai', true, listModels);
   add(GET, '/v1/models/:model', 'openai', true, retrieveModel);
   // Anthropic Messages (#16): errors in Anthropic's shape; `x-api-key` authenticates as Bearer does.

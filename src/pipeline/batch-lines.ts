@@ -1,0 +1,119 @@
+import type { Operation } from '../contracts/backend.js';
+import type { JsonObject } from '../contracts/json.js';
+import { isJsonObject, parseJson } from '../core/safe-json.js';
+
+/** The endpoints a batch may target, and the operation each line makes (#16). */
+export const BATCH_ENDPOINTS: Readonly<Record<string, Operation>> = {
+  '/v1/chat/completions': 'chat',
+  '/v1/embeddings': 'embeddings',
+};
+
+/** One request line of a batch's input file. */
+export interface BatchInputLine {
+  /** 0-based position among the file's non-empty lines. */
+  readonly index: number;
+  /** 1-based line number in the file. */
+  readonly line: number;
+  readonly customId: string;
+  readonly model: string;
+  readonly body: JsonObject;
+}
+
+/** A validation error, as OpenAI's Batch object lists them (`line` is 1-based). */
+export interface BatchLineError {
+  readonly code: string;
+  readonly message: string;
+  readonly param: string | null;
+  readonly line: number | null;
+}
+
+export interface ParsedBatchInput {
+  readonly lines: BatchInputLine[];
+  readonly errors: BatchLineError[];
+}
+
+/**
+ * Parses a batch input file (JSONL: `{custom_id, method: "POST", url, body}` per line) for
+ * `endpoint`. Every line is checked: JSON object, a unique non-empty `custom_id`, `url` equal to
+ * the batch's endpoint, a `body` object with a `model`; streams are refused (a batch line has one
+ * answer). At most `maxLines` lines. Blank lines are skipped.
+ */
+export function parseBatchInput(
+  content: Buffer,
+  endpoint: string,
+  maxLines: number,
+): ParsedBatchInput {
+  const lines: BatchInputLine[] = [];
+  const errors: BatchLineError[] = [];
+  const seen = new Set<string>();
+  const text = content.toString('utf8');
+  const raw = text.split('\n');
+  let index = 0;
+  for (let n = 0; n < raw.length; n++) {
+    const line = raw[n]!.trim();
+    if (line === '') continue;
+    if (index >= maxLines) {
+      errors.push({
+        code: 'too_many_lines',
+        message: `the input file has more than ${maxLines} lines (batches.max_lines)`,
+        param: null,
+        line: n + 1,
+      });
+      break;
+    }
+    const bad = (code: string, message: string, param: string | null): void => {
+      errors.push({ code, message, param, line: n + 1 });
+    };
+    let v: unknown;
+    try {
+      v = parseJson(line);
+    } catch (err) {
+      bad('invalid_json_line', `not a JSON object: ${String(err).slice(0, 200)}`, null);
+      continue;
+    }
+    if (!isJsonObject(v)) {
+      bad('invalid_json_line', 'not a JSON object', null);
+      continue;
+    }
+    const customId = v['custom_id'];
+    if (typeof customId !== 'string' || customId === '' || customId.length > 512) {
+      bad('missing_required_parameter', 'custom_id must be a non-empty string', 'custom_id');
+      continue;
+    }
+    if (seen.has(customId)) {
+      bad(
+        'duplicate_custom_id',
+        `custom_id ${JSON.stringify(customId)} is used twice`,
+        'custom_id',
+      );
+      continue;
+    }
+    seen.add(customId);
+    if (v['method'] !== 'POST') {
+      bad('invalid_method', 'method must be POST', 'method');
+      continue;
+    }
+    if (v['url'] !== endpoint) {
+      bad('mismatched_endpoint', `url must be the batch's endpoint ${endpoint}`, 'url');
+      continue;
+    }
+    const body = v['body'];
+    if (!isJsonObject(body) || typeof body['model'] !== 'string' || body['model'] === '') {
+      bad('missing_required_parameter', 'body must be an object with a model', 'body.model');
+      continue;
+    }
+    if (body['stream'] === true) {
+      bad('invalid_value', 'a batch line cannot stream', 'body.stream');
+      continue;
+    }
+    lines.push({ index: index++, line: n + 1, customId, model: body['model'], body });
+  }
+  if (lines.length === 0 && errors.length === 0)
+    errors.push({
+      code: 'empty_file',
+      message: 'the input file has no lines',
+      param: null,
+      line: null,
+    });
+  return { lines, errors };
+}

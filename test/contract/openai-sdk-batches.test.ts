@@ -1,0 +1,773 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI, { toFile } from 'openai';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { generateKey, hashKey } from '../../src/core/api-key.js';
+import type { Clock } from '../../src/core/clock.js';
+import { SqliteBatchStore } from '../../src/state/sqlite-batch-store.js';
+import {
+  openaiModel,
+  startTestGateway,
+  TEST_SECRET,
+  type TestGateway,
+} from '../support/gateway.js';
+import {
+  chatCompletion,
+  embeddingList,
+  json,
+  startUpstream,
+  type Behaviour,
+  type TestUpstream,
+} from '../support/upstream.js';
+
+/**
+ * #16 item 3: files and batches through the official OpenAI SDK (v6). The upstream is a real
+ * local HTTP server; every batch line reaches it through the gateway's one model pipeline.
+ */
+
+/** What a chat line asked: the content of its last message (each test line says its custom_id). */
+function askedOf(body: string): string {
+  const b = JSON.parse(body || '{}') as {
+    messages?: { content?: string }[];
+    input?: string;
+  };
+  return b.messages?.at(-1)?.content ?? b.input ?? '';
+}
+
+/** Chat answers echo the line; `fail-*` lines get an upstream 400; `hold` lines wait for `release`. */
+function upstreamFor(state: { hold: Promise<void> }): Behaviour {
+  return async (req, res, call) => {
+    if (call.path.endsWith('/embeddings'))
+      return json(200, embeddingList([0.5, 0.25]))(req, res, call);
+    const asked = askedOf(call.body);
+    if (asked.startsWith('hold')) await state.hold;
+    if (asked.startsWith('fail'))
+      return json(400, {
+        error: {
+          message: 'bad temperature',
+          type: 'invalid_request_error',
+          param: 'temperature',
+          code: 'invalid_value',
+        },
+      })(req, res, call);
+    return json(200, chatCompletion(`echo ${asked}`, { prompt_tokens: 10, completion_tokens: 5 }))(
+      req,
+      res,
+      call,
+    );
+  };
+}
+
+const chatLine = (customId: string, content = customId): string =>
+  JSON.stringify({
+    custom_id: customId,
+    method: 'POST',
+    url: '/v1/chat/completions',
+    body: { model: 'chat', messages: [{ role: 'user', content }] },
+  });
+
+const jsonl = (lines: readonly string[]): Buffer => Buffer.from(lines.join('\n') + '\n');
+
+async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (ok(v)) return v;
+    if (Date.now() > end) throw new Error(`condition not met: ${JSON.stringify(v).slice(0, 400)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A line of a batch's output or error file. */
+interface LineOut {
+  id: string;
+  custom_id: string;
+  response: { status_code: number; request_id: string; body: Record<string, unknown> } | null;
+  error: { code: string; message: string } | null;
+}
+
+/** The `switchyard_code` of an SDK error. */
+function syCode(e: unknown): unknown {
+  return e instanceof OpenAI.APIError
+    ? (e.error as { switchyard_code?: string } | undefined)?.switchyard_code
+    : undefined;
+}
+
+async function linesOf(client: OpenAI, id: string): Promise<LineOut[]> {
+  const text = await (await client.files.content(id)).text();
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as LineOut);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Setup {
+  up: TestUpstream;
+  gw: TestGateway;
+  client: OpenAI;
+  other: OpenAI;
+  release: () => void;
+  /** Upstream chat calls per asked content. */
+  hits(): Map<string, number>;
+}
+
+async function setup(
+  batches: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+  chatExtra: Record<string, unknown> = {},
+  options: { clock?: Clock } = {},
+): Promise<Setup> {
+  let release: () => void = () => undefined;
+  const state = { hold: new Promise<void>((r) => (release = r)) };
+  const up = await startUpstream(upstreamFor(state));
+  const otherKey = generateKey('sk');
+  const gw = await startTestGateway({
+    config: {
+      models: {
+        chat: openaiModel(up.url, { cost: { in_per_1k: 1, out_per_1k: 2 }, ...chatExtra }),
+        embed: openaiModel(up.url, { operations: ['embeddings'] }),
+      },
+      batches: { poll_ms: 20, ...batches },
+      costs: { flush_ms: 50 },
+      inference_log: { enabled: true, flush_ms: 50 },
+      ...extra,
+    },
+    options,
+  });
+  // A second tenant, on the same gateway.
+  const cfg = gw.gateway.runtime().snapshot.config;
+  gw.writeConfig({
+    models: cfg.models,
+    batches: { poll_ms: 20, ...batches },
+    costs: { flush_ms: 50 },
+    inference_log: { enabled: true, flush_ms: 50 },
+    ...extra,
+    tenants: {
+      acme: { keys: [{ id: 'k1', hash: hashKey(gw.key, TEST_SECRET) }], models: ['*'] },
+      globex: { keys: [{ id: 'g1', hash: hashKey(otherKey, TEST_SECRET) }], models: ['*'] },
+    },
+  });
+  expect((await gw.gateway.reload()).result).toBe('applied');
+  const client = new OpenAI({ apiKey: gw.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+  const other = new OpenAI({ apiKey: otherKey, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+  return {
+    up,
+    gw,
+    client,
+    other,
+    release: () => release(),
+    hits: () => {
+      const m = new Map<string, number>();
+      for (const c of up.calls)
+        if (c.path.endsWith('/chat/completions')) {
+          const a = askedOf(c.body);
+          m.set(a, (m.get(a) ?? 0) + 1);
+        }
+      return m;
+    },
+  };
+}
+
+async function upload(client: OpenAI, lines: readonly string[]) {
+  return client.files.create({ file: await toFile(jsonl(lines), 'input.jsonl'), purpose: 'batch' });
+}
+
+describe('files and batches through the OpenAI SDK (#16)', () => {
+  let s: Setup;
+  beforeAll(async () => {
+    s = await setup();
+  });
+  afterAll(async () => {
+    s.release();
+    await s.gw.close();
+    await s.up.close();
+  });
+  afterEach(() => {
+    s.gw.gateway.admission.modes.force('auto', 'test', 'reset');
+  });
+
+  it('runs a chat batch: files.create, batches.create, retrieve, files.content of the output and error files', async () => {
+    const file = await upload(s.client, [chatLine('a'), chatLine('b'), chatLine('fail-c')]);
+    expect(file).toMatchObject({
+      object: 'file',
+      purpose: 'batch',
+      filename: 'input.jsonl',
+      status: 'processed',
+    });
+    expect(file.id).toMatch(/^file-/);
+    expect(file.bytes).toBe(jsonl([chatLine('a'), chatLine('b'), chatLine('fail-c')]).length);
+    const created = await s.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+      metadata: { job: 'nightly' },
+    });
+    expect(created).toMatchObject({
+      object: 'batch',
+      status: 'in_progress',
+      endpoint: '/v1/chat/completions',
+      input_file_id: file.id,
+      completion_window: '24h',
+      output_file_id: null,
+      error_file_id: null,
+      errors: null,
+      metadata: { job: 'nightly' },
+      request_counts: { total: 3, completed: 0, failed: 0 },
+    });
+    expect(created.expires_at).toBe(created.created_at + 86_400);
+    expect(created).not.toHaveProperty('switchyard_key_id');
+    const done = await until(
+      () => s.client.batches.retrieve(created.id),
+      (b) => b.status === 'completed',
+    );
+    expect(done.request_counts).toEqual({ total: 3, completed: 2, failed: 1 });
+    expect(done.completed_at).toBeGreaterThanOrEqual(done.created_at);
+    expect(done.finalizing_at).not.toBeNull();
+    const out = await linesOf(s.client, done.output_file_id!);
+    expect(out.map((l) => l.custom_id)).toEqual(['a', 'b']);
+    for (const l of out) {
+      expect(l.id).toMatch(/^batch_req_/);
+      expect(l.error).toBeNull();
+      expect(l.response?.status_code).toBe(200);
+      expect(l.response?.request_id).toBe(l.id);
+      expect(l.response?.body).toMatchObject({
+        choices: [{ message: { content: `echo ${l.custom_id}` } }],
+      });
+    }
+    const errs = await linesOf(s.client, done.error_file_id!);
+    expect(errs).toHaveLength(1);
+    expect(errs[0]!.custom_id).toBe('fail-c');
+    expect(errs[0]!.response?.status_code).toBe(400);
+    expect(errs[0]!.response?.body['error']).toMatchObject({
+      code: 'invalid_value',
+      param: 'temperature',
+    });
+    // The output files are files of the tenant, with their own purposes.
+    expect(await s.client.files.retrieve(done.output_file_id!)).toMatchObject({
+      purpose: 'batch_output',
+    });
+    expect(await s.client.files.retrieve(done.error_file_id!)).toMatchObject({
+      purpose: 'batch_error',
+    });
+    // Each line reached the upstream once.
+    const hits = s.hits();
+    expect(['a', 'b', 'fail-c'].map((c) => hits.get(c))).toEqual([1, 1, 1]);
+  });
+
+  it('runs an embeddings batch', async () => {
+    const line = (id: string) =>
+      JSON.stringify({
+        custom_id: id,
+        method: 'POST',
+        url: '/v1/embeddings',
+        body: { model: 'embed', input: id },
+      });
+    const file = await upload(s.client, [line('e1'), line('e2')]);
+    const b = await s.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/embeddings',
+      completion_window: '24h',
+    });
+    const done = await until(
+      () => s.client.batches.retrieve(b.id),
+      (x) => x.status === 'completed',
+    );
+    expect(done.request_counts).toEqual({ total: 2, completed: 2, failed: 0 });
+    const out = await linesOf(s.client, done.output_file_id!);
+    expect(out.map((l) => l.response?.body['data'])).toEqual([
+      [{ object: 'embedding', index: 0, embedding: [0.5, 0.25] }],
+      [{ object: 'embedding', index: 0, embedding: [0.5, 0.25] }],
+    ]);
+    expect(done.error_file_id).toBeNull();
+  });
+
+  it('fails a batch whose lines are bad at create time, listing each error with its line, and calls nothing', async () => {
+    const before = s.up.calls.length;
+    const file = await upload(s.client, [
+      chatLine('ok'),
+      '{not json',
+      chatLine('ok'),
+      JSON.stringify({
+        custom_id: 'u',
+        method: 'POST',
+        url: '/v1/embeddings',
+        body: { model: 'chat' },
+      }),
+      JSON.stringify({
+        custom_id: 'm',
+        method: 'POST',
+        url: '/v1/chat/completions',
+        body: { model: 'nope', messages: [{ role: 'user', content: 'x' }] },
+      }),
+      JSON.stringify({
+        custom_id: 'x',
+        method: 'POST',
+        url: '/v1/chat/completions',
+        body: { model: 'chat', messages: 'no' },
+      }),
+    ]);
+    const b = await s.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    expect(b.status).toBe('failed');
+    expect(b.failed_at).not.toBeNull();
+    const errors = b.errors!.data!.map((e) => [e.line, e.code, e.param]);
+    expect(errors).toEqual([
+      [2, 'invalid_json_line', null],
+      [3, 'duplicate_custom_id', 'custom_id'],
+      [4, 'mismatched_endpoint', 'url'],
+      [5, 'model_not_found', 'body.model'],
+      [6, 'invalid_request', expect.stringMatching(/^body\.messages/)],
+    ]);
+    await sleep(100);
+    expect(s.up.calls.length).toBe(before);
+    expect((await s.client.batches.retrieve(b.id)).status).toBe('failed');
+  });
+
+  it('refuses a bad create request with a 400 naming the parameter', async () => {
+    const file = await upload(s.client, [chatLine('a')]);
+    const e = await s.client.batches
+      .create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '1h' as '24h',
+      })
+      .catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((e as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('completion_window');
+    const missing = await s.client.batches
+      .create({
+        input_file_id: 'file-nope',
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      })
+      .catch((x: unknown) => x);
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(syCode(missing)).toBe('SY_ERR_FILE_NOT_FOUND');
+  });
+
+  it('isolates tenants: another tenant never sees, reads, uses, cancels or deletes a file or batch', async () => {
+    const file = await upload(s.client, [chatLine('iso')]);
+    const b = await s.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    const nf = async (p: Promise<unknown>) => {
+      const e = await p.then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      expect(e).toBeInstanceOf(OpenAI.NotFoundError);
+    };
+    await nf(s.other.files.retrieve(file.id));
+    await nf(s.other.files.content(file.id));
+    await nf(s.other.files.delete(file.id));
+    await nf(s.other.batches.retrieve(b.id));
+    await nf(s.other.batches.cancel(b.id));
+    await nf(
+      s.other.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      }),
+    );
+    expect((await s.other.files.list()).data).toEqual([]);
+    expect((await s.other.batches.list()).data).toEqual([]);
+    expect((await s.client.files.list()).data.map((f) => f.id)).toContain(file.id);
+    expect((await s.client.batches.list()).data.map((x) => x.id)).toContain(b.id);
+    // The owner still has it, and may delete its file once the batch has ended.
+    await until(
+      () => s.client.batches.retrieve(b.id),
+      (y) => y.status === 'completed',
+    );
+    expect(await s.client.files.delete(file.id)).toMatchObject({ id: file.id, deleted: true });
+    await nf(s.client.files.retrieve(file.id));
+  });
+
+  it('holds a batch back while the mode is not normal, and runs it once load allows', async () => {
+    s.gw.gateway.admission.modes.force('surge', 'test', 'hold batches');
+    const file = await upload(s.client, [chatLine('held-1'), chatLine('held-2')]);
+    const b = await s.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    await sleep(300); // 15 poll periods
+    expect(s.hits().get('held-1')).toBeUndefined();
+    expect((await s.client.batches.retrieve(b.id)).request_counts).toEqual({
+      total: 2,
+      completed: 0,
+      failed: 0,
+    });
+    s.gw.gateway.admission.modes.force('normal', 'test', 'load allows');
+    const done = await until(
+      () => s.client.batches.retrieve(b.id),
+      (x) => x.status === 'completed',
+    );
+    expect(done.request_counts).toEqual({ total: 2, completed: 2, failed: 0 });
+    expect([s.hits().get('held-1'), s.hits().get('held-2')]).toEqual([1, 1]);
+  });
+
+  it('keeps the input file of a running batch: deleting it is a 409 SY_ERR_FILE_IN_USE until the batch ends', async () => {
+    s.gw.gateway.admission.modes.force('emergency', 'test', 'hold batches');
+    const file = await upload(s.client, [chatLine('keep-1')]);
+    const b = await s.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    const e = await s.client.files.delete(file.id).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(OpenAI.ConflictError);
+    expect(syCode(e)).toBe('SY_ERR_FILE_IN_USE');
+    await s.client.batches.cancel(b.id);
+    await until(
+      () => s.client.batches.retrieve(b.id),
+      (y) => y.status === 'cancelled',
+    );
+    expect(await s.client.files.delete(file.id)).toMatchObject({ id: file.id, deleted: true });
+  });
+
+  it('cancels a batch: cancelling, then cancelled with nothing run', async () => {
+    s.gw.gateway.admission.modes.force('emergency', 'test', 'hold batches');
+    const file = await upload(s.client, [chatLine('cx-1'), chatLine('cx-2')]);
+    const b = await s.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    const c = await s.client.batches.cancel(b.id);
+    expect(c.status).toBe('cancelling');
+    expect(c.cancelling_at).not.toBeNull();
+    const done = await until(
+      () => s.client.batches.retrieve(b.id),
+      (x) => x.status === 'cancelled',
+    );
+    expect(done.cancelled_at).not.toBeNull();
+    expect(done.request_counts).toEqual({ total: 2, completed: 0, failed: 0 });
+    s.gw.gateway.admission.modes.force('normal', 'test', 'load allows');
+    await sleep(200);
+    expect(s.hits().get('cx-1')).toBeUndefined();
+    // A finished batch cannot be cancelled again as something else: it stays cancelled.
+    expect((await s.client.batches.cancel(b.id)).status).toBe('cancelled');
+  });
+
+  it('puts every line’s cost in the cost ledger: the lines sum to the ledger’s batch-class total', async () => {
+    const runtime = s.gw.gateway.runtime();
+    const store = runtime.batches!.store;
+    const ids = (await s.client.batches.list({ limit: 100 })).data.map((b) => b.id);
+    let sum = 0;
+    let lines = 0;
+    for (const id of ids)
+      for (const l of await store.lines(id)) {
+        sum += l.cost;
+        lines++;
+      }
+    expect(lines).toBeGreaterThan(5);
+    // 10 in and 5 out tokens at 1 and 2 per 1k: 0.02 per chat line (the failed line cost nothing).
+    expect(sum).toBeGreaterThan(0.02 * 4);
+    await runtime.costs!.recorder.flush();
+    const groups = await runtime.costs!.store.totals({ groupBy: 'class', tenant: 'acme' });
+    const batch = groups.find((g) => g.key === 'batch');
+    expect(batch).toBeDefined();
+    expect(batch!.costNanos / 1e9).toBeCloseTo(sum, 9);
+    expect(batch!.calls).toBe(lines);
+    expect(batch!.requests).toBe(lines);
+    // And each line is a record of the inference log: the batch class, its route, its cost.
+    const line = (await store.lines(ids[ids.length - 1]!)).find((l) => l.ok)!;
+    const id = line.result!['id'] as string;
+    const record = await until(
+      () => runtime.inferenceLog!.get(id),
+      (r) => r !== undefined,
+    );
+    expect(record).toMatchObject({
+      tenant: 'acme',
+      trafficClass: 'batch',
+      route: '/v1/chat/completions',
+      model: 'chat',
+      status: 200,
+      outcome: 'ok',
+    });
+    expect(record!.cost).toBeCloseTo(line.cost, 12);
+    expect(record!.calls).toHaveLength(1);
+  });
+});
+
+describe('batch config keys (#16)', () => {
+  const opened: Setup[] = [];
+  afterEach(async () => {
+    for (const x of opened.splice(0)) {
+      x.release();
+      await x.gw.close();
+      await x.up.close();
+    }
+  });
+  const open = async (
+    batches: Record<string, unknown>,
+    extra: Record<string, unknown> = {},
+    chatExtra: Record<string, unknown> = {},
+  ) => {
+    const x = await setup(batches, extra, chatExtra);
+    opened.push(x);
+    return x;
+  };
+
+  it('batches.enabled: false answers 404 SY_ERR_BATCHES_DISABLED on files and batches', async () => {
+    const x = await open({ enabled: false });
+    const e = await x.client.files.list().catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(syCode(e)).toBe('SY_ERR_BATCHES_DISABLED');
+    const b = await x.client.batches.retrieve('batch_x').catch((err: unknown) => err);
+    expect(syCode(b)).toBe('SY_ERR_BATCHES_DISABLED');
+  });
+
+  it('batches.max_file_bytes refuses a larger upload with 413 SY_ERR_FILE_TOO_LARGE', async () => {
+    const x = await open({ max_file_bytes: 1000 });
+    const big = Array.from({ length: 30 }, (_, i) => chatLine(`big-${i}`));
+    expect(jsonl(big).length).toBeGreaterThan(1000);
+    const e = await upload(x.client, big).catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(OpenAI.APIError);
+    expect((e as InstanceType<typeof OpenAI.APIError>).status).toBe(413);
+    expect(syCode(e)).toBe('SY_ERR_FILE_TOO_LARGE');
+    // Under the cap it is taken.
+    expect((await upload(x.client, big.slice(0, 3))).bytes).toBeLessThan(1000);
+  });
+
+  it('batches.max_lines fails a batch with more lines', async () => {
+    const x = await open({ max_lines: 2 });
+    const file = await upload(x.client, [chatLine('l1'), chatLine('l2'), chatLine('l3')]);
+    const b = await x.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    expect(b.status).toBe('failed');
+    expect(b.errors!.data!.map((e) => [e.code, e.line])).toEqual([['too_many_lines', 3]]);
+  });
+
+  it('batches.concurrency bounds the lines in flight at the upstream', async () => {
+    const x = await open({ concurrency: 2 });
+    let now = 0;
+    let most = 0;
+    x.up.behave(async (req, res, call) => {
+      now++;
+      most = Math.max(most, now);
+      await sleep(30);
+      now--;
+      await json(200, chatCompletion('ok'))(req, res, call);
+    });
+    const file = await upload(
+      x.client,
+      Array.from({ length: 8 }, (_, i) => chatLine(`c${i}`)),
+    );
+    const b = await x.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    await until(
+      () => x.client.batches.retrieve(b.id),
+      (y) => y.status === 'completed',
+    );
+    expect(most).toBe(2);
+  });
+
+  it('batches.poll_ms is how often a held-back batch is looked at again', async () => {
+    const x = await open({ poll_ms: 100_000 });
+    x.gw.gateway.admission.modes.force('surge', 'test', 'hold batches');
+    const file = await upload(x.client, [chatLine('p1')]);
+    const b = await x.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    await sleep(200); // the passes the upload and create woke run, in surge
+    x.gw.gateway.admission.modes.force('normal', 'test', 'load allows');
+    // The next pass is 100 s away: with the 20 ms of the other tests it would have run by now.
+    await sleep(500);
+    expect(x.hits().get('p1')).toBeUndefined();
+    x.gw.gateway.runtime().batches!.kick();
+    await until(
+      () => x.client.batches.retrieve(b.id),
+      (y) => y.status === 'completed',
+    );
+  });
+
+  for (const minSpare of [1, 0])
+    it(`batches.min_spare ${minSpare}: with 2 of a 3-slot gate busy, batch lines ${minSpare === 1 ? 'wait until the gate has spare slots' : 'run at once'}`, async () => {
+      const x = await open(
+        { min_spare: minSpare },
+        {},
+        {
+          concurrency: { algorithm: 'fixed', initial_limit: 3, min_limit: 1, max_limit: 3 },
+        },
+      );
+      // Two interactive calls held at the upstream: 1 slot of 3 is free.
+      const held = ['hold-i1', 'hold-i2'].map((c) =>
+        x.client.chat.completions.create({
+          model: 'chat',
+          messages: [{ role: 'user', content: c }],
+        }),
+      );
+      await until(
+        () => Promise.resolve(x.up.calls.length),
+        (n) => n === 2,
+      );
+      expect(x.gw.gateway.admission.spare('chat')).toBe(1);
+      const file = await upload(x.client, [chatLine('s1'), chatLine('s2')]);
+      const b = await x.client.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
+      if (minSpare === 0) {
+        await until(
+          () => x.client.batches.retrieve(b.id),
+          (y) => y.status === 'completed',
+        );
+        expect(x.hits().get('hold-i1')).toBe(1);
+        x.release();
+        await Promise.all(held);
+        return;
+      }
+      await sleep(300); // 15 poll periods
+      expect(x.hits().get('s1')).toBeUndefined();
+      x.release();
+      await Promise.all(held);
+      const done = await until(
+        () => x.client.batches.retrieve(b.id),
+        (y) => y.status === 'completed',
+      );
+      expect(done.request_counts).toEqual({ total: 2, completed: 2, failed: 0 });
+    });
+});
+
+describe('the completion window (#16)', () => {
+  it('expires a batch not done within 24 h: every line not done gets a batch_expired error line', async () => {
+    let offset = 0;
+    const clock: Clock = { now: () => performance.now(), wall: () => Date.now() + offset };
+    const x = await setup({}, {}, {}, { clock });
+    try {
+      x.gw.gateway.admission.modes.force('emergency', 'test', 'hold batches');
+      const file = await upload(x.client, [chatLine('x1'), chatLine('x2')]);
+      const b = await x.client.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
+      await sleep(100);
+      expect((await x.client.batches.retrieve(b.id)).status).toBe('in_progress');
+      offset = 86_401_000; // a day and a second later
+      const done = await until(
+        () => x.client.batches.retrieve(b.id),
+        (y) => y.status === 'expired',
+      );
+      expect(done.expired_at).toBeGreaterThanOrEqual(b.expires_at!);
+      expect(done.request_counts).toEqual({ total: 2, completed: 0, failed: 2 });
+      expect(done.output_file_id).toBeNull();
+      const errs = await linesOf(x.client, done.error_file_id!);
+      expect(errs.map((l) => [l.custom_id, l.response, l.error?.code])).toEqual([
+        ['x1', null, 'batch_expired'],
+        ['x2', null, 'batch_expired'],
+      ]);
+      expect(x.hits().size).toBe(0);
+    } finally {
+      x.release();
+      await x.gw.close();
+      await x.up.close();
+    }
+  });
+});
+
+describe('shutting down mid-batch (#16)', () => {
+  it('waits server.drain_ms for lines in flight, then commits them as interrupted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-batch-stop-'));
+    const sqlite = join(dir, 'batches.db');
+    const x = await setup({ sqlite }, { server: { host: '127.0.0.1', port: 0, drain_ms: 200 } });
+    try {
+      const file = await upload(x.client, [chatLine('hold-s1')]);
+      const b = await x.client.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
+      await until(
+        () => Promise.resolve(x.hits().get('hold-s1') ?? 0),
+        (n) => n === 1,
+      );
+      // The upstream holds the line: closing waits the drain, then cuts it.
+      await x.gw.close();
+      const store = new SqliteBatchStore(sqlite);
+      try {
+        const [line] = await store.lines(b.id);
+        expect(line).toMatchObject({ state: 'done', ok: false });
+        expect(line!.result).toMatchObject({
+          custom_id: 'hold-s1',
+          response: null,
+          error: { code: 'interrupted' },
+        });
+      } finally {
+        await store.close();
+      }
+    } finally {
+      x.release();
+      await x.up.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('batch lines pass admission like direct calls (#16)', () => {
+  it("spend no more than the tenant's request quota: lines past it wait, uncalled", async () => {
+    const x = await setup();
+    try {
+      const cfg = x.gw.gateway.runtime().snapshot.config;
+      x.gw.writeConfig({
+        models: cfg.models,
+        batches: { poll_ms: 20 },
+        tenants: {
+          acme: {
+            keys: [{ id: 'k1', hash: hashKey(x.gw.key, TEST_SECRET) }],
+            models: ['*'],
+            // The upload and the create take 2 of the 4 requests: 2 lines may run this minute.
+            quotas: { window_s: 60, requests: 4 },
+          },
+        },
+      });
+      expect((await x.gw.gateway.reload()).result).toBe('applied');
+      const file = await upload(
+        x.client,
+        ['q1', 'q2', 'q3', 'q4', 'q5'].map((c) => chatLine(c)),
+      );
+      const b = await x.client.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
+      const progress = await until(
+        () => x.client.batches.retrieve(b.id),
+        (y) => y.request_counts?.completed === 2,
+      );
+      await sleep(300); // 15 poll periods: the refused lines are tried again and refused again
+      expect((await x.client.batches.retrieve(b.id)).request_counts).toEqual({
+        total: 5,
+        completed: 2,
+        failed: 0,
+      });
+      expect(progress.status).toBe('in_progress');
+      expect([...x.hits().values()]).toEqual([1, 1]);
+      // Only the 2 admitted lines have results; the refused ones were given back, to run later.
+      const rows = await x.gw.gateway.runtime().batches!.store.lines(b.id);
+      expect(rows.filter((r) => r.state === 'done').map((r) => r.customId)).toEqual(['q1', 'q2']);
+    } finally {
+      x.release();
+      await x.gw.close();
+      await x.up.close();
+    }
+  });
+});
