@@ -73,4 +73,6 @@ export interface GatewayState {
   ready(): boolean;
   /** This replica against its group's desired config, when `config_sync` is on (#17). */
   configSync?(): ConfigSyncStatus | undefined;
+  /** Which worker process of `serve --workers N` this is (#17); absent in a single process. */
+  worker?(): { readonly id: number; readonly pid: number; readonly of: number };
 }
