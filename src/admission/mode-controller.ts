@@ -54,6 +54,8 @@ export interface SharedOverride {
   readonly actor: string;
   /** Wall-clock ms when it ends by itself: the same instant in every worker. */
   readonly forcedUntil?: number;
+  /** Wall-clock ms when it was made: the `since` every worker shows. */
+  readonly at: number;
 }
 
 const ZERO: ModeSignals = { queueDelayMs: 0, saturation: 0, errorRate: 0, shedRate: 0 };
@@ -220,6 +222,7 @@ export class ModeController {
       mode,
       reason,
       actor,
+      at: state.since,
       ...(state.forcedUntil === undefined ? {} : { forcedUntil: state.forcedUntil }),
     });
     return state;
@@ -239,7 +242,7 @@ export class ModeController {
       );
     } else {
       if (o.forcedUntil !== undefined && o.forcedUntil <= this.clock.wall()) return;
-      this.change(o.mode, 'forced', o.reason, true, o.forcedUntil, o.actor, false);
+      this.change(o.mode, 'forced', o.reason, true, o.forcedUntil, o.actor, false, o.at);
     }
     this.upStreak = 0;
     this.downStreak = 0;
@@ -273,6 +276,7 @@ export class ModeController {
     forcedUntil: number | undefined,
     actor: string,
     audited = true,
+    at?: number,
   ): void {
     const previous = this.state.mode;
     const before = modeView(this.state.mode, this.state.forced, this.state.forcedUntil);
@@ -280,7 +284,7 @@ export class ModeController {
       mode,
       reason,
       detail,
-      since: previous === mode ? this.state.since : this.clock.wall(),
+      since: at ?? (previous === mode ? this.state.since : this.clock.wall()),
       forced,
       forcedUntil,
       signals: this.state.signals,

@@ -10,6 +10,8 @@ export type ClusterMessage =
   | { sy: 1; t: 'send'; topic: string; body: unknown }
   /** worker → primary: hand to every other worker, answer once each applied it. */
   | { sy: 1; t: 'bcast'; id: number; topic: string; body: unknown; retain?: string }
+  /** worker → primary: its link listens (what the primary sends before this would be lost). */
+  | { sy: 1; t: 'hello' }
   /** worker → primary: it has opened everything and applies broadcasts from now on. */
   | { sy: 1; t: 'up' }
   /** primary → worker: a question or a broadcast; the worker answers with `reply`. */

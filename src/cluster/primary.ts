@@ -34,6 +34,8 @@ interface Slot {
   readonly id: number;
   worker: Worker;
   startedAt: number;
+  /** Until its link says hello, what is sent to it waits here (a message sent earlier is lost). */
+  outbox: ClusterMessage[] | undefined;
   /** True once it has opened everything and applies broadcasts as they come. */
   up: boolean;
   /** Restarts in a row that did not live `STABLE_MS` (the backoff's exponent). */
@@ -76,7 +78,9 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
   let started = false;
 
   const post = (w: Worker, m: ClusterMessage): void => {
-    if (w.isConnected()) w.send(m);
+    const slot = [...slots.values()].find((s) => s.worker === w);
+    if (slot?.outbox !== undefined) slot.outbox.push(m);
+    else if (w.isConnected()) w.send(m);
   };
 
   /** Asks a worker; rejects when it exits first or takes longer than `timeoutMs`. */
@@ -114,8 +118,13 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
     await Promise.all(
       others(from).map(async (s) => {
         const w = s.worker;
-        // A worker still opening applies it before its first request (its calls wait for it).
-        if (!s.up) return void post(w, { sy: 1, t: 'call', id: 0, topic, body });
+        // A worker still opening applies it before its first request (its calls wait for it);
+        // one whose link is not up yet is handed the retained state when it is.
+        if (!s.up) {
+          if (s.outbox === undefined || retain === undefined)
+            post(w, { sy: 1, t: 'call', id: 0, topic, body });
+          return;
+        }
         try {
           await call(w, topic, body, applyTimeoutMs);
         } catch (err) {
@@ -157,6 +166,16 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
         else c.resolve(m.body);
         return;
       }
+      case 'hello': {
+        const waiting = slot.outbox ?? [];
+        slot.outbox = undefined;
+        // What a worker that starts now must know before it serves: the last override, the
+        // consent changes made since the primary started.
+        for (const r of retained.values())
+          post(w, { sy: 1, t: 'call', id: 0, topic: r.topic, body: r.body });
+        for (const msg of waiting) post(w, msg);
+        return;
+      }
       case 'up':
         slot.up = true;
         return;
@@ -195,12 +214,8 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
         [WORKER_ID_ENV]: String(id),
         [WORKER_COUNT_ENV]: String(o.workers),
       });
-      const slot: Slot = { id, worker, startedAt: Date.now(), up: false, crashes };
+      const slot: Slot = { id, worker, startedAt: Date.now(), outbox: [], up: false, crashes };
       slots.set(id, slot);
-      // What a worker that starts now must know before it serves: the last override, the consent
-      // changes made since the start.
-      for (const r of retained.values())
-        post(worker, { sy: 1, t: 'call', id: 0, topic: r.topic, body: r.body });
       worker.on('message', (m: unknown) => onMessage(slot, worker, m));
       worker.on('listening', (a: Address) => {
         if (url !== undefined) return;

@@ -45,6 +45,7 @@ export class WorkerLink implements ClusterPeer {
   ) {
     process.on('message', this.onMessage);
     process.once('disconnect', this.onDisconnect);
+    this.post({ sy: 1, t: 'hello' });
   }
 
   /** The link of a worker started by the primary (undefined in a process that is not one). */
