@@ -128,6 +128,8 @@ export interface ProcessGatewayOptions {
   readonly nodeFlags?: readonly string[];
   /** Makes the `acme` key an admin key (the /admin routes). */
   readonly admin?: boolean;
+  /** Extra `serve` arguments (`--workers 2`). */
+  readonly args?: readonly string[];
 }
 
 /**
@@ -160,6 +162,7 @@ export async function startProcessGateway(
         '--config',
         configPath,
         '--no-watch',
+        ...(opts.args ?? []),
       ],
       ready: /listening on (http:\/\/\S+)/,
       ...(opts.env === undefined ? {} : { env: opts.env }),
