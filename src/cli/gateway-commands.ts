@@ -157,7 +157,7 @@ export function registerGatewayCommands(kit: CommandKit): void {
     .option(
       '--workers <n|auto>',
       'worker processes serving the port (auto: one per core; default server.workers, 1). ' +
-        'Quotas, consent, mode overrides and /metrics stay exact across them (docs/scaling.md)',
+        'Quotas, consent, mode overrides and /metrics stay exact across them (docs/deploy.md)',
       workerCount,
     )
     .action(kit.action((o: ServeOptions) => serve(o)));
