@@ -58,6 +58,9 @@ describe('serve --workers 2 (#17)', () => {
           },
         },
         models: { slow: { backend: 'openai', url: `${upstream.url}/v1` } },
+        // One SQLite file for every worker; no polling, so only reading through can show a change.
+        state: { sqlite: 'state/release.db' },
+        release: { poll_ms: 0 },
       },
     });
   }, 60_000);
@@ -194,12 +197,45 @@ describe('serve --workers 2 (#17)', () => {
       });
       expect(auto.status).toBe(200);
     }
+    // On record once (by the worker that took it), and the same trail whichever worker reads it.
+    for (const p of [a.pool, b.pool]) {
+      const trail = await call(p, 'GET', '/admin/audit?action=mode.override', adminKey);
+      const entries = trail.body['entries'] as { reason: string }[];
+      expect(entries.filter((e) => e.reason === 'workers test')).toHaveLength(1);
+    }
     // Handed back to the signals in both (the mode steps down once they allow it).
     for (const p of [a.pool, b.pool])
       expect((await call(p, 'GET', '/admin/mode', adminKey)).body).toMatchObject({
         reason: 'released',
         forced: false,
       });
+  });
+
+  it('shows an experiment change made through one worker in the other at once', async () => {
+    const [a, b] = await pinTwo();
+    const created = await call(a.pool, 'POST', '/admin/experiments', adminKey, {
+      id: 'ranker-ab',
+      slot: 'ranker',
+      kind: 'ab',
+      layer: 'ranking',
+      variants: [
+        { name: 'control', model: 'ranker', version: '1' },
+        { name: 'treatment', model: 'ranker', version: '2' },
+      ],
+      reason: 'workers test',
+    });
+    expect(created.status).toBe(201);
+    const there = await call(b.pool, 'GET', '/admin/experiments/ranker-ab', adminKey);
+    expect(there.status).toBe(200);
+    expect(there.body['status']).toBe('running');
+    const paused = await call(b.pool, 'POST', '/admin/experiments/ranker-ab/status', adminKey, {
+      status: 'paused',
+      reason: 'workers test',
+    });
+    expect(paused.status).toBe(200);
+    const list = await call(a.pool, 'GET', '/admin/experiments', adminKey);
+    const listed = list.body['experiments'] as { spec: { id: string }; status: string }[];
+    expect(listed.find((e) => e.spec.id === 'ranker-ab')?.status).toBe('paused');
   });
 
   it('sums /metrics over the workers, whichever one the scrape lands on', async () => {
