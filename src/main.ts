@@ -158,7 +158,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         responses: responses.store,
         ...(vectors === undefined ? {} : { vectors }),
         ...(release === undefined ? {} : { release }),
-        ...(inferenceLog === undefined ? {} : { inferenceLog: inferenceLog.recorder }),
+        ...(inferenceLog === undefined ? {} : { inferenceLog: inferenceLog.reader }),
         costs,
         ...(tracer === undefined ? {} : { tracer }),
         close: () => parts.close(),

@@ -129,6 +129,7 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
           await call(w, topic, body, applyTimeoutMs);
         } catch (err) {
           if (!w.isConnected() || w.isDead()) return; // gone: its replacement gets the retained state
+          if (retain === undefined) return; // a request to flush or the like: not waited for longer
           // A worker that cannot apply a consent change or an override must not serve on without
           // it: it is restarted, and its replacement starts from the retained state.
           o.say(

@@ -52,6 +52,8 @@ export interface Runtime {
   readonly costs?: {
     readonly recorder: CostRecorder;
     readonly store: CostLedgerStore;
+    /** Writes every worker's recorded costs (`serve --workers N`); else the recorder's flush. */
+    flush?(): Promise<void>;
   };
   /** Traces (#15); absent while `tracing.enabled` is false: requests make no spans then. */
   readonly tracer?: RequestTracer;

@@ -33,12 +33,14 @@ interface Answer {
 describe('serve --workers 2 (#17)', () => {
   let gw: ProcessGateway;
   let upstream: TestUpstream;
+  let quick: TestUpstream;
   const adminKey = generateKey('sk');
   const quotaKey = generateKey('sk');
   const pools: Pool[] = [];
 
   beforeAll(async () => {
     upstream = await startUpstream(delayed(SLOW_MS, json(200, chatCompletion('slow answer'))));
+    quick = await startUpstream(json(200, chatCompletion('quick answer')));
     gw = await startProcessGateway({
       args: ['--workers', '2'],
       config: {
@@ -57,7 +59,13 @@ describe('serve --workers 2 (#17)', () => {
             models: ['*'],
           },
         },
-        models: { slow: { backend: 'openai', url: `${upstream.url}/v1` } },
+        models: {
+          slow: { backend: 'openai', url: `${upstream.url}/v1` },
+          fast: { backend: 'openai', url: `${quick.url}/v1` },
+        },
+        // Written behind rarely: only a read that has every worker write first sees it all.
+        inference_log: { enabled: true, flush_ms: 600_000 },
+        costs: { flush_ms: 600_000 },
         // One SQLite file for every worker; no polling, so only reading through can show a change.
         state: { sqlite: 'state/release.db' },
         release: { poll_ms: 0 },
@@ -69,6 +77,7 @@ describe('serve --workers 2 (#17)', () => {
     for (const p of pools) await p.destroy().catch(() => undefined);
     await gw?.close();
     await upstream?.close();
+    await quick?.close();
   });
 
   const call = async (
@@ -236,6 +245,31 @@ describe('serve --workers 2 (#17)', () => {
     const list = await call(a.pool, 'GET', '/admin/experiments', adminKey);
     const listed = list.body['experiments'] as { spec: { id: string }; status: string }[];
     expect(listed.find((e) => e.spec.id === 'ranker-ab')?.status).toBe('paused');
+  });
+
+  it("shows every worker's requests in the cost ledger and the inference log, whichever worker reads", async () => {
+    const [a, b] = await pinTwo();
+    const N = 10;
+    for (let i = 0; i < N; i++) {
+      const r = await call(
+        i % 2 === 0 ? a.pool : b.pool,
+        'POST',
+        '/v1/chat/completions',
+        adminKey,
+        {
+          model: 'fast',
+          messages: [{ role: 'user', content: 'hi' }],
+        },
+      );
+      expect(r.status).toBe(200);
+    }
+    const costs = await call(a.pool, 'GET', '/admin/costs?group_by=model', adminKey);
+    expect(costs.status).toBe(200);
+    const groups = costs.body['groups'] as { key: string; calls: number }[];
+    expect(groups.find((g) => g.key === 'fast')?.calls).toBe(N);
+    const log = await call(b.pool, 'GET', '/admin/requests?model=fast&limit=100', adminKey);
+    expect(log.status).toBe(200);
+    expect(log.body['requests'] as unknown[]).toHaveLength(N);
   });
 
   it('sums /metrics over the workers, whichever one the scrape lands on', async () => {
