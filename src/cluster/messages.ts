@@ -6,8 +6,6 @@
 export type ClusterMessage =
   /** worker → primary: a question; the primary answers with `reply`. */
   | { sy: 1; t: 'req'; id: number; topic: string; body: unknown }
-  /** worker → primary: a note without an answer (ordered with the worker's questions). */
-  | { sy: 1; t: 'send'; topic: string; body: unknown }
   /** worker → primary: hand to every other worker, answer once each applied it. */
   | { sy: 1; t: 'bcast'; id: number; topic: string; body: unknown; retain?: string }
   /** worker → primary: its link listens (what the primary sends before this would be lost). */

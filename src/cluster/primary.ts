@@ -141,8 +141,8 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
     );
   };
 
-  const question = async (from: Worker, topic: string, body: unknown): Promise<unknown> => {
-    if (topic === LIMITER_TOPIC) return runLimiterOps(limiter, body as LimiterOp[]);
+  /** A question of a worker that the primary answers from every worker (the metrics). */
+  const question = async (topic: string): Promise<unknown> => {
     if (topic === METRICS_TOPIC) {
       const live = [...slots.values()].filter((s) => s.up && s.worker.isConnected());
       const parts = await Promise.all(
@@ -152,7 +152,6 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
         parts.filter((p): p is object => typeof p === 'object' && p !== null),
       );
     }
-    void from;
     throw new Error(`unknown topic ${topic}`);
   };
 
@@ -180,8 +179,6 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
       case 'up':
         slot.up = true;
         return;
-      case 'send':
-        return void question(w, m.topic, m.body).catch(() => undefined);
       case 'req':
         // Limiter batches are answered synchronously, in the order the worker sent them.
         if (m.topic === LIMITER_TOPIC) {
@@ -193,7 +190,7 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
           }
           return post(w, { sy: 1, t: 'reply', id: m.id, body });
         }
-        return void question(w, m.topic, m.body).then(
+        return void question(m.topic).then(
           (body) => post(w, { sy: 1, t: 'reply', id: m.id, body }),
           (err: unknown) => post(w, { sy: 1, t: 'reply', id: m.id, error: String(err) }),
         );

@@ -64,10 +64,6 @@ export class WorkerLink implements ClusterPeer {
     });
   }
 
-  send(topic: string, body: unknown): void {
-    this.post({ sy: 1, t: 'send', topic, body });
-  }
-
   async broadcast(topic: string, body: unknown, retain?: string): Promise<void> {
     const id = this.next++;
     await new Promise((resolve, reject) => {

@@ -11,8 +11,6 @@ export interface ClusterPeer {
   readonly workers: number;
   /** Asks the primary; resolves with its answer, rejects when it answers an error or goes away. */
   request(topic: string, body: unknown): Promise<unknown>;
-  /** Tells the primary without waiting; ordered with this worker's requests. */
-  send(topic: string, body: unknown): void;
   /**
    * Hands `body` to the `on(topic)` handler of every other worker and resolves once each has
    * applied it (a worker that dies meanwhile is not waited for). With `retain`, the primary keeps
