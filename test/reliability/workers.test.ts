@@ -63,6 +63,17 @@ describe('serve --workers 2 (#17)', () => {
           slow: { backend: 'openai', url: `${upstream.url}/v1` },
           fast: { backend: 'openai', url: `${quick.url}/v1` },
         },
+        features: {
+          definitions: {
+            'user.rides_7d': {
+              entity: 'user',
+              type: 'int',
+              label: 'consented',
+              purpose: 'behavioral_inference',
+              lineage: { source: 'test', transformation: 'identity' },
+            },
+          },
+        },
         // Written behind rarely: only a read that has every worker write first sees it all.
         inference_log: { enabled: true, flush_ms: 600_000 },
         costs: { flush_ms: 600_000 },
@@ -178,6 +189,32 @@ describe('serve --workers 2 (#17)', () => {
         behavioral_inference: true,
       });
     }
+  });
+
+  it("purges a worker's own feature values when the user revokes consent through another", async () => {
+    const [a, b] = await pinTwo();
+    const stored = async (): Promise<number> => {
+      const res = await a.pool.request({ path: '/metrics', method: 'GET' });
+      const line = (await res.body.text())
+        .split('\n')
+        .find((l) => l.startsWith('switchyard_tenant_stored{kind="feature_values",tenant="acme"}'));
+      return Number(line?.split(' ').pop() ?? 0);
+    };
+    const user = 'rider-1';
+    await call(a.pool, 'PUT', `/v1/consent/${user}`, adminKey, {
+      purposes: { behavioral_inference: true },
+    });
+    const wrote = await call(a.pool, 'POST', '/v1/features', adminKey, {
+      writes: [{ entity_id: user, feature: 'user.rides_7d', value: 5 }],
+    });
+    expect(wrote.status).toBe(200);
+    // In-process feature values are the worker's own: this one holds it, the other does not.
+    expect(await stored()).toBe(1);
+    const revoked = await call(b.pool, 'POST', `/v1/consent/${user}/revoke`, adminKey, {
+      purposes: ['behavioral_inference'],
+    });
+    expect(revoked.status).toBe(200);
+    expect(await stored()).toBe(0);
   });
 
   it('puts a mode override made through one worker in force in the other before it answers', async () => {
