@@ -71,6 +71,7 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
   const limiter = new MemoryLimiter(systemClock);
   const retained = new Map<string, { topic: string; body: unknown }>();
   const slots = new Map<number, Slot>();
+  const slotOf = new WeakMap<Worker, Slot>();
   const calls = new Map<number, Call & { worker: Worker }>();
   const applyTimeoutMs = o.applyTimeoutMs ?? 5_000;
   let nextCall = 1;
@@ -78,9 +79,10 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
   let started = false;
 
   const post = (w: Worker, m: ClusterMessage): void => {
-    const slot = [...slots.values()].find((s) => s.worker === w);
+    const slot = slotOf.get(w);
     if (slot?.outbox !== undefined) slot.outbox.push(m);
-    else if (w.isConnected()) w.send(m);
+    // A worker that went away meanwhile: its exit is handled where it exits, not here.
+    else if (w.isConnected()) w.send(m, undefined, () => undefined);
   };
 
   /** Asks a worker; rejects when it exits first or takes longer than `timeoutMs`. */
@@ -214,6 +216,7 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
       });
       const slot: Slot = { id, worker, startedAt: Date.now(), outbox: [], up: false, crashes };
       slots.set(id, slot);
+      slotOf.set(worker, slot);
       worker.on('message', (m: unknown) => onMessage(slot, worker, m));
       worker.on('listening', (a: Address) => {
         if (url !== undefined) return;
