@@ -55,7 +55,11 @@ describe('PeerLimiter (#17)', () => {
       Array.from({ length: 12 }, () => worker.reserve([charge(10)])),
     );
     expect(batches).toEqual([12]);
-    expect(decisions.map((d) => d.allowed)).toEqual([...Array<boolean>(10).fill(true), false, false]);
+    expect(decisions.map((d) => d.allowed)).toEqual([
+      ...Array<boolean>(10).fill(true),
+      false,
+      false,
+    ]);
   });
 
   it('settles in the primary: a refund there makes room for another worker', async () => {
