@@ -52,4 +52,31 @@ describe('VegasLimit', () => {
     limit.onSample(10, before, false, 1_000);
     expect(limit.current()).toBeLessThanOrEqual(Math.ceil(before / 2));
   });
+
+  it('follows demand, not latency, while the gateway’s own loop is saturated', () => {
+    // Latency grows with the gateway's own load (it queues the answers itself), not the upstream's.
+    const run = (busy: boolean): number => {
+      const limit = new VegasLimit({ ...spec, initial_limit: 20 }, 0, () => busy);
+      for (let i = 0; i < 5_000; i++) {
+        const inFlight = limit.current();
+        limit.onSample(20 + 0.5 * inFlight, inFlight, false, i);
+      }
+      return limit.current();
+    };
+    // Blaming the upstream, the limit stays small; following demand, it grows.
+    expect(run(false)).toBeLessThan(30);
+    expect(run(true)).toBeGreaterThan(60);
+  });
+
+  it('does not grow past demand while the gateway’s own loop is saturated', () => {
+    const limit = new VegasLimit({ ...spec, initial_limit: 20 }, 0, () => true);
+    for (let i = 0; i < 5_000; i++) limit.onSample(40, 12, false, i);
+    expect(limit.current()).toBe(20);
+  });
+
+  it('still backs off on drops while the gateway’s own loop is saturated', () => {
+    const limit = new VegasLimit({ ...spec, initial_limit: 100 }, 0, () => true);
+    for (let i = 0; i < 5_000; i++) limit.onSample(20, limit.current(), true, i);
+    expect(limit.current()).toBeLessThan(50);
+  });
 });

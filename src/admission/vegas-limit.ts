@@ -1,3 +1,4 @@
+import { loopLag } from '../core/loop-lag.js';
 import type { ConcurrencySpec } from './settings.js';
 
 /** An adaptive concurrency limit: fed one sample per finished request, it says how many may run. */
@@ -31,9 +32,16 @@ export class VegasLimit implements ConcurrencyLimit {
   private windowInFlight = 0;
   private windowDropped = false;
 
+  /**
+   * `selfBusy` says the gateway's own loop is saturated: then a long round trip is the gateway's
+   * queueing, and the limit holds instead of backing off (drops still back it off). Without
+   * this, a CPU-bound gateway blamed its upstream and pinned the limit far below what the
+   * upstream takes: 40% of the throughput with admission off (bench:overhead, issue #14).
+   */
   constructor(
     private readonly spec: ConcurrencySpec,
     now: number,
+    private readonly selfBusy: () => boolean = () => false,
   ) {
     this.limit = spec.initial_limit;
     // The first probe comes early: a limit that starts above the upstream's capacity never
@@ -71,7 +79,8 @@ export class VegasLimit implements ConcurrencyLimit {
 
   private update(rttMs: number, inFlight: number, dropped: boolean, now: number): void {
     const rtt = Math.max(rttMs, 0.01);
-    if (now >= this.nextProbe && !this.probing) {
+    // No probe while the gateway's own loop is saturated: it would not see the no-load latency.
+    if (now >= this.nextProbe && !this.probing && !this.selfBusy()) {
       // Drain the upstream for a moment and measure its no-load latency again.
       this.probing = true;
       this.rttNoLoad = Infinity;
@@ -86,6 +95,16 @@ export class VegasLimit implements ConcurrencyLimit {
     if (dropped) next = limit - log10(limit);
     else {
       if (inFlight * 2 < limit) return; // app-limited: the samples say nothing about the upstream
+      if (this.selfBusy()) {
+        // The gateway's own loop is the bottleneck, so the latency is mostly its own queueing and
+        // says nothing about the upstream: follow demand instead (grow while every slot is
+        // taken), and let drops (timeouts, upstream 429/503) be what backs the limit off.
+        if (inFlight < this.current()) return;
+        next = limit + log10(limit);
+        next = Math.min(this.spec.max_limit, next);
+        this.limit = limit * (1 - this.spec.smoothing) + next * this.spec.smoothing;
+        return;
+      }
       const queue = Math.ceil(limit * (1 - this.rttNoLoad / rtt));
       const alpha = 3 * log10(limit);
       const beta = 6 * log10(limit);
@@ -111,5 +130,5 @@ export class FixedLimit implements ConcurrencyLimit {
 export function createLimit(spec: ConcurrencySpec, now: number): ConcurrencyLimit {
   return spec.algorithm === 'fixed'
     ? new FixedLimit(spec.initial_limit)
-    : new VegasLimit(spec, now);
+    : new VegasLimit(spec, now, () => loopLag.busy());
 }

@@ -11,6 +11,7 @@ import { registerIndexCommands } from './index-commands.js';
 import { CliUsageError, CliUserError, processIo, type CliIo } from './io.js';
 import { registerModelsCommands } from './models-commands.js';
 import { registerRegistryCommands } from './registry-commands.js';
+import { registerReplayCommands } from './replay-commands.js';
 
 /** The command groups, in the order help lists them (after `serve` and `simulate`). */
 const GROUPS = {
@@ -86,6 +87,7 @@ export function buildProgram(
   registerIndexCommands(kit);
   registerAuditCommands(kit);
   registerRequestsCommands(kit);
+  registerReplayCommands(kit);
   registerCostsCommands(kit);
   return program;
 }

@@ -105,7 +105,10 @@ async function show(id: string, o: ShowOptions, io: CliIo): Promise<void> {
     ['request', `${d.method} ${d.route} ${d.journey ?? d.model}`],
     ['status', `${d.status} ${d.outcome}`],
     ['ms', d.durationMs.toFixed(1)],
-    ['tokens', `${d.inputTokens} in, ${d.outputTokens} out`],
+    [
+      'tokens',
+      `${d.inputTokens} in, ${d.outputTokens} out${d.tokensEstimated === true ? ' (estimated by the tokenizer)' : ''}`,
+    ],
     ['cost', money(d.cost)],
     ['route', d.path],
     ['versions', d.versions.join(', ') || '-'],

@@ -270,6 +270,12 @@ const { api_key: _noApiKey, ...httpModelNoKey } = httpModel;
 const switchyardModelSchema = z.strictObject({
   backend: z.literal('switchyard'),
   ...httpModelNoKey,
+  /**
+   * More replicas of the same parent, beside `url`: calls go round all of them, each replica has
+   * its own breaker (`breaker`), and a call one replica cannot take (connect error, reset, 5xx,
+   * shedding, its breaker open) moves to the next within the deadline.
+   */
+  replicas: z.array(httpUrl).default([]),
   /** What the parent serves under `upstream_model`: its OpenAI routes, its KServe route, or both. */
   operations: z
     .array(z.enum(['chat', 'embeddings', 'infer']))

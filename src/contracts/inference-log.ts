@@ -13,10 +13,33 @@ export interface StageRecord {
   readonly tier?: string;
 }
 
-/** A feature a request read: its name, and its value only where its policy label allows storage. */
+/**
+ * A feature a request read: its name and version, and its value only where its policy label
+ * allows logging (`privacy.labels.<label>.logging`, consent included).
+ */
 export interface FeatureRead {
   readonly name: string;
+  /** The entity it was read for (an item, the user). */
+  readonly entity: string;
+  readonly version: number;
+  readonly label: string;
   readonly value?: JsonValue;
+}
+
+/** A vector shard a retrieval asked, and how it answered (`ok`, or why not). */
+export interface ShardHit {
+  readonly collection: string;
+  readonly shard: string;
+  /** The node that holds it (`local`, or a remote shard's). */
+  readonly node: string;
+  readonly hits: number;
+  readonly outcome: string;
+}
+
+/** What a request's stages read, for its record: features and shards. */
+export interface RecordReads {
+  readonly features: readonly FeatureRead[];
+  readonly shards: readonly ShardHit[];
 }
 
 /** One model call inside a request (a direct call, a journey stage, a shadow copy, a replay). */
@@ -42,6 +65,8 @@ export interface ModelCallRecord {
   readonly ms: number;
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /** The tokens were counted by the gateway's tokenizer: the upstream reported no usage (#15). */
+  readonly tokensEstimated?: true;
   readonly cost: number;
   /** `ok`, or the error code. */
   readonly outcome: string;
@@ -86,9 +111,13 @@ export interface RequestRecord {
   readonly versions: readonly string[];
   /** Experiment assignments, `experiment/variant`. */
   readonly experiments: readonly string[];
+  /** Journeys: the features their stages read, and the vector shards their retrievals asked. */
   readonly features?: readonly FeatureRead[];
+  readonly shards?: readonly ShardHit[];
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /** Some of the tokens were counted by the gateway's tokenizer (a call's upstream reported none). */
+  readonly tokensEstimated?: true;
   readonly cost: number;
   readonly traceId?: string;
   readonly payload?: StoredPayload;

@@ -12,6 +12,7 @@
 import type { CallContext, Tier, Usage } from './backend.js';
 import type { Cache } from './cache.js';
 import type { FeatureSource } from './feature-source.js';
+import type { FeatureRead, ShardHit } from './inference-log.js';
 import type { JsonObject, JsonValue } from './json.js';
 import type { DataTag, PolicyModule } from './policy.js';
 import type { SlotAssignment } from './slot-resolver.js';
@@ -303,6 +304,11 @@ export interface StageContext {
   /** The span of the running stage (or of the journey between stages); undefined when untraced (#15). */
   readonly span?: TraceSpan;
   readonly services: StageServices;
+  /** Notes what a stage read for the request's inference record (#15); absent: nobody keeps it. */
+  readonly noteRead?: (read: {
+    features?: readonly FeatureRead[];
+    shards?: readonly ShardHit[];
+  }) => void;
 }
 
 /** The ports stages use. Optional ones exist only when the gateway is configured with them. */

@@ -1,4 +1,5 @@
 import { channel, type Channel } from 'node:diagnostics_channel';
+import type { RecordReads } from '../contracts/inference-log.js';
 
 /**
  * What hot code publishes. Metrics, logs and tracing subscribe in `observability/`; nothing in
@@ -24,6 +25,8 @@ export interface RequestDoneEvent {
   /** Journey requests: the journey and its full route (the same one the response carries). */
   readonly journey?: string;
   readonly journeyRoute?: object;
+  /** What the journey's stages read: features (values only where loggable) and vector shards. */
+  readonly reads?: RecordReads;
   /** Degraded decisions taken (fallback, downgrade, stale answer): the log line is a warning. */
   readonly degraded?: readonly string[];
   /** The data subject (`x-switchyard-user`, the OpenAI `user` field, a journey's `user` attribute). */
@@ -57,6 +60,13 @@ export interface BreakerStateEvent {
 export interface RetryEvent {
   readonly backend: string;
   readonly decision: 'retried' | 'budget_exhausted' | 'no_time';
+}
+
+/** A call a parent gateway's replica failed moved to another replica of it (#17). */
+export interface ParentFailoverEvent {
+  readonly model: string;
+  /** The error the replica's attempt ended with. */
+  readonly code: string;
 }
 
 export interface FallbackEvent {
@@ -199,6 +209,8 @@ export interface ModelCallEvent {
   readonly user?: string;
   /** The W3C trace id of the call's span, when tracing is on. */
   readonly traceId?: string;
+  /** A replay's call that the inference log does not keep (replays are unlogged unless asked, #15). */
+  readonly unlogged?: true;
 }
 
 /** The model-input rule stripped data from a model call, or refused the call (#14). */
@@ -301,6 +313,7 @@ export const events = {
   tenantStorageFull: typed<TenantStorageFullEvent>('switchyard:tenant:storage-full'),
   cacheStoreError: typed<CacheStoreErrorEvent>('switchyard:cache:store-error'),
   degradedAnswer: typed<DegradedAnswerEvent>('switchyard:tree:degraded'),
+  parentFailover: typed<ParentFailoverEvent>('switchyard:tree:failover'),
 };
 
 export function publish<T>(ch: Channel<T>, message: T): void {

@@ -1,3 +1,8 @@
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+
+/** Loop utilisation from which the gateway, not the upstream, is taken to set the latency. */
+export const BUSY_UTILIZATION = 0.85;
+
 /**
  * Event-loop lag from timer drift: one unref'd timer every `everyMs`. It says how late the loop
  * runs now (`lagMs`, fast attack and slow decay, so one long stall counts at once and recovery
@@ -9,6 +14,9 @@
 export class LoopLag {
   private smoothed = 0;
   private total = 0;
+  /** Event-loop utilisation (busy share of wall time), smoothed over the last few ticks. */
+  private utilization = 0;
+  private lastElu: EventLoopUtilization | undefined;
   /** The last few ticks' drifts (a ring), for lateness that lasts rather than one spike. */
   private readonly recent = new Float64Array(8);
   private next = 0;
@@ -23,6 +31,7 @@ export class LoopLag {
     this.users++;
     if (this.timer === undefined) {
       this.last = performance.now();
+      this.lastElu = performance.eventLoopUtilization();
       this.timer = setInterval(() => this.tick(), this.everyMs);
       this.timer.unref();
     }
@@ -34,6 +43,7 @@ export class LoopLag {
         clearInterval(this.timer);
         this.timer = undefined;
         this.smoothed = 0;
+        this.utilization = 0;
         this.recent.fill(0);
       }
     };
@@ -55,6 +65,21 @@ export class LoopLag {
     return min;
   }
 
+  /**
+   * The gateway's own CPU is the bottleneck: the loop was busy at least `BUSY_UTILIZATION` of
+   * the recent ticks' wall time. Latency measured then is mostly the gateway's own queueing (an
+   * answer waits for the loop before any callback sees it), so it says little about the other
+   * side: the concurrency limits do not back off on it (issue #14).
+   */
+  busy(): boolean {
+    return this.timer !== undefined && this.utilization >= BUSY_UTILIZATION;
+  }
+
+  /** Smoothed event-loop utilisation, 0..1 (0 while not sampling). */
+  utilizationNow(): number {
+    return this.utilization;
+  }
+
   /** Time the loop has lost since sampling began, ms, including the tick in progress. */
   totalMs(): number {
     if (this.timer === undefined) return this.total;
@@ -70,6 +95,12 @@ export class LoopLag {
     this.next = (this.next + 1) % this.recent.length;
     this.smoothed = drift > this.smoothed ? drift : this.smoothed * 0.7 + drift * 0.3;
     this.last = now;
+    const elu = performance.eventLoopUtilization();
+    if (this.lastElu !== undefined) {
+      const u = performance.eventLoopUtilization(elu, this.lastElu).utilization;
+      this.utilization = this.utilization * 0.7 + u * 0.3;
+    }
+    this.lastElu = elu;
   }
 }
 

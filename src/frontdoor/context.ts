@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { AttemptRecord, CallContext } from '../contracts/backend.js';
 import type { JsonObject } from '../contracts/json.js';
+import type { RecordReads } from '../contracts/inference-log.js';
 import type { DataTag } from '../contracts/policy.js';
 import type { Clock } from '../core/clock.js';
 import { Deadline } from '../core/deadline.js';
@@ -60,6 +61,8 @@ export class RequestContext {
         readonly compact: string;
         readonly route: object;
         readonly degraded: readonly string[];
+        /** What its stages read (features, shards), for the inference record (#15). */
+        readonly reads?: RecordReads;
       }
     | undefined;
   /** The data subject the request named (set by `withScope`). */
@@ -246,6 +249,7 @@ export class RequestContext {
             journey: this.journey.name,
             journeyRoute: this.journey.route,
             degraded: this.journey.degraded,
+            ...(this.journey.reads === undefined ? {} : { reads: this.journey.reads }),
           }),
       ...(this.error === undefined ? {} : { error: this.error }),
       ...(this.user === undefined ? {} : { user: this.user }),

@@ -27,6 +27,7 @@ import {
 import { getMode, putMode } from './routes/admin-mode.js';
 import { listAudit } from './routes/admin-audit.js';
 import { getRequest, listRequests } from './routes/admin-requests.js';
+import { replayRequests } from './routes/admin-replay.js';
 import { listCosts } from './routes/admin-costs.js';
 import * as rel from './routes/admin-release.js';
 import { getConsent, putConsent, revokeConsent } from './routes/consent.js';
@@ -147,6 +148,7 @@ export function createFrontDoor(opts: FrontDoorOptions): FrontDoor {
   add(GET, '/admin/audit', 'openai', true, listAudit);
   add(GET, '/admin/requests', 'openai', true, listRequests);
   add(GET, '/admin/requests/:id', 'openai', true, getRequest);
+  add(POST, '/admin/replay', 'openai', true, replayRequests);
   add(GET, '/admin/costs', 'openai', true, listCosts);
   // Release management (#6): registry, experiments, stats, audit; feedback for rewards.
   add(GET, '/admin/models', 'openai', true, rel.listRegistry);

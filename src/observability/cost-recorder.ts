@@ -40,9 +40,16 @@ interface Attribution {
 
 type Counts = { -readonly [K in keyof CostCounts]: number };
 
+const DAY_MS = 86_400_000;
+/** The last day asked for: every request of a day asks for the same one. */
+let lastDay = { start: 0, end: 0, name: '1970-01-01' };
+
 /** UTC day of an epoch ms. */
 export function dayOf(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
+  if (ms >= lastDay.start && ms < lastDay.end) return lastDay.name;
+  const start = Math.floor(ms / DAY_MS) * DAY_MS;
+  lastDay = { start, end: start + DAY_MS, name: new Date(start).toISOString().slice(0, 10) };
+  return lastDay.name;
 }
 
 /**
@@ -101,12 +108,14 @@ export class CostRecorder implements SpendBudget {
   // ---- the record (event subscribers: memory only) ----
 
   private onModelCall(e: ModelCallEvent): void {
+    // A replay is a what-if (#15): it spends nothing against budgets and adds nothing to the ledger.
+    if (e.origin === 'replay') return;
     const day = dayOf(this.o.clock.wall());
     const nanos = Math.round(e.cost * NANOS);
     const id = `${e.tenant}|${day}`;
     this.unflushed.set(id, (this.unflushed.get(id) ?? 0) + nanos);
     const done = this.recent.get(e.requestId);
-    if (e.origin === 'shadow' || e.origin === 'replay' || done !== undefined) {
+    if (e.origin === 'shadow' || done !== undefined) {
       // No request end will come (shadow copies), or it came first (a stream settled late).
       this.addCall(e, day, done?.key.journey ?? '');
       return;

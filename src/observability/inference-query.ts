@@ -74,12 +74,13 @@ export function parseRequestQuery(
 const snakeKey = (k: string): string => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 /** A record's fields in snake_case (a payload is shown exactly as it was kept). */
-function snake(value: unknown): JsonValue {
+export function snake(value: unknown): JsonValue {
   if (Array.isArray(value)) return value.map(snake);
   if (value === null || typeof value !== 'object') return value as JsonValue;
   const out: JsonObject = {};
   for (const [k, v] of Object.entries(value))
-    out[snakeKey(k)] = k === 'payload' ? (v as JsonValue) : snake(v);
+    // A payload and a feature's value are shown exactly as they were kept.
+    out[snakeKey(k)] = k === 'payload' || k === 'value' ? (v as JsonValue) : snake(v);
   return out;
 }
 

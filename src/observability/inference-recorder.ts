@@ -45,6 +45,7 @@ interface Tally {
   inputTokens: number;
   outputTokens: number;
   cost: number;
+  estimated: boolean;
   readonly versions: Set<string>;
   readonly experiments: Set<string>;
 }
@@ -101,7 +102,7 @@ export class InferenceRecorder implements InferenceLogReader {
   }
 
   private onModelCall(e: ModelCallEvent): void {
-    if (this.closed) return;
+    if (this.closed || e.unlogged === true) return;
     // A shadow copy's request id is its live request's with a suffix: it files under that request.
     const suffix = e.requestId.indexOf(':');
     const requestId = suffix < 0 ? e.requestId : e.requestId.slice(0, suffix);
@@ -127,6 +128,7 @@ export class InferenceRecorder implements InferenceLogReader {
       ms: e.ms,
       inputTokens: e.inputTokens,
       outputTokens: e.outputTokens,
+      ...(e.estimated ? { tokensEstimated: true as const } : {}),
       cost: e.cost,
       outcome: e.outcome,
       attempts: e.attempts,
@@ -142,12 +144,20 @@ export class InferenceRecorder implements InferenceLogReader {
         const oldest = this.tallies.keys().next();
         if (oldest.done !== true) this.tallies.delete(oldest.value);
       }
-      t = { inputTokens: 0, outputTokens: 0, cost: 0, versions: new Set(), experiments: new Set() };
+      t = {
+        inputTokens: 0,
+        outputTokens: 0,
+        cost: 0,
+        estimated: false,
+        versions: new Set(),
+        experiments: new Set(),
+      };
       this.tallies.set(requestId, t);
     }
     t.inputTokens += e.inputTokens;
     t.outputTokens += e.outputTokens;
     t.cost += e.cost;
+    if (e.estimated) t.estimated = true;
     t.versions.add(`${e.servedBy}@${e.version}`);
     if (e.experiment !== undefined) t.experiments.add(`${e.experiment}/${e.variant ?? ''}`);
   }
@@ -180,10 +190,15 @@ export class InferenceRecorder implements InferenceLogReader {
       path: e.path,
       ...(stages === undefined ? {} : { stages }),
       ...(route?.decisions === undefined ? {} : { decisions: route.decisions }),
+      ...(e.reads === undefined || e.reads.features.length === 0
+        ? {}
+        : { features: e.reads.features }),
+      ...(e.reads === undefined || e.reads.shards.length === 0 ? {} : { shards: e.reads.shards }),
       versions: [...versions],
       experiments: [...(t?.experiments ?? [])],
       inputTokens: t?.inputTokens ?? 0,
       outputTokens: t?.outputTokens ?? 0,
+      ...(t?.estimated === true ? { tokensEstimated: true as const } : {}),
       cost: t?.cost ?? 0,
       ...(e.traceId === undefined ? {} : { traceId: e.traceId }),
       ...(e.payload === undefined

@@ -165,6 +165,12 @@ export class Metrics {
     labelNames: ['model', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly parentFailovers = new Counter({
+    name: 'switchyard_parent_failovers_total',
+    help: 'Calls moved from one replica of a parent gateway to another, by model and the error of the replica left.',
+    labelNames: ['model', 'code'] as const,
+    registers: [this.registry],
+  });
   // Journeys (#4): where answers came from, and the work avoided.
   readonly journeyRequests = new Counter({
     name: 'switchyard_journey_requests_total',
@@ -419,6 +425,8 @@ export class Metrics {
       }),
       subscribe(events.modelCall, (e) => {
         this.modelCalls.labels(e.model, e.origin, e.outcome).inc();
+        // A replay is a what-if (#15): counted by origin above, never as cost, latency or tokens.
+        if (e.origin === 'replay') return;
         if (e.cost > 0) this.modelCost.labels(e.servedBy, e.tenant).inc(e.cost);
         // GenAI conventions: the request model is the name asked for, the response model what
         // answered (its version when it has one).
@@ -456,6 +464,9 @@ export class Metrics {
       }),
       subscribe(events.degradedAnswer, (e) => {
         this.degradedAnswers.labels(e.model, e.reason).inc();
+      }),
+      subscribe(events.parentFailover, (e) => {
+        this.parentFailovers.labels(e.model, e.code).inc();
       }),
       subscribe(events.experimentExposure, (e) => {
         this.experimentExposures.labels(e.experiment, e.variant).inc();

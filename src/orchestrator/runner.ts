@@ -1,4 +1,5 @@
 import type { Tier } from '../contracts/backend.js';
+import type { FeatureRead, RecordReads, ShardHit } from '../contracts/inference-log.js';
 import type { JsonObject, JsonValue } from '../contracts/json.js';
 import type {
   JourneyDecision,
@@ -8,6 +9,7 @@ import type {
   StageContext,
   StageServices,
 } from '../contracts/stage.js';
+import type { Cache } from '../contracts/cache.js';
 import type { Clock } from '../core/clock.js';
 import type { TraceSpan } from '../contracts/trace.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
@@ -34,6 +36,11 @@ export interface JourneyRequest {
   readonly cacheTtlScale?: number;
   /** The request's span (#15): the journey's span hangs under it, each stage's under that. */
   readonly span?: TraceSpan;
+  /**
+   * A replay (#15): cache stages always miss and nothing is written back, and the run is not
+   * counted in the journey metrics, so replaying leaves no trace outside its report.
+   */
+  readonly replay?: boolean;
 }
 
 export type CacheOutcome = 'hit' | 'semantic_hit' | 'stale' | 'miss' | 'none';
@@ -54,8 +61,18 @@ export interface JourneyRoute {
 }
 
 export type JourneyOutcome =
-  | { readonly ok: true; readonly body: JsonValue; readonly route: JourneyRoute }
-  | { readonly ok: false; readonly error: SwitchyardError; readonly route: JourneyRoute };
+  | {
+      readonly ok: true;
+      readonly body: JsonValue;
+      readonly route: JourneyRoute;
+      readonly reads?: RecordReads;
+    }
+  | {
+      readonly ok: false;
+      readonly error: SwitchyardError;
+      readonly route: JourneyRoute;
+      readonly reads?: RecordReads;
+    };
 
 /**
  * Runs compiled journeys. The runner alone decides what runs next: a stage's `continue` goes to
@@ -120,6 +137,7 @@ export class JourneyRunner {
     origin: number,
   ): Promise<JourneyOutcome> {
     const clock = this.clock;
+    const reads: { features: FeatureRead[]; shards: ShardHit[] } = { features: [], shards: [] };
     const ctx: StageContext = {
       requestId: req.requestId,
       tenant: req.tenant,
@@ -140,7 +158,15 @@ export class JourneyRunner {
         ...(req.span === undefined ? {} : { span: req.span }),
       }),
       ...(req.span === undefined ? {} : { span: req.span }),
-      services: req.models === undefined ? this.services : { ...this.services, models: req.models },
+      services: {
+        ...this.services,
+        ...(req.models === undefined ? {} : { models: req.models }),
+        ...(req.replay === true ? { cache: NO_CACHE } : {}),
+      },
+      noteRead: (r) => {
+        if (r.features !== undefined) reads.features.push(...r.features);
+        if (r.shards !== undefined) reads.shards.push(...r.shards);
+      },
     };
     const state: JourneyState = {
       journey: journey.name,
@@ -209,23 +235,24 @@ export class JourneyRunner {
       const degraded = decisions.some(
         (d) => d === 'downgrade' || d === 'fallback' || d === 'stale_served',
       );
-      if (outcome.cacheable && !degraded)
+      if (outcome.cacheable && !degraded && req.replay !== true)
         this.writeBack(req.tenant, state, outcome.body, req.cacheTtlScale ?? 1);
     }
-    publish(events.journeyDone, {
-      journey: journey.name,
-      tenant: req.tenant,
-      outcome: outcome.ok ? 'respond' : 'fail',
-      code: outcome.ok ? undefined : outcome.error.code,
-      answeredBy: route.answeredBy,
-      cache: route.cache,
-      decisions: route.decisions,
-      cost: route.cost,
-      ms: route.ms,
-      stages: flatten(route.stages).map((e) => ({ kind: e.kind, outcome: e.outcome, ms: e.ms })),
-    });
-    if (outcome.ok) return { ok: true, body: outcome.body, route };
-    return { ok: false, error: outcome.error, route };
+    if (req.replay !== true)
+      publish(events.journeyDone, {
+        journey: journey.name,
+        tenant: req.tenant,
+        outcome: outcome.ok ? 'respond' : 'fail',
+        code: outcome.ok ? undefined : outcome.error.code,
+        answeredBy: route.answeredBy,
+        cache: route.cache,
+        decisions: route.decisions,
+        cost: route.cost,
+        ms: route.ms,
+        stages: flatten(route.stages).map((e) => ({ kind: e.kind, outcome: e.outcome, ms: e.ms })),
+      });
+    if (outcome.ok) return { ok: true, body: outcome.body, route, reads };
+    return { ok: false, error: outcome.error, route, reads };
   }
 
   private writeBack(tenant: string, state: JourneyState, body: JsonValue, scale: number): void {
@@ -245,6 +272,16 @@ export class JourneyRunner {
     }
   }
 }
+
+/** A replay's cache (#15): every lookup misses and every write is dropped. */
+const NO_CACHE: Cache = {
+  get: () => Promise.resolve(undefined),
+  set: () => Promise.resolve(),
+  nearest: () => Promise.resolve({ hit: undefined, best: undefined }),
+  delete: () => Promise.resolve(false),
+  clearTenant: () => Promise.resolve(0),
+  close: () => Promise.resolve(),
+};
 
 function flatten(entries: readonly RouteEntry[]): RouteEntry[] {
   const out: RouteEntry[] = [];

@@ -61,6 +61,23 @@ export interface ModelFacts {
 
 export type CallOrigin = 'direct' | 'journey' | 'shadow' | 'replay';
 
+/**
+ * What a replay runs (#15): calls that ask for `replaces` (a model or release slot) go to
+ * `model` (at `version`, when given) instead of where release management would send them.
+ */
+export interface ReplayCandidate {
+  readonly replaces: string;
+  readonly model: string;
+  readonly version?: string;
+}
+
+/** A replay's scope (origin `replay`): its candidate, and whether its calls are logged. */
+export interface ReplayScope {
+  readonly candidate?: ReplayCandidate;
+  /** Keep the replay's model calls in the inference log (filed under the replayed request). */
+  readonly log: boolean;
+}
+
 /** One client request's part in every model call it makes. Opened by `ModelPipeline.open`. */
 export interface ScopeRequest {
   readonly requestId: string;
@@ -85,6 +102,8 @@ export interface ScopeRequest {
   readonly span?: TraceSpan;
   /** What a parent gateway gets besides the deadline, class and request id (#17). */
   readonly hop?: HopContext;
+  /** Origin `replay` only: the candidate and the logging choice (#15). */
+  readonly replay?: ReplayScope;
 }
 
 export interface CallScope extends ScopeRequest {
@@ -438,7 +457,14 @@ export class ModelPipeline {
     let assignment: SlotAssignment | undefined;
     const slot = spec.opts?.slot ?? asked;
     const sub = this.o.admission?.switches().model_substitutes[asked];
-    if (sub !== undefined && this.o.models.has(sub) && this.o.mayUse(scope.tenant, sub)) {
+    const candidate = scope.replay?.candidate;
+    if (candidate !== undefined && (candidate.replaces === asked || candidate.replaces === slot)) {
+      // A replay's candidate takes the place of the model or slot it replaces (#15).
+      // A version the request pinned holds only for the model it named.
+      version = candidate.version ?? (candidate.model === name ? version : undefined);
+      name = candidate.model;
+      reason = `replay:${candidate.model}${candidate.version === undefined ? '' : `@${candidate.version}`}`;
+    } else if (sub !== undefined && this.o.models.has(sub) && this.o.mayUse(scope.tenant, sub)) {
       name = sub;
       reason = `mode:${sub}`;
     } else if (version === undefined && this.o.release !== undefined) {
@@ -724,6 +750,7 @@ export class ModelPipeline {
         withheld: prepared?.withheld.length ?? 0,
         ...(scope.unit?.userId === undefined ? {} : { user: scope.unit.userId }),
         ...(scope.span?.recording === true ? { traceId: scope.span.traceId } : {}),
+        ...(scope.origin === 'replay' && scope.replay?.log !== true ? { unlogged: true } : {}),
       });
     if (a !== undefined && (a.experiment !== undefined || (a.shadow?.length ?? 0) > 0))
       this.reportRelease(scope, spec, target, prepared, {
@@ -769,7 +796,13 @@ export class ModelPipeline {
   ): void {
     const release = this.o.release;
     const a = target.assignment;
-    if (release === undefined || a === undefined || scope.origin === 'shadow') return;
+    // Shadow copies and replays count no exposure, feed no bandit and mirror nothing (#15).
+    if (
+      release === undefined ||
+      a === undefined ||
+      (scope.origin !== 'direct' && scope.origin !== 'journey')
+    )
+      return;
     release.report(
       {
         inferenceId: scope.requestId,

@@ -173,11 +173,23 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
     snap: ConfigSnapshot,
   ): { backend: Backend; call: BackendCall; release: () => Promise<void> } => {
     const { clock, random } = deps;
-    const url = new URL(mc.url);
-    const dispatcher = pools.acquire(url.origin, {
-      connections: mc.pool.connections,
-      keepAliveMs: mc.pool.keep_alive_ms,
-    });
+    const poolOf = (u: string): ReturnType<PoolRegistry['acquire']> =>
+      pools.acquire(new URL(u).origin, {
+        connections: mc.pool.connections,
+        keepAliveMs: mc.pool.keep_alive_ms,
+      });
+    const dispatcher = poolOf(mc.url);
+    const dispatchers = [dispatcher];
+    /** A breaker kept across reloads, by key. */
+    const breakerFor = (key: string, label: string): CircuitBreaker => {
+      let b = breakers.get(key);
+      if (b === undefined) {
+        b = new CircuitBreaker(label, mc.breaker, clock);
+        breakers.set(key, b);
+        deps.metrics.trackBreaker(label);
+      } else b.configure(mc.breaker);
+      return b;
+    };
     const common = {
       name,
       baseUrl: mc.url,
@@ -191,31 +203,46 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
       extraHeaders: mc.headers,
       tier: mc.tier,
     };
-    const backend =
-      mc.backend === 'openai'
-        ? new OpenAiBackend({ ...common, operations: mc.operations, responses: mc.responses })
-        : mc.backend === 'anthropic'
-          ? new AnthropicBackend({
-              ...common,
-              anthropicVersion: mc.anthropic_version,
-              defaultMaxTokens: mc.default_max_tokens,
-            })
-          : mc.backend === 'switchyard'
-            ? new SwitchyardBackend({
+    let backend: Backend;
+    if (mc.backend === 'switchyard') {
+      // A parent with replicas (#17): one breaker per replica, named `model@origin`, so one dead
+      // replica is passed over while the model's own breaker sees the calls the others answered.
+      const urls = [mc.url, ...mc.replicas];
+      const endpoints = urls.map((u, i) => {
+        const d = i === 0 ? dispatcher : poolOf(u);
+        if (i > 0) dispatchers.push(d);
+        return urls.length === 1
+          ? { baseUrl: u, dispatcher: d }
+          : {
+              baseUrl: u,
+              dispatcher: d,
+              guard: breakerInterceptor(
+                breakerFor(`${name}|replica|${u}`, `${name}@${new URL(u).host}`),
+              ),
+            };
+      });
+      const { baseUrl: _b, dispatcher: _d, ...rest } = common;
+      backend = new SwitchyardBackend({
+        ...rest,
+        endpoints,
+        operations: mc.operations,
+        serviceKey: { id: mc.service_key.id, secret: snap.secrets.parentKeys.get(name)! },
+        assertionTtlMs: mc.service_key.ttl_ms,
+        wall: () => clock.wall(),
+      });
+    } else
+      backend =
+        mc.backend === 'openai'
+          ? new OpenAiBackend({ ...common, operations: mc.operations, responses: mc.responses })
+          : mc.backend === 'anthropic'
+            ? new AnthropicBackend({
                 ...common,
-                operations: mc.operations,
-                serviceKey: { id: mc.service_key.id, secret: snap.secrets.parentKeys.get(name)! },
-                assertionTtlMs: mc.service_key.ttl_ms,
-                wall: () => clock.wall(),
+                anthropicVersion: mc.anthropic_version,
+                defaultMaxTokens: mc.default_max_tokens,
               })
             : new KServeBackend(common);
     const key = `${name}|${mc.url}`;
-    let breaker = breakers.get(key);
-    if (breaker === undefined) {
-      breaker = new CircuitBreaker(name, mc.breaker, clock);
-      breakers.set(key, breaker);
-      deps.metrics.trackBreaker(name);
-    } else breaker.configure(mc.breaker);
+    const breaker = breakerFor(key, name);
     let budget = budgets.get(key);
     if (budget === undefined) {
       budget = new RetryBudget(mc.retry);
@@ -238,7 +265,13 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
       breakerInterceptor(breaker),
       deadlineGuard(clock),
     );
-    return { backend, call, release: () => pools.release(dispatcher) };
+    return {
+      backend,
+      call,
+      release: async () => {
+        await Promise.all(dispatchers.map((d) => pools.release(d)));
+      },
+    };
   };
 
   const factsOf = (snap: ConfigSnapshot, mc: ModelConfig | undefined): ModelFacts | undefined =>

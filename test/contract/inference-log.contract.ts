@@ -106,7 +106,11 @@ export function inferenceLogContract(
           },
         ],
         decisions: ['escalation'],
-        features: [{ name: 'tier' }, { name: 'city', value: 'Oslo' }],
+        features: [
+          { name: 'tier', entity: 'u1', version: 3, label: 'sensitive' },
+          { name: 'city', entity: 'u1', version: 1, label: 'public', value: 'Oslo' },
+        ],
+        shards: [{ collection: 'articles', shard: 's0', node: 'local', hits: 4, outcome: 'ok' }],
         experiments: ['intent-int8/treatment'],
         traceId: '0af7651916cd43dd8448eb211c80319c',
         payload: { request: { input: 'hi' }, response: { output: { nested: [1, null, 'x'] } } },

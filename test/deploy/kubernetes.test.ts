@@ -149,7 +149,8 @@ describe.runIf(run)('the Kubernetes manifests (deploy/kubernetes)', () => {
   describe('the config each tier ships', () => {
     const env = {
       SWITCHYARD_KEY_SECRET: 'a-test-key-secret',
-      SWITCHYARD_UPSTREAM_KEY: 'sy_sk_upstream',
+      SWITCHYARD_SERVICE_KEY: 'a-test-service-key-0123456789',
+      SWITCHYARD_CHILD_SERVICE_KEY: 'a-test-child-service-key-0123456789',
       OPENAI_API_KEY: 'sk-test',
     };
     let dir: string;
@@ -180,6 +181,51 @@ describe.runIf(run)('the Kubernetes manifests (deploy/kubernetes)', () => {
         // Writes only under the state volume.
         const audit = snap.config.state ?? snap.config.audit;
         if ('sqlite' in audit) expect(audit.sqlite.startsWith('/var/lib/switchyard/')).toBe(true);
+      }
+    });
+
+    it('escalate to the tier above as its child (backend: switchyard), with a key the parent accepts', () => {
+      const snaps = new Map(
+        TIERS.map((t) => [t, parseConfig(configOf(rendered.get(t)!), join(dir, `${t}.yaml`), dir)]),
+      );
+      const parentOf = { edge: 'regional', regional: 'central' } as const;
+      for (const [tier, parent] of [
+        ['edge', parentOf.edge],
+        ['regional', parentOf.regional],
+      ] as const) {
+        const models = Object.values(snaps.get(tier)!.config.models);
+        // No hop to a gateway is a plain OpenAI model any more (#17).
+        for (const m of models)
+          if (
+            m.backend !== 'onnx' &&
+            m.url.includes('.svc.cluster.local') &&
+            m.url.includes('switchyard')
+          )
+            expect(m.backend, `${tier}: ${m.url}`).toBe('switchyard');
+        const hops = models.filter((m) => m.backend === 'switchyard');
+        expect(hops.length, tier).toBeGreaterThan(0);
+        const accepted = snaps.get(parent)!.config.auth.service_keys.map((k) => k.id);
+        const d = only(rendered.get(tier)!, 'Deployment');
+        for (const m of hops) {
+          if (m.backend !== 'switchyard') continue;
+          expect(m.url).toContain(`switchyard-${parent}.svc.cluster.local`);
+          expect(accepted).toContain(m.service_key.id);
+          // The key itself comes from the Secret, through the Deployment's env.
+          const envName = (m.service_key.secret as { env?: string }).env!;
+          const e = (container(d).env ?? []).find((x) => x.name === envName);
+          expect(at(e, 'valueFrom.secretKeyRef.name'), `${tier}: ${envName}`).toBe(
+            'switchyard-secrets',
+          );
+        }
+        // The parent reads the same key from its own Secret.
+        const pd = only(rendered.get(parent)!, 'Deployment');
+        for (const k of snaps.get(parent)!.config.auth.service_keys) {
+          const envName = (k.secret as { env?: string }).env!;
+          const e = (container(pd).env ?? []).find((x) => x.name === envName);
+          expect(at(e, 'valueFrom.secretKeyRef.name'), `${parent}: ${envName}`).toBe(
+            'switchyard-secrets',
+          );
+        }
       }
     });
 

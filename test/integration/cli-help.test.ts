@@ -49,6 +49,8 @@ describe('switchyard --help', () => {
       'audit list',
       'index build',
       'models build-demo',
+      'requests list',
+      'replay',
     ])
       expect(names).toContain(c);
     expect(paths.length).toBeGreaterThan(20);

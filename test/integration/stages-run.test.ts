@@ -20,6 +20,7 @@ const DIMS = 16;
 const lineage = { source: 'test', transformation: 'as pushed' };
 const ACME = generateKey('sk');
 const OTHER = generateKey('sk');
+const OPS = generateKey('sk');
 
 interface Route {
   stage: string;
@@ -76,7 +77,12 @@ describe('journey stages that read personal data, run through the gateway', () =
     gw = await startTestGateway({
       config: {
         tenants: {
-          acme: { keys: [{ id: 'k1', hash: hashKey(ACME, TEST_SECRET) }] },
+          acme: {
+            keys: [
+              { id: 'k1', hash: hashKey(ACME, TEST_SECRET) },
+              { id: 'ops', hash: hashKey(OPS, TEST_SECRET), admin: true },
+            ],
+          },
           other: { keys: [{ id: 'k2', hash: hashKey(OTHER, TEST_SECRET) }] },
         },
         models: {
@@ -147,6 +153,7 @@ describe('journey stages that read personal data, run through the gateway', () =
             },
           },
         },
+        inference_log: { enabled: true, flush_ms: 60_000 },
         vectors: {
           collections: { docs: { dims: DIMS, index: 'exact', shards: [{ id: 'docs-1' }] } },
         },
@@ -236,6 +243,80 @@ describe('journey stages that read personal data, run through the gateway', () =
   }
 
   const stage = (a: Answer, id: string): Route => a.route.stages.find((s) => s.stage === id)!;
+
+  describe('the inference record of what the stages read (#15)', () => {
+    const record = async (id: string) => {
+      const r = await send(OPS, 'GET', `/admin/requests/${id}`);
+      expect(r.status).toBe(200);
+      return r.body as {
+        features?: {
+          name: string;
+          entity: string;
+          version: number;
+          label: string;
+          value?: unknown;
+        }[];
+        shards?: {
+          collection: string;
+          shard: string;
+          node: string;
+          hits: number;
+          outcome: string;
+        }[];
+      };
+    };
+    const sendFor = async (name: string, user: string, input = 'hello') => {
+      const res = await request(`${gw.url}/v1/journeys/${name}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ACME}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ input, attributes: { user } }),
+      });
+      await res.body.dump();
+      expect(res.statusCode).toBe(200);
+      return String(res.headers['x-request-id']);
+    };
+
+    it('names every feature read with its version, and keeps a value only where logging it is allowed', async () => {
+      const rec = await record(await sendFor('profile', 'alice'));
+      const byName = new Map((rec.features ?? []).map((f) => [f.name, f]));
+      expect([...byName.keys()].sort()).toEqual(['user.city', 'user.tier', 'user.visits']);
+      for (const f of byName.values()) {
+        expect(f.entity).toBe('alice');
+        expect(f.version).toBeGreaterThanOrEqual(1);
+      }
+      // public: logging allowed; consented with alice's consent: allowed.
+      expect(byName.get('user.tier')).toMatchObject({ label: 'public', value: 'gold' });
+      expect(byName.get('user.visits')).toMatchObject({ label: 'consented', value: 7 });
+      // sensitive, location purpose: alice gave no consent to read it, and logging is denied.
+      expect(byName.get('user.city')!.label).toBe('sensitive');
+      expect(byName.get('user.city')).not.toHaveProperty('value');
+      expect(JSON.stringify(rec)).not.toContain('Porto');
+    });
+
+    it('keeps no value of a feature its user did not consent to, though it names the read', async () => {
+      const wrote = await send(ACME, 'POST', '/v1/features', {
+        writes: [{ entity_id: 'bob', feature: 'user.city', value: 'Lisbon' }],
+      });
+      expect(wrote.status).toBe(200);
+      const rec = await record(await sendFor('profile', 'bob'));
+      const city = (rec.features ?? []).find((f) => f.name === 'user.city');
+      expect(city).toMatchObject({ entity: 'bob', label: 'sensitive' });
+      expect(city).not.toHaveProperty('value');
+      expect(JSON.stringify(rec)).not.toContain('Lisbon');
+    });
+
+    it('lists the vector shards a retrieval asked and how each answered', async () => {
+      const rec = await record(await sendFor('articles', 'alice', 'a question'));
+      expect(rec.shards).toHaveLength(1);
+      expect(rec.shards![0]).toMatchObject({
+        collection: 'docs',
+        shard: 'docs-1',
+        node: 'local',
+        outcome: 'ok',
+      });
+      expect(typeof rec.shards![0]!.hits).toBe('number');
+    });
+  });
 
   describe('features', () => {
     it('reads the user features and withholds the one whose consent is missing, as null', async () => {

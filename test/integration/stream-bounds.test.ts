@@ -29,11 +29,37 @@ function stall(before: number): Behaviour {
   };
 }
 
+/** Anthropic's event sequence for `before` words, then nothing more (the connection stays open). */
+function stallAnthropic(before: number): Behaviour {
+  return (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const send = (type: string, data: object): boolean =>
+      res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+    send('message_start', {
+      message: {
+        id: 'msg_1',
+        type: 'message',
+        role: 'assistant',
+        model: 'claude-up',
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: 3, output_tokens: 1 },
+      },
+    });
+    send('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
+    for (let i = 0; i < before; i++)
+      send('content_block_delta', { index: 0, delta: { type: 'text_delta', text: `a${i}` } });
+    return new Promise<void>((resolve) => res.on('close', () => resolve()));
+  };
+}
+
 describe('stream bounds (#16)', () => {
   let up: TestUpstream;
   let gw: TestGateway;
   let client: OpenAI;
   beforeAll(async () => {
+    process.env['SY_TEST_STREAM_BOUNDS_ANTHROPIC_KEY'] = 'sk-ant-test';
     up = await startUpstream();
     gw = await startTestGateway({
       config: {
@@ -48,7 +74,15 @@ describe('stream bounds (#16)', () => {
             duration_cap_ms: 6_000,
           },
         },
-        models: { chat: openaiModel(up.url) },
+        models: {
+          chat: openaiModel(up.url),
+          claude: {
+            backend: 'anthropic',
+            url: `${up.url}/v1`,
+            api_key: { env: 'SY_TEST_STREAM_BOUNDS_ANTHROPIC_KEY' },
+            upstream_model: 'claude-up',
+          },
+        },
       },
     });
     client = new OpenAI({ apiKey: gw.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
@@ -59,7 +93,10 @@ describe('stream bounds (#16)', () => {
   });
 
   /** Streams through the SDK; returns the text and the error the iterator threw, if any. */
-  async function consume(headers: Record<string, string> = {}): Promise<{
+  async function consume(
+    headers: Record<string, string> = {},
+    model = 'chat',
+  ): Promise<{
     text: string;
     error: InstanceType<typeof OpenAI.APIError> | undefined;
     ms: number;
@@ -68,7 +105,7 @@ describe('stream bounds (#16)', () => {
     let text = '';
     try {
       const stream = await client.chat.completions.create(
-        { model: 'chat', messages: MESSAGES, stream: true },
+        { model, messages: MESSAGES, stream: true },
         { headers },
       );
       for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
@@ -93,6 +130,15 @@ describe('stream bounds (#16)', () => {
     expect(r.text).toBe('s0s1');
     expect(r.error?.code).toBe('SY_ERR_STREAM_IDLE_TIMEOUT');
     // The idle timeout (600 ms), not the 1 s deadline nor the upstream's first-byte timeout.
+    expect(r.ms).toBeGreaterThan(550);
+    expect(r.ms).toBeLessThan(1_000);
+  });
+
+  it('ends a stalled stream from an anthropic upstream by the same idle timeout', async () => {
+    up.behave(stallAnthropic(2));
+    const r = await consume({}, 'claude');
+    expect(r.text).toBe('a0a1');
+    expect(r.error?.code).toBe('SY_ERR_STREAM_IDLE_TIMEOUT');
     expect(r.ms).toBeGreaterThan(550);
     expect(r.ms).toBeLessThan(1_000);
   });

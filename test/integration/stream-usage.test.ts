@@ -2,7 +2,14 @@ import { countTokens } from 'gpt-tokenizer';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { events, subscribe, type ModelCallEvent } from '../../src/core/events.js';
-import { openaiModel, startTestGateway, type TestGateway } from '../support/gateway.js';
+import { generateKey, hashKey } from '../../src/core/api-key.js';
+import {
+  openaiModel,
+  startTestGateway,
+  TEST_SECRET,
+  type TestGateway,
+} from '../support/gateway.js';
+import { call } from '../support/http-call.js';
 import { sse, startUpstream, type TestUpstream } from '../support/upstream.js';
 
 /**
@@ -147,5 +154,78 @@ describe('stream-exact usage', () => {
     const prefixes = [2, 3, 4].map((n) => countTokens(PIECES.slice(0, n).join('')));
     expect(prefixes).toContain(e.outputTokens);
     expect(e.inputTokens).toBe(promptTokens());
+  });
+});
+
+describe('estimated tokens in the inference log', () => {
+  const admin = generateKey('sk');
+  let up: TestUpstream;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    up = await startUpstream();
+    gw = await startTestGateway({
+      config: {
+        tenants: {
+          acme: {
+            keys: [{ id: 'ops', hash: hashKey(admin, TEST_SECRET), admin: true }],
+            models: ['*'],
+          },
+        },
+        models: { chat: openaiModel(up.url, { cost: PRICE }) },
+        inference_log: { enabled: true, path: 'inference.db', flush_ms: 20 },
+      },
+    });
+  });
+  afterAll(async () => {
+    await gw.close();
+    await up.close();
+  });
+
+  async function recorded(id: string) {
+    for (let i = 0; i < 100; i++) {
+      const a = await call(gw.url, 'GET', `/admin/requests/${id}`, admin);
+      if (a.status === 200 && (a.body['calls'] as unknown[]).length > 0) return a.body;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error(`no record of ${id}`);
+  }
+
+  it('marks the request and its call tokens_estimated when the tokenizer counted them, and only then', async () => {
+    const send = async (id: string) => {
+      const res = await request(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${admin}`,
+          'content-type': 'application/json',
+          'x-request-id': id,
+        },
+        body: JSON.stringify({ model: 'chat', messages: MESSAGES, stream: true }),
+      });
+      expect(res.statusCode).toBe(200);
+      await res.body.text();
+    };
+    up.behave(sse(PIECES)); // no usage chunk: counted by the tokenizer
+    await send('est-1');
+    up.behave(sse(PIECES, { usage: { prompt: 41, completion: 9 } }));
+    await send('exact-1');
+    const est = await recorded('est-1');
+    expect(est['tokens_estimated']).toBe(true);
+    expect(est['output_tokens']).toBe(countTokens(PIECES.join('')));
+    expect((est['calls'] as Record<string, unknown>[])[0]!['tokens_estimated']).toBe(true);
+    const exact = await recorded('exact-1');
+    expect(exact['tokens_estimated']).toBeUndefined();
+    expect(exact['output_tokens']).toBe(9);
+    expect((exact['calls'] as Record<string, unknown>[])[0]!['tokens_estimated']).toBeUndefined();
+    // The list shows the flag too.
+    const list = await call(gw.url, 'GET', '/admin/requests?limit=2', admin);
+    expect(
+      (list.body['requests'] as Record<string, unknown>[]).map((r) => [
+        r['id'],
+        r['tokens_estimated'],
+      ]),
+    ).toEqual([
+      ['exact-1', undefined],
+      ['est-1', true],
+    ]);
   });
 });

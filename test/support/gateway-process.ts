@@ -46,11 +46,17 @@ export interface StartProcessOptions {
   readonly cwd?: string;
   readonly env?: NodeJS.ProcessEnv;
   readonly timeoutMs?: number;
+  /** Runs the process in this network namespace (`ip netns exec`, which keeps the pid). */
+  readonly netns?: string;
 }
 
 /** Starts `node <nodeArgs>` and resolves once its output matches `ready`. */
 export async function startProcess(opts: StartProcessOptions): Promise<TestProcess> {
-  const child = spawn(process.execPath, [...opts.nodeArgs], {
+  const [cmd, args] =
+    opts.netns === undefined
+      ? [process.execPath, [...opts.nodeArgs]]
+      : ['ip', ['netns', 'exec', opts.netns, process.execPath, ...opts.nodeArgs]];
+  const child = spawn(cmd, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...opts.env },
@@ -130,6 +136,8 @@ export interface ProcessGatewayOptions {
   readonly admin?: boolean;
   /** Extra `serve` arguments (`--workers 2`). */
   readonly args?: readonly string[];
+  /** Runs the gateway in this network namespace (a multi-node test's own network). */
+  readonly netns?: string;
 }
 
 /**
@@ -166,6 +174,7 @@ export async function startProcessGateway(
       ],
       ready: /listening on (http:\/\/\S+)/,
       ...(opts.env === undefined ? {} : { env: opts.env }),
+      ...(opts.netns === undefined ? {} : { netns: opts.netns }),
     });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

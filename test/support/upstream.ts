@@ -29,7 +29,11 @@ export interface TestUpstream {
   close(): Promise<void>;
 }
 
-export async function startUpstream(initial: Behaviour = json(200, {})): Promise<TestUpstream> {
+/** `host`: the address to listen on (a multi-node test's own network, else loopback). */
+export async function startUpstream(
+  initial: Behaviour = json(200, {}),
+  host = '127.0.0.1',
+): Promise<TestUpstream> {
   let behaviour = initial;
   const calls: RecordedCall[] = [];
   const sockets = new Set<Socket>();
@@ -56,10 +60,10 @@ export async function startUpstream(initial: Behaviour = json(200, {})): Promise
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     port,
     calls,
     behave: (b) => {

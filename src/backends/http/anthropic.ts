@@ -16,6 +16,7 @@ import {
   expectEventStream,
   firstEvent,
   joinPath,
+  nextWithin,
   parseUpstreamJson,
   readCapped,
   upstreamStatusError,
@@ -104,7 +105,13 @@ export class AnthropicBackend implements Backend {
     const ex = await exchange(this.http, 'POST', this.path, JSON.stringify(payload), ctx);
     if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);
     expectEventStream(ex, this.name);
-    const reader = new EventReader(ex, this.opts.maxResponseBytes, this.name, includeUsage);
+    const reader = new EventReader(
+      ex,
+      this.opts.maxResponseBytes,
+      this.name,
+      includeUsage,
+      ctx.stream?.idleMs,
+    );
     const first = await firstEvent(reader, ex, this.opts, ctx, this.name);
     return {
       contentType: 'text/event-stream; charset=utf-8',
@@ -153,6 +160,8 @@ class EventReader {
     private readonly cap: number,
     private readonly name: string,
     includeUsage: boolean,
+    /** Longest wait for the next event once the stream is under way (#16); none if undefined. */
+    private readonly idleMs: number | undefined,
   ) {
     this.chunks = new ChatChunks(name, Math.floor(Date.now() / 1000), includeUsage);
     this.source = (ex.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
@@ -187,12 +196,7 @@ class EventReader {
     try {
       yield first;
       for (;;) {
-        let block: Buffer | undefined;
-        try {
-          block = await this.next();
-        } catch (err) {
-          throw this.ex.failure(err, 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED');
-        }
+        const block = await nextWithin(this.ex, this.name, this.idleMs, () => this.next());
         if (block === undefined) return;
         yield block;
       }

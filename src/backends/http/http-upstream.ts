@@ -230,6 +230,37 @@ export function expectEventStream(ex: Exchange, name: string): void {
 }
 
 /**
+ * The next block of a stream under way, waited for at most `idleMs` (#16; none if undefined):
+ * past it the exchange is aborted with `SY_ERR_STREAM_IDLE_TIMEOUT`. Timed only while waiting on
+ * the upstream, never while the client drains what it has. Any failure comes out as the
+ * exchange's own (`SY_ERR_UPSTREAM_STREAM_INTERRUPTED` unless it says better).
+ */
+export async function nextWithin(
+  ex: Exchange,
+  name: string,
+  idleMs: number | undefined,
+  next: () => Promise<Buffer | undefined>,
+): Promise<Buffer | undefined> {
+  const timer =
+    idleMs === undefined
+      ? undefined
+      : setTimeout(
+          () =>
+            ex.abort(
+              syError('SY_ERR_STREAM_IDLE_TIMEOUT', `${name} sent nothing for ${idleMs} ms`),
+            ),
+          idleMs,
+        );
+  try {
+    return await next();
+  } catch (err) {
+    throw ex.failure(err, 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED');
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
+
+/**
  * A stream's first event, within the first-byte wait (the model's own, or the share a fallback
  * chain left it). Nothing is committed before it: until then a retry or fallback is safe.
  */

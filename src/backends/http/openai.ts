@@ -19,6 +19,7 @@ import {
   expectEventStream,
   firstEvent,
   joinPath,
+  nextWithin,
   parseUpstreamJson,
   passThroughHeaders,
   readCapped,
@@ -286,29 +287,7 @@ class SseReader {
       yield first;
       this.took(first);
       for (;;) {
-        let block: Buffer | undefined;
-        // Timed only while waiting on the upstream, never while the client drains what it has.
-        const idle = this.idleMs;
-        const timer =
-          idle === undefined
-            ? undefined
-            : setTimeout(
-                () =>
-                  this.ex.abort(
-                    syError(
-                      'SY_ERR_STREAM_IDLE_TIMEOUT',
-                      `${this.name} sent nothing for ${idle} ms`,
-                    ),
-                  ),
-                idle,
-              );
-        try {
-          block = await this.next();
-        } catch (err) {
-          throw this.ex.failure(err, 'SY_ERR_UPSTREAM_STREAM_INTERRUPTED');
-        } finally {
-          if (timer !== undefined) clearTimeout(timer);
-        }
+        const block = await nextWithin(this.ex, this.name, this.idleMs, () => this.next());
         if (block === undefined) return;
         yield block;
         this.took(block);

@@ -4,8 +4,10 @@ import type {
   BackendHealth,
   BackendRequest,
   BackendResponse,
+  BackendCall,
   BackendStream,
   CallContext,
+  Interceptor,
   Operation,
   Tier,
 } from '../../contracts/backend.js';
@@ -13,6 +15,7 @@ import type { JsonObject } from '../../contracts/json.js';
 import {
   ERROR_REGISTRY,
   syError,
+  toSwitchyardError,
   type ErrorCode,
   type SwitchyardError,
 } from '../../core/errors.js';
@@ -25,6 +28,9 @@ import {
   type ExchangeHooks,
   type HttpUpstreamOptions,
 } from './http-upstream.js';
+import type { Dispatcher } from 'undici';
+import { compose } from '../interceptors/compose.js';
+import { events, publish } from '../../core/events.js';
 import { KServeBackend } from './kserve.js';
 import { OpenAiBackend } from './openai.js';
 
@@ -32,7 +38,20 @@ import { OpenAiBackend } from './openai.js';
 export const REMOTE_ROUTE_HEADER = 'x-switchyard-route';
 export const DEGRADED_HEADER = 'x-switchyard-degraded';
 
-export interface SwitchyardBackendOptions extends Omit<HttpUpstreamOptions, 'headers' | 'hooks'> {
+/** One replica of the parent gateway: its root URL, its connections and what guards it. */
+export interface ParentEndpoint {
+  readonly baseUrl: string;
+  readonly dispatcher: Dispatcher;
+  /** Wraps every call to this replica (its own breaker, when the parent has several). */
+  readonly guard?: Interceptor;
+}
+
+export interface SwitchyardBackendOptions extends Omit<
+  HttpUpstreamOptions,
+  'headers' | 'hooks' | 'baseUrl' | 'dispatcher'
+> {
+  /** The parent's replicas (at least one): calls are spread over them and fail over between them. */
+  readonly endpoints: readonly ParentEndpoint[];
   /** The model name on the parent gateway. */
   readonly upstreamModel: string;
   readonly extraHeaders: Readonly<Record<string, string>>;
@@ -65,6 +84,28 @@ const PARENT_EXHAUSTED: ReadonlySet<string> = new Set<ErrorCode>([
 ]);
 
 /**
+ * What moves a call from one replica of the parent to the next: the replica did not answer
+ * (refused or dropped the connection before its answer), failed as a server (5xx without a
+ * gateway code), shed the call, or its breaker is open. Never the tenant's verdicts, a parent
+ * whose own upstreams failed (the other replica shares them), or a timeout (the time is gone).
+ */
+const FAILOVER: ReadonlySet<string> = new Set<ErrorCode>([
+  'SY_ERR_UPSTREAM_UNREACHABLE',
+  'SY_ERR_UPSTREAM_ERROR',
+  'SY_ERR_PARENT_SHED',
+  'SY_ERR_CIRCUIT_OPEN',
+]);
+
+/** One replica of the parent, as this backend uses it. */
+interface Replica {
+  readonly url: string;
+  readonly call: BackendCall;
+  readonly kserve: KServeBackend;
+  /** Monotonic ms until which this replica asked not to be called (its Retry-After). */
+  holdUntil: number;
+}
+
+/**
  * Another Switchyard gateway as a model backend (#17): a node of the tree escalates a model call
  * to its parent over the parent's own OpenAI and KServe routes. The wire work is the OpenAI and
  * KServe backends' (one HTTP exchange, one SSE reader); this class adds what travels between
@@ -81,18 +122,25 @@ const PARENT_EXHAUSTED: ReadonlySet<string> = new Set<ErrorCode>([
  * SY_ERR_PARENT_SHED: not retried, not a breaker failure, and calls wait out its Retry-After
  * without reaching the parent. A parent whose own upstreams failed answers
  * SY_ERR_NO_HEALTHY_BACKEND here (it retried already). Its other errors keep their codes.
+ *
+ * A parent with several replicas (`replicas`): calls go round the replicas, each behind its own
+ * guard (breaker), and a call a replica could not take (FAILOVER) moves to the next one within
+ * the same deadline, so losing one replica costs its callers nothing but the failed attempt.
  */
 export class SwitchyardBackend implements Backend {
   readonly name: string;
-  private readonly openai: OpenAiBackend;
-  private readonly kserve: KServeBackend;
+  private readonly replicas: readonly Replica[];
   /** What the parent answered for each call in flight (the exchange sees headers first). */
   private readonly seen = new WeakMap<CallContext, { route?: string; degraded?: string }>();
-  /** Monotonic ms until which the parent asked not to be called (its Retry-After). */
-  private holdUntil = 0;
+  private turn = 0;
 
   constructor(private readonly opts: SwitchyardBackendOptions) {
     this.name = opts.name;
+    if (opts.endpoints.length === 0) throw new Error(`${opts.name}: no parent endpoint`);
+    this.replicas = opts.endpoints.map((ep) => this.replica(ep));
+  }
+
+  private replica(ep: ParentEndpoint): Replica {
     const hooks: ExchangeHooks = {
       headers: (ctx) => this.hopHeaders(ctx),
       observe: (_status, headers, ctx) => {
@@ -104,21 +152,30 @@ export class SwitchyardBackend implements Backend {
             ...(degraded === undefined ? {} : { degraded }),
           });
       },
-      statusError: (ex) => this.statusError(ex),
+      statusError: (ex) => this.statusError(ex, replica),
     };
-    const base = new URL(opts.baseUrl);
+    const base = new URL(ep.baseUrl);
     const root = base.origin + base.pathname.replace(/\/+$/, '');
-    const common = {
-      ...opts,
-      apiKey: undefined,
-      hooks,
-    };
-    this.openai = new OpenAiBackend({
+    const { endpoints: _all, ...rest } = this.opts;
+    const common = { ...rest, dispatcher: ep.dispatcher, apiKey: undefined, hooks };
+    const openai = new OpenAiBackend({
       ...common,
       baseUrl: `${root}/v1`,
-      operations: opts.operations.filter((o) => o !== 'infer'),
+      operations: this.opts.operations.filter((o) => o !== 'infer'),
     });
-    this.kserve = new KServeBackend({ ...common, baseUrl: root });
+    const kserve = new KServeBackend({ ...common, baseUrl: root });
+    const wire: BackendCall = {
+      call: (request, ctx) =>
+        request.op === 'infer' ? kserve.call(request, ctx) : openai.call(request, ctx),
+      stream: (request, ctx) => openai.stream(request, ctx),
+    };
+    const replica: Replica = {
+      url: ep.baseUrl,
+      call: ep.guard === undefined ? wire : compose(wire, ep.guard),
+      kserve,
+      holdUntil: 0,
+    };
+    return replica;
   }
 
   describe(): BackendDescription {
@@ -126,57 +183,85 @@ export class SwitchyardBackend implements Backend {
       name: this.name,
       kind: 'switchyard',
       tier: this.opts.tier,
-      upstream: this.opts.baseUrl,
+      upstream: this.replicas.map((r) => r.url).join(','),
       operations: this.opts.operations,
     };
   }
 
   health(): BackendHealth {
-    return this.opts.clock.now() < this.holdUntil
+    const now = this.opts.clock.now();
+    return this.replicas.every((r) => now < r.holdUntil)
       ? { state: 'degraded', detail: 'the parent asked to wait (Retry-After)' }
       : { state: 'healthy' };
   }
 
   async call(request: BackendRequest, ctx: CallContext): Promise<BackendResponse> {
-    this.checkHold();
     // A parent gateway takes chat, embeddings and KServe calls; Responses are translated here.
     if (request.op === 'responses' || !this.opts.operations.includes(request.op))
       throw syError('SY_ERR_OPERATION_UNSUPPORTED', `${this.name} does not serve ${request.op}`);
-    const res =
-      request.op === 'infer'
-        ? await this.kserve.call(request, ctx)
-        : await this.openai.call(request, ctx);
+    return this.folded(ctx, await this.across(ctx, (r) => r.call.call(request, ctx)));
+  }
+
+  async stream(request: BackendRequest, ctx: CallContext): Promise<BackendStream> {
+    // A stream resolves with its first event: a failover never follows a byte sent (DESIGN).
+    return this.folded(ctx, await this.across(ctx, (r) => r.call.stream(request, ctx)));
+  }
+
+  /** The parent's route and degraded mark, taken into its answer. */
+  private folded<T extends BackendResponse | BackendStream>(ctx: CallContext, res: T): T {
     const seen = this.seen.get(ctx);
     this.seen.delete(ctx);
     return seen === undefined ? res : { ...res, ...seen };
   }
 
-  async stream(request: BackendRequest, ctx: CallContext): Promise<BackendStream> {
-    this.checkHold();
-    const s = await this.openai.stream(request, ctx);
-    const seen = this.seen.get(ctx);
-    this.seen.delete(ctx);
-    return seen === undefined ? s : { ...s, ...seen };
-  }
-
   metadata(version: string | undefined, ctx: CallContext): Promise<JsonObject> {
-    return this.kserve.metadata(version, ctx);
+    return this.across(ctx, (r) => r.kserve.metadata(version, ctx));
   }
 
   ready(version: string | undefined, ctx: CallContext): Promise<boolean> {
-    return this.kserve.ready(version, ctx);
+    return this.across(ctx, (r) => r.kserve.ready(version, ctx));
   }
 
   close(): Promise<void> {
     return Promise.resolve();
   }
 
-  private checkHold(): void {
-    const left = this.holdUntil - this.opts.clock.now();
-    if (left > 0)
-      throw syError('SY_ERR_PARENT_SHED', `${this.name}: waiting out the parent's Retry-After`, {
-        retryAfterS: Math.ceil(left / 1000),
-      });
+  /**
+   * Runs `attempt` on the replicas in turn, starting at the next one round the ring, until one
+   * answers or fails with an error that no other replica would change. Replicas waiting out a
+   * Retry-After are passed over; when all of them are, the call is shed here.
+   */
+  private async across<T>(ctx: CallContext, attempt: (r: Replica) => Promise<T>): Promise<T> {
+    const n = this.replicas.length;
+    const first = n === 1 ? 0 : this.turn++ % n;
+    let last: unknown;
+    let tried = 0;
+    for (let i = 0; i < n; i++) {
+      const r = this.replicas[(first + i) % n]!;
+      const now = this.opts.clock.now();
+      if (now < r.holdUntil) {
+        last ??= syError(
+          'SY_ERR_PARENT_SHED',
+          `${this.name}: waiting out the parent's Retry-After`,
+          {
+            retryAfterS: Math.ceil((r.holdUntil - now) / 1000),
+          },
+        );
+        continue;
+      }
+      if (tried > 0 && (ctx.signal.aborted || now >= ctx.deadlineAt)) break;
+      tried++;
+      this.seen.delete(ctx);
+      try {
+        return await attempt(r);
+      } catch (err) {
+        const code = toSwitchyardError(err).code;
+        if (n === 1 || !FAILOVER.has(code)) throw err;
+        last = err;
+        if (i < n - 1) publish(events.parentFailover, { model: this.name, code });
+      }
+    }
+    throw last;
   }
 
   private hopHeaders(ctx: CallContext): Record<string, string> {
@@ -199,7 +284,7 @@ export class SwitchyardBackend implements Backend {
     return h;
   }
 
-  private async statusError(ex: Exchange): Promise<SwitchyardError> {
+  private async statusError(ex: Exchange, replica: Replica): Promise<SwitchyardError> {
     let code: string | undefined;
     let message = '';
     try {
@@ -227,7 +312,7 @@ export class SwitchyardBackend implements Backend {
       return syError(known, detail, retryAfterS === undefined ? {} : { retryAfterS });
     if (ex.status === 503 || (ex.status === 429 && retryAfterS !== undefined)) {
       const s = retryAfterS ?? 1;
-      this.holdUntil = Math.max(this.holdUntil, this.opts.clock.now() + s * 1000);
+      replica.holdUntil = Math.max(replica.holdUntil, this.opts.clock.now() + s * 1000);
       return syError('SY_ERR_PARENT_SHED', detail, { retryAfterS: s });
     }
     // The parent's own upstreams failed, after the parent's own retries: retrying here would

@@ -150,6 +150,7 @@ async function execute(
     compact: compactRoute(outcome.route),
     route: routeJson(outcome.route),
     degraded,
+    ...(outcome.reads === undefined ? {} : { reads: outcome.reads }),
   };
   return { ...outcome, used: { inputTokens: used.inputTokens, outputTokens: used.outputTokens } };
 }

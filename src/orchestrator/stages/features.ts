@@ -64,6 +64,22 @@ export const featuresKind = defineKind({
             found++;
           } else values[name] = null;
         }
+        // The record keeps what was read: name, entity and version always; the value only where
+        // the label allows logging it (consent included), like any other logged datum.
+        ctx.noteRead?.({
+          features: present.map((e) => {
+            const tag = featureTag(ctx.tenant, e);
+            const loggable =
+              allowed.has(e) && policy !== undefined && policy.decide('logging', tag).allow;
+            return {
+              name: e.feature,
+              entity: e.entityId,
+              version: e.version,
+              label: e.label,
+              ...(loggable ? { value: values[e.feature] ?? null } : {}),
+            };
+          }),
+        });
         const withheld = present.length - allowed.size;
         const reason = `${found}/${config.names.length} features${withheld > 0 ? `, ${withheld} withheld by policy` : ''}`;
         if (config.required && found < config.names.length)

@@ -69,6 +69,15 @@ export const retrieveKind = defineKind({
             'switchyard.partial': r.partial,
           }),
         );
+        ctx.noteRead?.({
+          shards: found.shards.map((s) => ({
+            collection: config.collection,
+            shard: s.shard,
+            node: s.node,
+            hits: s.hits,
+            outcome: s.outcome,
+          })),
+        });
         const hits: JsonObject[] = found.hits.map((h) => ({
           id: h.id,
           distance: h.distance,
