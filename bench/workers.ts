@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +20,9 @@ import { cpuMs } from './lib/proc-stats.js';
  * IPC and the second event loop cost, not what a second core buys); the driver and the upstream
  * run on core 1. CPU is read from /proc for the primary and every worker, around the measured
  * phase only. Target: CPU per request with 2 workers <= 1.1x that of one.
+ *
+ * First, the limiter's IPC alone: one primary and one worker (the built modules), reserves one at
+ * a time and in batches, against the in-process limiter: wall time and the worker's CPU per reserve.
  *
  * `--quick` is a smoke run of a second per case and writes no results file; a full run writes
  * bench/results/workers-latest.json.
@@ -73,6 +77,59 @@ const cpuOf = (pids: readonly number[]): number =>
       return sum;
     }
   }, 0);
+
+/** The cluster program of the IPC measurement (an .mjs file the workers re-run; imports dist/). */
+const IPC_PROGRAM = (dist: string, n: number): string => `
+import cluster from 'node:cluster';
+if (cluster.isPrimary) {
+  const { startPrimary } = await import('${dist}/cluster/primary.js');
+  const p = startPrimary({ workers: 1, drainMs: 1000, say: () => undefined });
+  p.catch(() => undefined);
+  cluster.on('exit', () => process.exit(0));
+} else {
+  const { WorkerLink } = await import('${dist}/cluster/worker-link.js');
+  const { PeerLimiter } = await import('${dist}/admission/peer-limiter.js');
+  const { MemoryLimiter } = await import('${dist}/admission/memory-limiter.js');
+  const { systemClock } = await import('${dist}/core/clock.js');
+  const link = WorkerLink.fromEnv();
+  await link.start();
+  const charges = [{ key: 'r', limit: 1e12, window: { ms: 60000 }, amount: 1 }];
+  const run = async (lim, n, batch) => {
+    const c0 = process.cpuUsage(); const t0 = performance.now();
+    for (let i = 0; i < n / batch; i++)
+      await Promise.all(Array.from({ length: batch }, () => lim.reserve(charges)));
+    const c = process.cpuUsage(c0);
+    return { wallUs: ((performance.now() - t0) * 1000) / n, cpuUs: (c.user + c.system) / n };
+  };
+  const peer = new PeerLimiter(link);
+  await run(peer, ${n} / 4, 1);
+  const out = {
+    inProcess: await run(new MemoryLimiter(systemClock), ${n}, 1),
+    ipcOneAtATime: await run(peer, ${n}, 1),
+    ipcBatch16: await run(peer, ${n}, 16),
+    ipcBatch64: await run(peer, ${n}, 64),
+  };
+  console.log('IPC ' + JSON.stringify(out));
+  process.exit(0);
+}
+`;
+
+interface IpcCost {
+  readonly wallUs: number;
+  readonly cpuUs: number;
+}
+
+function measureIpc(dir: string): Record<string, IpcCost> {
+  const file = join(dir, 'ipc-limiter.mjs');
+  writeFileSync(file, IPC_PROGRAM(join(ROOT, 'dist'), quick ? 2_000 : 40_000));
+  const out = execFileSync('taskset', ['-c', '0', process.execPath, file], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  const line = out.split('\n').find((l) => l.startsWith('IPC '));
+  if (line === undefined) throw new Error(`IPC measurement printed nothing:\n${out}`);
+  return JSON.parse(line.slice(4)) as Record<string, IpcCost>;
+}
 
 interface CaseResult {
   readonly workers: number;
@@ -162,6 +219,16 @@ async function main(): Promise<void> {
     }),
   );
   try {
+    const ipc = measureIpc(dir);
+    process.stdout.write(
+      [
+        'limiter reserve, worker side (µs):',
+        ...Object.entries(ipc).map(
+          ([k, v]) => `  ${k}: wall ${v.wallUs.toFixed(1)}, CPU ${v.cpuUs.toFixed(1)}`,
+        ),
+        '',
+      ].join('\n'),
+    );
     const one = await runCase(1, config, key);
     const two = await runCase(2, config, key);
     const ratio = two.cpuMsPerRequest / one.cpuMsPerRequest;
@@ -182,7 +249,7 @@ async function main(): Promise<void> {
     if (!quick)
       writeFileSync(
         join(ROOT, 'bench/results/workers-latest.json'),
-        `${JSON.stringify({ at: new Date().toISOString(), cases: [one, two], ratio, target: TARGET_RATIO }, null, 2)}\n`,
+        `${JSON.stringify({ at: new Date().toISOString(), ipc, cases: [one, two], ratio, target: TARGET_RATIO }, null, 2)}\n`,
       );
   } finally {
     upstream.close();
