@@ -41,6 +41,8 @@ const LAYERS = {
     'features',
     'pipeline',
   ],
+  // The primary process of `serve --workers N` (#17) and a worker's link to it.
+  cluster: ['core', 'contracts', 'admission'],
   frontdoor: [
     'core',
     'contracts',

@@ -30,6 +30,8 @@ import type { WiringDeps } from './wiring/shared.js';
 import { loadValidConfig } from './wiring/validate-config.js';
 import { openVectors } from './wiring/vectors.js';
 import { openTracing } from './wiring/tracing.js';
+import type { WorkerLink } from './cluster/worker-link.js';
+import { METRICS_COLLECT_TOPIC, METRICS_TOPIC } from './cluster/metrics-aggregate.js';
 
 /**
  * The composition root: it only composes. Each capability is opened by its module under
@@ -52,6 +54,8 @@ export interface GatewayOptions {
   readonly random?: Random;
   /** Where control-plane changes are audited; default: the config's durable audit trail. */
   readonly audit?: AuditSink;
+  /** This process is worker N of `serve --workers N` (#17): what the workers share goes through it. */
+  readonly cluster?: WorkerLink;
 }
 
 export interface Gateway {
@@ -81,7 +85,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     random: options.random ?? systemRandom,
     logger: options.logger ?? createLogger(initial.config.log.level),
     metrics: new Metrics(),
+    ...(options.cluster === undefined ? {} : { cluster: options.cluster }),
   };
+  const cluster = options.cluster;
   const { logger, metrics } = deps;
   const closers: (() => Promise<void>)[] = [];
   let current: BuiltRuntime | undefined;
@@ -158,7 +164,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         ...(batchHost === undefined ? {} : { batches: batchHost }),
         ...(vectors === undefined ? {} : { vectors }),
         ...(release === undefined ? {} : { release }),
-        ...(inferenceLog === undefined ? {} : { inferenceLog: inferenceLog.recorder }),
+        ...(inferenceLog === undefined ? {} : { inferenceLog: inferenceLog.reader }),
         costs,
         ...(tracer === undefined ? {} : { tracer }),
         close: () => parts.close(),
@@ -170,19 +176,31 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // (validated like one) when another replica published them.
     const configSync = openConfigSync(initial, deps, () => reloader);
     if (configSync !== undefined) closers.push(() => configSync.close());
+    // With workers, a scrape of any one of them answers for all: the primary sums them (#17).
+    cluster?.on(METRICS_COLLECT_TOPIC, () => metrics.registry.getMetricsAsJSON());
     const frontDoor: FrontDoor = createFrontDoor({
       state: {
         runtime: () => current!,
         ready: () => ready,
         configSync: () => configSync?.status(),
+        ...(cluster === undefined
+          ? {}
+          : { worker: () => ({ id: cluster.id, pid: process.pid, of: cluster.workers }) }),
       },
       clock: deps.clock,
-      renderMetrics: () => metrics.render(),
+      renderMetrics:
+        cluster === undefined
+          ? () => metrics.render()
+          : async () => String(await cluster.request(METRICS_TOPIC, null)),
       metricsContentType: metrics.contentType,
-      openMetrics: {
-        render: () => metrics.openMetrics(),
-        contentType: metrics.openMetricsContentType,
-      },
+      ...(cluster === undefined
+        ? {
+            openMetrics: {
+              render: () => metrics.openMetrics(),
+              contentType: metrics.openMetricsContentType,
+            },
+          }
+        : {}),
     });
 
     const reloader = new ConfigReloader(
@@ -218,6 +236,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       loadValidConfig,
     );
     if (options.watch !== false) reloader.start();
+    // Broadcasts that arrived while opening (the last mode override, consent changes) apply now,
+    // before this worker takes its first request.
+    await cluster?.start();
 
     const host = options.host ?? initial.config.server.host;
     const port = options.port ?? initial.config.server.port;

@@ -22,6 +22,8 @@ export interface PinnedGatewayOptions {
   readonly extraFlags?: readonly string[];
   /** Watch the config file for changes (the default of `switchyard serve`). */
   readonly watch?: boolean;
+  /** More `serve` arguments (`--workers 2`). */
+  readonly args?: readonly string[];
 }
 
 /** `switchyard serve` on one core, launched as the bin launches it; resolves once it listens. */
@@ -37,6 +39,7 @@ export function startPinnedGateway(root: string, opts: PinnedGatewayOptions): Pr
       '--config',
       opts.config,
       ...(opts.watch === true ? [] : ['--no-watch']),
+      ...(opts.args ?? []),
     ],
     ready: /listening on (http:\/\/\S+)/,
     stdout: 'ignore',

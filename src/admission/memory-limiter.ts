@@ -150,13 +150,17 @@ export class MemoryLimiter implements QuotaLimiter {
   }
 
   usage(key: string, window: QuotaWindow): Promise<number> {
+    return Promise.resolve(this.usageSync(key, window));
+  }
+
+  usageSync(key: string, window: QuotaWindow): number {
     const now = this.clock.wall();
     if (typeof window !== 'string') {
       const cell = this.cells.get(`${key}|r`);
-      if (cell === undefined || cell.expiresAt <= now) return Promise.resolve(0);
-      return Promise.resolve(Math.max(0, cell.value - now) / cell.per);
+      if (cell === undefined || cell.expiresAt <= now) return 0;
+      return Math.max(0, cell.value - now) / cell.per;
     }
-    return Promise.resolve(this.get(countId(key, window, spanOf(window, now).bucket), now));
+    return this.get(countId(key, window, spanOf(window, now).bucket), now);
   }
 
   close(): Promise<void> {

@@ -47,6 +47,17 @@ const SIGNALS: readonly [keyof ModeThresholds, keyof ModeSignals, string][] = [
   ['shed_rate', 'shedRate', 'shed_rate'],
 ];
 
+/** An operator's override as the workers of one gateway hand it to each other (#17). */
+export interface SharedOverride {
+  readonly mode: ModeName | 'auto';
+  readonly reason: string;
+  readonly actor: string;
+  /** Wall-clock ms when it ends by itself: the same instant in every worker. */
+  readonly forcedUntil?: number;
+  /** Wall-clock ms when it was made: the `since` every worker shows. */
+  readonly at: number;
+}
+
 const ZERO: ModeSignals = { queueDelayMs: 0, saturation: 0, errorRate: 0, shedRate: 0 };
 
 /** The first signal at or over its threshold, as [reason, detail]; undefined when none is. */
@@ -79,6 +90,7 @@ export class ModeController {
   private upWanted: ModeName = 'normal';
   private downStreak = 0;
   private lastReason: [string, string] = ['start', ''];
+  private share: ((o: SharedOverride) => Promise<void>) | undefined;
 
   constructor(
     private spec: ModesSpec,
@@ -190,6 +202,52 @@ export class ModeController {
     }
   }
 
+  /**
+   * How an override reaches the other workers of this gateway (`serve --workers N`, #17); each
+   * worker's automatic mode follows its own gates and signals.
+   */
+  shareOverrides(share: (o: SharedOverride) => Promise<void>): void {
+    this.share = share;
+  }
+
+  /** An operator's override, in force in every worker of this gateway once it resolves. */
+  async override(
+    mode: ModeName | 'auto',
+    actor: string,
+    reason: string,
+    ttlMs?: number,
+  ): Promise<ModeState> {
+    const state = this.force(mode, actor, reason, ttlMs);
+    await this.share?.({
+      mode,
+      reason,
+      actor,
+      at: state.since,
+      ...(state.forcedUntil === undefined ? {} : { forcedUntil: state.forcedUntil }),
+    });
+    return state;
+  }
+
+  /** An override another worker made (and audited): applied here as it was there. */
+  applyShared(o: SharedOverride): void {
+    if (o.mode === 'auto') {
+      this.change(
+        this.state.mode,
+        'released',
+        `back to automatic: ${o.reason}`,
+        false,
+        undefined,
+        o.actor,
+        false,
+      );
+    } else {
+      if (o.forcedUntil !== undefined && o.forcedUntil <= this.clock.wall()) return;
+      this.change(o.mode, 'forced', o.reason, true, o.forcedUntil, o.actor, false, o.at);
+    }
+    this.upStreak = 0;
+    this.downStreak = 0;
+  }
+
   /** An operator's override; `auto` hands the mode back to the signals. */
   force(mode: ModeName | 'auto', actor: string, reason: string, ttlMs?: number): ModeState {
     if (mode === 'auto') {
@@ -217,6 +275,8 @@ export class ModeController {
     forced: boolean,
     forcedUntil: number | undefined,
     actor: string,
+    audited = true,
+    at?: number,
   ): void {
     const previous = this.state.mode;
     const before = modeView(this.state.mode, this.state.forced, this.state.forcedUntil);
@@ -224,7 +284,7 @@ export class ModeController {
       mode,
       reason,
       detail,
-      since: previous === mode ? this.state.since : this.clock.wall(),
+      since: at ?? (previous === mode ? this.state.since : this.clock.wall()),
       forced,
       forcedUntil,
       signals: this.state.signals,
@@ -234,6 +294,7 @@ export class ModeController {
       previous === mode ? `admission mode stays ${mode}` : `admission mode ${previous} -> ${mode}`,
     );
     publish(events.admissionMode, { mode, previous, reason, forced });
+    if (!audited) return;
     this.audit.record({
       at: this.clock.wall(),
       actor,

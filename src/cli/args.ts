@@ -31,3 +31,13 @@ export function keyValue(
   if (i <= 0) throw new InvalidArgumentError('It must be k=v.');
   return { ...previous, [value.slice(0, i)]: value.slice(i + 1) };
 }
+
+/** `--workers <n|auto>`: a count of worker processes from 1 to 1024, or `auto` (one per core). */
+export function workerCount(value: string): number | 'auto' {
+  if (value.trim() === 'auto') return 'auto';
+  try {
+    return wholeNumber(1, 1024)(value);
+  } catch {
+    throw new InvalidArgumentError('It must be a whole number from 1 to 1024, or auto.');
+  }
+}

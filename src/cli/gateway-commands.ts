@@ -1,10 +1,11 @@
+import { availableParallelism } from 'node:os';
 import { generateKey, fingerprintOfHash, hashKey } from '../core/api-key.js';
 import { loadConfigFile, resolveSecret } from '../config/load.js';
 import { loadValidConfig } from '../wiring/validate-config.js';
 import { DEFAULTS } from '../config/defaults.js';
 import { applyHeapGrowingPercent } from '../core/heap.js';
 import { openAuditTrail } from '../state/open-state.js';
-import { portNumber, positiveNumber } from './args.js';
+import { portNumber, positiveNumber, workerCount } from './args.js';
 import { cliActor, CliUserError } from './io.js';
 import type { CommandKit } from './program.js';
 
@@ -14,30 +15,64 @@ interface ServeOptions {
   readonly host?: string;
   readonly watch: boolean;
   readonly demoUpstream?: number;
+  readonly workers?: number | 'auto';
+}
+
+async function startDemoUpstream(port: number): Promise<void> {
+  const { startSimulator } = await import('../simulator/upstream-simulator.js');
+  const sim = await startSimulator({ port });
+  process.stderr.write(
+    `switchyard: SIMULATED model upstream on ${sim.url} (canned answers, not a real model)\n`,
+  );
+}
+
+/**
+ * `serve --workers N` (#17): this process becomes the primary of N worker processes, each of
+ * which runs this same command and serves the port the primary holds.
+ */
+async function servePrimary(o: ServeOptions, workers: number, drainMs: number): Promise<void> {
+  if (o.demoUpstream !== undefined) await startDemoUpstream(o.demoUpstream);
+  const { startPrimary } = await import('../cluster/primary.js');
+  const say = (line: string): void => void process.stderr.write(`${line}\n`);
+  const primary = await startPrimary({ workers, drainMs, say });
+  say(`switchyard: listening on ${primary.url} (${workers} worker processes)`);
+  process.on('SIGHUP', () => primary.signal('SIGHUP'));
+  const stop = (signal: string): void => {
+    say(`switchyard: ${signal}: draining ${workers} worker processes`);
+    void primary.close().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
 }
 
 async function serve(o: ServeOptions): Promise<void> {
+  const { default: cluster } = await import('node:cluster');
+  if (cluster.isPrimary) {
+    // Read for the count and the drain time only; every worker validates the config in full.
+    const snap = await loadConfigFile(o.config);
+    const wanted = o.workers ?? snap.config.server.workers;
+    const n = wanted === 'auto' ? availableParallelism() : wanted;
+    if (n > 1) return servePrimary(o, n, snap.config.server.drain_ms);
+  }
+  const { WorkerLink } = await import('../cluster/worker-link.js');
+  const link = cluster.isWorker ? WorkerLink.fromEnv() : undefined;
   // Before the gateway loads: V8 sizes the old generation's next limit at every full GC, and
   // the ones during start would otherwise set a loose first limit under load.
   applyHeapGrowingPercent(DEFAULTS.server.heap_growing_percent);
   // Loaded only to serve: `--help` and the other commands start in a fraction of the time.
   const { startGateway } = await import('../main.js');
-  const { startSimulator } = await import('../simulator/upstream-simulator.js');
-  if (o.demoUpstream !== undefined) {
-    const sim = await startSimulator({ port: o.demoUpstream });
-    process.stderr.write(
-      `switchyard: SIMULATED model upstream on ${sim.url} (canned answers, not a real model)\n`,
-    );
-  }
+  if (o.demoUpstream !== undefined && link === undefined) await startDemoUpstream(o.demoUpstream);
   const gateway = await startGateway({
     configPath: o.config,
     watch: o.watch,
+    ...(link === undefined ? {} : { cluster: link }),
     ...(o.port === undefined ? {} : { port: o.port }),
     ...(o.host === undefined ? {} : { host: o.host }),
   });
   const heap = gateway.runtime().snapshot.config.server.heap_growing_percent;
   if (heap !== DEFAULTS.server.heap_growing_percent) applyHeapGrowingPercent(heap);
-  process.stderr.write(`switchyard: listening on ${gateway.url}\n`);
+  // A worker's primary announces the group once every worker listens.
+  if (link === undefined) process.stderr.write(`switchyard: listening on ${gateway.url}\n`);
   process.on('SIGHUP', () => void gateway.reload('signal'));
   const stop = (signal: string): void => {
     gateway.logger.info({ signal }, 'shutting down');
@@ -118,6 +153,12 @@ export function registerGatewayCommands(kit: CommandKit): void {
       '--demo-upstream <port>',
       'first start the bundled SIMULATED model upstream on this port (demos and benchmarks only)',
       portNumber,
+    )
+    .option(
+      '--workers <n|auto>',
+      'worker processes serving the port (auto: one per core; default server.workers, 1). ' +
+        'Quotas, consent, mode overrides and /metrics stay exact across them (docs/deploy.md)',
+      workerCount,
     )
     .action(kit.action((o: ServeOptions) => serve(o)));
 

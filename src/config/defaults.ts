@@ -57,6 +57,11 @@ export const DEFAULTS = {
      * heap before a full GC, in percent (0: V8's own rule, up to 4x). See src/core/heap.ts.
      */
     heap_growing_percent: 20,
+    /**
+     * `switchyard serve` only, read at start: worker processes serving this port (#17); `auto` is
+     * one per core. `--workers` overrides it.
+     */
+    workers: 1 as number | 'auto',
   },
   log: { level: 'info' as const },
   /** `backend: anthropic` models (#16). */

@@ -79,6 +79,9 @@ const serverSchema = z
     grpc: grpcSchema,
     drain_ms: nonNegInt.default(D.server.drain_ms),
     heap_growing_percent: z.number().int().min(0).max(400).default(D.server.heap_growing_percent),
+    workers: z
+      .union([z.number().int().min(1).max(1024), z.literal('auto')])
+      .default(D.server.workers),
   })
   .prefault({});
 

@@ -58,6 +58,8 @@ export interface Runtime {
   readonly costs?: {
     readonly recorder: CostRecorder;
     readonly store: CostLedgerStore;
+    /** Writes every worker's recorded costs (`serve --workers N`); else the recorder's flush. */
+    flush?(): Promise<void>;
   };
   /** Traces (#15); absent while `tracing.enabled` is false: requests make no spans then. */
   readonly tracer?: RequestTracer;
@@ -79,4 +81,6 @@ export interface GatewayState {
   ready(): boolean;
   /** This replica against its group's desired config, when `config_sync` is on (#17). */
   configSync?(): ConfigSyncStatus | undefined;
+  /** Which worker process of `serve --workers N` this is (#17); absent in a single process. */
+  worker?(): { readonly id: number; readonly pid: number; readonly of: number };
 }

@@ -142,6 +142,8 @@ export class Metrics {
     name: 'switchyard_breaker_state',
     help: 'Circuit breaker state per backend: 0 closed, 1 open, 2 half-open.',
     labelNames: ['backend'] as const,
+    // Summed over the workers of `serve --workers N` it would mean nothing (#17).
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly retries = new Counter({
@@ -315,6 +317,8 @@ export class Metrics {
     name: 'switchyard_admission_mode',
     help: 'The admission mode (0 normal, 1 surge, 2 emergency), labelled with the mode and why it was entered.',
     labelNames: ['mode', 'reason'] as const,
+    // Summed over the workers of `serve --workers N` it would mean nothing (#17).
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly admitted = new Counter({
@@ -350,6 +354,8 @@ export class Metrics {
   readonly limiterShared = new Gauge({
     name: 'switchyard_limiter_shared',
     help: '1 while quotas are counted in the shared store (Redis), 0 while counted locally.',
+    // Summed over the workers of `serve --workers N` it would mean nothing (#17).
+    aggregator: 'min',
     registers: [this.registry],
   });
   readonly limiterLocal = new Counter({
@@ -618,6 +624,8 @@ export class Metrics {
     name: 'switchyard_tenant_stored',
     help: 'Items each tenant stores on this node (vectors, feature_values, consent_records): what the per-tenant caps count.',
     labelNames: ['kind', 'tenant'] as const,
+    // Summed over the workers of `serve --workers N` it would mean nothing (#17).
+    aggregator: 'max',
     registers: [this.registry],
     collect: async () => {
       this.tenantStored.reset();

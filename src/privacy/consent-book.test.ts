@@ -104,3 +104,37 @@ describe('the consent book’s per-tenant cap of records (#13, finding 8)', () =
     expect(await code(b.set('acme', 'u4', grant, 'test'))).toBeUndefined();
   });
 });
+
+describe('consent changed at once in two places (#17)', () => {
+  it('agrees in both, and keeps the revocation, when a grant elsewhere carries the same version', async () => {
+    // Two books (two workers) whose stores hand each saved record to the other a turn later,
+    // so both changes start from the same record and end with the same version.
+    const books: ConsentBook[] = [];
+    const listeners: ((r: ConsentRecord) => void)[] = [];
+    const linked = (me: number): ConsentPersistence => ({
+      loadAll: () => [],
+      save: async (r) => {
+        await new Promise((done) => setImmediate(done));
+        listeners[1 - me]?.(r);
+      },
+      subscribe: (on) => {
+        listeners[me] = on;
+      },
+      close: () => undefined,
+    });
+    books.push(
+      book(undefined, { persistence: linked(0) }),
+      book(undefined, { persistence: linked(1) }),
+    );
+    const [a, b] = books as [ConsentBook, ConsentBook];
+    await a.set('acme', 'u1', { location: true }, 'test');
+    expect(b.get('acme', 'u1').purposes.location).toBe(true);
+    await Promise.all([
+      a.revoke('acme', 'u1', ['location'], 'test'),
+      b.set('acme', 'u1', { behavioral_inference: true }, 'test'),
+    ]);
+    expect(a.get('acme', 'u1').version).toBe(b.get('acme', 'u1').version);
+    expect(a.get('acme', 'u1').purposes).toEqual(b.get('acme', 'u1').purposes);
+    expect(a.get('acme', 'u1').purposes.location).toBe(false);
+  });
+});

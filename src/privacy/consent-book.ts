@@ -70,10 +70,16 @@ export class ConsentBook implements ConsentRegistry {
     return this.loaded;
   }
 
-  /** Takes a record from storage or another replica unless a newer one is already held. */
+  /**
+   * Takes a record from storage or another replica (or worker) unless a newer one is already held.
+   * Two changes of one user made at once in two places carry the same version: each place then
+   * keeps a purpose granted only if both records grant it, so they agree, and a revocation is
+   * never lost to a concurrent change (#17).
+   */
   private learn(r: ConsentRecord): void {
     const held = this.records.get(r.tenant + SEP + r.userId);
     if (held === undefined || held.version < r.version) this.store(r);
+    else if (held.version === r.version && held !== r) this.store(bothGrant(held, r));
   }
 
   private store(r: ConsentRecord): void {
@@ -180,7 +186,8 @@ export class ConsentBook implements ConsentRegistry {
         else this.creating.delete(tenant);
       }
     }
-    this.store(record);
+    // A record another place made meanwhile (learned while this one was being saved) decides too.
+    this.learn(record);
 
     const purged: Record<string, number> = {};
     const failed: Record<string, string> = {};
@@ -229,4 +236,16 @@ export class ConsentBook implements ConsentRegistry {
   async close(): Promise<void> {
     await this.options.persistence?.close();
   }
+}
+
+/** One record of two with the same version: a purpose is granted only where both grant it. */
+function bothGrant(a: ConsentRecord, b: ConsentRecord): ConsentRecord {
+  const purposes = {} as Record<ConsentPurpose, boolean>;
+  let same = true;
+  for (const p of CONSENT_PURPOSES) {
+    purposes[p] = a.purposes[p] && b.purposes[p];
+    if (purposes[p] !== a.purposes[p]) same = false;
+  }
+  if (same) return a;
+  return { ...a, purposes: Object.freeze(purposes), updatedAt: Math.max(a.updatedAt, b.updatedAt) };
 }

@@ -145,9 +145,14 @@ export class ReleaseManager implements ReleaseSlotResolver {
     this.install(list);
   }
 
-  private async poll(): Promise<void> {
+  /** Re-reads the experiments when the store changed since (another process or replica wrote). */
+  async refresh(): Promise<void> {
     const c = await this.opts.store.changeCounter();
     if (c !== this.lastChange) await this.reload();
+  }
+
+  private poll(): Promise<void> {
+    return this.refresh();
   }
 
   private install(list: readonly ExperimentRecord[]): void {

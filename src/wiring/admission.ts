@@ -1,6 +1,9 @@
 import type { Logger as Pino } from 'pino';
 import { AdmissionController, type AdmissionSettings } from '../admission/admission-controller.js';
 import { MemoryLimiter } from '../admission/memory-limiter.js';
+import { PeerLimiter } from '../admission/peer-limiter.js';
+import type { SharedOverride } from '../admission/mode-controller.js';
+import type { ClusterPeer } from '../contracts/cluster.js';
 import type { AuditSink } from '../contracts/audit.js';
 import type { QuotaLimiter } from '../contracts/limiter.js';
 import type { Clock } from '../core/clock.js';
@@ -13,21 +16,27 @@ export function admissionSettings(snap: ConfigSnapshot): AdmissionSettings {
   return { classes: c.classes, admission: c.admission, modes: c.modes, tenants: c.tenants };
 }
 
-/** The quota limiter: in process, or in Redis shared across replicas with a local fallback. */
+/**
+ * The quota limiter: in process, or in Redis shared across replicas with a local fallback. The
+ * workers of `serve --workers N` (#17) share the primary process's in-process limiter, and with
+ * Redis each takes 1/N of the replica's local fallback share, so an outage multiplies nothing.
+ */
 async function openLimiter(
   snap: ConfigSnapshot,
   clock: Clock,
   logger: Pino,
+  cluster: ClusterPeer | undefined,
 ): Promise<QuotaLimiter> {
   const l = snap.config.admission.limiter;
-  if (l.store === 'memory' || l.url === undefined) return new MemoryLimiter(clock);
+  if (l.store === 'memory' || l.url === undefined)
+    return cluster === undefined ? new MemoryLimiter(clock) : new PeerLimiter(cluster);
   const { RedisLimiter } = await import('../admission/redis-limiter.js');
   const limiter = new RedisLimiter({
     url: l.url,
     prefix: l.prefix,
     commandTimeoutMs: l.command_timeout_ms,
     probeMs: l.probe_ms,
-    localShare: l.local_share,
+    localShare: l.local_share / (cluster?.workers ?? 1),
     clock,
     logger,
   });
@@ -38,6 +47,8 @@ async function openLimiter(
     );
   return limiter;
 }
+
+const MODE_TOPIC = 'mode.override';
 
 export interface AdmissionWiring {
   readonly controller: AdmissionController;
@@ -51,7 +62,7 @@ export async function openAdmission(
   deps: WiringDeps,
   audit: AuditSink,
 ): Promise<AdmissionWiring> {
-  const limiter = await openLimiter(snap, deps.clock, deps.logger);
+  const limiter = await openLimiter(snap, deps.clock, deps.logger, deps.cluster);
   const controller = new AdmissionController(admissionSettings(snap), {
     clock: deps.clock,
     random: deps.random,
@@ -59,6 +70,13 @@ export async function openAdmission(
     audit,
     logger: deps.logger,
   });
+  const cluster = deps.cluster;
+  if (cluster !== undefined) {
+    // An override reaches every worker before the admin API acknowledges it; a worker started
+    // later is handed the last one (#17).
+    controller.modes.shareOverrides((o) => cluster.broadcast(MODE_TOPIC, o, MODE_TOPIC));
+    cluster.on(MODE_TOPIC, (o) => controller.modes.applyShared(o as SharedOverride));
+  }
   return {
     controller,
     reconfigure: (next) => controller.configure(admissionSettings(next)),

@@ -10,8 +10,15 @@ export interface CostsWiring {
   readonly store: CostLedgerStore;
   /** Where the totals are kept: `sqlite:<path>` or `postgres:<schema>`. */
   readonly where: string;
+  /**
+   * Writes what is recorded and not yet written: this process's, and with `serve --workers N`
+   * every worker's (#17), so a read of the ledger right after shows every request answered.
+   */
+  flush(): Promise<void>;
   close(): Promise<void>;
 }
+
+const FLUSH_TOPIC = 'costs.flush';
 
 /** The tenants' daily budgets of a snapshot (computed once per snapshot). */
 const budgetsOf = new WeakMap<ConfigSnapshot, ReadonlyMap<string, number>>();
@@ -45,10 +52,15 @@ export async function openCosts(
     budgets: () => budgets(current()),
     logger: deps.logger,
   });
+  const cluster = deps.cluster;
+  cluster?.on(FLUSH_TOPIC, () => recorder.flush());
   return {
     recorder,
     store,
     where,
+    flush: async () => {
+      await Promise.all([recorder.flush(), cluster?.broadcast(FLUSH_TOPIC, null)]);
+    },
     close: async () => {
       await recorder.close();
       await store.close();

@@ -1,6 +1,6 @@
 import { isAbsolute, join } from 'node:path';
 import type { ConfigSnapshot } from '../config/load.js';
-import type { InferenceLogStore } from '../contracts/inference-log.js';
+import type { InferenceLogReader, InferenceLogStore } from '../contracts/inference-log.js';
 import type { ConsentRegistry } from '../contracts/policy.js';
 import { InferenceRecorder } from '../observability/inference-recorder.js';
 import { JsonlExport } from '../observability/jsonl-export.js';
@@ -22,8 +22,15 @@ export async function openInferenceStore(snap: ConfigSnapshot): Promise<Inferenc
   return SqliteInferenceLog.open(isAbsolute(il.path) ? il.path : join(snap.dir, il.path));
 }
 
+const FLUSH_TOPIC = 'inference_log.flush';
+
 export interface InferenceLogWiring {
   readonly recorder: InferenceRecorder;
+  /**
+   * What the admin API reads: the recorder's query and get, which write what it holds first; with
+   * `serve --workers N` every worker's (#17), so a record is there whichever worker answered it.
+   */
+  readonly reader: InferenceLogReader;
   /** Stops recording, writes everything held (and exported), closes the store. */
   close(): Promise<void>;
 }
@@ -74,8 +81,24 @@ export async function openInferenceLog(
     name: 'inference_log',
     purge: (req) => recorder.purgeUser(req.tenant, req.userId),
   });
+  const cluster = deps.cluster;
+  cluster?.on(FLUSH_TOPIC, () => recorder.flush());
+  const others = (): Promise<void> => cluster?.broadcast(FLUSH_TOPIC, null) ?? Promise.resolve();
   return {
     recorder,
+    reader:
+      cluster === undefined
+        ? recorder
+        : {
+            query: async (q) => {
+              await others();
+              return recorder.query(q);
+            },
+            get: async (id) => {
+              await others();
+              return recorder.get(id);
+            },
+          },
     close: async () => {
       detach();
       await recorder.close();

@@ -113,7 +113,19 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
   const pool = (snap: ConfigSnapshot): WorkerPool => {
     if (workers === undefined) {
       const configured = snap.config.onnx.workers;
-      const size = configured > 0 ? configured : Math.max(1, availableParallelism() - 1);
+      // One core per process for its event loop, the rest shared by the worker processes of
+      // `serve --workers N` (#17): N x (1 + pool) stays within the cores.
+      const processes = deps.cluster?.workers ?? 1;
+      const size =
+        configured > 0
+          ? configured
+          : Math.max(1, Math.floor(availableParallelism() / processes) - 1);
+      const threads = processes * size * snap.config.onnx.intra_op_threads;
+      if (processes > 1 && threads > availableParallelism())
+        deps.logger.warn(
+          { processes, pool: size, intra_op_threads: snap.config.onnx.intra_op_threads },
+          `ONNX: ${threads} inference threads on ${availableParallelism()} cores; they will contend`,
+        );
       workers = new WorkerPool(size, snap.config.onnx.intra_op_threads, deps.logger);
     }
     return workers;

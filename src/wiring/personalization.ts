@@ -7,7 +7,12 @@ import {
   type OpenedFeatureStore,
 } from '../features/open-feature-store.js';
 import { setLogRedactor } from '../observability/logger.js';
-import type { ConsentPersistence } from '../contracts/policy.js';
+import type { ClusterPeer } from '../contracts/cluster.js';
+import {
+  CONSENT_PURPOSES,
+  type ConsentPersistence,
+  type ConsentRecord,
+} from '../contracts/policy.js';
 import { ConsentBook } from '../privacy/consent-book.js';
 import { PolicyEngine } from '../privacy/policy-engine.js';
 import type { Personalization } from '../contracts/policy.js';
@@ -21,6 +26,45 @@ const purposeDefaults = (snap: ConfigSnapshot) => {
     location: p.location.default,
   };
 };
+
+const CONSENT_TOPIC = 'consent.record';
+
+/**
+ * Consent shared by the workers of `serve --workers N` (#17): a change is stored (when a store is
+ * configured), then applied by every other worker before the change resolves, so the next request
+ * sees it whatever worker serves it. The primary keeps the last record per user for workers that
+ * start later. `onRemote` runs once another worker's record is learned (the worker-local purge).
+ */
+function sharedConsent(
+  inner: ConsentPersistence | undefined,
+  cluster: ClusterPeer,
+  onRemote: (before: ConsentRecord | undefined, after: ConsentRecord) => Promise<void>,
+  held: () => ConsentBook | undefined,
+): ConsentPersistence {
+  const listeners: ((r: ConsentRecord) => void)[] = [];
+  cluster.on(CONSENT_TOPIC, async (body) => {
+    const r = body as ConsentRecord;
+    const before = held()?.get(r.tenant, r.userId);
+    for (const l of listeners) l(r);
+    await onRemote(before, r);
+  });
+  return {
+    loadAll: () => inner?.loadAll() ?? [],
+    save: async (record) => {
+      await inner?.save(record);
+      await cluster.broadcast(
+        CONSENT_TOPIC,
+        record,
+        `consent:${record.tenant}\u0000${record.userId}`,
+      );
+    },
+    subscribe: (on) => {
+      listeners.push(on);
+      inner?.subscribe?.(on);
+    },
+    close: () => inner?.close(),
+  };
+}
 
 export interface PersonalizationWiring {
   readonly features: OpenedFeatureStore;
@@ -66,6 +110,24 @@ export async function openPersonalization(
       logger.warn({}, 'consent store: Redis is not reachable yet; consent changes fail with 503');
     persistence = store;
   }
+  const held: { book?: ConsentBook } = {};
+  if (deps.cluster !== undefined) {
+    const local = fc.store.kind !== 'redis';
+    persistence = sharedConsent(
+      persistence,
+      deps.cluster,
+      async (before, after) => {
+        // In-process feature values are each worker's own: a revocation made in another worker
+        // purges them here too (a Redis feature store was purged once, by that worker).
+        if (!local || before === undefined) return;
+        const revoked = CONSENT_PURPOSES.filter((p) => before.purposes[p] && !after.purposes[p]);
+        if (revoked.length === 0) return;
+        const all = CONSENT_PURPOSES.every((p) => !after.purposes[p]);
+        await features.purgeUser(after.tenant, after.userId, all ? undefined : revoked);
+      },
+      () => held.book,
+    );
+  }
   const consent = new ConsentBook({
     clock,
     audit,
@@ -74,6 +136,7 @@ export async function openPersonalization(
     maxRecordsPerTenant: privacy.max_consent_records_per_tenant,
     ...(persistence === undefined ? {} : { persistence }),
   });
+  held.book = consent;
   await consent.ready();
   consent.onPurge({
     name: 'features',

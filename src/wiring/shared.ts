@@ -1,4 +1,5 @@
 import type { Logger as Pino } from 'pino';
+import type { ClusterPeer } from '../contracts/cluster.js';
 import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -14,4 +15,6 @@ export interface WiringDeps {
   readonly random: Random;
   readonly logger: Pino;
   readonly metrics: Metrics;
+  /** The other worker processes of `serve --workers N` (#17); absent in a single process. */
+  readonly cluster?: ClusterPeer;
 }

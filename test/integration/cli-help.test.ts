@@ -94,6 +94,11 @@ describe('usage errors: one line, exit 2', () => {
       'switchyard serve',
     ],
     [
+      ['serve', '--config', 'x.yaml', '--workers', '0'],
+      "option '--workers <n|auto>' argument '0' is invalid. It must be a whole number from 1 to 1024, or auto.",
+      'switchyard serve',
+    ],
+    [
       ['simulate', '--port', '70000'],
       "option '-p, --port <n>' argument '70000'",
       'switchyard simulate',

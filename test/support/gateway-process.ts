@@ -134,6 +134,8 @@ export interface ProcessGatewayOptions {
   readonly nodeFlags?: readonly string[];
   /** Makes the `acme` key an admin key (the /admin routes). */
   readonly admin?: boolean;
+  /** Extra `serve` arguments (`--workers 2`). */
+  readonly args?: readonly string[];
   /** Runs the gateway in this network namespace (a multi-node test's own network). */
   readonly netns?: string;
 }
@@ -168,6 +170,7 @@ export async function startProcessGateway(
         '--config',
         configPath,
         '--no-watch',
+        ...(opts.args ?? []),
       ],
       ready: /listening on (http:\/\/\S+)/,
       ...(opts.env === undefined ? {} : { env: opts.env }),

@@ -41,7 +41,7 @@ export async function listCosts(ctx: RequestContext): Promise<void> {
   }
   const costs = ctx.runtime.costs;
   if (costs === undefined) throw syError('SY_ERR_NOT_READY', 'the cost ledger is not open');
-  await costs.recorder.flush();
+  await (costs.flush?.() ?? costs.recorder.flush()); // every worker's with --workers N (#17)
   const groups = await costs.store.totals(query);
   sendJson(ctx, 200, { group_by: query.groupBy, groups: groups.map(costGroupJson) });
 }

@@ -97,7 +97,8 @@ export async function putMode(ctx: RequestContext): Promise<void> {
   for (const k of Object.keys(body))
     if (!['mode', 'reason', 'ttl_s'].includes(k))
       throw syError('SY_ERR_INVALID_REQUEST', `unknown field "${k.slice(0, 64)}"`, { param: k });
-  const state = controller(ctx).modes.force(
+  // In force in every worker process before it is acknowledged (#17).
+  const state = await controller(ctx).modes.override(
     mode as Wanted,
     `key:${ctx.principal!.fingerprint}`,
     reason.trim(),

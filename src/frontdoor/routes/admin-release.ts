@@ -139,13 +139,16 @@ export async function retireVersion(ctx: RequestContext): Promise<void> {
   sendJson(ctx, 200, versionView(v));
 }
 
-/** `GET /admin/experiments`. */
-export function listExperiments(ctx: RequestContext): Promise<void> {
+/**
+ * `GET /admin/experiments`. Read through the store's change counter first: a change made by
+ * another worker process or replica is shown at once, whichever one answers (#17).
+ */
+export async function listExperiments(ctx: RequestContext): Promise<void> {
   admin(ctx);
+  await host(ctx).manager.refresh();
   sendJson(ctx, 200, {
     experiments: json(host(ctx).manager.experiments()),
   });
-  return Promise.resolve();
 }
 
 /** `POST /admin/experiments` with an experiment definition (as under `experiments:`) and `reason`. */
@@ -165,14 +168,14 @@ export async function createExperiment(ctx: RequestContext): Promise<void> {
   sendJson(ctx, 201, json(rec));
 }
 
-/** `GET /admin/experiments/:id`. */
-export function getExperiment(ctx: RequestContext): Promise<void> {
+/** `GET /admin/experiments/:id` (read through, like the list). */
+export async function getExperiment(ctx: RequestContext): Promise<void> {
   admin(ctx);
+  await host(ctx).manager.refresh();
   const r = host(ctx).manager.experiment(param(ctx, 'id'));
   if (r === undefined)
     throw syError('SY_ERR_REGISTRY_NOT_FOUND', `experiment ${param(ctx, 'id').slice(0, 64)}`);
   sendJson(ctx, 200, json(r));
-  return Promise.resolve();
 }
 
 const STATUSES = ['running', 'paused', 'rolled_back', 'completed'] as const;

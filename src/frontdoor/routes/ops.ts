@@ -19,9 +19,11 @@ export function readiness(state: GatewayState) {
     }
     if (!ready) throw syError('SY_ERR_NOT_READY', 'starting or draining');
     const sync = state.configSync?.();
+    const worker = state.worker?.();
     sendJson(ctx, 200, {
       status: 'ready',
       config: ctx.runtime.snapshot.digest,
+      ...(worker === undefined ? {} : { worker }),
       // Which config the group wants, and whether this replica serves it (#17).
       ...(sync === undefined ? {} : { config_sync: sync }),
     });

@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import type { ClusterPeer } from '../contracts/cluster.js';
+import type { QuotaCharge } from '../contracts/limiter.js';
+import type { Clock } from '../core/clock.js';
+import { MemoryLimiter } from './memory-limiter.js';
+import { LIMITER_TOPIC, PeerLimiter, runLimiterOps, type LimiterOp } from './peer-limiter.js';
+
+const clock: Clock = { now: () => 0, wall: () => 1_800_000_000_000 };
+
+/**
+ * Workers whose channel to the primary answers a turn later, as the cluster IPC channel does;
+ * the primary's side is the real one (`runLimiterOps` on one MemoryLimiter). Real processes:
+ * test/reliability/workers.test.ts.
+ */
+function group(workers: number) {
+  const primary = new MemoryLimiter(clock);
+  const batches: number[] = [];
+  const peer = (id: number): ClusterPeer => ({
+    id,
+    workers,
+    request: async (topic, body) => {
+      expect(topic).toBe(LIMITER_TOPIC);
+      batches.push((body as LimiterOp[]).length);
+      await new Promise((r) => setImmediate(r));
+      return runLimiterOps(primary, body as LimiterOp[]);
+    },
+    broadcast: () => Promise.resolve(),
+    on: () => undefined,
+  });
+  const limiters = Array.from({ length: workers }, (_, i) => new PeerLimiter(peer(i + 1)));
+  return { primary, limiters, batches };
+}
+
+const charge = (limit: number, amount = 1): QuotaCharge => ({
+  key: 't:acme:requests',
+  limit,
+  window: { ms: 3_600_000 },
+  amount,
+});
+
+describe('PeerLimiter (#17)', () => {
+  it('admits exactly the limit across three workers offered three times it', async () => {
+    const { limiters } = group(3);
+    const decisions = await Promise.all(
+      Array.from({ length: 90 }, (_, i) => limiters[i % 3]!.reserve([charge(30)])),
+    );
+    expect(decisions.filter((d) => d.allowed)).toHaveLength(30);
+    for (const d of decisions.filter((x) => !x.allowed)) expect(d.retryAfterMs).toBeGreaterThan(0);
+  });
+
+  it('sends the operations of one event-loop turn as one message, answered in order', async () => {
+    const { limiters, batches } = group(1);
+    const worker = limiters[0]!;
+    const decisions = await Promise.all(
+      Array.from({ length: 12 }, () => worker.reserve([charge(10)])),
+    );
+    expect(batches).toEqual([12]);
+    expect(decisions.map((d) => d.allowed)).toEqual([
+      ...Array<boolean>(10).fill(true),
+      false,
+      false,
+    ]);
+  });
+
+  it('settles in the primary: a refund there makes room for another worker', async () => {
+    const { limiters } = group(2);
+    const [a, b] = limiters as [PeerLimiter, PeerLimiter];
+    const taken = await a.reserve([charge(100, 100)]);
+    expect(taken.allowed).toBe(true);
+    expect((await b.reserve([charge(100, 40)])).allowed).toBe(false);
+    await a.settle(taken.receipts[0]!, 50);
+    expect(await b.usage('t:acme:requests', { ms: 3_600_000 })).toBeCloseTo(50, 0);
+    expect((await b.reserve([charge(100, 40)])).allowed).toBe(true);
+  });
+
+  it('refuses when the primary is gone instead of counting alone', async () => {
+    const gone: ClusterPeer = {
+      id: 1,
+      workers: 2,
+      request: () => Promise.reject(new Error('the primary process is gone')),
+      broadcast: () => Promise.resolve(),
+      on: () => undefined,
+    };
+    const d = await new PeerLimiter(gone).reserve([charge(10)]);
+    expect(d.allowed).toBe(false);
+  });
+});

@@ -1,0 +1,22 @@
+/**
+ * This process's link to the other worker processes of one `switchyard serve --workers N` (#17).
+ * The primary process holds what every worker must agree on (the embedded quota counters, the
+ * last mode override, consent changes) and relays between workers; a worker never counts or
+ * decides alone what the group must decide together.
+ */
+export interface ClusterPeer {
+  /** This worker's number, 1..`workers` (a restarted worker takes the number of the one it replaces). */
+  readonly id: number;
+  /** How many worker processes serve (N). */
+  readonly workers: number;
+  /** Asks the primary; resolves with its answer, rejects when it answers an error or goes away. */
+  request(topic: string, body: unknown): Promise<unknown>;
+  /**
+   * Hands `body` to the `on(topic)` handler of every other worker and resolves once each has
+   * applied it (a worker that dies meanwhile is not waited for). With `retain`, the primary keeps
+   * the last body per `retain` key and hands it to workers that start later, before they serve.
+   */
+  broadcast(topic: string, body: unknown, retain?: string): Promise<void>;
+  /** Handles a broadcast or a question of the primary; what it returns (or resolves) is the answer. */
+  on(topic: string, handler: (body: unknown) => unknown): void;
+}
