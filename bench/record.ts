@@ -23,22 +23,27 @@ import type {
 } from './lib/protocol.js';
 
 /**
- * `npm run bench:record`: what the inference record costs (#15), in one run. The same gateway
- * and load, with the record off and on:
+ * `npm run bench:record`: what the inference record costs and loses (#15), in one run.
  *
- * - off: tracing off (and, once built, the inference log off);
- * - on: tracing on with sampler 1.0, exporting OTLP/HTTP protobuf to a local sink in this
- *   driver (and, once built, the inference log on with payloads off: see RECORD_ON below).
+ * 1. Overhead: the same gateway and load with the record off (tracing and inference log off) and
+ *    on (tracing with sampler 1.0, exporting OTLP/HTTP protobuf to a sink in this driver, plus the
+ *    inference log in SQLite with payloads off). Per case: the gateway's CPU ms per proxied
+ *    request (from /proc, all threads, measured phase only) and its event loop's p99 delay over
+ *    the same phase (prom-client's `nodejs_eventloop_lag_p99_seconds`, whose histogram is reset at
+ *    each scrape: scraped once before the phase and once after). Targets: CPU ≤ 1.25× off, p99
+ *    delay ≤ 5 ms.
+ * 2. Embedded log rate: bench/record-log.ts, the gateway's compiled recorder and SQLite store in a
+ *    child on the gateway's core, offered `logRate` records/s; the file is read back (target
+ *    ≥ 20,000 records/s, none dropped). Again at the `on` case's record rate: the longest batch
+ *    write is the writer's stall per flush (≤ 5 ms).
+ * 3. SIGTERM: every request answered 2xx has its record in the file afterwards.
+ * 4. kill -9: SIGKILL under steady load; the answered requests without a record, and how long
+ *    before the kill the oldest of them was answered, against `inference_log.flush_ms`.
  *
- * Measured per case: the gateway's CPU ms per proxied request (from /proc, all threads, during
- * the measured phase only) and its event loop's p99 delay over the same phase (prom-client's
- * `nodejs_eventloop_lag_p99_seconds`, whose histogram is reset at each scrape: the driver
- * scrapes once before the phase and once after). Targets: CPU ≤ 1.25× off, p99 delay ≤ 5 ms.
+ * Placement as bench:overhead: the gateway (and the log child) alone on core 0 (BENCH_SUT_CORE);
+ * load generator, bench upstream, the OTLP sink and this driver on core 1 (BENCH_LOAD_CORE).
  *
- * Placement as bench:overhead: the gateway alone on core 0 (BENCH_SUT_CORE); load generator,
- * bench upstream, the OTLP sink and this driver on core 1 (BENCH_LOAD_CORE).
- *
- * Flags: --quick (a smoke run of a few seconds per case; writes no -latest file).
+ * Flags: --quick (a smoke run of a few seconds per phase; writes no -latest file).
  */
 const execFileAsync = promisify(execFile);
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -322,7 +327,13 @@ interface LogThroughputResult {
 }
 
 /** The embedded log's write rate, in a child on the gateway's core (see bench/record-log.ts). */
-async function runLogThroughput(s: Settings, tmp: string): Promise<LogThroughputResult> {
+async function runLogThroughput(
+  s: Settings,
+  tmp: string,
+  name: string,
+  rate: number,
+  durationS: number,
+): Promise<LogThroughputResult> {
   const script = compileScript(ROOT, join(ROOT, 'bench/record-log.ts'));
   const args = [
     '-c',
@@ -330,14 +341,14 @@ async function runLogThroughput(s: Settings, tmp: string): Promise<LogThroughput
     process.execPath,
     script,
     join(ROOT, 'dist'),
-    join(tmp, 'record-log-rate.db'),
-    String(s.logRate),
-    String(s.logDurationS),
+    join(tmp, `${name}.db`),
+    String(rate),
+    String(durationS),
     '1000', // inference_log.flush_ms default
     '50000', // inference_log.buffer_size default
   ];
   process.stderr.write(
-    `[bench] embedded log: ${s.logRate} records/s offered for ${s.logDurationS} s\n`,
+    `[bench] embedded log (${name}): ${rate} records/s offered for ${durationS} s\n`,
   );
   const { stdout } = await execFileAsync('taskset', args, { cwd: ROOT });
   return JSON.parse(stdout.trim().split('\n').pop()!) as LogThroughputResult;
@@ -566,6 +577,12 @@ async function runKill(
   };
 }
 
+function onCase(results: readonly CaseResult[]): CaseResult {
+  const r = results.find((c) => c.name === 'on');
+  if (r === undefined) throw new Error('no `on` case');
+  return r;
+}
+
 function gitRevision(): string {
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }).toString().trim();
@@ -611,11 +628,22 @@ async function main(): Promise<void> {
   const results: CaseResult[] = [];
   const k = { secret: key.secret, apiKey: key.apiKey };
   let log: LogThroughputResult;
+  let logAtGatewayRate: LogThroughputResult;
   let shutdown: ShutdownResult;
   let kill: KillResult;
   try {
     for (const def of CASES) results.push(await runCase(s, def, load, upstream, tmp, sink, k));
-    log = await runLogThroughput(s, tmp);
+    log = await runLogThroughput(s, tmp, 'log-rate', s.logRate, s.logDurationS);
+    // The writer alone at the rate the gateway produced records in the `on` case (a request and
+    // a model call per request): its longest batch is how long it holds the loop per flush.
+    const atGatewayRate = Math.max(2, Math.round(2 * onCase(results).throughput.reqPerS));
+    logAtGatewayRate = await runLogThroughput(
+      s,
+      tmp,
+      'log-at-gateway-rate',
+      atGatewayRate,
+      Math.max(3, Math.round(s.logDurationS / 2)),
+    );
     shutdown = await runShutdown(s, tmp, upstream, k);
     kill = await runKill(s, tmp, upstream, k);
   } finally {
@@ -642,6 +670,12 @@ async function main(): Promise<void> {
       limit: '≤ 5 ms',
       value: `${f(on.eventLoopDelayP99Ms)} ms`,
       pass: on.eventLoopDelayP99Ms <= 5,
+    },
+    {
+      name: `the log writer alone at the on case's rate (${int(logAtGatewayRate.offeredPerS)} records/s): longest batch on the event loop`,
+      limit: '≤ 5 ms',
+      value: `${f(logAtGatewayRate.writeMsMax)} ms (flush_ms ${logAtGatewayRate.flushMs})`,
+      pass: logAtGatewayRate.writeMsMax <= 5,
     },
     {
       name: 'record on: spans exported and every answered request logged',
@@ -692,6 +726,9 @@ async function main(): Promise<void> {
       `${int(log.storedTotal)} read back (${int(log.dropped)} dropped), ${int(log.sustainedPerS)} records/s including the final flush; ` +
       `${log.batches} batches, SQLite busy ${f(log.writeMsTotal, 0)} ms (${int(log.capacityPerS)} records/s while writing), ` +
       `longest batch ${f(log.writeMsMax, 0)} ms on the event loop.`,
+    `The writer alone at the \`on\` case's rate: ${int(logAtGatewayRate.offered)} records at ${int(logAtGatewayRate.offeredPerS)}/s, ` +
+      `${int(logAtGatewayRate.storedTotal)} read back; ${logAtGatewayRate.batches} batches, longest ${f(logAtGatewayRate.writeMsMax)} ms, ` +
+      `its loop's p99 delay ${f(logAtGatewayRate.eventLoopDelayP99Ms)} ms.`,
     `Graceful shutdown: ${int(shutdown.sent)} sent, ${int(shutdown.answered2xx)} answered 2xx, SIGTERM with requests in flight, ` +
       `exit ${String(shutdown.exit.code ?? shutdown.exit.signal)} after ${f(shutdown.exitMs, 0)} ms; ${int(shutdown.recorded)} recorded, ${int(shutdown.lost)} lost.`,
     `kill -9 (flush_ms ${kill.flushMs}): SIGKILL at ${f(kill.killAtMs, 0)} ms into ${int(kill.reqPerS)} req/s; ` +
@@ -714,6 +751,7 @@ async function main(): Promise<void> {
     cases: results,
     cpuRatio,
     log,
+    logAtGatewayRate,
     shutdown,
     kill,
     targets,
