@@ -10,6 +10,7 @@ import { parseArgs, promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { Pool } from 'undici';
 import { compileScript } from './lib/compile.js';
+import { formatSummary, summarise } from './profile-summary.js';
 import { BENCH_MODEL, writeGatewayConfig } from './lib/gateway-config.js';
 import { launchFlags, startPinnedGateway } from './lib/launch.js';
 import { installCleanup, spawnPinned, type Pinned } from './lib/processes.js';
@@ -43,13 +44,16 @@ import type {
  * Placement as bench:overhead: the gateway (and the log child) alone on core 0 (BENCH_SUT_CORE);
  * load generator, bench upstream, the OTLP sink and this driver on core 1 (BENCH_LOAD_CORE).
  *
- * Flags: --quick (a smoke run of a few seconds per phase; writes no -latest file).
+ * Flags: --quick (a smoke run of a few seconds per phase; writes no -latest file), --profile (the
+ * overhead cases' gateways under --cpu-prof, summarised after the report; inflates their CPU).
  */
 const execFileAsync = promisify(execFile);
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
 interface Settings {
   readonly quick: boolean;
+  /** Run both overhead cases' gateways under --cpu-prof and print where their CPU goes. */
+  readonly profile: boolean;
   readonly durationS: number;
   readonly warmupS: number;
   readonly connections: number;
@@ -128,12 +132,13 @@ function settingsFromArgs(): Settings {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run bench:record -- [--quick]\n' +
+      'usage: npm run bench:record -- [--quick] [--profile]\n' +
         'env: BENCH_DURATION_S BENCH_WARMUP_S BENCH_CONNECTIONS BENCH_SUT_CORE BENCH_LOAD_CORE\n' +
         '     BENCH_LOG_RATE BENCH_LOG_DURATION_S BENCH_SHUTDOWN_REQUESTS BENCH_KILL_FLUSH_MS\n',
     );
@@ -148,6 +153,7 @@ function settingsFromArgs(): Settings {
   };
   return {
     quick,
+    profile: values.profile,
     durationS: num('BENCH_DURATION_S', 15, 3),
     warmupS: num('BENCH_WARMUP_S', 3, 1),
     connections: num('BENCH_CONNECTIONS', 50, 50),
@@ -246,6 +252,16 @@ async function runCase(
     name: `record-${def.name}`,
     core: s.sutCore,
     config: config.path,
+    ...(s.profile
+      ? {
+          extraFlags: [
+            '--cpu-prof',
+            `--cpu-prof-dir=${tmp}`,
+            `--cpu-prof-name=record-${def.name}.cpuprofile`,
+            '--cpu-prof-interval=500',
+          ],
+        }
+      : {}),
   });
   try {
     const target: Target = {
@@ -741,6 +757,14 @@ async function main(): Promise<void> {
     '',
   ].join('\n');
   process.stdout.write(text);
+  if (s.profile)
+    for (const def of CASES) {
+      const file = join(tmp, `record-${def.name}.cpuprofile`);
+      if (existsSync(file))
+        process.stdout.write(
+          `\n### CPU profile, ${def.label}\n\n\`\`\`\n${formatSummary(summarise(file, 25))}\n\`\`\`\n`,
+        );
+    }
   const json = {
     benchmark: 'record',
     timestamp: started.toISOString(),
