@@ -289,7 +289,11 @@ async function runCase(
     const wallMs = performance.now() - t0;
     const used = cpuMs(sut.pid) - before;
     const p99 = await eventLoopP99Ms(sut.url);
-    await sut.stop();
+    const exports = {
+      requests: sink.counts.requests - sent.requests,
+      bytes: sink.counts.bytes - sent.bytes,
+    };
+    await sut.stop(); // writes the log's last batch: its rows are counted below
     return {
       name: def.name,
       label: def.label,
@@ -297,10 +301,7 @@ async function runCase(
       cpuMsPerRequest: used / tp.ok,
       sutCpuPercent: (100 * used) / wallMs,
       eventLoopDelayP99Ms: p99,
-      exports: {
-        requests: sink.counts.requests - sent.requests,
-        bytes: sink.counts.bytes - sent.bytes,
-      },
+      exports,
       logRequestRecords: def.inferenceLog ? loggedRequests(logPath).size : 0,
     };
   } finally {
