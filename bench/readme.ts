@@ -500,6 +500,101 @@ const generic =
     ].join('\n\n');
   };
 
+const record: Format = (r) => {
+  const s = obj(r['settings']);
+  const cpu = obj(r['cpu']);
+  const cases = table(
+    ['case', 'req/s', 'CPU ms/req', 'p99 ms', 'event-loop p99 ms', 'OTLP exports', 'log rows'],
+    arr(r['cases']).map((c) => {
+      const t = obj(c['throughput']);
+      return [
+        String(c['label']),
+        int(t['reqPerS']),
+        num(c['cpuMsPerRequest'], 3),
+        num(obj(t['latency'])['p99']),
+        num(c['eventLoopDelayP99Ms']),
+        int(obj(c['exports'])['requests']),
+        int(c['logRequestRecords']),
+      ];
+    }),
+  );
+  const parts = [
+    runLine(
+      `npm run bench:record${quick(r, s['quick'])}`,
+      r['timestamp'],
+      `, Node ${String(r['node'])}, ${int(cpu['cores'])} cores (${String(cpu['model'])}), revision ${String(r['revision'])}`,
+    ),
+    `CPU per request, on / off: **${num(r['cpuRatio'])}×**.`,
+    cases,
+  ];
+  const log = (x: Json, name: string): string[] => [
+    name,
+    int(x['offeredPerS']),
+    `${int(x['storedTotal'])} / ${int(x['offered'])}`,
+    int(x['dropped']),
+    int(x['sustainedPerS']),
+    int(x['capacityPerS']),
+    num(x['writeMsMax'], 1),
+  ];
+  if (r['log'] !== undefined)
+    parts.push(
+      table(
+        [
+          'embedded log (recorder → batch → SQLite WAL)',
+          'offered records/s',
+          'read back / offered',
+          'dropped',
+          'sustained records/s',
+          'records/s while writing',
+          'longest batch ms',
+        ],
+        [
+          log(obj(r['log']), 'well above the target rate'),
+          ...(r['logAtGatewayRate'] === undefined
+            ? []
+            : [log(obj(r['logAtGatewayRate']), 'at the `on` case’s rate')]),
+        ],
+      ),
+    );
+  if (r['shutdown'] !== undefined && r['kill'] !== undefined) {
+    const g = obj(r['shutdown']);
+    const k = obj(r['kill']);
+    parts.push(
+      table(
+        ['loss', 'answered 2xx', 'recorded', 'lost', 'detail'],
+        [
+          [
+            'SIGTERM with requests in flight',
+            int(g['answered2xx']),
+            int(g['recorded']),
+            int(g['lost']),
+            `exit ${str(obj(g['exit'])['code'])} after ${int(g['exitMs'])} ms`,
+          ],
+          [
+            `SIGKILL, flush_ms ${int(k['flushMs'])}`,
+            int(k['answered2xx']),
+            int(k['recorded']),
+            int(k['lost']),
+            `lost answers from the last ${int(k['lostWindowMs'])} ms before the kill`,
+          ],
+        ],
+        'lrrrl',
+      ),
+    );
+  }
+  const t = r['targets'];
+  parts.push(
+    Array.isArray(t)
+      ? targets(arr(t))
+      : table(
+          ['target', ''],
+          Object.entries(obj(t)).map(([name, pass]) => [name, yes(pass)]),
+          'lr',
+        ),
+  );
+  return parts.join('\n\n');
+};
+
 export const FORMATS: Readonly<Record<string, Format>> = {
   overhead,
   onnx,
@@ -512,7 +607,7 @@ export const FORMATS: Readonly<Record<string, Format>> = {
   faults,
   tree: generic('tree'),
   stream: generic('stream'),
-  record: generic('record'),
+  record,
 };
 
 /** The README with every results section rewritten from `results` (bench name → JSON). */

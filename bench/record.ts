@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -6,8 +6,11 @@ import { cpus, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
+import Database from 'better-sqlite3';
+import { Pool } from 'undici';
 import { compileScript } from './lib/compile.js';
+import { formatSummary, summarise } from './profile-summary.js';
 import { BENCH_MODEL, writeGatewayConfig } from './lib/gateway-config.js';
 import { launchFlags, startPinnedGateway } from './lib/launch.js';
 import { installCleanup, spawnPinned, type Pinned } from './lib/processes.js';
@@ -21,52 +24,75 @@ import type {
 } from './lib/protocol.js';
 
 /**
- * `npm run bench:record`: what the inference record costs (#15), in one run. The same gateway
- * and load, with the record off and on:
+ * `npm run bench:record`: what the inference record costs and loses (#15), in one run.
  *
- * - off: tracing off (and, once built, the inference log off);
- * - on: tracing on with sampler 1.0, exporting OTLP/HTTP protobuf to a local sink in this
- *   driver (and, once built, the inference log on with payloads off: see RECORD_ON below).
+ * 1. Overhead: the same gateway and load with the record off (tracing and inference log off) and
+ *    on (tracing with sampler 1.0, exporting OTLP/HTTP protobuf to a sink in this driver, plus the
+ *    inference log in SQLite with payloads off). Per case: the gateway's CPU ms per proxied
+ *    request (from /proc, all threads, measured phase only) and its event loop's p99 delay over
+ *    the same phase (prom-client's `nodejs_eventloop_lag_p99_seconds`, whose histogram is reset at
+ *    each scrape: scraped once before the phase and once after). Targets: CPU ≤ 1.25× off, p99
+ *    delay ≤ 5 ms.
+ * 2. Embedded log rate: bench/record-log.ts, the gateway's compiled recorder and SQLite store in a
+ *    child on the gateway's core, offered `logRate` records/s; the file is read back (target
+ *    ≥ 20,000 records/s, none dropped). Again at the `on` case's record rate: the longest batch
+ *    write is the writer's stall per flush (≤ 5 ms).
+ * 3. SIGTERM: every request answered 2xx has its record in the file afterwards.
+ * 4. kill -9: SIGKILL under steady load; the answered requests without a record, and how long
+ *    before the kill the oldest of them was answered, against `inference_log.flush_ms`.
  *
- * Measured per case: the gateway's CPU ms per proxied request (from /proc, all threads, during
- * the measured phase only) and its event loop's p99 delay over the same phase (prom-client's
- * `nodejs_eventloop_lag_p99_seconds`, whose histogram is reset at each scrape: the driver
- * scrapes once before the phase and once after). Targets: CPU ≤ 1.25× off, p99 delay ≤ 5 ms.
+ * Placement as bench:overhead: the gateway (and the log child) alone on core 0 (BENCH_SUT_CORE);
+ * load generator, bench upstream, the OTLP sink and this driver on core 1 (BENCH_LOAD_CORE).
  *
- * Placement as bench:overhead: the gateway alone on core 0 (BENCH_SUT_CORE); load generator,
- * bench upstream, the OTLP sink and this driver on core 1 (BENCH_LOAD_CORE).
- *
- * Flags: --quick (a smoke run of a few seconds per case; writes no -latest file).
+ * Flags: --quick (a smoke run of a few seconds per phase; writes no -latest file), --profile (the
+ * overhead cases' gateways under --cpu-prof, summarised after the report; inflates their CPU).
  */
+const execFileAsync = promisify(execFile);
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
 interface Settings {
   readonly quick: boolean;
+  /** Run both overhead cases' gateways under --cpu-prof and print where their CPU goes. */
+  readonly profile: boolean;
   readonly durationS: number;
   readonly warmupS: number;
   readonly connections: number;
   readonly sutCore: number;
   readonly loadCore: number;
+  /** The embedded log's write rate: records/s offered (half requests, half calls), and for how long. */
+  readonly logRate: number;
+  readonly logDurationS: number;
+  /** Graceful shutdown: requests sent before SIGTERM. */
+  readonly shutdownRequests: number;
+  /** kill -9: the gateway's `inference_log.flush_ms`. */
+  readonly killFlushMs: number;
 }
 
 interface CaseDef {
   readonly name: 'off' | 'on';
   readonly label: string;
   readonly tracing: boolean;
-  /**
-   * The inference log (`inference_log.enabled`, payloads off), built in parallel (#15 item 2).
-   * When it lands, set this to true for the `on` case: RECORD_ON adds its config lines.
-   */
+  /** The inference log (`inference_log.enabled`, SQLite, payloads off: the default). */
   readonly inferenceLog: boolean;
 }
 
 const CASES: readonly CaseDef[] = [
-  { name: 'off', label: 'record off (tracing off)', tracing: false, inferenceLog: false },
-  { name: 'on', label: 'record on (tracing, sampler 1.0)', tracing: true, inferenceLog: false },
+  {
+    name: 'off',
+    label: 'record off (tracing and inference log off)',
+    tracing: false,
+    inferenceLog: false,
+  },
+  {
+    name: 'on',
+    label: 'record on (tracing sampler 1.0 + inference log, payloads off)',
+    tracing: true,
+    inferenceLog: true,
+  },
 ];
 
 /** The config lines that turn the record on, appended to the bench gateway's config. */
-function recordConfig(def: CaseDef, otlpEndpoint: string): string[] {
+function recordConfig(def: CaseDef, otlpEndpoint: string, logPath: string): string[] {
   const lines: string[] = [];
   if (def.tracing)
     lines.push(
@@ -75,12 +101,18 @@ function recordConfig(def: CaseDef, otlpEndpoint: string): string[] {
       '  sample_ratio: 1',
       `  otlp: { endpoint: ${otlpEndpoint} }`,
     );
-  if (def.inferenceLog) {
-    // RECORD_ON: the inference log's own keys go here once it exists, e.g.
-    //   'inference_log:', '  enabled: true', '  payloads: false'
-    throw new Error('the inference log is not built yet: keep inferenceLog false');
-  }
+  if (def.inferenceLog) lines.push(...inferenceLogConfig(logPath));
   return lines;
+}
+
+/** The inference log on (SQLite at `path`, payloads off: no `payloads` rules). */
+function inferenceLogConfig(path: string, flushMs?: number): string[] {
+  return [
+    'inference_log:',
+    '  enabled: true',
+    `  path: ${JSON.stringify(path)}`,
+    ...(flushMs === undefined ? [] : [`  flush_ms: ${flushMs}`]),
+  ];
 }
 
 interface CaseResult {
@@ -92,19 +124,23 @@ interface CaseResult {
   readonly eventLoopDelayP99Ms: number;
   /** Tracing on: spans the OTLP sink received during the case (proof the record was on). */
   readonly exports: { readonly requests: number; readonly bytes: number };
+  /** Inference log on: request records in its SQLite file after the gateway stopped. */
+  readonly logRequestRecords: number;
 }
 
 function settingsFromArgs(): Settings {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run bench:record -- [--quick]\n' +
-        'env: BENCH_DURATION_S BENCH_WARMUP_S BENCH_CONNECTIONS BENCH_SUT_CORE BENCH_LOAD_CORE\n',
+      'usage: npm run bench:record -- [--quick] [--profile]\n' +
+        'env: BENCH_DURATION_S BENCH_WARMUP_S BENCH_CONNECTIONS BENCH_SUT_CORE BENCH_LOAD_CORE\n' +
+        '     BENCH_LOG_RATE BENCH_LOG_DURATION_S BENCH_SHUTDOWN_REQUESTS BENCH_KILL_FLUSH_MS\n',
     );
     process.exit(0);
   }
@@ -117,11 +153,16 @@ function settingsFromArgs(): Settings {
   };
   return {
     quick,
+    profile: values.profile,
     durationS: num('BENCH_DURATION_S', 15, 3),
     warmupS: num('BENCH_WARMUP_S', 3, 1),
     connections: num('BENCH_CONNECTIONS', 50, 50),
     sutCore: num('BENCH_SUT_CORE', 0, 0),
     loadCore: num('BENCH_LOAD_CORE', 1, 1),
+    logRate: num('BENCH_LOG_RATE', 30_000, 30_000),
+    logDurationS: num('BENCH_LOG_DURATION_S', 10, 3),
+    shutdownRequests: num('BENCH_SHUTDOWN_REQUESTS', 3_000, 500),
+    killFlushMs: num('BENCH_KILL_FLUSH_MS', 1_000, 1_000),
   };
 }
 
@@ -205,11 +246,22 @@ async function runCase(
   key: { secret: string; apiKey: string },
 ): Promise<CaseResult> {
   const config = writeGatewayConfig(tmp, upstream.url, { ...key, name: `record-${def.name}.yaml` });
-  appendFileSync(config.path, `${recordConfig(def, sink.url).join('\n')}\n`);
+  const logPath = join(tmp, `record-${def.name}.db`);
+  appendFileSync(config.path, `${recordConfig(def, sink.url, logPath).join('\n')}\n`);
   const sut = await startPinnedGateway(ROOT, {
     name: `record-${def.name}`,
     core: s.sutCore,
     config: config.path,
+    ...(s.profile
+      ? {
+          extraFlags: [
+            '--cpu-prof',
+            `--cpu-prof-dir=${tmp}`,
+            `--cpu-prof-name=record-${def.name}.cpuprofile`,
+            '--cpu-prof-interval=500',
+          ],
+        }
+      : {}),
   });
   try {
     const target: Target = {
@@ -237,6 +289,11 @@ async function runCase(
     const wallMs = performance.now() - t0;
     const used = cpuMs(sut.pid) - before;
     const p99 = await eventLoopP99Ms(sut.url);
+    const exports = {
+      requests: sink.counts.requests - sent.requests,
+      bytes: sink.counts.bytes - sent.bytes,
+    };
+    await sut.stop(); // writes the log's last batch: its rows are counted below
     return {
       name: def.name,
       label: def.label,
@@ -244,14 +301,303 @@ async function runCase(
       cpuMsPerRequest: used / tp.ok,
       sutCpuPercent: (100 * used) / wallMs,
       eventLoopDelayP99Ms: p99,
-      exports: {
-        requests: sink.counts.requests - sent.requests,
-        bytes: sink.counts.bytes - sent.bytes,
-      },
+      exports,
+      logRequestRecords: def.inferenceLog ? loggedRequests(logPath).size : 0,
     };
   } finally {
     await sut.stop();
   }
+}
+
+/** Request ids in an inference log file, with each record's outcome (`ok` for a 2xx). */
+function loggedRequests(path: string): Map<string, string> {
+  const db = new Database(path, { readonly: true });
+  try {
+    const rows = db.prepare('SELECT id, outcome FROM sy_inference_requests').all() as {
+      id: string;
+      outcome: string;
+    }[];
+    return new Map(rows.map((r) => [r.id, r.outcome]));
+  } finally {
+    db.close();
+  }
+}
+
+/** What bench/record-log.ts measured (the embedded log's write rate). */
+interface LogThroughputResult {
+  readonly offeredPerS: number;
+  readonly offered: number;
+  readonly written: number;
+  readonly dropped: number;
+  readonly stored: { readonly requests: number; readonly calls: number };
+  readonly storedTotal: number;
+  readonly elapsedS: number;
+  readonly sustainedPerS: number;
+  readonly batches: number;
+  readonly writeMsTotal: number;
+  readonly writeMsMax: number;
+  readonly capacityPerS: number;
+  readonly eventLoopDelayP99Ms: number;
+  readonly eventLoopDelayMaxMs: number;
+  readonly flushMs: number;
+  readonly bufferSize: number;
+}
+
+/** The embedded log's write rate, in a child on the gateway's core (see bench/record-log.ts). */
+async function runLogThroughput(
+  s: Settings,
+  tmp: string,
+  name: string,
+  rate: number,
+  durationS: number,
+): Promise<LogThroughputResult> {
+  const script = compileScript(ROOT, join(ROOT, 'bench/record-log.ts'));
+  const args = [
+    '-c',
+    String(s.sutCore),
+    process.execPath,
+    script,
+    join(ROOT, 'dist'),
+    join(tmp, `${name}.db`),
+    String(rate),
+    String(durationS),
+    '1000', // inference_log.flush_ms default
+    '50000', // inference_log.buffer_size default
+  ];
+  process.stderr.write(
+    `[bench] embedded log (${name}): ${rate} records/s offered for ${durationS} s\n`,
+  );
+  const { stdout } = await execFileAsync('taskset', args, { cwd: ROOT });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as LogThroughputResult;
+}
+
+interface Answered {
+  /** 2xx answers: request id → when the answer arrived (ms, driver's performance.now()). */
+  readonly ok: Map<string, number>;
+  sent: number;
+  failed: number;
+}
+
+/**
+ * Closed-loop traffic with our own request ids (`x-request-id`), so each answer can be matched with
+ * its record: `connections` loops, each sending the next request as soon as its last one is
+ * answered, until `stop()` or `limit` requests were sent.
+ */
+function drive(
+  origin: string,
+  apiKey: string,
+  prefix: string,
+  connections: number,
+  limit = Infinity,
+): { answered: Answered; stop(): void; sentAll: Promise<void>; done: Promise<void> } {
+  const pool = new Pool(origin, { connections, pipelining: 1 });
+  const answered: Answered = { ok: new Map(), sent: 0, failed: 0 };
+  let stopped = false;
+  let sentAll!: () => void;
+  const sentAllP = new Promise<void>((r) => (sentAll = r));
+  const body = JSON.stringify({
+    model: BENCH_MODEL,
+    messages: [{ role: 'user', content: 'Say hello in one short sentence.' }],
+    max_tokens: 32,
+  });
+  const loop = async (): Promise<void> => {
+    while (!stopped && answered.sent < limit) {
+      const id = `${prefix}-${answered.sent++}`;
+      if (answered.sent >= limit) sentAll();
+      try {
+        const res = await pool.request({
+          path: '/v1/chat/completions',
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            authorization: `Bearer ${apiKey}`,
+            'x-request-id': id,
+          },
+          body,
+        });
+        await res.body.dump();
+        if (res.statusCode >= 200 && res.statusCode < 300) answered.ok.set(id, performance.now());
+        else answered.failed++;
+      } catch {
+        answered.failed++;
+        if (stopped) return;
+        await new Promise((r) => setTimeout(r, 5)); // the gateway is going away
+      }
+    }
+  };
+  const done = Promise.all(Array.from({ length: connections }, loop)).then(async () => {
+    await pool.destroy();
+  });
+  return {
+    answered,
+    stop: () => {
+      stopped = true;
+    },
+    sentAll: sentAllP,
+    done,
+  };
+}
+
+/** A gateway with the inference log on (tracing off), on the gateway's core. */
+async function startLoggingGateway(
+  s: Settings,
+  name: string,
+  tmp: string,
+  upstream: Pinned,
+  key: { secret: string; apiKey: string },
+  flushMs: number,
+): Promise<{ sut: Pinned; logPath: string }> {
+  const config = writeGatewayConfig(tmp, upstream.url, { ...key, name: `${name}.yaml` });
+  const logPath = join(tmp, `${name}.db`);
+  appendFileSync(config.path, `${inferenceLogConfig(logPath, flushMs).join('\n')}\n`);
+  const sut = await startPinnedGateway(ROOT, { name, core: s.sutCore, config: config.path });
+  return { sut, logPath };
+}
+
+function exited(p: Pinned): Promise<{ code: number | null; signal: string | null }> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null)
+    return Promise.resolve({ code: p.child.exitCode, signal: p.child.signalCode });
+  return new Promise((r) => p.child.once('exit', (code, signal) => r({ code, signal })));
+}
+
+interface ShutdownResult {
+  readonly flushMs: number;
+  readonly sent: number;
+  readonly answered2xx: number;
+  readonly failed: number;
+  readonly exit: { readonly code: number | null; readonly signal: string | null };
+  readonly exitMs: number;
+  /** Requests answered 2xx with an `ok` record in the file. */
+  readonly recorded: number;
+  /** Answered 2xx, no record: what shutdown lost. */
+  readonly lost: number;
+  /** Records of ours with no 2xx answer seen by the client (answered as the connection closed). */
+  readonly recordedUnanswered: number;
+}
+
+/**
+ * Graceful shutdown: `n` requests at `connections` concurrency with a flush interval longer than
+ * the run (so every record is still in the buffer), SIGTERM once the last was sent (some still in
+ * flight), then the file is read: every 2xx answer must have its record.
+ */
+async function runShutdown(
+  s: Settings,
+  tmp: string,
+  upstream: Pinned,
+  key: { secret: string; apiKey: string },
+): Promise<ShutdownResult> {
+  const flushMs = 600_000;
+  const { sut, logPath } = await startLoggingGateway(
+    s,
+    'record-sigterm',
+    tmp,
+    upstream,
+    key,
+    flushMs,
+  );
+  const traffic = drive(sut.url, key.apiKey, 'term', 16, s.shutdownRequests);
+  process.stderr.write(`[bench] graceful shutdown: ${s.shutdownRequests} requests, then SIGTERM\n`);
+  await traffic.sentAll;
+  const t0 = performance.now();
+  process.kill(sut.pid, 'SIGTERM');
+  const exit = await Promise.race([
+    exited(sut),
+    new Promise<never>((_, reject) =>
+      setTimeout(
+        () => reject(new Error('the gateway did not exit within 30 s of SIGTERM')),
+        30_000,
+      ),
+    ),
+  ]);
+  const exitMs = performance.now() - t0;
+  traffic.stop();
+  await traffic.done;
+  const logged = loggedRequests(logPath);
+  const ours = [...logged].filter(([id, outcome]) => id.startsWith('term-') && outcome === 'ok');
+  const ok = traffic.answered.ok;
+  const recorded = [...ok.keys()].filter((id) => logged.get(id) === 'ok').length;
+  return {
+    flushMs,
+    sent: traffic.answered.sent,
+    answered2xx: ok.size,
+    failed: traffic.answered.failed,
+    exit,
+    exitMs,
+    recorded,
+    lost: ok.size - recorded,
+    recordedUnanswered: ours.filter(([id]) => !ok.has(id)).length,
+  };
+}
+
+interface KillResult {
+  readonly flushMs: number;
+  /** When SIGKILL was sent, ms after the load started. */
+  readonly killAtMs: number;
+  readonly answered2xx: number;
+  readonly recorded: number;
+  readonly lost: number;
+  /**
+   * Kill time minus the answer time of the oldest lost request: how far back the loss reaches
+   * (0 when nothing was lost). At most one flush interval (plus timer slack) by design.
+   */
+  readonly lostWindowMs: number;
+  /** Kill time minus the answer time of the newest request whose record survived. */
+  readonly newestRecordedAgeMs: number;
+  readonly reqPerS: number;
+}
+
+/**
+ * `kill -9`: a gateway writing every `flushMs`, steady closed-loop load, SIGKILL at a random
+ * moment; the file is then read (SQLite recovers its WAL) and compared with the 2xx answers.
+ */
+async function runKill(
+  s: Settings,
+  tmp: string,
+  upstream: Pinned,
+  key: { secret: string; apiKey: string },
+): Promise<KillResult> {
+  const flushMs = s.killFlushMs;
+  const { sut, logPath } = await startLoggingGateway(
+    s,
+    'record-sigkill',
+    tmp,
+    upstream,
+    key,
+    flushMs,
+  );
+  const traffic = drive(sut.url, key.apiKey, 'kill', 8);
+  const t0 = performance.now();
+  const killAfter = flushMs * (2.5 + 2 * Math.random());
+  process.stderr.write(
+    `[bench] kill -9: flush_ms ${flushMs}, steady load, SIGKILL after ${killAfter.toFixed(0)} ms\n`,
+  );
+  await new Promise((r) => setTimeout(r, killAfter));
+  process.kill(sut.pid, 'SIGKILL');
+  const killAt = performance.now();
+  await exited(sut);
+  traffic.stop();
+  await traffic.done;
+  const logged = loggedRequests(logPath);
+  const ok = [...traffic.answered.ok].filter(([, at]) => at <= killAt);
+  const lost = ok.filter(([id]) => logged.get(id) !== 'ok');
+  const kept = ok.filter(([id]) => logged.get(id) === 'ok');
+  return {
+    flushMs,
+    killAtMs: killAt - t0,
+    answered2xx: ok.length,
+    recorded: kept.length,
+    lost: lost.length,
+    lostWindowMs: lost.length === 0 ? 0 : killAt - Math.min(...lost.map(([, at]) => at)),
+    newestRecordedAgeMs:
+      kept.length === 0 ? Number.NaN : killAt - Math.max(...kept.map(([, at]) => at)),
+    reqPerS: ok.length / ((killAt - t0) / 1000),
+  };
+}
+
+function onCase(results: readonly CaseResult[]): CaseResult {
+  const r = results.find((c) => c.name === 'on');
+  if (r === undefined) throw new Error('no `on` case');
+  return r;
 }
 
 function gitRevision(): string {
@@ -297,14 +643,26 @@ async function main(): Promise<void> {
   const load = new LoadClient(loadProc);
   const key = writeGatewayConfig(tmp, upstream.url, { name: 'key.yaml' });
   const results: CaseResult[] = [];
+  const k = { secret: key.secret, apiKey: key.apiKey };
+  let log: LogThroughputResult;
+  let logAtGatewayRate: LogThroughputResult;
+  let shutdown: ShutdownResult;
+  let kill: KillResult;
   try {
-    for (const def of CASES)
-      results.push(
-        await runCase(s, def, load, upstream, tmp, sink, {
-          secret: key.secret,
-          apiKey: key.apiKey,
-        }),
-      );
+    for (const def of CASES) results.push(await runCase(s, def, load, upstream, tmp, sink, k));
+    log = await runLogThroughput(s, tmp, 'log-rate', s.logRate, s.logDurationS);
+    // The writer alone at the rate the gateway produced records in the `on` case (a request and
+    // a model call per request): its longest batch is how long it holds the loop per flush.
+    const atGatewayRate = Math.max(2, Math.round(2 * onCase(results).throughput.reqPerS));
+    logAtGatewayRate = await runLogThroughput(
+      s,
+      tmp,
+      'log-at-gateway-rate',
+      atGatewayRate,
+      Math.max(3, Math.round(s.logDurationS / 2)),
+    );
+    shutdown = await runShutdown(s, tmp, upstream, k);
+    kill = await runKill(s, tmp, upstream, k);
   } finally {
     await sink.close();
     await upstream.stop();
@@ -314,14 +672,60 @@ async function main(): Promise<void> {
   const off = results.find((r) => r.name === 'off')!;
   const on = results.find((r) => r.name === 'on')!;
   const cpuRatio = on.cpuMsPerRequest / off.cpuMsPerRequest;
-  const targets = {
-    cpuRatioAtMost1_25: cpuRatio <= 1.25,
-    eventLoopP99AtMost5ms: on.eventLoopDelayP99Ms <= 5,
-    tracesExported: on.exports.requests > 0,
-  };
+  const f = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+  const int = (n: number): string => Math.round(n).toLocaleString('en-US');
+  const killSlackMs = 100;
+  const targets: { name: string; limit: string; value: string; pass: boolean }[] = [
+    {
+      name: 'CPU per proxied request, record on / off',
+      limit: '≤ 1.25×',
+      value: `${f(cpuRatio)}×`,
+      pass: cpuRatio <= 1.25,
+    },
+    {
+      name: 'event-loop delay p99 under load, record on',
+      limit: '≤ 5 ms',
+      value: `${f(on.eventLoopDelayP99Ms)} ms`,
+      pass: on.eventLoopDelayP99Ms <= 5,
+    },
+    {
+      name: `the log writer alone at the on case's rate (${int(logAtGatewayRate.offeredPerS)} records/s): longest batch on the event loop`,
+      limit: '≤ 5 ms',
+      value: `${f(logAtGatewayRate.writeMsMax)} ms (flush_ms ${logAtGatewayRate.flushMs})`,
+      pass: logAtGatewayRate.writeMsMax <= 5,
+    },
+    {
+      name: 'record on: spans exported and every answered request logged',
+      limit: '> 0 exports; log rows ≥ 2xx answers',
+      value: `${on.exports.requests} exports; ${int(on.logRequestRecords)} rows`,
+      pass: on.exports.requests > 0 && on.logRequestRecords >= on.throughput.ok,
+    },
+    {
+      name: `embedded log sustains (offered ${int(log.offeredPerS)} records/s, read back)`,
+      limit: '≥ 20,000 records/s, 0 dropped',
+      value: `${int(log.sustainedPerS)} records/s, ${int(log.storedTotal)} of ${int(log.offered)} stored, ${int(log.dropped)} dropped`,
+      pass:
+        log.offeredPerS >= 20_000 &&
+        log.dropped === 0 &&
+        log.storedTotal === log.offered &&
+        log.sustainedPerS >= 20_000,
+    },
+    {
+      name: 'graceful shutdown (SIGTERM) loses no record',
+      limit: '0 lost',
+      value: `${int(shutdown.lost)} lost of ${int(shutdown.answered2xx)} answered`,
+      pass: shutdown.lost === 0 && shutdown.answered2xx > 0 && shutdown.exit.code === 0,
+    },
+    {
+      name: `kill -9 loses at most the last flush interval (flush_ms ${kill.flushMs})`,
+      limit: `lost window ≤ ${kill.flushMs} ms + ${killSlackMs} ms timer slack`,
+      value: `${int(kill.lost)} lost of ${int(kill.answered2xx)}, window ${f(kill.lostWindowMs, 0)} ms`,
+      pass: kill.answered2xx > 0 && kill.lostWindowMs <= kill.flushMs + killSlackMs,
+    },
+  ];
   const cpu = cpus();
   const row = (r: CaseResult): string =>
-    `| ${r.label} | ${r.throughput.reqPerS.toFixed(0)} | ${r.cpuMsPerRequest.toFixed(3)} | ${r.sutCpuPercent.toFixed(0)} | ${r.throughput.latency.p99.toFixed(2)} | ${r.eventLoopDelayP99Ms.toFixed(2)} | ${r.exports.requests} (${(r.exports.bytes / 1024).toFixed(0)} KiB) |`;
+    `| ${r.label} | ${r.throughput.reqPerS.toFixed(0)} | ${r.cpuMsPerRequest.toFixed(3)} | ${r.sutCpuPercent.toFixed(0)} | ${r.throughput.latency.p99.toFixed(2)} | ${r.eventLoopDelayP99Ms.toFixed(2)} | ${r.exports.requests} (${(r.exports.bytes / 1024).toFixed(0)} KiB) | ${int(r.logRequestRecords)} |`;
   const text = [
     `## Switchyard record overhead — ${started.toISOString()}`,
     '',
@@ -330,17 +734,38 @@ async function main(): Promise<void> {
       `load, upstream, OTLP sink and driver on core ${s.loadCore}; bin flags ${launchFlags(ROOT).join(' ')}.`,
     ...(s.quick ? ['', '**Quick run (--quick): numbers are a smoke test only.**'] : []),
     '',
-    '| case | req/s | CPU ms/req | gateway CPU % | p99 ms | event-loop p99 ms | OTLP exports |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| case | req/s | CPU ms/req | gateway CPU % | p99 ms | event-loop p99 ms | OTLP exports | log rows |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     row(off),
     row(on),
     '',
-    `CPU per request, on / off: **${cpuRatio.toFixed(2)}×** (target ≤ 1.25×: ${targets.cpuRatioAtMost1_25 ? 'met' : 'NOT met'}); ` +
-      `event-loop p99 with the record on: ${on.eventLoopDelayP99Ms.toFixed(2)} ms (target ≤ 5 ms: ${targets.eventLoopP99AtMost5ms ? 'met' : 'NOT met'}).`,
-    'Not measured yet: the inference log (built separately; see RECORD_ON in bench/record.ts).',
+    `Embedded log: ${int(log.offered)} records offered at ${int(log.offeredPerS)}/s for ${s.logDurationS} s, ` +
+      `${int(log.storedTotal)} read back (${int(log.dropped)} dropped), ${int(log.sustainedPerS)} records/s including the final flush; ` +
+      `${log.batches} batches, SQLite busy ${f(log.writeMsTotal, 0)} ms (${int(log.capacityPerS)} records/s while writing), ` +
+      `longest batch ${f(log.writeMsMax, 0)} ms on the event loop.`,
+    `The writer alone at the \`on\` case's rate: ${int(logAtGatewayRate.offered)} records at ${int(logAtGatewayRate.offeredPerS)}/s, ` +
+      `${int(logAtGatewayRate.storedTotal)} read back; ${logAtGatewayRate.batches} batches, longest ${f(logAtGatewayRate.writeMsMax)} ms, ` +
+      `its loop's p99 delay ${f(logAtGatewayRate.eventLoopDelayP99Ms)} ms.`,
+    `Graceful shutdown: ${int(shutdown.sent)} sent, ${int(shutdown.answered2xx)} answered 2xx, SIGTERM with requests in flight, ` +
+      `exit ${String(shutdown.exit.code ?? shutdown.exit.signal)} after ${f(shutdown.exitMs, 0)} ms; ${int(shutdown.recorded)} recorded, ${int(shutdown.lost)} lost.`,
+    `kill -9 (flush_ms ${kill.flushMs}): SIGKILL at ${f(kill.killAtMs, 0)} ms into ${int(kill.reqPerS)} req/s; ` +
+      `${int(kill.answered2xx)} answered 2xx, ${int(kill.recorded)} recorded, ${int(kill.lost)} lost, answered within the last ${f(kill.lostWindowMs, 0)} ms ` +
+      `(newest surviving record answered ${f(kill.newestRecordedAgeMs, 0)} ms before the kill).`,
+    '',
+    ...targets.map(
+      (t) => `- ${t.pass ? 'PASS' : 'FAIL'} ${t.name}: ${t.value} (target ${t.limit})`,
+    ),
     '',
   ].join('\n');
   process.stdout.write(text);
+  if (s.profile)
+    for (const def of CASES) {
+      const file = join(tmp, `record-${def.name}.cpuprofile`);
+      if (existsSync(file))
+        process.stdout.write(
+          `\n### CPU profile, ${def.label}\n\n\`\`\`\n${formatSummary(summarise(file, 25))}\n\`\`\`\n`,
+        );
+    }
   const json = {
     benchmark: 'record',
     timestamp: started.toISOString(),
@@ -350,8 +775,11 @@ async function main(): Promise<void> {
     settings: s,
     cases: results,
     cpuRatio,
+    log,
+    logAtGatewayRate,
+    shutdown,
+    kill,
     targets,
-    notes: ['The inference log is not part of this run yet (#15 item 2).'],
   };
   // The README quotes -latest: only a full run writes it (and its timestamped copy).
   if (!s.quick) {

@@ -1,0 +1,149 @@
+import { join } from 'node:path';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import type { ModelCallEvent, RequestDoneEvent } from '../src/core/events.js';
+import type * as EventsModule from '../src/core/events.js';
+import type * as RecorderModule from '../src/observability/inference-recorder.js';
+import type * as StoreModule from '../src/state/sqlite-inference-log.js';
+
+/**
+ * The embedded inference log's write rate (#15), a child of bench/record.ts pinned to the
+ * gateway's core: the gateway's own compiled recorder and SQLite store (from dist/, loaded by
+ * path: a bench child imports no relative modules), fed through the real path. Events are
+ * published on the diagnostics channels the gateway publishes on (`requestDone`, `modelCall`),
+ * the recorder builds its records into its buffer, its timer writes each batch in one SQLite (WAL)
+ * transaction. The producer offers `rate` records/s (half requests, half model calls) for
+ * `durationS`, paced in 10 ms slices; then the recorder is closed (final flush) and the file is
+ * read back with a separate connection to count what landed.
+ *
+ * argv: <dist dir> <db path> <records per second> <duration s> <flush ms> <buffer size>
+ * Prints one JSON line (LogThroughputResult in bench/record.ts).
+ */
+const [dist, dbPath, rateArg, durationArg, flushArg, bufferArg] = process.argv.slice(2);
+if (dist === undefined || dbPath === undefined) throw new Error('usage: record-log <dist> <db> …');
+const rate = Number(rateArg);
+const durationS = Number(durationArg);
+const flushMs = Number(flushArg);
+const bufferSize = Number(bufferArg);
+
+const load = async <T>(rel: string): Promise<T> =>
+  (await import(pathToFileURL(join(dist, rel)).href)) as T;
+const { events, publish } = await load<typeof EventsModule>('core/events.js');
+const { InferenceRecorder } = await load<typeof RecorderModule>(
+  'observability/inference-recorder.js',
+);
+const { SqliteInferenceLog } = await load<typeof StoreModule>('state/sqlite-inference-log.js');
+
+const store = SqliteInferenceLog.open(dbPath);
+// Time spent inside the store's append (the SQLite transaction): the writer's own cost.
+const writes: number[] = [];
+const append = store.append.bind(store);
+store.append = async (r, c) => {
+  const t0 = performance.now();
+  await append(r, c);
+  writes.push(performance.now() - t0);
+};
+let dropped = 0;
+let written = 0;
+const recorder = new InferenceRecorder({
+  store,
+  clock: { now: () => performance.now(), wall: () => Date.now() },
+  logger: { warn: () => undefined, info: () => undefined, error: () => undefined } as never,
+  bufferSize,
+  flushMs,
+  onDropped: (_reason, n) => (dropped += n),
+  onWritten: (_kind, n) => (written += n),
+}).start();
+
+// A direct chat call's two records, as the gateway publishes them (payloads off).
+const call = (id: string): ModelCallEvent => ({
+  requestId: id,
+  origin: 'direct',
+  tenant: 'bench',
+  trafficClass: 'interactive',
+  op: 'chat',
+  requested: 'chat-bench',
+  model: 'chat-bench',
+  servedBy: 'chat-bench',
+  version: 'v1',
+  system: 'openai',
+  tier: 'central',
+  reason: 'default',
+  stream: false,
+  ms: 1.7,
+  inputTokens: 12,
+  outputTokens: 9,
+  estimated: false,
+  cost: 0.00021,
+  outcome: 'ok',
+  attempts: 'chat-bench#1:ok',
+  withheld: 0,
+  traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+});
+const done = (id: string): RequestDoneEvent => ({
+  requestId: id,
+  method: 'POST',
+  route: '/v1/chat/completions',
+  model: 'chat-bench',
+  tenant: 'bench',
+  keyFingerprint: 'fp',
+  trafficClass: 'interactive',
+  status: 200,
+  code: undefined,
+  durationMs: 2.1,
+  stream: false,
+  path: 'chat-bench#1:ok',
+  traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+});
+
+const loop = monitorEventLoopDelay({ resolution: 1 });
+loop.enable();
+const pairsPerS = rate / 2;
+const t0 = performance.now();
+let pairs = 0;
+let lastAt = t0;
+while (performance.now() - t0 < durationS * 1000) {
+  lastAt = performance.now();
+  const due = Math.floor(((lastAt - t0) / 1000) * pairsPerS);
+  for (; pairs < due; pairs++) {
+    const id = `log-${pairs}`;
+    publish(events.modelCall, call(id));
+    publish(events.requestDone, done(id));
+  }
+  await new Promise((r) => setTimeout(r, 10));
+}
+// Offered over the time the producer ran (not counting the wait after its last slice).
+const offeredS = (lastAt - t0) / 1000;
+await recorder.close(); // writes what is held, closes the store
+const elapsedS = (performance.now() - t0) / 1000;
+loop.disable();
+
+const Database = (await import('better-sqlite3')).default;
+const db = new Database(dbPath, { readonly: true });
+const count = (table: string): number =>
+  (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+const stored = { requests: count('sy_inference_requests'), calls: count('sy_inference_calls') };
+db.close();
+
+const writeMs = writes.reduce((a, b) => a + b, 0);
+const offered = pairs * 2;
+process.stdout.write(
+  `${JSON.stringify({
+    offeredPerS: offered / offeredS,
+    offered,
+    written,
+    dropped,
+    stored,
+    storedTotal: stored.requests + stored.calls,
+    elapsedS,
+    sustainedPerS: (stored.requests + stored.calls) / elapsedS,
+    batches: writes.length,
+    writeMsTotal: writeMs,
+    writeMsMax: writes.reduce((a, b) => Math.max(a, b), 0),
+    capacityPerS: written / (writeMs / 1000),
+    eventLoopDelayP99Ms: loop.percentile(99) / 1e6,
+    eventLoopDelayMaxMs: loop.max / 1e6,
+    flushMs,
+    bufferSize,
+  })}\n`,
+);
