@@ -89,6 +89,30 @@ describe('InferenceRecorder', () => {
     return { recorder, store, dropped, warnings };
   }
 
+  it('writes a large batch in slices, giving the event loop a turn between them, and loses none', async () => {
+    const { recorder, store } = open(2_000);
+    const sizes: number[] = [];
+    const append = store.append.bind(store);
+    store.append = (r, c) => {
+      sizes.push(r.length + c.length);
+      return append(r, c);
+    };
+    for (let i = 0; i < 300; i++) {
+      publish(events.modelCall, modelCall(`r${i}`));
+      publish(events.requestDone, done(`r${i}`));
+    }
+    let turns = 0;
+    const tick = setInterval(() => turns++, 0);
+    await recorder.flush();
+    clearInterval(tick);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(600);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(128);
+    expect(sizes.length).toBeGreaterThanOrEqual(5);
+    // Timers ran while the flush was still writing: the loop was not held for the whole batch.
+    expect(turns).toBeGreaterThan(0);
+    expect((await store.query({ limit: 1000 })).records).toHaveLength(300);
+  });
+
   it('sums a request’s own calls into its record, and files a shadow copy under it apart', async () => {
     const { recorder } = open();
     publish(events.modelCall, modelCall('r1'));
