@@ -479,8 +479,17 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
     expect(batch!.calls).toBe(lines);
     expect(batch!.requests).toBe(lines);
     // And each line is a record of the inference log: the batch class, its route, its cost.
-    const line = (await store.lines(ids[ids.length - 1]!)).find((l) => l.ok)!;
-    const id = line.result!['id'] as string;
+    // Any answered chat line (batches created in the same second list in no fixed order).
+    let line: Awaited<ReturnType<typeof store.lines>>[number] | undefined;
+    for (const id of ids)
+      line ??= (await store.lines(id)).find(
+        (l) =>
+          l.ok &&
+          (l.result?.['response'] as { body?: { object?: string } } | undefined)?.body?.object ===
+            'chat.completion',
+      );
+    expect(line).toBeDefined();
+    const id = line!.result!['id'] as string;
     const record = await until(
       () => runtime.inferenceLog!.get(id),
       (r) => r !== undefined,
@@ -493,7 +502,7 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
       status: 200,
       outcome: 'ok',
     });
-    expect(record!.cost).toBeCloseTo(line.cost, 12);
+    expect(record!.cost).toBeCloseTo(line!.cost, 12);
     expect(record!.calls).toHaveLength(1);
   });
 });
