@@ -147,6 +147,9 @@ export class Upload implements UploadBody {
     this.stop();
     this.parts.length = 0;
     this.queued = 0;
+    // An upstream body still waiting for parts ends now (it throws), instead of never settling.
+    this.failure ??= syError('SY_ERR_CLIENT_CLOSED', 'the upload was discarded');
+    this.poke();
   }
 
   private async *encode(

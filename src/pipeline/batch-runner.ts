@@ -148,13 +148,24 @@ export class BatchRunner {
   async tick(): Promise<void> {
     const rt = this.o.runtime();
     if (rt === undefined || !rt.snapshot.config.batches.enabled) return;
+    let active: Awaited<ReturnType<BatchStore['activeBatches']>>;
     try {
-      for (const b of await this.o.store.activeBatches()) {
-        if (this.closed) return;
-        await this.step(b, rt);
-      }
+      active = await this.o.store.activeBatches();
     } catch (err) {
       this.o.logger.warn({ err: String(err) }, 'batches: a pass over the active batches failed');
+      return;
+    }
+    // A batch another process (worker, replica) finished is no longer active: drop its parsed input.
+    const ids = new Set(active.map((b) => b.id));
+    for (const id of this.work.keys()) if (!ids.has(id)) this.work.delete(id);
+    for (const b of active) {
+      if (this.closed) return;
+      // One batch failing (a bad row, a store error) does not hold back the others.
+      try {
+        await this.step(b, rt);
+      } catch (err) {
+        this.o.logger.warn({ err: String(err), batch: b.id }, 'batches: a batch step failed');
+      }
     }
   }
 
@@ -183,14 +194,16 @@ export class BatchRunner {
       w.claimed = new Set(rows.map((r) => r.index));
       w.cursor = 0;
       while (w.cursor < input.length && w.claimed.has(w.cursor)) w.cursor++;
-      const mine = rows.some((r) => this.running.has(lineKey(b.id, r.index)));
+      // Lines still running anywhere (this process, another worker or replica): the files are
+      // written only once every started line is done or, dead, committed as interrupted.
+      const inFlight = rows.some((r) => r.state === 'started');
       const done = rows.filter((r) => r.state === 'done');
       if (b.status === 'cancelling') {
-        if (!mine) await this.finish(b, 'cancelled', rows, input);
+        if (!inFlight) await this.finish(b, 'cancelled', rows, input);
         return;
       }
       if (done.length < input.length && expired) {
-        if (!mine) await this.finish(b, 'expired', rows, input);
+        if (!inFlight) await this.finish(b, 'expired', rows, input);
         return;
       }
       if (done.length === input.length) {

@@ -1,3 +1,4 @@
+import type { Logger } from '../contracts/logger.js';
 import { resolve } from 'node:path';
 import type { AuditSink } from '../contracts/audit.js';
 import type { ConfigSnapshot } from '../config/load.js';
@@ -40,13 +41,22 @@ function sharedConsent(
   cluster: ClusterPeer,
   onRemote: (before: ConsentRecord | undefined, after: ConsentRecord) => Promise<void>,
   held: () => ConsentBook | undefined,
+  logger: Logger,
 ): ConsentPersistence {
   const listeners: ((r: ConsentRecord) => void)[] = [];
-  cluster.on(CONSENT_TOPIC, async (body) => {
-    const r = body as ConsentRecord;
+  // A change made in another worker arrives over IPC and, with a Redis consent store, over Redis
+  // too, in either order: whichever comes first is compared with what this worker held, so the
+  // worker-local purge runs once, never skipped because the other path was already learned.
+  const deliver = async (r: ConsentRecord): Promise<void> => {
     const before = held()?.get(r.tenant, r.userId);
     for (const l of listeners) l(r);
     await onRemote(before, r);
+  };
+  cluster.on(CONSENT_TOPIC, (body) => deliver(body as ConsentRecord));
+  inner?.subscribe?.((r) => {
+    deliver(r).catch((err: unknown) =>
+      logger.error({ err: String(err) }, 'consent: a change from another worker was not applied'),
+    );
   });
   return {
     loadAll: () => inner?.loadAll() ?? [],
@@ -60,7 +70,6 @@ function sharedConsent(
     },
     subscribe: (on) => {
       listeners.push(on);
-      inner?.subscribe?.(on);
     },
     close: () => inner?.close(),
   };
@@ -126,6 +135,7 @@ export async function openPersonalization(
         await features.purgeUser(after.tenant, after.userId, all ? undefined : revoked);
       },
       () => held.book,
+      logger,
     );
   }
   const consent = new ConsentBook({
