@@ -517,6 +517,7 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
       line ??= (await store.lines(id)).find(
         (l) =>
           l.ok &&
+          !l.customId.startsWith('ox-') &&
           (l.result?.['response'] as { body?: { object?: string } } | undefined)?.body?.object ===
             'chat.completion',
       );
