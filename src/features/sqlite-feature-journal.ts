@@ -1,6 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import { openWalSqlite } from '../state/sqlite-wal.js';
+import type Database from 'better-sqlite3';
 import type { ConsentPurpose } from '../contracts/policy.js';
 import type { FeatureEntry } from '../contracts/feature-source.js';
 
@@ -32,9 +31,7 @@ export class SqliteFeatureJournal {
 
   constructor(path: string) {
     // A store under a directory that does not exist yet (`data/…` of a fresh checkout).
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
+    this.db = openWalSqlite(path);
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(`CREATE TABLE IF NOT EXISTS feature_values (
       tenant TEXT NOT NULL,

@@ -1,6 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import { openWalSqlite } from './sqlite-wal.js';
+import type Database from 'better-sqlite3';
 import type { AuditEntry, AuditLog, AuditQuery, StoredAuditEntry } from '../contracts/audit.js';
 import {
   AUDIT_INSERT_COLUMNS,
@@ -24,11 +23,8 @@ CREATE INDEX IF NOT EXISTS rs_audit_at ON rs_audit (at);
  * busy timeout, since the CLI and a running gateway may write the same file.
  */
 export function openDurableSqlite(path: string): Database.Database {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
+  const db = openWalSqlite(path);
   db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
   return db;
 }
 

@@ -1,6 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import { openWalSqlite } from './sqlite-wal.js';
+import type Database from 'better-sqlite3';
 import type { ConsentPersistence, ConsentPurpose, ConsentRecord } from '../contracts/policy.js';
 
 interface Row {
@@ -18,9 +17,7 @@ export class SqliteConsentStore implements ConsentPersistence {
 
   constructor(path: string) {
     // A store under a directory that does not exist yet (`data/…` of a fresh checkout).
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
+    this.db = openWalSqlite(path);
     this.db.exec(`CREATE TABLE IF NOT EXISTS consent (
       tenant TEXT NOT NULL,
       user_id TEXT NOT NULL,
