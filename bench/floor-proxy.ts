@@ -4,7 +4,8 @@ import { Pool } from 'undici';
 
 /**
  * The floor: about the least work a Node proxy can do per request (read the body, forward it on
- * an undici Pool, read the answer, write it back). No auth, parsing, limits, deadlines or logs.
+ * an undici Pool, read the answer, write it back; an event stream is written back chunk by chunk
+ * as it arrives). No auth, parsing, limits, deadlines or logs.
  * Whatever Switchyard costs beyond this is its own. Usage: floor-proxy.ts <upstream origin>.
  * Prints `READY <url>` on stdout once listening.
  */
@@ -25,8 +26,16 @@ const server = createServer({ keepAliveTimeout: 5_000 }, (req, res) => {
         body: chunks.length === 0 ? null : Buffer.concat(chunks),
       })
       .then(async ({ statusCode, headers, body }) => {
-        const answer = Buffer.from(await body.arrayBuffer());
         const type = headers['content-type'];
+        if (typeof type === 'string' && type.startsWith('text/event-stream')) {
+          res.writeHead(statusCode, { 'content-type': type, 'cache-control': 'no-cache' });
+          for await (const chunk of body) {
+            if (!res.write(chunk as Buffer)) await new Promise((ok) => res.once('drain', ok));
+          }
+          res.end();
+          return;
+        }
+        const answer = Buffer.from(await body.arrayBuffer());
         res.writeHead(statusCode, {
           'content-type': typeof type === 'string' ? type : 'application/json',
           'content-length': answer.length,

@@ -7,21 +7,29 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
+import { compileScript } from './lib/compile.js';
 import { BENCH_MODEL, writeGatewayConfig } from './lib/gateway-config.js';
-import { startPinnedGateway } from './lib/launch.js';
-import { installCleanup } from './lib/processes.js';
+import { launchFlags, startPinnedGateway } from './lib/launch.js';
+import { installCleanup, spawnPinned } from './lib/processes.js';
 import { cpuMs } from './lib/proc-stats.js';
 
 /**
  * `npm run bench:stream` (#16 targets): a 64-chunk chat stream paced at 20 ms, measured direct
- * against the upstream and through Switchyard in one run, alternating stream by stream so both
- * see the same machine. Reports the time to the first chunk (TTFT) and the gaps between chunks
- * as the client sees them, the gateway's added TTFT at p50 and added inter-chunk gap at p99, and
- * the gateway's CPU per streamed chunk (from /proc/<pid>/stat around the measured phase).
+ * against the upstream, through the floor proxy and through Switchyard in one run. Each wave
+ * runs CONCURRENCY streams direct beside CONCURRENCY streams through one of the two proxies,
+ * the proxies taking turns wave by wave, so all three see the same machine. Reports the time to
+ * the first chunk (TTFT) and the gaps between chunks as the client sees them, each proxy's added
+ * TTFT at p50 and added inter-chunk gap at p99, and each proxy's CPU per streamed chunk (from
+ * /proc/<pid>/stat around the measured phase).
  *
- * Placement: Switchyard alone on core 0 (`BENCH_SUT_CORE`); this driver, with the paced upstream
- * and the client in it, on core 1 (the npm script pins it). The upstream writes one
- * `chat.completion.chunk` event every 20 ms from a timer, then a usage chunk and `[DONE]`.
+ * The floor (bench/floor-proxy.ts: node:http and an undici Pool relaying the chunks as they
+ * come, nothing else) says what any Node proxy costs on this machine: the direct path has no
+ * process hop at all (the client and the upstream share this driver), a proxy has two, and on a
+ * shared VM each hop wakes a sleeping core. What Switchyard adds beyond the floor is its own.
+ *
+ * Placement: the proxy under test alone on core 0 (`BENCH_SUT_CORE`); this driver, with the
+ * paced upstream and the client in it, on core 1 (the npm script pins it). The upstream writes
+ * one `chat.completion.chunk` event every 20 ms from a timer, then a usage chunk and `[DONE]`.
  *
  * `--quick`: a few streams, a smoke run; its results are printed, never written. A full run
  * writes bench/results/stream-latest.json.
@@ -157,35 +165,70 @@ async function main(): Promise<void> {
     core: SUT_CORE,
     config: config.path,
   });
+  const floor = await spawnPinned({
+    name: 'floor',
+    core: SUT_CORE,
+    nodeArgs: [
+      ...launchFlags(ROOT),
+      compileScript(ROOT, join(ROOT, 'bench/floor-proxy.ts')),
+      upstreamUrl,
+    ],
+    ready: /READY (\S+)/,
+    stdout: 'pipe',
+    cwd: ROOT,
+  });
   installCleanup(() => rmSync(dir, { recursive: true, force: true }));
   const direct = new Pool(upstreamUrl, { connections: CONCURRENCY });
-  const through = new Pool(gateway.url, { connections: CONCURRENCY });
+  const proxies = [
+    {
+      pid: gateway.pid,
+      pool: new Pool(gateway.url, { connections: CONCURRENCY }),
+      model: BENCH_MODEL,
+      key: config.apiKey as string | undefined,
+      runs: [] as StreamTiming[],
+      chunks: 0,
+      cpuMs: 0,
+    },
+    {
+      pid: floor.pid,
+      pool: new Pool(floor.url, { connections: CONCURRENCY }),
+      model: 'bench-upstream',
+      key: undefined,
+      runs: [] as StreamTiming[],
+      chunks: 0,
+      cpuMs: 0,
+    },
+  ];
+  const [through, viaFloor] = proxies as [(typeof proxies)[0], (typeof proxies)[0]];
   try {
-    // Warm-up: connections, JIT, the gateway's first-call paths.
+    // Warm-up: connections, JIT, the proxies' first-call paths.
     for (let i = 0; i < 2; i++) {
       await measure(direct, 'bench-upstream', undefined);
-      await measure(through, BENCH_MODEL, config.apiKey);
+      for (const p of proxies) await measure(p.pool, p.model, p.key);
     }
     const directRuns: StreamTiming[] = [];
-    const gatewayRuns: StreamTiming[] = [];
-    const cpu0 = cpuMs(gateway.pid);
-    let gatewayChunks = 0;
-    // Waves of CONCURRENCY streams each way, the two sides side by side.
-    for (let done = 0; done < STREAMS; done += CONCURRENCY) {
-      const n = Math.min(CONCURRENCY, STREAMS - done);
-      const wave = await Promise.all([
+    // Waves of CONCURRENCY streams direct beside CONCURRENCY through one proxy, the proxies in
+    // turn; each proxy's CPU is read around its own waves.
+    for (let done = 0, wave = 0; done < 2 * STREAMS; done += CONCURRENCY, wave++) {
+      const p = proxies[wave % 2]!;
+      const n = Math.min(CONCURRENCY, 2 * STREAMS - done);
+      const cpu0 = cpuMs(p.pid);
+      const runs = await Promise.all([
         ...Array.from({ length: n }, () => measure(direct, 'bench-upstream', undefined)),
-        ...Array.from({ length: n }, () => measure(through, BENCH_MODEL, config.apiKey)),
+        ...Array.from({ length: n }, () => measure(p.pool, p.model, p.key)),
       ]);
-      directRuns.push(...wave.slice(0, n));
-      const g = wave.slice(n);
-      gatewayRuns.push(...g);
-      gatewayChunks += g.reduce((s, r) => s + r.chunks, 0);
-      process.stderr.write(`[bench] streams ${done + n}/${STREAMS}\n`);
+      p.cpuMs += cpuMs(p.pid) - cpu0;
+      directRuns.push(...runs.slice(0, n));
+      const g = runs.slice(n);
+      p.runs.push(...g);
+      p.chunks += g.reduce((s, r) => s + r.chunks, 0);
+      process.stderr.write(`[bench] streams ${done + n}/${2 * STREAMS}\n`);
     }
-    const cpu = cpuMs(gateway.pid) - cpu0;
     const d = summary(directRuns);
-    const s = summary(gatewayRuns);
+    const s = summary(through.runs);
+    const f = summary(viaFloor.runs);
+    const r3 = (n: number): number => Math.round(n * 1000) / 1000;
+    const perChunk = (p: typeof through): number => Math.round((p.cpuMs * 1000) / p.chunks);
     const result = {
       at: new Date().toISOString(),
       loadavg: loadavg().map((v) => Math.round(v * 100) / 100),
@@ -193,11 +236,18 @@ async function main(): Promise<void> {
       pace_ms: PACE_MS,
       concurrency: CONCURRENCY,
       direct: d,
+      floor: f,
       switchyard: s,
-      added_ttft_p50_ms: Math.round((s.ttft_p50_ms - d.ttft_p50_ms) * 1000) / 1000,
+      added_ttft_p50_ms: r3(s.ttft_p50_ms - d.ttft_p50_ms),
       added_gap_p99_us: Math.round((s.gap_p99_ms - d.gap_p99_ms) * 1000),
-      // Includes the gateway's idle timers over the run: an upper bound of the cost per chunk.
-      cpu_us_per_chunk: Math.round((cpu * 1000) / gatewayChunks),
+      floor_added_ttft_p50_ms: r3(f.ttft_p50_ms - d.ttft_p50_ms),
+      floor_added_gap_p99_us: Math.round((f.gap_p99_ms - d.gap_p99_ms) * 1000),
+      // What Switchyard adds beyond the least a Node proxy adds on this machine.
+      beyond_floor_ttft_p50_ms: r3(s.ttft_p50_ms - f.ttft_p50_ms),
+      beyond_floor_gap_p99_us: Math.round((s.gap_p99_ms - f.gap_p99_ms) * 1000),
+      // Each includes the process's idle timers over its waves: an upper bound per chunk.
+      cpu_us_per_chunk: perChunk(through),
+      floor_cpu_us_per_chunk: perChunk(viaFloor),
       targets: { added_ttft_p50_ms: 0.3, added_gap_p99_us: 50 },
     };
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -211,8 +261,9 @@ async function main(): Promise<void> {
     }
   } finally {
     await direct.close();
-    await through.close();
+    for (const p of proxies) await p.pool.close();
     await gateway.stop();
+    await floor.stop();
     upstream.close();
     rmSync(dir, { recursive: true, force: true });
   }

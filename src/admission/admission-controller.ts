@@ -157,6 +157,7 @@ export class AdmissionController {
    * (`gateInterceptor`), so every call a request makes (a journey makes several) is gated.
    */
   async begin(req: BeginRequest): Promise<Ticket> {
+    loopLag.wake();
     const s = this.settings;
     const cls = s.classes[req.trafficClass];
     if (!s.admission.enabled || cls === undefined) return openTicket(req.trafficClass);

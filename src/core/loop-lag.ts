@@ -3,6 +3,9 @@ import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 /** Loop utilisation from which the gateway, not the upstream, is taken to set the latency. */
 export const BUSY_UTILIZATION = 0.85;
 
+/** Ticks without a `wake()` after which the probe sleeps until the next one. */
+const IDLE_TICKS = 10;
+
 /**
  * Event-loop lag from timer drift: one unref'd timer every `everyMs`. It says how late the loop
  * runs now (`lagMs`, fast attack and slow decay, so one long stall counts at once and recovery
@@ -10,6 +13,12 @@ export const BUSY_UTILIZATION = 0.85;
  * one GC pause), and how much time it has lost since start (`totalMs`). A callback that sees an
  * answer runs about `lagMs` after the answer arrived, so `rtt - lagMs` is what the other side
  * took (concurrency limits learn the upstream, not the gateway's CPU; see issue #14).
+ *
+ * The timer runs only while there is work: each admitted call says so with `wake()`, and after
+ * `IDLE_TICKS` ticks without one the probe sleeps (lag 0, utilisation 0) until the next. An idle
+ * gateway then does not wake its core 100 times a second: on a shared VM each wake of a sleeping
+ * core costs ~0.3 ms of CPU, and the cold caches after it slow the next request's start
+ * (bench:stream).
  */
 export class LoopLag {
   private smoothed = 0;
@@ -23,30 +32,51 @@ export class LoopLag {
   private last = performance.now();
   private timer: NodeJS.Timeout | undefined;
   private users = 0;
+  /** A call was admitted since the last tick. */
+  private woken = false;
+  private idleTicks = 0;
 
   constructor(private readonly everyMs = 10) {}
 
   /** Starts sampling (reference-counted); returns the matching stop. */
   acquire(): () => void {
     this.users++;
-    if (this.timer === undefined) {
-      this.last = performance.now();
-      this.lastElu = performance.eventLoopUtilization();
-      this.timer = setInterval(() => this.tick(), this.everyMs);
-      this.timer.unref();
-    }
+    this.start();
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      if (--this.users === 0 && this.timer !== undefined) {
-        clearInterval(this.timer);
-        this.timer = undefined;
-        this.smoothed = 0;
-        this.utilization = 0;
-        this.recent.fill(0);
-      }
+      if (--this.users === 0) this.sleep();
     };
+  }
+
+  /** Work arrived (an admitted call): sampling resumes if it slept. Cheap; call it per call. */
+  wake(): void {
+    this.woken = true;
+    if (this.timer === undefined && this.users > 0) this.start();
+  }
+
+  /** The timer is running (the probe is held and had work within the last few ticks). */
+  sampling(): boolean {
+    return this.timer !== undefined;
+  }
+
+  private start(): void {
+    if (this.timer !== undefined) return;
+    this.last = performance.now();
+    this.lastElu = performance.eventLoopUtilization();
+    this.idleTicks = 0;
+    this.timer = setInterval(() => this.tick(), this.everyMs);
+    this.timer.unref();
+  }
+
+  private sleep(): void {
+    if (this.timer === undefined) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.smoothed = 0;
+    this.utilization = 0;
+    this.recent.fill(0);
   }
 
   /** Typical lateness of the loop now, ms. */
@@ -101,6 +131,10 @@ export class LoopLag {
       this.utilization = this.utilization * 0.7 + u * 0.3;
     }
     this.lastElu = elu;
+    if (this.woken) {
+      this.woken = false;
+      this.idleTicks = 0;
+    } else if (++this.idleTicks >= IDLE_TICKS && drift < this.everyMs) this.sleep();
   }
 }
 

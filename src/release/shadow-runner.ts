@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import { events, publish } from '../core/events.js';
 import type { CounterBuffer } from './counter-buffer.js';
 import { RequestAbortController } from '../core/abort.js';
+import { loopLag } from '../core/loop-lag.js';
 
 export interface ShadowOptions {
   /** Shadow calls in flight at most; beyond it copies are shed (shadow load goes first). */
@@ -11,30 +12,10 @@ export interface ShadowOptions {
   /** True while the gateway is under pressure (admission surge/emergency): shed every copy. */
   readonly shed?: () => boolean;
   /**
-   * Shed while the event loop lags more than this (ms, measured by timer drift every 25 ms), so
+   * Shed while the event loop lags more than this (ms, from the shared probe in core/loop-lag), so
    * shadow work never queues in front of user requests. 0 disables the check.
    */
   readonly maxLagMs?: number;
-}
-
-/** Event-loop lag from timer drift: cheap enough to run always (one timer, unref'd). */
-class LagProbe {
-  lagMs = 0;
-  private last = performance.now();
-  private readonly timer: NodeJS.Timeout;
-  constructor(private readonly everyMs = 25) {
-    this.timer = setInterval(() => {
-      const now = performance.now();
-      const drift = Math.max(0, now - this.last - this.everyMs);
-      // Fast attack, slow decay: one long stall sheds at once; recovery takes a few ticks.
-      this.lagMs = drift > this.lagMs ? drift : this.lagMs * 0.7 + drift * 0.3;
-      this.last = now;
-    }, everyMs);
-    this.timer.unref();
-  }
-  stop(): void {
-    clearInterval(this.timer);
-  }
 }
 
 export interface ShadowAgreement {
@@ -83,7 +64,8 @@ export function compareOutputs(
  */
 export class ShadowRunner {
   private inFlight = 0;
-  private readonly lag: LagProbe | undefined;
+  /** Releases the shared loop probe (held only when `maxLagMs` is set). */
+  private readonly releaseLag: (() => void) | undefined;
   shedCount = 0;
 
   constructor(
@@ -92,11 +74,11 @@ export class ShadowRunner {
     private readonly counters: CounterBuffer,
     private readonly onAgreement: (experiment: string, agree: boolean) => void,
   ) {
-    this.lag = (opts.maxLagMs ?? 0) > 0 ? new LagProbe() : undefined;
+    this.releaseLag = (opts.maxLagMs ?? 0) > 0 ? loopLag.acquire() : undefined;
   }
 
   close(): void {
-    this.lag?.stop();
+    this.releaseLag?.();
   }
 
   running(): number {
@@ -111,7 +93,7 @@ export class ShadowRunner {
       if (
         this.inFlight >= this.opts.maxInFlight ||
         this.opts.shed?.() === true ||
-        (this.lag !== undefined && this.lag.lagMs > this.opts.maxLagMs!)
+        (this.releaseLag !== undefined && loopLag.lagMs() > this.opts.maxLagMs!)
       ) {
         this.shedCount++;
         this.counters.add(exp, 'shadow', '', 'shadow_shed');
