@@ -10,7 +10,7 @@ import type { AdmissionController } from './admission/admission-controller.js';
 import { KeyStore } from './frontdoor/auth.js';
 import type { Runtime } from './frontdoor/runtime.js';
 import { createFrontDoor, type FrontDoor, type RouteEntry } from './frontdoor/server.js';
-import { startGrpcFrontDoor, type GrpcFrontDoor } from './frontdoor/grpc-server.js';
+import type { GrpcFrontDoor } from './frontdoor/grpc-server.js';
 import { attachRequestLog, createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { Router } from './orchestrator/router.js';
@@ -97,7 +97,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const trail = await openAuditTrail({ state, audit: auditFile, dir: initial.dir, logger });
     closers.push(() => trail.close());
     const audit = options.audit ?? trail.sink;
-    const tracing = openTracing(initial, deps);
+    const tracing = await openTracing(initial, deps);
     closers.push(() => tracing.close());
     const admission = await openAdmission(initial, deps, audit);
     closers.push(() => admission.close());
@@ -127,7 +127,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const detachLog = attachRequestLog(logger);
     closers.push(() => Promise.resolve(detachLog()));
     const router = new Router(deps.clock);
-    const cache = openResponseCache(initial, deps);
+    const cache = await openResponseCache(initial, deps);
     closers.push(() => cache.close());
 
     const build = async (snap: ConfigSnapshot): Promise<BuiltRuntime> => {
@@ -147,7 +147,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         budget: costs.recorder,
       };
       const parts = await buildRuntimeParts(snap, inputs);
-      const tracer = tracing.reconfigure(snap);
+      const tracer = await tracing.reconfigure(snap);
       const batchHost = batches.current(snap);
       return {
         snapshot: snap,
@@ -174,7 +174,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     let ready = false;
     // Replicas of a group share config changes (#17): published after a local reload, adopted
     // (validated like one) when another replica published them.
-    const configSync = openConfigSync(initial, deps, () => reloader);
+    const configSync = await openConfigSync(initial, deps, () => reloader);
     if (configSync !== undefined) closers.push(() => configSync.close());
     // With workers, a scrape of any one of them answers for all: the primary sums them (#17).
     cluster?.on(METRICS_COLLECT_TOPIC, () => metrics.registry.getMetricsAsJSON());
@@ -252,6 +252,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const g = initial.config.server.grpc;
     let grpcDoor: GrpcFrontDoor | undefined;
     if (g.enabled) {
+      // gRPC (and its 4 MB of heap) loads only when the gRPC front door is on.
+      const { startGrpcFrontDoor } = await import('./frontdoor/grpc-server.js');
       grpcDoor = await startGrpcFrontDoor(
         { runtime: () => current!, ready: () => ready },
         deps.clock,

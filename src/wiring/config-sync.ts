@@ -3,7 +3,6 @@ import { hostname } from 'node:os';
 import { ConfigSync } from '../config/config-sync.js';
 import { ConfigError, configDigest, parseConfig, type ConfigSnapshot } from '../config/load.js';
 import type { ConfigReloader } from '../config/reloader.js';
-import { NatsConfigChannel } from '../state/nats-config-channel.js';
 import type { WiringDeps } from './shared.js';
 import { validateConfig } from './validate-config.js';
 
@@ -11,15 +10,17 @@ import { validateConfig } from './validate-config.js';
  * Config propagation between replicas (#17 item 4), when `config_sync` is configured: opens the
  * group's NATS channel and keeps this replica on the group's desired config. A published config
  * is checked by the same validation as `serve` and every reload (#14), against this replica's
- * own secrets and files. Changing `config_sync` itself takes a restart.
+ * own secrets and files. Changing `config_sync` itself takes a restart. The NATS client loads
+ * only then.
  */
-export function openConfigSync(
+export async function openConfigSync(
   initial: ConfigSnapshot,
   deps: WiringDeps,
   reloader: () => ConfigReloader,
-): ConfigSync | undefined {
+): Promise<ConfigSync | undefined> {
   const settings = initial.config.config_sync;
   if (settings === undefined) return undefined;
+  const { NatsConfigChannel } = await import('../state/nats-config-channel.js');
   const replica = `${hostname()}/${process.pid}`;
   const channel = new NatsConfigChannel({
     url: settings.nats,
