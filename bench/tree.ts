@@ -8,8 +8,9 @@ import { Pool } from 'undici';
 import { stringify } from 'yaml';
 import { generateKey, hashKey } from '../src/core/api-key.js';
 import { pairModel, writeSynthetic } from '../src/modelkit/synthetic-models.js';
-import { startPinnedGateway } from './lib/launch.js';
-import { installCleanup, type Pinned } from './lib/processes.js';
+import { compileScript } from './lib/compile.js';
+import { launchFlags, startPinnedGateway } from './lib/launch.js';
+import { installCleanup, spawnPinned, type Pinned } from './lib/processes.js';
 
 /**
  * bench:tree (issue #17): a tree of three gateway processes, central ← regional ← edge, each hop a
@@ -17,7 +18,10 @@ import { installCleanup, type Pinned } from './lib/processes.js';
  *
  * 1. Added latency per hop, p50 at concurrency 1, in one run: requests go round-robin to the
  *    central node (0 hops), the regional node (1 hop) and the edge (2 hops); a hop's cost is the
- *    difference of p50s, divided by the number of hops.
+ *    difference of p50s, divided by the number of hops. Beside them, in the same rounds, a chain of
+ *    two floor proxies (bench/floor-proxy.ts: node:http and an undici Pool, nothing else) on the
+ *    same core: what one hop costs any Node proxy on this machine, so the gateway's own share of a
+ *    hop (`beyond_floor`) is known.
  * 2. The regional node is killed (SIGKILL); the edge keeps answering `infer` calls from its local
  *    model within their deadline: the share on time, and the share marked degraded.
  *
@@ -140,6 +144,23 @@ async function main(): Promise<void> {
     }),
   );
 
+  // The floor chain: floor-1 → floor-0 → upstream, on the gateways' core.
+  const floorScript = compileScript(ROOT, join(ROOT, 'bench/floor-proxy.ts'));
+  const floor = async (name: string, to: string): Promise<Pinned> => {
+    const p = await spawnPinned({
+      name,
+      core: 0,
+      nodeArgs: [...launchFlags(ROOT), floorScript, to],
+      ready: /READY (\S+)/,
+      stdout: 'pipe',
+      cwd: ROOT,
+    });
+    children.push(p);
+    return p;
+  };
+  const floor0 = await floor('floor-0', upstream.url);
+  const floor1 = await floor('floor-1', floor0.url);
+
   const pools = new Map<string, Pool>();
   const pool = (url: string): Pool => {
     let p = pools.get(url);
@@ -174,6 +195,8 @@ async function main(): Promise<void> {
     { name: 'central (0 hops)', url: central.url, path: '/v1/chat/completions', hops: 0 },
     { name: 'regional (1 hop)', url: regional.url, path: '/v1/chat/completions', hops: 1 },
     { name: 'edge (2 hops)', url: edge.url, path: '/v1/chat/completions', hops: 2 },
+    { name: 'floor (0 hops)', url: floor0.url, path: '/v1/chat/completions', hops: 0 },
+    { name: 'floor (1 hop)', url: floor1.url, path: '/v1/chat/completions', hops: 1 },
   ];
   const samples = targets.map(() => [] as number[]);
   let errors = 0;
@@ -190,6 +213,8 @@ async function main(): Promise<void> {
     one_hop: p50s[2]! - direct,
     two_hops_per_hop: (p50s[3]! - direct) / 2,
   };
+  const floorHop = p50s[5]! - p50s[4]!;
+  const beyondFloor = perHop.one_hop - floorHop;
 
   // 2. The regional node killed: the edge answers from its local model, on time and marked.
   const infer = (i: number): string =>
@@ -225,6 +250,9 @@ async function main(): Promise<void> {
     `added per hop p50: 1 hop ${round3(perHop.one_hop)} ms, 2 hops ${round3(perHop.two_hops_per_hop)} ms per hop (target <= ${TARGET_HOP_MS} ms)`,
   );
   console.log(
+    `a floor proxy hop: ${round3(floorHop)} ms; the gateway's hop beyond the floor: ${round3(beyondFloor)} ms`,
+  );
+  console.log(
     `regional killed: ${KILLED_REQUESTS} edge requests, deadline ${DEADLINE_MS} ms: on time ${(onTimeShare * 100).toFixed(2)}% (target >= ${TARGET_ON_TIME * 100}%), degraded answers marked ${(markedShare * 100).toFixed(2)}%, p50 ${round3(p50(killedMs))} ms`,
   );
   const met = {
@@ -246,6 +274,8 @@ async function main(): Promise<void> {
           errors,
           p50_ms: Object.fromEntries(rows.map((r) => [r.case, r.p50_ms])),
           added_per_hop_ms: perHop,
+          floor_hop_ms: floorHop,
+          beyond_floor_hop_ms: beyondFloor,
           regional_killed: {
             requests: KILLED_REQUESTS,
             deadline_ms: DEADLINE_MS,
