@@ -2,10 +2,16 @@ import type { Operation } from '../contracts/backend.js';
 import type { JsonObject } from '../contracts/json.js';
 import { isJsonObject, parseJson } from '../core/safe-json.js';
 
-/** The endpoints a batch may target, and the operation each line makes (#16). */
+/**
+ * The endpoints a batch may target, and the operation each line makes (#16): those of OpenAI's
+ * Batch API that answer in one JSON body (a Responses line would also store a response, so
+ * `/v1/responses` is not one of them yet).
+ */
 export const BATCH_ENDPOINTS: Readonly<Record<string, Operation>> = {
   '/v1/chat/completions': 'chat',
   '/v1/embeddings': 'embeddings',
+  '/v1/completions': 'completions',
+  '/v1/moderations': 'moderations',
 };
 
 /** One request line of a batch's input file. */

@@ -40,6 +40,22 @@ function upstreamFor(state: { hold: Promise<void> }): Behaviour {
   return async (req, res, call) => {
     if (call.path.endsWith('/embeddings'))
       return json(200, embeddingList([0.5, 0.25]))(req, res, call);
+    const body = (call.body === '' ? {} : JSON.parse(call.body)) as Record<string, unknown>;
+    if (call.path.endsWith('/v1/completions'))
+      return json(200, {
+        id: 'cmpl-1',
+        object: 'text_completion',
+        created: 1,
+        model: 'legacy-up',
+        choices: [{ index: 0, text: `echo ${String(body['prompt'])}`, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 },
+      })(req, res, call);
+    if (call.path.endsWith('/v1/moderations'))
+      return json(200, {
+        id: 'modr-1',
+        model: 'moderation-up',
+        results: [{ flagged: String(body['input']).includes('bad'), categories: {} }],
+      })(req, res, call);
     const asked = askedOf(call.body);
     if (asked.startsWith('hold')) await state.hold;
     if (asked.startsWith('fail'))
@@ -129,6 +145,7 @@ async function setup(
       models: {
         chat: openaiModel(up.url, { cost: { in_per_1k: 1, out_per_1k: 2 }, ...chatExtra }),
         embed: openaiModel(up.url, { operations: ['embeddings'] }),
+        legacy: openaiModel(up.url, { operations: ['completions', 'moderations'] }),
       },
       batches: { poll_ms: 20, ...batches },
       costs: { flush_ms: 50 },
@@ -282,6 +299,85 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
       [{ object: 'embedding', index: 0, embedding: [0.5, 0.25] }],
     ]);
     expect(done.error_file_id).toBeNull();
+  });
+
+  it('runs a legacy completions batch and a moderations batch, each line sent to its endpoint upstream', async () => {
+    const line = (id: string, url: string, body: Record<string, unknown>) =>
+      JSON.stringify({ custom_id: id, method: 'POST', url, body: { model: 'legacy', ...body } });
+    const before = s.up.calls.length;
+    const cf = await upload(s.client, [
+      line('c1', '/v1/completions', { prompt: 'one' }),
+      line('c2', '/v1/completions', { prompt: 'two' }),
+    ]);
+    const mf = await upload(s.client, [
+      line('m1', '/v1/moderations', { input: 'fine' }),
+      line('m2', '/v1/moderations', { input: 'bad words' }),
+    ]);
+    const cb = await s.client.batches.create({
+      input_file_id: cf.id,
+      endpoint: '/v1/completions',
+      completion_window: '24h',
+    });
+    const mb = await s.client.batches.create({
+      input_file_id: mf.id,
+      endpoint: '/v1/moderations',
+      completion_window: '24h',
+    });
+    const [cd, md] = await Promise.all(
+      [cb, mb].map((b) =>
+        until(
+          () => s.client.batches.retrieve(b.id),
+          (x) => x.status === 'completed',
+        ),
+      ),
+    );
+    expect(cd!.request_counts).toEqual({ total: 2, completed: 2, failed: 0 });
+    const cout = await linesOf(s.client, cd!.output_file_id!);
+    expect(cout.map((l) => [l.custom_id, l.response?.status_code])).toEqual([
+      ['c1', 200],
+      ['c2', 200],
+    ]);
+    expect(
+      cout.map((l) => (l.response?.body['choices'] as { text: string }[] | undefined)?.[0]?.text),
+    ).toEqual(['echo one', 'echo two']);
+    const mout = await linesOf(s.client, md!.output_file_id!);
+    expect(
+      mout.map((l) => (l.response?.body['results'] as { flagged: boolean }[] | undefined)?.[0]),
+    ).toEqual([
+      { flagged: false, categories: {} },
+      { flagged: true, categories: {} },
+    ]);
+    // Each line went to its own endpoint upstream, once.
+    const paths = s.up.calls.slice(before).map((c) => c.path.replace(/^.*\/v1/, '/v1'));
+    expect(paths.filter((p) => p === '/v1/completions')).toHaveLength(2);
+    expect(paths.filter((p) => p === '/v1/moderations')).toHaveLength(2);
+  });
+
+  it('checks completions and moderations lines as their endpoints do, at create time', async () => {
+    const file = await upload(s.client, [
+      JSON.stringify({
+        custom_id: 'no-prompt',
+        method: 'POST',
+        url: '/v1/completions',
+        body: { model: 'legacy' },
+      }),
+      JSON.stringify({
+        custom_id: 'chat-model',
+        method: 'POST',
+        url: '/v1/completions',
+        body: { model: 'embed', prompt: 'x' },
+      }),
+    ]);
+    const b = await s.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/completions',
+      completion_window: '24h',
+    });
+    expect(b.status).toBe('failed');
+    expect(b.errors?.data?.map((e) => [e.line, e.param])).toEqual([
+      [1, 'body.prompt'],
+      [2, 'body.model'],
+    ]);
   });
 
   it('fails a batch whose lines are bad at create time, listing each error with its line, and calls nothing', async () => {

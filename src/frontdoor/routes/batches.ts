@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Operation } from '../../contracts/backend.js';
 import type { StoredBatch } from '../../contracts/batch-store.js';
 import type { JsonObject } from '../../contracts/json.js';
 import { syError, toSwitchyardError } from '../../core/errors.js';
@@ -9,7 +10,7 @@ import {
   type BatchLineError,
 } from '../../pipeline/batch-lines.js';
 import type { RequestContext } from '../context.js';
-import { validateChat, validateEmbeddings } from '../openai-fields.js';
+import { validateChat, validateEmbeddings, validatePassThrough } from '../openai-fields.js';
 import { sendJson } from '../respond.js';
 import { withDataScope } from '../scope.js';
 import { batchStoreOf, loadFile, page, stored } from './files.js';
@@ -28,6 +29,14 @@ function batchView(b: StoredBatch): JsonObject {
 function bad(detail: string, param: string): never {
   throw syError('SY_ERR_INVALID_REQUEST', detail, { param });
 }
+
+/** Each batch operation's body check: the one its own endpoint runs. */
+const BATCH_VALIDATE: Readonly<Partial<Record<Operation, (body: JsonObject) => void>>> = {
+  chat: validateChat,
+  embeddings: validateEmbeddings,
+  completions: (b) => validatePassThrough('completions', b),
+  moderations: (b) => validatePassThrough('moderations', b),
+};
 
 /**
  * `POST /v1/batches`: a batch over an uploaded `batch` file. Every line is checked now (JSONL
@@ -65,7 +74,7 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
     const cfg = ctx.runtime.snapshot.config.batches;
     const parsed = parseBatchInput(content, endpoint as string, cfg.max_lines);
     const errors: BatchLineError[] = [...parsed.errors];
-    const validate = op === 'chat' ? validateChat : validateEmbeddings;
+    const validate = BATCH_VALIDATE[op!]!;
     for (const line of parsed.lines) {
       try {
         validate(line.body);
