@@ -15,6 +15,8 @@ import {
 import { comparableOutput } from '../pipeline/outputs.js';
 import { compareOutputs } from '../release/shadow-runner.js';
 import { snake } from '../observability/inference-query.js';
+import { messagesToChat } from './anthropic-request.js';
+import { toChatRequest, validateResponsesRequest, withIds } from './responses-chat.js';
 import type { Runtime } from './runtime.js';
 
 /**
@@ -84,9 +86,15 @@ export const isSkip = (e: ReplayEntry): e is ReplaySkip => 'skipped' in e;
 type Replayable =
   | {
       readonly kind: 'model';
-      readonly op: Operation;
+      readonly op: Operation | 'responses';
       readonly model: string;
       readonly body: JsonObject;
+      /**
+       * The protocol the client spoke, when it is not the operation's own: an Anthropic Message
+       * or a Response, logged in that form and replayed as the route ran it (#16), so answers
+       * are compared as text and tool calls, whatever form each side is in.
+       */
+      readonly shape?: 'anthropic' | 'responses';
       /** The version the request pinned in its path. */
       readonly version?: string;
     }
@@ -133,12 +141,96 @@ function replayable(d: RequestDetail): Replayable | SkipReason {
   }
   if (d.route === '/v1/embeddings')
     return { kind: 'model', op: 'embeddings', model: asked, body: request };
-  if (d.route === '/v1/chat/completions') {
-    // Replayed whole, never streamed: the comparison needs the answer.
-    const { stream: _s, stream_options: _o, ...body } = request;
-    return { kind: 'model', op: 'chat', model: asked, body };
+  // Replayed whole, never streamed: the comparison needs the answer.
+  const { stream: _s, stream_options: _o, ...whole } = request;
+  if (d.route === '/v1/chat/completions')
+    return { kind: 'model', op: 'chat', model: asked, body: whole };
+  if (d.route === '/v1/completions')
+    return { kind: 'model', op: 'completions', model: asked, body: whole };
+  if (d.route === '/v1/moderations')
+    return { kind: 'model', op: 'moderations', model: asked, body: request };
+  try {
+    if (d.route === '/v1/messages')
+      return {
+        kind: 'model',
+        op: 'chat',
+        model: asked,
+        body: messagesToChat(whole),
+        shape: 'anthropic',
+      };
+    if (d.route === '/v1/responses') {
+      // The route logs the whole context as `input` (a previous_response_id expanded).
+      const chat = toChatRequest(whole, withIds(validateResponsesRequest(whole)));
+      const viaResponses = ownCalls(d)[0]?.op === 'responses';
+      return {
+        kind: 'model',
+        op: viaResponses ? 'responses' : 'chat',
+        model: asked,
+        body: viaResponses ? { ...whole, store: false } : chat,
+        shape: 'responses',
+      };
+    }
+  } catch {
+    return 'no_payload'; // a redacted payload no longer makes a valid request
   }
   return 'unsupported_route';
+}
+
+/**
+ * The text and tool calls of a chat completion, an Anthropic Message or a Response, in one form:
+ * how answers of different protocols compare (ids and times left out).
+ */
+function spoken(json: JsonObject): { text: string; tools: JsonValue[] } | undefined {
+  const tools: JsonValue[] = [];
+  const args = (a: JsonValue | undefined): JsonValue => {
+    if (typeof a !== 'string') return a ?? null;
+    try {
+      return JSON.parse(a) as JsonValue;
+    } catch {
+      return a;
+    }
+  };
+  const choices = json['choices'];
+  if (Array.isArray(choices)) {
+    const msg = isJsonObject(choices[0]) ? choices[0]['message'] : undefined;
+    if (!isJsonObject(msg)) return undefined;
+    const calls = msg['tool_calls'];
+    if (Array.isArray(calls))
+      for (const c of calls)
+        if (isJsonObject(c) && isJsonObject(c['function']))
+          tools.push({
+            name: c['function']['name'] ?? null,
+            input: args(c['function']['arguments']),
+          });
+    return { text: typeof msg['content'] === 'string' ? msg['content'] : '', tools };
+  }
+  const blocks = json['content'];
+  if (json['type'] === 'message' && Array.isArray(blocks)) {
+    let text = '';
+    for (const b of blocks) {
+      if (!isJsonObject(b)) continue;
+      if (b['type'] === 'text' && typeof b['text'] === 'string') text += b['text'];
+      if (b['type'] === 'tool_use')
+        tools.push({ name: b['name'] ?? null, input: b['input'] ?? null });
+    }
+    return { text, tools };
+  }
+  const output = json['output'];
+  if (Array.isArray(output)) {
+    let text = '';
+    for (const item of output) {
+      if (!isJsonObject(item)) continue;
+      if (item['type'] === 'function_call')
+        tools.push({ name: item['name'] ?? null, input: args(item['arguments']) });
+      const parts = item['type'] === 'message' ? item['content'] : undefined;
+      if (Array.isArray(parts))
+        for (const p of parts)
+          if (isJsonObject(p) && p['type'] === 'output_text' && typeof p['text'] === 'string')
+            text += p['text'];
+    }
+    return { text, tools };
+  }
+  return undefined;
 }
 
 /** The logged side: versions, route, latency (the model call's, or the journey's stages), cost. */
@@ -155,6 +247,10 @@ function baselineOf(d: RequestDetail): ReplaySide {
 function comparable(r: Replayable, answer: JsonValue | undefined): SlotOutput | undefined {
   if (answer === undefined || !isJsonObject(answer)) return undefined;
   if (r.kind === 'journey') return {};
+  if (r.shape !== undefined) {
+    const said = spoken(answer);
+    return said === undefined ? {} : { label: said.text };
+  }
   return comparableOutput(r.op, answer);
 }
 
@@ -172,8 +268,16 @@ function canonical(v: JsonValue | undefined): string {
 function answerOf(r: Replayable, json: JsonValue | undefined): JsonValue | undefined {
   if (json === undefined || !isJsonObject(json)) return json;
   if (r.kind === 'journey') return json['output'];
+  if (r.shape !== undefined) return spoken(json) ?? null;
   if (r.op === 'infer') return json['outputs'];
   if (r.op === 'embeddings') return json['data'];
+  if (r.op === 'moderations') return json['results'];
+  if (r.op === 'completions') {
+    const choices = json['choices'];
+    return Array.isArray(choices)
+      ? choices.map((c) => (isJsonObject(c) ? (c['text'] ?? null) : null))
+      : undefined;
+  }
   const choices = json['choices'];
   return Array.isArray(choices)
     ? choices.map((c) => (isJsonObject(c) ? (c['message'] ?? null) : null))

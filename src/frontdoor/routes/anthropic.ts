@@ -2,6 +2,7 @@ import type { JsonObject } from '../../contracts/json.js';
 import { demandOf } from '../../core/cost.js';
 import { syError } from '../../core/errors.js';
 import type { RequestContext } from '../context.js';
+import { keepPayload, payloadWanted } from '../payload.js';
 import { withScope } from '../scope.js';
 import { anthropicErrorBody, sendJson, sendStream, type StreamShape } from '../respond.js';
 import { chatToMessage, MessageEvents, sseEvent } from '../anthropic-answer.js';
@@ -46,6 +47,8 @@ export async function createMessage(ctx: RequestContext): Promise<void> {
         });
         ctx.model = r.model;
         ctx.release = r.reason;
+        // A stream's answer is never buffered: its record keeps the request only (#15).
+        if (payloadWanted(ctx)) keepPayload(ctx, body);
         const estimate = demandOf('chat', chat, 0).inputTokens;
         await sendStream(ctx, r.stream, messageStream(name, ctx.requestId, estimate));
         return;
@@ -53,7 +56,9 @@ export async function createMessage(ctx: RequestContext): Promise<void> {
       const r = await pipeline.call(scope, { op: 'chat', model: name, body: chat, direct: true });
       ctx.model = r.model;
       ctx.release = r.reason;
-      sendJson(ctx, 200, chatToMessage(r.response.json, name, ctx.requestId));
+      const message = chatToMessage(r.response.json, name, ctx.requestId);
+      if (payloadWanted(ctx)) keepPayload(ctx, body, message);
+      sendJson(ctx, 200, message);
     },
   );
 }

@@ -7,6 +7,7 @@ import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import { eventData } from '../../backends/http/sse.js';
 import type { RequestContext } from '../context.js';
+import { keepPayload, payloadWanted } from '../payload.js';
 import { DATA_HEADERS, withScope } from '../scope.js';
 import { errorBody, sendJson, startEventStream } from '../respond.js';
 import {
@@ -93,6 +94,7 @@ export async function createResponse(ctx: RequestContext): Promise<void> {
         });
         ctx.model = r.model;
         ctx.release = r.reason;
+        if (payloadWanted(ctx)) keepPayload(ctx, loggedRequest(turn));
         await streamResponse(ctx, turn, r.stream);
         return;
       }
@@ -102,6 +104,7 @@ export async function createResponse(ctx: RequestContext): Promise<void> {
       const usage = r.response.usage;
       const answer = finished(turn, r.response.json, usage);
       await keep(ctx, turn, answer);
+      if (payloadWanted(ctx)) keepPayload(ctx, loggedRequest(turn), answer);
       sendJson(ctx, 200, answer);
     },
   );
@@ -131,6 +134,7 @@ async function passThrough(ctx: RequestContext, turn: Turn, chat: JsonObject): P
         });
         ctx.model = r.model;
         ctx.release = r.reason;
+        if (payloadWanted(ctx)) keepPayload(ctx, loggedRequest(turn));
         await forwardResponseStream(ctx, turn, r.stream);
         return;
       }
@@ -144,9 +148,19 @@ async function passThrough(ctx: RequestContext, turn: Turn, chat: JsonObject): P
       ctx.release = r.reason;
       const answer = asOurs(turn, r.response.json);
       await keep(ctx, { ...turn, id: answer['id'] as string }, answer);
+      if (payloadWanted(ctx)) keepPayload(ctx, loggedRequest(turn), answer);
       sendJson(ctx, 200, answer);
     },
   );
+}
+
+/**
+ * The request as the inference log keeps it (#15): the whole context the model saw as `input`
+ * (a `previous_response_id` expanded), so the record is exact and replay needs no stored response.
+ */
+function loggedRequest(turn: Turn): JsonObject {
+  const { previous_response_id: _p, ...rest } = turn.body;
+  return { ...rest, input: turn.context };
 }
 
 /** The upstream's Response as the client asked for it: its own `store` and `previous_response_id` (the id always a string). */
