@@ -274,6 +274,22 @@ export interface DegradedAnswerEvent {
   readonly reason: 'stale_cache' | 'local_fallback' | 'parent';
 }
 
+/** A batch line ran, or was put back (#16). */
+export interface BatchLineEvent {
+  readonly endpoint: string;
+  /**
+   * `completed` (200), `failed` (an error answer), `interrupted` (cut by a shutdown), or
+   * `deferred` (admission refused it before any model call: it runs again later).
+   */
+  readonly outcome: 'completed' | 'failed' | 'interrupted' | 'deferred';
+}
+
+/** A batch reached a final status (#16). */
+export interface BatchEndEvent {
+  readonly endpoint: string;
+  readonly status: 'completed' | 'failed' | 'cancelled' | 'expired';
+}
+
 /** One audit entry written to the audit log (or failed to be: the change itself went ahead). */
 export interface AuditWriteEvent {
   readonly action: string;
@@ -313,6 +329,8 @@ export const events = {
   tenantStorageFull: typed<TenantStorageFullEvent>('switchyard:tenant:storage-full'),
   cacheStoreError: typed<CacheStoreErrorEvent>('switchyard:cache:store-error'),
   degradedAnswer: typed<DegradedAnswerEvent>('switchyard:tree:degraded'),
+  batchLine: typed<BatchLineEvent>('switchyard:batch:line'),
+  batchEnd: typed<BatchEndEvent>('switchyard:batch:end'),
   parentFailover: typed<ParentFailoverEvent>('switchyard:tree:failover'),
 };
 

@@ -165,6 +165,18 @@ export class Metrics {
     labelNames: ['model', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly batchLines = new Counter({
+    name: 'switchyard_batch_lines_total',
+    help: 'Batch lines run (completed, failed, interrupted) or put back by admission (deferred), by endpoint.',
+    labelNames: ['endpoint', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly batchesEnded = new Counter({
+    name: 'switchyard_batches_total',
+    help: 'Batches that reached a final status (completed, failed, cancelled, expired), by endpoint.',
+    labelNames: ['endpoint', 'status'] as const,
+    registers: [this.registry],
+  });
   readonly parentFailovers = new Counter({
     name: 'switchyard_parent_failovers_total',
     help: 'Calls moved from one replica of a parent gateway to another, by model and the error of the replica left.',
@@ -464,6 +476,12 @@ export class Metrics {
       }),
       subscribe(events.degradedAnswer, (e) => {
         this.degradedAnswers.labels(e.model, e.reason).inc();
+      }),
+      subscribe(events.batchLine, (e) => {
+        this.batchLines.labels(e.endpoint, e.outcome).inc();
+      }),
+      subscribe(events.batchEnd, (e) => {
+        this.batchesEnded.labels(e.endpoint, e.status).inc();
       }),
       subscribe(events.parentFailover, (e) => {
         this.parentFailovers.labels(e.model, e.code).inc();

@@ -260,6 +260,7 @@ export class BatchRunner {
         },
         [b.status],
       );
+      publish(events.batchEnd, { endpoint: str(b.batch['endpoint']), status: 'failed' });
       return undefined;
     }
     // Validated when it was made: a lower `max_lines` since must not drop lines of it.
@@ -290,7 +291,10 @@ export class BatchRunner {
         response: null,
         error: interrupted('the gateway stopped while this line ran'),
       };
-      if (await this.o.store.commitLine(b.id, r.index, { ok: false, result, cost: 0 })) any = true;
+      if (await this.o.store.commitLine(b.id, r.index, { ok: false, result, cost: 0 })) {
+        any = true;
+        publish(events.batchLine, { endpoint: str(b.batch['endpoint']), outcome: 'interrupted' });
+      }
     }
     return any;
   }
@@ -366,7 +370,10 @@ export class BatchRunner {
       [`${status}_at`]: now,
     };
     const ok = await this.o.store.updateBatch({ ...b, status, batch }, [b.status], files);
-    if (ok) this.work.delete(b.id);
+    if (ok) {
+      this.work.delete(b.id);
+      publish(events.batchEnd, { endpoint: str(b.batch['endpoint']), status });
+    }
   }
 
   /** One line: a request of its own through the pipeline, in the batch class; then committed. */
@@ -408,6 +415,7 @@ export class BatchRunner {
         if (e.retryable) {
           // Admission refused it (quota, shed, budget): no model call was made, it runs later.
           await this.o.store.releaseLine(b.id, line.index);
+          publish(events.batchLine, { endpoint: str(b.batch['endpoint']), outcome: 'deferred' });
           const w = this.work.get(b.id);
           w?.claimed.delete(line.index);
           if (w !== undefined) {
@@ -465,7 +473,12 @@ export class BatchRunner {
       path: compactAttempts(attempts),
     });
     try {
-      if (!(await this.o.store.commitLine(b.id, line.index, { ok, result, cost })))
+      if (await this.o.store.commitLine(b.id, line.index, { ok, result, cost }))
+        publish(events.batchLine, {
+          endpoint: str(b.batch['endpoint']),
+          outcome: ok ? 'completed' : cut ? 'interrupted' : 'failed',
+        });
+      else
         this.o.logger.warn(
           { batch: b.id, line: line.index },
           'batches: a line ended after it was marked interrupted',

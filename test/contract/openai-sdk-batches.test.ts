@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import type { Clock } from '../../src/core/clock.js';
 import { SqliteBatchStore } from '../../src/state/sqlite-batch-store.js';
+import { metric } from '../support/http-call.js';
 import {
   openaiModel,
   startTestGateway,
@@ -351,6 +352,17 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
     const paths = s.up.calls.slice(before).map((c) => c.path.replace(/^.*\/v1/, '/v1'));
     expect(paths.filter((p) => p === '/v1/completions')).toHaveLength(2);
     expect(paths.filter((p) => p === '/v1/moderations')).toHaveLength(2);
+    // Counted per endpoint: lines and the batches that ended.
+    const m = (line: RegExp) => metric(s.gw.gateway, line);
+    expect(
+      await m(/^switchyard_batch_lines_total\{endpoint="\/v1\/completions",outcome="completed"\}/),
+    ).toBe(2);
+    expect(
+      await m(/^switchyard_batch_lines_total\{endpoint="\/v1\/moderations",outcome="completed"\}/),
+    ).toBe(2);
+    expect(
+      await m(/^switchyard_batches_total\{endpoint="\/v1\/moderations",status="completed"\}/),
+    ).toBe(1);
   });
 
   it('checks completions and moderations lines as their endpoints do, at create time', async () => {
@@ -378,6 +390,12 @@ describe('files and batches through the OpenAI SDK (#16)', () => {
       [1, 'body.prompt'],
       [2, 'body.model'],
     ]);
+    expect(
+      await metric(
+        s.gw.gateway,
+        /^switchyard_batches_total\{endpoint="\/v1\/completions",status="failed"\}/,
+      ),
+    ).toBe(1);
   });
 
   it('fails a batch whose lines are bad at create time, listing each error with its line, and calls nothing', async () => {
@@ -902,6 +920,12 @@ describe('batch lines pass admission like direct calls (#16)', () => {
       // Only the 2 admitted lines have results; the refused ones were given back, to run later.
       const rows = await x.gw.gateway.runtime().batches!.store.lines(b.id);
       expect(rows.filter((r) => r.state === 'done').map((r) => r.customId)).toEqual(['q1', 'q2']);
+      // Each refusal counted as a deferred line: at least the 3 refused once, tried again since.
+      const deferred = await metric(
+        x.gw.gateway,
+        /^switchyard_batch_lines_total\{endpoint="\/v1\/chat\/completions",outcome="deferred"\}/,
+      );
+      expect(deferred).toBeGreaterThanOrEqual(3);
     } finally {
       x.release();
       await x.gw.close();

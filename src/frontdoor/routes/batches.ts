@@ -3,6 +3,7 @@ import type { Operation } from '../../contracts/backend.js';
 import type { StoredBatch } from '../../contracts/batch-store.js';
 import type { JsonObject } from '../../contracts/json.js';
 import { syError, toSwitchyardError } from '../../core/errors.js';
+import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import {
   BATCH_ENDPOINTS,
@@ -123,6 +124,7 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
       },
     };
     await stored(() => store.putBatch(b));
+    if (failed) publish(events.batchEnd, { endpoint: endpoint as string, status: 'failed' });
     if (!failed) ctx.runtime.batches?.kick();
     sendJson(ctx, 200, batchView(b));
   });
