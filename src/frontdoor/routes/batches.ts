@@ -75,7 +75,7 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
     const cfg = ctx.runtime.snapshot.config.batches;
     const parsed = parseBatchInput(content, endpoint as string, cfg.max_lines);
     const errors: BatchLineError[] = [...parsed.errors];
-    const validate = BATCH_VALIDATE[op!]!;
+    const validate = BATCH_VALIDATE[op]!;
     for (const line of parsed.lines) {
       try {
         validate(line.body);
