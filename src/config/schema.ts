@@ -549,7 +549,7 @@ const featureDefinitionSchema = z
       bad('purpose', `a ${f.label} feature needs the consent purpose it serves`);
   });
 
-const featureStoreSchema = z.union([
+const featureStoreSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('embedded'),
     /** SQLite file (relative to the config) the in-process store writes behind to; absent: memory only. */
