@@ -70,6 +70,13 @@ function config(featureUrl: string, cache: Record<string, unknown> | undefined) 
           { id: 'out', respond: { body: { features: 'features' } } },
         ],
       },
+      profile_cached: {
+        stages: [
+          { id: 'cache', cache: { key: 'attr.user' } },
+          { id: 'read', features: { id: 'attr.user', names: ['user.tier', 'user.visits'] } },
+          { id: 'out', respond: { body: { features: 'features' } } },
+        ],
+      },
     },
   };
 }
@@ -136,8 +143,8 @@ describe.skipIf(!up)('an edge gateway with a local cache of its region’s featu
     r.disconnect();
   });
 
-  const profile = async (user: string) => {
-    const a = await call(edge.url, 'POST', '/v1/journeys/profile', edge.key, {
+  const profile = async (user: string, journey = 'profile') => {
+    const a = await call(edge.url, 'POST', `/v1/journeys/${journey}`, edge.key, {
       input: 'x',
       attributes: { user },
     });
@@ -174,6 +181,14 @@ describe.skipIf(!up)('an edge gateway with a local cache of its region’s featu
     expect(readStage(stale.answer)).toMatchObject({ code: 'stale' });
     expect(readStage(stale.answer).reason).toMatch(/stale from the local cache/);
     expect(stale.answer.route.decisions).toContain('stale_features');
+
+    // An answer built from stale features is never written to the journey's cache.
+    for (let i = 0; i < 2; i++) {
+      const cached = await profile('alice', 'profile_cached');
+      expect(cached.status).toBe(200);
+      expect(cached.answer.route.decisions).toEqual(['stale_features']);
+      await new Promise((r) => setTimeout(r, 50));
+    }
 
     const gone = await profile('bob');
     expect(gone.status).toBe(503);
