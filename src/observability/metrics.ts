@@ -181,7 +181,7 @@ export class Metrics {
   });
   readonly journeyDecisions = new Counter({
     name: 'switchyard_journey_decisions_total',
-    help: 'Work avoided and degradations: cache_hit, semantic_hit, stale_served, escalation, downgrade, fallback.',
+    help: 'Work avoided and degradations: cache_hit, semantic_hit, stale_served, stale_features, escalation, downgrade, fallback.',
     labelNames: ['journey', 'decision'] as const,
     registers: [this.registry],
   });
