@@ -33,7 +33,7 @@ export interface FeatureCacheSettings {
 interface Held {
   /** `undefined`: the store said the value does not exist (a miss is cached too). */
   readonly entry: FeatureEntry | undefined;
-  /** `clock.now()` when the store answered. */
+  /** `clock.now()` when the store was asked. */
   readonly at: number;
 }
 
@@ -53,7 +53,7 @@ function counted(result: FeatureCacheEvent['result'], count: number): void {
  * served, fresh or stale.
  *
  * Privacy: a purge (consent revocation, user deletion) drops every cached value of the user before
- * the remote purge runs, and a read that was in flight meanwhile does not put them back; writes
+ * and after the remote purge runs, and a read in flight meanwhile does not put them back; writes
  * through this node drop the values they replace. Labels not listed in `labels` are never held.
  * Writes made through other nodes are seen after at most `ttl_ms`.
  */
@@ -119,11 +119,11 @@ export class CachedFeatureStore implements OpenedFeatureStore {
       return { entries: out, stale: true };
     }
     counted('miss', missing.length);
-    const at = this.clock.now();
+    // Aged from when the read was asked, not answered: a slow answer is never fresher than it is.
     missing.forEach((i, j) => {
       const e = fetched[j];
       out[i] = e;
-      if (this.epoch === epoch) this.put(tenant, keys[i]!, e, at);
+      if (this.epoch === epoch) this.put(tenant, keys[i]!, e, now);
     });
     return { entries: out, stale: false };
   }
