@@ -140,6 +140,16 @@ export const DEFAULTS = {
     /** TOOLCHAIN.md: a short command timeout so a Redis outage is an error, not a hang. */
     redis_command_timeout_ms: 50,
     /**
+     * The local cache of a Redis store (`features.store.cache`, #17): fresh for a second, served
+     * stale up to five minutes while Redis is away. `restricted` values are never copied into it.
+     */
+    cache: {
+      ttl_ms: 1_000,
+      stale_ms: 300_000,
+      max_entries: 100_000,
+      labels: ['public', 'consented', 'sensitive'] as const,
+    },
+    /**
      * Most feature values one tenant may store (issue #13, finding 8). An in-process value costs
      * roughly 0.3 KB, so the default bounds one tenant near 75 MB of the gateway's heap.
      */

@@ -119,6 +119,19 @@ describe('config loading', () => {
     ]);
   });
 
+  it('refuses a feature cache on an embedded store, and names the bad key of a Redis store’s cache', () => {
+    expect(problems('features: { store: { kind: embedded, cache: { ttl_ms: 5 } } }')).toEqual([
+      'features.store.cache: unknown key',
+    ]);
+    expect(
+      problems(
+        'features: { store: { kind: redis, url: "redis://x", cache: { labels: [secret] } } }',
+      ),
+    ).toEqual([
+      'features.store.cache.labels[0]: Invalid option: expected one of "public"|"consented"|"sensitive"|"restricted"',
+    ]);
+  });
+
   it('resolves the keys of vector shards held by other nodes, naming the shard', () => {
     const shard = (key: string) =>
       `vectors:\n  collections:\n    docs: { dims: 4, shards: [{ id: far, node: n2, url: "http://127.0.0.1:1", api_key: ${key} }] }\n`;

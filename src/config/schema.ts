@@ -549,7 +549,7 @@ const featureDefinitionSchema = z
       bad('purpose', `a ${f.label} feature needs the consent purpose it serves`);
   });
 
-const featureStoreSchema = z.union([
+const featureStoreSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('embedded'),
     /** SQLite file (relative to the config) the in-process store writes behind to; absent: memory only. */
@@ -561,6 +561,15 @@ const featureStoreSchema = z.union([
     url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
     prefix: z.string().min(1).default(D.features.redis_prefix),
     command_timeout_ms: ms.default(D.features.redis_command_timeout_ms),
+    /** A read-through cache in this process (#17, edge nodes); absent: every read goes to Redis. */
+    cache: z
+      .strictObject({
+        ttl_ms: ms.default(D.features.cache.ttl_ms),
+        stale_ms: nonNegInt.default(D.features.cache.stale_ms),
+        max_entries: z.number().int().positive().default(D.features.cache.max_entries),
+        labels: z.array(labelEnum).default([...D.features.cache.labels]),
+      })
+      .optional(),
   }),
 ]);
 

@@ -95,6 +95,16 @@ export interface FeatureKey {
   readonly feature: string;
 }
 
+/** A read and how it was answered (#17). */
+export interface MarkedFeatureRead {
+  readonly entries: (FeatureEntry | undefined)[];
+  /**
+   * True when some values came from a local cache past its freshness because the store could not
+   * be read: the answer built from them is degraded.
+   */
+  readonly stale: boolean;
+}
+
 export interface FeatureWriteResult {
   readonly written: number;
 }
@@ -116,6 +126,11 @@ export interface FeatureSource {
   write(tenant: string, writes: readonly FeatureWrite[]): Promise<FeatureWriteResult>;
   /** Live values, positionally: `undefined` for missing, expired or unknown features. */
   read(tenant: string, keys: readonly FeatureKey[]): Promise<(FeatureEntry | undefined)[]>;
+  /**
+   * `read`, saying whether the answer is stale. Only stores fronted by a local cache implement it
+   * (`features.store.cache`); without it every read is fresh.
+   */
+  readMarked?(tenant: string, keys: readonly FeatureKey[]): Promise<MarkedFeatureRead>;
   /** Every live value of one entity (any feature). */
   readEntity(tenant: string, entityId: string): Promise<FeatureEntry[]>;
   /**

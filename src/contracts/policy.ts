@@ -206,6 +206,8 @@ export const PERSONALIZATION_CHANNELS = {
   consent: 'switchyard:consent:change',
   /** `FeatureOpEvent`: feature reads and writes. */
   features: 'switchyard:features:op',
+  /** `FeatureCacheEvent`: reads answered by the local cache of a remote feature store. */
+  featureCache: 'switchyard:features:cache',
 } as const;
 
 export interface PolicyDeniedEvent {
@@ -224,6 +226,16 @@ export interface FeatureOpEvent {
   readonly op: 'read' | 'write';
   /** `read`: values found / not found; `write`: `ok`, `invalid`, `full` (tenant cap) or `unavailable`. */
   readonly result: 'hit' | 'miss' | 'ok' | 'invalid' | 'full' | 'unavailable';
+  readonly count: number;
+}
+
+/**
+ * How values asked of a cached remote feature store were answered (#17): `hit` from the cache
+ * within its TTL, `miss` read remotely, `stale` from the cache because the store could not be
+ * read, `error` neither (the read failed).
+ */
+export interface FeatureCacheEvent {
+  readonly result: 'hit' | 'miss' | 'stale' | 'error';
   readonly count: number;
 }
 

@@ -174,7 +174,14 @@ export interface RouteEntry {
 
 /** Decisions the route counts as "work avoided" or degradation (metrics, warnings). */
 export type JourneyDecision =
-  'cache_hit' | 'semantic_hit' | 'stale_served' | 'escalation' | 'downgrade' | 'fallback';
+  | 'cache_hit'
+  | 'semantic_hit'
+  | 'stale_served'
+  | 'escalation'
+  | 'downgrade'
+  | 'fallback'
+  /** A `features` stage read values from a stale local cache: the feature store was away (#17). */
+  | 'stale_features';
 
 /** What a stage asks the runner to write into the state (stages never write it themselves). */
 export interface StateUpdate {

@@ -86,7 +86,7 @@ export interface JourneyDoneEvent {
   readonly answeredBy: string;
   /** `hit`, `semantic_hit`, `stale`, `miss` or `none`. */
   readonly cache: string;
-  /** `escalation`, `downgrade`, `fallback`, `cache_hit`, `semantic_hit`, `stale_served`. */
+  /** `escalation`, `downgrade`, `fallback`, `cache_hit`, `semantic_hit`, `stale_served`, `stale_features`. */
   readonly decisions: readonly string[];
   readonly cost: number;
   readonly ms: number;

@@ -3,6 +3,7 @@ import type { FeatureDefinition, FeatureSource, FeatureType } from '../contracts
 import type { Logger } from '../contracts/logger.js';
 import type { ConsentPurpose, PolicyLabel } from '../contracts/policy.js';
 import type { Clock } from '../core/clock.js';
+import { CachedFeatureStore, type FeatureCacheSettings } from './cached-feature-store.js';
 import { MemoryFeatureStore } from './memory-feature-store.js';
 
 /** One `features.definitions` entry of the config (snake_case, as written in YAML). */
@@ -30,6 +31,7 @@ export type FeatureStoreInput =
       readonly url: string;
       readonly prefix: string;
       readonly command_timeout_ms: number;
+      readonly cache?: FeatureCacheSettings | undefined;
     };
 
 export function toFeatureDefinitions(
@@ -62,9 +64,17 @@ export interface OpenedFeatureStore extends FeatureSource {
   setDefinitions(definitions: readonly FeatureDefinition[]): void;
   /** The per-tenant cap of stored values (`features.max_values_per_tenant`), on reload. */
   setMaxValuesPerTenant(max: number | undefined): void;
+  /**
+   * Drops the user's values from this process's cache of a remote store, when it has one: a
+   * revocation made elsewhere purged the store itself (#17).
+   */
+  dropCachedUser?(tenant: string, userId: string): number;
 }
 
-/** Opens the configured store: in-process (with SQLite write-behind when a file is given) or Redis. */
+/**
+ * Opens the configured store: in-process (with SQLite write-behind when a file is given) or Redis,
+ * optionally behind a local read-through cache.
+ */
 export async function openFeatureStore(
   store: FeatureStoreInput,
   definitions: readonly FeatureDefinition[],
@@ -96,7 +106,11 @@ export async function openFeatureStore(
         {},
         'feature store: Redis is not reachable yet; reads fail with 503 until it is',
       );
-    return redis;
+    // An edge node keeps what it read close (#17): fresh reads without a round trip to its
+    // region's Redis, and stale ones while that Redis is away.
+    return store.cache === undefined
+      ? redis
+      : new CachedFeatureStore(redis, store.cache, options.clock);
   }
   const path =
     store.sqlite === undefined

@@ -12,6 +12,7 @@ import { channel, type Channel } from 'node:diagnostics_channel';
 import {
   PERSONALIZATION_CHANNELS,
   type ConsentChangeEvent,
+  type FeatureCacheEvent,
   type FeatureOpEvent,
   type PolicyDeniedEvent,
 } from '../contracts/policy.js';
@@ -192,7 +193,7 @@ export class Metrics {
   });
   readonly journeyDecisions = new Counter({
     name: 'switchyard_journey_decisions_total',
-    help: 'Work avoided and degradations: cache_hit, semantic_hit, stale_served, escalation, downgrade, fallback.',
+    help: 'Work avoided and degradations: cache_hit, semantic_hit, stale_served, stale_features, escalation, downgrade, fallback.',
     labelNames: ['journey', 'decision'] as const,
     registers: [this.registry],
   });
@@ -304,6 +305,12 @@ export class Metrics {
     labelNames: ['op', 'result'] as const,
     registers: [this.registry],
   });
+  readonly featureCache = new Counter({
+    name: 'switchyard_feature_cache_total',
+    help: 'Feature values asked of the local cache of a remote store: hit, miss (read remotely), stale (served because the store could not be read), error (neither).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   private readonly personalizationSubscribed = this.subscribePersonalization();
 
   private subscribePersonalization(): true {
@@ -320,6 +327,9 @@ export class Metrics {
     });
     on<FeatureOpEvent>(PERSONALIZATION_CHANNELS.features, (e) => {
       this.featureValues.labels(e.op, e.result).inc(e.count);
+    });
+    on<FeatureCacheEvent>(PERSONALIZATION_CHANNELS.featureCache, (e) => {
+      this.featureCache.labels(e.result).inc(e.count);
     });
     return true;
   }

@@ -233,7 +233,8 @@ export class JourneyRunner {
     );
     if (outcome.ok) {
       const degraded = decisions.some(
-        (d) => d === 'downgrade' || d === 'fallback' || d === 'stale_served',
+        (d) =>
+          d === 'downgrade' || d === 'fallback' || d === 'stale_served' || d === 'stale_features',
       );
       if (outcome.cacheable && !degraded && req.replay !== true)
         this.writeBack(req.tenant, state, outcome.body, req.cacheTtlScale ?? 1);

@@ -119,6 +119,22 @@ export async function openPersonalization(
       logger.warn({}, 'consent store: Redis is not reachable yet; consent changes fail with 503');
     persistence = store;
   }
+  // A cached remote store (#17): a consent change made on another node purged the shared store
+  // there; the values this node cached of that user go when the change is heard.
+  const dropCached = features.dropCachedUser?.bind(features);
+  if (dropCached !== undefined && persistence?.subscribe !== undefined) {
+    const inner = persistence;
+    persistence = {
+      loadAll: () => inner.loadAll(),
+      save: (record) => inner.save(record),
+      subscribe: (on) =>
+        inner.subscribe?.((r) => {
+          dropCached(r.tenant, r.userId);
+          on(r);
+        }),
+      close: () => inner.close(),
+    };
+  }
   const held: { book?: ConsentBook } = {};
   if (deps.cluster !== undefined) {
     const local = fc.store.kind !== 'redis';
@@ -127,7 +143,9 @@ export async function openPersonalization(
       deps.cluster,
       async (before, after) => {
         // In-process feature values are each worker's own: a revocation made in another worker
-        // purges them here too (a Redis feature store was purged once, by that worker).
+        // purges them here too (a Redis feature store was purged once, by that worker, but this
+        // worker's cache of it holds copies).
+        dropCached?.(after.tenant, after.userId);
         if (!local || before === undefined) return;
         const revoked = CONSENT_PURPOSES.filter((p) => before.purposes[p] && !after.purposes[p]);
         if (revoked.length === 0) return;

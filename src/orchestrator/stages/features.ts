@@ -33,16 +33,19 @@ export const featuresKind = defineKind({
             syError('SY_ERR_INVALID_REQUEST', `${config.id} is missing`, { param: config.id }),
             `no entity id at ${config.id}`,
           );
-        const entries = await inSpan(
+        const keys = config.names.map((feature) => ({ entityId, feature }));
+        const { entries, stale } = await inSpan(
           ctx,
           'features.read',
           { 'switchyard.features': config.names },
-          () =>
-            store.read(
-              ctx.tenant,
-              config.names.map((feature) => ({ entityId, feature })),
-            ),
-          (found) => ({ 'switchyard.features.found': found.filter((e) => e !== undefined).length }),
+          async () =>
+            store.readMarked === undefined
+              ? { entries: await store.read(ctx.tenant, keys), stale: false }
+              : store.readMarked(ctx.tenant, keys),
+          (read) => ({
+            'switchyard.features.found': read.entries.filter((e) => e !== undefined).length,
+            'switchyard.features.stale': read.stale,
+          }),
         );
         const present = entries.filter((e): e is FeatureEntry => e !== undefined);
         const policy = ctx.services.policy;
@@ -81,13 +84,16 @@ export const featuresKind = defineKind({
           }),
         });
         const withheld = present.length - allowed.size;
-        const reason = `${found}/${config.names.length} features${withheld > 0 ? `, ${withheld} withheld by policy` : ''}`;
+        const reason = `${found}/${config.names.length} features${withheld > 0 ? `, ${withheld} withheld by policy` : ''}${stale ? ', stale from the local cache (feature store unavailable)' : ''}`;
         if (config.required && found < config.names.length)
           return result.fail(
             syError('SY_ERR_STAGE_FAILED', `${b.id}: required features missing`),
             reason,
           );
-        return result.next(found === config.names.length ? 'ok' : 'partial', reason, {
+        // Values served stale (#17) degrade the answer: marked in the route, never cached.
+        const code = stale ? 'stale' : found === config.names.length ? 'ok' : 'partial';
+        return result.next(code, reason, {
+          ...(stale ? { decisions: ['stale_features' as const] } : {}),
           output: values,
           // The model-input rule of each later model call reads these tags (#14).
           update: { features: values, featureTags, taint: Object.values(featureTags) },

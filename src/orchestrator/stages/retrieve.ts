@@ -16,12 +16,20 @@ export const retrieveKind = defineKind({
     embed: z.string().min(1),
     text: z.string().default('input.text'),
     k: z.number().int().min(1).max(1000).default(5),
+    /**
+     * The geo to route by (a path such as `attr.geo`, or `{ const: eu }`): only shards whose key
+     * admits it are searched, so an edge answers from its region's local shard without asking the
+     * others (#17). Absent, or missing in the request: every shard the tenant may match.
+     */
+    geo: z.union([z.string().min(1), z.strictObject({ const: z.string().min(1) })]).optional(),
   }),
   build(config, b) {
     b.needs('retriever', b.where);
     b.collection(config.collection, `${b.where}.collection`);
     b.model(config.embed, `${b.where}.embed`, 'embeddings');
     const text = b.paths.path(config.text, `${b.where}.text`);
+    const geo =
+      config.geo === undefined ? undefined : b.paths.mapping(config.geo, `${b.where}.geo`);
     const router = b.router;
     return {
       id: b.id,
@@ -47,6 +55,7 @@ export const retrieveKind = defineKind({
         if (!e.ok)
           return result.fail(e.error, `embedding failed (${e.use.outcome})`, { models: [e.use] });
         const guard = ctx.services.policy?.vectorGuard(ctx.tenant);
+        const region = geo === undefined ? undefined : asText(geo(state, ctx));
         const found = await inSpan(
           ctx,
           'retrieval',
@@ -58,6 +67,7 @@ export const retrieveKind = defineKind({
               k: config.k,
               signal: ctx.signal,
               ...(guard === undefined ? {} : { filter: guard.filter, predicate: guard.predicate }),
+              ...(region === undefined ? {} : { route: { geo: region } }),
               ...(span === undefined ? {} : { span }),
             }),
           (r) => ({

@@ -1,0 +1,124 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Pool } from 'undici';
+import { generateKey, hashKey } from '../../src/core/api-key.js';
+import { TEST_SECRET } from '../support/gateway.js';
+import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
+import { redisServerOrSkip, startRedisServer, type PrivateRedis } from '../support/redis-server.js';
+
+/**
+ * #17, edge nodes: each worker of `serve --workers 2` keeps its own cache of the Redis feature
+ * store (`features.store.cache`). A revocation made through one worker purges Redis there and
+ * reaches the other over the cluster's IPC only (no consent store here): the other worker must
+ * drop its cached copies of the user's values at once, not after `ttl_ms`.
+ */
+describe.runIf(redisServerOrSkip('the workers + feature cache test'))(
+  'serve --workers 2 with a cached Redis feature store (#17)',
+  () => {
+    let gw: ProcessGateway;
+    let redis: PrivateRedis;
+    const adminKey = generateKey('sk');
+    const pools: Pool[] = [];
+
+    beforeAll(async () => {
+      redis = await startRedisServer();
+      gw = await startProcessGateway({
+        args: ['--workers', '2'],
+        config: {
+          server: { host: '127.0.0.1', port: 0, limits: { keep_alive_timeout_ms: 120_000 } },
+          tenants: {
+            acme: {
+              keys: [{ id: 'admin', hash: hashKey(adminKey, TEST_SECRET), admin: true }],
+              models: ['*'],
+            },
+          },
+          models: {},
+          features: {
+            store: { kind: 'redis', url: redis.url, cache: { ttl_ms: 600_000 } },
+            definitions: {
+              'user.tier': {
+                entity: 'user',
+                type: 'string',
+                label: 'public',
+                lineage: { source: 'test', transformation: 'identity' },
+              },
+            },
+          },
+        },
+      });
+    }, 60_000);
+
+    afterAll(async () => {
+      for (const p of pools) await p.destroy().catch(() => undefined);
+      await gw?.close();
+      await redis?.stop();
+    });
+
+    const call = async (
+      pool: Pool,
+      method: 'GET' | 'PUT' | 'POST',
+      path: string,
+      body?: unknown,
+    ) => {
+      const res = await pool.request({
+        path,
+        method,
+        headers: {
+          authorization: `Bearer ${adminKey}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await res.body.text();
+      return { status: res.statusCode, body: text };
+    };
+
+    /** Two keep-alive connections, each held by a different worker. */
+    const pinTwo = async (): Promise<[Pool, Pool]> => {
+      const seen = new Map<number, Pool>();
+      for (let i = 0; i < 20 && seen.size < 2; i++) {
+        const pool = new Pool(gw.url, { connections: 1, keepAliveTimeout: 120_000 });
+        pools.push(pool);
+        const r = await call(pool, 'GET', '/readyz');
+        const pid = (JSON.parse(r.body) as { worker: { pid: number } }).worker.pid;
+        if (!seen.has(pid)) seen.set(pid, pool);
+      }
+      expect(seen.size).toBe(2);
+      const [a, b] = [...seen.values()];
+      return [a!, b!];
+    };
+
+    it("drops the other worker's cached values of a user who revoked, every time", async () => {
+      const [a, b] = await pinTwo();
+      const tier = async (pool: Pool, user: string) => {
+        const r = await call(pool, 'GET', `/v1/features/${user}?names=user.tier`);
+        expect(r.status).toBe(200);
+        const f = (JSON.parse(r.body) as { features: Record<string, { value: string }> }).features;
+        return f['user.tier']?.value;
+      };
+      for (let i = 0; i < 5; i++) {
+        const user = `rider-${i}`;
+        const granted = await call(a, 'PUT', `/v1/consent/${user}`, {
+          purposes: { behavioral_inference: true },
+        });
+        expect(granted.status).toBe(200);
+        const write = (value: string) =>
+          call(a, 'POST', '/v1/features', {
+            writes: [{ entity_id: user, feature: 'user.tier', value }],
+          });
+        expect((await write('gold')).status).toBe(200);
+        expect(await tier(b, user)).toBe('gold');
+        // Written through the other worker: this one keeps its copy (ttl_ms is ten minutes).
+        expect((await write('basic')).status).toBe(200);
+        expect(await tier(a, user)).toBe('basic');
+        expect(await tier(b, user)).toBe('gold');
+        const revoked = await call(a, 'POST', `/v1/consent/${user}/revoke`, {
+          purposes: ['behavioral_inference'],
+        });
+        expect(revoked.status).toBe(200);
+        // Nothing is granted any more, so Redis holds nothing of the user; the other worker
+        // applied the change before the revocation answered, so its cached 'gold' is gone too.
+        expect(await tier(b, user), `round ${i}`).toBeUndefined();
+      }
+    }, 60_000);
+  },
+);
