@@ -23,6 +23,8 @@ export interface OutcomeJoinOptions {
 const FIRST_PAUSE_MS = 50;
 /** Beyond one flush interval: the serving replica's write itself takes time. */
 const WRITE_MARGIN_MS = 500;
+/** The longest a feedback waits, whatever the flush interval (a long one would hold it minutes). */
+const MAX_WAIT_MS = 5_000;
 /** Feedback waiting for a record at once; past it, the log is read once (no waiting). */
 const MAX_WAITING = 64;
 
@@ -35,7 +37,8 @@ const MAX_WAITING = 64;
  * only: another tenant's request id is unknown to it.
  *
  * A record still in the serving replica's write buffer is waited for, bounded: the log is read
- * again after 50, 100, 200 ... ms until one flush interval and a margin have passed. The answer
+ * again after 50, 100, 200 ... ms until one flush interval and a margin have passed (5 s at
+ * most; 64 feedback requests at most waiting at once, past which the log is read once). The answer
  * stays synchronous and honest (counted or not), and nothing runs behind it; a client told
  * `recorded: false` may send the feedback again.
  */
@@ -59,7 +62,8 @@ export class OutcomeJoin {
   private async fromLog(tenant: string, requestId: string): Promise<CostKey | undefined> {
     const log = this.o.log();
     if (log === undefined) return undefined;
-    const budget = this.waiting < MAX_WAITING ? log.flushMs + WRITE_MARGIN_MS : 0;
+    const budget =
+      this.waiting < MAX_WAITING ? Math.min(log.flushMs + WRITE_MARGIN_MS, MAX_WAIT_MS) : 0;
     const start = this.o.clock.now();
     this.waiting++;
     try {
