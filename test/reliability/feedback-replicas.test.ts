@@ -151,7 +151,7 @@ describe.skipIf(skip !== false)(
       });
     });
 
-    it("joins to the request's experiment arm, found in the log", async () => {
+    it("joins to the request's experiment arm, found in the log; never another tenant's", async () => {
       const a = await call(A(), 'POST', '/v1/chat/completions', app, {
         model: 'big',
         messages: [{ role: 'user', content: 'hi' }],
@@ -163,7 +163,12 @@ describe.skipIf(skip !== false)(
         String(a.headers['x-switchyard-release']),
       )?.[1];
       expect(arm).toBeDefined();
-      const fb = await feedback(B(), String(a.headers['x-request-id']), 0.5);
+      const id = String(a.headers['x-request-id']);
+      // Another tenant on the replica that served it: neither ledger nor experiment takes it.
+      const stolen = await feedback(A(), id, 1, other);
+      expect(stolen.status, stolen.text).toBe(404);
+      expect(errorCode(stolen)).toBe('SY_ERR_INFERENCE_UNKNOWN');
+      const fb = await feedback(B(), id, 0.5);
       expect(fb.status, fb.text).toBe(200);
       expect(fb.body['recorded']).toBe(true);
       const groups = await ledger('group_by=arm', (g) => g.some((x) => x.feedback === 1));

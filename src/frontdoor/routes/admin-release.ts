@@ -256,11 +256,12 @@ export async function postFeedback(ctx: RequestContext): Promise<void> {
     });
   // The cost ledger joins the outcome to the request's journey, tenant and arm, on any replica
   // and once (#15); an experiment's reward goes to the release manager. Either may know it.
-  const ledger = await ctx.runtime.costs?.outcomes.record(ctx.principal?.tenant ?? '', id, reward);
+  const tenant = ctx.principal?.tenant ?? '';
+  const ledger = await ctx.runtime.costs?.outcomes.record(tenant, id, reward);
   const recorded = ledger === 'counted';
   let r: { experiment: string; variant: string } | undefined;
   try {
-    r = host(ctx).manager.feedback(id, reward);
+    r = host(ctx).manager.feedback(id, reward, tenant);
   } catch (err) {
     const unknown =
       isSwitchyardError(err) &&
