@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CostKey, CostLedgerStore } from '../contracts/cost-ledger.js';
 import type { InferenceLogReader, RequestRecord } from '../contracts/inference-log.js';
 import type { Clock } from '../core/clock.js';
+import { syError } from '../core/errors.js';
 import { dayOf } from './cost-recorder.js';
 
 /** What became of a `/v1/feedback` outcome in the ledger. */
@@ -47,16 +48,23 @@ export class OutcomeJoin {
 
   constructor(private readonly o: OutcomeJoinOptions) {}
 
+  /** Throws SY_ERR_FEEDBACK_STORE_FAILED when the log or the ledger fails: nothing is counted. */
   async record(tenant: string, requestId: string, reward: number): Promise<OutcomeResult> {
-    const key = this.o.local(tenant, requestId) ?? (await this.fromLog(tenant, requestId));
-    if (key === undefined) return 'unknown';
-    const counted = await this.o.store.addOutcome({
-      requestId,
-      key,
-      reward,
-      at: this.o.clock.wall(),
-    });
-    return counted ? 'counted' : 'duplicate';
+    try {
+      const key = this.o.local(tenant, requestId) ?? (await this.fromLog(tenant, requestId));
+      if (key === undefined) return 'unknown';
+      const counted = await this.o.store.addOutcome({
+        requestId,
+        key,
+        reward,
+        at: this.o.clock.wall(),
+      });
+      return counted ? 'counted' : 'duplicate';
+    } catch (err) {
+      throw syError('SY_ERR_FEEDBACK_STORE_FAILED', 'the inference log or cost ledger failed', {
+        cause: err,
+      });
+    }
   }
 
   private async fromLog(tenant: string, requestId: string): Promise<CostKey | undefined> {

@@ -139,6 +139,19 @@ describe('outcome join', () => {
     expect(waited).toBeLessThan(2_000);
   });
 
+  it('fails with SY_ERR_FEEDBACK_STORE_FAILED, counting nothing, when a store fails', async () => {
+    const { log, ledger, join: j } = open();
+    await log.append([request('r', MIDNIGHT)], [call('r', MIDNIGHT)]);
+    await ledger.close(); // the ledger's database is gone
+    await expect(j.record('acme', 'r', 1)).rejects.toMatchObject({
+      code: 'SY_ERR_FEEDBACK_STORE_FAILED',
+    });
+    await log.close();
+    await expect(j.record('acme', 'other', 1)).rejects.toMatchObject({
+      code: 'SY_ERR_FEEDBACK_STORE_FAILED',
+    });
+  });
+
   it('answers at once, unknown, when the inference log is off', async () => {
     dir = mkdtempSync(join(tmpdir(), 'sy-outcome-'));
     const ledger = SqliteCostLedger.open(join(dir, 'costs.db'));
