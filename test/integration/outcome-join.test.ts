@@ -18,7 +18,7 @@ import { call, request } from '../contract/inference-log.contract.js';
 const DAY = 86_400_000;
 const MIDNIGHT = Date.UTC(2026, 11, 7); // 2026-12-07T00:00Z
 
-describe('outcome join', () => {
+describe('outcome join (#15)', () => {
   let dir: string | undefined;
   const closers: (() => Promise<void>)[] = [];
   afterEach(async () => {

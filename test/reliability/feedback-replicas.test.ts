@@ -29,7 +29,7 @@ interface Group {
 }
 
 describe.skipIf(skip !== false)(
-  'feedback joins the ledger across two replicas (PostgreSQL)',
+  'feedback joins the ledger across two replicas sharing PostgreSQL (#15)',
   () => {
     let up: TestUpstream;
     const schema = freshSchema('sy_feedback');

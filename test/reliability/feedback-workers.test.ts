@@ -96,7 +96,7 @@ async function journeyTotals(pool: Pool): Promise<Group | undefined> {
   return (a.body['groups'] as Group[]).find((g) => g.key === 'ask');
 }
 
-describe('feedback with serve --workers 2 sharing SQLite, inference log on', () => {
+describe('feedback with serve --workers 2 sharing SQLite, inference log on (#15)', () => {
   let gw: ProcessGateway;
   let up: TestUpstream;
   const pools: Pool[] = [];
@@ -139,7 +139,7 @@ describe('feedback with serve --workers 2 sharing SQLite, inference log on', () 
   });
 });
 
-describe('feedback with serve --workers 2 sharing SQLite, inference log off', () => {
+describe('feedback with serve --workers 2 sharing SQLite, inference log off (#15)', () => {
   let gw: ProcessGateway;
   let up: TestUpstream;
   const pools: Pool[] = [];
