@@ -101,7 +101,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     closers.push(() => tracing.close());
     const admission = await openAdmission(initial, deps, audit);
     closers.push(() => admission.close());
-    const costs = await openCosts(initial, deps, () => current?.snapshot ?? initial);
+    const costs = await openCosts(
+      initial,
+      deps,
+      () => current?.snapshot ?? initial,
+      () => current?.inferenceLog,
+    );
     closers.push(() => costs.close());
     const models = openModels(deps, admission.controller);
     closers.push(() => models.close());

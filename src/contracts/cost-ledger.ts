@@ -58,6 +58,20 @@ export interface CostQuery {
   readonly tenant?: string;
 }
 
+/**
+ * One `/v1/feedback` outcome on a request (#15): counted on the request's own row (`key`, model
+ * `''`) once per tenant and request id, whichever replica receives it.
+ */
+export interface OutcomeClaim {
+  readonly requestId: string;
+  /** The request's row; `key.tenant` is the tenant that gave the feedback (and owns the request). */
+  readonly key: CostKey;
+  /** In [0, 1]: above 0 is a conversion. */
+  readonly reward: number;
+  /** Epoch ms the feedback arrived. */
+  readonly at: number;
+}
+
 /** One group's totals (`arm` groups by `experiment/arm`). */
 export interface CostGroup extends CostCounts {
   readonly key: string;
@@ -72,6 +86,12 @@ export interface CostLedgerStore {
   totals(query: CostQuery): Promise<CostGroup[]>;
   /** A tenant's cost on a day, in nano-units. */
   spentNanos(tenant: string, day: string): Promise<number>;
+  /**
+   * Counts an outcome (`feedback`, and `conversions` when the reward is above 0) on its key's row,
+   * in one transaction with a unique row per (tenant, request id): false, and nothing counted,
+   * when that request already has its outcome (from any replica or process sharing the store).
+   */
+  addOutcome(o: OutcomeClaim): Promise<boolean>;
   close(): Promise<void>;
 }
 

@@ -548,6 +548,14 @@ export const ERROR_REGISTRY = {
     retryable: false,
     message: 'The inference log is off (inference_log.enabled): {detail}',
   },
+  SY_ERR_FEEDBACK_STORE_FAILED: {
+    // `/v1/feedback` could not read the request's cost key or count its outcome (#15): nothing
+    // was counted, and the same feedback sent again counts once.
+    status: 503,
+    type: 'server_error',
+    retryable: true,
+    message: 'The feedback outcome could not be recorded: {detail}',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_REGISTRY;

@@ -12,6 +12,7 @@ import type { CompiledJourney } from '../orchestrator/compile.js';
 import type { JourneyRunner } from '../orchestrator/runner.js';
 import type { CostLedgerStore } from '../contracts/cost-ledger.js';
 import type { CostRecorder } from '../observability/cost-recorder.js';
+import type { OutcomeJoin } from '../observability/outcome-join.js';
 import type { ResponseStore } from '../contracts/response-store.js';
 import type { BatchStore } from '../contracts/batch-store.js';
 import type { KeyStore } from './auth.js';
@@ -58,6 +59,7 @@ export interface Runtime {
   readonly costs?: {
     readonly recorder: CostRecorder;
     readonly store: CostLedgerStore;
+    readonly outcomes: OutcomeJoin;
     /** Writes every worker's recorded costs (`serve --workers N`); else the recorder's flush. */
     flush?(): Promise<void>;
   };

@@ -164,18 +164,13 @@ export class CostRecorder implements SpendBudget {
   }
 
   /**
-   * `/v1/feedback` on a request this replica served: a conversion when `reward > 0`, once per
-   * request. False when the request is unknown here (ended too long ago, feedback already given,
-   * or served by another replica).
+   * The cost key of a request this replica served (its own row, model `''`), when `tenant` owns
+   * it: `/v1/feedback` adds the outcome there without a store read. Undefined when the request
+   * is not known here (ended too long ago, served by another replica, or another tenant's).
    */
-  outcome(requestId: string, reward: number): boolean {
+  attribution(tenant: string, requestId: string): CostKey | undefined {
     const a = this.recent.get(requestId);
-    if (a === undefined) return false;
-    this.recent.delete(requestId); // one outcome per request
-    const counts = this.row(a.key);
-    counts.feedback++;
-    if (reward > 0) counts.conversions++;
-    return true;
+    return a?.key.tenant === tenant ? a.key : undefined;
   }
 
   private addCall(e: ModelCallEvent, day: string, journey: string): void {

@@ -136,6 +136,25 @@ describe('the release manager', () => {
     );
   });
 
+  it("takes an inference's reward from its own tenant only (#15)", async () => {
+    const { manager } = await setup();
+    await manager.create(ab, by);
+    const unit = { tenant: 'acme', requestId: 'mine', trafficClass: 'interactive' };
+    const a = manager.resolve('ranker', unit)!;
+    manager.report({ inferenceId: 'mine', slot: 'ranker', assignment: a, ms: 1, outcome: 'ok' });
+    expect(() => manager.feedback('mine', 1, 'beta')).toThrow(
+      expect.objectContaining({ code: 'SY_ERR_INFERENCE_UNKNOWN' }),
+    );
+    // The other tenant's attempt took nothing: the owner's reward still counts, once.
+    expect(manager.feedback('mine', 1, 'acme')).toEqual({
+      experiment: 'ranker-ab',
+      variant: a.variant,
+    });
+    expect(() => manager.feedback('mine', 1, 'acme')).toThrow(
+      expect.objectContaining({ code: 'SY_ERR_INFERENCE_UNKNOWN' }),
+    );
+  });
+
   it('rejects overlapping experiments in a full layer and audits every change', async () => {
     const { manager, store } = await setup();
     await manager.create(ab, by);

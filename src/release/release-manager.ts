@@ -61,6 +61,8 @@ export interface Actor {
 }
 
 interface Pending {
+  /** The tenant whose request it was, when resolve saw its request id: only it gives feedback. */
+  readonly tenant: string | undefined;
   readonly experiment: string;
   readonly variant: string;
   readonly segment: string;
@@ -209,34 +211,36 @@ export class ReleaseManager implements ReleaseSlotResolver {
         version: a.version ?? '',
         unit: a.unit ?? '',
       });
+      const unit = this.units.get(outcome.inferenceId);
       this.openFeedback(outcome.inferenceId, {
+        tenant: unit?.tenant,
         experiment: exp,
         variant: a.variant,
-        segment: r?.spec.kind === 'bandit' ? (this.segments.get(outcome.inferenceId) ?? '') : '',
+        segment: r?.spec.kind === 'bandit' ? (unit?.segment ?? '') : '',
         at: this.opts.clock.now(),
       });
-      this.segments.delete(outcome.inferenceId);
+      this.units.delete(outcome.inferenceId);
     }
     if (a.shadow !== undefined && a.shadow.length > 0 && invoke !== undefined)
       this.shadow.mirror(outcome, invoke);
   }
 
-  /** Bandit segments remembered between resolve and report (keyed by inference id). */
-  private readonly segments = new Map<string, string>();
+  /** Tenants and bandit segments remembered between resolve and report (keyed by inference id). */
+  private readonly units = new Map<string, { tenant: string; segment: string }>();
 
   /**
-   * Which version serves `slot` for this unit. For a bandit with a request id, the unit's segment
-   * is remembered so a later reward (`feedback`) credits the right per-segment posterior.
+   * Which version serves `slot` for this unit. With a request id, the unit's tenant is remembered
+   * so that only it may give the inference's reward (#15), and for a bandit its segment, so a
+   * later reward (`feedback`) credits the right per-segment posterior.
    */
   resolve(slot: string, unit: AssignmentUnit): SlotAssignment | undefined {
     const a = this.table.resolve(slot, unit);
     if (a?.experiment !== undefined && unit.requestId !== undefined) {
       const r = this.records.get(a.experiment);
-      if (r?.spec.kind === 'bandit') {
-        this.segments.set(unit.requestId, segmentOf(r.spec.bandit?.segment_by, unit));
-        if (this.segments.size > this.opts.feedbackCapacity)
-          this.segments.delete(this.segments.keys().next().value!);
-      }
+      const segment = r?.spec.kind === 'bandit' ? segmentOf(r.spec.bandit?.segment_by, unit) : '';
+      this.units.set(unit.requestId, { tenant: unit.tenant, segment });
+      if (this.units.size > this.opts.feedbackCapacity)
+        this.units.delete(this.units.keys().next().value!);
     }
     return a;
   }
@@ -248,10 +252,21 @@ export class ReleaseManager implements ReleaseSlotResolver {
       this.feedbackIds.delete(this.feedbackIds.keys().next().value!);
   }
 
-  /** A reward in [0, 1] for a served inference (bandit posterior and experiment metric). */
-  feedback(inferenceId: string, reward: number): { experiment: string; variant: string } {
+  /**
+   * A reward in [0, 1] for a served inference (bandit posterior and experiment metric). Given
+   * `tenant`, another tenant's inference is unknown to it.
+   */
+  feedback(
+    inferenceId: string,
+    reward: number,
+    tenant?: string,
+  ): { experiment: string; variant: string } {
     const p = this.feedbackIds.get(inferenceId);
-    if (p === undefined || this.opts.clock.now() - p.at > this.opts.feedbackTtlMs)
+    if (
+      p === undefined ||
+      this.opts.clock.now() - p.at > this.opts.feedbackTtlMs ||
+      (tenant !== undefined && p.tenant !== undefined && p.tenant !== tenant)
+    )
       throw syError('SY_ERR_INFERENCE_UNKNOWN', inferenceId.slice(0, 128));
     if (!(reward >= 0 && reward <= 1))
       throw syError('SY_ERR_REGISTRY_INVALID', 'reward must be in [0, 1]');

@@ -1,9 +1,11 @@
 import {
   COUNT_FIELDS,
+  NO_COUNTS,
   type CostCounts,
   type CostDelta,
   type CostGroup,
   type CostQuery,
+  type OutcomeClaim,
 } from '../contracts/cost-ledger.js';
 
 /** The ledger table's key columns, in primary-key order. */
@@ -59,6 +61,31 @@ export function upsertParams(d: CostDelta): (string | number)[] {
     d.arm,
     ...COUNT_FIELDS.map((f) => Math.round(d[f])),
   ];
+}
+
+/**
+ * `CREATE TABLE` of the outcomes given (#15): one row per tenant and request id, so a feedback
+ * repeated on any replica finds the row taken and counts nothing.
+ */
+export function outcomesTable(table: string, bigint: string, real: string): string {
+  return `CREATE TABLE IF NOT EXISTS ${table} (
+  tenant TEXT NOT NULL, request_id TEXT NOT NULL, day TEXT NOT NULL, reward ${real} NOT NULL,
+  at ${bigint} NOT NULL, PRIMARY KEY (tenant, request_id))`;
+}
+
+/** Takes an outcome's row; affects no row when the request already has one. */
+export function outcomeInsertSql(table: string, p: (n: number) => string): string {
+  return `INSERT INTO ${table} (tenant, request_id, day, reward, at)
+  VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}) ON CONFLICT (tenant, request_id) DO NOTHING`;
+}
+
+export function outcomeInsertParams(o: OutcomeClaim): (string | number)[] {
+  return [o.key.tenant, o.requestId, o.key.day, o.reward, Math.round(o.at)];
+}
+
+/** What an outcome adds to its request's row. */
+export function outcomeDelta(o: OutcomeClaim): CostDelta {
+  return { ...o.key, ...NO_COUNTS, feedback: 1, conversions: o.reward > 0 ? 1 : 0 };
 }
 
 const GROUP_EXPR: Record<CostQuery['groupBy'], string> = {

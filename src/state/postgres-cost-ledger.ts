@@ -1,6 +1,22 @@
 import pg from 'pg';
-import type { CostDelta, CostGroup, CostLedgerStore, CostQuery } from '../contracts/cost-ledger.js';
-import { groupOf, ledgerTable, totalsSql, upsertParams, upsertSql } from './cost-ledger-rows.js';
+import type {
+  CostDelta,
+  CostGroup,
+  CostLedgerStore,
+  CostQuery,
+  OutcomeClaim,
+} from '../contracts/cost-ledger.js';
+import {
+  groupOf,
+  ledgerTable,
+  outcomeDelta,
+  outcomeInsertParams,
+  outcomeInsertSql,
+  outcomesTable,
+  totalsSql,
+  upsertParams,
+  upsertSql,
+} from './cost-ledger-rows.js';
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -11,12 +27,14 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
  */
 export class PostgresCostLedger implements CostLedgerStore {
   private readonly table: string;
+  private readonly outcomes: string;
 
   private constructor(
     private readonly pool: pg.Pool,
     private readonly schema: string,
   ) {
     this.table = `${schema}.sy_cost_totals`;
+    this.outcomes = `${schema}.sy_cost_outcomes`;
   }
 
   static async open(o: { url: string; schema?: string | undefined }): Promise<PostgresCostLedger> {
@@ -32,6 +50,7 @@ export class PostgresCostLedger implements CostLedgerStore {
       try {
         await c.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
         await c.query(ledgerTable(ledger.table, 'BIGINT'));
+        await c.query(outcomesTable(ledger.outcomes, 'BIGINT', 'DOUBLE PRECISION'));
       } finally {
         await c.query('SELECT pg_advisory_unlock(hashtext($1))', [`sy-costs:${schema}`]);
       }
@@ -54,6 +73,33 @@ export class PostgresCostLedger implements CostLedgerStore {
       const sorted = [...deltas].sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
       for (const d of sorted) await c.query(sql, upsertParams(d));
       await c.query('COMMIT');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+
+  async addOutcome(o: OutcomeClaim): Promise<boolean> {
+    const c = await this.pool.connect();
+    try {
+      await c.query('BEGIN');
+      // A second replica's insert of the same row waits for this commit, then inserts nothing.
+      const taken = await c.query(
+        outcomeInsertSql(this.outcomes, (n) => `$${n}`),
+        [...outcomeInsertParams(o)],
+      );
+      if (taken.rowCount !== 1) {
+        await c.query('ROLLBACK');
+        return false;
+      }
+      await c.query(
+        upsertSql(this.table, (n) => `$${n}`),
+        upsertParams(outcomeDelta(o)),
+      );
+      await c.query('COMMIT');
+      return true;
     } catch (err) {
       await c.query('ROLLBACK').catch(() => undefined);
       throw err;

@@ -1,9 +1,26 @@
 import type Database from 'better-sqlite3';
-import type { CostDelta, CostGroup, CostLedgerStore, CostQuery } from '../contracts/cost-ledger.js';
-import { groupOf, ledgerTable, totalsSql, upsertParams, upsertSql } from './cost-ledger-rows.js';
+import type {
+  CostDelta,
+  CostGroup,
+  CostLedgerStore,
+  CostQuery,
+  OutcomeClaim,
+} from '../contracts/cost-ledger.js';
+import {
+  groupOf,
+  ledgerTable,
+  outcomeDelta,
+  outcomeInsertParams,
+  outcomeInsertSql,
+  outcomesTable,
+  totalsSql,
+  upsertParams,
+  upsertSql,
+} from './cost-ledger-rows.js';
 import { openDurableSqlite } from './sqlite-audit-log.js';
 
 const TABLE = 'sy_cost_totals';
+const OUTCOMES = 'sy_cost_outcomes';
 
 /**
  * The embedded cost ledger: table `sy_cost_totals` in a SQLite file (WAL). A batch is one
@@ -13,9 +30,12 @@ export class SqliteCostLedger implements CostLedgerStore {
   private readonly upsert: Database.Statement;
   private readonly spent: Database.Statement;
   private readonly batch: (deltas: readonly CostDelta[]) => void;
+  private readonly outcome: (o: OutcomeClaim) => boolean;
 
   constructor(private readonly db: Database.Database) {
     db.exec(ledgerTable(TABLE, 'INTEGER'));
+    db.exec(outcomesTable(OUTCOMES, 'INTEGER', 'REAL'));
+    const claim = db.prepare(outcomeInsertSql(OUTCOMES, () => '?'));
     this.upsert = db.prepare(upsertSql(TABLE, () => '?'));
     this.spent = db.prepare(
       `SELECT COALESCE(SUM(cost_nanos), 0) AS n FROM ${TABLE} WHERE tenant = ? AND day = ?`,
@@ -23,6 +43,14 @@ export class SqliteCostLedger implements CostLedgerStore {
     this.batch = db.transaction((deltas: readonly CostDelta[]) => {
       for (const d of deltas) this.upsert.run(...upsertParams(d));
     });
+    // Write-locking from the first statement (BEGIN IMMEDIATE): processes sharing the file take
+    // the outcome's row one after the other.
+    const outcome = db.transaction((o: OutcomeClaim): boolean => {
+      if (claim.run(...outcomeInsertParams(o)).changes === 0) return false;
+      this.upsert.run(...upsertParams(outcomeDelta(o)));
+      return true;
+    });
+    this.outcome = (o) => outcome.immediate(o);
   }
 
   static open(path: string): SqliteCostLedger {
@@ -44,6 +72,11 @@ export class SqliteCostLedger implements CostLedgerStore {
   spentNanos(tenant: string, day: string): Promise<number> {
     const row = this.spent.get(tenant, day) as { n: number | bigint };
     return Promise.resolve(Number(row.n));
+  }
+
+  // eslint-disable-next-line @typescript-eslint/require-await
+  async addOutcome(o: OutcomeClaim): Promise<boolean> {
+    return this.outcome(o);
   }
 
   close(): Promise<void> {

@@ -1,6 +1,8 @@
 import type { ConfigSnapshot } from '../config/load.js';
 import type { CostLedgerStore } from '../contracts/cost-ledger.js';
+import type { InferenceLogReader } from '../contracts/inference-log.js';
 import { CostRecorder } from '../observability/cost-recorder.js';
+import { OutcomeJoin } from '../observability/outcome-join.js';
 import { openCostLedger } from '../state/open-cost-ledger.js';
 import type { WiringDeps } from './shared.js';
 
@@ -8,6 +10,8 @@ import type { WiringDeps } from './shared.js';
 export interface CostsWiring {
   readonly recorder: CostRecorder;
   readonly store: CostLedgerStore;
+  /** `/v1/feedback` outcomes, joined to the request's row whichever replica served it. */
+  readonly outcomes: OutcomeJoin;
   /** Where the totals are kept: `sqlite:<path>` or `postgres:<schema>`. */
   readonly where: string;
   /**
@@ -36,12 +40,14 @@ function budgets(snap: ConfigSnapshot): ReadonlyMap<string, number> {
 /**
  * Opens the ledger where the config keeps state: PostgreSQL (`state.postgres`, shared by every
  * replica), the state store's SQLite file, or the gateway's own `costs.sqlite`. Budgets follow
- * the current snapshot (`current`), so a reload changes them at once.
+ * the current snapshot (`current`), so a reload changes them at once. Feedback on a request
+ * another replica served finds its cost key in the inference log (`log`), when that is on.
  */
 export async function openCosts(
   initial: ConfigSnapshot,
   deps: WiringDeps,
   current: () => ConfigSnapshot,
+  log: () => InferenceLogReader | undefined = () => undefined,
 ): Promise<CostsWiring> {
   const { state, costs } = initial.config;
   const { store, where } = await openCostLedger({ state, costs, dir: initial.dir });
@@ -52,11 +58,22 @@ export async function openCosts(
     budgets: () => budgets(current()),
     logger: deps.logger,
   });
+  const flushMs = initial.config.inference_log.flush_ms; // the log's timers are set at start
+  const outcomes = new OutcomeJoin({
+    store,
+    clock: deps.clock,
+    local: (tenant, id) => recorder.attribution(tenant, id),
+    log: () => {
+      const reader = log();
+      return reader === undefined ? undefined : { reader, flushMs };
+    },
+  });
   const cluster = deps.cluster;
   cluster?.on(FLUSH_TOPIC, () => recorder.flush());
   return {
     recorder,
     store,
+    outcomes,
     where,
     flush: async () => {
       await Promise.all([recorder.flush(), cluster?.broadcast(FLUSH_TOPIC, null)]);

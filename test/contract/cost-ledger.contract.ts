@@ -111,6 +111,47 @@ export function costLedgerContract(
       );
     });
 
+    it('counts an outcome once per tenant and request, whichever replica gives it', async () => {
+      f = await open();
+      const other = await f.another();
+      const key = { ...delta({}), model: '', journey: 'support' };
+      const claim = { requestId: 'req-1', key, reward: 1, at: 1 };
+      expect(await f.store.addOutcome(claim)).toBe(true);
+      // The same feedback again, here and on another replica: nothing more is counted.
+      expect(await other.addOutcome(claim)).toBe(false);
+      expect(await f.store.addOutcome({ ...claim, reward: 0 })).toBe(false);
+      // Another tenant's request with the same id is its own (ids may repeat across tenants).
+      const beta = { ...key, tenant: 'beta' };
+      expect(await other.addOutcome({ requestId: 'req-1', key: beta, reward: 0, at: 2 })).toBe(
+        true,
+      );
+      // A reward of 0 is feedback without a conversion.
+      expect(await f.store.addOutcome({ ...claim, requestId: 'req-2', reward: 0 })).toBe(true);
+      const byTenant = await f.store.totals({ groupBy: 'tenant' });
+      expect(byTenant.map((g) => [g.key, g.feedback, g.conversions, g.requests])).toEqual([
+        ['acme', 2, 1, 0],
+        ['beta', 1, 0, 0],
+      ]);
+      // On the request's own row (model ''), beside what its calls added.
+      expect(await f.store.totals({ groupBy: 'model' })).toEqual([]);
+      const byJourney = await other.totals({ groupBy: 'journey', tenant: 'acme' });
+      expect(byJourney.map((g) => [g.key, g.feedback, g.conversions])).toEqual([['support', 2, 1]]);
+    });
+
+    it('counts one of many concurrent outcomes for a request across replicas', async () => {
+      f = await open();
+      const other = await f.another();
+      const key = { ...delta({}), model: '' };
+      const results = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          (i % 2 === 0 ? f!.store : other).addOutcome({ requestId: 'r', key, reward: 1, at: i }),
+        ),
+      );
+      expect(results.filter((r) => r)).toHaveLength(1);
+      const t = await f.store.totals({ groupBy: 'tenant' });
+      expect(t.map((g) => [g.feedback, g.conversions])).toEqual([[1, 1]]);
+    });
+
     it('keeps costs above 2^31 nano-units exactly', async () => {
       f = await open();
       const big = 5_000_000_000_123; // 5000.000000123 units

@@ -254,12 +254,14 @@ export async function postFeedback(ctx: RequestContext): Promise<void> {
     throw syError('SY_ERR_INVALID_REQUEST', '"reward" must be a number in [0, 1] or a boolean', {
       param: 'reward',
     });
-  // The cost ledger joins the outcome to the request's journey, tenant and arm (#15); an
-  // experiment's reward goes to the release manager. Either may know the inference.
-  const recorded = ctx.runtime.costs?.recorder.outcome(id, reward) ?? false;
+  // The cost ledger joins the outcome to the request's journey, tenant and arm, on any replica
+  // and once (#15); an experiment's reward goes to the release manager. Either may know it.
+  const tenant = ctx.principal?.tenant ?? '';
+  const ledger = await ctx.runtime.costs?.outcomes.record(tenant, id, reward);
+  const recorded = ledger === 'counted';
   let r: { experiment: string; variant: string } | undefined;
   try {
-    r = host(ctx).manager.feedback(id, reward);
+    r = host(ctx).manager.feedback(id, reward, tenant);
   } catch (err) {
     const unknown =
       isSwitchyardError(err) &&
