@@ -158,6 +158,7 @@ describe.skipIf(!up)('an edge gateway with a local cache of its region’s featu
       expect(fresh.status).toBe(200);
       expect(readStage(fresh.answer).code).toBe('ok');
       expect(fresh.answer.route.decisions).not.toContain('stale_features');
+      expect(fresh.headers['x-switchyard-degraded']).toBeUndefined();
     }
     // bob revokes at the regional node: Redis is purged there, and the edge drops its copies of
     // bob's values when it hears the change (public ones included, which consent would not hide).
@@ -181,6 +182,7 @@ describe.skipIf(!up)('an edge gateway with a local cache of its region’s featu
     expect(readStage(stale.answer)).toMatchObject({ code: 'stale' });
     expect(readStage(stale.answer).reason).toMatch(/stale from the local cache/);
     expect(stale.answer.route.decisions).toContain('stale_features');
+    expect(stale.headers['x-switchyard-degraded']).toBe('stale_features');
 
     // An answer built from stale features is never written to the journey's cache.
     for (let i = 0; i < 2; i++) {

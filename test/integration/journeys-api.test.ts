@@ -276,6 +276,7 @@ describe('journeys through the gateway', () => {
     const log = gw.logs.filter((l) => l['msg'] === 'request degraded').at(-1)!;
     expect(log['level']).toBe(40);
     expect(log['degraded']).toEqual(['fallback']);
+    expect(a.headers['x-switchyard-degraded']).toBe('fallback');
     const metrics = await gw.gateway.metrics.render();
     expect(metrics).toMatch(
       /switchyard_journey_decisions_total\{journey="triage",decision="fallback"\} [1-9]/,

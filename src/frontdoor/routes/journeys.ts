@@ -6,7 +6,7 @@ import { compactRoute, type JourneyOutcome, type JourneyRoute } from '../../orch
 import type { RequestContext } from '../context.js';
 import { keepPayload, payloadWanted } from '../payload.js';
 import { withScope } from '../scope.js';
-import { errorBody, ROUTE_HEADER } from '../respond.js';
+import { DEGRADED_HEADER, errorBody, ROUTE_HEADER } from '../respond.js';
 
 export const JOURNEY_MODEL_PREFIX = 'journey:';
 
@@ -142,9 +142,7 @@ async function execute(
       });
     },
   );
-  const degraded = outcome.route.decisions.filter(
-    (d) => d === 'fallback' || d === 'downgrade' || d === 'stale_served',
-  );
+  const degraded = outcome.route.decisions.filter((d) => DEGRADED_DECISIONS.has(d));
   ctx.journey = {
     name,
     compact: compactRoute(outcome.route),
@@ -154,6 +152,9 @@ async function execute(
   };
   return { ...outcome, used: { inputTokens: used.inputTokens, outputTokens: used.outputTokens } };
 }
+
+/** The decisions that make a journey's answer degraded: logged as such, and in the header. */
+const DEGRADED_DECISIONS = new Set(['fallback', 'downgrade', 'stale_served', 'stale_features']);
 
 function routeJson(route: JourneyRoute): JsonObject {
   return JSON.parse(JSON.stringify(route)) as JsonObject;
@@ -169,7 +170,12 @@ function headers(
     'x-request-id': ctx.requestId,
   };
   if (length !== undefined) h['content-length'] = length;
-  if (ctx.journey !== undefined) h[ROUTE_HEADER] = ctx.journey.compact;
+  if (ctx.journey !== undefined) {
+    h[ROUTE_HEADER] = ctx.journey.compact;
+    // A degraded answer says so, as a degraded model call does (`x-switchyard-degraded`).
+    if (ctx.journey.degraded.length > 0)
+      h[DEGRADED_HEADER] = [...new Set(ctx.journey.degraded)].join(',');
+  }
   return h;
 }
 
