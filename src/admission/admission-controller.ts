@@ -292,7 +292,6 @@ export class AdmissionController {
       },
       stream: async (request, ctx) => {
         const permit = await this.acquireGate(name, ctx, spec?.());
-        const t0 = clock.now();
         let stream: BackendStream;
         try {
           stream = await next.stream(request, ctx);
@@ -300,13 +299,15 @@ export class AdmissionController {
           permit.release(outcomeOf(err));
           throw err;
         }
-        // Latency of a stream is its time to first event; the slot is held until it ends.
-        const rttMs = upstreamMs(clock.now() - t0);
+        // The slot is held until the stream ends. Its time to first event is no latency for the
+        // limit to learn: a burst of stream starts queues on this loop before any byte leaves
+        // (8 streams at once pinned the limit below 8 and shed them, bench:stream). The limit
+        // learns streams from drops and demand (PermitOutcome.latency).
         let done = false;
         const end = (outcome: { ok: boolean; dropped: boolean }): void => {
           if (done) return;
           done = true;
-          permit.release({ ...outcome, rttMs });
+          permit.release({ ...outcome, latency: false });
         };
         return {
           ...stream,

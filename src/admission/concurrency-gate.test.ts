@@ -206,4 +206,35 @@ describe('ConcurrencyGate', () => {
     (await w[0]!).release({ ok: true });
     (await w[1]!).release({ ok: true });
   });
+
+  it('does not let the first-event time of 8 streams started at once shrink its limit (latency: false)', async () => {
+    // Vegas, 20 slots; unary calls set a no-load latency of 1 ms. Then waves of 8 streams, each
+    // held 1.3 s, whose first events came 2 to 9 ms after they started (a burst queues on the
+    // gateway's own loop). As latency, that reads as a queue and pins the limit below 8.
+    const run = async (latency: boolean): Promise<number> => {
+      const { clock, gate, req } = setup({
+        ...TEST_CONCURRENCY,
+        algorithm: 'vegas',
+        initial_limit: 20,
+        probe_interval_ms: 5_000,
+      });
+      for (let i = 0; i < 10; i++) {
+        const p = await gate.acquire(req('interactive'));
+        clock.t += 1;
+        p.release({ ok: true, rttMs: 1 });
+      }
+      for (let wave = 0; wave < 20; wave++) {
+        // Below 8 the next wave would wait 1.3 s for slots and be shed.
+        if (gate.stats().limit < 8) break;
+        const permits = await Promise.all(
+          Array.from({ length: 8 }, () => gate.acquire(req('interactive'))),
+        );
+        clock.t += 1_300;
+        permits.forEach((p, i) => p.release({ ok: true, rttMs: 2 + i, latency }));
+      }
+      return gate.stats().limit;
+    };
+    expect(await run(true)).toBeLessThan(8);
+    expect(await run(false)).toBeGreaterThanOrEqual(8);
+  });
 });

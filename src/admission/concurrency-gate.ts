@@ -25,6 +25,12 @@ export interface PermitOutcome {
   readonly dropped?: boolean;
   /** The call's latency as the limit should learn it; default: the time the permit was held. */
   readonly rttMs?: number;
+  /**
+   * False for a stream: its slot is held for the whole generation, and its time to first event
+   * is no clean latency signal (a burst of stream starts queues on the gateway's own loop before
+   * any byte is sent). The limit then learns from drops and demand only.
+   */
+  readonly latency?: boolean;
 }
 
 /** The right to run one request; give it back exactly once. */
@@ -245,9 +251,17 @@ export class ConcurrencyGate {
         this.released++;
         if (!outcome.ok) this.failed++;
         const now = this.clock.now();
-        const rtt = outcome.rttMs ?? now - startedAt;
+        const held = now - startedAt;
+        const latency = outcome.latency !== false;
+        // How long a slot is held, for the queue's wait estimate; a stream holds it throughout.
+        const rtt = latency ? (outcome.rttMs ?? held) : held;
         this.rttMs = this.rttMs === 0 ? rtt : this.rttMs + EWMA * (rtt - this.rttMs);
-        this.limit.onSample(rtt, this.inFlight + 1, outcome.dropped === true, now);
+        this.limit.onSample(
+          latency ? rtt : undefined,
+          this.inFlight + 1,
+          outcome.dropped === true,
+          now,
+        );
         this.publishLimit();
         this.drain();
       },

@@ -79,4 +79,19 @@ describe('VegasLimit', () => {
     for (let i = 0; i < 5_000; i++) limit.onSample(20, limit.current(), true, i);
     expect(limit.current()).toBeLessThan(50);
   });
+
+  it('learns streams (no latency) from demand and drops: grows while full, never backs off on their latency', () => {
+    const limit = new VegasLimit({ ...spec, initial_limit: 10, probe_interval_ms: 1_000 }, 0);
+    // A no-load latency from unary calls, then only streams, always filling every slot.
+    for (let i = 0; i < 10; i++) limit.onSample(1, 10, false, i);
+    for (let i = 0; i < 5_000; i++) limit.onSample(undefined, limit.current(), false, 10 + i);
+    expect(limit.current()).toBeGreaterThan(20); // grew; no probe halved it
+    const full = limit.current();
+    // Streams using part of it: it holds.
+    for (let i = 0; i < 5_000; i++) limit.onSample(undefined, 8, false, 10_000 + i);
+    expect(limit.current()).toBe(full);
+    // Dropped streams (first-event timeouts, upstream 429/503) back it off.
+    for (let i = 0; i < 2_000; i++) limit.onSample(undefined, limit.current(), true, 20_000 + i);
+    expect(limit.current()).toBeLessThan(full / 2);
+  });
 });

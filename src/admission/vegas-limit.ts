@@ -4,8 +4,11 @@ import type { ConcurrencySpec } from './settings.js';
 /** An adaptive concurrency limit: fed one sample per finished request, it says how many may run. */
 export interface ConcurrencyLimit {
   current(): number;
-  /** `rttMs` of a finished request; `inFlight` when it finished; `dropped` for timeouts and overload errors. */
-  onSample(rttMs: number, inFlight: number, dropped: boolean, now: number): void;
+  /**
+   * `rttMs` of a finished request (undefined: no latency signal, a stream); `inFlight` when it
+   * finished; `dropped` for timeouts and overload errors.
+   */
+  onSample(rttMs: number | undefined, inFlight: number, dropped: boolean, now: number): void;
 }
 
 const log10 = (n: number): number => Math.max(1, Math.log10(n));
@@ -28,6 +31,8 @@ export class VegasLimit implements ConcurrencyLimit {
   /** Samples since the last update: one update per window (about one no-load RTT), */
   private windowStart = -1;
   private windowRtt = 0;
+  /** Samples in the window with a latency, and all of them. */
+  private windowTimed = 0;
   private windowCount = 0;
   private windowInFlight = 0;
   private windowDropped = false;
@@ -58,29 +63,34 @@ export class VegasLimit implements ConcurrencyLimit {
    * moves once per window on their mean (Netflix's WindowedLimit): a change shows in the RTTs
    * only one RTT later, so updating on every sample would overshoot.
    */
-  onSample(rttMs: number, inFlight: number, dropped: boolean, now: number): void {
+  onSample(rttMs: number | undefined, inFlight: number, dropped: boolean, now: number): void {
     if (this.windowStart < 0) this.windowStart = now;
-    this.windowRtt += rttMs;
+    if (rttMs !== undefined) {
+      this.windowRtt += rttMs;
+      this.windowTimed++;
+    }
     this.windowCount++;
     this.windowInFlight = Math.max(this.windowInFlight, inFlight);
     this.windowDropped ||= dropped;
     const span = Number.isFinite(this.rttNoLoad) ? this.rttNoLoad : 0;
     if (this.windowCount < MIN_WINDOW_SAMPLES || now - this.windowStart < span) return;
-    const rtt = this.windowRtt / this.windowCount;
+    const rtt = this.windowTimed === 0 ? undefined : this.windowRtt / this.windowTimed;
     const peak = this.windowInFlight;
     const drop = this.windowDropped;
     this.windowStart = now;
     this.windowRtt = 0;
+    this.windowTimed = 0;
     this.windowCount = 0;
     this.windowInFlight = 0;
     this.windowDropped = false;
     this.update(rtt, peak, drop, now);
   }
 
-  private update(rttMs: number, inFlight: number, dropped: boolean, now: number): void {
-    const rtt = Math.max(rttMs, 0.01);
-    // No probe while the gateway's own loop is saturated: it would not see the no-load latency.
-    if (now >= this.nextProbe && !this.probing && !this.selfBusy()) {
+  private update(rttMs: number | undefined, inFlight: number, dropped: boolean, now: number): void {
+    const rtt = Math.max(rttMs ?? 0, 0.01);
+    // No probe while the gateway's own loop is saturated (it would not see the no-load latency),
+    // nor from streams alone (they carry no latency to measure it with).
+    if (rttMs !== undefined && now >= this.nextProbe && !this.probing && !this.selfBusy()) {
       // Drain the upstream for a moment and measure its no-load latency again.
       this.probing = true;
       this.rttNoLoad = Infinity;
@@ -88,17 +98,18 @@ export class VegasLimit implements ConcurrencyLimit {
       this.nextProbe = now + this.spec.probe_interval_ms;
       return;
     }
-    if (rtt < this.rttNoLoad) this.rttNoLoad = rtt;
+    if (rttMs !== undefined && rtt < this.rttNoLoad) this.rttNoLoad = rtt;
     if (this.probing && inFlight <= this.current()) this.probing = false;
     const limit = this.limit;
     let next: number;
     if (dropped) next = limit - log10(limit);
     else {
       if (inFlight * 2 < limit) return; // app-limited: the samples say nothing about the upstream
-      if (this.selfBusy()) {
+      if (rttMs === undefined || this.selfBusy()) {
         // The gateway's own loop is the bottleneck, so the latency is mostly its own queueing and
-        // says nothing about the upstream: follow demand instead (grow while every slot is
-        // taken), and let drops (timeouts, upstream 429/503) be what backs the limit off.
+        // says nothing about the upstream (or, from streams, there is no latency at all): follow
+        // demand instead (grow while every slot is taken), and let drops (timeouts, upstream
+        // 429/503) be what backs the limit off.
         if (inFlight < this.current()) return;
         next = limit + log10(limit);
         next = Math.min(this.spec.max_limit, next);

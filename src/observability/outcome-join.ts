@@ -49,9 +49,16 @@ export class OutcomeJoin {
   constructor(private readonly o: OutcomeJoinOptions) {}
 
   /** Throws SY_ERR_FEEDBACK_STORE_FAILED when the log or the ledger fails: nothing is counted. */
-  async record(tenant: string, requestId: string, reward: number): Promise<OutcomeResult> {
+  async record(
+    tenant: string,
+    requestId: string,
+    reward: number,
+    /** The client went away: a wait for the record stops (nothing is counted). */
+    signal?: AbortSignal,
+  ): Promise<OutcomeResult> {
     try {
-      const key = this.o.local(tenant, requestId) ?? (await this.fromLog(tenant, requestId));
+      const key =
+        this.o.local(tenant, requestId) ?? (await this.fromLog(tenant, requestId, signal));
       if (key === undefined) return 'unknown';
       const counted = await this.o.store.addOutcome({
         requestId,
@@ -67,7 +74,11 @@ export class OutcomeJoin {
     }
   }
 
-  private async fromLog(tenant: string, requestId: string): Promise<CostKey | undefined> {
+  private async fromLog(
+    tenant: string,
+    requestId: string,
+    signal: AbortSignal | undefined,
+  ): Promise<CostKey | undefined> {
     const log = this.o.log();
     if (log === undefined) return undefined;
     const budget =
@@ -80,8 +91,8 @@ export class OutcomeJoin {
         const r = page.records[0];
         if (r !== undefined) return await keyOf(r, log.reader);
         const left = budget - (this.o.clock.now() - start);
-        if (left <= 0) return undefined;
-        await sleep(Math.min(pause, left));
+        if (left <= 0 || signal?.aborted === true) return undefined;
+        await sleep(Math.min(pause, left), undefined, { signal }).catch(() => undefined);
       }
     } finally {
       this.waiting--;

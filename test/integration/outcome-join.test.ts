@@ -139,6 +139,15 @@ describe('outcome join (#15)', () => {
     expect(waited).toBeLessThan(2_000);
   });
 
+  it('stops waiting when the client goes away', async () => {
+    const { join: j } = open(3_000);
+    const gone = new AbortController();
+    const started = Date.now();
+    setTimeout(() => gone.abort(), 100);
+    expect(await j.record('acme', 'never', 1, gone.signal)).toBe('unknown');
+    expect(Date.now() - started).toBeLessThan(1_000); // not flush_ms + 500 ms
+  });
+
   it('fails with SY_ERR_FEEDBACK_STORE_FAILED, counting nothing, when a store fails', async () => {
     const { log, ledger, join: j } = open();
     await log.append([request('r', MIDNIGHT)], [call('r', MIDNIGHT)]);

@@ -257,7 +257,10 @@ export async function postFeedback(ctx: RequestContext): Promise<void> {
   // The cost ledger joins the outcome to the request's journey, tenant and arm, on any replica
   // and once (#15); an experiment's reward goes to the release manager. Either may know it.
   const tenant = ctx.principal?.tenant ?? '';
-  const ledger = await ctx.runtime.costs?.outcomes.record(tenant, id, reward);
+  // A client that goes away stops the wait for a record not yet written (no answer is owed).
+  const gone = new AbortController();
+  ctx.onEnd(() => gone.abort());
+  const ledger = await ctx.runtime.costs?.outcomes.record(tenant, id, reward, gone.signal);
   const recorded = ledger === 'counted';
   let r: { experiment: string; variant: string } | undefined;
   try {
