@@ -1,7 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import { syError } from '../core/errors.js';
 import type { ScanRequest, ScanResponse } from './scan-worker.js';
-import { startWorker } from './worker-script.js';
+import { startWorker } from '../core/worker-script.js';
 
 interface Pending {
   resolve(results: ScanResponse['results']): void;
@@ -22,7 +22,7 @@ export class ScanPool {
 
   constructor(size: number) {
     for (let i = 0; i < Math.max(1, size); i++) {
-      const worker = startWorker('scan-worker');
+      const worker = startWorker(import.meta.url, 'scan-worker');
       worker.unref();
       worker.on('message', (msg: ScanResponse) => {
         const p = this.pending.get(msg.id);

@@ -10,7 +10,7 @@ import type { BuildJob, BuildMessage } from './build-worker.js';
 import { LocalIndex, type Candidates, type LocalIndexOptions } from './local-index.js';
 import { DEFAULT_HNSW, newUsearchIndex, type HnswParams } from './usearch-params.js';
 import { sumUpserts } from './shard-totals.js';
-import { startWorker } from './worker-script.js';
+import { startWorker } from '../core/worker-script.js';
 
 export interface UsearchShardOptions extends LocalIndexOptions {
   readonly hnsw?: Partial<HnswParams>;
@@ -204,7 +204,7 @@ export class UsearchShard extends LocalIndex {
       path,
     };
     return new Promise((resolve, reject) => {
-      const worker = startWorker('build-worker', { workerData: job });
+      const worker = startWorker(import.meta.url, 'build-worker', { workerData: job });
       const onAbort = (): void => void worker.terminate();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       let settled = false;

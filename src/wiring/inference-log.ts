@@ -18,8 +18,9 @@ export async function openInferenceStore(snap: ConfigSnapshot): Promise<Inferenc
     const { PostgresInferenceLog } = await import('../state/postgres-inference-log.js');
     return PostgresInferenceLog.open({ url, schema: il.postgres_schema });
   }
-  const { SqliteInferenceLog } = await import('../state/sqlite-inference-log.js');
-  return SqliteInferenceLog.open(isAbsolute(il.path) ? il.path : join(snap.dir, il.path));
+  // Writes on a thread of their own: a commit's fsync and WAL checkpoint never stall the loop.
+  const { ThreadedSqliteInferenceLog } = await import('../state/threaded-inference-log.js');
+  return ThreadedSqliteInferenceLog.open(isAbsolute(il.path) ? il.path : join(snap.dir, il.path));
 }
 
 const FLUSH_TOPIC = 'inference_log.flush';
