@@ -85,7 +85,7 @@ export class ThreadedSqliteInferenceLog implements InferenceLogStore {
     const id = this.next++;
     return new Promise<number>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ ...m, id } as WriterRequest);
+      this.worker.postMessage({ ...m, id });
     });
   }
 
