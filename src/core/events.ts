@@ -284,6 +284,12 @@ export interface BatchLineEvent {
   readonly outcome: 'completed' | 'failed' | 'interrupted' | 'deferred';
 }
 
+/** What became of a `/v1/feedback` outcome in the cost ledger (#15). */
+export interface FeedbackOutcomeEvent {
+  /** `counted` once per request on any replica; `duplicate` after that; `unknown` request. */
+  readonly result: 'counted' | 'duplicate' | 'unknown';
+}
+
 /** A batch reached a final status (#16). */
 export interface BatchEndEvent {
   readonly endpoint: string;
@@ -331,6 +337,7 @@ export const events = {
   degradedAnswer: typed<DegradedAnswerEvent>('switchyard:tree:degraded'),
   batchLine: typed<BatchLineEvent>('switchyard:batch:line'),
   batchEnd: typed<BatchEndEvent>('switchyard:batch:end'),
+  feedbackOutcome: typed<FeedbackOutcomeEvent>('switchyard:costs:outcome'),
   parentFailover: typed<ParentFailoverEvent>('switchyard:tree:failover'),
 };
 

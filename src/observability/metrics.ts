@@ -172,6 +172,12 @@ export class Metrics {
     labelNames: ['endpoint', 'outcome'] as const,
     registers: [this.registry],
   });
+  readonly feedbackOutcomes = new Counter({
+    name: 'switchyard_feedback_outcomes_total',
+    help: 'Feedback outcomes joined to the cost ledger: counted (once per request, on any replica), duplicate, or unknown request.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly batchesEnded = new Counter({
     name: 'switchyard_batches_total',
     help: 'Batches that reached a final status (completed, failed, cancelled, expired), by endpoint.',
@@ -489,6 +495,9 @@ export class Metrics {
       }),
       subscribe(events.batchLine, (e) => {
         this.batchLines.labels(e.endpoint, e.outcome).inc();
+      }),
+      subscribe(events.feedbackOutcome, (e) => {
+        this.feedbackOutcomes.labels(e.result).inc();
       }),
       subscribe(events.batchEnd, (e) => {
         this.batchesEnded.labels(e.endpoint, e.status).inc();

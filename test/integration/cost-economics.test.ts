@@ -144,6 +144,9 @@ describe('cost ledger: outcomes and unit economics', () => {
     });
     expect(again.status).toBe(404);
     expect(errorCode(again)).toBe('SY_ERR_INFERENCE_UNKNOWN');
+    const outcomes = await gw.gateway.metrics.render();
+    expect(outcomes).toMatch(/^switchyard_feedback_outcomes_total\{result="counted"\} 2$/m);
+    expect(outcomes).toMatch(/^switchyard_feedback_outcomes_total\{result="duplicate"\} 1$/m);
 
     const byArm = await costs('group_by=arm');
     expect(byArm.map((g) => [g.key, g.calls])).toEqual([

@@ -6,6 +6,7 @@ import type {
 } from '../../contracts/registry-store.js';
 import { experimentSchema } from '../../config/schema.js';
 import { isSwitchyardError, syError } from '../../core/errors.js';
+import { events, publish } from '../../core/events.js';
 import type { ReleaseHost } from '../../release/release-host.js';
 import type { RequestContext } from '../context.js';
 import { sendJson } from '../respond.js';
@@ -261,6 +262,7 @@ export async function postFeedback(ctx: RequestContext): Promise<void> {
   const gone = new AbortController();
   ctx.onEnd(() => gone.abort());
   const ledger = await ctx.runtime.costs?.outcomes.record(tenant, id, reward, gone.signal);
+  if (ledger !== undefined) publish(events.feedbackOutcome, { result: ledger });
   const recorded = ledger === 'counted';
   let r: { experiment: string; variant: string } | undefined;
   try {
