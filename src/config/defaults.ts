@@ -325,7 +325,7 @@ export const DEFAULTS = {
     export: { max_bytes: 64 * 1024 * 1024, keep: 5 },
   },
   /** The cost ledger (#15): its own SQLite file without `state:`, and its flush interval. */
-  costs: { sqlite: 'var/costs.db', flush_ms: 1_000 },
+  costs: { sqlite: 'var/costs.db', flush_ms: 1_000, outcome_retention_days: 30 },
   /**
    * Traces (#15): OpenTelemetry spans of every handoff, exported over OTLP/HTTP behind a batch
    * processor (never on the request path). Off by default: no span objects are made then.

@@ -740,6 +740,8 @@ const costsSchema = z
     sqlite: z.string().min(1).default(D.costs.sqlite),
     /** How often recorded costs are written (batched) and budget totals re-read. */
     flush_ms: ms.default(D.costs.flush_ms),
+    /** How long a request's feedback outcome is remembered (a repeat within it counts once). */
+    outcome_retention_days: z.number().positive().default(D.costs.outcome_retention_days),
   })
   .prefault({});
 

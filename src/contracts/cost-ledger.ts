@@ -92,6 +92,11 @@ export interface CostLedgerStore {
    * when that request already has its outcome (from any replica or process sharing the store).
    */
   addOutcome(o: OutcomeClaim): Promise<boolean>;
+  /**
+   * Forgets the outcome claims made before `before` (wall ms): a feedback repeated after that
+   * would count again. Resolves with how many were deleted. The totals are not touched.
+   */
+  pruneOutcomes(before: number): Promise<number>;
   close(): Promise<void>;
 }
 

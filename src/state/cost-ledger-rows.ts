@@ -73,6 +73,11 @@ export function outcomesTable(table: string, bigint: string, real: string): stri
   at ${bigint} NOT NULL, PRIMARY KEY (tenant, request_id))`;
 }
 
+/** Deletes the outcome claims made before a time (wall ms). */
+export function outcomePruneSql(table: string, p: (n: number) => string): string {
+  return `DELETE FROM ${table} WHERE at < ${p(1)}`;
+}
+
 /** Takes an outcome's row; affects no row when the request already has one. */
 export function outcomeInsertSql(table: string, p: (n: number) => string): string {
   return `INSERT INTO ${table} (tenant, request_id, day, reward, at)

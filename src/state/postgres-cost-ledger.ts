@@ -12,6 +12,7 @@ import {
   outcomeDelta,
   outcomeInsertParams,
   outcomeInsertSql,
+  outcomePruneSql,
   outcomesTable,
   totalsSql,
   upsertParams,
@@ -79,6 +80,13 @@ export class PostgresCostLedger implements CostLedgerStore {
     } finally {
       c.release();
     }
+  }
+
+  async pruneOutcomes(before: number): Promise<number> {
+    const r = await this.pool.query(outcomePruneSql(this.outcomes, (n) => `$${n}`), [
+      Math.floor(before),
+    ]);
+    return r.rowCount ?? 0;
   }
 
   async addOutcome(o: OutcomeClaim): Promise<boolean> {

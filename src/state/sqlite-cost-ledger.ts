@@ -12,6 +12,7 @@ import {
   outcomeDelta,
   outcomeInsertParams,
   outcomeInsertSql,
+  outcomePruneSql,
   outcomesTable,
   totalsSql,
   upsertParams,
@@ -77,6 +78,11 @@ export class SqliteCostLedger implements CostLedgerStore {
   // eslint-disable-next-line @typescript-eslint/require-await
   async addOutcome(o: OutcomeClaim): Promise<boolean> {
     return this.outcome(o);
+  }
+
+  // eslint-disable-next-line @typescript-eslint/require-await
+  async pruneOutcomes(before: number): Promise<number> {
+    return this.db.prepare(outcomePruneSql(OUTCOMES, () => '?')).run(Math.floor(before)).changes;
   }
 
   close(): Promise<void> {

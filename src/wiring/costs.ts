@@ -68,6 +68,18 @@ export async function openCosts(
       return reader === undefined ? undefined : { reader, flushMs };
     },
   });
+  // Outcome claims are kept `outcome_retention_days` (the window in which a repeated feedback
+  // counts once), then swept: the table would otherwise grow by one row per feedback forever.
+  const keepMs = costs.outcome_retention_days * 86_400_000;
+  const sweep = setInterval(
+    () => {
+      store.pruneOutcomes(deps.clock.wall() - keepMs).catch((err: unknown) => {
+        deps.logger.warn({ err: String(err) }, 'costs: the outcome sweep failed');
+      });
+    },
+    Math.min(3_600_000, Math.max(100, keepMs / 10)),
+  );
+  sweep.unref();
   const cluster = deps.cluster;
   cluster?.on(FLUSH_TOPIC, () => recorder.flush());
   return {
@@ -79,6 +91,7 @@ export async function openCosts(
       await Promise.all([recorder.flush(), cluster?.broadcast(FLUSH_TOPIC, null)]);
     },
     close: async () => {
+      clearInterval(sweep);
       await recorder.close();
       await store.close();
     },

@@ -138,6 +138,19 @@ export function costLedgerContract(
       expect(byJourney.map((g) => [g.key, g.feedback, g.conversions])).toEqual([['support', 2, 1]]);
     });
 
+    it('forgets outcome claims older than a time: a repeat after that counts again', async () => {
+      f = await open();
+      const key = { ...delta({}), model: '', journey: 'support' };
+      expect(await f.store.addOutcome({ requestId: 'old', key, reward: 1, at: 1_000 })).toBe(true);
+      expect(await f.store.addOutcome({ requestId: 'new', key, reward: 1, at: 5_000 })).toBe(true);
+      expect(await f.store.pruneOutcomes(2_000)).toBe(1);
+      expect(await f.store.addOutcome({ requestId: 'old', key, reward: 1, at: 6_000 })).toBe(true);
+      expect(await f.store.addOutcome({ requestId: 'new', key, reward: 1, at: 6_000 })).toBe(false);
+      // The totals keep every outcome counted.
+      const byTenant = await f.store.totals({ groupBy: 'tenant' });
+      expect(byTenant.map((g) => [g.key, g.feedback])).toEqual([['acme', 3]]);
+    });
+
     it('counts one of many concurrent outcomes for a request across replicas', async () => {
       f = await open();
       const other = await f.another();

@@ -226,3 +226,51 @@ describe('cost ledger: outcomes and unit economics', () => {
     expect(await runCli(['costs', '-c', gw.configPath, '--group-by', 'colour'], bad)).toBe(2);
   });
 });
+
+describe('costs.outcome_retention_days', () => {
+  // One journey request, its feedback, and the same feedback 1.5 s later: with claims kept for
+  // 0.5 s (swept every 50 ms) the repeat counts again; with the default 30 days it does not.
+  const repeatCounts = async (days: number | undefined): Promise<boolean> => {
+    const up = await startUpstream(json(200, chatCompletion('fine', USAGE)));
+    const gw = await startTestGateway({
+      config: {
+        tenants: {
+          acme: {
+            keys: [{ id: 'ops', hash: hashKey(admin, TEST_SECRET), admin: true }],
+            models: ['*'],
+          },
+        },
+        models: { small: openaiModel(up.url, { cost: PRICES.small }) },
+        journeys: {
+          support: {
+            class: 'interactive',
+            stages: [{ id: 'answer', infer: { model: 'small', prompt: 'input.text' } }],
+          },
+        },
+        costs: {
+          flush_ms: 50,
+          ...(days === undefined ? {} : { outcome_retention_days: days }),
+        },
+      },
+    });
+    try {
+      const a = await call(gw.url, 'POST', '/v1/journeys/support', admin, {
+        input: { text: 'hi' },
+      });
+      expect(a.status, a.text).toBe(200);
+      const id = String(a.headers['x-request-id']);
+      const fb = { inference_id: id, reward: true };
+      expect((await call(gw.url, 'POST', '/v1/feedback', admin, fb)).body['recorded']).toBe(true);
+      await new Promise((r) => setTimeout(r, 1_500));
+      return (await call(gw.url, 'POST', '/v1/feedback', admin, fb)).body['recorded'] === true;
+    } finally {
+      await gw.close();
+      await up.close();
+    }
+  };
+
+  it('forgets a feedback claim after the retention, so a repeat counts again; keeps it within', async () => {
+    expect(await repeatCounts(0.5 / 86_400)).toBe(true);
+    expect(await repeatCounts(undefined)).toBe(false);
+  });
+});
