@@ -36,10 +36,16 @@ function baseHeaders(
 }
 
 /** Sends a JSON answer; `body` may be the exact bytes to forward. */
-export function sendJson(ctx: RequestContext, status: number, body: JsonObject | Buffer): void {
+export function sendJson(
+  ctx: RequestContext,
+  status: number,
+  body: JsonObject | Buffer,
+  extra?: OutgoingHttpHeaders,
+): void {
   if (ctx.res.headersSent || ctx.res.destroyed) return;
   const raw = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
-  ctx.res.writeHead(status, baseHeaders(ctx, 'application/json', raw.length));
+  const headers = baseHeaders(ctx, 'application/json', raw.length);
+  ctx.res.writeHead(status, extra === undefined ? headers : { ...headers, ...extra });
   ctx.res.end(raw);
 }
 

@@ -159,6 +159,10 @@ describe.skipIf(!up)('an edge gateway with a local cache of its region’s featu
       expect(readStage(fresh.answer).code).toBe('ok');
       expect(fresh.answer.route.decisions).not.toContain('stale_features');
       expect(fresh.headers['x-switchyard-degraded']).toBeUndefined();
+      const read = await call(edge.url, 'GET', `/v1/features/${user}?names=user.tier`, edge.key);
+      expect(read.status, read.text).toBe(200);
+      expect(read.body['stale']).toBeUndefined();
+      expect(read.headers['x-switchyard-degraded']).toBeUndefined();
     }
     // bob revokes at the regional node: Redis is purged there, and the edge drops its copies of
     // bob's values when it hears the change (public ones included, which consent would not hide).
@@ -183,6 +187,16 @@ describe.skipIf(!up)('an edge gateway with a local cache of its region’s featu
     expect(readStage(stale.answer).reason).toMatch(/stale from the local cache/);
     expect(stale.answer.route.decisions).toContain('stale_features');
     expect(stale.headers['x-switchyard-degraded']).toBe('stale_features');
+    // A direct read says so too: `stale` in the body, the degraded header.
+    const direct = await call(
+      edge.url,
+      'GET',
+      '/v1/features/alice?names=user.tier,user.visits',
+      edge.key,
+    );
+    expect(direct.status, direct.text).toBe(200);
+    expect(direct.body['stale']).toBe(true);
+    expect(direct.headers['x-switchyard-degraded']).toBe('stale_features');
 
     // An answer built from stale features is never written to the journey's cache.
     for (let i = 0; i < 2; i++) {

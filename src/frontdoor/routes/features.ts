@@ -12,7 +12,7 @@ import { isJsonObject } from '../../core/safe-json.js';
 import { invalid } from '../../features/feature-catalog.js';
 import { tag } from '../../privacy/redaction.js';
 import type { RequestContext } from '../context.js';
-import { sendJson } from '../respond.js';
+import { DEGRADED_HEADER, sendJson } from '../respond.js';
 import { withDataScope } from '../scope.js';
 import type { Personalization } from '../runtime.js';
 
@@ -183,10 +183,16 @@ export async function readFeatures(ctx: RequestContext): Promise<void> {
     keys = names.map((feature) => ({ entityId, feature }));
   }
   await withDataScope(ctx, async () => {
-    const entries =
-      keys === undefined
-        ? await p.features.readEntity(tenant, entityId)
-        : (await p.features.read(tenant, keys)).filter((e) => e !== undefined);
+    // A store fronted by a local cache (`features.store.cache`, #17) says when it answered from
+    // values past their freshness because it could not read the store: the answer says so too.
+    let stale = false;
+    let entries;
+    if (keys === undefined) entries = await p.features.readEntity(tenant, entityId);
+    else if (p.features.readMarked !== undefined) {
+      const marked = await p.features.readMarked(tenant, keys);
+      stale = marked.stale;
+      entries = marked.entries.filter((e) => e !== undefined);
+    } else entries = (await p.features.read(tenant, keys)).filter((e) => e !== undefined);
     const withheld: JsonObject[] = [];
     const features: JsonObject = {};
     for (const e of entries) {
@@ -196,7 +202,12 @@ export async function readFeatures(ctx: RequestContext): Promise<void> {
       if (d.allow) features[e.feature] = entryJson(e);
       else withheld.push({ feature: e.feature, code: d.code, reason: d.reason });
     }
-    sendJson(ctx, 200, { entity_id: entityId, features, withheld });
+    sendJson(
+      ctx,
+      200,
+      { entity_id: entityId, features, withheld, ...(stale ? { stale: true } : {}) },
+      stale ? { [DEGRADED_HEADER]: 'stale_features' } : undefined,
+    );
   });
 }
 
