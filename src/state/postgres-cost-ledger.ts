@@ -83,9 +83,10 @@ export class PostgresCostLedger implements CostLedgerStore {
   }
 
   async pruneOutcomes(before: number): Promise<number> {
-    const r = await this.pool.query(outcomePruneSql(this.outcomes, (n) => `$${n}`), [
-      Math.floor(before),
-    ]);
+    const r = await this.pool.query(
+      outcomePruneSql(this.outcomes, (n) => `$${n}`),
+      [Math.floor(before)],
+    );
     return r.rowCount ?? 0;
   }
 
