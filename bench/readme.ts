@@ -607,6 +607,7 @@ export const FORMATS: Readonly<Record<string, Format>> = {
   faults,
   tree: generic('tree'),
   stream: generic('stream'),
+  workers: generic('workers'),
   record,
 };
 
