@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { CachedFeatureStore } from '../../src/features/cached-feature-store.js';
 import { RedisFeatureStore } from '../../src/features/redis-feature-store.js';
 import { featureSourceContract, ManualClock, TEST_DEFINITIONS } from './feature-source.contract.js';
 
@@ -33,29 +34,48 @@ if (!up && process.env['CI'] === 'true') {
 }
 const run = randomBytes(4).toString('hex');
 let n = 0;
-featureSourceContract(
-  'Redis',
-  async (definitions, clock, limits) => {
-    const prefix = `sy-test:feat:${run}:${n++}:`;
-    const store = new RedisFeatureStore({
-      url: `redis://${REDIS.host}:${REDIS.port}`,
-      prefix,
-      definitions,
-      clock,
-      commandTimeoutMs: 1_000,
-      ...limits,
-    });
-    if (!(await store.ready(2_000))) throw new Error('Redis did not become ready');
-    return {
-      store,
-      close: async () => {
-        await cleanup(prefix);
-        await store.close();
-      },
-    };
-  },
-  up ? false : 'no Redis at 127.0.0.1:6379',
-);
+/** A Redis feature store on a prefix of its own; with `cache`, behind the local cache (#17). */
+function redisContract(name: string, cache: boolean): void {
+  featureSourceContract(
+    name,
+    async (definitions, clock, limits) => {
+      const prefix = `sy-test:feat:${run}:${n++}:`;
+      const redis = new RedisFeatureStore({
+        url: `redis://${REDIS.host}:${REDIS.port}`,
+        prefix,
+        definitions,
+        clock,
+        commandTimeoutMs: 1_000,
+        ...limits,
+      });
+      if (!(await redis.ready(2_000))) throw new Error('Redis did not become ready');
+      const store = cache
+        ? new CachedFeatureStore(
+            redis,
+            {
+              ttl_ms: 60_000,
+              stale_ms: 60_000,
+              max_entries: 1_000,
+              labels: ['public', 'consented', 'sensitive', 'restricted'],
+            },
+            clock,
+          )
+        : redis;
+      return {
+        store,
+        close: async () => {
+          await cleanup(prefix);
+          await store.close();
+        },
+      };
+    },
+    up ? false : 'no Redis at 127.0.0.1:6379',
+  );
+}
+redisContract('Redis', false);
+// The cache must keep every promise of the contract (writes read back at once, purges, TTLs,
+// caps): it only answers from memory what the store would answer.
+redisContract('Redis behind a local cache (features.store.cache)', true);
 
 /** Deletes the run's keys so repeated runs leave nothing behind. */
 async function cleanup(prefix: string): Promise<void> {

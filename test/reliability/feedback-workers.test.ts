@@ -1,7 +1,8 @@
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import { TEST_SECRET } from '../support/gateway.js';
+import { pinTwoWorkers, poolCall, type PoolAnswer } from '../support/worker-pools.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
 import { chatCompletion, json, startUpstream, type TestUpstream } from '../support/upstream.js';
 
@@ -16,11 +17,6 @@ import { chatCompletion, json, startUpstream, type TestUpstream } from '../suppo
 const app = generateKey('sk');
 const ops = generateKey('sk');
 const other = generateKey('sk');
-
-interface Answer {
-  readonly status: number;
-  readonly body: Record<string, unknown>;
-}
 
 interface Group {
   key: string;
@@ -55,40 +51,11 @@ function config(upstream: string, logOn: boolean): Record<string, unknown> {
   };
 }
 
-async function send(pool: Pool, method: 'GET' | 'POST', path: string, key: string, body?: unknown) {
-  const res = await pool.request({
-    path,
-    method,
-    headers: {
-      authorization: `Bearer ${key}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.body.text();
-  const answer: Answer = {
-    status: res.statusCode,
-    body: text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : {},
-  };
-  return { ...answer, id: String(res.headers['x-request-id']) };
-}
+const send = (pool: Pool, method: 'GET' | 'POST', path: string, key: string, body?: unknown) =>
+  poolCall(pool, method, path, key, body);
+const pinTwo = (url: string, pools: Pool[]) => pinTwoWorkers(url, ops, pools);
 
-/** Two keep-alive connections, each held by a different worker. */
-async function pinTwo(url: string, pools: Pool[]): Promise<[Pool, Pool]> {
-  const seen = new Map<number, Pool>();
-  for (let i = 0; i < 20 && seen.size < 2; i++) {
-    const pool = new Pool(url, { connections: 1, keepAliveTimeout: 120_000 });
-    pools.push(pool);
-    const r = await send(pool, 'GET', '/readyz', ops);
-    const pid = (r.body['worker'] as { pid: number }).pid;
-    if (!seen.has(pid)) seen.set(pid, pool);
-  }
-  const both = [...seen.values()];
-  expect(both).toHaveLength(2);
-  return [both[0]!, both[1]!];
-}
-
-const code = (a: Answer): unknown => (a.body['error'] as { code?: unknown } | undefined)?.code;
+const code = (a: PoolAnswer): unknown => (a.body['error'] as { code?: unknown } | undefined)?.code;
 
 async function journeyTotals(pool: Pool): Promise<Group | undefined> {
   const a = await send(pool, 'GET', '/admin/costs?group_by=journey', ops);

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import { TEST_SECRET } from '../support/gateway.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
+import { pinTwoWorkers, poolCall } from '../support/worker-pools.js';
 import { redisServerOrSkip, startRedisServer, type PrivateRedis } from '../support/redis-server.js';
 
 /**
@@ -53,46 +54,16 @@ describe.runIf(redisServerOrSkip('the workers + feature cache test'))(
       await redis?.stop();
     });
 
-    const call = async (
-      pool: Pool,
-      method: 'GET' | 'PUT' | 'POST',
-      path: string,
-      body?: unknown,
-    ) => {
-      const res = await pool.request({
-        path,
-        method,
-        headers: {
-          authorization: `Bearer ${adminKey}`,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const text = await res.body.text();
-      return { status: res.statusCode, body: text };
-    };
-
-    /** Two keep-alive connections, each held by a different worker. */
-    const pinTwo = async (): Promise<[Pool, Pool]> => {
-      const seen = new Map<number, Pool>();
-      for (let i = 0; i < 20 && seen.size < 2; i++) {
-        const pool = new Pool(gw.url, { connections: 1, keepAliveTimeout: 120_000 });
-        pools.push(pool);
-        const r = await call(pool, 'GET', '/readyz');
-        const pid = (JSON.parse(r.body) as { worker: { pid: number } }).worker.pid;
-        if (!seen.has(pid)) seen.set(pid, pool);
-      }
-      expect(seen.size).toBe(2);
-      const [a, b] = [...seen.values()];
-      return [a!, b!];
-    };
+    const call = (pool: Pool, method: 'GET' | 'PUT' | 'POST', path: string, body?: unknown) =>
+      poolCall(pool, method, path, adminKey, body);
+    const pinTwo = () => pinTwoWorkers(gw.url, adminKey, pools);
 
     it("drops the other worker's cached values of a user who revoked, every time", async () => {
       const [a, b] = await pinTwo();
       const tier = async (pool: Pool, user: string) => {
         const r = await call(pool, 'GET', `/v1/features/${user}?names=user.tier`);
         expect(r.status).toBe(200);
-        const f = (JSON.parse(r.body) as { features: Record<string, { value: string }> }).features;
+        const f = (JSON.parse(r.text) as { features: Record<string, { value: string }> }).features;
         return f['user.tier']?.value;
       };
       for (let i = 0; i < 5; i++) {

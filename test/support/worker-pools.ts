@@ -1,0 +1,60 @@
+import { expect } from 'vitest';
+import { Pool } from 'undici';
+
+/** One answer read through a pinned connection. */
+export interface PoolAnswer {
+  readonly status: number;
+  readonly text: string;
+  /** The body parsed when it is a JSON object, else `{}`. */
+  readonly body: Record<string, unknown>;
+  /** The answer's `x-request-id`. */
+  readonly id: string;
+}
+
+/** One call with a key over `pool` (a connection a test pinned to one worker). */
+export async function poolCall(
+  pool: Pool,
+  method: 'GET' | 'PUT' | 'POST',
+  path: string,
+  key: string,
+  body?: unknown,
+): Promise<PoolAnswer> {
+  const res = await pool.request({
+    path,
+    method,
+    headers: {
+      authorization: `Bearer ${key}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.body.text();
+  return {
+    status: res.statusCode,
+    text,
+    body: text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : {},
+    id: String(res.headers['x-request-id']),
+  };
+}
+
+/**
+ * Two keep-alive connections to `serve --workers 2`, each held by a different worker (told apart
+ * by `/readyz`'s worker pid). The pools opened are pushed to `pools` for the test to destroy.
+ */
+export async function pinTwoWorkers(
+  url: string,
+  key: string,
+  pools: Pool[],
+): Promise<[Pool, Pool]> {
+  const seen = new Map<number, Pool>();
+  for (let i = 0; i < 20 && seen.size < 2; i++) {
+    const pool = new Pool(url, { connections: 1, keepAliveTimeout: 120_000 });
+    pools.push(pool);
+    const r = await poolCall(pool, 'GET', '/readyz', key);
+    const pid = (r.body['worker'] as { pid: number }).pid;
+    if (!seen.has(pid)) seen.set(pid, pool);
+  }
+  const both = [...seen.values()];
+  expect(both).toHaveLength(2);
+  return [both[0]!, both[1]!];
+}
