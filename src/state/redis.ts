@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Redis, type Command } from 'ioredis';
 import type { Logger } from '../contracts/logger.js';
 
 /**
@@ -29,17 +29,41 @@ function logged(redis: Redis, o: RedisOptions): Redis {
 
 /** A client for the request path: fails fast instead of waiting for Redis. */
 export function openRedis(o: RedisOptions): Redis {
-  return logged(
-    new Redis(o.url, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: o.commandTimeoutMs,
-      connectTimeout: Math.max(200, o.commandTimeoutMs * 4),
-      enableReadyCheck: false,
-      retryStrategy: reconnect(o),
-    }),
-    o,
-  );
+  const redis = new Redis(o.url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: Math.max(200, o.commandTimeoutMs * 4),
+    enableReadyCheck: false,
+    retryStrategy: reconnect(o),
+  });
+  timeCommands(redis, o.commandTimeoutMs);
+  return logged(redis, o);
+}
+
+/**
+ * Gives every command of `redis` `ms` to be answered, measured so that the gateway's own late
+ * event loop is not blamed on Redis.
+ *
+ * ioredis' `commandTimeout` is a plain timer. When the loop is late (a CPU-starved process, a
+ * long synchronous task), timers run before the loop reads its sockets (libuv runs the timers
+ * phase before the poll phase), so a reply that arrived in time was still unread when its
+ * timer fired: the command failed as "timed out" and callers fell back, e.g. the quota limiter
+ * counted locally and over-admitted (113 of 100 across a loaded tree, #17). Here the expired
+ * timer first lets one poll phase pass (`setImmediate` runs after it): a reply already in the
+ * socket settles the command there, and only a command still unanswered then times out.
+ */
+function timeCommands(redis: Redis, ms: number): void {
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = (command: Command, stream?: Parameters<Redis['sendCommand']>[1]) => {
+    const timer = setTimeout(() => {
+      setImmediate(() => {
+        if (!command.isSettled) command.reject(new Error('Command timed out'));
+      });
+    }, ms);
+    const clear = (): void => clearTimeout(timer);
+    command.promise.then(clear, clear);
+    return send(command, stream);
+  };
 }
 
 /** A subscriber connection: it may queue its SUBSCRIBE until connected; it serves no request. */

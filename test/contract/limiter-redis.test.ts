@@ -114,6 +114,45 @@ if (!up && process.env['CI'] === 'true') {
     server === undefined ? undefined : privateOutage(server),
   );
 
+  describe('the Redis limiter in a CPU-starved process', () => {
+    it('keeps every decision shared and exact when its own event loop is late, not Redis', async () => {
+      // A 30 ms command timeout, and a loop that looks at its sockets only every 120 ms: Redis
+      // answered in time, so no decision may fall back to local counting (which, with a
+      // local share, admits beyond the limit: 113 of 100 across a loaded tree, #17).
+      const limiter = new RedisLimiter({
+        url: SHARED,
+        prefix: `sy-starved:${run}:`,
+        commandTimeoutMs: 30,
+        probeMs: 200,
+        localShare: 1,
+        clock: new ManualClock(),
+        logger: createLogger('silent'),
+      });
+      const states: string[] = [];
+      const off = subscribe(events.limiterState, (e) => states.push(e.state));
+      try {
+        expect(await limiter.ready(2_000)).toBe(true);
+        const charge = [{ key: 'starved', limit: 10, amount: 1, window: 'day' as const }];
+        const decisions = [];
+        for (let i = 0; i < 15; i++) {
+          const pending = limiter.reserve(charge);
+          const end = performance.now() + 120;
+          while (performance.now() < end) {
+            /* a long synchronous task */
+          }
+          decisions.push(await pending);
+        }
+        expect(decisions.every((d) => d.shared)).toBe(true);
+        expect(decisions.filter((d) => d.allowed)).toHaveLength(10);
+        expect(states).not.toContain('local');
+        expect(await limiter.usage('starved', 'day')).toBe(10);
+      } finally {
+        off();
+        await limiter.close();
+      }
+    });
+  });
+
   if (server !== undefined)
     describe('the Redis limiter when its write-back fails', () => {
       it('warns, counts the failure, keeps the write-back and retries it until Redis takes it', async () => {
