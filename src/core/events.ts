@@ -270,8 +270,13 @@ export interface ShadowCopyEvent {
 /** An answer this node gave degraded (#17): its parent gateway was unavailable, or said so. */
 export interface DegradedAnswerEvent {
   readonly model: string;
-  /** `stale_cache`, `local_fallback`, or `parent` (the parent's own answer was degraded). */
-  readonly reason: 'stale_cache' | 'local_fallback' | 'parent';
+  /**
+   * `stale_cache`, `local_fallback`, `parent` (the parent's own answer was degraded), or
+   * `stale_features` (the answer was built from feature values served stale because the feature
+   * store could not be read; `model` is then the model they were read for, a `journey:` name, or
+   * empty).
+   */
+  readonly reason: 'stale_cache' | 'local_fallback' | 'parent' | 'stale_features';
 }
 
 /** A batch line ran, or was put back (#16). */

@@ -162,7 +162,7 @@ export class Metrics {
   // The gateway tree (#17).
   readonly degradedAnswers = new Counter({
     name: 'switchyard_degraded_answers_total',
-    help: 'Answers given degraded because a parent gateway was unavailable (stale_cache, local_fallback) or answered degraded (parent), by model.',
+    help: 'Answers given degraded because a parent gateway was unavailable (stale_cache, local_fallback), answered degraded (parent), or the feature store could not be read (stale_features), by model.',
     labelNames: ['model', 'reason'] as const,
     registers: [this.registry],
   });

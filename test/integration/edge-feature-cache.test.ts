@@ -213,5 +213,16 @@ describe.skipIf(!up)('an edge gateway with a local cache of its region’s featu
     const metrics = await (await request(`${edge.url}/metrics`)).body.text();
     expect(metrics).toMatch(/switchyard_feature_cache_total\{result="stale"\} [1-9]/);
     expect(metrics).toMatch(/switchyard_feature_cache_total\{result="error"\} [1-9]/);
+    // Each answer built from stale values is a degraded answer: the journey's three (one
+    // `profile`, two `profile_cached`) and the direct read.
+    expect(metrics).toMatch(
+      /switchyard_degraded_answers_total\{model="journey:profile",reason="stale_features"\} 1$/m,
+    );
+    expect(metrics).toMatch(
+      /switchyard_degraded_answers_total\{model="journey:profile_cached",reason="stale_features"\} 2$/m,
+    );
+    expect(metrics).toMatch(
+      /switchyard_degraded_answers_total\{model="",reason="stale_features"\} 1$/m,
+    );
   });
 });

@@ -8,6 +8,7 @@ import { featureTag } from '../../contracts/feature-source.js';
 import type { JsonObject, JsonValue } from '../../contracts/json.js';
 import type { DataTag, ModelTarget } from '../../contracts/policy.js';
 import { syError } from '../../core/errors.js';
+import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import { invalid } from '../../features/feature-catalog.js';
 import { tag } from '../../privacy/redaction.js';
@@ -202,6 +203,7 @@ export async function readFeatures(ctx: RequestContext): Promise<void> {
       if (d.allow) features[e.feature] = entryJson(e);
       else withheld.push({ feature: e.feature, code: d.code, reason: d.reason });
     }
+    if (stale) publish(events.degradedAnswer, { model: model ?? '', reason: 'stale_features' });
     sendJson(
       ctx,
       200,

@@ -1,5 +1,6 @@
 import type { JsonObject, JsonValue } from '../../contracts/json.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../../core/errors.js';
+import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import { estimateTokens } from '../../core/cost.js';
 import { compactRoute, type JourneyOutcome, type JourneyRoute } from '../../orchestrator/runner.js';
@@ -143,6 +144,9 @@ async function execute(
     },
   );
   const degraded = outcome.route.decisions.filter((d) => DEGRADED_DECISIONS.has(d));
+  // Stale features degrade the answer the way an unreachable parent does (#17): counted alike.
+  if (degraded.includes('stale_features'))
+    publish(events.degradedAnswer, { model, reason: 'stale_features' });
   ctx.journey = {
     name,
     compact: compactRoute(outcome.route),
