@@ -203,6 +203,12 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
       extraHeaders: mc.headers,
       tier: mc.tier,
     };
+    const key = `${name}|${mc.url}`;
+    let budget = budgets.get(key);
+    if (budget === undefined) {
+      budget = new RetryBudget(mc.retry);
+      budgets.set(key, budget);
+    } else budget.configure(mc.retry);
     let backend: Backend;
     if (mc.backend === 'switchyard') {
       // A parent with replicas (#17): one breaker per replica, named `model@origin`, so one dead
@@ -229,6 +235,8 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
         serviceKey: { id: mc.service_key.id, secret: snap.secrets.parentKeys.get(name)! },
         assertionTtlMs: mc.service_key.ttl_ms,
         wall: () => clock.wall(),
+        // Failing over to another replica is a retry: paid from the model's retry budget.
+        budget,
       });
     } else
       backend =
@@ -241,13 +249,7 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
                 defaultMaxTokens: mc.default_max_tokens,
               })
             : new KServeBackend(common);
-    const key = `${name}|${mc.url}`;
     const breaker = breakerFor(key, name);
-    let budget = budgets.get(key);
-    if (budget === undefined) {
-      budget = new RetryBudget(mc.retry);
-      budgets.set(key, budget);
-    } else budget.configure(mc.retry);
     const retry = mc.retry;
     const node = snap.config.node;
     // An edge keeps its parent's last answers for when the parent cannot be reached (#17).

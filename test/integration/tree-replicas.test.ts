@@ -100,6 +100,50 @@ describe('a parent gateway with replicas (#17)', () => {
     expect(dead.status).toBeGreaterThanOrEqual(500);
   });
 
+  it('pays for a failover after a failed replica from the model’s retry budget', async () => {
+    // Both "replicas" fail as servers (500 without a gateway code: SY_ERR_UPSTREAM_ERROR, which
+    // moves a call to the next replica). Breakers never open here, so only the budget stops the
+    // failovers: 4 tokens, a retry needs more than 2, so 2 failovers are paid, then none.
+    const failing = [
+      await startUpstream(json(500, { error: { message: 'boom' } })),
+      await startUpstream(json(500, { error: { message: 'boom' } })),
+    ];
+    const gw = await startTestGateway({
+      config: {
+        models: {
+          chat: {
+            backend: 'switchyard',
+            url: failing[0]!.url,
+            replicas: [failing[1]!.url],
+            service_key: serviceKey,
+            retry: { max_attempts: 1, budget_tokens: 4, budget_ratio: 0.1 },
+            breaker: { consecutive_failures: 1000, min_calls: 1000 },
+          },
+        },
+      },
+    });
+    try {
+      const calls = 30;
+      for (let i = 0; i < calls; i++) {
+        const r = await ask(gw);
+        expect(r.status).toBeGreaterThanOrEqual(500);
+      }
+      const attempts = failing[0]!.calls.length + failing[1]!.calls.length;
+      // Unpaid, each call would have tried both replicas: 60 attempts.
+      expect(attempts).toBeGreaterThan(calls);
+      expect(attempts).toBeLessThanOrEqual(calls + 2);
+      expect(
+        await metric(
+          gw.gateway,
+          /^switchyard_retries_total\{backend="chat",decision="budget_exhausted"\}/,
+        ),
+      ).toBeGreaterThanOrEqual(calls - 2);
+    } finally {
+      await gw.close();
+      for (const u of failing) await u.close();
+    }
+  });
+
   it('moves a call a replica sheds to the next replica, and waits out its Retry-After', async () => {
     const shedding = await startUpstream(
       json(503, { error: { code: 'SY_ERR_SHED', message: 'shed' } }, { 'retry-after': '30' }),

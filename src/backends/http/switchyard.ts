@@ -30,6 +30,7 @@ import {
 } from './http-upstream.js';
 import type { Dispatcher } from 'undici';
 import { compose } from '../interceptors/compose.js';
+import { refuseRetry, type RetryBudget } from '../interceptors/retry.js';
 import { events, publish } from '../../core/events.js';
 import { KServeBackend } from './kserve.js';
 import { OpenAiBackend } from './openai.js';
@@ -63,6 +64,11 @@ export interface SwitchyardBackendOptions extends Omit<
   readonly assertionTtlMs: number;
   /** Wall-clock epoch ms (assertion expiry is wall time: it is read on another machine). */
   readonly wall: () => number;
+  /**
+   * The model's retry budget (the one its retry interceptor spends): moving a call to another
+   * replica after one that was asked and failed is a retry, and is paid from it.
+   */
+  readonly budget?: Pick<RetryBudget, 'allowsRetry' | 'record'> | undefined;
 }
 
 /**
@@ -94,6 +100,17 @@ const FAILOVER: ReadonlySet<string> = new Set<ErrorCode>([
   'SY_ERR_UPSTREAM_ERROR',
   'SY_ERR_PARENT_SHED',
   'SY_ERR_CIRCUIT_OPEN',
+]);
+
+/**
+ * Failovers that follow a replica that was asked and failed: each is a retry (Envoy counts a
+ * retry to another host the same way), so it needs the retry budget. One that follows a replica
+ * not asked (its breaker open, or waiting out its Retry-After) or one that shed the call adds no
+ * load to a failing parent, and is free.
+ */
+const FAILOVER_PAID: ReadonlySet<string> = new Set<ErrorCode>([
+  'SY_ERR_UPSTREAM_UNREACHABLE',
+  'SY_ERR_UPSTREAM_ERROR',
 ]);
 
 /** One replica of the parent, as this backend uses it. */
@@ -255,10 +272,17 @@ export class SwitchyardBackend implements Backend {
       try {
         return await attempt(r);
       } catch (err) {
-        const code = toSwitchyardError(err).code;
-        if (n === 1 || !FAILOVER.has(code)) throw err;
+        const e = toSwitchyardError(err);
+        if (n === 1 || !FAILOVER.has(e.code)) throw err;
         last = err;
-        if (i < n - 1) publish(events.parentFailover, { model: this.name, code });
+        if (i === n - 1) break;
+        const budget = this.opts.budget;
+        if (budget !== undefined && FAILOVER_PAID.has(e.code)) {
+          // Spent: the error goes to the retry interceptor, which records it as any attempt's.
+          if (!budget.allowsRetry()) throw refuseRetry(this.name, 'budget_exhausted', e);
+          budget.record(e.code);
+        }
+        publish(events.parentFailover, { model: this.name, code: e.code });
       }
     }
     throw last;

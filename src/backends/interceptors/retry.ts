@@ -119,8 +119,8 @@ export function retryInterceptor(
         const delay = random() * cap;
         // A link with a fallback after it must be done by its first-byte share (ctx.firstByteBy).
         const until = Math.min(ctx.deadlineAt, ctx.firstByteBy ?? ctx.deadlineAt);
-        if (clock.now() + delay >= until) throw refused(backend, 'no_time', e);
-        if (!budget.allowsRetry()) throw refused(backend, 'budget_exhausted', e);
+        if (clock.now() + delay >= until) throw refuseRetry(backend, 'no_time', e);
+        if (!budget.allowsRetry()) throw refuseRetry(backend, 'budget_exhausted', e);
         publish(events.retry, { backend, decision: 'retried' });
         await sleep(delay, ctx.signal);
         throwIfAborted(ctx.signal);
@@ -136,7 +136,8 @@ export function retryInterceptor(
   });
 }
 
-function refused(
+/** A retry not made: counted, and a budget refusal tells the client not to retry either. */
+export function refuseRetry(
   backend: string,
   decision: 'no_time' | 'budget_exhausted',
   e: SwitchyardError,
