@@ -32,7 +32,8 @@ import type {
  *    request (from /proc, all threads, measured phase only) and its event loop's p99 delay over
  *    the same phase (prom-client's `nodejs_eventloop_lag_p99_seconds`, whose histogram is reset at
  *    each scrape: scraped once before the phase and once after). Targets: CPU ≤ 1.25× off, p99
- *    delay ≤ 5 ms.
+ *    delay ≤ 5 ms. Between them, tracing alone and the log alone: where the cost of `on` comes
+ *    from (no targets).
  * 2. Embedded log rate: bench/record-log.ts, the gateway's compiled recorder and SQLite store in a
  *    child on the gateway's core, offered `logRate` records/s; the file is read back (target
  *    ≥ 20,000 records/s, none dropped). Again at the `on` case's record rate: the longest batch
@@ -69,7 +70,7 @@ interface Settings {
 }
 
 interface CaseDef {
-  readonly name: 'off' | 'on';
+  readonly name: 'off' | 'trace' | 'log' | 'on';
   readonly label: string;
   readonly tracing: boolean;
   /** The inference log (`inference_log.enabled`, SQLite, payloads off: the default). */
@@ -82,6 +83,19 @@ const CASES: readonly CaseDef[] = [
     label: 'record off (tracing and inference log off)',
     tracing: false,
     inferenceLog: false,
+  },
+  // The two halves of `on` alone: where its cost comes from (no target of their own).
+  {
+    name: 'trace',
+    label: 'tracing only (sampler 1.0)',
+    tracing: true,
+    inferenceLog: false,
+  },
+  {
+    name: 'log',
+    label: 'inference log only (payloads off)',
+    tracing: false,
+    inferenceLog: true,
   },
   {
     name: 'on',
@@ -736,8 +750,7 @@ async function main(): Promise<void> {
     '',
     '| case | req/s | CPU ms/req | gateway CPU % | p99 ms | event-loop p99 ms | OTLP exports | log rows |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-    row(off),
-    row(on),
+    ...results.map(row),
     '',
     `Embedded log: ${int(log.offered)} records offered at ${int(log.offeredPerS)}/s for ${s.logDurationS} s, ` +
       `${int(log.storedTotal)} read back (${int(log.dropped)} dropped), ${int(log.sustainedPerS)} records/s including the final flush; ` +
