@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { events, subscribe } from '../../src/core/events.js';
 import { RedisCache } from '../../src/state/cache-redis.js';
 import { openRedis, redisReady } from '../../src/state/redis.js';
-import { freePort, pingRedis } from '../support/redis-server.js';
+import { freePort, sharedRedisOrSkip } from '../support/redis-server.js';
 import { cacheContract } from './cache.contract.js';
 
 const SHARED = 'redis://127.0.0.1:6379';
@@ -15,9 +15,7 @@ function clock() {
   return { now: () => t, wall: () => t, advance: (ms: number) => void (t += ms) };
 }
 
-const up = await pingRedis(6379, 500);
-if (!up && process.env['CI'] === 'true') throw new Error('no Redis at 127.0.0.1:6379 and CI=true');
-if (!up) console.warn('skipping the Redis cache contract: no Redis at 127.0.0.1:6379');
+const up = await sharedRedisOrSkip('the Redis cache contract');
 
 const opened: RedisCache[] = [];
 afterAll(async () => {

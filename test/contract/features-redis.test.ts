@@ -1,37 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { createConnection } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { sharedRedisOrSkip } from '../support/redis-server.js';
 import { CachedFeatureStore } from '../../src/features/cached-feature-store.js';
 import { RedisFeatureStore } from '../../src/features/redis-feature-store.js';
 import { featureSourceContract, ManualClock, TEST_DEFINITIONS } from './feature-source.contract.js';
 
 const REDIS = { host: '127.0.0.1', port: 6379 };
 
-/** Whether a Redis answers PING at 127.0.0.1:6379 within half a second. */
-function redisUp(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection(REDIS);
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (d) => done(d.toString().startsWith('+PONG')));
-  });
-}
-
-const up = await redisUp();
-if (!up && process.env['CI'] === 'true') {
-  describe('FeatureSource contract: Redis', () => {
-    it('needs the Redis at 127.0.0.1:6379 in CI', () => {
-      throw new Error('Redis is unreachable at 127.0.0.1:6379 and CI=true');
-    });
-  });
-} else if (!up) {
-  console.warn('skipping the Redis feature store contract: no Redis at 127.0.0.1:6379');
-}
+const up = await sharedRedisOrSkip('the Redis feature store contract');
 const run = randomBytes(4).toString('hex');
 let n = 0;
 /** A Redis feature store on a prefix of its own; with `cache`, behind the local cache (#17). */

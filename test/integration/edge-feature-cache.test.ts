@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { createConnection } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { sharedRedisOrSkip } from '../support/redis-server.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { call, errorCode } from '../support/http-call.js';
 import { startRelay, type Relay } from '../support/test-network.js';
@@ -13,28 +13,7 @@ import { startRelay, type Relay } from '../support/test-network.js';
  * the region's Redis becoming unreachable from the edge.
  */
 
-function redisUp(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port: 6379 });
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (d) => done(d.toString().startsWith('+PONG')));
-  });
-}
-
-const up = await redisUp();
-if (!up && process.env['CI'] === 'true') {
-  describe('an edge gateway with a local feature cache', () => {
-    it('needs the Redis at 127.0.0.1:6379 in CI', () => {
-      throw new Error('Redis is unreachable at 127.0.0.1:6379 and CI=true');
-    });
-  });
-} else if (!up) console.warn('skipping the edge feature cache tests: no Redis at 127.0.0.1:6379');
+const up = await sharedRedisOrSkip('the edge feature cache tests');
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const lineage = { source: 'test', transformation: 'as pushed' };

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createConnection } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sharedRedisOrSkip } from '../support/redis-server.js';
 import type { FeatureSource } from '../../src/contracts/feature-source.js';
 import { isSwitchyardError } from '../../src/core/errors.js';
 import type { FeatureCacheSettings } from '../../src/features/cached-feature-store.js';
@@ -21,28 +21,7 @@ import { ManualClock, TEST_DEFINITIONS } from '../contract/feature-source.contra
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 
-function redisUp(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port: 6379 });
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (d) => done(d.toString().startsWith('+PONG')));
-  });
-}
-
-const up = await redisUp();
-if (!up && process.env['CI'] === 'true') {
-  describe('the local feature cache over Redis', () => {
-    it('needs the Redis at 127.0.0.1:6379 in CI', () => {
-      throw new Error('Redis is unreachable at 127.0.0.1:6379 and CI=true');
-    });
-  });
-} else if (!up) console.warn('skipping the feature cache tests: no Redis at 127.0.0.1:6379');
+const up = await sharedRedisOrSkip('the feature cache tests');
 
 const ALL_LABELS = ['public', 'consented', 'sensitive', 'restricted'] as const;
 const SETTINGS: FeatureCacheSettings = {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createConnection } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { sharedRedisOrSkip } from '../support/redis-server.js';
 import { isSwitchyardError } from '../../src/core/errors.js';
 import { MemoryAuditSink } from '../../src/observability/audit-memory.js';
 import { ConsentBook } from '../../src/privacy/consent-book.js';
@@ -9,28 +9,7 @@ import { ManualClock } from '../contract/feature-source.contract.js';
 
 const REDIS = { host: '127.0.0.1', port: 6379 };
 
-function redisUp(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection(REDIS);
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (d) => done(d.toString().startsWith('+PONG')));
-  });
-}
-
-const up = await redisUp();
-if (!up && process.env['CI'] === 'true') {
-  describe('consent shared through Redis', () => {
-    it('needs the Redis at 127.0.0.1:6379 in CI', () => {
-      throw new Error('Redis is unreachable at 127.0.0.1:6379 and CI=true');
-    });
-  });
-} else if (!up) console.warn('skipping the Redis consent tests: no Redis at 127.0.0.1:6379');
+const up = await sharedRedisOrSkip('the Redis consent tests');
 
 const defaults = {
   behavioral_inference: false,
