@@ -40,3 +40,32 @@ export async function postgresSkip(suite: string): Promise<string | false> {
 /** A schema name of its own per call: parallel files and repeated runs never share tables. */
 export const freshSchema = (prefix: string): string =>
   `${prefix}_${randomBytes(4).toString('hex')}`;
+
+/**
+ * A PostgreSQL store on a schema of its own, as the contract suites take one: the store, more
+ * stores on the same schema (a restart, or another replica), and a close that closes them all
+ * and drops the schema.
+ */
+export async function schemaStores<
+  S extends { close(): Promise<void>; dropSchema(): Promise<void> },
+>(
+  prefix: string,
+  open: (o: { url: string; schema: string }) => Promise<S>,
+): Promise<{ store: S; another: () => Promise<S>; close: () => Promise<void> }> {
+  const schema = freshSchema(prefix);
+  const store = await open({ url: PG_URL, schema });
+  const others: S[] = [];
+  return {
+    store,
+    another: async () => {
+      const s = await open({ url: PG_URL, schema });
+      others.push(s);
+      return s;
+    },
+    close: async () => {
+      await Promise.all(others.map((s) => s.close()));
+      await store.dropSchema();
+      await store.close();
+    },
+  };
+}
