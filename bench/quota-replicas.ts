@@ -1,8 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
@@ -11,6 +9,7 @@ import { seededRandom } from '../src/core/random.js';
 import { runOpenLoop, type Sample } from './lib/open-loop.js';
 import { installCleanup, type Pinned } from './lib/processes.js';
 import { startPinnedGateway } from './lib/launch.js';
+import { startInstantUpstream } from './lib/instant-upstream.js';
 
 /**
  * bench:quota-replicas (issue #5): two gateway processes share one Redis for quotas. Three
@@ -29,33 +28,6 @@ const DURATION_MS = quick ? 10_000 : 20_000;
 const TENANTS = ['t1', 't2', 't3'];
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const COMMAND_TIMEOUT_MS = Number(process.env['COMMAND_TIMEOUT_MS'] ?? 50);
-
-async function startUpstream(): Promise<{ url: string; close: () => void }> {
-  const body = Buffer.from(
-    JSON.stringify({
-      id: 'x',
-      object: 'chat.completion',
-      created: 1,
-      model: 'm',
-      choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
-    }),
-  );
-  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-      res.end(body);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => {
-      server.closeAllConnections();
-      server.close();
-    },
-  };
-}
 
 function writeConfig(
   dir: string,
@@ -171,7 +143,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-quota-'));
   installCleanup(() => rmSync(dir, { recursive: true, force: true }));
   execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
-  const upstream = await startUpstream();
+  const upstream = await startInstantUpstream();
   const run = randomBytes(4).toString('hex');
   const results: { name: string; tenants: TenantResult[]; localDecisions: number }[] = [];
   try {

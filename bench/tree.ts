@@ -1,7 +1,5 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Pool } from 'undici';
@@ -11,6 +9,7 @@ import { pairModel, writeSynthetic } from '../src/modelkit/synthetic-models.js';
 import { compileScript } from './lib/compile.js';
 import { launchFlags, startPinnedGateway } from './lib/launch.js';
 import { installCleanup, spawnPinned, type Pinned } from './lib/processes.js';
+import { startInstantUpstream } from './lib/instant-upstream.js';
 
 /**
  * bench:tree (issue #17): a tree of three gateway processes, central ← regional ← edge, each hop a
@@ -39,34 +38,6 @@ const SERVICE_KEY = 'bench-tree-service-key-0123456789';
 const TARGET_HOP_MS = 0.3;
 const TARGET_ON_TIME = 0.99;
 
-async function startUpstream(): Promise<{ url: string; close: () => void }> {
-  const body = Buffer.from(
-    JSON.stringify({
-      id: 'x',
-      object: 'chat.completion',
-      created: 1,
-      model: 'm',
-      choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
-      usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
-    }),
-  );
-  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-      res.end(body);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => {
-      server.closeAllConnections();
-      server.close();
-    },
-  };
-}
-
 function p50(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
@@ -80,7 +51,7 @@ async function main(): Promise<void> {
   await writeSynthetic(join(dir, 'central-pair'), '1', pairModel(2));
   await writeSynthetic(join(dir, 'edge-pair'), '1', pairModel(3));
   const key = generateKey('sk');
-  const upstream = await startUpstream();
+  const upstream = await startInstantUpstream();
   const base = (name: string, extra: Record<string, unknown>): string => {
     const path = join(dir, `${name}.yaml`);
     writeFileSync(

@@ -1,7 +1,5 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Pool } from 'undici';
@@ -10,6 +8,7 @@ import { generateKey, hashKey } from '../src/core/api-key.js';
 import { startPinnedGateway } from './lib/launch.js';
 import { installCleanup } from './lib/processes.js';
 import { cpuMs } from './lib/proc-stats.js';
+import { startInstantUpstream } from './lib/instant-upstream.js';
 
 /**
  * bench:workers (issue #17, part 5): CPU per request of `serve --workers 2` against one process.
@@ -34,34 +33,6 @@ const MEASURE_MS = quick ? 1_000 : 15_000;
 const CONNECTIONS = 16;
 const TARGET_RATIO = 1.1;
 const SECRET = 'bench-workers-secret';
-
-async function startUpstream(): Promise<{ url: string; close: () => void }> {
-  const body = Buffer.from(
-    JSON.stringify({
-      id: 'x',
-      object: 'chat.completion',
-      created: 1,
-      model: 'm',
-      choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
-      usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
-    }),
-  );
-  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-      res.end(body);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => {
-      server.closeAllConnections();
-      server.close();
-    },
-  };
-}
 
 /** The gateway's processes: the one started, and (with workers) its children. */
 function family(pid: number): number[] {
@@ -199,7 +170,7 @@ async function main(): Promise<void> {
   installCleanup(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'secret.txt'), SECRET);
   const key = generateKey('sk');
-  const upstream = await startUpstream();
+  const upstream = await startInstantUpstream();
   const config = join(dir, 'switchyard.yaml');
   writeFileSync(
     config,
