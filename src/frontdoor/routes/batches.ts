@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { Operation } from '../../contracts/backend.js';
 import type { StoredBatch } from '../../contracts/batch-store.js';
 import type { JsonObject } from '../../contracts/json.js';
 import { syError, toSwitchyardError } from '../../core/errors.js';
@@ -10,6 +9,7 @@ import {
   parseBatchInput,
   type BatchLineError,
 } from '../../pipeline/batch-lines.js';
+import { validateResponsesRequest } from '../../pipeline/responses-chat.js';
 import type { RequestContext } from '../context.js';
 import { validateChat, validateEmbeddings, validatePassThrough } from '../openai-fields.js';
 import { sendJson } from '../respond.js';
@@ -31,12 +31,13 @@ function bad(detail: string, param: string): never {
   throw syError('SY_ERR_INVALID_REQUEST', detail, { param });
 }
 
-/** Each batch operation's body check: the one its own endpoint runs. */
-const BATCH_VALIDATE: Readonly<Partial<Record<Operation, (body: JsonObject) => void>>> = {
-  chat: validateChat,
-  embeddings: validateEmbeddings,
-  completions: (b) => validatePassThrough('completions', b),
-  moderations: (b) => validatePassThrough('moderations', b),
+/** Each batch endpoint's body check: the one the endpoint itself runs. */
+const BATCH_VALIDATE: Readonly<Record<string, (body: JsonObject) => void>> = {
+  '/v1/chat/completions': validateChat,
+  '/v1/embeddings': validateEmbeddings,
+  '/v1/completions': (b) => validatePassThrough('completions', b),
+  '/v1/moderations': (b) => validatePassThrough('moderations', b),
+  '/v1/responses': (b) => void validateResponsesRequest(b),
 };
 
 /**
@@ -75,7 +76,7 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
     const cfg = ctx.runtime.snapshot.config.batches;
     const parsed = parseBatchInput(content, endpoint as string, cfg.max_lines);
     const errors: BatchLineError[] = [...parsed.errors];
-    const validate = BATCH_VALIDATE[op]!;
+    const validate = BATCH_VALIDATE[endpoint as string]!;
     for (const line of parsed.lines) {
       try {
         validate(line.body);
