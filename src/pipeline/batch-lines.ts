@@ -15,6 +15,12 @@ export const BATCH_ENDPOINTS: Readonly<Record<string, Operation>> = {
   '/v1/responses': 'chat',
 };
 
+/**
+ * Where a batch keeps its output and error files' lifetime in seconds (`output_expires_after`, or
+ * `batches.file_expires_after_s`); never shown.
+ */
+export const OUTPUT_EXPIRES_FIELD = 'switchyard_output_expires_after_s';
+
 /** The batch endpoint whose lines are Responses turns. */
 export const RESPONSES_ENDPOINT = '/v1/responses';
 

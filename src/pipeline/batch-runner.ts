@@ -17,6 +17,7 @@ import type { ResponseStore } from '../contracts/response-store.js';
 import type { AdmissionController } from '../admission/admission-controller.js';
 import {
   BATCH_ENDPOINTS,
+  OUTPUT_EXPIRES_FIELD,
   parseBatchInput,
   RESPONSES_ENDPOINT,
   type BatchInputLine,
@@ -67,6 +68,8 @@ export interface BatchRunnerOptions {
 export const BATCH_CLASS = 'batch';
 /** A line's deadline when admission is off or the class declares none. */
 const DEFAULT_DEADLINE_MS = 300_000;
+/** How often expired files are deleted (wall ms); reads hide them in between. */
+const FILE_SWEEP_MS = 60_000;
 
 /** What the runner holds of a batch it works on. */
 interface Work {
@@ -84,7 +87,7 @@ interface Work {
 const lineKey = (batchId: string, index: number): string => `${batchId}#${index}`;
 
 /**
- * Runs batches (#16): every `batches.poll_ms` (and whenever a line ends) it takes the active
+ * Runs batches (#16), and deletes expired files (`expires_after`) once a minute: every `batches.poll_ms` (and whenever a line ends) it takes the active
  * batches of the store, oldest first, and starts their unclaimed lines, at most
  * `batches.concurrency` at once, only while load allows: the mode is normal and the line's
  * model gate has more than `batches.min_spare` free slots. Each line is one request through the
@@ -107,6 +110,8 @@ export class BatchRunner {
   private ticking: Promise<void> | undefined;
   private again = false;
   private closed = false;
+  /** Wall ms of the last sweep of expired files. */
+  private sweptAt = -Infinity;
 
   constructor(private readonly o: BatchRunnerOptions) {}
 
@@ -167,6 +172,7 @@ export class BatchRunner {
   async tick(): Promise<void> {
     const rt = this.o.runtime();
     if (rt === undefined || !rt.snapshot.config.batches.enabled) return;
+    await this.sweepFiles();
     let active: Awaited<ReturnType<BatchStore['activeBatches']>>;
     try {
       active = await this.o.store.activeBatches();
@@ -185,6 +191,19 @@ export class BatchRunner {
       } catch (err) {
         this.o.logger.warn({ err: String(err), batch: b.id }, 'batches: a batch step failed');
       }
+    }
+  }
+
+  /** Deletes the expired files (`expires_after`) every FILE_SWEEP_MS; a failure waits for the next. */
+  private async sweepFiles(): Promise<void> {
+    const now = this.o.clock.wall();
+    if (now - this.sweptAt < FILE_SWEEP_MS) return;
+    this.sweptAt = now;
+    try {
+      const n = await this.o.store.sweepFiles(Math.floor(now / 1000));
+      if (n > 0) this.o.logger.info({ files: n }, 'batches: expired files deleted');
+    } catch (err) {
+      this.o.logger.warn({ err: String(err) }, 'batches: the sweep of expired files failed');
     }
   }
 
@@ -359,6 +378,7 @@ export class BatchRunner {
           );
     }
     const now = Math.floor(this.o.clock.wall() / 1000);
+    const ttl = b.batch[OUTPUT_EXPIRES_FIELD];
     const files: { file: StoredFile; content: Buffer }[] = [];
     const fileOf = (purpose: string, lines: string[]): string | null => {
       if (lines.length === 0) return null;
@@ -372,6 +392,7 @@ export class BatchRunner {
           purpose,
           bytes: content.length,
           createdAt: now,
+          expiresAt: typeof ttl === 'number' ? now + ttl : null,
         },
         content,
       });

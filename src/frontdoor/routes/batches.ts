@@ -6,6 +6,7 @@ import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import {
   BATCH_ENDPOINTS,
+  OUTPUT_EXPIRES_FIELD,
   parseBatchInput,
   type BatchLineError,
 } from '../../pipeline/batch-lines.js';
@@ -14,7 +15,7 @@ import type { RequestContext } from '../context.js';
 import { validateChat, validateEmbeddings, validatePassThrough } from '../openai-fields.js';
 import { sendJson } from '../respond.js';
 import { withDataScope } from '../scope.js';
-import { batchStoreOf, loadFile, page, stored } from './files.js';
+import { batchStoreOf, expiresAfter, loadFile, page, stored } from './files.js';
 
 /** The one completion window OpenAI accepts, in seconds. */
 const WINDOWS: Readonly<Record<string, number>> = { '24h': 86_400 };
@@ -23,7 +24,7 @@ const KEY_FIELD = 'switchyard_key_id';
 
 /** The Batch object as clients see it. */
 function batchView(b: StoredBatch): JsonObject {
-  const { [KEY_FIELD]: _key, ...shown } = b.batch;
+  const { [KEY_FIELD]: _key, [OUTPUT_EXPIRES_FIELD]: _ttl, ...shown } = b.batch;
   return { ...shown, status: b.status };
 }
 
@@ -68,12 +69,22 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
         Object.values(metadata).some((v) => typeof v !== 'string' || v.length > 512))
     )
       bad('metadata must be at most 16 string values', 'metadata');
+    const oea = body['output_expires_after'];
+    if (oea !== undefined && oea !== null && !isJsonObject(oea))
+      bad(
+        'output_expires_after must be {"anchor": "created_at", "seconds": N}',
+        'output_expires_after',
+      );
+    const cfg = ctx.runtime.snapshot.config.batches;
+    const outputTtl =
+      (isJsonObject(oea)
+        ? expiresAfter(oea['anchor'], oea['seconds'], 'output_expires_after')
+        : undefined) ?? cfg.file_expires_after_s;
     const tenant = ctx.principal?.tenant ?? '';
     const file = await loadFile(ctx, store, fileId, 'input_file_id');
     if (file.purpose !== 'batch') bad('the input file must have purpose "batch"', 'input_file_id');
     const content = await stored(() => store.fileContent(tenant, fileId));
     if (content === undefined) throw syError('SY_ERR_FILE_NOT_FOUND', JSON.stringify(fileId));
-    const cfg = ctx.runtime.snapshot.config.batches;
     const parsed = parseBatchInput(content, endpoint as string, cfg.max_lines);
     const errors: BatchLineError[] = [...parsed.errors];
     const validate = BATCH_VALIDATE[endpoint as string]!;
@@ -122,6 +133,7 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
         request_counts: { total: failed ? 0 : parsed.lines.length, completed: 0, failed: 0 },
         metadata,
         [KEY_FIELD]: ctx.principal?.keyId ?? '',
+        ...(outputTtl === undefined ? {} : { [OUTPUT_EXPIRES_FIELD]: outputTtl }),
       },
     };
     await stored(() => store.putBatch(b));
