@@ -3,7 +3,7 @@ import { ACTIVE_STATUSES, type BatchStore, type StoredFile } from '../../contrac
 import type { JsonObject } from '../../contracts/json.js';
 import { SwitchyardError, syError } from '../../core/errors.js';
 import type { RequestContext } from '../context.js';
-import { readFileUpload } from '../multipart-file.js';
+import { readFileUpload } from '../multipart.js';
 import { sendBytes, sendJson } from '../respond.js';
 import { withDataScope } from '../scope.js';
 

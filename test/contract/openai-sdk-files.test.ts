@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/core/clock.js';
@@ -5,7 +6,8 @@ import { openaiModel, startTestGateway, type TestGateway } from '../support/gate
 import { chatCompletion, json, startUpstream, type TestUpstream } from '../support/upstream.js';
 
 /**
- * #16: file expiry through the official OpenAI SDK (v6): `expires_after` on an upload,
+ * #16: file uploads (the one multipart reader the audio pass-through streams with, read whole
+ * here) and file expiry through the official OpenAI SDK (v6): `expires_after` on an upload,
  * `output_expires_after` on a batch, `batches.file_expires_after_s` when neither is given. An
  * expired file is answered as a deleted one, and the runner's sweep deletes it.
  */
@@ -183,6 +185,84 @@ describe('file expiry (#16)', () => {
     const out = await s.client.files.retrieve(done.output_file_id!);
     // Anchored at the output file's creation, not the batch's.
     expect(out.expires_at).toBe(out.created_at + 2 * HOUR);
+  });
+});
+
+describe('file uploads (#16)', () => {
+  let s: Setup;
+  beforeAll(async () => {
+    s = await setup();
+  });
+  afterAll(async () => {
+    await s.close();
+  });
+
+  const post = async (
+    body: NonNullable<RequestInit['body']>,
+    headers: Record<string, string> = {},
+  ) => {
+    const res = await fetch(`${s.gw.url}/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.gw.key}`, ...headers },
+      body,
+    });
+    return {
+      status: res.status,
+      body: (await res.json()) as { error?: { code?: string }; bytes?: number },
+    };
+  };
+
+  it('refuses a body that is not a form 415 SY_ERR_MULTIPART_REQUIRED, and an encoded one 415', async () => {
+    const a = await post(JSON.stringify({ purpose: 'batch' }), {
+      'content-type': 'application/json',
+    });
+    expect([a.status, a.body.error?.code]).toEqual([415, 'SY_ERR_MULTIPART_REQUIRED']);
+    const form = new FormData();
+    form.set('purpose', 'batch');
+    const r = new Request('http://x', { method: 'POST', body: form });
+    const b = await post(await r.arrayBuffer(), {
+      'content-type': r.headers.get('content-type')!,
+      'content-encoding': 'gzip',
+    });
+    expect([b.status, b.body.error?.code]).toEqual([415, 'SY_ERR_UNSUPPORTED_MEDIA_TYPE']);
+  });
+
+  it('refuses a form declaring more than batches.max_file_bytes allows with 413 before reading it', async () => {
+    const status = await new Promise<[number, string]>((resolve, reject) => {
+      const req = request(`${s.gw.url}/v1/files`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${s.gw.key}`,
+          'content-type': 'multipart/form-data; boundary=x',
+          'content-length': String(200 * 1_048_576),
+        },
+      });
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve([res.statusCode ?? 0, text]));
+      });
+      req.on('error', reject);
+      req.flushHeaders(); // the head only: the answer cannot depend on the body
+    });
+    expect(status[0]).toBe(413);
+    expect(JSON.parse(status[1])).toMatchObject({ error: { code: 'SY_ERR_FILE_TOO_LARGE' } });
+  });
+
+  it('reads a form whole, over a MiB, whatever its other fields (a model field pauses nothing)', async () => {
+    const big = Array.from({ length: 12_000 }, (_, i) => chatLine(`line-${i}`));
+    const content = Buffer.from(big.join('\n') + '\n');
+    expect(content.length).toBeGreaterThan(1_048_576);
+    const form = new FormData();
+    form.set('model', 'chat');
+    form.set('purpose', 'batch');
+    form.set('file', new Blob([content]), 'big.jsonl');
+    const r = await post(form);
+    expect(r.status).toBe(200);
+    expect(r.body.bytes).toBe(content.length);
+    const id = (r.body as { id?: string }).id!;
+    const back = Buffer.from(await (await s.client.files.content(id)).arrayBuffer());
+    expect(back.equals(content)).toBe(true);
   });
 });
 
