@@ -814,6 +814,11 @@ const batchesSchema = z
     sqlite: z.string().min(1).default(DB.sqlite),
     /** Largest file an upload may carry (413 past it). */
     max_file_bytes: posInt.default(DB.max_file_bytes),
+    /**
+     * Seconds after its creation a file expires when its upload (`expires_after`) or its batch
+     * (`output_expires_after`) sets none; unset: kept until deleted. OpenAI's bounds.
+     */
+    file_expires_after_s: z.number().int().min(3_600).max(2_592_000).optional(),
     /** Most lines a batch's input file may have (the batch fails validation past it). */
     max_lines: posInt.default(DB.max_lines),
     /** Lines this gateway runs at once, all batches together. */

@@ -11,6 +11,11 @@ export interface StoredFile {
   readonly bytes: number;
   /** Epoch seconds. */
   readonly createdAt: number;
+  /**
+   * Epoch seconds from which the file is gone (`expires_after`); null: kept until deleted. An
+   * expired file is answered as absent, and `sweepFiles` deletes it.
+   */
+  readonly expiresAt: number | null;
 }
 
 /** OpenAI's Batch statuses. */
@@ -78,6 +83,12 @@ export interface BatchStore {
   listFiles(tenant: string): Promise<StoredFile[]>;
   /** False when there was nothing of this tenant's to delete. */
   deleteFile(tenant: string, id: string): Promise<boolean>;
+  /**
+   * Deletes every file expired at `now` (epoch seconds), bytes and row, except the input file of
+   * a batch still active (its runner reads it again after a restart): that one goes once the
+   * batch ends. Returns how many were deleted.
+   */
+  sweepFiles(now: number): Promise<number>;
 
   putBatch(batch: StoredBatch): Promise<void>;
   getBatch(tenant: string, id: string): Promise<StoredBatch | undefined>;

@@ -4,9 +4,30 @@ import type { Readable } from 'node:stream';
 import busboy from 'busboy';
 import type { UploadBody } from '../contracts/backend.js';
 import { syError, type SwitchyardError } from '../core/errors.js';
+import type { RequestContext } from './context.js';
 
 /** Bytes queued for the upstream past which the client's upload is paused (backpressure). */
 const HIGH_WATER = 1_048_576;
+/** Room for the form's boundaries and text fields around a stored file. */
+const FORM_OVERHEAD = 64 * 1024;
+
+/** How an upload is read besides its cap. */
+export interface UploadOptions {
+  /**
+   * Each file part's limit (a stored file): past it, 413 `SY_ERR_FILE_TOO_LARGE`, and the form's
+   * cap, when it is passed, says the same.
+   */
+  readonly fileBytes?: number;
+  /** The whole form is read into memory (`whole()`): never paused for a consumer. */
+  readonly whole?: boolean;
+}
+
+/** A `multipart/form-data` upload read whole: its text fields and its first file. */
+export interface FileUpload {
+  readonly fields: Readonly<Record<string, string>>;
+  readonly file:
+    { readonly field: string; readonly filename: string; readonly content: Buffer } | undefined;
+}
 
 /**
  * A part of the form, in the client's order. A file's bytes stay with their part (busboy may
@@ -24,8 +45,9 @@ type Part =
     };
 
 /**
- * A multipart upload (`POST /v1/audio/transcriptions`, #16 part 4) read with busboy as the
- * upstream takes it. Only the text fields are parsed (the routing needs `model`); the file's
+ * A multipart upload read with busboy: streamed on as the upstream takes it
+ * (`POST /v1/audio/transcriptions`, #16 part 4), or read whole (`POST /v1/files`, `whole()`).
+ * Streamed: Only the text fields are parsed (the routing needs `model`); the file's
  * bytes pass through untouched, re-framed under the gateway's own boundary so that a field can
  * be replaced (the upstream's model name). Until the target is known the parts are queued: a
  * form whose `model` comes after its file is held in memory up to the cap, one whose `model`
@@ -51,6 +73,7 @@ export class Upload implements UploadBody {
   constructor(
     private readonly req: IncomingMessage,
     limit: number,
+    options: UploadOptions = {},
   ) {
     let settle!: { resolve: () => void; reject: (e: SwitchyardError) => void };
     this.ready = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
@@ -62,15 +85,21 @@ export class Upload implements UploadBody {
       settle.reject(e);
       this.poke();
     };
+    const fileBytes = options.fileBytes;
     this.parser = busboy({
       headers: req.headers,
       defParamCharset: 'utf8',
-      limits: { fieldSize: 65_536, fields: 64, parts: 128 },
+      limits: {
+        fieldSize: 65_536,
+        fields: 64,
+        parts: 128,
+        ...(fileBytes === undefined ? {} : { fileSize: fileBytes }),
+      },
     });
     let seen = 0;
     this.onData = (chunk) => {
       seen += chunk.length;
-      if (seen > limit) fail(syError('SY_ERR_BODY_TOO_LARGE', String(limit)));
+      if (seen > limit) fail(tooLarge(limit, options));
     };
     this.onGone = () => {
       if (!req.complete) fail(syError('SY_ERR_CLIENT_CLOSED'));
@@ -95,13 +124,15 @@ export class Upload implements UploadBody {
         ended: false,
       };
       this.push(part);
+      stream.on('limit', () => fail(syError('SY_ERR_FILE_TOO_LARGE', String(fileBytes))));
       stream.on('data', (chunk: Buffer) => {
         if (this.failure !== undefined) return;
         part.chunks.push(chunk);
         this.queued += chunk.length;
         this.poke();
         // Held back only once the target is known: before, `model` may still be ahead.
-        if (this.queued > HIGH_WATER && 'model' in this.fields) stream.pause();
+        if (this.queued > HIGH_WATER && 'model' in this.fields && options.whole !== true)
+          stream.pause();
       });
       stream.on('end', () => {
         part.ended = true;
@@ -140,6 +171,23 @@ export class Upload implements UploadBody {
       contentType: `multipart/form-data; boundary=${boundary}`,
       body: this.encode(boundary, override),
     };
+  }
+
+  /** The whole form (`whole` uploads): its fields and its first file, once every byte is read. */
+  async whole(): Promise<FileUpload> {
+    for (;;) {
+      this.rethrow();
+      if (this.ended && this.parts.every((p) => p.kind === 'field' || p.ended)) break;
+      await this.waitForMore();
+    }
+    let file: FileUpload['file'];
+    for (const p of this.parts)
+      if (p.kind === 'file') {
+        file = { field: p.name, filename: p.filename, content: Buffer.concat(p.chunks) };
+        break;
+      }
+    this.stop();
+    return { fields: { ...this.fields }, file };
   }
 
   /** Stops reading the client's upload (the answer went out, or the upload failed). */
@@ -232,11 +280,23 @@ function quote(s: string): string {
   return s.replace(/\r/g, '%0D').replace(/\n/g, '%0A').replace(/"/g, '%22');
 }
 
+/** Over the form's cap: a stored file's limit names the file, else the body's cap. */
+function tooLarge(limit: number, options: UploadOptions): SwitchyardError {
+  return options.fileBytes === undefined
+    ? syError('SY_ERR_BODY_TOO_LARGE', String(limit))
+    : syError('SY_ERR_FILE_TOO_LARGE', String(options.fileBytes));
+}
+
 /**
  * Checks a multipart upload's head (415 if it is not multipart/form-data or is encoded, 413 if
  * it declares a length over `limit`) before any byte is read, then starts reading it.
  */
-export function readUpload(req: IncomingMessage, limit: number, beforeRead: () => void): Upload {
+export function readUpload(
+  req: IncomingMessage,
+  limit: number,
+  beforeRead: () => void,
+  options: UploadOptions = {},
+): Upload {
   const type = req.headers['content-type'] ?? '';
   if (!/^multipart\/form-data\s*;/i.test(type))
     throw syError('SY_ERR_MULTIPART_REQUIRED', type.slice(0, 100) || 'none');
@@ -244,13 +304,25 @@ export function readUpload(req: IncomingMessage, limit: number, beforeRead: () =
   if (encoding !== undefined && encoding !== 'identity')
     throw syError('SY_ERR_UNSUPPORTED_MEDIA_TYPE', `content-encoding ${encoding.slice(0, 50)}`);
   const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit)
-    throw syError('SY_ERR_BODY_TOO_LARGE', String(limit));
+  if (declared !== undefined && Number(declared) > limit) throw tooLarge(limit, options);
   beforeRead();
   try {
-    return new Upload(req, limit);
+    return new Upload(req, limit, options);
   } catch (err) {
     // busboy throws on a form without a boundary.
     throw syError('SY_ERR_INVALID_REQUEST', `malformed multipart body: ${(err as Error).message}`);
   }
+}
+
+/**
+ * Reads a stored file's upload (`POST /v1/files`) whole: one file of at most `maxFileBytes` (413
+ * `SY_ERR_FILE_TOO_LARGE` at the first byte past it, or up front when the declared length is over
+ * it with room for the form) and its text fields. Not multipart: 415.
+ */
+export function readFileUpload(ctx: RequestContext, maxFileBytes: number): Promise<FileUpload> {
+  const upload = readUpload(ctx.req, maxFileBytes + FORM_OVERHEAD, () => ctx.sendContinue(), {
+    fileBytes: maxFileBytes,
+    whole: true,
+  });
+  return upload.whole();
 }

@@ -16,7 +16,7 @@ import { comparableOutput } from '../pipeline/outputs.js';
 import { compareOutputs } from '../release/shadow-runner.js';
 import { snake } from '../observability/inference-query.js';
 import { messagesToChat } from './anthropic-request.js';
-import { toChatRequest, validateResponsesRequest, withIds } from './responses-chat.js';
+import { toChatRequest, validateResponsesRequest, withIds } from '../pipeline/responses-chat.js';
 import type { Runtime } from './runtime.js';
 
 /**

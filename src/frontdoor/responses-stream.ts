@@ -8,7 +8,7 @@ import {
   responseObject,
   statusOf,
   type ResponseUsage,
-} from './responses-chat.js';
+} from '../pipeline/responses-chat.js';
 
 interface Base {
   readonly id: string;

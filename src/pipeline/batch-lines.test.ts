@@ -18,7 +18,7 @@ describe('parseBatchInput (#16)', () => {
     ]);
   });
 
-  it('names each bad line: JSON, custom_id, method, endpoint, body, stream, and the line cap', () => {
+  it('names each bad line: JSON, custom_id, method, endpoint, body, and the line cap; a stream line is kept for the runner to refuse', () => {
     const text = [
       '[1]',
       line(''),
@@ -32,15 +32,14 @@ describe('parseBatchInput (#16)', () => {
       line('last'),
       line('over'),
     ].join('\n');
-    const { lines, errors } = parseBatchInput(Buffer.from(text), '/v1/chat/completions', 2);
-    expect(lines.map((l) => l.customId)).toEqual(['ok', 'last']);
+    const { lines, errors } = parseBatchInput(Buffer.from(text), '/v1/chat/completions', 3);
+    expect(lines.map((l) => l.customId)).toEqual(['s', 'ok', 'last']);
     expect(errors.map((e) => [e.line, e.code])).toEqual([
       [1, 'invalid_json_line'],
       [2, 'missing_required_parameter'],
       [3, 'invalid_method'],
       [4, 'mismatched_endpoint'],
       [5, 'missing_required_parameter'],
-      [6, 'invalid_value'],
       [8, 'duplicate_custom_id'],
       [9, 'invalid_json_line'],
       [11, 'too_many_lines'],

@@ -3,16 +3,26 @@ import type { JsonObject } from '../contracts/json.js';
 import { isJsonObject, parseJson } from '../core/safe-json.js';
 
 /**
- * The endpoints a batch may target, and the operation each line makes (#16): those of OpenAI's
- * Batch API that answer in one JSON body (a Responses line would also store a response, so
- * `/v1/responses` is not one of them yet).
+ * The endpoints a batch may target, and the operation each line's model must serve (#16): those
+ * of OpenAI's Batch API that answer in one JSON body. A `/v1/responses` line is a chat call (or a
+ * Responses call passed through), run as the route runs it: `pipeline/responses-turn.ts`.
  */
 export const BATCH_ENDPOINTS: Readonly<Record<string, Operation>> = {
   '/v1/chat/completions': 'chat',
   '/v1/embeddings': 'embeddings',
   '/v1/completions': 'completions',
   '/v1/moderations': 'moderations',
+  '/v1/responses': 'chat',
 };
+
+/**
+ * Where a batch keeps its output and error files' lifetime in seconds (`output_expires_after`, or
+ * `batches.file_expires_after_s`); never shown.
+ */
+export const OUTPUT_EXPIRES_FIELD = 'switchyard_output_expires_after_s';
+
+/** The batch endpoint whose lines are Responses turns. */
+export const RESPONSES_ENDPOINT = '/v1/responses';
 
 /** One request line of a batch's input file. */
 export interface BatchInputLine {
@@ -41,8 +51,9 @@ export interface ParsedBatchInput {
 /**
  * Parses a batch input file (JSONL: `{custom_id, method: "POST", url, body}` per line) for
  * `endpoint`. Every line is checked: JSON object, a unique non-empty `custom_id`, `url` equal to
- * the batch's endpoint, a `body` object with a `model`; streams are refused (a batch line has one
- * answer). At most `maxLines` lines. Blank lines are skipped.
+ * the batch's endpoint, a `body` object with a `model`. At most `maxLines` lines. Blank lines are
+ * skipped. A line asking to stream is taken: the runner answers it with an error line (a batch
+ * line has one answer), and the rest of the batch runs.
  */
 export function parseBatchInput(
   content: Buffer,
@@ -106,10 +117,6 @@ export function parseBatchInput(
     const body = v['body'];
     if (!isJsonObject(body) || typeof body['model'] !== 'string' || body['model'] === '') {
       bad('missing_required_parameter', 'body must be an object with a model', 'body.model');
-      continue;
-    }
-    if (body['stream'] === true) {
-      bad('invalid_value', 'a batch line cannot stream', 'body.stream');
       continue;
     }
     lines.push({ index: index++, line: n + 1, customId, model: body['model'], body });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { AttemptRecord } from '../contracts/backend.js';
+import type { AttemptRecord, Operation } from '../contracts/backend.js';
 import type {
   BatchLine,
   BatchStatus,
@@ -13,9 +13,17 @@ import type { Clock } from '../core/clock.js';
 import { Deadline } from '../core/deadline.js';
 import { openAiErrorBody, syError, toSwitchyardError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
+import type { ResponseStore } from '../contracts/response-store.js';
 import type { AdmissionController } from '../admission/admission-controller.js';
-import { BATCH_ENDPOINTS, parseBatchInput, type BatchInputLine } from './batch-lines.js';
-import { compactAttempts, type ModelPipeline } from './model-pipeline.js';
+import {
+  BATCH_ENDPOINTS,
+  OUTPUT_EXPIRES_FIELD,
+  parseBatchInput,
+  RESPONSES_ENDPOINT,
+  type BatchInputLine,
+} from './batch-lines.js';
+import { compactAttempts, type CallScope, type ModelPipeline } from './model-pipeline.js';
+import { answerTurn, openTurn, speaksResponses, type ResponsesKeeping } from './responses-turn.js';
 
 /** What the runner reads of config (`batches.*`), at every step. */
 export interface BatchRunSettings {
@@ -29,12 +37,24 @@ export interface BatchRunSettings {
 export interface BatchRuntime {
   readonly pipeline: ModelPipeline;
   readonly admission?: AdmissionController | undefined;
+  /** Stored Responses: a `/v1/responses` line with `store` (default true) is kept there. */
+  readonly responses?: ResponseStore | undefined;
   readonly snapshot: {
     readonly config: {
       readonly batches: BatchRunSettings;
       readonly server: { readonly drain_ms: number };
+      readonly responses: { readonly ttl_s: number };
+      readonly models: Readonly<
+        Record<string, { readonly backend: string; readonly responses?: boolean }>
+      >;
     };
   };
+}
+
+/** One line's model call, as its endpoint makes it: the body to estimate, and the call. */
+interface LineCall {
+  readonly estimate: JsonObject;
+  run(scope: CallScope): Promise<{ model: string; body: JsonObject }>;
 }
 
 export interface BatchRunnerOptions {
@@ -48,6 +68,8 @@ export interface BatchRunnerOptions {
 export const BATCH_CLASS = 'batch';
 /** A line's deadline when admission is off or the class declares none. */
 const DEFAULT_DEADLINE_MS = 300_000;
+/** How often expired files are deleted (wall ms); reads hide them in between. */
+const FILE_SWEEP_MS = 60_000;
 
 /** What the runner holds of a batch it works on. */
 interface Work {
@@ -65,7 +87,7 @@ interface Work {
 const lineKey = (batchId: string, index: number): string => `${batchId}#${index}`;
 
 /**
- * Runs batches (#16): every `batches.poll_ms` (and whenever a line ends) it takes the active
+ * Runs batches (#16), and deletes expired files (`expires_after`) once a minute: every `batches.poll_ms` (and whenever a line ends) it takes the active
  * batches of the store, oldest first, and starts their unclaimed lines, at most
  * `batches.concurrency` at once, only while load allows: the mode is normal and the line's
  * model gate has more than `batches.min_spare` free slots. Each line is one request through the
@@ -88,6 +110,8 @@ export class BatchRunner {
   private ticking: Promise<void> | undefined;
   private again = false;
   private closed = false;
+  /** Wall ms of the last sweep of expired files. */
+  private sweptAt = -Infinity;
 
   constructor(private readonly o: BatchRunnerOptions) {}
 
@@ -148,6 +172,7 @@ export class BatchRunner {
   async tick(): Promise<void> {
     const rt = this.o.runtime();
     if (rt === undefined || !rt.snapshot.config.batches.enabled) return;
+    await this.sweepFiles();
     let active: Awaited<ReturnType<BatchStore['activeBatches']>>;
     try {
       active = await this.o.store.activeBatches();
@@ -166,6 +191,19 @@ export class BatchRunner {
       } catch (err) {
         this.o.logger.warn({ err: String(err), batch: b.id }, 'batches: a batch step failed');
       }
+    }
+  }
+
+  /** Deletes the expired files (`expires_after`) every FILE_SWEEP_MS; a failure waits for the next. */
+  private async sweepFiles(): Promise<void> {
+    const now = this.o.clock.wall();
+    if (now - this.sweptAt < FILE_SWEEP_MS) return;
+    this.sweptAt = now;
+    try {
+      const n = await this.o.store.sweepFiles(Math.floor(now / 1000));
+      if (n > 0) this.o.logger.info({ files: n }, 'batches: expired files deleted');
+    } catch (err) {
+      this.o.logger.warn({ err: String(err) }, 'batches: the sweep of expired files failed');
     }
   }
 
@@ -340,6 +378,7 @@ export class BatchRunner {
           );
     }
     const now = Math.floor(this.o.clock.wall() / 1000);
+    const ttl = b.batch[OUTPUT_EXPIRES_FIELD];
     const files: { file: StoredFile; content: Buffer }[] = [];
     const fileOf = (purpose: string, lines: string[]): string | null => {
       if (lines.length === 0) return null;
@@ -353,6 +392,7 @@ export class BatchRunner {
           purpose,
           bytes: content.length,
           createdAt: now,
+          expiresAt: typeof ttl === 'number' ? now + ttl : null,
         },
         content,
       });
@@ -376,11 +416,49 @@ export class BatchRunner {
     }
   }
 
+  /**
+   * A `/v1/responses` line: the route's non-streamed turn (#16), so its output line's body is the
+   * Response object the route would answer. `store` is honoured as the route honours it: a stored
+   * batch Response is the tenant's, retrievable by id and usable as `previous_response_id`.
+   */
+  private async responsesCall(
+    tenant: string,
+    line: BatchInputLine,
+    rt: BatchRuntime,
+  ): Promise<LineCall> {
+    const clock = this.o.clock;
+    const keeping: ResponsesKeeping = {
+      store: rt.responses,
+      ttlS: rt.snapshot.config.responses.ttl_s,
+    };
+    const { turn, chat } = await openTurn(line.body, {
+      tenant,
+      user: undefined,
+      keeping,
+      now: clock.wall(),
+    });
+    const passThrough = speaksResponses(rt.snapshot.config.models[line.model]);
+    return {
+      estimate: chat,
+      run: async (scope) => {
+        const r = await answerTurn(rt.pipeline, scope, {
+          turn,
+          chat,
+          passThrough,
+          keeping,
+          now: () => clock.wall(),
+        });
+        return { model: r.model, body: r.answer };
+      },
+    };
+  }
+
   /** One line: a request of its own through the pipeline, in the batch class; then committed. */
   private async runLine(b: StoredBatch, line: BatchInputLine, rt: BatchRuntime): Promise<void> {
     const { pipeline, admission: ac } = rt;
     const clock = this.o.clock;
-    const op = BATCH_ENDPOINTS[str(b.batch['endpoint'])] ?? 'chat';
+    const endpoint = str(b.batch['endpoint']);
+    const op = BATCH_ENDPOINTS[endpoint] ?? 'chat';
     const requestId = `batch_req_${randomBytes(12).toString('hex')}`;
     const trafficClass =
       ac === undefined ? BATCH_CLASS : ac.classify(b.tenant, undefined, BATCH_CLASS);
@@ -396,7 +474,18 @@ export class BatchRunner {
     let code: string | undefined;
     let cost = 0;
     try {
+      // A batch line has one answer: a line asking to stream is refused alone, uncalled.
+      if (line.body['stream'] === true)
+        throw syError(
+          'SY_ERR_INVALID_REQUEST',
+          'a batch line cannot stream (its answer is one JSON body): drop "stream" or set it false',
+          { param: 'stream' },
+        );
       pipeline.preflight(b.tenant, line.model, op);
+      const call =
+        endpoint === RESPONSES_ENDPOINT
+          ? await this.responsesCall(b.tenant, line, rt)
+          : plainCall(pipeline, op, line);
       let scope;
       try {
         scope = await pipeline.open({
@@ -408,14 +497,14 @@ export class BatchRunner {
           deadlineAt: deadline.at,
           origin: 'direct',
           attempts,
-          estimate: pipeline.estimate(op, line.body, line.model),
+          estimate: pipeline.estimate(op, call.estimate, line.model),
         });
       } catch (err) {
         const e = toSwitchyardError(err);
         if (e.retryable) {
           // Admission refused it (quota, shed, budget): no model call was made, it runs later.
           await this.o.store.releaseLine(b.id, line.index);
-          publish(events.batchLine, { endpoint: str(b.batch['endpoint']), outcome: 'deferred' });
+          publish(events.batchLine, { endpoint, outcome: 'deferred' });
           const w = this.work.get(b.id);
           w?.claimed.delete(line.index);
           if (w !== undefined) {
@@ -428,14 +517,9 @@ export class BatchRunner {
         throw e;
       }
       try {
-        const r = await pipeline.call(scope, {
-          op,
-          model: line.model,
-          body: line.body,
-          direct: true,
-        });
+        const r = await call.run(scope);
         model = r.model;
-        body = r.response.json;
+        body = r.body;
       } finally {
         cost = scope.used.cost;
         pipeline.close(scope);
@@ -461,7 +545,7 @@ export class BatchRunner {
     publish(events.requestDone, {
       requestId,
       method: 'POST',
-      route: str(b.batch['endpoint']),
+      route: endpoint,
       model,
       tenant: b.tenant,
       keyFingerprint: '',
@@ -475,7 +559,7 @@ export class BatchRunner {
     try {
       if (await this.o.store.commitLine(b.id, line.index, { ok, result, cost }))
         publish(events.batchLine, {
-          endpoint: str(b.batch['endpoint']),
+          endpoint,
           outcome: ok ? 'completed' : cut ? 'interrupted' : 'failed',
         });
       else
@@ -491,6 +575,22 @@ export class BatchRunner {
       );
     }
   }
+}
+
+/** A line of an endpoint that takes the body as it is (chat, embeddings, completions, moderations). */
+function plainCall(pipeline: ModelPipeline, op: Operation, line: BatchInputLine): LineCall {
+  return {
+    estimate: line.body,
+    run: async (scope) => {
+      const r = await pipeline.call(scope, {
+        op,
+        model: line.model,
+        body: line.body,
+        direct: true,
+      });
+      return { model: r.model, body: r.response.json };
+    },
+  };
 }
 
 /** Load allows a batch line: the mode is normal and the model's gate has spare slots. */

@@ -9,6 +9,7 @@ export interface FileRow {
   purpose: string;
   bytes: number | string;
   created_at: number | string;
+  expires_at: number | string | null;
 }
 
 export interface BatchRow {
@@ -30,15 +31,15 @@ export interface LineRow {
   cost: number | string | null;
 }
 
-export const FILE_COLUMNS = 'id, tenant, filename, purpose, bytes, created_at';
+export const FILE_COLUMNS = 'id, tenant, filename, purpose, bytes, created_at, expires_at';
 export const BATCH_COLUMNS = 'id, tenant, status, created_at, batch_json';
 export const LINE_COLUMNS =
   'batch_id, line_index, custom_id, state, started_at, ok, result_json, cost';
 
 export { ACTIVE_STATUSES } from '../contracts/batch-store.js';
 
-export function fileParams(f: StoredFile): (string | number)[] {
-  return [f.id, f.tenant, f.filename, f.purpose, f.bytes, f.createdAt];
+export function fileParams(f: StoredFile): (string | number | null)[] {
+  return [f.id, f.tenant, f.filename, f.purpose, f.bytes, f.createdAt, f.expiresAt];
 }
 
 export function fileOf(r: FileRow): StoredFile {
@@ -49,6 +50,7 @@ export function fileOf(r: FileRow): StoredFile {
     purpose: r.purpose,
     bytes: Number(r.bytes),
     createdAt: Number(r.created_at),
+    expiresAt: r.expires_at === null ? null : Number(r.expires_at),
   };
 }
 

@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS ${s}.rs_files (
   id TEXT NOT NULL, tenant TEXT NOT NULL, filename TEXT NOT NULL, purpose TEXT NOT NULL,
   bytes BIGINT NOT NULL, created_at BIGINT NOT NULL, content BYTEA NOT NULL,
   PRIMARY KEY (tenant, id));
+ALTER TABLE ${s}.rs_files ADD COLUMN IF NOT EXISTS expires_at BIGINT;
+CREATE INDEX IF NOT EXISTS rs_files_expires ON ${s}.rs_files (expires_at);
 CREATE TABLE IF NOT EXISTS ${s}.rs_batches (
   id TEXT NOT NULL, tenant TEXT NOT NULL, status TEXT NOT NULL, created_at BIGINT NOT NULL,
   batch_json TEXT NOT NULL, PRIMARY KEY (tenant, id));
@@ -66,7 +68,7 @@ export class PostgresBatchStore implements BatchStore {
 
   async putFile(file: StoredFile, content: Buffer): Promise<void> {
     await this.pool.query(
-      `INSERT INTO ${this.s}.rs_files (${FILE_COLUMNS}, content) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      `INSERT INTO ${this.s}.rs_files (${FILE_COLUMNS}, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
       [...fileParams(file), content],
     );
   }
@@ -102,6 +104,16 @@ export class PostgresBatchStore implements BatchStore {
       [tenant, id],
     );
     return (r.rowCount ?? 0) > 0;
+  }
+
+  async sweepFiles(now: number): Promise<number> {
+    const r = await this.pool.query(
+      `DELETE FROM ${this.s}.rs_files f WHERE f.expires_at IS NOT NULL AND f.expires_at <= $1
+       AND NOT EXISTS (SELECT 1 FROM ${this.s}.rs_batches b WHERE b.tenant = f.tenant
+         AND b.status = ANY($2) AND (b.batch_json::json ->> 'input_file_id') = f.id)`,
+      [now, ACTIVE_STATUSES],
+    );
+    return r.rowCount ?? 0;
   }
 
   async putBatch(batch: StoredBatch): Promise<void> {
@@ -158,7 +170,7 @@ export class PostgresBatchStore implements BatchStore {
       for (const f of files)
         await client.query(
           `INSERT INTO ${this.s}.rs_files (${FILE_COLUMNS}, content)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
           [...fileParams(f.file), f.content],
         );
       await client.query('COMMIT');

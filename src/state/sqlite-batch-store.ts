@@ -27,7 +27,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS rs_files (
   id TEXT NOT NULL, tenant TEXT NOT NULL, filename TEXT NOT NULL, purpose TEXT NOT NULL,
   bytes INTEGER NOT NULL, created_at INTEGER NOT NULL, content BLOB NOT NULL,
-  PRIMARY KEY (tenant, id));
+  expires_at INTEGER, PRIMARY KEY (tenant, id));
 CREATE TABLE IF NOT EXISTS rs_batches (
   id TEXT NOT NULL, tenant TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL,
   batch_json TEXT NOT NULL, PRIMARY KEY (tenant, id));
@@ -51,16 +51,26 @@ export class SqliteBatchStore implements BatchStore {
   constructor(path: string) {
     this.db = openDurableSqlite(path);
     this.db.exec(SCHEMA);
+    // Files made before expiry (#16) have no expires_at column: kept until deleted.
+    const cols = (this.db.pragma('table_info(rs_files)') as { name: string }[]).map((c) => c.name);
+    if (!cols.includes('expires_at'))
+      this.db.exec('ALTER TABLE rs_files ADD COLUMN expires_at INTEGER');
+    this.db.exec('CREATE INDEX IF NOT EXISTS rs_files_expires ON rs_files (expires_at)');
     const active = ACTIVE_STATUSES.map((x) => `'${x}'`).join(', ');
     const p = (sql: string): Database.Statement => this.db.prepare(sql);
     this.s = {
-      putFile: p(`INSERT INTO rs_files (${FILE_COLUMNS}, content) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      putFile: p(`INSERT INTO rs_files (${FILE_COLUMNS}, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
       getFile: p(`SELECT ${FILE_COLUMNS} FROM rs_files WHERE tenant = ? AND id = ?`),
       content: p('SELECT content FROM rs_files WHERE tenant = ? AND id = ?'),
       listFiles: p(
         `SELECT ${FILE_COLUMNS} FROM rs_files WHERE tenant = ? ORDER BY created_at DESC, id DESC`,
       ),
       deleteFile: p('DELETE FROM rs_files WHERE tenant = ? AND id = ?'),
+      sweepFiles: p(
+        `DELETE FROM rs_files WHERE expires_at IS NOT NULL AND expires_at <= ?
+         AND NOT EXISTS (SELECT 1 FROM rs_batches b WHERE b.tenant = rs_files.tenant
+           AND b.status IN (${active}) AND json_extract(b.batch_json, '$.input_file_id') = rs_files.id)`,
+      ),
       putBatch: p(`INSERT INTO rs_batches (${BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?)`),
       getBatch: p(`SELECT ${BATCH_COLUMNS} FROM rs_batches WHERE tenant = ? AND id = ?`),
       listBatches: p(
@@ -105,6 +115,10 @@ export class SqliteBatchStore implements BatchStore {
 
   deleteFile(tenant: string, id: string): Promise<boolean> {
     return Promise.resolve(this.s['deleteFile']!.run(tenant, id).changes > 0);
+  }
+
+  sweepFiles(now: number): Promise<number> {
+    return Promise.resolve(this.s['sweepFiles']!.run(now).changes);
   }
 
   putBatch(batch: StoredBatch): Promise<void> {

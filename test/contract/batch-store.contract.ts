@@ -15,6 +15,7 @@ const file = (id: string, over: Partial<StoredFile> = {}): StoredFile => ({
   purpose: 'batch',
   bytes: 3,
   createdAt: 1_800_000_000,
+  expiresAt: null,
   ...over,
 });
 
@@ -116,6 +117,44 @@ export function batchStoreContract(
         ),
       ).toBe(false);
       expect(await store.getFile('acme', 'file-late')).toBeUndefined();
+    });
+
+    it('keeps a file’s expiry, and sweeps expired files (bytes and rows) but a running batch’s input', async () => {
+      const { store } = await fresh();
+      const at = (id: string, expiresAt: number | null, tenant = 'acme') =>
+        store.putFile(file(id, { expiresAt, tenant }), Buffer.from(id));
+      await at('file-old', 100);
+      await at('file-now', 200);
+      await at('file-later', 201);
+      await at('file-kept', null);
+      await at('file-input', 100);
+      await at('file-done-input', 100);
+      await at('file-globex', 100, 'globex');
+      expect(await store.getFile('acme', 'file-later')).toEqual(
+        file('file-later', { expiresAt: 201 }),
+      );
+      // A running batch reads its input again after a restart: it stays until the batch ends.
+      await store.putBatch(batch('batch_run', { batch: { input_file_id: 'file-input' } }));
+      await store.putBatch(
+        batch('batch_done', { status: 'completed', batch: { input_file_id: 'file-done-input' } }),
+      );
+      // Another tenant's running batch of the same file id keeps nothing of this tenant's.
+      await store.putBatch(
+        batch('batch_other', { tenant: 'globex', batch: { input_file_id: 'file-old' } }),
+      );
+      expect(await store.sweepFiles(200)).toBe(4);
+      expect((await store.listFiles('acme')).map((f) => f.id).sort()).toEqual([
+        'file-input',
+        'file-kept',
+        'file-later',
+      ]);
+      expect(await store.fileContent('acme', 'file-old')).toBeUndefined();
+      expect(await store.listFiles('globex')).toEqual([]);
+      expect(await store.sweepFiles(200)).toBe(0);
+      // Once the batch ended, its expired input goes too.
+      await store.updateBatch(batch('batch_run', { status: 'completed' }), ['in_progress']);
+      expect(await store.sweepFiles(200)).toBe(1);
+      expect(await store.getFile('acme', 'file-input')).toBeUndefined();
     });
 
     it('claims a line once, commits it once, and survives a reopen', async () => {

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { Operation } from '../../contracts/backend.js';
 import type { StoredBatch } from '../../contracts/batch-store.js';
 import type { JsonObject } from '../../contracts/json.js';
 import { syError, toSwitchyardError } from '../../core/errors.js';
@@ -7,14 +6,16 @@ import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import {
   BATCH_ENDPOINTS,
+  OUTPUT_EXPIRES_FIELD,
   parseBatchInput,
   type BatchLineError,
 } from '../../pipeline/batch-lines.js';
+import { validateResponsesRequest } from '../../pipeline/responses-chat.js';
 import type { RequestContext } from '../context.js';
 import { validateChat, validateEmbeddings, validatePassThrough } from '../openai-fields.js';
 import { sendJson } from '../respond.js';
 import { withDataScope } from '../scope.js';
-import { batchStoreOf, loadFile, page, stored } from './files.js';
+import { batchStoreOf, expiresAfter, loadFile, page, stored } from './files.js';
 
 /** The one completion window OpenAI accepts, in seconds. */
 const WINDOWS: Readonly<Record<string, number>> = { '24h': 86_400 };
@@ -23,7 +24,7 @@ const KEY_FIELD = 'switchyard_key_id';
 
 /** The Batch object as clients see it. */
 function batchView(b: StoredBatch): JsonObject {
-  const { [KEY_FIELD]: _key, ...shown } = b.batch;
+  const { [KEY_FIELD]: _key, [OUTPUT_EXPIRES_FIELD]: _ttl, ...shown } = b.batch;
   return { ...shown, status: b.status };
 }
 
@@ -31,12 +32,13 @@ function bad(detail: string, param: string): never {
   throw syError('SY_ERR_INVALID_REQUEST', detail, { param });
 }
 
-/** Each batch operation's body check: the one its own endpoint runs. */
-const BATCH_VALIDATE: Readonly<Partial<Record<Operation, (body: JsonObject) => void>>> = {
-  chat: validateChat,
-  embeddings: validateEmbeddings,
-  completions: (b) => validatePassThrough('completions', b),
-  moderations: (b) => validatePassThrough('moderations', b),
+/** Each batch endpoint's body check: the one the endpoint itself runs. */
+const BATCH_VALIDATE: Readonly<Record<string, (body: JsonObject) => void>> = {
+  '/v1/chat/completions': validateChat,
+  '/v1/embeddings': validateEmbeddings,
+  '/v1/completions': (b) => validatePassThrough('completions', b),
+  '/v1/moderations': (b) => validatePassThrough('moderations', b),
+  '/v1/responses': (b) => void validateResponsesRequest(b),
 };
 
 /**
@@ -67,15 +69,25 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
         Object.values(metadata).some((v) => typeof v !== 'string' || v.length > 512))
     )
       bad('metadata must be at most 16 string values', 'metadata');
+    const oea = body['output_expires_after'];
+    if (oea !== undefined && oea !== null && !isJsonObject(oea))
+      bad(
+        'output_expires_after must be {"anchor": "created_at", "seconds": N}',
+        'output_expires_after',
+      );
+    const cfg = ctx.runtime.snapshot.config.batches;
+    const outputTtl =
+      (isJsonObject(oea)
+        ? expiresAfter(oea['anchor'], oea['seconds'], 'output_expires_after')
+        : undefined) ?? cfg.file_expires_after_s;
     const tenant = ctx.principal?.tenant ?? '';
     const file = await loadFile(ctx, store, fileId, 'input_file_id');
     if (file.purpose !== 'batch') bad('the input file must have purpose "batch"', 'input_file_id');
     const content = await stored(() => store.fileContent(tenant, fileId));
     if (content === undefined) throw syError('SY_ERR_FILE_NOT_FOUND', JSON.stringify(fileId));
-    const cfg = ctx.runtime.snapshot.config.batches;
     const parsed = parseBatchInput(content, endpoint as string, cfg.max_lines);
     const errors: BatchLineError[] = [...parsed.errors];
-    const validate = BATCH_VALIDATE[op]!;
+    const validate = BATCH_VALIDATE[endpoint as string]!;
     for (const line of parsed.lines) {
       try {
         validate(line.body);
@@ -121,6 +133,7 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
         request_counts: { total: failed ? 0 : parsed.lines.length, completed: 0, failed: 0 },
         metadata,
         [KEY_FIELD]: ctx.principal?.keyId ?? '',
+        ...(outputTtl === undefined ? {} : { [OUTPUT_EXPIRES_FIELD]: outputTtl }),
       },
     };
     await stored(() => store.putBatch(b));

@@ -3,7 +3,7 @@ import { ACTIVE_STATUSES, type BatchStore, type StoredFile } from '../../contrac
 import type { JsonObject } from '../../contracts/json.js';
 import { SwitchyardError, syError } from '../../core/errors.js';
 import type { RequestContext } from '../context.js';
-import { readFileUpload } from '../multipart-file.js';
+import { readFileUpload } from '../multipart.js';
 import { sendBytes, sendJson } from '../respond.js';
 import { withDataScope } from '../scope.js';
 
@@ -35,7 +35,7 @@ export function fileObject(f: StoredFile): JsonObject {
     object: 'file',
     bytes: f.bytes,
     created_at: f.createdAt,
-    expires_at: null,
+    expires_at: f.expiresAt,
     filename: f.filename,
     purpose: f.purpose,
     status: 'processed',
@@ -43,7 +43,37 @@ export function fileObject(f: StoredFile): JsonObject {
   };
 }
 
-/** This tenant's file, or 404 (unknown, deleted, or another tenant's). */
+/** OpenAI's bounds of `expires_after[seconds]`: an hour to 30 days. */
+const EXPIRES_MIN_S = 3_600;
+const EXPIRES_MAX_S = 2_592_000;
+
+/**
+ * An `expires_after` policy (`POST /v1/files`) or a batch's `output_expires_after`: `anchor` must
+ * be `created_at` and `seconds` an integer from 3600 to 2592000 (a form sends it as digits).
+ * Undefined when neither is given; else the seconds after the file's creation it expires.
+ */
+export function expiresAfter(anchor: unknown, seconds: unknown, param: string): number | undefined {
+  if (anchor === undefined && seconds === undefined) return undefined;
+  if (anchor !== 'created_at')
+    throw syError('SY_ERR_INVALID_REQUEST', `${param}[anchor] must be "created_at"`, {
+      param: `${param}[anchor]`,
+    });
+  const n = typeof seconds === 'string' && /^\d{1,10}$/.test(seconds) ? Number(seconds) : seconds;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < EXPIRES_MIN_S || n > EXPIRES_MAX_S)
+    throw syError(
+      'SY_ERR_INVALID_REQUEST',
+      `${param}[seconds] must be an integer from ${EXPIRES_MIN_S} (an hour) to ${EXPIRES_MAX_S} (30 days)`,
+      { param: `${param}[seconds]` },
+    );
+  return n;
+}
+
+/** Expired at `nowS` (epoch seconds): answered as absent until the sweep deletes it. */
+export function expired(f: StoredFile, nowS: number): boolean {
+  return f.expiresAt !== null && f.expiresAt <= nowS;
+}
+
+/** This tenant's file, or 404 (unknown, deleted, expired, or another tenant's). */
 export async function loadFile(
   ctx: RequestContext,
   store: BatchStore,
@@ -51,14 +81,18 @@ export async function loadFile(
   param?: string,
 ): Promise<StoredFile> {
   const f = await stored(() => store.getFile(ctx.principal?.tenant ?? '', id));
-  if (f === undefined)
+  if (f === undefined || expired(f, Math.floor(ctx.clock.wall() / 1000)))
     throw syError('SY_ERR_FILE_NOT_FOUND', JSON.stringify(id.slice(0, 200)), {
       ...(param === undefined ? {} : { param }),
     });
   return f;
 }
 
-/** `POST /v1/files`: a multipart upload (`purpose=batch`, `file`), at most `batches.max_file_bytes`. */
+/**
+ * `POST /v1/files`: a multipart upload (`purpose=batch`, `file`), at most `batches.max_file_bytes`;
+ * `expires_after[anchor]` and `expires_after[seconds]` set when it is gone, else
+ * `batches.file_expires_after_s` (unset: kept until deleted).
+ */
 export async function uploadFile(ctx: RequestContext): Promise<void> {
   const store = batchStoreOf(ctx);
   await withDataScope(ctx, async () => {
@@ -70,13 +104,21 @@ export async function uploadFile(ctx: RequestContext): Promise<void> {
       throw syError('SY_ERR_INVALID_REQUEST', 'send the file in the form field "file"', {
         param: 'file',
       });
+    const ttl =
+      expiresAfter(
+        upload.fields['expires_after[anchor]'],
+        upload.fields['expires_after[seconds]'],
+        'expires_after',
+      ) ?? ctx.runtime.snapshot.config.batches.file_expires_after_s;
+    const createdAt = Math.floor(ctx.clock.wall() / 1000);
     const file: StoredFile = {
       id: `file-${randomBytes(12).toString('hex')}`,
       tenant: ctx.principal?.tenant ?? '',
       filename: upload.file.filename.slice(0, 256),
       purpose,
       bytes: upload.file.content.length,
-      createdAt: Math.floor(ctx.clock.wall() / 1000),
+      createdAt,
+      expiresAt: ttl === undefined ? null : createdAt + ttl,
     };
     await stored(() => store.putFile(file, upload.file!.content));
     sendJson(ctx, 200, fileObject(file));
@@ -88,8 +130,9 @@ export async function listFiles(ctx: RequestContext): Promise<void> {
   const store = batchStoreOf(ctx);
   const q = new URL(ctx.req.url ?? '/', 'http://x').searchParams;
   const purpose = q.get('purpose');
+  const now = Math.floor(ctx.clock.wall() / 1000);
   let files = await stored(() => store.listFiles(ctx.principal?.tenant ?? ''));
-  if (purpose !== null) files = files.filter((f) => f.purpose === purpose);
+  files = files.filter((f) => !expired(f, now) && (purpose === null || f.purpose === purpose));
   const order = q.get('order') ?? 'desc';
   if (order !== 'asc' && order !== 'desc')
     throw syError('SY_ERR_INVALID_REQUEST', '"order" must be asc or desc', { param: 'order' });
@@ -137,6 +180,7 @@ export async function retrieveFile(ctx: RequestContext): Promise<void> {
 export async function fileContent(ctx: RequestContext): Promise<void> {
   const store = batchStoreOf(ctx);
   const id = ctx.params['id'] ?? '';
+  await loadFile(ctx, store, id);
   const content = await stored(() => store.fileContent(ctx.principal?.tenant ?? '', id));
   if (content === undefined)
     throw syError('SY_ERR_FILE_NOT_FOUND', JSON.stringify(id.slice(0, 200)));
@@ -148,6 +192,7 @@ export async function deleteFile(ctx: RequestContext): Promise<void> {
   const store = batchStoreOf(ctx);
   const id = ctx.params['id'] ?? '';
   const tenant = ctx.principal?.tenant ?? '';
+  await loadFile(ctx, store, id);
   // A running batch reads its input again after a restart: its file stays until it ends.
   const batches = await stored(() => store.listBatches(tenant));
   const user = batches.find(

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { BackendStream } from '../../contracts/backend.js';
 import type { JsonObject, JsonValue } from '../../contracts/json.js';
-import type { ResponseStore, StoredResponse } from '../../contracts/response-store.js';
+import type { StoredResponse } from '../../contracts/response-store.js';
 import { syError, toSwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
@@ -10,146 +10,84 @@ import type { RequestContext } from '../context.js';
 import { keepPayload, payloadWanted } from '../payload.js';
 import { DATA_HEADERS, withScope } from '../scope.js';
 import { errorBody, sendJson, startEventStream } from '../respond.js';
+import { chatOutcome } from '../../pipeline/responses-chat.js';
 import {
-  chatOutcome,
-  newId,
-  outputItems,
-  responseObject,
-  statusOf,
-  toChatRequest,
-  validateResponsesRequest,
-  withIds,
-  type ResponseUsage,
-} from '../responses-chat.js';
+  answerTurn,
+  asOurs,
+  finishedResponse,
+  keepResponse,
+  loadResponse,
+  openTurn,
+  passThroughBody,
+  speaksResponses,
+  type ResponsesKeeping,
+  type ResponsesTurn,
+} from '../../pipeline/responses-turn.js';
 import { ResponsesStreamTranslator } from '../responses-stream.js';
 import { journeyCompletion, JOURNEY_MODEL_PREFIX } from './journeys.js';
-
-/** What one `POST /v1/responses` is made of, once parsed. */
-interface Turn {
-  readonly id: string;
-  readonly createdAt: number;
-  readonly body: JsonObject;
-  readonly model: string;
-  readonly store: boolean;
-  /** This request's input items, with ids. */
-  readonly input: JsonObject[];
-  /** The conversation the model sees: the previous response's context and output, then `input`. */
-  readonly context: JsonObject[];
-  readonly user: string | undefined;
-}
 
 /**
  * `POST /v1/responses` (#16): the OpenAI Responses API over any chat model or journey, translated
  * onto a chat completions call through the model-call pipeline (plain, or streamed as typed
  * Responses events). `store` (default true) keeps the answer for `GET /v1/responses/{id}` and
- * for a follow-up's `previous_response_id`.
+ * for a follow-up's `previous_response_id`. The non-streamed turn is `pipeline/responses-turn.ts`,
+ * which batch lines of `/v1/responses` run too.
  */
 export async function createResponse(ctx: RequestContext): Promise<void> {
   const body = await ctx.readJson();
-  const items = validateResponsesRequest(body);
-  const model = body['model'] as string;
-  ctx.model = model;
+  const model = body['model'];
+  if (typeof model === 'string') ctx.model = model;
   const tenant = ctx.principal?.tenant ?? '';
-  const store = body['store'] !== false && ctx.runtime.responses !== undefined;
-  const input = withIds(items);
-  let context = input;
-  const previous = body['previous_response_id'];
-  if (typeof previous === 'string') {
-    const prior = await load(ctx, tenant, previous, 'previous_response_id');
-    context = [...prior.context, ...outputOf(prior.response), ...input];
-  }
   const header = ctx.req.headers[DATA_HEADERS.user];
-  const turn: Turn = {
-    id: newId('resp'),
-    createdAt: Math.floor(Date.now() / 1000),
-    body,
-    model,
-    store,
-    input,
-    context,
-    user:
-      typeof header === 'string' && header !== ''
-        ? header
-        : typeof body['user'] === 'string'
-          ? body['user']
-          : undefined,
-  };
-  const chat = toChatRequest(body, context);
-  if (model.startsWith(JOURNEY_MODEL_PREFIX)) return journeyResponse(ctx, turn, chat);
+  const keeping = keepingOf(ctx);
+  const { turn, chat } = await openTurn(body, {
+    tenant,
+    user: typeof header === 'string' && header !== '' ? header : undefined,
+    keeping,
+    now: Date.now(),
+  });
+  if (turn.model.startsWith(JOURNEY_MODEL_PREFIX)) return journeyResponse(ctx, turn, chat);
   const pipeline = ctx.runtime.pipeline;
-  pipeline.preflight(tenant, model, 'chat');
-  const mc = ctx.runtime.snapshot.config.models[model];
-  if (mc?.backend === 'openai' && mc.responses) return passThrough(ctx, turn, chat);
+  pipeline.preflight(tenant, turn.model, 'chat');
+  const passThrough = speaksResponses(ctx.runtime.snapshot.config.models[turn.model]);
   await withScope(
     ctx,
-    { origin: 'direct', estimate: pipeline.estimate('chat', chat, model), user: turn.user },
+    {
+      origin: 'direct',
+      estimate: pipeline.estimate('chat', chat, turn.model),
+      user: turn.user,
+    },
     async (scope) => {
       if (body['stream'] === true) {
         ctx.stream = true;
-        const r = await pipeline.stream(scope, {
-          op: 'chat',
-          model,
-          body: { ...chat, stream: true },
-          direct: true,
-        });
+        const r = await pipeline.stream(
+          scope,
+          passThrough
+            ? {
+                op: 'responses',
+                model: turn.model,
+                body: { ...passThroughBody(turn), stream: true },
+                direct: true,
+              }
+            : { op: 'chat', model: turn.model, body: { ...chat, stream: true }, direct: true },
+        );
         ctx.model = r.model;
         ctx.release = r.reason;
         if (payloadWanted(ctx)) keepPayload(ctx, loggedRequest(turn));
-        await streamResponse(ctx, turn, r.stream);
+        await (passThrough ? forwardResponseStream : streamResponse)(ctx, turn, r.stream);
         return;
       }
-      const r = await pipeline.call(scope, { op: 'chat', model, body: chat, direct: true });
-      ctx.model = r.model;
-      ctx.release = r.reason;
-      const usage = r.response.usage;
-      const answer = finished(turn, r.response.json, usage);
-      await keep(ctx, turn, answer);
-      if (payloadWanted(ctx)) keepPayload(ctx, loggedRequest(turn), answer);
-      sendJson(ctx, 200, answer);
-    },
-  );
-}
-
-/**
- * An upstream that speaks the Responses API gets the request as it came, through the same
- * pipeline, streams included. Switchyard keeps the conversation (so tenants, consent and
- * retention apply to it): `previous_response_id` is expanded into the input here, and the
- * upstream is asked not to store (`store: false`; a streamed answer's events show that).
- */
-async function passThrough(ctx: RequestContext, turn: Turn, chat: JsonObject): Promise<void> {
-  const pipeline = ctx.runtime.pipeline;
-  const body: JsonObject = { ...turn.body, input: turn.context, store: false };
-  delete body['previous_response_id'];
-  await withScope(
-    ctx,
-    { origin: 'direct', estimate: pipeline.estimate('chat', chat, turn.model), user: turn.user },
-    async (scope) => {
-      if (turn.body['stream'] === true) {
-        ctx.stream = true;
-        const r = await pipeline.stream(scope, {
-          op: 'responses',
-          model: turn.model,
-          body: { ...body, stream: true },
-          direct: true,
-        });
-        ctx.model = r.model;
-        ctx.release = r.reason;
-        if (payloadWanted(ctx)) keepPayload(ctx, loggedRequest(turn));
-        await forwardResponseStream(ctx, turn, r.stream);
-        return;
-      }
-      const r = await pipeline.call(scope, {
-        op: 'responses',
-        model: turn.model,
-        body,
-        direct: true,
+      const r = await answerTurn(pipeline, scope, {
+        turn,
+        chat,
+        passThrough,
+        keeping,
+        now: Date.now,
       });
       ctx.model = r.model;
       ctx.release = r.reason;
-      const answer = asOurs(turn, r.response.json);
-      await keep(ctx, { ...turn, id: answer['id'] as string }, answer);
-      if (payloadWanted(ctx)) keepPayload(ctx, loggedRequest(turn), answer);
-      sendJson(ctx, 200, answer);
+      if (payloadWanted(ctx)) keepPayload(ctx, loggedRequest(turn), r.answer);
+      sendJson(ctx, 200, r.answer);
     },
   );
 }
@@ -158,22 +96,9 @@ async function passThrough(ctx: RequestContext, turn: Turn, chat: JsonObject): P
  * The request as the inference log keeps it (#15): the whole context the model saw as `input`
  * (a `previous_response_id` expanded), so the record is exact and replay needs no stored response.
  */
-function loggedRequest(turn: Turn): JsonObject {
+function loggedRequest(turn: ResponsesTurn): JsonObject {
   const { previous_response_id: _p, ...rest } = turn.body;
   return { ...rest, input: turn.context };
-}
-
-/** The upstream's Response as the client asked for it: its own `store` and `previous_response_id` (the id always a string). */
-function asOurs(turn: Turn, response: JsonObject): JsonObject {
-  return {
-    ...response,
-    id: typeof response['id'] === 'string' ? response['id'] : turn.id,
-    store: turn.store,
-    previous_response_id:
-      typeof turn.body['previous_response_id'] === 'string'
-        ? turn.body['previous_response_id']
-        : null,
-  };
 }
 
 /**
@@ -183,7 +108,7 @@ function asOurs(turn: Turn, response: JsonObject): JsonObject {
  */
 async function forwardResponseStream(
   ctx: RequestContext,
-  turn: Turn,
+  turn: ResponsesTurn,
   stream: BackendStream,
 ): Promise<void> {
   const res = ctx.res;
@@ -233,7 +158,11 @@ function terminalResponse(block: Buffer): JsonObject | undefined {
 }
 
 /** A journey answers a Responses request: its chat completion, usage summed over its calls. */
-async function journeyResponse(ctx: RequestContext, turn: Turn, chat: JsonObject): Promise<void> {
+async function journeyResponse(
+  ctx: RequestContext,
+  turn: ResponsesTurn,
+  chat: JsonObject,
+): Promise<void> {
   const completion = await journeyCompletion(ctx, chat);
   if (completion === undefined) return; // the failure was answered, with the route
   const u = isJsonObject(completion['usage']) ? completion['usage'] : {};
@@ -242,7 +171,7 @@ async function journeyResponse(ctx: RequestContext, turn: Turn, chat: JsonObject
     outputTokens: Number(u['completion_tokens'] ?? 0),
   };
   if (turn.body['stream'] !== true) {
-    const answer = finished(turn, completion, usage);
+    const answer = finishedResponse(turn, completion, usage);
     await keep(ctx, turn, answer);
     sendJson(ctx, 200, answer);
     return;
@@ -267,29 +196,13 @@ async function journeyResponse(ctx: RequestContext, turn: Turn, chat: JsonObject
   await keepInStream(ctx, turn, end.response, t, end.events);
 }
 
-/** The Response of a finished chat completion. */
-function finished(
-  turn: Turn,
-  completion: JsonObject,
-  usage: ResponseUsage | undefined,
-): JsonObject {
-  const o = chatOutcome(completion);
-  return responseObject({
-    ...turn,
-    status: statusOf(o.finishReason),
-    output: outputItems(o),
-    usage,
-    finishReason: o.finishReason,
-  });
-}
-
 /**
  * Forwards a chat stream as Responses events, with backpressure. A failure after the first byte
  * ends the stream with `response.failed` and an `error` event (the status is already 200).
  */
 async function streamResponse(
   ctx: RequestContext,
-  turn: Turn,
+  turn: ResponsesTurn,
   stream: BackendStream,
 ): Promise<void> {
   const res = ctx.res;
@@ -319,7 +232,7 @@ async function streamResponse(
 /** Stores a streamed answer before its last event goes out, so a retrieve right after finds it. */
 async function keepInStream(
   ctx: RequestContext,
-  turn: Turn,
+  turn: ResponsesTurn,
   response: JsonObject,
   t: ResponsesStreamTranslator,
   closing: string,
@@ -335,56 +248,18 @@ async function keepInStream(
   ctx.res.end(closing);
 }
 
-async function keep(ctx: RequestContext, turn: Turn, response: JsonObject): Promise<void> {
-  const store = ctx.runtime.responses;
-  if (!turn.store || store === undefined) return;
-  const ttl = ctx.runtime.snapshot.config.responses.ttl_s * 1000;
-  const now = Date.now();
-  const record: StoredResponse = {
-    id: turn.id,
-    tenant: ctx.principal?.tenant ?? '',
-    user: turn.user,
-    createdAt: now,
-    expiresAt: now + ttl,
-    response,
-    input: turn.input,
-    context: turn.context,
-  };
-  try {
-    await store.put(record);
-  } catch (err) {
-    throw syError('SY_ERR_RESPONSE_STORE_FAILED', String(err).slice(0, 200), { cause: err });
-  }
+/** Where this gateway keeps Responses (absent in bare test runtimes: nothing is stored). */
+function keepingOf(ctx: RequestContext): ResponsesKeeping {
+  return { store: ctx.runtime.responses, ttlS: ctx.runtime.snapshot.config.responses.ttl_s };
 }
 
-function outputOf(response: JsonObject): JsonObject[] {
-  const out = response['output'];
-  return Array.isArray(out) ? out.filter(isJsonObject) : [];
-}
-
-function storeOf(ctx: RequestContext): ResponseStore | undefined {
-  return ctx.runtime.responses;
+async function keep(ctx: RequestContext, turn: ResponsesTurn, response: JsonObject): Promise<void> {
+  await keepResponse(keepingOf(ctx), ctx.principal?.tenant ?? '', turn, response, Date.now());
 }
 
 /** This tenant's stored response, or 404 (unknown, expired, purged, or another tenant's). */
-async function load(
-  ctx: RequestContext,
-  tenant: string,
-  id: string,
-  param?: string,
-): Promise<StoredResponse> {
-  const store = storeOf(ctx);
-  let found: StoredResponse | undefined;
-  try {
-    found = await store?.get(tenant, id, Date.now());
-  } catch (err) {
-    throw syError('SY_ERR_RESPONSE_STORE_FAILED', String(err).slice(0, 200), { cause: err });
-  }
-  if (found === undefined)
-    throw syError('SY_ERR_RESPONSE_NOT_FOUND', JSON.stringify(id.slice(0, 200)), {
-      ...(param === undefined ? {} : { param }),
-    });
-  return found;
+function load(ctx: RequestContext, tenant: string, id: string): Promise<StoredResponse> {
+  return loadResponse(ctx.runtime.responses, tenant, id, Date.now());
 }
 
 /** `GET /v1/responses/{id}`. */
@@ -399,7 +274,7 @@ export async function deleteResponse(ctx: RequestContext): Promise<void> {
   const tenant = ctx.principal?.tenant ?? '';
   let deleted = false;
   try {
-    deleted = (await storeOf(ctx)?.delete(tenant, id)) === true;
+    deleted = (await ctx.runtime.responses?.delete(tenant, id)) === true;
   } catch (err) {
     throw syError('SY_ERR_RESPONSE_STORE_FAILED', String(err).slice(0, 200), { cause: err });
   }
