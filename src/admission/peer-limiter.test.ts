@@ -25,6 +25,7 @@ function group(workers: number) {
       return runLimiterOps(primary, body as LimiterOp[]);
     },
     broadcast: () => Promise.resolve(),
+    askPeer: () => Promise.resolve(undefined),
     on: () => undefined,
   });
   const limiters = Array.from({ length: workers }, (_, i) => new PeerLimiter(peer(i + 1)));
@@ -79,6 +80,7 @@ describe('PeerLimiter (#17)', () => {
       workers: 2,
       request: () => Promise.reject(new Error('the primary process is gone')),
       broadcast: () => Promise.resolve(),
+      askPeer: () => Promise.resolve(undefined),
       on: () => undefined,
     };
     const d = await new PeerLimiter(gone).reserve([charge(10)]);

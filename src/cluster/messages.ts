@@ -4,8 +4,11 @@
  * are told apart.
  */
 export type ClusterMessage =
-  /** worker → primary: a question; the primary answers with `reply`. */
-  | { sy: 1; t: 'req'; id: number; topic: string; body: unknown }
+  /**
+   * worker → primary: a question; the primary answers with `reply`. With `peer`, the primary asks
+   * one other worker that is up and replies with its answer (no body when there is none).
+   */
+  | { sy: 1; t: 'req'; id: number; topic: string; body: unknown; peer?: true }
   /** worker → primary: hand to every other worker, answer once each applied it. */
   | { sy: 1; t: 'bcast'; id: number; topic: string; body: unknown; retain?: string }
   /** worker → primary: its link listens (what the primary sends before this would be lost). */

@@ -59,8 +59,11 @@ const MAX_BACKOFF_MS = 15_000;
  *
  * - the embedded quota limiter: every worker's reserve and settle is decided here, in one
  *   `MemoryLimiter`, so N workers admit exactly what one process would;
- * - broadcasts (mode overrides, consent changes): relayed to every other worker, answered once
- *   each applied it, and the last one per key kept for workers that start later;
+ * - broadcasts (mode overrides, consent changes, embedded feature values): relayed to every other
+ *   worker, answered once each applied it, and (with `retain`) the last one per key kept for
+ *   workers that start later;
+ * - questions of one worker for another (`askPeer`: a starting worker's copy of the embedded
+ *   feature values);
  * - `/metrics`: any worker's scrape is the sum of every worker's registry.
  *
  * A worker that dies is restarted (with backoff while it keeps dying); one that never came up
@@ -145,6 +148,18 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
     );
   };
 
+  /**
+   * A worker's question for one other worker that is up: the lowest-numbered one, so the questions
+   * of one exchange (a starting worker's copy of the feature values, chunk by chunk) go to the same
+   * worker while it lives. Undefined when there is none.
+   */
+  const askPeer = async (from: Worker, topic: string, body: unknown): Promise<unknown> => {
+    const peer = [...slots.values()]
+      .filter((s) => s.up && s.worker !== from && s.worker.isConnected())
+      .sort((a, b) => a.id - b.id)[0];
+    return peer === undefined ? undefined : call(peer.worker, topic, body, applyTimeoutMs);
+  };
+
   /** A question of a worker that the primary answers from every worker (the metrics). */
   const question = async (topic: string): Promise<unknown> => {
     if (topic === METRICS_TOPIC) {
@@ -184,6 +199,11 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
         slot.up = true;
         return;
       case 'req':
+        if (m.peer === true)
+          return void askPeer(w, m.topic, m.body).then(
+            (body) => post(w, { sy: 1, t: 'reply', id: m.id, body }),
+            (err: unknown) => post(w, { sy: 1, t: 'reply', id: m.id, error: String(err) }),
+          );
         // Limiter batches are answered synchronously, in the order the worker sent them.
         if (m.topic === LIMITER_TOPIC) {
           let body: unknown;

@@ -64,6 +64,14 @@ export class WorkerLink implements ClusterPeer {
     });
   }
 
+  askPeer(topic: string, body: unknown): Promise<unknown> {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.post({ sy: 1, t: 'req', id, topic, body, peer: true }, id);
+    });
+  }
+
   async broadcast(topic: string, body: unknown, retain?: string): Promise<void> {
     const id = this.next++;
     await new Promise((resolve, reject) => {

@@ -17,6 +17,11 @@ export interface ClusterPeer {
    * the last body per `retain` key and hands it to workers that start later, before they serve.
    */
   broadcast(topic: string, body: unknown, retain?: string): Promise<void>;
+  /**
+   * Asks the `on(topic)` handler of one other worker that is up (the same one each time while it
+   * lives); resolves with its answer, or `undefined` when no other worker is up.
+   */
+  askPeer(topic: string, body: unknown): Promise<unknown>;
   /** Handles a broadcast or a question of the primary; what it returns (or resolves) is the answer. */
   on(topic: string, handler: (body: unknown) => unknown): void;
 }

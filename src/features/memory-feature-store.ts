@@ -32,6 +32,18 @@ export interface MemoryFeatureStoreOptions {
 }
 
 const SEP = '\u0000';
+/** Entities one sweep visits: a tick of the sweeper, or a write about to be refused for the cap. */
+const SWEEP_SLICE = 2_500;
+
+/**
+ * Whether `a` replaces `b`, one value of one key (#17): the later write wins; of two written in the
+ * same millisecond by different workers, the one whose JSON sorts last, so every worker and the
+ * journal (`SqliteFeatureJournal.apply`) keep the same one whatever order they arrive in.
+ */
+export function newer(a: FeatureEntry, b: FeatureEntry): boolean {
+  if (a.writtenAt !== b.writtenAt) return a.writtenAt > b.writtenAt;
+  return JSON.stringify(a) >= JSON.stringify(b);
+}
 
 /**
  * The embedded online feature store: values live in process memory, so a read is a couple of map
@@ -71,7 +83,7 @@ export class MemoryFeatureStore implements FeatureSource {
     this.maxValues = options.maxValuesPerTenant;
     const sweepMs = options.sweepMs ?? 250;
     if (sweepMs > 0) {
-      this.sweeper = setInterval(() => this.sweepExpired(2_500), sweepMs);
+      this.sweeper = setInterval(() => this.sweepExpired(SWEEP_SLICE), sweepMs);
       this.sweeper.unref();
     }
     if (this.journal !== undefined) {
@@ -112,28 +124,84 @@ export class MemoryFeatureStore implements FeatureSource {
   }
 
   write(tenant: string, writes: readonly FeatureWrite[]): Promise<FeatureWriteResult> {
-    return new Promise((resolve) => {
-      let entries;
-      try {
-        entries = this.catalog.entries(writes, this.clock.wall());
-        ensureRoom(
-          'feature_values',
-          tenant,
-          this.held.get(tenant) ?? 0,
-          this.newValues(tenant, entries),
-          this.maxValues,
-        );
-      } catch (err) {
-        featureWriteFailed(err, writes.length);
-        throw err;
+    return new Promise((resolve) => resolve({ written: this.commit(tenant, writes).length }));
+  }
+
+  /**
+   * `write` without the promise: validates, checks the cap, stores, and returns the entries as
+   * stored, for a replicated store to hand to the other workers (#17). Each entry is stamped later
+   * than the value it replaces (a millisecond on, when the clock has not moved or went back), so
+   * the newest write of a key is the newest everywhere (`newer`).
+   */
+  commit(tenant: string, writes: readonly FeatureWrite[]): FeatureEntry[] {
+    let entries: FeatureEntry[];
+    try {
+      entries = this.catalog.entries(writes, this.clock.wall());
+      // Expired values count until dropped; another worker's read may have dropped some that are
+      // still held here (#17): a slice of the sweep first, so a full tenant is not refused for them.
+      const held = this.held.get(tenant) ?? 0;
+      if (this.maxValues !== undefined && held + this.newValues(tenant, entries) > this.maxValues)
+        this.sweepExpired(SWEEP_SLICE);
+      ensureRoom(
+        'feature_values',
+        tenant,
+        this.held.get(tenant) ?? 0,
+        this.newValues(tenant, entries),
+        this.maxValues,
+      );
+    } catch (err) {
+      featureWriteFailed(err, writes.length);
+      throw err;
+    }
+    for (let i = 0; i < entries.length; i++) {
+      let e = entries[i]!;
+      const held = this.entities.get(tenant + SEP + e.entityId)?.get(e.feature);
+      if (held !== undefined && held.writtenAt >= e.writtenAt) {
+        const shift = held.writtenAt + 1 - e.writtenAt;
+        e = {
+          ...e,
+          writtenAt: e.writtenAt + shift,
+          ...(e.expiresAt === undefined ? {} : { expiresAt: e.expiresAt + shift }),
+        };
+        entries[i] = e;
       }
-      for (const e of entries) {
-        this.put(tenant, e);
-        this.enqueue(tenant, e.entityId, e.feature, e);
-      }
-      featureOp('write', 'ok', entries.length);
-      resolve({ written: entries.length });
-    });
+      this.put(tenant, e);
+      this.enqueue(tenant, e.entityId, e.feature, e);
+    }
+    featureOp('write', 'ok', entries.length);
+    return entries;
+  }
+
+  /**
+   * Stores entries another worker wrote (#17), as they were stamped there: an entry older than
+   * the one held is skipped (`newer`), as is one expired already or one `admit` refuses. No cap is
+   * checked (the writer checked it against the same values). Returns how many were stored.
+   */
+  applyReplica(
+    tenant: string,
+    entries: readonly FeatureEntry[],
+    admit?: (tenant: string, entry: FeatureEntry) => boolean,
+  ): number {
+    const now = this.clock.wall();
+    let stored = 0;
+    for (const e of entries) {
+      if (e.expiresAt !== undefined && e.expiresAt <= now) continue;
+      const held = this.entities.get(tenant + SEP + e.entityId)?.get(e.feature);
+      if (held !== undefined && !newer(e, held)) continue;
+      if (admit !== undefined && !admit(tenant, e)) continue;
+      this.put(tenant, e);
+      this.enqueue(tenant, e.entityId, e.feature, e);
+      stored++;
+    }
+    return stored;
+  }
+
+  /** Every value held (expired ones not yet dropped included), for a worker that starts (#17). */
+  *entries(): IterableIterator<{ readonly tenant: string; readonly entry: FeatureEntry }> {
+    for (const [ek, features] of this.entities) {
+      const tenant = ek.slice(0, ek.indexOf(SEP));
+      for (const entry of features.values()) yield { tenant, entry };
+    }
   }
 
   read(tenant: string, keys: readonly FeatureKey[]): Promise<(FeatureEntry | undefined)[]> {
@@ -202,9 +270,12 @@ export class MemoryFeatureStore implements FeatureSource {
       }
     }
     if (this.journal !== undefined) {
-      // Control plane: written through at once so a restart cannot resurrect purged values.
+      // Control plane: written through at once so a restart cannot resurrect purged values. Only
+      // what was written until now: another worker's newer value (written once consent was given
+      // again) stays, whenever this purge reaches the file.
+      const upTo = this.clock.wall();
       await this.flush();
-      this.journal.purgeUser(tenant, userId, purposes);
+      this.journal.purgeUser(tenant, userId, purposes, upTo);
     }
     return removed;
   }
@@ -302,7 +373,7 @@ export class MemoryFeatureStore implements FeatureSource {
     else this.held.delete(tenant);
     if (e.userId !== undefined) this.unindex(tenant, e.userId, ek, features, e.feature);
     if (features.size === 0) this.entities.delete(ek);
-    this.enqueue(tenant, e.entityId, e.feature, null);
+    this.enqueue(tenant, e.entityId, e.feature, null, e.writtenAt);
   }
 
   /** Removes the entity from the user's index when no other value of the entity is the user's. */
@@ -325,9 +396,15 @@ export class MemoryFeatureStore implements FeatureSource {
     entityId: string,
     feature: string,
     entry: FeatureEntry | null,
+    upTo = 0,
   ): void {
     if (this.journal === undefined || this.closed) return;
-    this.pending.set(tenant + SEP + entityId + SEP + feature, { tenant, entityId, feature, entry });
+    this.pending.set(
+      tenant + SEP + entityId + SEP + feature,
+      entry === null
+        ? { tenant, entityId, feature, entry, upTo }
+        : { tenant, entityId, feature, entry },
+    );
     this.writesSinceSweep++;
     if (this.timer === undefined) {
       this.timer = setTimeout(() => {

@@ -1,10 +1,17 @@
 import { isAbsolute, resolve } from 'node:path';
-import type { FeatureDefinition, FeatureSource, FeatureType } from '../contracts/feature-source.js';
+import type { ClusterPeer } from '../contracts/cluster.js';
+import type {
+  FeatureDefinition,
+  FeatureEntry,
+  FeatureSource,
+  FeatureType,
+} from '../contracts/feature-source.js';
 import type { Logger } from '../contracts/logger.js';
 import type { ConsentPurpose, PolicyLabel } from '../contracts/policy.js';
 import type { Clock } from '../core/clock.js';
 import { CachedFeatureStore, type FeatureCacheSettings } from './cached-feature-store.js';
 import { MemoryFeatureStore } from './memory-feature-store.js';
+import { ReplicatedFeatureStore } from './replicated-feature-store.js';
 
 /** One `features.definitions` entry of the config (snake_case, as written in YAML). */
 export interface FeatureDefinitionInput {
@@ -72,8 +79,8 @@ export interface OpenedFeatureStore extends FeatureSource {
 }
 
 /**
- * Opens the configured store: in-process (with SQLite write-behind when a file is given) or Redis,
- * optionally behind a local read-through cache.
+ * Opens the configured store: in-process (with SQLite write-behind when a file is given; shared by
+ * the workers of `serve --workers N`) or Redis, optionally behind a local read-through cache.
  */
 export async function openFeatureStore(
   store: FeatureStoreInput,
@@ -83,6 +90,13 @@ export async function openFeatureStore(
     readonly clock: Clock;
     readonly logger: Logger;
     readonly maxValuesPerTenant?: number;
+    /**
+     * The other workers of `serve --workers N` (#17): an embedded store then holds every value in
+     * every worker (`ReplicatedFeatureStore`), copied from one that is up before this one serves.
+     */
+    readonly cluster?: ClusterPeer;
+    /** With `cluster`: whether another worker's value may still be stored when it arrives. */
+    readonly admit?: (tenant: string, entry: FeatureEntry) => boolean;
   },
 ): Promise<OpenedFeatureStore> {
   const cap =
@@ -122,7 +136,7 @@ export async function openFeatureStore(
     path === undefined
       ? undefined
       : new (await import('./sqlite-feature-journal.js')).SqliteFeatureJournal(path);
-  return new MemoryFeatureStore({
+  const memory = new MemoryFeatureStore({
     definitions,
     clock: options.clock,
     flushMs: store.flush_ms,
@@ -130,4 +144,19 @@ export async function openFeatureStore(
     ...cap,
     ...(journal === undefined ? {} : { journal }),
   });
+  if (options.cluster === undefined) return memory;
+  const replicated = new ReplicatedFeatureStore(
+    memory,
+    options.cluster,
+    options.admit === undefined ? {} : { admit: options.admit },
+  );
+  try {
+    const copied = await replicated.join();
+    if (copied > 0)
+      options.logger.info({ values: copied }, 'feature store: copied from another worker');
+  } catch (err) {
+    await replicated.close();
+    throw err;
+  }
+  return replicated;
 }

@@ -3,13 +3,27 @@ import type Database from 'better-sqlite3';
 import type { ConsentPurpose } from '../contracts/policy.js';
 import type { FeatureEntry } from '../contracts/feature-source.js';
 
-/** One row change waiting to be written: the entry, or null for a delete. */
-export interface JournalOp {
-  readonly tenant: string;
-  readonly entityId: string;
-  readonly feature: string;
-  readonly entry: FeatureEntry | null;
-}
+/**
+ * One row change waiting to be written: the entry, or null for a delete of the value written at
+ * `upTo` or before (a newer value another worker wrote meanwhile stays).
+ */
+export type JournalOp =
+  | {
+      readonly tenant: string;
+      readonly entityId: string;
+      readonly feature: string;
+      readonly entry: FeatureEntry;
+    }
+  | {
+      readonly tenant: string;
+      readonly entityId: string;
+      readonly feature: string;
+      readonly entry: null;
+      readonly upTo: number;
+    };
+
+/** The write time of a row's entry, in SQL. */
+const WRITTEN = (table: string) => `json_extract(${table}.entry, '$.writtenAt')`;
 
 interface Row {
   tenant: string;
@@ -20,6 +34,11 @@ interface Row {
  * The SQLite file behind the in-process feature store (WAL). It is written only behind the hot
  * path, in bounded transactions, and read only at start-up. Deletes for a consent purge are
  * written at once (`purgeUser`), so a crash cannot bring purged values back.
+ *
+ * With `serve --workers N` every worker holds every value and writes this one file (#17), each
+ * from its own queue and in its own order: a row is replaced only by a newer value (the rule of
+ * `newer` in memory) and deleted only up to the value that was dropped, so the file ends holding
+ * what the workers hold whatever order their transactions land in.
  */
 export class SqliteFeatureJournal {
   private readonly db: Database.Database;
@@ -49,14 +68,21 @@ export class SqliteFeatureJournal {
        VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (tenant, entity_id, feature) DO UPDATE SET
          user_id = excluded.user_id, purpose = excluded.purpose,
-         expires_at = excluded.expires_at, entry = excluded.entry`,
+         expires_at = excluded.expires_at, entry = excluded.entry
+       WHERE ${WRITTEN('excluded')} > ${WRITTEN('feature_values')}
+         OR (${WRITTEN('excluded')} = ${WRITTEN('feature_values')}
+             AND excluded.entry >= feature_values.entry)`,
     );
     this.remove = this.db.prepare(
-      'DELETE FROM feature_values WHERE tenant = ? AND entity_id = ? AND feature = ?',
+      `DELETE FROM feature_values WHERE tenant = ? AND entity_id = ? AND feature = ?
+       AND ${WRITTEN('feature_values')} <= ?`,
     );
-    this.purgeAll = this.db.prepare('DELETE FROM feature_values WHERE tenant = ? AND user_id = ?');
+    this.purgeAll = this.db.prepare(
+      `DELETE FROM feature_values WHERE tenant = ? AND user_id = ? AND ${WRITTEN('feature_values')} <= ?`,
+    );
     this.purgePurpose = this.db.prepare(
-      'DELETE FROM feature_values WHERE tenant = ? AND user_id = ? AND purpose = ?',
+      `DELETE FROM feature_values WHERE tenant = ? AND user_id = ? AND purpose = ?
+       AND ${WRITTEN('feature_values')} <= ?`,
     );
     this.sweep = this.db.prepare(
       'DELETE FROM feature_values WHERE expires_at IS NOT NULL AND expires_at <= ?',
@@ -78,7 +104,7 @@ export class SqliteFeatureJournal {
     this.db.transaction(() => {
       for (const op of ops) {
         if (op.entry === null) {
-          this.remove.run(op.tenant, op.entityId, op.feature);
+          this.remove.run(op.tenant, op.entityId, op.feature, op.upTo);
           continue;
         }
         const e = op.entry;
@@ -95,10 +121,16 @@ export class SqliteFeatureJournal {
     })();
   }
 
-  purgeUser(tenant: string, userId: string, purposes?: readonly ConsentPurpose[]): void {
+  /** Deletes the user's values written at `upTo` or before (all of them when absent). */
+  purgeUser(
+    tenant: string,
+    userId: string,
+    purposes?: readonly ConsentPurpose[],
+    upTo = Number.MAX_SAFE_INTEGER,
+  ): void {
     this.db.transaction(() => {
-      if (purposes === undefined) this.purgeAll.run(tenant, userId);
-      else for (const p of purposes) this.purgePurpose.run(tenant, userId, p);
+      if (purposes === undefined) this.purgeAll.run(tenant, userId, upTo);
+      else for (const p of purposes) this.purgePurpose.run(tenant, userId, p, upTo);
     })();
   }
 

@@ -9,6 +9,7 @@ import {
 } from '../features/open-feature-store.js';
 import { setLogRedactor } from '../observability/logger.js';
 import type { ClusterPeer } from '../contracts/cluster.js';
+import { featureTag, type FeatureEntry } from '../contracts/feature-source.js';
 import {
   CONSENT_PURPOSES,
   type ConsentPersistence,
@@ -96,11 +97,24 @@ export async function openPersonalization(
 ): Promise<PersonalizationWiring> {
   const { clock, logger } = deps;
   const { features: fc, privacy } = snap.config;
+  let policy: PolicyEngine | undefined;
   const features = await openFeatureStore(fc.store, toFeatureDefinitions(fc.definitions), {
     dir: snap.dir,
     clock,
     logger,
     maxValuesPerTenant: fc.max_values_per_tenant,
+    ...(deps.cluster === undefined
+      ? {}
+      : {
+          cluster: deps.cluster,
+          // A value written in another worker just before the user withdrew the consent it needs,
+          // arriving here after the withdrawal: the writer purges its copy when it learns of the
+          // change, so it is not stored here either (the one check that can differ by worker).
+          admit: (tenant: string, entry: FeatureEntry) => {
+            const d = policy?.decide('ingestion', featureTag(tenant, entry));
+            return d === undefined || d.allow || d.code !== 'SY_ERR_CONSENT_REQUIRED';
+          },
+        }),
   });
   let persistence: ConsentPersistence | undefined;
   if (privacy.consent_sqlite !== undefined) {
@@ -142,9 +156,9 @@ export async function openPersonalization(
       persistence,
       deps.cluster,
       async (before, after) => {
-        // In-process feature values are each worker's own: a revocation made in another worker
-        // purges them here too (a Redis feature store was purged once, by that worker, but this
-        // worker's cache of it holds copies).
+        // Every worker holds its own copy of the in-process feature values: a revocation made in
+        // another worker purges them here too (a Redis feature store was purged once, by that
+        // worker, but this worker's cache of it holds copies).
         dropCached?.(after.tenant, after.userId);
         if (!local || before === undefined) return;
         const revoked = CONSENT_PURPOSES.filter((p) => before.purposes[p] && !after.purposes[p]);
@@ -174,7 +188,6 @@ export async function openPersonalization(
   deps.metrics.trackTenantStorage('consent_records', () =>
     Promise.resolve(consent.recordsByTenant()),
   );
-  let policy: PolicyEngine | undefined;
   const reconfigure = (next: ConfigSnapshot): Personalization => {
     features.setDefinitions(toFeatureDefinitions(next.config.features.definitions));
     features.setMaxValuesPerTenant(next.config.features.max_values_per_tenant);

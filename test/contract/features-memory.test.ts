@@ -2,8 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { FeatureSource } from '../../src/contracts/feature-source.js';
 import { MemoryFeatureStore } from '../../src/features/memory-feature-store.js';
+import { ReplicatedFeatureStore } from '../../src/features/replicated-feature-store.js';
 import { SqliteFeatureJournal } from '../../src/features/sqlite-feature-journal.js';
+import { ClusterBus } from '../support/cluster-bus.js';
 import { featureSourceContract, ManualClock, TEST_DEFINITIONS } from './feature-source.contract.js';
 
 featureSourceContract('in-process (memory only)', (definitions, clock, limits) => {
@@ -118,4 +121,38 @@ describe('the SQLite journal behind the in-process feature store', () => {
     reader.close();
     await first.close();
   });
+});
+
+// #17: two workers of `serve --workers 2`. Every write goes through the first and every read
+// through the second, so the suite passes only if a write is stored in the other worker before it
+// resolves. A purge runs in both, as a consent change does (wiring/personalization.ts).
+featureSourceContract('in-process, shared by two workers', (definitions, clock, limits) => {
+  const bus = new ClusterBus();
+  const [writer, reader] = [bus.join(), bus.join()].map(
+    (w) =>
+      new ReplicatedFeatureStore(new MemoryFeatureStore({ definitions, clock, ...limits }), w.peer),
+  ) as [ReplicatedFeatureStore, ReplicatedFeatureStore];
+  const store: FeatureSource = {
+    definitions: () => reader.definitions(),
+    definition: (name) => reader.definition(name),
+    validate: (writes) => writer.validate(writes),
+    write: (tenant, writes) => writer.write(tenant, writes),
+    read: (tenant, keys) => reader.read(tenant, keys),
+    readEntity: (tenant, entityId) => reader.readEntity(tenant, entityId),
+    purgeUser: async (tenant, userId, purposes) => {
+      const [n] = await Promise.all([
+        reader.purgeUser(tenant, userId, purposes),
+        writer.purgeUser(tenant, userId, purposes),
+      ]);
+      return n;
+    },
+    stored: (tenant) => reader.stored(tenant),
+    storedByTenant: () => reader.storedByTenant(),
+    flush: () => reader.flush(),
+    close: async () => {
+      await writer.close();
+      await reader.close();
+    },
+  };
+  return Promise.resolve({ store, close: () => store.close() });
 });
