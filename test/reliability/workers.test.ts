@@ -191,7 +191,7 @@ describe('serve --workers 2 (#17)', () => {
     }
   });
 
-  it("purges a worker's own feature values when the user revokes consent through another", async () => {
+  it("purges a worker's feature values when the user revokes consent through another", async () => {
     const [a, b] = await pinTwo();
     const stored = async (): Promise<number> => {
       const res = await a.pool.request({ path: '/metrics', method: 'GET' });
@@ -208,7 +208,7 @@ describe('serve --workers 2 (#17)', () => {
       writes: [{ entity_id: user, feature: 'user.rides_7d', value: 5 }],
     });
     expect(wrote.status).toBe(200);
-    // In-process feature values are the worker's own: this one holds it, the other does not.
+    // Both workers hold it (the gauge is the largest of their counts); the purge empties both.
     expect(await stored()).toBe(1);
     const revoked = await call(b.pool, 'POST', `/v1/consent/${user}/revoke`, adminKey, {
       purposes: ['behavioral_inference'],
