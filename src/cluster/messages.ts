@@ -10,7 +10,15 @@ export type ClusterMessage =
    */
   | { sy: 1; t: 'req'; id: number; topic: string; body: unknown; peer?: true }
   /** worker → primary: hand to every other worker, answer once each applied it. */
-  | { sy: 1; t: 'bcast'; id: number; topic: string; body: unknown; retain?: string }
+  | {
+      sy: 1;
+      t: 'bcast';
+      id: number;
+      topic: string;
+      body: unknown;
+      retain?: string;
+      required?: true;
+    }
   /** worker → primary: its link listens (what the primary sends before this would be lost). */
   | { sy: 1; t: 'hello' }
   /** worker → primary: it has opened everything and applies broadcasts from now on. */

@@ -119,7 +119,8 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
     from: Worker,
     topic: string,
     body: unknown,
-    retain?: string,
+    retain: string | undefined,
+    required: boolean,
   ): Promise<void> => {
     if (retain !== undefined) retained.set(retain, { topic, body });
     await Promise.all(
@@ -136,9 +137,10 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
           await call(w, topic, body, applyTimeoutMs);
         } catch (err) {
           if (!w.isConnected() || w.isDead()) return; // gone: its replacement gets the retained state
-          if (retain === undefined) return; // a request to flush or the like: not waited for longer
-          // A worker that cannot apply a consent change or an override must not serve on without
-          // it: it is restarted, and its replacement starts from the retained state.
+          if (!required) return; // a request to flush or the like: not waited for longer
+          // A worker that cannot apply a consent change, an override or a feature value must not
+          // serve on without it: it is restarted, and its replacement starts from the retained
+          // state (and copies the feature values from a worker that is up).
           o.say(
             `switchyard: worker ${s.id} (pid ${w.process.pid}) did not apply ${topic}: ${String(err)}; restarting it`,
           );
@@ -219,9 +221,13 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
           (err: unknown) => post(w, { sy: 1, t: 'reply', id: m.id, error: String(err) }),
         );
       case 'bcast':
-        return void relay(w, m.topic, m.body, m.retain).then(() =>
-          post(w, { sy: 1, t: 'reply', id: m.id }),
-        );
+        return void relay(
+          w,
+          m.topic,
+          m.body,
+          m.retain,
+          m.retain !== undefined || m.required === true,
+        ).then(() => post(w, { sy: 1, t: 'reply', id: m.id }));
       case 'call':
         return;
     }

@@ -1,4 +1,4 @@
-import type { ClusterPeer } from '../contracts/cluster.js';
+import type { BroadcastOptions, ClusterPeer } from '../contracts/cluster.js';
 import {
   isClusterMessage,
   WORKER_COUNT_ENV,
@@ -72,12 +72,21 @@ export class WorkerLink implements ClusterPeer {
     });
   }
 
-  async broadcast(topic: string, body: unknown, retain?: string): Promise<void> {
+  async broadcast(topic: string, body: unknown, options: BroadcastOptions = {}): Promise<void> {
     const id = this.next++;
+    const { retain, required } = options;
     await new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.post(
-        { sy: 1, t: 'bcast', id, topic, body, ...(retain === undefined ? {} : { retain }) },
+        {
+          sy: 1,
+          t: 'bcast',
+          id,
+          topic,
+          body,
+          ...(retain === undefined ? {} : { retain }),
+          ...(required === true ? { required } : {}),
+        },
         id,
       );
     });

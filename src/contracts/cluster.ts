@@ -1,3 +1,17 @@
+/** How a broadcast is kept and enforced. */
+export interface BroadcastOptions {
+  /**
+   * The primary keeps the last body per `retain` key and hands it to workers that start later,
+   * before they serve. A retained broadcast is `required`.
+   */
+  readonly retain?: string;
+  /**
+   * A worker that does not apply it (an error, or no answer in time) is restarted rather than
+   * serving on without it. Otherwise it is not waited for past the timeout.
+   */
+  readonly required?: boolean;
+}
+
 /**
  * This process's link to the other worker processes of one `switchyard serve --workers N` (#17).
  * The primary process holds what every worker must agree on (the embedded quota counters, the
@@ -13,10 +27,9 @@ export interface ClusterPeer {
   request(topic: string, body: unknown): Promise<unknown>;
   /**
    * Hands `body` to the `on(topic)` handler of every other worker and resolves once each has
-   * applied it (a worker that dies meanwhile is not waited for). With `retain`, the primary keeps
-   * the last body per `retain` key and hands it to workers that start later, before they serve.
+   * applied it (a worker that dies meanwhile is not waited for).
    */
-  broadcast(topic: string, body: unknown, retain?: string): Promise<void>;
+  broadcast(topic: string, body: unknown, options?: BroadcastOptions): Promise<void>;
   /**
    * Asks the `on(topic)` handler of one other worker that is up (the same one each time while it
    * lives); resolves with its answer, or `undefined` when no other worker is up.

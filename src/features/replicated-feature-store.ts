@@ -100,6 +100,8 @@ export class ReplicatedFeatureStore implements OpenedFeatureStore {
         continue;
       }
       if (chunk === undefined) return stored;
+      // Written behind here too, though the worker they come from holds them: it may die before
+      // its next write-behind, and a value this worker serves must survive a restart of all.
       for (const [tenant, entry] of chunk.values)
         stored += this.inner.applyReplica(tenant, [entry]);
       if (chunk.done) return stored;
@@ -131,7 +133,11 @@ export class ReplicatedFeatureStore implements OpenedFeatureStore {
 
   async write(tenant: string, writes: readonly FeatureWrite[]): Promise<FeatureWriteResult> {
     const entries = this.inner.commit(tenant, writes);
-    await this.cluster.broadcast(FEATURES_WRITE_TOPIC, { tenant, entries } satisfies WriteMessage);
+    // Required: a worker that cannot store it is restarted (and copies the values again) rather
+    // than serving on without it.
+    await this.cluster.broadcast(FEATURES_WRITE_TOPIC, { tenant, entries } satisfies WriteMessage, {
+      required: true,
+    });
     return { written: entries.length };
   }
 

@@ -63,11 +63,9 @@ function sharedConsent(
     loadAll: () => inner?.loadAll() ?? [],
     save: async (record) => {
       await inner?.save(record);
-      await cluster.broadcast(
-        CONSENT_TOPIC,
-        record,
-        `consent:${record.tenant}\u0000${record.userId}`,
-      );
+      await cluster.broadcast(CONSENT_TOPIC, record, {
+        retain: `consent:${record.tenant}\u0000${record.userId}`,
+      });
     },
     subscribe: (on) => {
       listeners.push(on);
