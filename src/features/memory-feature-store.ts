@@ -155,9 +155,9 @@ export class MemoryFeatureStore implements FeatureSource {
     }
     for (let i = 0; i < entries.length; i++) {
       let e = entries[i]!;
-      const held = this.entities.get(tenant + SEP + e.entityId)?.get(e.feature);
-      if (held !== undefined && held.writtenAt >= e.writtenAt) {
-        const shift = held.writtenAt + 1 - e.writtenAt;
+      const previous = this.entities.get(tenant + SEP + e.entityId)?.get(e.feature);
+      if (previous !== undefined && previous.writtenAt >= e.writtenAt) {
+        const shift = previous.writtenAt + 1 - e.writtenAt;
         e = {
           ...e,
           writtenAt: e.writtenAt + shift,
