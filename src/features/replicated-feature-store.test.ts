@@ -111,6 +111,40 @@ describe('the embedded feature store shared by the workers of serve --workers N 
     expect((await one(c.store, 'u24', 'user.rides_7d'))?.value).toBe(1);
   });
 
+  it('starts the copy over when a chunk is lost on the way, and still gets every value', async () => {
+    const bus = new ClusterBus();
+    const a = worker(bus, new ManualClock(T0)).store;
+    await a.write(
+      'acme',
+      Array.from({ length: 10 }, (_, i) => ({
+        entityId: `u${i}`,
+        feature: 'user.tier',
+        value: 'gold',
+      })),
+    );
+    const w = bus.join(false);
+    let asked = 0;
+    // The second chunk is handed out (the other worker moves past it) but never arrives.
+    const lossy = {
+      ...w.peer,
+      askPeer: async (topic: string, body: unknown) => {
+        const answer = await w.peer.askPeer(topic, body);
+        if (++asked === 2) throw new Error('the worker did not answer features.copy in 5000 ms');
+        return answer;
+      },
+    };
+    const memory = new MemoryFeatureStore({
+      definitions: TEST_DEFINITIONS,
+      clock: new ManualClock(T0),
+      sweepMs: 0,
+    });
+    const c = new ReplicatedFeatureStore(memory, lossy, { chunk: 3 });
+    open.push(c);
+    await c.join();
+    expect(asked).toBeGreaterThan(2);
+    expect(await c.stored('acme')).toBe(10);
+  });
+
   it('copies nothing when no other worker is up', async () => {
     const bus = new ClusterBus();
     const a = worker(bus, new ManualClock(T0), {}, false).store;

@@ -85,7 +85,7 @@ export class ReplicatedFeatureStore implements OpenedFeatureStore {
    * seen twice keeps the newer.
    */
   async join(): Promise<number> {
-    const transfer = randomUUID();
+    let transfer = randomUUID();
     let stored = 0;
     for (let failures = 0; ;) {
       let chunk: CopyChunk | undefined;
@@ -95,8 +95,10 @@ export class ReplicatedFeatureStore implements OpenedFeatureStore {
           max: this.chunk,
         } satisfies CopyAsk)) as CopyChunk | undefined;
       } catch (err) {
-        // The worker handing it out died or stalled: the next one starts the copy over.
+        // The worker handing it out died or stalled (it may have moved on past the chunk that was
+        // lost): the copy starts over, from whichever worker is up; values seen twice keep one.
         if (++failures >= 3) throw err;
+        transfer = randomUUID();
         continue;
       }
       if (chunk === undefined) return stored;
