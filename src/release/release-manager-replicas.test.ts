@@ -19,17 +19,17 @@ afterEach(async () => {
   for (const c of closers.splice(0)) await c();
 });
 
-async function replicas() {
+async function replicas(pollMs = 0) {
   const dir = mkdtempSync(join(tmpdir(), 'sy-rm-replicas-'));
   const store = new SqliteRegistryStore(join(dir, 'state.db'));
-  const open = async (seed: number) => {
+  const open = async (seed: number, poll: number) => {
     const m = new ReleaseManager({
       store,
       clock: systemClock,
       random: seededRandom(seed),
       evaluateMs: 0,
       flushMs: 0, // written by hand: an exposure stays in the buffer until the test flushes it
-      pollMs: 0,
+      pollMs: poll,
       shadow: { maxInFlight: 8, timeoutMs: 100 },
       feedbackTtlMs: 60_000,
       feedbackCapacity: 100_000,
@@ -37,8 +37,8 @@ async function replicas() {
     await m.start();
     return m;
   };
-  const a = await open(1);
-  const b = await open(2);
+  const a = await open(1, 0);
+  const b = await open(2, pollMs);
   closers.push(async () => {
     await a.close();
     await b.close();
@@ -166,16 +166,10 @@ describe('rewards across replicas (#15)', () => {
     ]);
   });
 
-  it("learns the rewards other replicas credited when it polls the store's counters", async () => {
-    const { a, b } = await replicas();
+  it("learns the rewards other replicas credited when it polls the store's counters (release.poll_ms)", async () => {
+    const { a, b } = await replicas(50);
     await a.create({ ...bandit, bandit: { exploration_floor: 0.02 } }, by);
     await b.reload();
-    // A learns that arm b wins: 300 inferences of each arm, b rewarded, a not.
-    for (let i = 0; i < 600; i++) {
-      const arm = i % 2 === 0 ? 'a' : 'b';
-      a.counters.add('reco-bandit', arm, '', 'reward', arm === 'b' ? 1 : 0);
-    }
-    await a.flush();
     const pulls = (m: ReleaseManager, n: number) => {
       let bs = 0;
       for (let i = 0; i < n; i++)
@@ -186,9 +180,17 @@ describe('rewards across replicas (#15)', () => {
           bs++;
       return bs / n;
     };
-    // Before B reads the counters, its posteriors are flat: about half the pulls go to b.
+    // Before A's rewards reach the store, B's posteriors are flat: about half the pulls go to b.
+    await new Promise((r) => setTimeout(r, 120));
     expect(pulls(b, 400)).toBeLessThan(0.7);
-    await b.refreshPosteriors();
+    // A learns that arm b wins: 300 inferences of each arm, b rewarded, a not.
+    for (let i = 0; i < 600; i++) {
+      const arm = i % 2 === 0 ? 'a' : 'b';
+      a.counters.add('reco-bandit', arm, '', 'reward', arm === 'b' ? 1 : 0);
+    }
+    await a.flush();
+    // B's poll loop (every 50 ms) rebuilds its posteriors from the stored counters.
+    await new Promise((r) => setTimeout(r, 200));
     expect(pulls(b, 400)).toBeGreaterThan(0.9);
   });
 });
