@@ -101,24 +101,26 @@ export class SqliteFeatureJournal {
 
   /** Applies a batch of changes in one transaction. */
   apply(ops: readonly JournalOp[]): void {
-    this.db.transaction(() => {
-      for (const op of ops) {
-        if (op.entry === null) {
-          this.remove.run(op.tenant, op.entityId, op.feature, op.upTo);
-          continue;
+    this.db
+      .transaction(() => {
+        for (const op of ops) {
+          if (op.entry === null) {
+            this.remove.run(op.tenant, op.entityId, op.feature, op.upTo);
+            continue;
+          }
+          const e = op.entry;
+          this.upsert.run(
+            op.tenant,
+            e.entityId,
+            e.feature,
+            e.userId ?? null,
+            e.purpose ?? null,
+            e.expiresAt ?? null,
+            JSON.stringify(e),
+          );
         }
-        const e = op.entry;
-        this.upsert.run(
-          op.tenant,
-          e.entityId,
-          e.feature,
-          e.userId ?? null,
-          e.purpose ?? null,
-          e.expiresAt ?? null,
-          JSON.stringify(e),
-        );
-      }
-    })();
+      })
+      .immediate();
   }
 
   /** Deletes the user's values written at `upTo` or before (all of them when absent). */
@@ -128,10 +130,12 @@ export class SqliteFeatureJournal {
     purposes?: readonly ConsentPurpose[],
     upTo = Number.MAX_SAFE_INTEGER,
   ): void {
-    this.db.transaction(() => {
-      if (purposes === undefined) this.purgeAll.run(tenant, userId, upTo);
-      else for (const p of purposes) this.purgePurpose.run(tenant, userId, p, upTo);
-    })();
+    this.db
+      .transaction(() => {
+        if (purposes === undefined) this.purgeAll.run(tenant, userId, upTo);
+        else for (const p of purposes) this.purgePurpose.run(tenant, userId, p, upTo);
+      })
+      .immediate();
   }
 
   /** Drops rows expired at `now`; returns how many. */

@@ -155,7 +155,7 @@ export class SqliteBatchStore implements BatchStore {
       for (const f of files) this.s['putFile']!.run(...fileParams(f.file), f.content);
       return true;
     });
-    return Promise.resolve(run());
+    return Promise.resolve(run.immediate());
   }
 
   claimLine(batchId: string, index: number, customId: string, now: number): Promise<boolean> {

@@ -117,7 +117,7 @@ export class SqliteInferenceLog implements InferenceLogStore {
         .run(tenant, user).changes;
       return n + m;
     });
-    return Promise.resolve(run());
+    return Promise.resolve(run.immediate());
   }
 
   retain(rule: RetentionRule): Promise<number> {
@@ -129,7 +129,7 @@ export class SqliteInferenceLog implements InferenceLogStore {
       }
       return deleted;
     });
-    return Promise.resolve(run());
+    return Promise.resolve(run.immediate());
   }
 
   close(): Promise<void> {

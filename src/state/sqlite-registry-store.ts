@@ -50,6 +50,12 @@ CREATE INDEX IF NOT EXISTS rs_exposures_inf ON rs_exposures (inference_id);
  * The embedded registry store: one SQLite file in WAL mode with `synchronous = FULL`, so a write
  * is on disk when its promise resolves. better-sqlite3 is synchronous; the control-plane writes
  * here are small, and hot-path data arrives only in batches written behind.
+ *
+ * Every write transaction is `BEGIN IMMEDIATE`: several processes open the file (`serve
+ * --workers N`, the CLI beside a gateway), and a deferred transaction that reads and then writes
+ * fails at once with "database is locked" when another process wrote in between (SQLite cannot
+ * wait to upgrade a read snapshot); an immediate one takes the write lock first and waits for it
+ * (the busy timeout). Two workers creating the config's experiments at start failed this way.
  */
 export class SqliteRegistryStore implements RegistryStore {
   readonly kind = 'sqlite' as const;
@@ -87,15 +93,17 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   upsertModel(m: ModelRecord): Promise<void> {
-    this.db.transaction(() => {
-      this.db
-        .prepare(
-          `INSERT INTO rs_models (name, description, created_at) VALUES (?, ?, ?)
+    this.db
+      .transaction(() => {
+        this.db
+          .prepare(
+            `INSERT INTO rs_models (name, description, created_at) VALUES (?, ?, ?)
            ON CONFLICT (name) DO UPDATE SET description = excluded.description`,
-        )
-        .run(m.name, m.description, m.createdAt);
-      this.bump.run();
-    })();
+          )
+          .run(m.name, m.description, m.createdAt);
+        this.bump.run();
+      })
+      .immediate();
     return Promise.resolve();
   }
 
@@ -121,15 +129,17 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   insertVersion(v: VersionRecord): Promise<boolean> {
-    const ok = this.db.transaction(() => {
-      const info = this.db
-        .prepare(
-          `INSERT OR IGNORE INTO rs_versions (${VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(...versionParams(v));
-      if (info.changes > 0) this.bump.run();
-      return info.changes > 0;
-    })();
+    const ok = this.db
+      .transaction(() => {
+        const info = this.db
+          .prepare(
+            `INSERT OR IGNORE INTO rs_versions (${VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(...versionParams(v));
+        if (info.changes > 0) this.bump.run();
+        return info.changes > 0;
+      })
+      .immediate();
     return Promise.resolve(ok);
   }
 
@@ -156,29 +166,31 @@ export class SqliteRegistryStore implements RegistryStore {
     version: string,
     patch: VersionPatch,
   ): Promise<VersionRecord | undefined> {
-    const out = this.db.transaction(() => {
-      const r = this.db
-        .prepare('SELECT * FROM rs_versions WHERE model = ? AND version = ?')
-        .get(model, version) as VersionRow | undefined;
-      if (r === undefined) return undefined;
-      const next: VersionRecord = { ...versionOf(r), ...patch };
-      this.db
-        .prepare(
-          `UPDATE rs_versions SET stage = ?, signature = ?, key_id = ?, retire_at = ?, updated_at = ?
+    const out = this.db
+      .transaction(() => {
+        const r = this.db
+          .prepare('SELECT * FROM rs_versions WHERE model = ? AND version = ?')
+          .get(model, version) as VersionRow | undefined;
+        if (r === undefined) return undefined;
+        const next: VersionRecord = { ...versionOf(r), ...patch };
+        this.db
+          .prepare(
+            `UPDATE rs_versions SET stage = ?, signature = ?, key_id = ?, retire_at = ?, updated_at = ?
            WHERE model = ? AND version = ?`,
-        )
-        .run(
-          next.stage,
-          next.signature ?? null,
-          next.keyId ?? null,
-          next.retireAt ?? null,
-          next.updatedAt,
-          model,
-          version,
-        );
-      this.bump.run();
-      return next;
-    })();
+          )
+          .run(
+            next.stage,
+            next.signature ?? null,
+            next.keyId ?? null,
+            next.retireAt ?? null,
+            next.updatedAt,
+            model,
+            version,
+          );
+        this.bump.run();
+        return next;
+      })
+      .immediate();
     return Promise.resolve(out);
   }
 
@@ -187,22 +199,24 @@ export class SqliteRegistryStore implements RegistryStore {
     expectedRevision: number,
   ): Promise<ExperimentRecord | undefined> {
     const id = record.spec.id;
-    const out = this.db.transaction(() => {
-      const cur = this.db.prepare('SELECT revision FROM rs_experiments WHERE id = ?').get(id) as
-        { revision: number } | undefined;
-      if ((cur?.revision ?? 0) !== expectedRevision) return undefined;
-      const revision = expectedRevision + 1;
-      const { revision: _drop, ...body } = record as ExperimentRecord;
-      void _drop;
-      this.db
-        .prepare(
-          `INSERT INTO rs_experiments (id, record, revision) VALUES (?, ?, ?)
+    const out = this.db
+      .transaction(() => {
+        const cur = this.db.prepare('SELECT revision FROM rs_experiments WHERE id = ?').get(id) as
+          { revision: number } | undefined;
+        if ((cur?.revision ?? 0) !== expectedRevision) return undefined;
+        const revision = expectedRevision + 1;
+        const { revision: _drop, ...body } = record as ExperimentRecord;
+        void _drop;
+        this.db
+          .prepare(
+            `INSERT INTO rs_experiments (id, record, revision) VALUES (?, ?, ?)
            ON CONFLICT (id) DO UPDATE SET record = excluded.record, revision = excluded.revision`,
-        )
-        .run(id, JSON.stringify(body), revision);
-      this.bump.run();
-      return { ...body, revision };
-    })();
+          )
+          .run(id, JSON.stringify(body), revision);
+        this.bump.run();
+        return { ...body, revision };
+      })
+      .immediate();
     return Promise.resolve(out);
   }
 
@@ -221,19 +235,23 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   deleteExperiment(id: string): Promise<boolean> {
-    const ok = this.db.transaction(() => {
-      const n = this.db.prepare('DELETE FROM rs_experiments WHERE id = ?').run(id).changes;
-      if (n > 0) this.bump.run();
-      return n > 0;
-    })();
+    const ok = this.db
+      .transaction(() => {
+        const n = this.db.prepare('DELETE FROM rs_experiments WHERE id = ?').run(id).changes;
+        if (n > 0) this.bump.run();
+        return n > 0;
+      })
+      .immediate();
     return Promise.resolve(ok);
   }
 
   addCounters(deltas: readonly CounterRow[]): Promise<void> {
-    this.db.transaction(() => {
-      for (const d of deltas)
-        this.addCounter.run(d.experiment, d.variant, d.segment, d.metric, d.n, d.sum, d.sumSq);
-    })();
+    this.db
+      .transaction(() => {
+        for (const d of deltas)
+          this.addCounter.run(d.experiment, d.variant, d.segment, d.metric, d.n, d.sum, d.sumSq);
+      })
+      .immediate();
     return Promise.resolve();
   }
 
@@ -263,22 +281,24 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   appendExposures(rows: readonly ExposureRow[]): Promise<void> {
-    this.db.transaction(() => {
-      for (const e of rows)
-        this.addExposure.run(
-          e.inferenceId,
-          e.at,
-          e.experiment,
-          e.variant,
-          e.seed,
-          e.bucket,
-          e.model,
-          e.version,
-          e.unit,
-          e.tenant,
-          e.segment,
-        );
-    })();
+    this.db
+      .transaction(() => {
+        for (const e of rows)
+          this.addExposure.run(
+            e.inferenceId,
+            e.at,
+            e.experiment,
+            e.variant,
+            e.seed,
+            e.bucket,
+            e.model,
+            e.version,
+            e.unit,
+            e.tenant,
+            e.segment,
+          );
+      })
+      .immediate();
     return Promise.resolve();
   }
 

@@ -235,7 +235,7 @@ export function openModels(deps: WiringDeps, admission: AdmissionController): Mo
         serviceKey: { id: mc.service_key.id, secret: snap.secrets.parentKeys.get(name)! },
         assertionTtlMs: mc.service_key.ttl_ms,
         wall: () => clock.wall(),
-        // Failing over to another replica is a retry: paid from the model's retry budget.
+        // Failing over after a replica's 5xx is a retry: paid from the model's retry budget.
         budget,
       });
     } else

@@ -103,15 +103,16 @@ const FAILOVER: ReadonlySet<string> = new Set<ErrorCode>([
 ]);
 
 /**
- * Failovers that follow a replica that was asked and failed: each is a retry (Envoy counts a
- * retry to another host the same way), so it needs the retry budget. One that follows a replica
- * not asked (its breaker open, or waiting out its Retry-After) or one that shed the call adds no
- * load to a failing parent, and is free.
+ * Failovers that follow a replica that took the call and failed as a server (a 5xx without a
+ * gateway code): the parent tier may be failing as a whole, and each such move is one more call
+ * into it, so it is a retry and needs the retry budget (Envoy counts a retry to another host the
+ * same way). A move past a replica that is gone (refused or reset the connection), not asked (its
+ * breaker open, its Retry-After) or that shed the call is free: it adds no work to a failing
+ * tier, and it is what replicas are for. Paying for those too exhausted the budget within a few
+ * calls when one of two central replicas was killed, and the errors then opened the model's own
+ * breaker for the live replica as well (tree.test.ts).
  */
-const FAILOVER_PAID: ReadonlySet<string> = new Set<ErrorCode>([
-  'SY_ERR_UPSTREAM_UNREACHABLE',
-  'SY_ERR_UPSTREAM_ERROR',
-]);
+const FAILOVER_PAID: ReadonlySet<string> = new Set<ErrorCode>(['SY_ERR_UPSTREAM_ERROR']);
 
 /** One replica of the parent, as this backend uses it. */
 interface Replica {
