@@ -1,3 +1,4 @@
+import { RetainedBroadcasts } from '../../src/cluster/retained-broadcasts.js';
 import type { ClusterPeer } from '../../src/contracts/cluster.js';
 
 /** One worker of an in-process cluster: its peer, and whether it applies broadcasts now. */
@@ -10,11 +11,13 @@ export interface BusWorker {
 /**
  * The workers of `serve --workers N` in one process, with the primary's relay rules
  * (src/cluster/primary.ts): a broadcast goes to every other worker and resolves once each that is
- * up applied it (one not up applies it when it comes up, in order); `askPeer` asks the
- * lowest-numbered other worker that is up. Every hand-over waits a turn, as IPC does. Real
+ * up applied it (one not up applies it when it comes up, in order), and is kept in `retained` as
+ * the primary keeps it; `askPeer` asks the lowest-numbered other worker that is up. Every hand-over waits a turn, as IPC does. Real
  * processes: test/reliability/workers-features.test.ts.
  */
 export class ClusterBus {
+  /** What the primary would keep for workers that start later. */
+  readonly retained = new RetainedBroadcasts();
   private readonly workers: {
     w: BusWorker;
     handlers: Map<string, (body: unknown) => unknown>;
@@ -35,7 +38,8 @@ export class ClusterBus {
         id,
         workers: 0,
         request: () => Promise.reject(new Error('no primary questions on the bus')),
-        broadcast: async (topic, body) => {
+        broadcast: async (topic, body, options) => {
+          this.retained.keep(topic, body, options?.retain === true);
           await turn();
           await Promise.all(
             this.workers
