@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import { TEST_SECRET } from '../support/gateway.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
-import { pinTwoWorkers, poolCall } from '../support/worker-pools.js';
+import { pinRestartedWorker, pinTwoWorkers, poolCall, workerPid } from '../support/worker-pools.js';
 import { redisServerOrSkip, startRedisServer, type PrivateRedis } from '../support/redis-server.js';
 
 /**
@@ -99,9 +99,7 @@ describe.runIf(redisServerOrSkip('the workers + Redis consent test'))(
 
     it('enforces, in a worker restarted after kill -9 while Redis is away, the revocations the other worker enforces', async () => {
       const [a, b] = await pinTwo();
-      const pidOf = async (pool: Pool) =>
-        ((await call(pool, 'GET', '/readyz')).body['worker'] as { pid: number }).pid;
-      const [pidA, pidB] = [await pidOf(a), await pidOf(b)];
+      const [pidA, pidB] = [await workerPid(a, adminKey), await workerPid(b, adminKey)];
       const granted = await call(a, 'PUT', '/v1/consent/frozen-1', {
         purposes: { location: true, behavioral_inference: true },
       });
@@ -115,15 +113,8 @@ describe.runIf(redisServerOrSkip('the workers + Redis consent test'))(
       redis.signal('SIGSTOP');
       try {
         process.kill(pidA, 'SIGKILL');
-        let restarted: Pool | undefined;
-        for (let i = 0; i < 200 && restarted === undefined; i++) {
-          await new Promise((r) => setTimeout(r, 100));
-          const pool = new Pool(gw.url, { connections: 1, keepAliveTimeout: 120_000 });
-          pools.push(pool);
-          const pid = await pidOf(pool);
-          if (pid !== pidA && pid !== pidB) restarted = pool;
-        }
-        expect(restarted).toBeDefined();
+        const restarted = await pinRestartedWorker(gw.url, adminKey, pools, [pidA, pidB]);
+        expect(restarted, 'the killed worker was not restarted').toBeDefined();
         const seen = await call(restarted!, 'GET', '/v1/consent/frozen-1');
         expect(seen.status).toBe(200);
         expect(seen.body['purposes']).toMatchObject({

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pool, request } from 'undici';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import { TEST_SECRET } from '../support/gateway.js';
+import { pinRestartedWorker } from '../support/worker-pools.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
 import {
   chatCompletion,
@@ -364,18 +365,11 @@ describe('serve --workers 2 (#17)', () => {
     process.kill(a.pid, 'SIGKILL');
     expect((await revoke('kill-during')).status).toBe(200);
 
-    let restarted: Pinned | undefined;
-    for (let i = 0; i < 100 && restarted === undefined; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      const pool = new Pool(gw.url, { connections: 1, keepAliveTimeout: 120_000 });
-      pools.push(pool);
-      const pid = await workerOf(pool);
-      if (pid !== a.pid && pid !== b.pid) restarted = { pool, pid };
-    }
-    expect(restarted).toBeDefined();
+    const restarted = await pinRestartedWorker(gw.url, adminKey, pools, [a.pid, b.pid]);
+    expect(restarted, 'the killed worker was not restarted').toBeDefined();
     // Revoked, and the purpose still granted kept (a lost record would show the defaults).
     for (const user of ['kill-before', 'kill-during']) {
-      const seen = await call(restarted!.pool, 'GET', `/v1/consent/${user}`, adminKey);
+      const seen = await call(restarted!, 'GET', `/v1/consent/${user}`, adminKey);
       expect(seen.status).toBe(200);
       expect(seen.body['purposes'], user).toMatchObject({
         location: false,
@@ -385,7 +379,7 @@ describe('serve --workers 2 (#17)', () => {
     }
     // A change made since the restart reaches it at once, as in any worker.
     expect((await call(b.pool, 'PUT', '/v1/consent/kill-after', adminKey, grant)).status).toBe(200);
-    const after = await call(restarted!.pool, 'GET', '/v1/consent/kill-after', adminKey);
+    const after = await call(restarted!, 'GET', '/v1/consent/kill-after', adminKey);
     expect(after.body['purposes']).toMatchObject({ location: true, behavioral_inference: true });
   });
 
