@@ -79,12 +79,6 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
   const slots = new Map<number, Slot>();
   const slotOf = new WeakMap<Worker, Slot>();
   const calls = new Map<number, Call & { worker: Worker }>();
-  /**
-   * Broadcasts being relayed: a worker forked meanwhile was not among those they were sent to, and
-   * may copy the state from a worker that has not applied them yet (or from the one that made the
-   * change, before it holds it), so it is handed them too.
-   */
-  const inFlight = new Set<{ topic: string; body: unknown }>();
   const applyTimeoutMs = o.applyTimeoutMs ?? 5_000;
   let nextCall = 1;
   let stopping = false;
@@ -129,10 +123,7 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
     retain: boolean,
     required: boolean,
   ): Promise<void> => {
-    retained.keep(topic, body, retain);
-    const flight = { topic, body };
-    // A retained one reaches a worker forked meanwhile when its link says hello.
-    if (!retain) inFlight.add(flight);
+    const relayed = retained.begin(topic, body, retain);
     try {
       await Promise.all(
         others(from).map(async (s) => {
@@ -162,7 +153,7 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
         }),
       );
     } finally {
-      inFlight.delete(flight);
+      relayed();
     }
   };
 
@@ -258,7 +249,8 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
         [WORKER_ID_ENV]: String(id),
         [WORKER_COUNT_ENV]: String(o.workers),
       });
-      const outbox: ClusterMessage[] = [...inFlight].map(({ topic, body }) => ({
+      // Broadcasts being relayed as it forks did not count it in: it is handed them first.
+      const outbox: ClusterMessage[] = retained.inFlight().map(([topic, body]) => ({
         sy: 1,
         t: 'call',
         id: 0,

@@ -83,6 +83,38 @@ describe('consent shared by the workers of serve --workers N without a consent s
     expect(bus.retained.size).toBe(0);
   });
 
+  it('hands a worker that starts while a revocation is being relayed that revocation, which its copy lacks', async () => {
+    const bus = new ClusterBus();
+    const a = worker(bus);
+    // A third worker slow to apply consent changes keeps the relay of one open.
+    const slow = bus.join();
+    let release = (): void => undefined;
+    let reached = (): void => undefined;
+    const arrived = new Promise<void>((r) => (reached = r));
+    let hold = false;
+    slow.peer.on('consent.record', () => {
+      if (!hold) return undefined;
+      reached();
+      return new Promise<void>((r) => (release = r));
+    });
+    await a.book.set('acme', 'u1', { location: true }, 'test');
+
+    hold = true;
+    const revoking = a.book.revoke('acme', 'u1', ['location'], 'test');
+    await arrived;
+    // The worker that made the change holds it only once every other worker applied it: a copy
+    // from it now has the grant.
+    expect(allowsLocation(a.book, 'u1')).toBe(true);
+    const c = worker(bus, false);
+    expect(await c.shared.join()).toBe(1);
+    expect(allowsLocation(c.book, 'u1')).toBe(true);
+    release();
+    await revoking;
+    await bus.start(c.w);
+    expect(allowsLocation(c.book, 'u1')).toBe(false);
+    expect(c.book.get('acme', 'u1').version).toBe(2);
+  });
+
   it('copies nothing when no other worker is up', async () => {
     const bus = new ClusterBus();
     const a = worker(bus, false);

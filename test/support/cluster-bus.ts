@@ -11,8 +11,8 @@ export interface BusWorker {
 /**
  * The workers of `serve --workers N` in one process, with the primary's relay rules
  * (src/cluster/primary.ts): a broadcast goes to every other worker and resolves once each that is
- * up applied it (one not up applies it when it comes up, in order), and is kept in `retained` as
- * the primary keeps it; `askPeer` asks the lowest-numbered other worker that is up. Every hand-over waits a turn, as IPC does. Real
+ * up applied it (one not up applies it when it comes up, in order; one that joins while it is
+ * relayed gets it first), and is kept in `retained` as the primary keeps it; `askPeer` asks the lowest-numbered other worker that is up. Every hand-over waits a turn, as IPC does. Real
  * processes: test/reliability/workers-features.test.ts.
  */
 export class ClusterBus {
@@ -28,10 +28,11 @@ export class ClusterBus {
   join(up = true): BusWorker {
     const id = this.workers.length + 1;
     const handlers = new Map<string, (body: unknown) => unknown>();
-    const queue: [string, unknown][] = [];
     const turn = () => new Promise((r) => setImmediate(r));
     const copy = (body: unknown): unknown =>
       body === undefined ? undefined : JSON.parse(JSON.stringify(body));
+    // Joining while broadcasts are relayed: handed them first, as the primary does at a fork.
+    const queue = this.retained.inFlight().map(([t, b]): [string, unknown] => [t, copy(b)]);
     const w: BusWorker = {
       up,
       peer: {
@@ -39,16 +40,22 @@ export class ClusterBus {
         workers: 0,
         request: () => Promise.reject(new Error('no primary questions on the bus')),
         broadcast: async (topic, body, options) => {
-          this.retained.keep(topic, body, options?.retain === true);
-          await turn();
-          await Promise.all(
-            this.workers
-              .filter((o) => o.w !== w)
-              .map(async (o) => {
-                if (!o.w.up) o.queue.push([topic, copy(body)]);
-                else await o.handlers.get(topic)?.(copy(body));
-              }),
-          );
+          const relayed = this.retained.begin(topic, body, options?.retain === true);
+          // The workers on the bus now; one that joins later is handed it as in flight.
+          const targets = this.workers.filter((o) => o.w !== w);
+          try {
+            await turn();
+            await Promise.all(
+              targets
+                .filter((o) => this.workers.includes(o))
+                .map(async (o) => {
+                  if (!o.w.up) o.queue.push([topic, copy(body)]);
+                  else await o.handlers.get(topic)?.(copy(body));
+                }),
+            );
+          } finally {
+            relayed();
+          }
         },
         askPeer: async (topic, body) => {
           await turn();
