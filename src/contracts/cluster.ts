@@ -17,8 +17,8 @@ export interface BroadcastOptions {
 /**
  * This process's link to the other worker processes of one `switchyard serve --workers N` (#17).
  * The primary process holds what every worker must agree on (the embedded quota counters, the
- * last mode override) and relays between workers (consent changes, feature values); a worker never counts or
- * decides alone what the group must decide together.
+ * last mode override) and relays between workers (consent changes, feature values); a worker
+ * never counts or decides alone what the group must decide together.
  */
 export interface ClusterPeer {
   /** This worker's number, 1..`workers` (a restarted worker takes the number of the one it replaces). */
