@@ -183,6 +183,13 @@ export interface ExposureRow {
   readonly model: string;
   readonly version: string;
   readonly unit: string;
+  /**
+   * The tenant whose request it was ('' when unknown, and on rows written before #15): only it may
+   * give the inference's reward, on any replica.
+   */
+  readonly tenant: string;
+  /** A bandit's segment of the unit (`segment_by`), '' otherwise: the posterior a reward feeds. */
+  readonly segment: string;
 }
 
 export interface RegistryStore extends AuditLog {
@@ -219,6 +226,7 @@ export interface RegistryStore extends AuditLog {
   listExposures(filter: {
     readonly experiment?: string;
     readonly inferenceId?: string;
+    readonly tenant?: string;
     readonly limit?: number;
   }): Promise<ExposureRow[]>;
   /** A number that grows with every registry or experiment change (for change polling). */

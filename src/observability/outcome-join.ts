@@ -1,12 +1,18 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { CostKey, CostLedgerStore } from '../contracts/cost-ledger.js';
 import type { InferenceLogReader, RequestRecord } from '../contracts/inference-log.js';
 import type { Clock } from '../core/clock.js';
 import { syError } from '../core/errors.js';
+import { WriteBehindWait } from '../core/write-behind-wait.js';
 import { dayOf } from './cost-recorder.js';
 
 /** What became of a `/v1/feedback` outcome in the ledger. */
 export type OutcomeResult = 'counted' | 'duplicate' | 'unknown';
+
+/** What became of it, and the request's cost key when one was found. */
+export interface OutcomeClaim {
+  readonly result: OutcomeResult;
+  readonly key?: CostKey;
+}
 
 export interface OutcomeJoinOptions {
   readonly store: Pick<CostLedgerStore, 'addOutcome'>;
@@ -20,15 +26,6 @@ export interface OutcomeJoinOptions {
   readonly log: () => { readonly reader: InferenceLogReader; readonly flushMs: number } | undefined;
 }
 
-/** The first pause before the log is read again; each next pause doubles. */
-const FIRST_PAUSE_MS = 50;
-/** Beyond one flush interval: the serving replica's write itself takes time. */
-const WRITE_MARGIN_MS = 500;
-/** The longest a feedback waits, whatever the flush interval (a long one would hold it minutes). */
-const MAX_WAIT_MS = 5_000;
-/** Feedback waiting for a record at once; past it, the log is read once (no waiting). */
-const MAX_WAITING = 64;
-
 /**
  * Joins `/v1/feedback` outcomes to the cost ledger (#15), whichever replica receives them. The
  * request's cost key (tenant, journey, class, experiment arm, day) comes from this replica's
@@ -37,16 +34,17 @@ const MAX_WAITING = 64;
  * feedback repeated on any replica counts once. The key is looked up by the caller's tenant
  * only: another tenant's request id is unknown to it.
  *
- * A record still in the serving replica's write buffer is waited for, bounded: the log is read
- * again after 50, 100, 200 ... ms until one flush interval and a margin have passed (5 s at
- * most; 64 feedback requests at most waiting at once, past which the log is read once). The answer
- * stays synchronous and honest (counted or not), and nothing runs behind it; a client told
- * `recorded: false` may send the feedback again.
+ * A record still in the serving replica's write buffer is waited for, bounded (`WriteBehindWait`:
+ * one flush interval and a margin, 5 s at most). The answer stays synchronous and honest (counted
+ * or not), and nothing runs behind it; a client told `recorded: false` may send the feedback
+ * again.
  */
 export class OutcomeJoin {
-  private waiting = 0;
+  private readonly wait: WriteBehindWait;
 
-  constructor(private readonly o: OutcomeJoinOptions) {}
+  constructor(private readonly o: OutcomeJoinOptions) {
+    this.wait = new WriteBehindWait(o.clock);
+  }
 
   /** Throws SY_ERR_FEEDBACK_STORE_FAILED when the log or the ledger fails: nothing is counted. */
   async record(
@@ -56,17 +54,31 @@ export class OutcomeJoin {
     /** The client went away: a wait for the record stops (nothing is counted). */
     signal?: AbortSignal,
   ): Promise<OutcomeResult> {
+    return (await this.claim(tenant, requestId, reward, signal)).result;
+  }
+
+  /**
+   * As `record`, with the request's cost key: its experiment arm tells the release manager
+   * whether an experiment's reward is owed (#15). `counted` is the claim that this feedback is
+   * the request's first, on any replica.
+   */
+  async claim(
+    tenant: string,
+    requestId: string,
+    reward: number,
+    signal?: AbortSignal,
+  ): Promise<OutcomeClaim> {
     try {
       const key =
         this.o.local(tenant, requestId) ?? (await this.fromLog(tenant, requestId, signal));
-      if (key === undefined) return 'unknown';
+      if (key === undefined) return { result: 'unknown' };
       const counted = await this.o.store.addOutcome({
         requestId,
         key,
         reward,
         at: this.o.clock.wall(),
       });
-      return counted ? 'counted' : 'duplicate';
+      return { result: counted ? 'counted' : 'duplicate', key };
     } catch (err) {
       throw syError('SY_ERR_FEEDBACK_STORE_FAILED', 'the inference log or cost ledger failed', {
         cause: err,
@@ -81,22 +93,12 @@ export class OutcomeJoin {
   ): Promise<CostKey | undefined> {
     const log = this.o.log();
     if (log === undefined) return undefined;
-    const budget =
-      this.waiting < MAX_WAITING ? Math.min(log.flushMs + WRITE_MARGIN_MS, MAX_WAIT_MS) : 0;
-    const start = this.o.clock.now();
-    this.waiting++;
-    try {
-      for (let pause = FIRST_PAUSE_MS; ; pause *= 2) {
-        const page = await log.reader.query({ tenant, requestId, limit: 1 });
-        const r = page.records[0];
-        if (r !== undefined) return await keyOf(r, log.reader);
-        const left = budget - (this.o.clock.now() - start);
-        if (left <= 0 || signal?.aborted === true) return undefined;
-        await sleep(Math.min(pause, left), undefined, { signal }).catch(() => undefined);
-      }
-    } finally {
-      this.waiting--;
-    }
+    const r = await this.wait.find(
+      async () => (await log.reader.query({ tenant, requestId, limit: 1 })).records[0],
+      log.flushMs,
+      signal,
+    );
+    return r === undefined ? undefined : keyOf(r, log.reader);
   }
 }
 

@@ -63,6 +63,8 @@ export interface ReleaseHostOptions {
   /** True while the gateway sheds load: shadow copies go first. */
   readonly shedShadow?: () => boolean;
   readonly onDecision?: (d: { experiment: string; action: string; reason: string }) => void;
+  /** Has the other processes sharing the store write their exposures now (`--workers N`). */
+  readonly flushElsewhere?: () => Promise<void>;
 }
 
 /** Registry, release manager and durable audit over one state store. */
@@ -128,6 +130,7 @@ export async function openReleaseHost(o: ReleaseHostOptions): Promise<ReleaseHos
     feedbackTtlMs: r.feedback_ttl_s * 1000,
     feedbackCapacity: r.feedback_capacity,
     ...(o.onDecision === undefined ? {} : { onDecision: o.onDecision }),
+    ...(o.flushElsewhere === undefined ? {} : { flushElsewhere: o.flushElsewhere }),
     // A canary that completed its ramp promotes its version in the registry (audited there).
     ...(r.promote_on_complete
       ? {

@@ -18,6 +18,7 @@ import type { Clock } from '../core/clock.js';
 import { syError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
 import type { Random } from '../core/random.js';
+import { WriteBehindWait } from '../core/write-behind-wait.js';
 import type { ArmPosterior } from './bandit.js';
 import { CounterBuffer } from './counter-buffer.js';
 import { buildReport, type ExperimentReport } from './experiment-report.js';
@@ -45,6 +46,11 @@ export interface ReleaseManagerOptions {
   /** How long (and how many) inference ids stay open for `POST /v1/feedback`. */
   readonly feedbackTtlMs: number;
   readonly feedbackCapacity: number;
+  /**
+   * Has the other processes sharing this store write their buffered exposures now (`serve
+   * --workers N`), so a reward given to one worker finds the exposure another just made.
+   */
+  readonly flushElsewhere?: () => Promise<void>;
   /** Told about automatic decisions (rollbacks, ramp steps), for metrics and logs. */
   readonly onDecision?: (d: { experiment: string; action: string; reason: string }) => void;
   /**
@@ -101,8 +107,10 @@ export class ReleaseManager implements ReleaseSlotResolver {
   private evaluating = false;
   /** Running minimum of each always-valid p-value (experiment/variant/metric). */
   readonly minP = new Map<string, number>();
+  private readonly exposureWait: WriteBehindWait;
 
   constructor(private readonly opts: ReleaseManagerOptions) {
+    this.exposureWait = new WriteBehindWait(opts.clock);
     this.table = new SlotTable([], this.bandits, opts.random);
     this.shadow = new ShadowRunner(opts.shadow, opts.clock, this.counters, (exp, agree) =>
       this.window(exp, 'shadow')?.recordShadow(opts.clock.now(), agree),
@@ -153,8 +161,19 @@ export class ReleaseManager implements ReleaseSlotResolver {
     if (c !== this.lastChange) await this.reload();
   }
 
-  private poll(): Promise<void> {
-    return this.refresh();
+  private async poll(): Promise<void> {
+    await this.refresh();
+    await this.refreshPosteriors();
+  }
+
+  /**
+   * Rebuilds every bandit's posteriors from the stored rewards (every replica's, as flushed) plus
+   * this replica's not yet flushed (#15): a reward credited on another replica reaches this one's
+   * sampling within a flush and a poll.
+   */
+  async refreshPosteriors(): Promise<void> {
+    for (const r of this.records.values())
+      if (r.spec.kind === 'bandit') await this.loadPosterior(r, true);
   }
 
   private install(list: readonly ExperimentRecord[]): void {
@@ -162,9 +181,13 @@ export class ReleaseManager implements ReleaseSlotResolver {
     this.table = new SlotTable(list, this.bandits, this.opts.random);
   }
 
-  private async loadPosterior(r: ExperimentRecord): Promise<void> {
+  private async loadPosterior(r: ExperimentRecord, withPending = false): Promise<void> {
     const p = new Posteriors(r.spec.variants.map((v) => v.name));
-    for (const row of await this.opts.store.readCounters(r.spec.id)) {
+    const stored = await this.opts.store.readCounters(r.spec.id);
+    // Read after the store answered: deltas flushed meanwhile are in `stored`, not here, or (while
+    // a flush is in flight) in neither until the next pass.
+    const rows = withPending ? [...stored, ...this.counters.pending(r.spec.id)] : stored;
+    for (const row of rows) {
       if (row.metric !== 'reward') continue;
       const i = r.spec.variants.findIndex((v) => v.name === row.variant);
       if (i < 0) continue;
@@ -200,6 +223,9 @@ export class ReleaseManager implements ReleaseSlotResolver {
           outcome.fallback === true,
           outcome.policyException === true,
         );
+      const unit = this.units.get(outcome.inferenceId);
+      const rewardSegment = r?.spec.kind === 'bandit' ? (unit?.segment ?? '') : '';
+      // The tenant and segment let any replica credit the inference's reward (#15).
       c.exposure({
         inferenceId: outcome.inferenceId,
         at: this.opts.clock.wall(),
@@ -210,13 +236,14 @@ export class ReleaseManager implements ReleaseSlotResolver {
         model: a.model,
         version: a.version ?? '',
         unit: a.unit ?? '',
+        tenant: unit?.tenant ?? '',
+        segment: rewardSegment,
       });
-      const unit = this.units.get(outcome.inferenceId);
       this.openFeedback(outcome.inferenceId, {
         tenant: unit?.tenant,
         experiment: exp,
         variant: a.variant,
-        segment: r?.spec.kind === 'bandit' ? (unit?.segment ?? '') : '',
+        segment: rewardSegment,
         at: this.opts.clock.now(),
       });
       this.units.delete(outcome.inferenceId);
@@ -253,24 +280,86 @@ export class ReleaseManager implements ReleaseSlotResolver {
   }
 
   /**
-   * A reward in [0, 1] for a served inference (bandit posterior and experiment metric). Given
-   * `tenant`, another tenant's inference is unknown to it.
+   * A reward in [0, 1] for an inference this replica served (bandit posterior and experiment
+   * metric), once: without a shared claim (no cost ledger), only the serving replica takes it.
+   * Given `tenant`, another tenant's inference is unknown to it.
    */
   feedback(
     inferenceId: string,
     reward: number,
     tenant?: string,
   ): { experiment: string; variant: string } {
+    checkReward(reward);
+    const p = this.ownPending(inferenceId, tenant);
+    if (p === undefined) throw unknownInference(inferenceId);
+    this.feedbackIds.delete(inferenceId); // one reward per inference
+    return this.credit(p, reward);
+  }
+
+  /**
+   * The reward of a feedback the shared cost ledger has judged (#15). `first` (the ledger counted
+   * it: no replica took this inference's feedback before) credits it here, whichever replica
+   * served the inference: from this replica's memory, else from the inference's exposure in the
+   * shared store, by the caller's tenant. When `assigned` (the request's record names an
+   * experiment), an exposure still in the serving replica's buffer is waited for, bounded
+   * (`release.flush_ms` and a margin). Not `first`, nothing is credited. Throws
+   * SY_ERR_INFERENCE_UNKNOWN when nothing was credited.
+   */
+  async claimedFeedback(
+    inferenceId: string,
+    reward: number,
+    tenant: string,
+    claim: { readonly first: boolean; readonly assigned: boolean },
+    signal?: AbortSignal,
+  ): Promise<{ experiment: string; variant: string }> {
+    checkReward(reward);
+    const own = this.ownPending(inferenceId, tenant);
+    if (own !== undefined) this.feedbackIds.delete(inferenceId);
+    if (!claim.first) throw unknownInference(inferenceId);
+    const p = own ?? (await this.sharedPending(inferenceId, tenant, claim.assigned, signal));
+    if (p === undefined) throw unknownInference(inferenceId);
+    return this.credit(p, reward);
+  }
+
+  /** This replica's open inference, unless expired or another tenant's. */
+  private ownPending(inferenceId: string, tenant: string | undefined): Pending | undefined {
     const p = this.feedbackIds.get(inferenceId);
     if (
       p === undefined ||
       this.opts.clock.now() - p.at > this.opts.feedbackTtlMs ||
       (tenant !== undefined && p.tenant !== undefined && p.tenant !== tenant)
     )
-      throw syError('SY_ERR_INFERENCE_UNKNOWN', inferenceId.slice(0, 128));
-    if (!(reward >= 0 && reward <= 1))
-      throw syError('SY_ERR_REGISTRY_INVALID', 'reward must be in [0, 1]');
-    this.feedbackIds.delete(inferenceId); // one reward per inference
+      return undefined;
+    return p;
+  }
+
+  /** The inference as another replica recorded it: its newest exposure of this tenant. */
+  private async sharedPending(
+    inferenceId: string,
+    tenant: string,
+    wait: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<Pending | undefined> {
+    const read = async () => {
+      await this.opts.flushElsewhere?.();
+      return (await this.opts.store.listExposures({ inferenceId, tenant, limit: 1 }))[0];
+    };
+    let row;
+    try {
+      row = wait ? await this.exposureWait.find(read, this.opts.flushMs, signal) : await read();
+    } catch (err) {
+      // The ledger has counted the outcome already: the reward is lost, not the answer.
+      this.opts.logger?.warn({ err: String(err) }, 'release: the exposure lookup failed');
+      return undefined;
+    }
+    if (row === undefined || this.opts.clock.wall() - row.at > this.opts.feedbackTtlMs)
+      return undefined;
+    const { experiment, variant, segment } = row;
+    return { tenant, experiment, variant, segment, at: this.opts.clock.now() };
+  }
+
+  /** The reward counter (per segment: shared counters reach the store) and this posterior. */
+  private credit(p: Pending, reward: number): { experiment: string; variant: string } {
     this.counters.add(p.experiment, p.variant, p.segment, 'reward', reward);
     const b = this.bandits.get(p.experiment);
     const r = this.records.get(p.experiment);
@@ -555,6 +644,13 @@ export class ReleaseManager implements ReleaseSlotResolver {
     return unitIdOf(unit);
   }
 }
+
+function checkReward(reward: number): void {
+  if (!(reward >= 0 && reward <= 1))
+    throw syError('SY_ERR_REGISTRY_INVALID', 'reward must be in [0, 1]');
+}
+
+const unknownInference = (id: string) => syError('SY_ERR_INFERENCE_UNKNOWN', id.slice(0, 128));
 
 /** An experiment as the audit trail shows it, before and after a change. */
 const experimentView = (r: ExperimentRecord) => ({

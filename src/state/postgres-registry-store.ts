@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS ${s}.rs_exposures (
   id BIGSERIAL PRIMARY KEY, inference_id TEXT NOT NULL, at BIGINT NOT NULL,
   experiment TEXT NOT NULL, variant TEXT NOT NULL, seed TEXT NOT NULL, bucket INTEGER NOT NULL,
   model TEXT NOT NULL, version TEXT NOT NULL, unit TEXT NOT NULL);
+-- #15: rewards are credited on any replica (older schemas gain the columns, old rows read '').
+ALTER TABLE ${s}.rs_exposures ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL DEFAULT '';
+ALTER TABLE ${s}.rs_exposures ADD COLUMN IF NOT EXISTS segment TEXT NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS rs_exposures_exp ON ${s}.rs_exposures (experiment, id);
 CREATE INDEX IF NOT EXISTS rs_exposures_inf ON ${s}.rs_exposures (inference_id);
 ${AUDIT_SCHEMA(s)}`;
@@ -340,13 +343,15 @@ export class PostgresRegistryStore implements RegistryStore {
           e.model,
           e.version,
           e.unit,
+          e.tenant,
+          e.segment,
         );
-        const b = j * 9;
-        return `(${Array.from({ length: 9 }, (_, k) => `$${b + k + 1}`).join(', ')})`;
+        const b = j * 11;
+        return `(${Array.from({ length: 11 }, (_, k) => `$${b + k + 1}`).join(', ')})`;
       });
       await this.pool.query(
         `INSERT INTO ${this.s}.rs_exposures
-           (inference_id, at, experiment, variant, seed, bucket, model, version, unit)
+           (inference_id, at, experiment, variant, seed, bucket, model, version, unit, tenant, segment)
          VALUES ${values.join(', ')}`,
         params,
       );
@@ -356,6 +361,7 @@ export class PostgresRegistryStore implements RegistryStore {
   async listExposures(filter: {
     readonly experiment?: string;
     readonly inferenceId?: string;
+    readonly tenant?: string;
     readonly limit?: number;
   }): Promise<ExposureRow[]> {
     const where: string[] = [];
@@ -367,6 +373,10 @@ export class PostgresRegistryStore implements RegistryStore {
     if (filter.inferenceId !== undefined) {
       params.push(filter.inferenceId);
       where.push(`inference_id = $${params.length}`);
+    }
+    if (filter.tenant !== undefined) {
+      params.push(filter.tenant);
+      where.push(`tenant = $${params.length}`);
     }
     params.push(clampLimit(filter.limit));
     const r = await this.pool.query<ExposureDbRow>(

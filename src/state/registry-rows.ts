@@ -73,6 +73,8 @@ export interface ExposureDbRow {
   model: string;
   version: string;
   unit: string;
+  tenant: string;
+  segment: string;
 }
 
 export function exposureOf(r: ExposureDbRow): ExposureRow {
@@ -86,6 +88,8 @@ export function exposureOf(r: ExposureDbRow): ExposureRow {
     model: r.model,
     version: r.version,
     unit: r.unit,
+    tenant: r.tenant,
+    segment: r.segment,
   };
 }
 

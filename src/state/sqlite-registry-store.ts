@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS rs_counters (
 CREATE TABLE IF NOT EXISTS rs_exposures (
   id INTEGER PRIMARY KEY AUTOINCREMENT, inference_id TEXT NOT NULL, at INTEGER NOT NULL,
   experiment TEXT NOT NULL, variant TEXT NOT NULL, seed TEXT NOT NULL, bucket INTEGER NOT NULL,
-  model TEXT NOT NULL, version TEXT NOT NULL, unit TEXT NOT NULL);
+  model TEXT NOT NULL, version TEXT NOT NULL, unit TEXT NOT NULL,
+  tenant TEXT NOT NULL DEFAULT '', segment TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS rs_exposures_exp ON rs_exposures (experiment, id);
 CREATE INDEX IF NOT EXISTS rs_exposures_inf ON rs_exposures (inference_id);
 `;
@@ -62,6 +63,14 @@ export class SqliteRegistryStore implements RegistryStore {
   constructor(path: string) {
     this.db = openDurableSqlite(path);
     this.db.exec(SCHEMA);
+    // #15: rewards are credited on any replica; a file made before gains the exposures' tenant
+    // and segment (its old rows read '').
+    const cols = new Set(
+      (this.db.pragma('table_info(rs_exposures)') as { name: string }[]).map((c) => c.name),
+    );
+    for (const c of ['tenant', 'segment'])
+      if (!cols.has(c))
+        this.db.exec(`ALTER TABLE rs_exposures ADD COLUMN ${c} TEXT NOT NULL DEFAULT ''`);
     this.audit = new SqliteAuditLog(this.db);
     this.bump = this.db.prepare("UPDATE rs_meta SET value = value + 1 WHERE key = 'changes'");
     this.addCounter = this.db.prepare(
@@ -71,8 +80,9 @@ export class SqliteRegistryStore implements RegistryStore {
          n = n + excluded.n, sum = sum + excluded.sum, sum_sq = sum_sq + excluded.sum_sq`,
     );
     this.addExposure = this.db.prepare(
-      `INSERT INTO rs_exposures (inference_id, at, experiment, variant, seed, bucket, model, version, unit)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO rs_exposures
+         (inference_id, at, experiment, variant, seed, bucket, model, version, unit, tenant, segment)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
   }
 
@@ -265,6 +275,8 @@ export class SqliteRegistryStore implements RegistryStore {
           e.model,
           e.version,
           e.unit,
+          e.tenant,
+          e.segment,
         );
     })();
     return Promise.resolve();
@@ -273,6 +285,7 @@ export class SqliteRegistryStore implements RegistryStore {
   listExposures(filter: {
     readonly experiment?: string;
     readonly inferenceId?: string;
+    readonly tenant?: string;
     readonly limit?: number;
   }): Promise<ExposureRow[]> {
     const where: string[] = [];
@@ -284,6 +297,10 @@ export class SqliteRegistryStore implements RegistryStore {
     if (filter.inferenceId !== undefined) {
       where.push('inference_id = ?');
       params.push(filter.inferenceId);
+    }
+    if (filter.tenant !== undefined) {
+      where.push('tenant = ?');
+      params.push(filter.tenant);
     }
     const sql = `SELECT * FROM rs_exposures ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY id DESC LIMIT ?`;

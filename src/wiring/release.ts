@@ -16,7 +16,13 @@ export interface ReleaseHooks {
   readonly trail: AuditTrail;
 }
 
-/** Release management (#6): registry, experiments, rollback loop; only with `state:`. */
+const FLUSH_TOPIC = 'release.flush';
+
+/**
+ * Release management (#6): registry, experiments, rollback loop; only with `state:`. With `serve
+ * --workers N`, a worker looking up an exposure another worker made has every worker write its
+ * buffered exposures first (#15), as the inference log's reads do.
+ */
 export async function openRelease(
   snap: ConfigSnapshot,
   deps: WiringDeps,
@@ -25,7 +31,8 @@ export async function openRelease(
   const { state, release, experiments } = snap.config;
   if (state === undefined) return undefined;
   const trail = hooks.trail;
-  return openReleaseHost({
+  const cluster = deps.cluster;
+  const host = await openReleaseHost({
     state,
     ...(trail.store === undefined ? {} : { shared: { store: trail.store, audit: trail.sink } }),
     release,
@@ -42,5 +49,11 @@ export async function openRelease(
     },
     storeChanged: hooks.storeChanged,
     shedShadow: hooks.shedShadow,
+    ...(cluster === undefined
+      ? {}
+      : { flushElsewhere: () => cluster.broadcast(FLUSH_TOPIC, null) }),
   });
+  // A failed write keeps the rows buffered; the asking worker just finds none yet.
+  cluster?.on(FLUSH_TOPIC, () => host.manager.flush().catch(() => undefined));
+  return host;
 }

@@ -176,11 +176,44 @@ export function registryStoreContract(
         model: 'intent',
         version: '2',
         unit: `acme/u${i}`,
+        tenant: 'acme',
+        segment: '',
       });
       await s.appendExposures(Array.from({ length: 20 }, (_, i) => row(i)));
       const even = await s.listExposures({ experiment: 'even', limit: 3 });
       expect(even.map((e) => e.inferenceId)).toEqual(['req-18', 'req-16', 'req-14']);
       expect(await s.listExposures({ inferenceId: 'req-7' })).toEqual([row(7)]);
+    });
+
+    it("keeps an exposure's tenant and bandit segment, and finds it by inference id and tenant (#15)", async () => {
+      const s = await fresh();
+      const row = (tenant: string, segment: string, at: number) => ({
+        inferenceId: 'shared-id',
+        at,
+        experiment: 'reco-bandit',
+        variant: 'b',
+        seed: 'reco-bandit',
+        bucket: 42,
+        model: 'reco',
+        version: '2',
+        unit: `${tenant}/u1`,
+        tenant,
+        segment,
+      });
+      // Two tenants sent the same x-request-id: each finds only its own exposure.
+      await s.appendExposures([row('acme', 'geo=eu', 1), row('beta', 'geo=us', 2)]);
+      expect(await s.listExposures({ inferenceId: 'shared-id', tenant: 'acme' })).toEqual([
+        row('acme', 'geo=eu', 1),
+      ]);
+      expect(await s.listExposures({ inferenceId: 'shared-id', tenant: 'beta' })).toEqual([
+        row('beta', 'geo=us', 2),
+      ]);
+      expect(await s.listExposures({ inferenceId: 'shared-id', tenant: 'gamma' })).toEqual([]);
+      const both = await s.listExposures({ inferenceId: 'shared-id' });
+      expect(both.map((e) => [e.tenant, e.segment])).toEqual([
+        ['beta', 'geo=us'],
+        ['acme', 'geo=eu'],
+      ]);
     });
 
     it('counts changes to the registry and to experiments', async () => {
@@ -197,3 +230,18 @@ export function registryStoreContract(
     });
   });
 }
+
+/** An exposure written before #15, as a store upgraded since reads it: no tenant, no segment. */
+export const LEGACY_EXPOSURE = {
+  inferenceId: 'old-1',
+  at: 5,
+  experiment: 'exp-old',
+  variant: 'control',
+  seed: 'exp-old',
+  bucket: 7,
+  model: 'intent',
+  version: '1',
+  unit: 'acme/u1',
+  tenant: '',
+  segment: '',
+} as const;

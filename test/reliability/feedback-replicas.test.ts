@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import { PostgresCostLedger } from '../../src/state/postgres-cost-ledger.js';
+import { PostgresRegistryStore } from '../../src/state/postgres-registry-store.js';
 import { TEST_SECRET } from '../support/gateway.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
 import { call, errorCode, type Answer } from '../support/http-call.js';
@@ -11,7 +12,9 @@ import { chatCompletion, json, startUpstream, type TestUpstream } from '../suppo
  * `/v1/feedback` outcomes join the cost ledger whichever replica receives them (#15): two gateway
  * processes share PostgreSQL (ledger and inference log). Replica B finds the cost key of a
  * request A served in the shared inference log, waiting for a record still in A's buffer; a
- * feedback repeated on A and B counts once; another tenant can never attach feedback to it.
+ * feedback repeated on A and B counts once; another tenant can never attach feedback to it. The
+ * experiment's reward follows the ledger's claim: credited once, by the replica that counted the
+ * outcome, from the exposure A wrote to the shared state store (its bandit segment included).
  */
 
 const skip = await postgresSkip('feedback across two replicas sharing PostgreSQL');
@@ -65,6 +68,8 @@ describe.skipIf(skip !== false)(
             cost: { per_call: 0.001 },
             tier: 'edge',
           },
+          reco: { backend: 'openai', url: `${up.url}/v1`, cost: { per_call: 0.001 } },
+          'reco-2': { backend: 'openai', url: `${up.url}/v1`, cost: { per_call: 0.001 } },
         },
         journeys: { ask: journey, iso: journey, race: journey },
         release: { evaluate_ms: 100, flush_ms: 100 },
@@ -78,6 +83,17 @@ describe.skipIf(skip !== false)(
               { name: 'treatment', model: 'small' },
             ],
           },
+          {
+            id: 'reco-bandit',
+            slot: 'reco',
+            kind: 'bandit',
+            variants: [
+              { name: 'one', model: 'reco' },
+              { name: 'two', model: 'reco-2' },
+            ],
+            layer: 'reco',
+            bandit: { segment_by: 'geo' },
+          },
         ],
       };
       // One after the other: the first creates the schema.
@@ -88,6 +104,9 @@ describe.skipIf(skip !== false)(
     afterAll(async () => {
       for (const r of replicas) await r.close();
       await up?.close();
+      const registry = await PostgresRegistryStore.open({ url: PG_URL, schema });
+      await registry.dropSchema();
+      await registry.close();
       const ledger = await PostgresCostLedger.open({ url: PG_URL, schema });
       await ledger.dropSchema();
       await ledger.close();
@@ -215,6 +234,79 @@ describe.skipIf(skip !== false)(
       expect(errorCode(fb)).toBe('SY_ERR_INFERENCE_UNKNOWN');
       // inference_log.flush_ms (400) plus the 500 ms margin, and no longer.
       expect(Date.now() - started).toBeLessThan(3_000);
+    });
+
+    /** Each variant's reward count as a replica's stats show it (stored plus its unflushed). */
+    async function rewards(at: string, exp: string): Promise<Record<string, number>> {
+      const a = await call(at, 'GET', `/admin/experiments/${exp}/stats`, ops);
+      expect(a.status, a.text).toBe(200);
+      const out: Record<string, number> = {};
+      for (const v of a.body['variants'] as {
+        variant: string;
+        metrics: Record<string, { n: number }>;
+      }[])
+        out[v.variant] = v.metrics['reward']?.n ?? 0;
+      return out;
+    }
+
+    /** Waits past both replicas' flushes (100 ms) and reads the rewards each one shows. */
+    async function settledRewards(exp: string): Promise<Record<string, number>[]> {
+      await new Promise((r) => setTimeout(r, 400));
+      return [await rewards(A(), exp), await rewards(B(), exp)];
+    }
+
+    it("credits the experiment's reward once, on the replica that did not serve it", async () => {
+      const [before] = await settledRewards('price-ab');
+      const a = await call(A(), 'POST', '/v1/chat/completions', app, {
+        model: 'big',
+        messages: [{ role: 'user', content: 'hi' }],
+        user: 'u-reward',
+      });
+      expect(a.status, a.text).toBe(200);
+      const variant = /^exp:price-ab\/(control|treatment)$/.exec(
+        String(a.headers['x-switchyard-release']),
+      )?.[1];
+      expect(variant).toBeDefined();
+      const id = String(a.headers['x-request-id']);
+      // B did not serve it, and A has likely not written its exposure yet: B waits for it.
+      const fb = await feedback(B(), id, 1);
+      expect(fb.status, fb.text).toBe(200);
+      expect(fb.body).toEqual({ accepted: true, experiment: 'price-ab', variant, recorded: true });
+      // Repeated on A, which served it and still holds it in memory: the ledger says duplicate,
+      // and A credits nothing more.
+      const again = await feedback(A(), id, 1);
+      expect(again.status, again.text).toBe(404);
+      expect(errorCode(again)).toBe('SY_ERR_INFERENCE_UNKNOWN');
+      const expected = { ...before, [variant!]: (before![variant!] ?? 0) + 1 };
+      expect(await settledRewards('price-ab')).toEqual([expected, expected]);
+    });
+
+    it("credits a bandit's reward to the inference's segment, from the other replica", async () => {
+      const a = await call(
+        A(),
+        'POST',
+        '/v1/chat/completions',
+        app,
+        { model: 'reco', messages: [{ role: 'user', content: 'hi' }] },
+        { 'x-switchyard-geo': 'eu-west' },
+      );
+      expect(a.status, a.text).toBe(200);
+      const variant = /^exp:reco-bandit\/(one|two)$/.exec(
+        String(a.headers['x-switchyard-release']),
+      )?.[1];
+      expect(variant).toBeDefined();
+      const fb = await feedback(B(), String(a.headers['x-request-id']), 1);
+      expect(fb.body, fb.text).toMatchObject({ experiment: 'reco-bandit', variant });
+      await settledRewards('reco-bandit');
+      const registry = await PostgresRegistryStore.open({ url: PG_URL, schema });
+      try {
+        const rows = await registry.readCounters('reco-bandit');
+        expect(
+          rows.filter((r) => r.metric === 'reward').map((r) => [r.variant, r.segment, r.n, r.sum]),
+        ).toEqual([[variant, 'eu-west', 1, 1]]);
+      } finally {
+        await registry.close();
+      }
     });
   },
 );

@@ -11,7 +11,9 @@ import { chatCompletion, json, startUpstream, type TestUpstream } from '../suppo
  * sends the request through a connection pinned to one worker and the feedback through one pinned
  * to the other. With the inference log on, the other worker finds the request's cost key in it
  * (the read has every worker write its buffer first) and the outcome counts once; with the log
- * off, only the worker that served the request can join it.
+ * off, only the worker that served the request can join it. The experiment's reward is credited
+ * once by the worker that counted the outcome, from the exposure the serving worker wrote when
+ * asked to.
  */
 
 const app = generateKey('sk');
@@ -37,7 +39,24 @@ function config(upstream: string, logOn: boolean): Record<string, unknown> {
       },
       beta: { keys: [{ id: 'b', hash: hashKey(other, TEST_SECRET) }], models: ['*'] },
     },
-    models: { small: { backend: 'openai', url: `${upstream}/v1`, cost: { per_call: 0.001 } } },
+    models: {
+      small: { backend: 'openai', url: `${upstream}/v1`, cost: { per_call: 0.001 } },
+      reco: { backend: 'openai', url: `${upstream}/v1`, cost: { per_call: 0.001 } },
+      'reco-2': { backend: 'openai', url: `${upstream}/v1`, cost: { per_call: 0.001 } },
+    },
+    experiments: [
+      {
+        id: 'reco-ab',
+        slot: 'reco',
+        kind: 'ab',
+        variants: [
+          { name: 'one', model: 'reco' },
+          { name: 'two', model: 'reco-2' },
+        ],
+      },
+    ],
+    // Exposures too: only a lookup that has every worker write its exposures first finds one.
+    release: { flush_ms: 600_000 },
     journeys: {
       ask: {
         class: 'interactive',
@@ -103,6 +122,40 @@ describe('feedback with serve --workers 2 sharing SQLite, inference log on (#15)
       expect(code(again)).toBe('SY_ERR_INFERENCE_UNKNOWN');
     }
     expect(await journeyTotals(one)).toMatchObject({ requests: 1, feedback: 1, conversions: 1 });
+  });
+
+  it("credits the experiment's reward once, on the worker that did not serve it", async () => {
+    const [one, two] = await pinTwo(gw.url, pools);
+    const req = await send(one, 'POST', '/v1/chat/completions', app, {
+      model: 'reco',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    expect(req.status).toBe(200);
+    const started = Date.now();
+    const fb = await send(two, 'POST', '/v1/feedback', app, { inference_id: req.id, reward: 1 });
+    expect(fb.status, fb.text).toBe(200);
+    expect(fb.body).toMatchObject({ accepted: true, experiment: 'reco-ab', recorded: true });
+    // Found at once (the bounded wait would be 5 s): worker one wrote its exposures when asked.
+    expect(Date.now() - started).toBeLessThan(2_000);
+    const again = await send(one, 'POST', '/v1/feedback', app, {
+      inference_id: req.id,
+      reward: 1,
+    });
+    expect(again.status).toBe(404);
+    // Each worker's stats: the store's counters plus its own unwritten ones. Only worker two
+    // credited the reward; worker one, which served the inference, did not.
+    const rewards = async (w: Pool) => {
+      const a = await send(w, 'GET', '/admin/experiments/reco-ab/stats', ops);
+      expect(a.status).toBe(200);
+      return Object.fromEntries(
+        (a.body['variants'] as { variant: string; metrics: Record<string, { n: number }> }[]).map(
+          (v) => [v.variant, v.metrics['reward']?.n ?? 0],
+        ),
+      );
+    };
+    const variant = String(fb.body['variant']);
+    expect(await rewards(two)).toEqual({ one: 0, two: 0, [variant]: 1 });
+    expect(await rewards(one)).toEqual({ one: 0, two: 0 });
   });
 });
 

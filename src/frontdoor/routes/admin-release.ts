@@ -256,17 +256,30 @@ export async function postFeedback(ctx: RequestContext): Promise<void> {
       param: 'reward',
     });
   // The cost ledger joins the outcome to the request's journey, tenant and arm, on any replica
-  // and once (#15); an experiment's reward goes to the release manager. Either may know it.
+  // and once (#15). Its claim also decides the experiment's reward: credited here, wherever the
+  // inference was served, only when the ledger counted this feedback as the first. Without the
+  // ledger's answer (no ledger, or it knows no such request), the release manager alone decides,
+  // on the replica that served the inference.
   const tenant = ctx.principal?.tenant ?? '';
   // A client that goes away stops the wait for a record not yet written (no answer is owed).
   const gone = new AbortController();
   ctx.onEnd(() => gone.abort());
-  const ledger = await ctx.runtime.costs?.outcomes.record(tenant, id, reward, gone.signal);
-  if (ledger !== undefined) publish(events.feedbackOutcome, { result: ledger });
-  const recorded = ledger === 'counted';
+  const ledger = await ctx.runtime.costs?.outcomes.claim(tenant, id, reward, gone.signal);
+  if (ledger !== undefined) publish(events.feedbackOutcome, { result: ledger.result });
+  const recorded = ledger?.result === 'counted';
   let r: { experiment: string; variant: string } | undefined;
   try {
-    r = host(ctx).manager.feedback(id, reward, tenant);
+    const manager = host(ctx).manager;
+    r =
+      ledger === undefined || ledger.result === 'unknown'
+        ? manager.feedback(id, reward, tenant)
+        : await manager.claimedFeedback(
+            id,
+            reward,
+            tenant,
+            { first: recorded, assigned: ledger.key?.experiment !== '' },
+            gone.signal,
+          );
   } catch (err) {
     const unknown =
       isSwitchyardError(err) &&
