@@ -16,7 +16,7 @@ export type ClusterMessage =
       id: number;
       topic: string;
       body: unknown;
-      retain?: string;
+      retain?: true;
       required?: true;
     }
   /** worker → primary: its link listens (what the primary sends before this would be lost). */

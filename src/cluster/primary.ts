@@ -8,6 +8,7 @@ import {
   WORKER_ID_ENV,
   type ClusterMessage,
 } from './messages.js';
+import { RetainedBroadcasts } from './retained-broadcasts.js';
 import { aggregateMetrics, METRICS_COLLECT_TOPIC, METRICS_TOPIC } from './metrics-aggregate.js';
 
 export interface PrimaryOptions {
@@ -60,10 +61,10 @@ const MAX_BACKOFF_MS = 15_000;
  * - the embedded quota limiter: every worker's reserve and settle is decided here, in one
  *   `MemoryLimiter`, so N workers admit exactly what one process would;
  * - broadcasts (mode overrides, consent changes, embedded feature values): relayed to every other
- *   worker, answered once each applied it, and (with `retain`) the last one per key kept for
- *   workers that start later;
- * - questions of one worker for another (`askPeer`: a starting worker's copy of the embedded
- *   feature values);
+ *   worker, answered once each applied it, and (with `retain`: the mode override) the last one per
+ *   topic kept for workers that start later;
+ * - questions of one worker for another (`askPeer`: a starting worker's copy of the consent
+ *   records and the embedded feature values, which the primary does not keep);
  * - `/metrics`: any worker's scrape is the sum of every worker's registry.
  *
  * A worker that dies is restarted (with backoff while it keeps dying); one that never came up
@@ -74,7 +75,7 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
   // 30-36 against 49 µs of worker CPU per reserve one at a time.
   cluster.setupPrimary({ serialization: 'json' });
   const limiter = new MemoryLimiter(systemClock);
-  const retained = new Map<string, { topic: string; body: unknown }>();
+  const retained = new RetainedBroadcasts();
   const slots = new Map<number, Slot>();
   const slotOf = new WeakMap<Worker, Slot>();
   const calls = new Map<number, Call & { worker: Worker }>();
@@ -119,35 +120,41 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
     from: Worker,
     topic: string,
     body: unknown,
-    retain: string | undefined,
+    retain: boolean,
     required: boolean,
   ): Promise<void> => {
-    if (retain !== undefined) retained.set(retain, { topic, body });
-    await Promise.all(
-      others(from).map(async (s) => {
-        const w = s.worker;
-        // A worker still opening applies it before its first request (its calls wait for it);
-        // one whose link is not up yet is handed the retained state when it is.
-        if (!s.up) {
-          if (s.outbox === undefined || retain === undefined)
-            post(w, { sy: 1, t: 'call', id: 0, topic, body });
-          return;
-        }
-        try {
-          await call(w, topic, body, applyTimeoutMs);
-        } catch (err) {
-          if (!w.isConnected() || w.isDead()) return; // gone: its replacement gets the retained state
-          if (!required) return; // a request to flush or the like: not waited for longer
-          // A worker that cannot apply a consent change, an override or a feature value must not
-          // serve on without it: it is restarted, and its replacement starts from the retained
-          // state (and copies the feature values from a worker that is up).
-          o.say(
-            `switchyard: worker ${s.id} (pid ${w.process.pid}) did not apply ${topic}: ${String(err)}; restarting it`,
-          );
-          w.process.kill('SIGKILL');
-        }
-      }),
-    );
+    const relayed = retained.begin(topic, body, retain);
+    try {
+      await Promise.all(
+        others(from).map(async (s) => {
+          const w = s.worker;
+          // A worker still opening applies it before its first request (its calls wait for it);
+          // one whose link is not up yet is handed the retained state when it is (and what is not
+          // retained waits in its outbox).
+          if (!s.up) {
+            if (s.outbox === undefined || !retain)
+              post(w, { sy: 1, t: 'call', id: 0, topic, body });
+            return;
+          }
+          try {
+            await call(w, topic, body, applyTimeoutMs);
+          } catch (err) {
+            if (!w.isConnected() || w.isDead()) return; // gone: its replacement starts afresh
+            if (!required) return; // a request to flush or the like: not waited for longer
+            // A worker that cannot apply a consent change, an override or a feature value must not
+            // serve on without it: it is restarted, and its replacement starts from the retained
+            // override and copies the consent records and feature values from a worker that is up
+            // (or loads them from their shared store).
+            o.say(
+              `switchyard: worker ${s.id} (pid ${w.process.pid}) did not apply ${topic}: ${String(err)}; restarting it`,
+            );
+            w.process.kill('SIGKILL');
+          }
+        }),
+      );
+    } finally {
+      relayed();
+    }
   };
 
   /**
@@ -190,10 +197,10 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
       case 'hello': {
         const waiting = slot.outbox ?? [];
         slot.outbox = undefined;
-        // What a worker that starts now must know before it serves: the last override, the
-        // consent changes made since the primary started.
-        for (const r of retained.values())
-          post(w, { sy: 1, t: 'call', id: 0, topic: r.topic, body: r.body });
+        // What a worker that starts now must know before it serves and cannot copy from another
+        // worker (there may be none up): the last override.
+        for (const [topic, body] of retained.replay())
+          post(w, { sy: 1, t: 'call', id: 0, topic, body });
         for (const msg of waiting) post(w, msg);
         return;
       }
@@ -225,8 +232,8 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
           w,
           m.topic,
           m.body,
-          m.retain,
-          m.retain !== undefined || m.required === true,
+          m.retain === true,
+          m.retain === true || m.required === true,
         ).then(() => post(w, { sy: 1, t: 'reply', id: m.id }));
       case 'call':
         return;
@@ -242,7 +249,15 @@ export function startPrimary(o: PrimaryOptions): Promise<Primary> {
         [WORKER_ID_ENV]: String(id),
         [WORKER_COUNT_ENV]: String(o.workers),
       });
-      const slot: Slot = { id, worker, startedAt: Date.now(), outbox: [], up: false, crashes };
+      // Broadcasts being relayed as it forks did not count it in: it is handed them first.
+      const outbox: ClusterMessage[] = retained.inFlight().map(([topic, body]) => ({
+        sy: 1,
+        t: 'call',
+        id: 0,
+        topic,
+        body,
+      }));
+      const slot: Slot = { id, worker, startedAt: Date.now(), outbox, up: false, crashes };
       slots.set(id, slot);
       slotOf.set(worker, slot);
       worker.on('message', (m: unknown) => onMessage(slot, worker, m));

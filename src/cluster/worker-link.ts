@@ -84,7 +84,7 @@ export class WorkerLink implements ClusterPeer {
           id,
           topic,
           body,
-          ...(retain === undefined ? {} : { retain }),
+          ...(retain === true ? { retain } : {}),
           ...(required === true ? { required } : {}),
         },
         id,

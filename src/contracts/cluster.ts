@@ -1,10 +1,12 @@
 /** How a broadcast is kept and enforced. */
 export interface BroadcastOptions {
   /**
-   * The primary keeps the last body per `retain` key and hands it to workers that start later,
-   * before they serve. A retained broadcast is `required`.
+   * The primary keeps the last body of the topic (one per topic, so what it keeps is bounded) and
+   * hands it to workers that start later, before they serve: for state that is one value, such as
+   * the mode override. State with one value per user or key is copied from a worker that is up
+   * (`askPeer`) or loaded from a shared store instead. A retained broadcast is `required`.
    */
-  readonly retain?: string;
+  readonly retain?: boolean;
   /**
    * A worker that does not apply it (an error, or no answer in time) is restarted rather than
    * serving on without it. Otherwise it is not waited for past the timeout.
@@ -15,8 +17,8 @@ export interface BroadcastOptions {
 /**
  * This process's link to the other worker processes of one `switchyard serve --workers N` (#17).
  * The primary process holds what every worker must agree on (the embedded quota counters, the
- * last mode override, consent changes) and relays between workers; a worker never counts or
- * decides alone what the group must decide together.
+ * last mode override) and relays between workers (consent changes, feature values); a worker
+ * never counts or decides alone what the group must decide together.
  */
 export interface ClusterPeer {
   /** This worker's number, 1..`workers` (a restarted worker takes the number of the one it replaces). */

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { ClusterPeer } from '../contracts/cluster.js';
 import type {
   FeatureDefinition,
@@ -9,6 +8,7 @@ import type {
   FeatureWriteResult,
 } from '../contracts/feature-source.js';
 import type { ConsentPurpose } from '../contracts/policy.js';
+import { PeerCopy } from '../core/peer-copy.js';
 import type { MemoryFeatureStore } from './memory-feature-store.js';
 import type { OpenedFeatureStore } from './open-feature-store.js';
 
@@ -20,16 +20,6 @@ export const FEATURES_COPY_TOPIC = 'features.copy';
 interface WriteMessage {
   readonly tenant: string;
   readonly entries: readonly FeatureEntry[];
-}
-
-interface CopyAsk {
-  readonly transfer: string;
-  readonly max: number;
-}
-
-interface CopyChunk {
-  readonly values: readonly (readonly [string, FeatureEntry])[];
-  readonly done: boolean;
 }
 
 export interface ReplicationOptions {
@@ -54,28 +44,22 @@ export interface ReplicationOptions {
  * worker with the consent change itself (`wiring/personalization.ts`), so `purgeUser` is local.
  */
 export class ReplicatedFeatureStore implements OpenedFeatureStore {
-  private readonly copies = new Map<
-    string,
-    {
-      readonly values: Iterator<{ tenant: string; entry: FeatureEntry }>;
-      timer: NodeJS.Timeout | undefined;
-    }
-  >();
-  private readonly chunk: number;
-  private readonly copyIdleMs: number;
+  private readonly copy: PeerCopy<{ tenant: string; entry: FeatureEntry }>;
 
   constructor(
     private readonly inner: MemoryFeatureStore,
     private readonly cluster: ClusterPeer,
     private readonly options: ReplicationOptions = {},
   ) {
-    this.chunk = options.chunk ?? 2_000;
-    this.copyIdleMs = options.copyIdleMs ?? 60_000;
     cluster.on(FEATURES_WRITE_TOPIC, (body) => {
       const m = body as WriteMessage;
       inner.applyReplica(m.tenant, m.entries, this.options.admit);
     });
-    cluster.on(FEATURES_COPY_TOPIC, (body) => this.handOut(body as CopyAsk));
+    this.copy = new PeerCopy(cluster, FEATURES_COPY_TOPIC, {
+      source: () => inner.entries(),
+      ...(options.chunk === undefined ? {} : { chunk: options.chunk }),
+      ...(options.copyIdleMs === undefined ? {} : { idleMs: options.copyIdleMs }),
+    });
   }
 
   /**
@@ -84,53 +68,12 @@ export class ReplicatedFeatureStore implements OpenedFeatureStore {
    * meanwhile reach this worker as broadcasts, applied after the copy (before it serves); a value
    * seen twice keeps the newer.
    */
-  async join(): Promise<number> {
-    let transfer = randomUUID();
-    let stored = 0;
-    for (let failures = 0; ;) {
-      let chunk: CopyChunk | undefined;
-      try {
-        chunk = (await this.cluster.askPeer(FEATURES_COPY_TOPIC, {
-          transfer,
-          max: this.chunk,
-        } satisfies CopyAsk)) as CopyChunk | undefined;
-      } catch (err) {
-        // The worker handing it out died or stalled (it may have moved on past the chunk that was
-        // lost): the copy starts over, from whichever worker is up; values seen twice keep one.
-        if (++failures >= 3) throw err;
-        transfer = randomUUID();
-        continue;
-      }
-      if (chunk === undefined) return stored;
-      // Written behind here too, though the worker they come from holds them: it may die before
-      // its next write-behind, and a value this worker serves must survive a restart of all.
-      for (const [tenant, entry] of chunk.values)
-        stored += this.inner.applyReplica(tenant, [entry]);
-      if (chunk.done) return stored;
-    }
-  }
-
-  private handOut(ask: CopyAsk): CopyChunk {
-    let copy = this.copies.get(ask.transfer);
-    if (copy === undefined) {
-      copy = { values: this.inner.entries(), timer: undefined };
-      this.copies.set(ask.transfer, copy);
-    } else clearTimeout(copy.timer);
-    // A live iterator: values written or dropped meanwhile may be seen or not; the starting
-    // worker hears of those changes anyway.
-    const values: [string, FeatureEntry][] = [];
-    const max = Math.max(1, Math.min(ask.max, 10_000));
-    while (values.length < max) {
-      const next = copy.values.next();
-      if (next.done === true) {
-        this.copies.delete(ask.transfer);
-        return { values, done: true };
-      }
-      values.push([next.value.tenant, next.value.entry]);
-    }
-    copy.timer = setTimeout(() => this.copies.delete(ask.transfer), this.copyIdleMs);
-    copy.timer.unref();
-    return { values, done: false };
+  join(): Promise<number> {
+    // Written behind here too, though the worker they come from holds them: it may die before
+    // its next write-behind, and a value this worker serves must survive a restart of all.
+    return this.copy.copy((values) =>
+      values.reduce((stored, v) => stored + this.inner.applyReplica(v.tenant, [v.entry]), 0),
+    );
   }
 
   async write(tenant: string, writes: readonly FeatureWrite[]): Promise<FeatureWriteResult> {
@@ -188,8 +131,7 @@ export class ReplicatedFeatureStore implements OpenedFeatureStore {
   }
 
   close(): Promise<void> {
-    for (const c of this.copies.values()) clearTimeout(c.timer);
-    this.copies.clear();
+    this.copy.close();
     return this.inner.close();
   }
 }

@@ -103,6 +103,11 @@ export class ConsentBook implements ConsentRegistry {
     return this.held;
   }
 
+  /** Every record held (a live iterator: a starting worker's copy of them, #17). */
+  entries(): IterableIterator<ConsentRecord> {
+    return this.records.values();
+  }
+
   get(tenant: string, userId: string): ConsentRecord {
     return (
       this.records.get(tenant + SEP + userId) ?? {

@@ -74,9 +74,7 @@ export async function openAdmission(
   if (cluster !== undefined) {
     // An override reaches every worker before the admin API acknowledges it; a worker started
     // later is handed the last one (#17).
-    controller.modes.shareOverrides((o) =>
-      cluster.broadcast(MODE_TOPIC, o, { retain: MODE_TOPIC }),
-    );
+    controller.modes.shareOverrides((o) => cluster.broadcast(MODE_TOPIC, o, { retain: true }));
     cluster.on(MODE_TOPIC, (o) => controller.modes.applyShared(o as SharedOverride));
   }
   return {

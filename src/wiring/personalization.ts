@@ -1,4 +1,3 @@
-import type { Logger } from '../contracts/logger.js';
 import { resolve } from 'node:path';
 import type { AuditSink } from '../contracts/audit.js';
 import type { ConfigSnapshot } from '../config/load.js';
@@ -8,15 +7,11 @@ import {
   type OpenedFeatureStore,
 } from '../features/open-feature-store.js';
 import { setLogRedactor } from '../observability/logger.js';
-import type { ClusterPeer } from '../contracts/cluster.js';
 import { featureTag, type FeatureEntry } from '../contracts/feature-source.js';
-import {
-  CONSENT_PURPOSES,
-  type ConsentPersistence,
-  type ConsentRecord,
-} from '../contracts/policy.js';
+import { CONSENT_PURPOSES, type ConsentPersistence } from '../contracts/policy.js';
 import { ConsentBook } from '../privacy/consent-book.js';
 import { PolicyEngine } from '../privacy/policy-engine.js';
+import { sharedConsent, type SharedConsentPersistence } from './shared-consent.js';
 import type { Personalization } from '../contracts/policy.js';
 import type { WiringDeps } from './shared.js';
 
@@ -28,51 +23,6 @@ const purposeDefaults = (snap: ConfigSnapshot) => {
     location: p.location.default,
   };
 };
-
-const CONSENT_TOPIC = 'consent.record';
-
-/**
- * Consent shared by the workers of `serve --workers N` (#17): a change is stored (when a store is
- * configured), then applied by every other worker before the change resolves, so the next request
- * sees it whatever worker serves it. The primary keeps the last record per user for workers that
- * start later. `onRemote` runs once another worker's record is learned (the worker-local purge).
- */
-function sharedConsent(
-  inner: ConsentPersistence | undefined,
-  cluster: ClusterPeer,
-  onRemote: (before: ConsentRecord | undefined, after: ConsentRecord) => Promise<void>,
-  held: () => ConsentBook | undefined,
-  logger: Logger,
-): ConsentPersistence {
-  const listeners: ((r: ConsentRecord) => void)[] = [];
-  // A change made in another worker arrives over IPC and, with a Redis consent store, over Redis
-  // too, in either order: whichever comes first is compared with what this worker held, so the
-  // worker-local purge runs once, never skipped because the other path was already learned.
-  const deliver = async (r: ConsentRecord): Promise<void> => {
-    const before = held()?.get(r.tenant, r.userId);
-    for (const l of listeners) l(r);
-    await onRemote(before, r);
-  };
-  cluster.on(CONSENT_TOPIC, (body) => deliver(body as ConsentRecord));
-  inner?.subscribe?.((r) => {
-    deliver(r).catch((err: unknown) =>
-      logger.error({ err: String(err) }, 'consent: a change from another worker was not applied'),
-    );
-  });
-  return {
-    loadAll: () => inner?.loadAll() ?? [],
-    save: async (record) => {
-      await inner?.save(record);
-      await cluster.broadcast(CONSENT_TOPIC, record, {
-        retain: `consent:${record.tenant}\u0000${record.userId}`,
-      });
-    },
-    subscribe: (on) => {
-      listeners.push(on);
-    },
-    close: () => inner?.close(),
-  };
-}
 
 export interface PersonalizationWiring {
   readonly features: OpenedFeatureStore;
@@ -148,9 +98,10 @@ export async function openPersonalization(
     };
   }
   const held: { book?: ConsentBook } = {};
+  let shared: SharedConsentPersistence | undefined;
   if (deps.cluster !== undefined) {
     const local = fc.store.kind !== 'redis';
-    persistence = sharedConsent(
+    persistence = shared = sharedConsent(
       persistence,
       deps.cluster,
       async (before, after) => {
@@ -178,6 +129,22 @@ export async function openPersonalization(
   });
   held.book = consent;
   await consent.ready();
+  // A worker that starts (or is restarted) must enforce every change made before it. With SQLite
+  // the file it just read has them: every worker writes it before it broadcasts a change, and this
+  // worker was among those a later change is broadcast to from its fork on. In memory, the workers
+  // that are up are the only place they are (the primary keeps none). Redis would have them too,
+  // but loading skips an unreachable Redis (the defaults until it answers): the copy keeps the
+  // worker at what the others enforce. A copied record never replaces a newer one.
+  if (shared !== undefined && privacy.consent_sqlite === undefined) {
+    try {
+      const copied = await shared.join();
+      if (copied > 0) logger.info({ records: copied }, 'consent: copied from another worker');
+    } catch (err) {
+      await consent.close();
+      await features.close();
+      throw err;
+    }
+  }
   consent.onPurge({
     name: 'features',
     purge: (r) => features.purgeUser(r.tenant, r.userId, r.all ? undefined : r.purposes),

@@ -2,11 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import { TEST_SECRET } from '../support/gateway.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
-import { pinTwoWorkers, poolCall } from '../support/worker-pools.js';
+import { pinRestartedWorker, pinTwoWorkers, poolCall, workerPid } from '../support/worker-pools.js';
 
 interface Value {
   readonly value: unknown;
@@ -90,8 +90,6 @@ describe('serve --workers 2 with the embedded feature store (#17)', () => {
     expect(r.status, r.text).toBe(200);
     return (r.body['features'] as Record<string, Value>)[feature];
   };
-  const workerPid = async (pool: Pool): Promise<number> =>
-    ((await call(pool, 'GET', '/readyz')).body['worker'] as { pid: number }).pid;
 
   it('reads a value written through one worker at once through the other, stamped and expiring alike', async () => {
     const [a, b] = await pinTwoWorkers(gw.url, adminKey, pools);
@@ -132,20 +130,14 @@ describe('serve --workers 2 with the embedded feature store (#17)', () => {
     const [a, b] = await pinTwoWorkers(gw.url, adminKey, pools);
     for (let i = 0; i < 10; i++)
       await write(i % 2 === 0 ? a : b, `k${i}`, 'user.tier', `before-${i}`);
-    const killed = await workerPid(a);
+    const killed = await workerPid(a, adminKey);
     process.kill(killed, 'SIGKILL');
     // The other worker answers on while the killed one is restarted.
     for (let i = 0; i < 5; i++) await write(b, `d${i}`, 'user.tier', `down-${i}`);
-    const other = await workerPid(b);
-    let fresh: Pool | undefined;
-    for (let i = 0; i < 100 && fresh === undefined; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      // New connections go to the workers in turn: one lands on the restarted worker soon.
-      const pool = new Pool(gw.url, { connections: 1, keepAliveTimeout: 120_000 });
-      pools.push(pool);
-      const pid = await workerPid(pool).catch(() => undefined);
-      if (pid !== undefined && pid !== killed && pid !== other) fresh = pool;
-    }
+    const fresh = await pinRestartedWorker(gw.url, adminKey, pools, [
+      killed,
+      await workerPid(b, adminKey),
+    ]);
     expect(fresh, 'the killed worker was not restarted').toBeDefined();
     expect(gw.output()).toMatch(/exited \(SIGKILL\); restarting it/);
     for (let i = 0; i < 10; i++)

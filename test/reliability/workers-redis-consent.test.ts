@@ -3,14 +3,15 @@ import type { Pool } from 'undici';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import { TEST_SECRET } from '../support/gateway.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
-import { pinTwoWorkers, poolCall } from '../support/worker-pools.js';
+import { pinRestartedWorker, pinTwoWorkers, poolCall, workerPid } from '../support/worker-pools.js';
 import { redisServerOrSkip, startRedisServer, type PrivateRedis } from '../support/redis-server.js';
 
 /**
  * #17 part 5 with the consent records in Redis: a revocation made through one worker reaches the
  * other twice, over the cluster's IPC and over Redis, in either order. Whichever comes first, the
  * other worker must purge the feature values it holds in process (a review found the Redis copy,
- * when first, made the IPC handler see no revocation and skip the purge).
+ * when first, made the IPC handler see no revocation and skip the purge). A worker restarted while
+ * Redis is away cannot load the records: it copies them from the worker that is up.
  */
 const ROUNDS = 12;
 
@@ -93,6 +94,36 @@ describe.runIf(redisServerOrSkip('the workers + Redis consent test'))(
           left = await stored();
         }
         expect(left, `round ${i}`).toBe(0);
+      }
+    }, 60_000);
+
+    it('enforces, in a worker restarted after kill -9 while Redis is away, the revocations the other worker enforces', async () => {
+      const [a, b] = await pinTwo();
+      const [pidA, pidB] = [await workerPid(a, adminKey), await workerPid(b, adminKey)];
+      const granted = await call(a, 'PUT', '/v1/consent/frozen-1', {
+        purposes: { location: true, behavioral_inference: true },
+      });
+      expect(granted.status).toBe(200);
+      const revoked = await call(b, 'POST', '/v1/consent/frozen-1/revoke', {
+        purposes: ['location'],
+      });
+      expect(revoked.status).toBe(200);
+      // The restarted worker cannot load the records from Redis (it uses the defaults until
+      // Redis answers): only the copy from the worker that stayed up has the revocation.
+      redis.signal('SIGSTOP');
+      try {
+        process.kill(pidA, 'SIGKILL');
+        const restarted = await pinRestartedWorker(gw.url, adminKey, pools, [pidA, pidB]);
+        expect(restarted, 'the killed worker was not restarted').toBeDefined();
+        const seen = await call(restarted!, 'GET', '/v1/consent/frozen-1');
+        expect(seen.status).toBe(200);
+        expect(seen.body['purposes']).toMatchObject({
+          location: false,
+          behavioral_inference: true,
+        });
+        expect(seen.body['version']).toBe(2);
+      } finally {
+        redis.signal('SIGCONT');
       }
     }, 60_000);
   },

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pool, request } from 'undici';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
 import { TEST_SECRET } from '../support/gateway.js';
+import { pinRestartedWorker } from '../support/worker-pools.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
 import {
   chatCompletion,
@@ -349,6 +350,37 @@ describe('serve --workers 2 (#17)', () => {
     for (let i = 0; i < 4; i++)
       expect((await call(gw.url, 'GET', '/v1/consent/x', quotaKey)).status).toBe(429);
     expect(gw.output()).toMatch(/worker \d \(pid \d+\) exited \(SIGKILL\); restarting it/);
+  });
+
+  it('enforces, in a worker restarted after kill -9, a revocation made before and one made while it was down', async () => {
+    // No consent store here: the records live in the workers only (the primary keeps none), so the
+    // restarted worker must copy them from the one that stayed up.
+    const [a, b] = await pinTwo();
+    const grant = { purposes: { location: true, behavioral_inference: true } };
+    for (const user of ['kill-before', 'kill-during'])
+      expect((await call(a.pool, 'PUT', `/v1/consent/${user}`, adminKey, grant)).status).toBe(200);
+    const revoke = (user: string) =>
+      call(b.pool, 'POST', `/v1/consent/${user}/revoke`, adminKey, { purposes: ['location'] });
+    expect((await revoke('kill-before')).status).toBe(200);
+    process.kill(a.pid, 'SIGKILL');
+    expect((await revoke('kill-during')).status).toBe(200);
+
+    const restarted = await pinRestartedWorker(gw.url, adminKey, pools, [a.pid, b.pid]);
+    expect(restarted, 'the killed worker was not restarted').toBeDefined();
+    // Revoked, and the purpose still granted kept (a lost record would show the defaults).
+    for (const user of ['kill-before', 'kill-during']) {
+      const seen = await call(restarted!, 'GET', `/v1/consent/${user}`, adminKey);
+      expect(seen.status).toBe(200);
+      expect(seen.body['purposes'], user).toMatchObject({
+        location: false,
+        behavioral_inference: true,
+      });
+      expect(seen.body['version'], user).toBe(2);
+    }
+    // A change made since the restart reaches it at once, as in any worker.
+    expect((await call(b.pool, 'PUT', '/v1/consent/kill-after', adminKey, grant)).status).toBe(200);
+    const after = await call(restarted!, 'GET', '/v1/consent/kill-after', adminKey);
+    expect(after.body['purposes']).toMatchObject({ location: true, behavioral_inference: true });
   });
 
   it('drains every worker on SIGTERM: requests in flight finish, then it exits 0', async () => {

@@ -58,3 +58,30 @@ export async function pinTwoWorkers(
   expect(both).toHaveLength(2);
   return [both[0]!, both[1]!];
 }
+
+/** The worker pid behind a pinned connection (`/readyz`'s worker). */
+export async function workerPid(pool: Pool, key: string): Promise<number> {
+  return ((await poolCall(pool, 'GET', '/readyz', key)).body['worker'] as { pid: number }).pid;
+}
+
+/**
+ * A connection held by the worker that replaced a killed one: new connections go to the workers
+ * in turn, so one lands on it soon after it serves. `known` are the pids of the killed worker and
+ * of those that stayed up; undefined when none came within `waitMs`.
+ */
+export async function pinRestartedWorker(
+  url: string,
+  key: string,
+  pools: Pool[],
+  known: readonly number[],
+  waitMs = 20_000,
+): Promise<Pool | undefined> {
+  for (const end = Date.now() + waitMs; Date.now() < end;) {
+    await new Promise((r) => setTimeout(r, 100));
+    const pool = new Pool(url, { connections: 1, keepAliveTimeout: 120_000 });
+    pools.push(pool);
+    const pid = await workerPid(pool, key).catch(() => undefined);
+    if (pid !== undefined && !known.includes(pid)) return pool;
+  }
+  return undefined;
+}
