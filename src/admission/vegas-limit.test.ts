@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TEST_CONCURRENCY } from '../../test/support/admission-settings.js';
+import { upstreamMs } from './admission-controller.js';
 import { VegasLimit } from './vegas-limit.js';
 
 const spec = {
@@ -93,5 +94,30 @@ describe('VegasLimit', () => {
     // Dropped streams (first-event timeouts, upstream 429/503) back it off.
     for (let i = 0; i < 2_000; i++) limit.onSample(undefined, limit.current(), true, 20_000 + i);
     expect(limit.current()).toBeLessThan(full / 2);
+  });
+});
+
+describe('round trips taken on a late event loop (upstreamMs, issue #14)', () => {
+  it('are used less the lateness while it is a small part of them, else not at all', () => {
+    expect(upstreamMs(20, 2)).toBe(18);
+    expect(upstreamMs(20, 5)).toBe(15);
+    expect(upstreamMs(20, 6)).toBeUndefined();
+    expect(upstreamMs(1, 30)).toBeUndefined();
+  });
+
+  it('keep the limit up in front of a 20 ms upstream through the gateway’s own loop stalls', () => {
+    // The upstream answers in 20 ms at any concurrency. Now and then the gateway's loop stalls
+    // (a GC pause, a burst of its own work): for 40 answers it is 30 ms late by its own probe
+    // (fast attack, slow decay) while the answers waited 10 ms. Taken as `rtt − lag` (floored
+    // at a tenth), such a stretch read as a 3 ms round trip: the limit's no-load latency, after
+    // which every true 20 ms round trip looked like a long queue.
+    const limit = new VegasLimit({ ...spec, initial_limit: 20 }, 0);
+    let t = 0;
+    for (let i = 0; i < 5_000; i++) {
+      const stalled = i % 500 < 40;
+      const rtt = upstreamMs(stalled ? 30 : 21, stalled ? 30 : 1);
+      limit.onSample(rtt, limit.current(), false, (t += 1));
+    }
+    expect(limit.current()).toBeGreaterThanOrEqual(20);
   });
 });
