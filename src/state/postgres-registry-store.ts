@@ -12,7 +12,9 @@ import type {
 import {
   clampLimit,
   experimentOf,
+  EXPOSURE_COLUMNS,
   exposureOf,
+  exposureParams,
   versionOf,
   versionParams,
   VERSION_COLUMNS,
@@ -333,26 +335,12 @@ export class PostgresRegistryStore implements RegistryStore {
       const chunk = rows.slice(i, i + 500);
       const params: unknown[] = [];
       const values = chunk.map((e, j) => {
-        params.push(
-          e.inferenceId,
-          e.at,
-          e.experiment,
-          e.variant,
-          e.seed,
-          e.bucket,
-          e.model,
-          e.version,
-          e.unit,
-          e.tenant,
-          e.segment,
-        );
+        params.push(...exposureParams(e));
         const b = j * 11;
         return `(${Array.from({ length: 11 }, (_, k) => `$${b + k + 1}`).join(', ')})`;
       });
       await this.pool.query(
-        `INSERT INTO ${this.s}.rs_exposures
-           (inference_id, at, experiment, variant, seed, bucket, model, version, unit, tenant, segment)
-         VALUES ${values.join(', ')}`,
+        `INSERT INTO ${this.s}.rs_exposures (${EXPOSURE_COLUMNS}) VALUES ${values.join(', ')}`,
         params,
       );
     }

@@ -93,5 +93,26 @@ export function exposureOf(r: ExposureDbRow): ExposureRow {
   };
 }
 
+/** The columns of an exposure row, in `exposureParams` order. */
+export const EXPOSURE_COLUMNS =
+  'inference_id, at, experiment, variant, seed, bucket, model, version, unit, tenant, segment';
+
+/** Insert parameters of an exposure, in `EXPOSURE_COLUMNS` order. */
+export function exposureParams(e: ExposureRow): unknown[] {
+  return [
+    e.inferenceId,
+    e.at,
+    e.experiment,
+    e.variant,
+    e.seed,
+    e.bucket,
+    e.model,
+    e.version,
+    e.unit,
+    e.tenant,
+    e.segment,
+  ];
+}
+
 export const clampLimit = (limit: number | undefined, dflt = 100): number =>
   Math.max(1, Math.min(10_000, Math.floor(limit ?? dflt)));

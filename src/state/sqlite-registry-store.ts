@@ -12,7 +12,9 @@ import type {
 import {
   clampLimit,
   experimentOf,
+  EXPOSURE_COLUMNS,
   exposureOf,
+  exposureParams,
   versionOf,
   versionParams,
   VERSION_COLUMNS,
@@ -86,9 +88,7 @@ export class SqliteRegistryStore implements RegistryStore {
          n = n + excluded.n, sum = sum + excluded.sum, sum_sq = sum_sq + excluded.sum_sq`,
     );
     this.addExposure = this.db.prepare(
-      `INSERT INTO rs_exposures
-         (inference_id, at, experiment, variant, seed, bucket, model, version, unit, tenant, segment)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO rs_exposures (${EXPOSURE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
   }
 
@@ -283,20 +283,7 @@ export class SqliteRegistryStore implements RegistryStore {
   appendExposures(rows: readonly ExposureRow[]): Promise<void> {
     this.db
       .transaction(() => {
-        for (const e of rows)
-          this.addExposure.run(
-            e.inferenceId,
-            e.at,
-            e.experiment,
-            e.variant,
-            e.seed,
-            e.bucket,
-            e.model,
-            e.version,
-            e.unit,
-            e.tenant,
-            e.segment,
-          );
+        for (const e of rows) this.addExposure.run(...exposureParams(e));
       })
       .immediate();
     return Promise.resolve();
