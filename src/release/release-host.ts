@@ -152,10 +152,8 @@ export async function openReleaseHost(o: ReleaseHostOptions): Promise<ReleaseHos
       : {}),
   });
   await manager.start();
-  for (const spec of o.experiments) {
-    if (manager.experiment(spec.id) !== undefined) continue;
-    await manager.create(spec, { actor: 'config', reason: 'declared in config' });
-  }
+  for (const spec of o.experiments)
+    await manager.ensure(spec, { actor: 'config', reason: 'declared in config' });
   const retireTimer = setInterval(() => {
     registry
       .retireDue()

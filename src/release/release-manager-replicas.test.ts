@@ -194,3 +194,15 @@ describe('rewards across replicas (#15)', () => {
     expect(pulls(b, 400)).toBeGreaterThan(0.9);
   });
 });
+
+describe('experiments declared in config, on two processes starting at once', () => {
+  it('are created once: the second process takes the one the first created meanwhile', async () => {
+    const { a, b } = await replicas();
+    // a creates it after b last read the store: b's own create would find it and refuse.
+    await a.ensure(ab, by);
+    await expect(b.create(ab, by)).rejects.toMatchObject({ code: 'SY_ERR_REGISTRY_CONFLICT' });
+    await b.ensure(ab, by);
+    expect(b.experiment(ab.id)?.spec.id).toBe(ab.id);
+    expect(a.experiments().filter((r) => r.spec.id === ab.id)).toHaveLength(1);
+  });
+});

@@ -15,7 +15,7 @@ import type {
   SlotOutcome,
 } from '../contracts/slot-resolver.js';
 import type { Clock } from '../core/clock.js';
-import { syError } from '../core/errors.js';
+import { isSwitchyardError, syError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
 import type { Random } from '../core/random.js';
 import { WriteBehindWait } from '../core/write-behind-wait.js';
@@ -394,6 +394,23 @@ export class ReleaseManager implements ReleaseSlotResolver {
 
   experiment(id: string): ExperimentRecord | undefined {
     return this.records.get(id);
+  }
+
+  /**
+   * Creates an experiment declared in config unless it exists. One that another process on the
+   * same store (a worker of `serve --workers N` starting beside this one, a replica) created
+   * between this one's read and its write stands: two workers starting at once otherwise both
+   * created it, and the second failed its start with SY_ERR_REGISTRY_CONFLICT.
+   */
+  async ensure(spec: ExperimentSpec, by: Actor): Promise<void> {
+    if (this.experiment(spec.id) !== undefined) return;
+    try {
+      await this.create(spec, by);
+    } catch (err) {
+      if (!isSwitchyardError(err) || err.code !== 'SY_ERR_REGISTRY_CONFLICT') throw err;
+      await this.refresh();
+      if (this.experiment(spec.id) === undefined) throw err;
+    }
   }
 
   async create(spec: ExperimentSpec, by: Actor): Promise<ExperimentRecord> {

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from 'undici';
-import { generateKey, hashKey } from '../../src/core/api-key.js';
-import { TEST_SECRET } from '../support/gateway.js';
+import { generateKey } from '../../src/core/api-key.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
-import { pinTwoWorkers, poolCall } from '../support/worker-pools.js';
+import { pinTwoWorkers, poolCall, workersBaseConfig } from '../support/worker-pools.js';
 import { redisServerOrSkip, startRedisServer, type PrivateRedis } from '../support/redis-server.js';
 
 /**
@@ -25,14 +24,7 @@ describe.runIf(redisServerOrSkip('the workers + feature cache test'))(
       gw = await startProcessGateway({
         args: ['--workers', '2'],
         config: {
-          server: { host: '127.0.0.1', port: 0, limits: { keep_alive_timeout_ms: 120_000 } },
-          tenants: {
-            acme: {
-              keys: [{ id: 'admin', hash: hashKey(adminKey, TEST_SECRET), admin: true }],
-              models: ['*'],
-            },
-          },
-          models: {},
+          ...workersBaseConfig(adminKey),
           features: {
             store: { kind: 'redis', url: redis.url, cache: { ttl_ms: 600_000 } },
             definitions: {

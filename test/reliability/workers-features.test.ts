@@ -3,10 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from 'undici';
-import { generateKey, hashKey } from '../../src/core/api-key.js';
-import { TEST_SECRET } from '../support/gateway.js';
+import { generateKey } from '../../src/core/api-key.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
-import { pinRestartedWorker, pinTwoWorkers, poolCall, workerPid } from '../support/worker-pools.js';
+import {
+  pinRestartedWorker,
+  pinTwoWorkers,
+  poolCall,
+  workerPid,
+  workersBaseConfig,
+} from '../support/worker-pools.js';
 
 interface Value {
   readonly value: unknown;
@@ -31,14 +36,7 @@ describe('serve --workers 2 with the embedded feature store (#17)', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'sy-workers-features-'));
 
   const config = {
-    server: { host: '127.0.0.1', port: 0, limits: { keep_alive_timeout_ms: 120_000 } },
-    tenants: {
-      acme: {
-        keys: [{ id: 'admin', hash: hashKey(adminKey, TEST_SECRET), admin: true }],
-        models: ['*'],
-      },
-    },
-    models: {},
+    ...workersBaseConfig(adminKey),
     features: {
       store: { kind: 'embedded', sqlite: join(dataDir, 'features.db'), flush_ms: 600_000 },
       definitions: {

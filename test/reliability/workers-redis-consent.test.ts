@@ -1,9 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from 'undici';
-import { generateKey, hashKey } from '../../src/core/api-key.js';
-import { TEST_SECRET } from '../support/gateway.js';
+import { generateKey } from '../../src/core/api-key.js';
 import { startProcessGateway, type ProcessGateway } from '../support/gateway-process.js';
-import { pinRestartedWorker, pinTwoWorkers, poolCall, workerPid } from '../support/worker-pools.js';
+import {
+  pinRestartedWorker,
+  pinTwoWorkers,
+  poolCall,
+  workerPid,
+  workersBaseConfig,
+} from '../support/worker-pools.js';
 import { redisServerOrSkip, startRedisServer, type PrivateRedis } from '../support/redis-server.js';
 
 /**
@@ -28,14 +33,7 @@ describe.runIf(redisServerOrSkip('the workers + Redis consent test'))(
       gw = await startProcessGateway({
         args: ['--workers', '2'],
         config: {
-          server: { host: '127.0.0.1', port: 0, limits: { keep_alive_timeout_ms: 120_000 } },
-          tenants: {
-            acme: {
-              keys: [{ id: 'admin', hash: hashKey(adminKey, TEST_SECRET), admin: true }],
-              models: ['*'],
-            },
-          },
-          models: {},
+          ...workersBaseConfig(adminKey),
           privacy: { consent_redis: { url: redis.url, command_timeout_ms: 2_000 } },
           features: {
             definitions: {

@@ -1,5 +1,7 @@
 import { expect } from 'vitest';
 import { Pool } from 'undici';
+import { hashKey } from '../../src/core/api-key.js';
+import { TEST_SECRET } from './gateway.js';
 
 /** One answer read through a pinned connection. */
 export interface PoolAnswer {
@@ -84,4 +86,22 @@ export async function pinRestartedWorker(
     if (pid !== undefined && !known.includes(pid)) return pool;
   }
   return undefined;
+}
+
+/**
+ * The config every `serve --workers 2` reliability test starts from: a long keep-alive (so each
+ * pinned connection stays on its worker), tenant `acme` with an admin key, and no models. A test
+ * adds what it exercises (`privacy`, `features`, `log`, ...).
+ */
+export function workersBaseConfig(adminKey: string) {
+  return {
+    server: { host: '127.0.0.1', port: 0, limits: { keep_alive_timeout_ms: 120_000 } },
+    tenants: {
+      acme: {
+        keys: [{ id: 'admin', hash: hashKey(adminKey, TEST_SECRET), admin: true }],
+        models: ['*'],
+      },
+    },
+    models: {},
+  };
 }
