@@ -10,7 +10,8 @@
  *
  * Usage: npm run bench:features [-- --quick]
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeLatest } from './lib/results.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -321,9 +322,4 @@ const result = {
   loadAverage: load,
   targetP99Us: 1_000,
 };
-mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-writeFileSync(
-  join(ROOT, 'bench/results/features-latest.json'),
-  `${JSON.stringify(result, null, 2)}\n`,
-);
-console.log('wrote bench/results/features-latest.json');
+writeLatest('features', result, quick);

@@ -18,7 +18,8 @@
  * It runs the tsc output (.bench-build/), the JavaScript the gateway ships: tsx's transform wraps
  * every function in a `__name` helper, which cost ~5% of this benchmark's CPU and is not in dist/.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeLatest } from './lib/results.js';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfigFile } from '../src/config/load.js';
 import type { JsonObject } from '../src/contracts/json.js';
@@ -561,13 +562,8 @@ console.table([
   { metric: 'always-central cost / 1k', value: mix.centralBaselinePer1k },
   { metric: 'saved', value: `${mix.savedPercent}%` },
 ]);
-mkdirSync('bench/results', { recursive: true });
-writeFileSync(
-  'bench/results/journeys-latest.json',
-  JSON.stringify(
-    { at: new Date().toISOString(), quick, node: process.version, overhead: o, pipeline: p, mix },
-    null,
-    2,
-  ),
+writeLatest(
+  'journeys',
+  { at: new Date().toISOString(), quick, node: process.version, overhead: o, pipeline: p, mix },
+  quick,
 );
-console.log('wrote bench/results/journeys-latest.json');

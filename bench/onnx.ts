@@ -1,6 +1,7 @@
+import { writeLatest } from './lib/results.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -519,9 +520,7 @@ async function main(): Promise<void> {
     },
     results,
   };
-  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench/results/onnx-latest.json'), `${JSON.stringify(json, null, 2)}\n`);
-  process.stderr.write('[bench] wrote bench/results/onnx-latest.json\n');
+  writeLatest('onnx', json, quick);
 }
 
 if (process.argv[2] === '--child') await child(process.argv[3]!);

@@ -1,7 +1,7 @@
+import { writeLatest } from './lib/results.js';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -263,5 +263,4 @@ const out = {
   resolve: resolveResult,
   shadow: { ...shadowResult, rounds: ROUNDS, round_s: ROUND_S, rate_rps: RATE },
 };
-mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-writeFileSync(join(ROOT, 'bench/results/release-latest.json'), `${JSON.stringify(out, null, 2)}\n`);
+writeLatest('release', out, quick);

@@ -1,7 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeLatest } from './lib/results.js';
 import { cpus, loadavg } from 'node:os';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exactSearch, MetricKind, type BatchMatches } from 'usearch';
 import type {
@@ -35,7 +33,6 @@ import { UsearchShard } from '../src/retrieval/usearch-shard.js';
  * vectors, 500 queries), --n N, --queries Q, --quantization f32|f16|i8.
  */
 
-const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const DIMS = 128;
 const K = 10;
 const GEOS = 8;
@@ -339,11 +336,7 @@ async function main(): Promise<void> {
       shardedWins: r1.cpuP95Ms < g1.cpuP95Ms && r1.recall >= 0.95 && g1.recall >= 0.95,
     },
   };
-  mkdirSync(resolve(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(
-    resolve(ROOT, 'bench/results/retrieval-latest.json'),
-    `${JSON.stringify(result, null, 2)}\n`,
-  );
+  writeLatest('retrieval', result, flags.quick === true);
 
   console.log(
     `\nretrieval: ${N} clustered ${DIMS}-d vectors (${QUANT}), k=${K}, one core, ${Q} queries`,

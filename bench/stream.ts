@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeLatest } from './lib/results.js';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
@@ -15,9 +16,12 @@ import { cpuMs } from './lib/proc-stats.js';
 
 /**
  * `npm run bench:stream` (#16 targets): a 64-chunk chat stream paced at 20 ms, measured direct
- * against the upstream, through the floor proxy and through Switchyard in one run. Each wave
- * runs CONCURRENCY streams direct beside CONCURRENCY streams through one of the two proxies,
- * the proxies taking turns wave by wave, so all three see the same machine. Reports the time to
+ * against the upstream, through the floor proxy and through Switchyard in one run, in two phases.
+ * One at a time (the targets, as the issue measured them): a direct stream, one through the floor,
+ * one through Switchyard, in turn, nothing else in flight. Then concurrent: each wave runs
+ * CONCURRENCY streams direct beside CONCURRENCY streams through one of the two proxies, the
+ * proxies taking turns wave by wave; a wave starts all its streams in the same instant, so its
+ * TTFT includes each proxy's queueing of that burst. Both phases report the time to
  * the first chunk (TTFT) and the gaps between chunks as the client sees them, each proxy's added
  * TTFT at p50 and added inter-chunk gap at p99, and each proxy's CPU per streamed chunk (from
  * /proc/<pid>/stat around the measured phase).
@@ -42,6 +46,8 @@ const { values } = parseArgs({ options: { quick: { type: 'boolean', default: fal
 const quick = values.quick;
 const STREAMS = Number(process.env['BENCH_STREAMS'] ?? (quick ? 6 : 60));
 const CONCURRENCY = Number(process.env['BENCH_CONCURRENCY'] ?? (quick ? 2 : 8));
+/** Streams of each kind (direct, floor, Switchyard) run one at a time, before the waves. */
+const STREAMS_ALONE = Number(process.env['BENCH_STREAMS_ALONE'] ?? (quick ? 5 : 40));
 const SUT_CORE = Number(process.env['BENCH_SUT_CORE'] ?? 0);
 
 function chunk(i: number): string {
@@ -206,9 +212,23 @@ async function main(): Promise<void> {
       await measure(direct, 'bench-upstream', undefined);
       for (const p of proxies) await measure(p.pool, p.model, p.key);
     }
+    // One stream at a time (the targets): direct, through the floor, through Switchyard, in
+    // turn, so nothing else is in flight and the three see the same machine.
+    const alone = {
+      direct: [] as StreamTiming[],
+      floor: [] as StreamTiming[],
+      switchyard: [] as StreamTiming[],
+    };
+    for (let i = 0; i < STREAMS_ALONE; i++) {
+      alone.direct.push(await measure(direct, 'bench-upstream', undefined));
+      alone.floor.push(await measure(viaFloor.pool, viaFloor.model, viaFloor.key));
+      alone.switchyard.push(await measure(through.pool, through.model, through.key));
+      if ((i + 1) % 10 === 0)
+        process.stderr.write(`[bench] one at a time ${i + 1}/${STREAMS_ALONE}\n`);
+    }
     const directRuns: StreamTiming[] = [];
-    // Waves of CONCURRENCY streams direct beside CONCURRENCY through one proxy, the proxies in
-    // turn; each proxy's CPU is read around its own waves.
+    // Then under concurrency: waves of CONCURRENCY streams direct beside CONCURRENCY through one
+    // proxy, the proxies in turn; each proxy's CPU is read around its own waves.
     for (let done = 0, wave = 0; done < 2 * STREAMS; done += CONCURRENCY, wave++) {
       const p = proxies[wave % 2]!;
       const n = Math.min(CONCURRENCY, 2 * STREAMS - done);
@@ -222,19 +242,15 @@ async function main(): Promise<void> {
       const g = runs.slice(n);
       p.runs.push(...g);
       p.chunks += g.reduce((s, r) => s + r.chunks, 0);
-      process.stderr.write(`[bench] streams ${done + n}/${2 * STREAMS}\n`);
+      process.stderr.write(`[bench] concurrent streams ${done + n}/${2 * STREAMS}\n`);
     }
-    const d = summary(directRuns);
-    const s = summary(through.runs);
-    const f = summary(viaFloor.runs);
     const r3 = (n: number): number => Math.round(n * 1000) / 1000;
-    const perChunk = (p: typeof through): number => Math.round((p.cpuMs * 1000) / p.chunks);
-    const result = {
-      at: new Date().toISOString(),
-      loadavg: loadavg().map((v) => Math.round(v * 100) / 100),
-      chunks: CHUNKS,
-      pace_ms: PACE_MS,
-      concurrency: CONCURRENCY,
+    /** Added TTFT p50 and inter-chunk gap p99 of each proxy against the direct runs beside them. */
+    const compare = (
+      d: ReturnType<typeof summary>,
+      f: ReturnType<typeof summary>,
+      s: ReturnType<typeof summary>,
+    ) => ({
       direct: d,
       floor: f,
       switchyard: s,
@@ -245,20 +261,30 @@ async function main(): Promise<void> {
       // What Switchyard adds beyond the least a Node proxy adds on this machine.
       beyond_floor_ttft_p50_ms: r3(s.ttft_p50_ms - f.ttft_p50_ms),
       beyond_floor_gap_p99_us: Math.round((s.gap_p99_ms - f.gap_p99_ms) * 1000),
+    });
+    const perChunk = (p: typeof through): number => Math.round((p.cpuMs * 1000) / p.chunks);
+    const result = {
+      at: new Date().toISOString(),
+      loadavg: loadavg().map((v) => Math.round(v * 100) / 100),
+      chunks: CHUNKS,
+      pace_ms: PACE_MS,
+      // The targets are read here: one stream in flight, as the issue measured it.
+      one_at_a_time: compare(
+        summary(alone.direct),
+        summary(alone.floor),
+        summary(alone.switchyard),
+      ),
+      concurrent: {
+        concurrency: CONCURRENCY,
+        ...compare(summary(directRuns), summary(viaFloor.runs), summary(through.runs)),
+      },
       // Each includes the process's idle timers over its waves: an upper bound per chunk.
       cpu_us_per_chunk: perChunk(through),
       floor_cpu_us_per_chunk: perChunk(viaFloor),
       targets: { added_ttft_p50_ms: 0.3, added_gap_p99_us: 50 },
     };
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    if (quick) process.stderr.write('[bench] --quick: results not written\n');
-    else {
-      mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-      writeFileSync(
-        join(ROOT, 'bench/results/stream-latest.json'),
-        `${JSON.stringify(result, null, 2)}\n`,
-      );
-    }
+    writeLatest('stream', result, quick);
   } finally {
     await direct.close();
     for (const p of proxies) await p.pool.close();

@@ -1,3 +1,4 @@
+import { writeLatest } from './lib/results.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -108,6 +109,8 @@ interface CaseResult {
   readonly errors: number;
   readonly rps: number;
   readonly cpuMsPerRequest: number;
+  /** CPU ms per request of each process: the primary first (with workers), then the workers. */
+  readonly cpuMsPerRequestByProcess: readonly number[];
 }
 
 async function runCase(workers: number, config: string, key: string): Promise<CaseResult> {
@@ -144,11 +147,13 @@ async function runCase(workers: number, config: string, key: string): Promise<Ca
     const clients = Array.from({ length: CONNECTIONS }, () => client());
     await new Promise((r) => setTimeout(r, WARMUP_MS));
     const cpu0 = cpuOf(pids);
+    const each0 = pids.map((p) => cpuOf([p]));
     const t0 = performance.now();
     counting = true;
     await new Promise((r) => setTimeout(r, MEASURE_MS));
     counting = false;
     const cpu1 = cpuOf(pids);
+    const each1 = pids.map((p) => cpuOf([p]));
     const elapsed = performance.now() - t0;
     stop = true;
     await Promise.all(clients);
@@ -159,6 +164,9 @@ async function runCase(workers: number, config: string, key: string): Promise<Ca
       errors,
       rps: Math.round((requests * 1000) / elapsed),
       cpuMsPerRequest: (cpu1 - cpu0) / Math.max(1, requests),
+      cpuMsPerRequestByProcess: each1.map(
+        (c, i) => Math.round(((c - each0[i]!) / Math.max(1, requests)) * 1000) / 1000,
+      ),
     };
   } finally {
     await gw.stop();
@@ -205,23 +213,23 @@ async function main(): Promise<void> {
     const ratio = two.cpuMsPerRequest / one.cpuMsPerRequest;
     const rows = [one, two].map(
       (c) =>
-        `| ${c.workers} | ${c.requests} | ${c.errors} | ${c.rps} | ${c.cpuMsPerRequest.toFixed(3)} |`,
+        `| ${c.workers} | ${c.requests} | ${c.errors} | ${c.rps} | ${c.cpuMsPerRequest.toFixed(3)} | ${c.cpuMsPerRequestByProcess.map((n) => n.toFixed(3)).join(' + ')} |`,
     );
     process.stdout.write(
       [
         `bench:workers${quick ? ' (--quick: smoke run, not a result)' : ''}`,
-        '| workers | requests | errors | req/s | CPU ms/request |',
-        '| --- | --- | --- | --- | --- |',
+        '| workers | requests | errors | req/s | CPU ms/request | by process (primary first) |',
+        '| --- | --- | --- | --- | --- | --- |',
         ...rows,
         `CPU per request, 2 workers / 1: ${ratio.toFixed(2)}x (target <= ${TARGET_RATIO}x): ${ratio <= TARGET_RATIO ? 'met' : 'missed'}`,
         '',
       ].join('\n'),
     );
-    if (!quick)
-      writeFileSync(
-        join(ROOT, 'bench/results/workers-latest.json'),
-        `${JSON.stringify({ at: new Date().toISOString(), ipc, cases: [one, two], ratio, target: TARGET_RATIO }, null, 2)}\n`,
-      );
+    writeLatest(
+      'workers',
+      { at: new Date().toISOString(), ipc, cases: [one, two], ratio, target: TARGET_RATIO },
+      quick,
+    );
   } finally {
     upstream.close();
   }
