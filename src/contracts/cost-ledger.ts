@@ -92,6 +92,8 @@ export interface CostLedgerStore {
    * when that request already has its outcome (from any replica or process sharing the store).
    */
   addOutcome(o: OutcomeClaim): Promise<boolean>;
+  /** Whether that request (tenant, request id) has its outcome already: a read, nothing counted. */
+  hasOutcome(tenant: string, requestId: string): Promise<boolean>;
   /**
    * Forgets the outcome claims made before `before` (wall ms): a feedback repeated after that
    * would count again. Resolves with how many were deleted. The totals are not touched.

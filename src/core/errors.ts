@@ -549,8 +549,8 @@ export const ERROR_REGISTRY = {
     message: 'The inference log is off (inference_log.enabled): {detail}',
   },
   SY_ERR_FEEDBACK_STORE_FAILED: {
-    // `/v1/feedback` could not read the request's cost key or count its outcome (#15): nothing
-    // was counted, and the same feedback sent again counts once.
+    // `/v1/feedback` could not read the request's cost key, count its outcome, or find the exposure
+    // its reward goes to (#15): nothing was counted, and the same feedback sent again counts once.
     status: 503,
     type: 'server_error',
     retryable: true,

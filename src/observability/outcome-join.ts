@@ -14,8 +14,16 @@ export interface OutcomeClaim {
   readonly key?: CostKey;
 }
 
+/** What the ledger knows of a request before its feedback is counted (`peek`). */
+export interface OutcomePeek {
+  /** The request's cost key; undefined when the ledger knows no such request for this tenant. */
+  readonly key?: CostKey;
+  /** Its outcome is counted already (on any replica): a claim now would be a duplicate. */
+  readonly counted: boolean;
+}
+
 export interface OutcomeJoinOptions {
-  readonly store: Pick<CostLedgerStore, 'addOutcome'>;
+  readonly store: Pick<CostLedgerStore, 'addOutcome' | 'hasOutcome'>;
   readonly clock: Clock;
   /** This replica's memory of the requests it served (`CostRecorder.attribution`). */
   readonly local: (tenant: string, requestId: string) => CostKey | undefined;
@@ -37,7 +45,8 @@ export interface OutcomeJoinOptions {
  * A record still in the serving replica's write buffer is waited for, bounded (`WriteBehindWait`:
  * one flush interval and a margin, 5 s at most). The answer stays synchronous and honest (counted
  * or not), and nothing runs behind it; a client told `recorded: false` may send the feedback
- * again.
+ * again. `peek` tells what a claim would commit to without counting, so the caller can make sure
+ * of the experiment's exposure first: a counted feedback's retry is a duplicate.
  */
 export class OutcomeJoin {
   private readonly wait: WriteBehindWait;
@@ -60,17 +69,17 @@ export class OutcomeJoin {
   /**
    * As `record`, with the request's cost key: its experiment arm tells the release manager
    * whether an experiment's reward is owed (#15). `counted` is the claim that this feedback is
-   * the request's first, on any replica.
+   * the request's first, on any replica. Given what `peek` found, the key is not looked up again.
    */
   async claim(
     tenant: string,
     requestId: string,
     reward: number,
     signal?: AbortSignal,
+    peeked?: OutcomePeek,
   ): Promise<OutcomeClaim> {
     try {
-      const key =
-        this.o.local(tenant, requestId) ?? (await this.fromLog(tenant, requestId, signal));
+      const key = peeked === undefined ? await this.keyOf(tenant, requestId, signal) : peeked.key;
       if (key === undefined) return { result: 'unknown' };
       const counted = await this.o.store.addOutcome({
         requestId,
@@ -80,10 +89,31 @@ export class OutcomeJoin {
       });
       return { result: counted ? 'counted' : 'duplicate', key };
     } catch (err) {
-      throw syError('SY_ERR_FEEDBACK_STORE_FAILED', 'the inference log or cost ledger failed', {
-        cause: err,
-      });
+      throw storeFailed(err);
     }
+  }
+
+  /**
+   * The request's cost key and whether its outcome is counted already, counting nothing: the
+   * caller makes sure of what the count commits it to (the experiment's exposure) before it
+   * claims (#15). Throws SY_ERR_FEEDBACK_STORE_FAILED when the log or the ledger fails.
+   */
+  async peek(tenant: string, requestId: string, signal?: AbortSignal): Promise<OutcomePeek> {
+    try {
+      const key = await this.keyOf(tenant, requestId, signal);
+      if (key === undefined) return { counted: false };
+      return { key, counted: await this.o.store.hasOutcome(tenant, requestId) };
+    } catch (err) {
+      throw storeFailed(err);
+    }
+  }
+
+  private async keyOf(
+    tenant: string,
+    requestId: string,
+    signal: AbortSignal | undefined,
+  ): Promise<CostKey | undefined> {
+    return this.o.local(tenant, requestId) ?? (await this.fromLog(tenant, requestId, signal));
   }
 
   private async fromLog(
@@ -98,16 +128,24 @@ export class OutcomeJoin {
       log.flushMs,
       signal,
     );
-    return r === undefined ? undefined : keyOf(r, log.reader);
+    return r === undefined ? undefined : keyOfRecord(r, log.reader);
   }
 }
+
+const storeFailed = (err: unknown) =>
+  syError('SY_ERR_FEEDBACK_STORE_FAILED', 'the inference log or cost ledger failed', {
+    cause: err,
+  });
 
 /**
  * The cost key `CostRecorder` gave the request's own row, rebuilt from its record: the day of
  * its first model call (else of its end), its first experiment assignment. Undefined when the
  * ledger kept no row for it (no model called, no journey run).
  */
-async function keyOf(r: RequestRecord, reader: InferenceLogReader): Promise<CostKey | undefined> {
+async function keyOfRecord(
+  r: RequestRecord,
+  reader: InferenceLogReader,
+): Promise<CostKey | undefined> {
   if (r.journey === undefined && r.versions.length === 0) return undefined;
   let day = dayOf(r.at);
   if (r.versions.length > 0 && dayOf(r.at - r.durationMs) !== day) {

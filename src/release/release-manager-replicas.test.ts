@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ExperimentSpec } from '../contracts/registry-store.js';
 import { systemClock } from '../core/clock.js';
@@ -21,7 +22,8 @@ afterEach(async () => {
 
 async function replicas(pollMs = 0) {
   const dir = mkdtempSync(join(tmpdir(), 'sy-rm-replicas-'));
-  const store = new SqliteRegistryStore(join(dir, 'state.db'));
+  const path = join(dir, 'state.db');
+  const store = new SqliteRegistryStore(path);
   const open = async (seed: number, poll: number) => {
     const m = new ReleaseManager({
       store,
@@ -45,7 +47,7 @@ async function replicas(pollMs = 0) {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { a, b, store };
+  return { a, b, store, path };
 }
 
 const by = { actor: 'key:test', reason: 'test' };
@@ -87,6 +89,12 @@ function serve(m: ReleaseManager, id: string, geo?: string) {
 const rewardOf = async (m: ReleaseManager, exp: string) =>
   (await m.stats(exp)).variants.map((v) => [v.variant, v.metrics['reward']?.n ?? 0]);
 
+/** What `/v1/feedback` does with the ledger's answer: the target first, then the claim's verdict. */
+async function give(m: ReleaseManager, id: string, tenant: string, assigned: boolean, reward = 1) {
+  const target = await m.feedbackTarget(id, tenant, assigned);
+  return m.claimedFeedback(id, reward, tenant, true, target);
+}
+
 describe('rewards across replicas (#15)', () => {
   it('credits a reward given to the replica that did not serve, once, waiting for the exposure', async () => {
     const { a, b } = await replicas();
@@ -95,13 +103,14 @@ describe('rewards across replicas (#15)', () => {
     const served = serve(a, 'inf-1');
     // A writes its exposures 100 ms later: B waits for them, bounded.
     setTimeout(() => void a.flush(), 100);
-    const got = await b.claimedFeedback('inf-1', 1, 'acme', { first: true, assigned: true });
+    const got = await give(b, 'inf-1', 'acme', true);
     expect(got).toEqual({ experiment: 'ranker-ab', variant: served.variant });
     // The same feedback on A, which served it: the ledger says duplicate, A credits nothing and
     // forgets the inference (a later local-only feedback cannot credit it either).
-    await expect(
-      a.claimedFeedback('inf-1', 1, 'acme', { first: false, assigned: true }),
-    ).rejects.toMatchObject({ code: 'SY_ERR_INFERENCE_UNKNOWN' });
+    const own = await a.feedbackTarget('inf-1', 'acme', true);
+    expect(() => a.claimedFeedback('inf-1', 1, 'acme', false, own)).toThrow(
+      expect.objectContaining({ code: 'SY_ERR_INFERENCE_UNKNOWN' }),
+    );
     expect(() => a.feedback('inf-1', 1, 'acme')).toThrow(
       expect.objectContaining({ code: 'SY_ERR_INFERENCE_UNKNOWN' }),
     );
@@ -116,15 +125,12 @@ describe('rewards across replicas (#15)', () => {
     await b.reload();
     serve(a, 'inf-2');
     await a.flush();
-    await expect(
-      b.claimedFeedback('inf-2', 1, 'beta', { first: true, assigned: true }),
-    ).rejects.toMatchObject({ code: 'SY_ERR_INFERENCE_UNKNOWN' });
-    await expect(
-      a.claimedFeedback('inf-2', 1, 'beta', { first: true, assigned: true }),
-    ).rejects.toMatchObject({ code: 'SY_ERR_INFERENCE_UNKNOWN' });
-    expect(
-      await a.claimedFeedback('inf-2', 0.5, 'acme', { first: true, assigned: true }),
-    ).toMatchObject({ experiment: 'ranker-ab' });
+    expect(await b.feedbackTarget('inf-2', 'beta', false)).toBeUndefined();
+    expect(await a.feedbackTarget('inf-2', 'beta', false)).toBeUndefined();
+    await expect(give(b, 'inf-2', 'beta', false)).rejects.toMatchObject({
+      code: 'SY_ERR_INFERENCE_UNKNOWN',
+    });
+    expect(await give(a, 'inf-2', 'acme', true, 0.5)).toMatchObject({ experiment: 'ranker-ab' });
     const rows = (await a.stats('ranker-ab')).variants.map((v) => v.metrics['reward']?.n ?? 0);
     expect(rows.reduce((x, y) => x + y, 0)).toBe(1);
   });
@@ -132,16 +138,46 @@ describe('rewards across replicas (#15)', () => {
   it('reads the store once, without waiting, for a request in no experiment', async () => {
     const { b } = await replicas();
     const started = Date.now();
-    await expect(
-      b.claimedFeedback('none', 1, 'acme', { first: true, assigned: false }),
-    ).rejects.toMatchObject({ code: 'SY_ERR_INFERENCE_UNKNOWN' });
+    expect(await b.feedbackTarget('none', 'acme', false)).toBeUndefined();
     expect(Date.now() - started).toBeLessThan(100);
-    // Assigned but never written: waits flush_ms (0) plus the 0.5 s margin, and gives up.
+    // Assigned but never written: waits flush_ms (0) plus the 0.5 s margin, then refuses,
+    // retryably, so that the feedback is not counted without its reward.
     const waited = Date.now();
-    await expect(
-      b.claimedFeedback('lost', 1, 'acme', { first: true, assigned: true }),
-    ).rejects.toMatchObject({ code: 'SY_ERR_INFERENCE_UNKNOWN' });
+    await expect(b.feedbackTarget('lost', 'acme', true)).rejects.toMatchObject({
+      code: 'SY_ERR_FEEDBACK_STORE_FAILED',
+      retryable: true,
+      retryAfterS: 1,
+    });
     expect(Date.now() - waited).toBeGreaterThanOrEqual(450);
+  });
+
+  it('refuses retryably while the exposure store fails, and finds the exposure once it is back', async () => {
+    const { a, b, path } = await replicas();
+    await a.create(ab, by);
+    await b.reload();
+    const served = serve(a, 'inf-3');
+    await a.flush();
+    // The exposures' table goes away under the running stores (another connection renames it).
+    const admin = new Database(path);
+    try {
+      admin.exec('ALTER TABLE rs_exposures RENAME TO rs_exposures_away');
+      await expect(b.feedbackTarget('inf-3', 'acme', true)).rejects.toMatchObject({
+        code: 'SY_ERR_FEEDBACK_STORE_FAILED',
+        retryable: true,
+      });
+      // A request in no experiment owes no reward: the failure does not hold its feedback up.
+      expect(await b.feedbackTarget('inf-3', 'acme', false)).toBeUndefined();
+      admin.exec('ALTER TABLE rs_exposures_away RENAME TO rs_exposures');
+    } finally {
+      admin.close();
+    }
+    expect(await give(b, 'inf-3', 'acme', true)).toEqual({
+      experiment: 'ranker-ab',
+      variant: served.variant,
+    });
+    await b.flush();
+    const expected = ab.variants.map((v) => [v.name, v.name === served.variant ? 1 : 0]);
+    expect(await rewardOf(a, 'ranker-ab')).toEqual(expected);
   });
 
   it("credits a bandit's reward to the inference's segment on the other replica", async () => {
@@ -150,7 +186,7 @@ describe('rewards across replicas (#15)', () => {
     await b.reload();
     const served = serve(a, 'inf-eu', 'eu-west');
     await a.flush();
-    await b.claimedFeedback('inf-eu', 1, 'acme', { first: true, assigned: true });
+    await give(b, 'inf-eu', 'acme', true);
     await b.flush();
     const reward = (await store.readCounters('reco-bandit')).filter((r) => r.metric === 'reward');
     expect(reward).toEqual([

@@ -66,7 +66,8 @@ export interface Actor {
   readonly reason: string;
 }
 
-interface Pending {
+/** An inference awaiting its reward: the experiment, variant and bandit segment it credits. */
+export interface FeedbackTarget {
   /** The tenant whose request it was, when resolve saw its request id: only it gives feedback. */
   readonly tenant: string | undefined;
   readonly experiment: string;
@@ -99,7 +100,7 @@ export class ReleaseManager implements ReleaseSlotResolver {
   private table: SlotTable;
   private readonly bandits = new Map<string, Posteriors>();
   private readonly windows = new Map<string, LiveWindow>();
-  private readonly feedbackIds = new Map<string, Pending>();
+  private readonly feedbackIds = new Map<string, FeedbackTarget>();
   readonly counters = new CounterBuffer();
   readonly shadow: ShadowRunner;
   private timers: NodeJS.Timeout[] = [];
@@ -272,7 +273,7 @@ export class ReleaseManager implements ReleaseSlotResolver {
     return a;
   }
 
-  private openFeedback(id: string, p: Pending): void {
+  private openFeedback(id: string, p: FeedbackTarget): void {
     this.feedbackIds.delete(id);
     this.feedbackIds.set(id, p);
     if (this.feedbackIds.size > this.opts.feedbackCapacity)
@@ -297,32 +298,73 @@ export class ReleaseManager implements ReleaseSlotResolver {
   }
 
   /**
-   * The reward of a feedback the shared cost ledger has judged (#15). `first` (the ledger counted
-   * it: no replica took this inference's feedback before) credits it here, whichever replica
-   * served the inference: from this replica's memory, else from the inference's exposure in the
-   * shared store, by the caller's tenant. When `assigned` (the request's record names an
-   * experiment), an exposure still in the serving replica's buffer is waited for, bounded
-   * (`release.flush_ms` and a margin). Not `first`, nothing is credited. Throws
-   * SY_ERR_INFERENCE_UNKNOWN when nothing was credited.
+   * Where the reward of a feedback goes, found before the shared cost ledger counts it (#15):
+   * this replica's memory, else the inference's newest exposure of `tenant` in the shared store.
+   * When `assigned` (the request's record names an experiment), a reward is owed, so an exposure
+   * still in the serving replica's buffer is waited for, bounded (`release.flush_ms` and a
+   * margin), and SY_ERR_FEEDBACK_STORE_FAILED (retryable) is thrown when the store fails or the
+   * exposure is not written within the wait: the caller must not count the feedback then, so
+   * that the client's retry still credits it. Undefined: nothing to credit (no experiment, or an
+   * inference past `feedback_ttl_s`).
    */
-  async claimedFeedback(
+  async feedbackTarget(
+    inferenceId: string,
+    tenant: string,
+    assigned: boolean,
+    signal?: AbortSignal,
+  ): Promise<FeedbackTarget | undefined> {
+    const own = this.ownPending(inferenceId, tenant);
+    if (own !== undefined) return own;
+    const read = async () => {
+      await this.opts.flushElsewhere?.();
+      return (await this.opts.store.listExposures({ inferenceId, tenant, limit: 1 }))[0];
+    };
+    // One flush interval: by then the serving replica has written its buffer.
+    const retryAfterS = Math.max(1, Math.ceil(this.opts.flushMs / 1000));
+    let row;
+    try {
+      row = assigned ? await this.exposureWait.find(read, this.opts.flushMs, signal) : await read();
+    } catch (err) {
+      this.opts.logger?.warn({ err: String(err) }, 'release: the exposure lookup failed');
+      if (!assigned) return undefined; // the ledger owes no experiment a reward
+      throw syError('SY_ERR_FEEDBACK_STORE_FAILED', 'the exposure lookup failed', {
+        cause: err,
+        retryAfterS,
+      });
+    }
+    if (row === undefined) {
+      if (!assigned) return undefined;
+      throw syError('SY_ERR_FEEDBACK_STORE_FAILED', 'the exposure is not written yet', {
+        retryAfterS,
+      });
+    }
+    if (this.opts.clock.wall() - row.at > this.opts.feedbackTtlMs) return undefined;
+    const { experiment, variant, segment } = row;
+    return { tenant, experiment, variant, segment, at: this.opts.clock.now() };
+  }
+
+  /**
+   * The reward of a feedback the shared cost ledger has judged (#15): `first` (the ledger
+   * counted it: no replica took this inference's feedback before) credits it to `target`, found
+   * by `feedbackTarget` before the claim, whichever replica served the inference; no store is
+   * read. Either way this replica forgets the inference. Throws SY_ERR_INFERENCE_UNKNOWN when
+   * nothing was credited.
+   */
+  claimedFeedback(
     inferenceId: string,
     reward: number,
     tenant: string,
-    claim: { readonly first: boolean; readonly assigned: boolean },
-    signal?: AbortSignal,
-  ): Promise<{ experiment: string; variant: string }> {
+    first: boolean,
+    target: FeedbackTarget | undefined,
+  ): { experiment: string; variant: string } {
     checkReward(reward);
-    const own = this.ownPending(inferenceId, tenant);
-    if (own !== undefined) this.feedbackIds.delete(inferenceId);
-    if (!claim.first) throw unknownInference(inferenceId);
-    const p = own ?? (await this.sharedPending(inferenceId, tenant, claim.assigned, signal));
-    if (p === undefined) throw unknownInference(inferenceId);
-    return this.credit(p, reward);
+    if (this.ownPending(inferenceId, tenant) !== undefined) this.feedbackIds.delete(inferenceId);
+    if (!first || target === undefined) throw unknownInference(inferenceId);
+    return this.credit(target, reward);
   }
 
   /** This replica's open inference, unless expired or another tenant's. */
-  private ownPending(inferenceId: string, tenant: string | undefined): Pending | undefined {
+  private ownPending(inferenceId: string, tenant: string | undefined): FeedbackTarget | undefined {
     const p = this.feedbackIds.get(inferenceId);
     if (
       p === undefined ||
@@ -333,33 +375,8 @@ export class ReleaseManager implements ReleaseSlotResolver {
     return p;
   }
 
-  /** The inference as another replica recorded it: its newest exposure of this tenant. */
-  private async sharedPending(
-    inferenceId: string,
-    tenant: string,
-    wait: boolean,
-    signal: AbortSignal | undefined,
-  ): Promise<Pending | undefined> {
-    const read = async () => {
-      await this.opts.flushElsewhere?.();
-      return (await this.opts.store.listExposures({ inferenceId, tenant, limit: 1 }))[0];
-    };
-    let row;
-    try {
-      row = wait ? await this.exposureWait.find(read, this.opts.flushMs, signal) : await read();
-    } catch (err) {
-      // The ledger has counted the outcome already: the reward is lost, not the answer.
-      this.opts.logger?.warn({ err: String(err) }, 'release: the exposure lookup failed');
-      return undefined;
-    }
-    if (row === undefined || this.opts.clock.wall() - row.at > this.opts.feedbackTtlMs)
-      return undefined;
-    const { experiment, variant, segment } = row;
-    return { tenant, experiment, variant, segment, at: this.opts.clock.now() };
-  }
-
   /** The reward counter (per segment: shared counters reach the store) and this posterior. */
-  private credit(p: Pending, reward: number): { experiment: string; variant: string } {
+  private credit(p: FeedbackTarget, reward: number): { experiment: string; variant: string } {
     this.counters.add(p.experiment, p.variant, p.segment, 'reward', reward);
     const b = this.bandits.get(p.experiment);
     const r = this.records.get(p.experiment);

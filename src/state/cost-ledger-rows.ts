@@ -84,6 +84,11 @@ export function outcomeInsertSql(table: string, p: (n: number) => string): strin
   VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}) ON CONFLICT (tenant, request_id) DO NOTHING`;
 }
 
+/** Finds a request's outcome row, if it has one (params: tenant, request id). */
+export function outcomeExistsSql(table: string, p: (n: number) => string): string {
+  return `SELECT 1 AS taken FROM ${table} WHERE tenant = ${p(1)} AND request_id = ${p(2)}`;
+}
+
 export function outcomeInsertParams(o: OutcomeClaim): (string | number)[] {
   return [o.key.tenant, o.requestId, o.key.day, o.reward, Math.round(o.at)];
 }

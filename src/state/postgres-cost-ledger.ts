@@ -10,6 +10,7 @@ import {
   groupOf,
   ledgerTable,
   outcomeDelta,
+  outcomeExistsSql,
   outcomeInsertParams,
   outcomeInsertSql,
   outcomePruneSql,
@@ -88,6 +89,11 @@ export class PostgresCostLedger implements CostLedgerStore {
       [Math.floor(before)],
     );
     return r.rowCount ?? 0;
+  }
+
+  async hasOutcome(tenant: string, requestId: string): Promise<boolean> {
+    const sql = outcomeExistsSql(this.outcomes, (n) => `$${n}`);
+    return ((await this.pool.query(sql, [tenant, requestId])).rowCount ?? 0) > 0;
   }
 
   async addOutcome(o: OutcomeClaim): Promise<boolean> {

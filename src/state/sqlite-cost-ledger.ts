@@ -10,6 +10,7 @@ import {
   groupOf,
   ledgerTable,
   outcomeDelta,
+  outcomeExistsSql,
   outcomeInsertParams,
   outcomeInsertSql,
   outcomePruneSql,
@@ -32,12 +33,14 @@ export class SqliteCostLedger implements CostLedgerStore {
   private readonly spent: Database.Statement;
   private readonly batch: (deltas: readonly CostDelta[]) => void;
   private readonly outcome: (o: OutcomeClaim) => boolean;
+  private readonly taken: Database.Statement;
 
   constructor(private readonly db: Database.Database) {
     db.exec(ledgerTable(TABLE, 'INTEGER'));
     db.exec(outcomesTable(OUTCOMES, 'INTEGER', 'REAL'));
     const claim = db.prepare(outcomeInsertSql(OUTCOMES, () => '?'));
     this.upsert = db.prepare(upsertSql(TABLE, () => '?'));
+    this.taken = db.prepare(outcomeExistsSql(OUTCOMES, () => '?'));
     this.spent = db.prepare(
       `SELECT COALESCE(SUM(cost_nanos), 0) AS n FROM ${TABLE} WHERE tenant = ? AND day = ?`,
     );
@@ -78,6 +81,11 @@ export class SqliteCostLedger implements CostLedgerStore {
   // eslint-disable-next-line @typescript-eslint/require-await
   async addOutcome(o: OutcomeClaim): Promise<boolean> {
     return this.outcome(o);
+  }
+
+  // eslint-disable-next-line @typescript-eslint/require-await
+  async hasOutcome(tenant: string, requestId: string): Promise<boolean> {
+    return this.taken.get(tenant, requestId) !== undefined;
   }
 
   // eslint-disable-next-line @typescript-eslint/require-await

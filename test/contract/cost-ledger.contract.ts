@@ -138,6 +138,25 @@ export function costLedgerContract(
       expect(byJourney.map((g) => [g.key, g.feedback, g.conversions])).toEqual([['support', 2, 1]]);
     });
 
+    it('tells whether a request has its outcome, on any replica, counting nothing', async () => {
+      f = await open();
+      const other = await f.another();
+      const key = { ...delta({}), model: '', journey: 'support' };
+      expect(await f.store.hasOutcome('acme', 'req-1')).toBe(false);
+      expect(await other.hasOutcome('acme', 'req-1')).toBe(false);
+      // Asking takes nothing: the first claim still counts.
+      expect(await f.store.addOutcome({ requestId: 'req-1', key, reward: 1, at: 1 })).toBe(true);
+      expect(await other.hasOutcome('acme', 'req-1')).toBe(true);
+      // Per tenant and request id.
+      expect(await other.hasOutcome('beta', 'req-1')).toBe(false);
+      expect(await f.store.hasOutcome('acme', 'req-2')).toBe(false);
+      const t = await f.store.totals({ groupBy: 'tenant' });
+      expect(t.map((g) => [g.key, g.feedback])).toEqual([['acme', 1]]);
+      // A pruned claim is no longer there.
+      await f.store.pruneOutcomes(2);
+      expect(await f.store.hasOutcome('acme', 'req-1')).toBe(false);
+    });
+
     it('forgets outcome claims older than a time: a repeat after that counts again', async () => {
       f = await open();
       const key = { ...delta({}), model: '', journey: 'support' };

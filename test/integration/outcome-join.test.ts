@@ -74,6 +74,39 @@ describe('outcome join (#15)', () => {
     expect(await ledger.totals({ groupBy: 'tenant', tenant: 'beta' })).toEqual([]);
   });
 
+  it('peeks at the cost key and whether the outcome is counted, counting nothing', async () => {
+    const { log, ledger, join: j } = open();
+    await log.append(
+      [request('r1', MIDNIGHT + 5_000, { experiments: ['price-ab/treatment'] })],
+      [call('r1', MIDNIGHT + 4_000)],
+    );
+    expect(await j.peek('beta', 'r1')).toEqual({ counted: false });
+    const seen = await j.peek('acme', 'r1');
+    expect(seen).toMatchObject({
+      counted: false,
+      key: { tenant: 'acme', experiment: 'price-ab', arm: 'treatment' },
+    });
+    expect(await ledger.totals({ groupBy: 'tenant' })).toEqual([]);
+    // The claim takes the key peeked at: the log is not read again (it is gone here).
+    await log.close();
+    expect(await j.claim('acme', 'r1', 1, undefined, seen)).toMatchObject({ result: 'counted' });
+    expect(await j.claim('acme', 'r1', 1, undefined, seen)).toMatchObject({ result: 'duplicate' });
+    const arms = await ledger.totals({ groupBy: 'arm' });
+    expect(arms.map((g) => [g.key, g.feedback])).toEqual([['price-ab/treatment', 1]]);
+    // Now the peek says so, from any replica sharing the ledger.
+    const other = new OutcomeJoin({
+      store: ledger,
+      clock: systemClock,
+      local: (t, id) => (t === 'acme' && id === 'r1' ? seen.key : undefined),
+      log: () => undefined,
+    });
+    expect(await other.peek('acme', 'r1')).toEqual({ key: seen.key, counted: true });
+    await ledger.close();
+    await expect(other.peek('acme', 'r1')).rejects.toMatchObject({
+      code: 'SY_ERR_FEEDBACK_STORE_FAILED',
+    });
+  });
+
   it('files a request that spanned midnight under the day of its first model call', async () => {
     const { log, ledger, join: j } = open();
     await log.append(

@@ -264,27 +264,36 @@ export async function postFeedback(ctx: RequestContext): Promise<void> {
   // A client that goes away stops the wait for a record not yet written (no answer is owed).
   const gone = new AbortController();
   ctx.onEnd(() => gone.abort());
-  const ledger = await ctx.runtime.costs?.outcomes.claim(tenant, id, reward, gone.signal);
-  if (ledger !== undefined) publish(events.feedbackOutcome, { result: ledger.result });
-  const recorded = ledger?.result === 'counted';
+  const outcomes = ctx.runtime.costs?.outcomes;
+  const seen = await outcomes?.peek(tenant, id, gone.signal);
+  let recorded = false;
   let r: { experiment: string; variant: string } | undefined;
-  try {
-    const manager = host(ctx).manager;
-    r =
-      ledger === undefined || ledger.result === 'unknown'
-        ? manager.feedback(id, reward, tenant)
-        : await manager.claimedFeedback(
-            id,
-            reward,
-            tenant,
-            { first: recorded, assigned: ledger.key?.experiment !== '' },
-            gone.signal,
-          );
-  } catch (err) {
-    const unknown =
-      isSwitchyardError(err) &&
-      (err.code === 'SY_ERR_INFERENCE_UNKNOWN' || err.code === 'SY_ERR_RELEASE_UNAVAILABLE');
-    if (!recorded || !unknown) throw err;
+  if (outcomes === undefined || seen?.key === undefined) {
+    if (outcomes !== undefined) publish(events.feedbackOutcome, { result: 'unknown' });
+    r = host(ctx).manager.feedback(id, reward, tenant);
+  } else {
+    // Where the reward goes is found before the ledger counts the feedback: once counted, a
+    // retry is a duplicate. A reward owed but not creditable now (its exposure unreadable or not
+    // yet written) is a retryable 503 with nothing counted, never a reward lost.
+    const target = seen.counted
+      ? undefined
+      : await ctx.runtime.release?.manager.feedbackTarget(
+          id,
+          tenant,
+          seen.key.experiment !== '',
+          gone.signal,
+        );
+    const ledger = await outcomes.claim(tenant, id, reward, gone.signal, seen);
+    publish(events.feedbackOutcome, { result: ledger.result });
+    recorded = ledger.result === 'counted';
+    try {
+      r = host(ctx).manager.claimedFeedback(id, reward, tenant, recorded, target);
+    } catch (err) {
+      const unknown =
+        isSwitchyardError(err) &&
+        (err.code === 'SY_ERR_INFERENCE_UNKNOWN' || err.code === 'SY_ERR_RELEASE_UNAVAILABLE');
+      if (!recorded || !unknown) throw err;
+    }
   }
   sendJson(ctx, 200, {
     accepted: true,
