@@ -7,6 +7,7 @@ import {
   Registry,
   type OpenMetricsContentType,
 } from 'prom-client';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
 import { events, subscribe, type TenantStorageFullEvent } from '../core/events.js';
 import { channel, type Channel } from 'node:diagnostics_channel';
 import {
@@ -29,45 +30,42 @@ const MODE_VALUE: Readonly<Record<string, number>> = { normal: 0, surge: 1, emer
 /**
  * Prometheus metrics, fed only by `core/events` subscriptions: the hot path publishes, this
  * module counts. One registry per gateway instance (tests run several in one process).
- * GenAI names follow the OpenTelemetry semantic conventions, in Prometheus form.
+ * GenAI names follow the OpenTelemetry semantic conventions, in Prometheus form. The metrics
+ * recorded on every request are `hot-metrics.ts` ones: prom-client's exposition, without its
+ * per-record label work.
  */
 export class Metrics {
   readonly registry = new Registry();
   private readonly unsubscribe: (() => void)[] = [];
 
-  readonly requests = new Counter({
+  readonly requests = new HotCounter({
     name: 'switchyard_requests_total',
     help: 'Requests answered, by route, model, status and traffic class.',
     labelNames: ['route', 'model', 'status', 'class'] as const,
     registers: [this.registry],
   });
   /**
-   * Exemplar-capable (#15): prom-client refuses exemplars on a Prometheus-text registry at
-   * construction only, so it is registered by hand; the Prometheus text ignores exemplars and the
-   * OpenMetrics rendering (`openMetrics()`) shows the trace id of a sampled request per bucket.
+   * Exemplar-capable (#15): the Prometheus text ignores exemplars and the OpenMetrics rendering
+   * (`openMetrics()`) shows the trace id of a sampled request per bucket.
    */
-  readonly requestDuration = registered(
-    this.registry,
-    new Histogram({
-      name: 'switchyard_request_duration_seconds',
-      help: 'Time from request to the end of the answer.',
-      labelNames: ['route', 'model', 'status', 'class'] as const,
-      buckets: LATENCY_BUCKETS,
-      enableExemplars: true,
-      registers: [],
-    }),
-  );
+  readonly requestDuration = new HotHistogram({
+    name: 'switchyard_request_duration_seconds',
+    help: 'Time from request to the end of the answer.',
+    labelNames: ['route', 'model', 'status', 'class'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
   /** Trace-id exemplars on the request-duration histogram: on while tracing is (#15). */
   private exemplars = false;
   private readonly om = openMetricsRegistry();
-  readonly upstreamDuration = new Histogram({
+  readonly upstreamDuration = new HotHistogram({
     name: 'switchyard_upstream_duration_seconds',
     help: 'Time of each upstream attempt (to its answer, or to the first event of a stream).',
     labelNames: ['backend', 'outcome'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
-  readonly tokenUsage = new Histogram({
+  readonly tokenUsage = new HotHistogram({
     name: 'gen_ai_client_token_usage',
     help: 'Tokens used per model call (OpenTelemetry gen_ai.client.token.usage).',
     labelNames: [
@@ -80,7 +78,7 @@ export class Metrics {
     buckets: TOKEN_BUCKETS,
     registers: [this.registry],
   });
-  readonly operationDuration = new Histogram({
+  readonly operationDuration = new HotHistogram({
     name: 'gen_ai_client_operation_duration_seconds',
     help: 'Duration of each model call, to its answer or its stream end (OpenTelemetry gen_ai.client.operation.duration).',
     labelNames: [
@@ -96,19 +94,19 @@ export class Metrics {
     ],
     registers: [this.registry],
   });
-  readonly tokensTotal = new Counter({
+  readonly tokensTotal = new HotCounter({
     name: 'switchyard_tokens_total',
     help: 'Tokens used, by model and type (input or output).',
     labelNames: ['model', 'type'] as const,
     registers: [this.registry],
   });
-  readonly modelCalls = new Counter({
+  readonly modelCalls = new HotCounter({
     name: 'switchyard_model_calls_total',
     help: 'Model calls through the one pipeline, by resolved model, origin (direct, journey, shadow, replay) and outcome.',
     labelNames: ['model', 'origin', 'outcome'] as const,
     registers: [this.registry],
   });
-  readonly modelCost = new Counter({
+  readonly modelCost = new HotCounter({
     name: 'switchyard_model_cost_total',
     help: 'Cost of model calls (the one cost function), by the model that answered and tenant.',
     labelNames: ['model', 'tenant'] as const,
@@ -132,7 +130,7 @@ export class Metrics {
     labelNames: ['action', 'code', 'label', 'origin'] as const,
     registers: [this.registry],
   });
-  readonly timeToFirstToken = new Histogram({
+  readonly timeToFirstToken = new HotHistogram({
     name: 'gen_ai_server_time_to_first_token_seconds',
     help: 'Time to the first streamed event (OpenTelemetry gen_ai.server.time_to_first_token).',
     labelNames: ['gen_ai_request_model'] as const,
@@ -435,51 +433,46 @@ export class Metrics {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.unsubscribe.push(
       subscribe(events.requestDone, (e) => {
-        const status = String(e.status);
-        this.requests.labels(e.route, e.model, status, e.trafficClass).inc();
-        if (this.exemplars && e.traceId !== undefined)
-          (this.requestDuration as Histogram<string>).observe({
-            labels: { route: e.route, model: e.model, status, class: e.trafficClass },
-            value: e.durationMs / 1000,
-            exemplarLabels: { trace_id: e.traceId },
-          });
-        else
-          this.requestDuration
-            .labels(e.route, e.model, status, e.trafficClass)
-            .observe(e.durationMs / 1000);
+        const labels = [e.route, e.model, String(e.status), e.trafficClass] as const;
+        this.requests.inc(labels);
+        this.requestDuration.observe(
+          labels,
+          e.durationMs / 1000,
+          this.exemplars && e.traceId !== undefined ? { trace_id: e.traceId } : undefined,
+        );
       }),
       subscribe(events.upstreamAttempt, (e) => {
-        this.upstreamDuration.labels(e.backend, e.outcome).observe(e.durationMs / 1000);
+        this.upstreamDuration.observe([e.backend, e.outcome], e.durationMs / 1000);
       }),
       subscribe(events.modelCall, (e) => {
-        this.modelCalls.labels(e.model, e.origin, e.outcome).inc();
+        this.modelCalls.inc([e.model, e.origin, e.outcome]);
         // A replay is a what-if (#15): counted by origin above, never as cost, latency or tokens.
         if (e.origin === 'replay') return;
-        if (e.cost > 0) this.modelCost.labels(e.servedBy, e.tenant).inc(e.cost);
+        if (e.cost > 0) this.modelCost.inc([e.servedBy, e.tenant], e.cost);
         // GenAI conventions: the request model is the name asked for, the response model what
         // answered (its version when it has one).
         const response = e.version === '' ? e.servedBy : e.version;
-        this.operationDuration
-          .labels(e.op, e.system, e.requested, response, e.outcome === 'ok' ? '' : e.outcome)
-          .observe(e.ms / 1000);
+        this.operationDuration.observe(
+          [e.op, e.system, e.requested, response, e.outcome === 'ok' ? '' : e.outcome],
+          e.ms / 1000,
+        );
         if (e.outcome !== 'ok' && e.inputTokens === 0 && e.outputTokens === 0) return;
         if (e.op !== 'chat' && e.op !== 'embeddings' && e.inputTokens === 0) return;
-        this.tokenUsage
-          .labels(e.op, e.system, e.requested, response, 'input')
-          .observe(e.inputTokens);
-        this.tokensTotal.labels(e.model, 'input').inc(e.inputTokens);
+        this.tokenUsage.observe([e.op, e.system, e.requested, response, 'input'], e.inputTokens);
+        this.tokensTotal.inc([e.model, 'input'], e.inputTokens);
         if (e.outputTokens > 0 || e.op === 'chat') {
-          this.tokenUsage
-            .labels(e.op, e.system, e.requested, response, 'output')
-            .observe(e.outputTokens);
-          this.tokensTotal.labels(e.model, 'output').inc(e.outputTokens);
+          this.tokenUsage.observe(
+            [e.op, e.system, e.requested, response, 'output'],
+            e.outputTokens,
+          );
+          this.tokensTotal.inc([e.model, 'output'], e.outputTokens);
         }
       }),
       subscribe(events.policyException, (e) => {
         this.policyExceptions.labels(e.action, e.code, e.label, e.origin).inc();
       }),
       subscribe(events.firstToken, (e) => {
-        this.timeToFirstToken.labels(e.model).observe(e.ms / 1000);
+        this.timeToFirstToken.observe([e.model], e.ms / 1000);
       }),
       subscribe(events.breakerState, (e) => {
         this.breakerState.labels(e.backend).set(BREAKER_VALUE[e.state]);
@@ -731,11 +724,6 @@ export class Metrics {
     this.unsubscribe.length = 0;
     this.registry.clear();
   }
-}
-
-function registered<T extends Histogram<string>>(registry: Registry, metric: T): T {
-  registry.registerMetric(metric);
-  return metric;
 }
 
 /** What prom-client's registry renders of a metric (its internal shape). */
