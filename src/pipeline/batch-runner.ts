@@ -84,8 +84,11 @@ interface LineAnswer {
   readonly body: JsonObject;
   /** Set when the answer is an error the call answered as a value (a journey that failed). */
   readonly error?: { readonly status: number; readonly code: string };
-  /** A journey line: its journey and route, as the request record of the route carries them. */
-  readonly record?: Pick<RequestDoneEvent, 'journey' | 'journeyRoute' | 'degraded' | 'reads'>;
+  /** A journey line: its journey, route and user, as the route's request record carries them. */
+  readonly record?: Pick<
+    RequestDoneEvent,
+    'journey' | 'journeyRoute' | 'degraded' | 'reads' | 'user'
+  >;
 }
 
 export interface BatchRunnerOptions {
@@ -654,11 +657,13 @@ function journeyCall(
     run: async (scope) => {
       const out = await runJourneyIn(rt, chat.journey, scope, chat.input, chat.attributes);
       const route = routeJson(out.route);
+      const user = chat.attributes['user'];
       const record = {
         journey: chat.journey.name,
         journeyRoute: route,
         degraded: out.degraded,
         ...(out.reads === undefined ? {} : { reads: out.reads }),
+        ...(typeof user === 'string' ? { user } : {}),
       };
       if (!out.ok) {
         const e = out.error;
