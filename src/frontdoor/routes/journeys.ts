@@ -1,5 +1,5 @@
 import type { JsonObject, JsonValue } from '../../contracts/json.js';
-import { toSwitchyardError, syError, type SwitchyardError } from '../../core/errors.js';
+import { syError, toSwitchyardError, type SwitchyardError } from '../../core/errors.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import type { CompiledJourney } from '../../orchestrator/compile.js';
 import { compactRoute, type JourneyRoute } from '../../orchestrator/runner.js';
