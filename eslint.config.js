@@ -23,8 +23,9 @@ const LAYERS = {
   simulator: [],
   // Offline model building (demo models, quantization): never imported by the serving path.
   modelkit: ['core', 'contracts', 'backends'],
-  // The one path of every model call (#14): resolve, policy, admit, call, settle, record.
-  pipeline: ['core', 'contracts', 'admission', 'backends'],
+  // The one path of every model call (#14): resolve, policy, admit, call, settle, record; and
+  // what routes and batch lines share of journeys asked as chat models (it runs them).
+  pipeline: ['core', 'contracts', 'admission', 'backends', 'orchestrator'],
   // One module per capability: open / reconfigure / close; picks implementations (#14).
   wiring: [
     'core',

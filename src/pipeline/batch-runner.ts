@@ -12,7 +12,7 @@ import type { Logger } from '../contracts/logger.js';
 import type { Clock } from '../core/clock.js';
 import { Deadline } from '../core/deadline.js';
 import { openAiErrorBody, syError, toSwitchyardError } from '../core/errors.js';
-import { events, publish } from '../core/events.js';
+import { events, publish, type RequestDoneEvent } from '../core/events.js';
 import type { ResponseStore } from '../contracts/response-store.js';
 import type { AdmissionController } from '../admission/admission-controller.js';
 import {
@@ -22,8 +22,28 @@ import {
   RESPONSES_ENDPOINT,
   type BatchInputLine,
 } from './batch-lines.js';
-import { compactAttempts, type CallScope, type ModelPipeline } from './model-pipeline.js';
-import { answerTurn, openTurn, speaksResponses, type ResponsesKeeping } from './responses-turn.js';
+import {
+  JOURNEY_MODEL_PREFIX,
+  journeyChatCompletion,
+  openJourneyChat,
+  routeJson,
+  runJourneyIn,
+  type JourneyHost,
+} from './journey-chat.js';
+import {
+  compactAttempts,
+  type CallScope,
+  type ModelPipeline,
+  type ScopeRequest,
+} from './model-pipeline.js';
+import {
+  answerJourneyTurn,
+  answerTurn,
+  openTurn,
+  speaksResponses,
+  type ResponsesKeeping,
+} from './responses-turn.js';
+import { unitOf } from './unit.js';
 
 /** What the runner reads of config (`batches.*`), at every step. */
 export interface BatchRunSettings {
@@ -33,8 +53,8 @@ export interface BatchRunSettings {
   readonly min_spare: number;
 }
 
-/** The current runtime's parts the runner uses (swapped on reload). */
-export interface BatchRuntime {
+/** The current runtime's parts the runner uses (swapped on reload); journeys for `journey:<name>` lines. */
+export interface BatchRuntime extends JourneyHost {
   readonly pipeline: ModelPipeline;
   readonly admission?: AdmissionController | undefined;
   /** Stored Responses: a `/v1/responses` line with `store` (default true) is kept there. */
@@ -51,10 +71,24 @@ export interface BatchRuntime {
   };
 }
 
-/** One line's model call, as its endpoint makes it: the body to estimate, and the call. */
+/** One line's call, as its endpoint makes it: how its scope opens, and the call. */
 interface LineCall {
-  readonly estimate: JsonObject;
-  run(scope: CallScope): Promise<{ model: string; body: JsonObject }>;
+  /** What the scope reserves, and whose it is: a direct call's, or a journey's. */
+  readonly scope: Pick<ScopeRequest, 'estimate' | 'origin' | 'unit'>;
+  run(scope: CallScope): Promise<LineAnswer>;
+}
+
+/** A line's answer: its body as the route would answer it, and what the line's record adds. */
+interface LineAnswer {
+  readonly model: string;
+  readonly body: JsonObject;
+  /** Set when the answer is an error the call answered as a value (a journey that failed). */
+  readonly error?: { readonly status: number; readonly code: string };
+  /** A journey line: its journey, route and user, as the route's request record carries them. */
+  readonly record?: Pick<
+    RequestDoneEvent,
+    'journey' | 'journeyRoute' | 'degraded' | 'reads' | 'user'
+  >;
 }
 
 export interface BatchRunnerOptions {
@@ -419,7 +453,8 @@ export class BatchRunner {
   /**
    * A `/v1/responses` line: the route's non-streamed turn (#16), so its output line's body is the
    * Response object the route would answer. `store` is honoured as the route honours it: a stored
-   * batch Response is the tenant's, retrievable by id and usable as `previous_response_id`.
+   * batch Response is the tenant's, retrievable by id and usable as `previous_response_id`. A
+   * journey model answers as it answers the route: its chat completion, as a Response.
    */
   private async responsesCall(
     tenant: string,
@@ -437,9 +472,13 @@ export class BatchRunner {
       keeping,
       now: clock.wall(),
     });
+    if (turn.model.startsWith(JOURNEY_MODEL_PREFIX))
+      return journeyCall(rt, tenant, chat, (completion) =>
+        answerJourneyTurn(keeping, tenant, turn, completion, clock.wall()),
+      );
     const passThrough = speaksResponses(rt.snapshot.config.models[line.model]);
     return {
-      estimate: chat,
+      scope: { origin: 'direct', estimate: rt.pipeline.estimate('chat', chat, line.model) },
       run: async (scope) => {
         const r = await answerTurn(rt.pipeline, scope, {
           turn,
@@ -472,6 +511,7 @@ export class BatchRunner {
     let body: JsonObject;
     let status = 200;
     let code: string | undefined;
+    let record: LineAnswer['record'];
     let cost = 0;
     try {
       // A batch line has one answer: a line asking to stream is refused alone, uncalled.
@@ -481,11 +521,15 @@ export class BatchRunner {
           'a batch line cannot stream (its answer is one JSON body): drop "stream" or set it false',
           { param: 'stream' },
         );
-      pipeline.preflight(b.tenant, line.model, op);
+      // A journey is a chat model: checked as the chat route checks it, when its call is made.
+      const journey = op === 'chat' && line.model.startsWith(JOURNEY_MODEL_PREFIX);
+      if (!journey) pipeline.preflight(b.tenant, line.model, op);
       const call =
         endpoint === RESPONSES_ENDPOINT
           ? await this.responsesCall(b.tenant, line, rt)
-          : plainCall(pipeline, op, line);
+          : journey
+            ? journeyCall(rt, b.tenant, line.body)
+            : plainCall(pipeline, op, line);
       let scope;
       try {
         scope = await pipeline.open({
@@ -495,9 +539,8 @@ export class BatchRunner {
           trafficClass,
           signal: deadline.signal,
           deadlineAt: deadline.at,
-          origin: 'direct',
           attempts,
-          estimate: pipeline.estimate(op, call.estimate, line.model),
+          ...call.scope,
         });
       } catch (err) {
         const e = toSwitchyardError(err);
@@ -520,6 +563,8 @@ export class BatchRunner {
         const r = await call.run(scope);
         model = r.model;
         body = r.body;
+        record = r.record;
+        if (r.error !== undefined) ({ status, code } = r.error);
       } finally {
         cost = scope.used.cost;
         pipeline.close(scope);
@@ -555,6 +600,7 @@ export class BatchRunner {
       durationMs: clock.now() - t0,
       stream: false,
       path: compactAttempts(attempts),
+      ...record,
     });
     try {
       if (await this.o.store.commitLine(b.id, line.index, { ok, result, cost }))
@@ -580,7 +626,7 @@ export class BatchRunner {
 /** A line of an endpoint that takes the body as it is (chat, embeddings, completions, moderations). */
 function plainCall(pipeline: ModelPipeline, op: Operation, line: BatchInputLine): LineCall {
   return {
-    estimate: line.body,
+    scope: { origin: 'direct', estimate: pipeline.estimate(op, line.body, line.model) },
     run: async (scope) => {
       const r = await pipeline.call(scope, {
         op,
@@ -589,6 +635,53 @@ function plainCall(pipeline: ModelPipeline, op: Operation, line: BatchInputLine)
         direct: true,
       });
       return { model: r.model, body: r.response.json };
+    },
+  };
+}
+
+/**
+ * A chat request to a journey (`journey:<name>`), checked, run and shaped as the chat route does
+ * it (`journey-chat.ts`), in the line's scope: the batch class, the line's deadline, the journey's
+ * origin. A journey that fails answers its error with its route, as the route does; `answer`
+ * makes the endpoint's body of its chat.completion.
+ */
+function journeyCall(
+  rt: BatchRuntime,
+  tenant: string,
+  body: JsonObject,
+  answer: (completion: JsonObject) => Promise<JsonObject> = (c) => Promise.resolve(c),
+): LineCall {
+  const chat = openJourneyChat(rt, tenant, body);
+  return {
+    scope: { origin: 'journey', estimate: chat.estimate, unit: unitOf(chat.attributes) },
+    run: async (scope) => {
+      const out = await runJourneyIn(rt, chat.journey, scope, chat.input, chat.attributes);
+      const route = routeJson(out.route);
+      const user = chat.attributes['user'];
+      const record = {
+        journey: chat.journey.name,
+        journeyRoute: route,
+        degraded: out.degraded,
+        ...(out.reads === undefined ? {} : { reads: out.reads }),
+        ...(typeof user === 'string' ? { user } : {}),
+      };
+      if (!out.ok) {
+        const e = out.error;
+        return {
+          model: chat.model,
+          body: { ...openAiErrorBody(e, scope.requestId), route },
+          error: { status: e.status, code: e.code },
+          record,
+        };
+      }
+      const completion = journeyChatCompletion(
+        scope.requestId,
+        chat.model,
+        out.body,
+        out.used,
+        out.route,
+      );
+      return { model: chat.model, body: await answer(completion), record };
     },
   };
 }

@@ -125,6 +125,32 @@ export async function answerTurn(
   return { answer, turn, model: r.model, reason: r.reason };
 }
 
+/**
+ * A turn a journey answered (`model: "journey:<name>"`): its chat completion as the Response,
+ * usage summed over the journey's calls, kept when `store` says so. The route and batch lines
+ * share it.
+ */
+export async function answerJourneyTurn(
+  keeping: ResponsesKeeping,
+  tenant: string,
+  turn: ResponsesTurn,
+  completion: JsonObject,
+  now: number,
+): Promise<JsonObject> {
+  const answer = finishedResponse(turn, completion, completionUsage(completion));
+  await keepResponse(keeping, tenant, turn, answer, now);
+  return answer;
+}
+
+/** The usage a chat completion reports, as a Response counts it. */
+export function completionUsage(completion: JsonObject): ResponseUsage {
+  const u = isJsonObject(completion['usage']) ? completion['usage'] : {};
+  return {
+    inputTokens: Number(u['prompt_tokens'] ?? 0),
+    outputTokens: Number(u['completion_tokens'] ?? 0),
+  };
+}
+
 /** The upstream's Response as the client asked for it: its own `store` and `previous_response_id` (the id always a string). */
 export function asOurs(turn: ResponsesTurn, response: JsonObject): JsonObject {
   return {

@@ -90,6 +90,9 @@ describe('batches of /v1/responses lines (#16)', () => {
           chat: openaiModel(chatUp.url, { cost: { in_per_1k: 1, out_per_1k: 2 } }),
           native: openaiModel(nativeUp.url, { responses: true, upstream_model: 'up-model' }),
         },
+        journeys: {
+          relay: { stages: [{ id: 'ask', infer: { model: 'chat', prompt: 'input.text' } }] },
+        },
         batches: { poll_ms: 20 },
         costs: { flush_ms: 50 },
       },
@@ -172,6 +175,46 @@ describe('batches of /v1/responses lines (#16)', () => {
     expect(body['id']).toMatch(/^resp_up/);
     const got = await client.responses.retrieve(body['id'] as string);
     expect(got.output_text).toBe('items 1: native hello');
+  });
+
+  it('answers a journey line with the Response the route answers for that journey; an unknown journey fails its line alone', async () => {
+    const { done, out, errs } = await run([
+      line('j', { model: 'journey:relay', input: 'journey hello' }),
+      line('p', { model: 'chat', input: 'plain hello' }),
+      line('u', { model: 'journey:nope', input: 'x' }),
+    ]);
+    expect(done.request_counts).toEqual({ total: 3, completed: 2, failed: 1 });
+    expect(out.map((l) => l.custom_id)).toEqual(['j', 'p']);
+    const direct = (await client.responses.create({
+      model: 'journey:relay',
+      input: 'journey hello',
+    })) as unknown as Record<string, unknown>;
+    const meaningful = (b: Record<string, unknown>) => ({
+      object: b['object'],
+      status: b['status'],
+      model: b['model'],
+      store: b['store'],
+      output: (b['output'] as Record<string, unknown>[]).map(({ id: _id, ...item }) => item),
+      usage: b['usage'],
+    });
+    const body = out[0]!.response!.body;
+    expect(meaningful(body)).toEqual(meaningful(direct));
+    expect(body).toMatchObject({
+      object: 'response',
+      model: 'journey:relay',
+      output: [{ content: [{ type: 'output_text', text: 'echo journey hello (1 messages)' }] }],
+      usage: { input_tokens: 10, output_tokens: 5, total_tokens: 15 },
+    });
+    // Stored as the route stores it: the tenant's, retrievable by id.
+    const got = await client.responses.retrieve(body['id'] as string);
+    expect(got.output_text).toBe('echo journey hello (1 messages)');
+    expect(out[1]!.response!.body).toMatchObject({
+      output: [{ content: [{ text: 'echo plain hello (1 messages)' }] }],
+    });
+    expect(errs.map((l) => [l.custom_id, l.response?.status_code])).toEqual([['u', 404]]);
+    expect((errs[0]!.response!.body['error'] as Record<string, unknown>)['switchyard_code']).toBe(
+      'SY_ERR_JOURNEY_NOT_FOUND',
+    );
   });
 
   it('puts each line’s cost in the cost ledger under the batch class', async () => {

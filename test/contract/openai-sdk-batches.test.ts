@@ -933,3 +933,219 @@ describe('batch lines pass admission like direct calls (#16)', () => {
     }
   });
 });
+
+describe('journey models in batch lines (#16 item 8)', () => {
+  let x: Setup;
+  /** A tenant allowed the chat model and not the journey. */
+  let chatOnly: OpenAI;
+  const journeyLine = (customId: string, model: string, content = customId): string =>
+    JSON.stringify({
+      custom_id: customId,
+      method: 'POST',
+      url: '/v1/chat/completions',
+      body: { model, messages: [{ role: 'user', content }], user: 'u-1' },
+    });
+  /** The error body of a direct call, through the SDK. */
+  const directError = async (client: OpenAI, model: string): Promise<Record<string, unknown>> => {
+    const e = await client.chat.completions
+      .create({ model, messages: [{ role: 'user', content: 'direct' }] })
+      .catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(OpenAI.APIError);
+    return {
+      status: (e as InstanceType<typeof OpenAI.APIError>).status,
+      ...(e as { error: object }).error,
+    };
+  };
+  async function runBatch(client: OpenAI, lines: readonly string[]) {
+    const file = await upload(client, lines);
+    const b = await client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    expect(b.status).toBe('in_progress');
+    const done = await until(
+      () => client.batches.retrieve(b.id),
+      (y) => y.status === 'completed',
+    );
+    const read = async (id: string | null | undefined) =>
+      id === null || id === undefined ? [] : linesOf(client, id);
+    return { done, out: await read(done.output_file_id), errs: await read(done.error_file_id) };
+  }
+
+  beforeAll(async () => {
+    const journeys = {
+      relay: { stages: [{ id: 'ask', infer: { model: 'chat', prompt: 'input.text' } }] },
+    };
+    // The batch class's deadline is short: a journey line that outlasts it is cut.
+    const classes = {
+      interactive: { priority: 0 },
+      background: { priority: 3 },
+      batch: { priority: 4, deadline_ms: 1_000 },
+    };
+    x = await setup({}, { journeys, classes });
+    const cfg = x.gw.gateway.runtime().snapshot.config;
+    x.gw.writeConfig({
+      models: cfg.models,
+      journeys,
+      classes,
+      batches: { poll_ms: 20 },
+      costs: { flush_ms: 50 },
+      inference_log: { enabled: true, flush_ms: 50 },
+      tenants: {
+        acme: { keys: [{ id: 'k1', hash: hashKey(x.gw.key, TEST_SECRET) }], models: ['*'] },
+        globex: {
+          keys: [{ id: 'g1', hash: hashKey(x.other.apiKey!, TEST_SECRET) }],
+          models: ['chat'],
+        },
+      },
+    });
+    expect((await x.gw.gateway.reload()).result).toBe('applied');
+    chatOnly = x.other;
+  });
+  afterAll(async () => {
+    x.release();
+    await x.gw.close();
+    await x.up.close();
+  });
+
+  it('runs a journey line as the chat route runs the journey; an unknown journey fails its line alone', async () => {
+    const { done, out, errs } = await runBatch(x.client, [
+      journeyLine('j1', 'journey:relay'),
+      journeyLine('p1', 'chat'),
+      journeyLine('u1', 'journey:nope'),
+    ]);
+    expect(done.request_counts).toEqual({ total: 3, completed: 2, failed: 1 });
+    expect(out.map((l) => l.custom_id)).toEqual(['j1', 'p1']);
+    const [j1, p1] = out;
+    // The same journey, asked directly with the same input.
+    const direct = (await x.client.chat.completions.create({
+      model: 'journey:relay',
+      messages: [{ role: 'user', content: 'j1' }],
+      user: 'u-1',
+    })) as unknown as Record<string, unknown>;
+    const meaningful = (b: Record<string, unknown>) => {
+      const route = b['route'] as Record<string, unknown>;
+      return {
+        object: b['object'],
+        model: b['model'],
+        choices: b['choices'],
+        usage: b['usage'],
+        route: {
+          journey: route['journey'],
+          outcome: route['outcome'],
+          answeredBy: route['answeredBy'],
+          cache: route['cache'],
+          decisions: route['decisions'],
+          stages: (route['stages'] as Record<string, unknown>[]).map((s) => ({
+            stage: s['stage'],
+            kind: s['kind'],
+            outcome: s['outcome'],
+            model: s['model'],
+            cost: s['cost'],
+          })),
+        },
+      };
+    };
+    const body = j1!.response!.body;
+    expect(j1!.response!.status_code).toBe(200);
+    expect(meaningful(body)).toEqual(meaningful(direct));
+    expect(body).toMatchObject({
+      object: 'chat.completion',
+      model: 'journey:relay',
+      choices: [{ index: 0, message: { role: 'assistant', content: 'echo j1' } }],
+      usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
+      route: { journey: 'relay', outcome: 'respond', stages: [{ stage: 'ask', model: 'chat' }] },
+    });
+    // The plain line is unaffected.
+    expect(p1!.response?.body).toMatchObject({ choices: [{ message: { content: 'echo p1' } }] });
+    // The unknown journey: the error a direct call gets, in the error file, and nothing called.
+    expect(errs.map((l) => l.custom_id)).toEqual(['u1']);
+    const unknown = errs[0]!.response!;
+    const directUnknown = await directError(x.client, 'journey:nope');
+    expect(directUnknown).toMatchObject({
+      status: 404,
+      switchyard_code: 'SY_ERR_JOURNEY_NOT_FOUND',
+    });
+    expect(unknown.status_code).toBe(directUnknown['status']);
+    const { request_id: _r, ...unknownError } = unknown.body['error'] as Record<string, unknown>;
+    const { request_id: _d, status: _s, ...directUnknownError } = directUnknown;
+    expect(unknownError).toEqual(directUnknownError);
+    expect(x.hits().get('u1')).toBeUndefined();
+    expect(x.hits().get('j1')).toBe(2); // the line, then the direct call
+  });
+
+  it('runs the journey in the line’s batch-class scope: its record, its calls and its cost in the ledger', async () => {
+    const rt = x.gw.gateway.runtime();
+    await rt.costs!.recorder.flush();
+    const batchCost = async () =>
+      (await rt.costs!.store.totals({ groupBy: 'class', tenant: 'acme' })).find(
+        (g) => g.key === 'batch',
+      );
+    const before = await batchCost();
+    const { done, out } = await runBatch(x.client, [
+      journeyLine('j2', 'journey:relay'),
+      journeyLine('p2', 'chat'),
+    ]);
+    expect(out.map((l) => l.custom_id)).toEqual(['j2', 'p2']);
+    const lines = await rt.batches!.store.lines(done.id);
+    // 10 in and 5 out tokens at 1 and 2 per 1k: 0.02 for the journey's one call, as for the plain line.
+    expect(lines.map((l) => [l.customId, l.cost])).toEqual([
+      ['j2', expect.closeTo(0.02, 9)],
+      ['p2', expect.closeTo(0.02, 9)],
+    ]);
+    const record = await until(
+      () => rt.inferenceLog!.get(out[0]!.id),
+      (r) => r !== undefined,
+    );
+    expect(record).toMatchObject({
+      tenant: 'acme',
+      trafficClass: 'batch',
+      route: '/v1/chat/completions',
+      model: 'journey:relay',
+      journey: 'relay',
+      user: 'u-1',
+      status: 200,
+      outcome: 'ok',
+    });
+    expect(record!.cost).toBeCloseTo(lines[0]!.cost, 12);
+    expect(record!.calls.map((c) => [c.origin, c.trafficClass, c.model])).toEqual([
+      ['journey', 'batch', 'chat'],
+    ]);
+    // Both lines' cost lands where batch lines' cost lands: the batch class, and the journey's row.
+    await rt.costs!.recorder.flush();
+    const after = await batchCost();
+    expect((after!.costNanos - (before?.costNanos ?? 0)) / 1e9).toBeCloseTo(0.04, 9);
+    expect(after!.requests - (before?.requests ?? 0)).toBe(2);
+    const byJourney = await rt.costs!.store.totals({ groupBy: 'journey', tenant: 'acme' });
+    expect(byJourney.find((g) => g.key === 'relay')?.costNanos).toBeGreaterThanOrEqual(0.02 * 1e9);
+  });
+
+  it('cuts a journey line at the batch class’s deadline, not the journey’s own class’s', async () => {
+    const { errs } = await runBatch(x.client, [journeyLine('hold-j3', 'journey:relay')]);
+    expect(errs.map((l) => [l.custom_id, l.response?.status_code])).toEqual([['hold-j3', 504]]);
+    expect((errs[0]!.response!.body['error'] as Record<string, unknown>)['switchyard_code']).toBe(
+      'SY_ERR_DEADLINE_EXCEEDED',
+    );
+    // The journey answers its failure with its route, as the chat route does.
+    expect(errs[0]!.response!.body['route']).toMatchObject({ journey: 'relay', outcome: 'fail' });
+  });
+
+  it('gives a tenant not allowed the journey the forbidden error for that line alone', async () => {
+    const { done, out, errs } = await runBatch(chatOnly, [
+      journeyLine('f1', 'journey:relay'),
+      journeyLine('f2', 'chat'),
+    ]);
+    expect(done.request_counts).toEqual({ total: 2, completed: 1, failed: 1 });
+    expect(out.map((l) => [l.custom_id, l.response?.status_code])).toEqual([['f2', 200]]);
+    expect(errs.map((l) => l.custom_id)).toEqual(['f1']);
+    const forbidden = errs[0]!.response!;
+    const direct = await directError(chatOnly, 'journey:relay');
+    expect(direct).toMatchObject({ status: 403, switchyard_code: 'SY_ERR_JOURNEY_FORBIDDEN' });
+    expect(forbidden.status_code).toBe(403);
+    const { request_id: _r, ...lineError } = forbidden.body['error'] as Record<string, unknown>;
+    const { request_id: _d, status: _s, ...directErrorBody } = direct;
+    expect(lineError).toEqual(directErrorBody);
+    expect(x.hits().get('f1')).toBeUndefined();
+  });
+});

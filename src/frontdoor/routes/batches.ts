@@ -10,6 +10,7 @@ import {
   parseBatchInput,
   type BatchLineError,
 } from '../../pipeline/batch-lines.js';
+import { JOURNEY_MODEL_PREFIX } from '../../pipeline/journey-chat.js';
 import { validateResponsesRequest } from '../../pipeline/responses-chat.js';
 import type { RequestContext } from '../context.js';
 import { validateChat, validateEmbeddings, validatePassThrough } from '../openai-fields.js';
@@ -44,7 +45,7 @@ const BATCH_VALIDATE: Readonly<Record<string, (body: JsonObject) => void>> = {
 /**
  * `POST /v1/batches`: a batch over an uploaded `batch` file. Every line is checked now (JSONL
  * shape, endpoint, custom_id, the body as the endpoint would check it, the model and the
- * tenant's right to it): with any error the batch is `failed` with the errors listed, as OpenAI
+ * tenant's right to it; a journey's when its line runs): with any error the batch is `failed` with the errors listed, as OpenAI
  * does; otherwise it is `in_progress` and the runner takes it when load allows.
  */
 export async function createBatch(ctx: RequestContext): Promise<void> {
@@ -91,7 +92,10 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
     for (const line of parsed.lines) {
       try {
         validate(line.body);
-        ctx.runtime.pipeline.preflight(tenant, line.model, op);
+        // A journey (`journey:<name>`, a chat model) is checked when its line runs, as a direct
+        // call checks it: an unknown or forbidden journey fails its line alone (#16 item 8).
+        if (op !== 'chat' || !line.model.startsWith(JOURNEY_MODEL_PREFIX))
+          ctx.runtime.pipeline.preflight(tenant, line.model, op);
       } catch (err) {
         const e = toSwitchyardError(err);
         errors.push({

@@ -1,15 +1,24 @@
 import type { JsonObject, JsonValue } from '../../contracts/json.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../../core/errors.js';
-import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
-import { estimateTokens } from '../../core/cost.js';
-import { compactRoute, type JourneyOutcome, type JourneyRoute } from '../../orchestrator/runner.js';
+import type { CompiledJourney } from '../../orchestrator/compile.js';
+import { compactRoute, type JourneyRoute } from '../../orchestrator/runner.js';
+import {
+  finishReason,
+  journeyChatCompletion,
+  journeyEstimate,
+  journeyFor,
+  openJourneyChat,
+  routeJson,
+  runJourneyIn,
+  type JourneyRun,
+} from '../../pipeline/journey-chat.js';
 import type { RequestContext } from '../context.js';
 import { keepPayload, payloadWanted } from '../payload.js';
 import { withScope } from '../scope.js';
 import { DEGRADED_HEADER, errorBody, ROUTE_HEADER } from '../respond.js';
 
-export const JOURNEY_MODEL_PREFIX = 'journey:';
+export { JOURNEY_MODEL_PREFIX } from '../../pipeline/journey-chat.js';
 
 /**
  * `POST /v1/journeys/{name}`: runs a journey graph. Body: `{ "input": string | object,
@@ -33,7 +42,8 @@ export async function runJourney(ctx: RequestContext): Promise<void> {
     throw syError('SY_ERR_INVALID_REQUEST', '"attributes" must be an object', {
       param: 'attributes',
     });
-  const out = await execute(ctx, name, input, attributes);
+  const journey = journeyFor(ctx.runtime, ctx.principal?.tenant ?? '', name, permitted(ctx));
+  const out = await execute(ctx, journey, input, attributes);
   if (payloadWanted(ctx, name))
     keepPayload(ctx, { input, attributes }, out.ok ? { output: out.body } : undefined);
   if (out.ok) send(ctx, 200, { journey: name, output: out.body, route: routeJson(out.route) });
@@ -41,9 +51,9 @@ export async function runJourney(ctx: RequestContext): Promise<void> {
 }
 
 /**
- * `model: "journey:<name>"` on `/v1/chat/completions`: the last user message is the journey's
- * `input.text` (the messages are `input.messages`, `user` is `attr.user`). The answer is a
- * chat.completion, with the route beside the usual fields; `stream: true` sends it as chunks.
+ * `model: "journey:<name>"` on `/v1/chat/completions`: the journey's chat.completion
+ * (`pipeline/journey-chat.ts`, which batch lines run too), with the route beside the usual
+ * fields; `stream: true` sends it as chunks.
  */
 export async function journeyChat(ctx: RequestContext, body: JsonObject): Promise<void> {
   const completion = await journeyCompletion(ctx, body);
@@ -66,102 +76,49 @@ export async function journeyCompletion(
   ctx: RequestContext,
   body: JsonObject,
 ): Promise<JsonObject | undefined> {
-  const name = (body['model'] as string).slice(JOURNEY_MODEL_PREFIX.length);
-  const messages = body['messages'] as JsonValue[];
-  let text = '';
-  for (let i = messages.length - 1; i >= 0; i--) {
-    const m = messages[i] as JsonObject;
-    if (m['role'] === 'user') {
-      text = contentText(m['content']);
-      break;
-    }
-  }
-  const input: JsonObject = { text, messages };
-  for (const k of ['max_tokens', 'temperature'] as const)
-    if (body[k] !== undefined) input[k] = body[k]!;
-  const attributes: JsonObject = typeof body['user'] === 'string' ? { user: body['user'] } : {};
-  const out = await execute(ctx, name, input, attributes);
-  if (payloadWanted(ctx, name))
+  const chat = openJourneyChat(ctx.runtime, ctx.principal?.tenant ?? '', body, permitted(ctx));
+  const { input, attributes } = chat;
+  const out = await execute(ctx, chat.journey, input, attributes);
+  if (payloadWanted(ctx, chat.journey.name))
     keepPayload(ctx, { input, attributes }, out.ok ? { output: out.body } : undefined);
   if (!out.ok) {
     sendFailure(ctx, out.error, out.route);
     return undefined;
   }
-  const completion = toCompletion(ctx, body['model'] as string, out.body, out.used);
-  completion['route'] = routeJson(out.route);
-  return completion;
+  return journeyChatCompletion(ctx.requestId, chat.model, out.body, out.used, out.route);
 }
 
-/** What a journey's model calls used, summed over every call its stages made. */
-interface Used {
-  readonly inputTokens: number;
-  readonly outputTokens: number;
+/** Once the tenant may call the journey, the request is the journey's (its record's model). */
+function permitted(ctx: RequestContext): (model: string) => void {
+  return (model) => (ctx.model = model);
 }
 
+/** Runs a checked journey in the request's scope, and keeps its route for the record. */
 async function execute(
   ctx: RequestContext,
-  name: string,
+  journey: CompiledJourney,
   input: JsonObject,
   attributes: JsonObject,
-): Promise<JourneyOutcome & { readonly used: Used }> {
-  const journeys = ctx.runtime.journeys;
-  const journey = journeys?.compiled.get(name);
-  const shown = JSON.stringify(name.slice(0, 200));
-  if (journeys === undefined || journey === undefined)
-    throw syError('SY_ERR_JOURNEY_NOT_FOUND', shown);
-  const tenant = ctx.principal?.tenant ?? '';
-  const model = `${JOURNEY_MODEL_PREFIX}${name}`;
-  if (!ctx.runtime.keys.mayUse(tenant, model)) throw syError('SY_ERR_JOURNEY_FORBIDDEN', shown);
-  ctx.model = model;
-  if (ctx.runtime.admission?.switches().journeys_disabled.includes(name) === true)
-    throw syError('SY_ERR_SHED', `journey ${name} is off in the current mode`, { retryAfterS: 1 });
-  const tokens = estimateTokens(JSON.stringify(input));
-  let used: Used = { inputTokens: 0, outputTokens: 0 };
-  // One scope for the whole journey: every model call its stages make goes through the
-  // pipeline bound to it, and the quota ticket settles to what those calls used.
-  const outcome = await withScope(
+): Promise<JourneyRun> {
+  // One scope for the whole journey, in the class the journey declares.
+  const out = await withScope(
     ctx,
     {
       origin: 'journey',
       trafficClass: journey.trafficClass,
-      estimate: { tokens, spend: 0 },
+      estimate: journeyEstimate(input),
       attributes,
     },
-    (scope) => {
-      used = scope.used;
-      return journeys.runner.run(journey, {
-        requestId: ctx.requestId,
-        tenant,
-        trafficClass: ctx.trafficClass,
-        input,
-        attributes,
-        signal: scope.signal,
-        deadlineAt: scope.deadlineAt,
-        models: ctx.runtime.catalog.invoker(scope),
-        ...(scope.span === undefined ? {} : { span: scope.span }),
-        cacheTtlScale: ctx.runtime.admission?.switches().cache_ttl_scale ?? 1,
-      });
-    },
+    (scope) => runJourneyIn(ctx.runtime, journey, scope, input, attributes),
   );
-  const degraded = outcome.route.decisions.filter((d) => DEGRADED_DECISIONS.has(d));
-  // Stale features degrade the answer the way an unreachable parent does (#17): counted alike.
-  if (degraded.includes('stale_features'))
-    publish(events.degradedAnswer, { model, reason: 'stale_features' });
   ctx.journey = {
-    name,
-    compact: compactRoute(outcome.route),
-    route: routeJson(outcome.route),
-    degraded,
-    ...(outcome.reads === undefined ? {} : { reads: outcome.reads }),
+    name: journey.name,
+    compact: compactRoute(out.route),
+    route: routeJson(out.route),
+    degraded: out.degraded,
+    ...(out.reads === undefined ? {} : { reads: out.reads }),
   };
-  return { ...outcome, used: { inputTokens: used.inputTokens, outputTokens: used.outputTokens } };
-}
-
-/** The decisions that make a journey's answer degraded: logged as such, and in the header. */
-const DEGRADED_DECISIONS = new Set(['fallback', 'downgrade', 'stale_served', 'stale_features']);
-
-function routeJson(route: JourneyRoute): JsonObject {
-  return JSON.parse(JSON.stringify(route)) as JsonObject;
+  return out;
 }
 
 function headers(
@@ -235,84 +192,4 @@ function sendStream(ctx: RequestContext, completion: JsonObject, includeUsage: b
   );
   if (includeUsage) res.write(chunk([], { usage: completion['usage'] ?? null }));
   res.end('data: [DONE]\n\n');
-}
-
-/** The finish reasons OpenAI's schema allows; anything else a journey model said is `stop`. */
-const FINISH_REASONS = new Set(['stop', 'length', 'tool_calls', 'content_filter', 'function_call']);
-
-function finishReason(choice: JsonObject): string {
-  const f = choice['finish_reason'];
-  return typeof f === 'string' && FINISH_REASONS.has(f) ? f : 'stop';
-}
-
-function contentText(content: JsonValue | undefined): string {
-  if (typeof content === 'string') return content;
-  if (Array.isArray(content))
-    return content
-      .map((p) => (isJsonObject(p) && typeof p['text'] === 'string' ? p['text'] : ''))
-      .join('');
-  return '';
-}
-
-/**
- * A journey's answer as a chat.completion with every field OpenAI's schema requires (#16 item 9):
- * a chat model's own completion (its choices made whole), or the output as text. `usage` is what
- * the journey's model calls used, summed.
- */
-function toCompletion(
-  ctx: RequestContext,
-  model: string,
-  output: JsonValue,
-  used: Used,
-): JsonObject {
-  const usage = {
-    prompt_tokens: used.inputTokens,
-    completion_tokens: used.outputTokens,
-    total_tokens: used.inputTokens + used.outputTokens,
-  };
-  const base = {
-    id: `chatcmpl-${ctx.requestId}`,
-    object: 'chat.completion',
-    created: Math.floor(Date.now() / 1000),
-  };
-  if (isJsonObject(output) && isJsonObject(output['completion'])) {
-    const c = output['completion'];
-    if (c['object'] === 'chat.completion' && Array.isArray(c['choices']))
-      return {
-        ...base,
-        ...c,
-        model,
-        choices: c['choices'].map((choice, index) => wholeChoice(choice, index)),
-        usage,
-      };
-  }
-  let content: string;
-  if (typeof output === 'string') content = output;
-  else if (isJsonObject(output) && typeof output['text'] === 'string') content = output['text'];
-  else if (isJsonObject(output) && typeof output['answer'] === 'string') content = output['answer'];
-  else content = JSON.stringify(output);
-  return {
-    ...base,
-    model,
-    choices: [wholeChoice({ message: { role: 'assistant', content }, finish_reason: 'stop' }, 0)],
-    usage,
-  };
-}
-
-/** A choice with the fields the schema requires: index, message (role, content, refusal), logprobs, finish_reason. */
-function wholeChoice(choice: JsonValue, index: number): JsonObject {
-  const c = isJsonObject(choice) ? choice : {};
-  const m = isJsonObject(c['message']) ? c['message'] : {};
-  return {
-    ...c,
-    index: typeof c['index'] === 'number' ? c['index'] : index,
-    message: {
-      ...m,
-      role: 'assistant',
-      content: typeof m['content'] === 'string' ? m['content'] : null,
-      refusal: typeof m['refusal'] === 'string' ? m['refusal'] : null,
-    },
-    logprobs: c['logprobs'] ?? null,
-    finish_reason: finishReason(c),
-  };
 }

@@ -12,9 +12,10 @@ import { DATA_HEADERS, withScope } from '../scope.js';
 import { errorBody, sendJson, startEventStream } from '../respond.js';
 import { chatOutcome } from '../../pipeline/responses-chat.js';
 import {
+  answerJourneyTurn,
   answerTurn,
   asOurs,
-  finishedResponse,
+  completionUsage,
   keepResponse,
   loadResponse,
   openTurn,
@@ -165,15 +166,13 @@ async function journeyResponse(
 ): Promise<void> {
   const completion = await journeyCompletion(ctx, chat);
   if (completion === undefined) return; // the failure was answered, with the route
-  const u = isJsonObject(completion['usage']) ? completion['usage'] : {};
-  const usage = {
-    inputTokens: Number(u['prompt_tokens'] ?? 0),
-    outputTokens: Number(u['completion_tokens'] ?? 0),
-  };
   if (turn.body['stream'] !== true) {
-    const answer = finishedResponse(turn, completion, usage);
-    await keep(ctx, turn, answer);
-    sendJson(ctx, 200, answer);
+    const tenant = ctx.principal?.tenant ?? '';
+    sendJson(
+      ctx,
+      200,
+      await answerJourneyTurn(keepingOf(ctx), tenant, turn, completion, Date.now()),
+    );
     return;
   }
   ctx.stream = true;
@@ -192,7 +191,7 @@ async function journeyResponse(
   const t = new ResponsesStreamTranslator(turn);
   startEventStream(ctx);
   ctx.res.write(t.start() + t.push(Buffer.from(`data: ${JSON.stringify(chunk)}\n\n`)));
-  const end = t.finish(usage);
+  const end = t.finish(completionUsage(completion));
   await keepInStream(ctx, turn, end.response, t, end.events);
 }
 
