@@ -84,7 +84,7 @@ interface LineAnswer {
   readonly body: JsonObject;
   /** Set when the answer is an error the call answered as a value (a journey that failed). */
   readonly error?: { readonly status: number; readonly code: string };
-  /** A journey line: its journey, route and user, as the route's request record carries them. */
+  /** What the route's request record carries beside: a journey line's journey, route and user, a plain line's user. */
   readonly record?: Pick<
     RequestDoneEvent,
     'journey' | 'journeyRoute' | 'degraded' | 'reads' | 'user'
@@ -625,8 +625,15 @@ export class BatchRunner {
 
 /** A line of an endpoint that takes the body as it is (chat, embeddings, completions, moderations). */
 function plainCall(pipeline: ModelPipeline, op: Operation, line: BatchInputLine): LineCall {
+  // The OpenAI `user` field is whose request it is, as on the route: the release assignment
+  // unit (a user's lines get the variant their direct calls get) and the record's user.
+  const user = typeof line.body['user'] === 'string' ? line.body['user'] : undefined;
   return {
-    scope: { origin: 'direct', estimate: pipeline.estimate(op, line.body, line.model) },
+    scope: {
+      origin: 'direct',
+      estimate: pipeline.estimate(op, line.body, line.model),
+      ...(user === undefined ? {} : { unit: unitOf({ user }) }),
+    },
     run: async (scope) => {
       const r = await pipeline.call(scope, {
         op,
@@ -634,7 +641,11 @@ function plainCall(pipeline: ModelPipeline, op: Operation, line: BatchInputLine)
         body: line.body,
         direct: true,
       });
-      return { model: r.model, body: r.response.json };
+      return {
+        model: r.model,
+        body: r.response.json,
+        ...(user === undefined ? {} : { record: { user } }),
+      };
     },
   };
 }

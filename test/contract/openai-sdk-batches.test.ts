@@ -135,7 +135,7 @@ async function setup(
   batches: Record<string, unknown> = {},
   extra: Record<string, unknown> = {},
   chatExtra: Record<string, unknown> = {},
-  options: { clock?: Clock } = {},
+  options: { clock?: Clock; models?: (upstreamUrl: string) => Record<string, unknown> } = {},
 ): Promise<Setup> {
   let release: () => void = () => undefined;
   const state = { hold: new Promise<void>((r) => (release = r)) };
@@ -147,13 +147,14 @@ async function setup(
         chat: openaiModel(up.url, { cost: { in_per_1k: 1, out_per_1k: 2 }, ...chatExtra }),
         embed: openaiModel(up.url, { operations: ['embeddings'] }),
         legacy: openaiModel(up.url, { operations: ['completions', 'moderations'] }),
+        ...options.models?.(up.url),
       },
       batches: { poll_ms: 20, ...batches },
       costs: { flush_ms: 50 },
       inference_log: { enabled: true, flush_ms: 50 },
       ...extra,
     },
-    options,
+    options: options.clock === undefined ? {} : { clock: options.clock },
   });
   // A second tenant, on the same gateway.
   const cfg = gw.gateway.runtime().snapshot.config;
@@ -1147,5 +1148,92 @@ describe('journey models in batch lines (#16 item 8)', () => {
     const { request_id: _d, status: _s, ...directErrorBody } = direct;
     expect(lineError).toEqual(directErrorBody);
     expect(x.hits().get('f1')).toBeUndefined();
+  });
+});
+
+describe('a plain line’s OpenAI user field, as on the route (#14: every control on every call)', () => {
+  let x: Setup;
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sy-batch-ab-'));
+    x = await setup(
+      {},
+      {
+        state: { sqlite: join(dir, 'release.db') },
+        release: { evaluate_ms: 100, flush_ms: 100 },
+        experiments: [
+          {
+            id: 'chat-ab',
+            slot: 'chat',
+            kind: 'ab',
+            variants: [
+              { name: 'a', model: 'chat' },
+              { name: 'b', model: 'chat-b' },
+            ],
+          },
+        ],
+      },
+      {},
+      { models: (url) => ({ 'chat-b': openaiModel(url) }) },
+    );
+  });
+  afterAll(async () => {
+    x.release();
+    await x.gw.close();
+    await x.up.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is the release unit and the record’s user: a user’s lines get the variant its direct calls get', async () => {
+    const rt = x.gw.gateway.runtime();
+    const recordOf = (id: string) =>
+      until(
+        () => rt.inferenceLog!.get(id),
+        (r) => r !== undefined,
+      );
+    const users = Array.from({ length: 8 }, (_, i) => `user-${i}`);
+    const direct = new Map<string, readonly string[]>();
+    for (const user of users) {
+      const { response } = await x.client.chat.completions
+        .create({ model: 'chat', messages: [{ role: 'user', content: `d-${user}` }], user })
+        .withResponse();
+      const r = await recordOf(response.headers.get('x-request-id')!);
+      direct.set(user, r!.experiments);
+    }
+    // Both variants are in play, so a line assigned by its own request id would miss.
+    expect(new Set([...direct.values()].map((e) => e.join()))).toEqual(
+      new Set(['chat-ab/a', 'chat-ab/b']),
+    );
+    const line = (customId: string, user: string): string =>
+      JSON.stringify({
+        custom_id: customId,
+        method: 'POST',
+        url: '/v1/chat/completions',
+        body: { model: 'chat', messages: [{ role: 'user', content: customId }], user },
+      });
+    const file = await upload(
+      x.client,
+      users.flatMap((u) => [line(`${u}-1`, u), line(`${u}-2`, u)]),
+    );
+    const b = await x.client.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    const done = await until(
+      () => x.client.batches.retrieve(b.id),
+      (y) => y.status === 'completed',
+    );
+    const out = await linesOf(x.client, done.output_file_id!);
+    expect(out).toHaveLength(16);
+    for (const l of out) {
+      const user = l.custom_id.slice(0, l.custom_id.lastIndexOf('-'));
+      const r = await recordOf(l.id);
+      expect({ line: l.custom_id, user: r!.user, experiments: r!.experiments }).toEqual({
+        line: l.custom_id,
+        user,
+        experiments: direct.get(user),
+      });
+    }
   });
 });
