@@ -21,6 +21,13 @@ export const BATCH_ENDPOINTS: Readonly<Record<string, Operation>> = {
  */
 export const OUTPUT_EXPIRES_FIELD = 'switchyard_output_expires_after_s';
 
+/**
+ * Where a batch keeps the data its creator declared (the `x-switchyard-data-*` and
+ * `x-switchyard-jurisdiction` headers of `POST /v1/batches`: label, purpose, user, jurisdiction);
+ * every line runs under it, as a direct call runs under its headers. Never shown.
+ */
+export const DATA_FIELD = 'switchyard_data';
+
 /** The batch endpoint whose lines are Responses turns. */
 export const RESPONSES_ENDPOINT = '/v1/responses';
 

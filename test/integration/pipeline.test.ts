@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import OpenAI, { toFile } from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { events, subscribe } from '../../src/core/events.js';
 import { generateKey, hashKey } from '../../src/core/api-key.js';
@@ -117,6 +118,7 @@ describe('the model-input rule on every model call (issue 14)', () => {
           edge: openaiModel(up.url, { tier: 'edge' }),
         },
         journeys: { 'to-central': profileJourney('central'), 'to-edge': profileJourney('edge') },
+        batches: { poll_ms: 20 },
       },
     });
     await call(gw.url, 'PUT', '/v1/consent/u1', gw.key, {
@@ -207,6 +209,89 @@ describe('the model-input rule on every model call (issue 14)', () => {
     });
     expect(granted.status).toBe(200);
     expect(up.calls).toHaveLength(1);
+  });
+
+  it('runs every batch line under the data its batch declared: refused, consent-checked per line user, kept in its jurisdiction', async () => {
+    const client = new OpenAI({ apiKey: gw.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+    /** Runs a chat batch made with `headers`; each line's status and error code, by custom_id. */
+    const run = async (headers: Record<string, string>, users: readonly string[]) => {
+      const jsonl = users
+        .map((user, i) =>
+          JSON.stringify({
+            custom_id: `${i}-${user}`,
+            method: 'POST',
+            url: '/v1/chat/completions',
+            body: {
+              model: 'edge',
+              messages: [{ role: 'user', content: `risk ${SECRET_RISK}` }],
+              user,
+            },
+          }),
+        )
+        .join('\n');
+      const file = await client.files.create({
+        file: await toFile(Buffer.from(jsonl), 'in.jsonl'),
+        purpose: 'batch',
+      });
+      const b = await client.batches.create(
+        { input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' },
+        { headers },
+      );
+      let done = b;
+      for (let i = 0; i < 300 && done.status !== 'completed'; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        done = await client.batches.retrieve(b.id);
+      }
+      expect(done.status).toBe('completed');
+      const lines: {
+        custom_id: string;
+        response: { status_code: number; body: { error?: { switchyard_code?: string } } };
+      }[] = [];
+      for (const id of [done.output_file_id, done.error_file_id])
+        if (typeof id === 'string')
+          for (const l of (await (await client.files.content(id)).text()).split('\n'))
+            if (l !== '') lines.push(JSON.parse(l) as (typeof lines)[number]);
+      return Object.fromEntries(
+        lines.map((l) => [
+          l.custom_id,
+          [l.response.status_code, l.response.body.error?.switchyard_code ?? null],
+        ]),
+      );
+    };
+    up.calls.length = 0;
+    // Restricted data may reach no model: every line refused, the upstream never called.
+    expect(await run({ 'x-switchyard-data-label': 'restricted' }, ['u1', 'u2'])).toEqual({
+      '0-u1': [403, 'SY_ERR_POLICY_DENIED'],
+      '1-u2': [403, 'SY_ERR_POLICY_DENIED'],
+    });
+    // Consented data: each line's user is whose consent is asked (u1 gave it, u2 did not).
+    expect(
+      await run(
+        {
+          'x-switchyard-data-label': 'consented',
+          'x-switchyard-data-purpose': 'behavioral_inference',
+        },
+        ['u1', 'u2'],
+      ),
+    ).toEqual({ '0-u1': [200, null], '1-u2': [403, 'SY_ERR_CONSENT_REQUIRED'] });
+    // Data resident in the US never reaches this EU node's models.
+    expect(await run({ 'x-switchyard-jurisdiction': 'us' }, ['u1'])).toEqual({
+      '0-u1': [403, 'SY_ERR_RESIDENCY'],
+    });
+    expect(up.calls).toHaveLength(1); // u1's consented line alone
+    // A bad declaration is refused when the batch is made, naming the header.
+    const bad = await call(
+      gw.url,
+      'POST',
+      '/v1/batches',
+      gw.key,
+      {},
+      {
+        'x-switchyard-data-label': 'secret',
+      },
+    );
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toContain('"param":"x-switchyard-data-label"');
   });
 
   it('answers a bad data label header with a 400 naming it', async () => {

@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { StoredBatch } from '../../contracts/batch-store.js';
 import type { JsonObject } from '../../contracts/json.js';
+import type { DataTag } from '../../contracts/policy.js';
 import { syError, toSwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import {
   BATCH_ENDPOINTS,
+  DATA_FIELD,
   OUTPUT_EXPIRES_FIELD,
   parseBatchInput,
   type BatchLineError,
@@ -25,8 +27,23 @@ const KEY_FIELD = 'switchyard_key_id';
 
 /** The Batch object as clients see it. */
 function batchView(b: StoredBatch): JsonObject {
-  const { [KEY_FIELD]: _key, [OUTPUT_EXPIRES_FIELD]: _ttl, ...shown } = b.batch;
+  const {
+    [KEY_FIELD]: _key,
+    [OUTPUT_EXPIRES_FIELD]: _ttl,
+    [DATA_FIELD]: _data,
+    ...shown
+  } = b.batch;
   return { ...shown, status: b.status };
+}
+
+/** A declared data tag as the batch keeps it (the tenant is the batch's own). */
+function declared(d: DataTag): JsonObject {
+  return {
+    label: d.label,
+    ...(d.purpose === undefined ? {} : { purpose: d.purpose }),
+    ...(d.userId === undefined ? {} : { user: d.userId }),
+    ...(d.jurisdiction === undefined ? {} : { jurisdiction: d.jurisdiction }),
+  };
 }
 
 function bad(detail: string, param: string): never {
@@ -138,6 +155,8 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
         metadata,
         [KEY_FIELD]: ctx.principal?.keyId ?? '',
         ...(outputTtl === undefined ? {} : { [OUTPUT_EXPIRES_FIELD]: outputTtl }),
+        // The data the creator declared in its headers (validated by the scope): each line's.
+        ...(ctx.data === undefined ? {} : { [DATA_FIELD]: declared(ctx.data) }),
       },
     };
     await stored(() => store.putBatch(b));
