@@ -459,16 +459,17 @@ const DROPS = new Set<string>([
 const MAX_LAG_SHARE = 0.25;
 
 /**
- * A round trip as the upstream saw it, or undefined when the gateway's own loop ran too late to
- * tell. The callback that sees an answer runs about `lagMs` after it arrived, so `rtt − lag` is
- * the upstream's share while the lag is a small part of the round trip. When it is not (a
- * CPU-bound gateway whose loop runs 5-30 ms late, in front of a 20 ms upstream), the difference
- * is noise: taken as a sample, a few of them set the limit's no-load latency near zero, every
- * true round trip then read as a long queue, and the limit fell to 6-13 with the upstream idle
- * (bench:overhead case e, 200 connections: 75% of the throughput with admission off, p99 1.5 s).
+ * A round trip as the limit may learn it, or undefined when the gateway's own loop ran too late
+ * to tell (a CPU-bound gateway whose loop runs 5-30 ms late in front of a 20 ms upstream: such a
+ * sample is the gateway's queueing, not the upstream's). Otherwise the round trip as measured,
+ * the loop's share included: the limit takes the smallest of a window's round trips, the answer
+ * that waited least for the loop. Subtracting the loop's lateness instead (a smoothed estimate
+ * that overshoots any one answer's wait) read a 20 ms upstream as a 16 ms one at times; that
+ * became the no-load latency, every true round trip then looked like a queue, and the limit held
+ * near 30 at 200 connections: 45% of the throughput with admission off (bench:overhead case e).
  */
 export function upstreamMs(rttMs: number, lagMs: number): number | undefined {
-  return lagMs > rttMs * MAX_LAG_SHARE ? undefined : rttMs - lagMs;
+  return lagMs > rttMs * MAX_LAG_SHARE ? undefined : rttMs;
 }
 
 function openTicket(trafficClass: string): Ticket {

@@ -30,7 +30,8 @@ export class VegasLimit implements ConcurrencyLimit {
   private probing = false;
   /** Samples since the last update: one update per window (about one no-load RTT), */
   private windowStart = -1;
-  private windowRtt = 0;
+  /** The window's smallest round trip. */
+  private windowRtt = Infinity;
   /** Samples in the window with a latency, and all of them. */
   private windowTimed = 0;
   private windowCount = 0;
@@ -60,13 +61,16 @@ export class VegasLimit implements ConcurrencyLimit {
 
   /**
    * Samples are pooled into windows of at least one no-load RTT (and 5 samples), and the limit
-   * moves once per window on their mean (Netflix's WindowedLimit): a change shows in the RTTs
-   * only one RTT later, so updating on every sample would overshoot.
+   * moves once per window (Netflix's WindowedLimit): a change shows in the RTTs only one RTT
+   * later, so updating on every sample would overshoot. The window's round trip is its smallest
+   * one, as Linux's TCP Vegas takes the minimum RTT of the last round: a queue at the upstream
+   * delays every call of the window, while the gateway's own loop, busy but not saturated,
+   * delays some answers and not others (see `upstreamMs`).
    */
   onSample(rttMs: number | undefined, inFlight: number, dropped: boolean, now: number): void {
     if (this.windowStart < 0) this.windowStart = now;
     if (rttMs !== undefined) {
-      this.windowRtt += rttMs;
+      if (rttMs < this.windowRtt) this.windowRtt = rttMs;
       this.windowTimed++;
     }
     this.windowCount++;
@@ -74,11 +78,11 @@ export class VegasLimit implements ConcurrencyLimit {
     this.windowDropped ||= dropped;
     const span = Number.isFinite(this.rttNoLoad) ? this.rttNoLoad : 0;
     if (this.windowCount < MIN_WINDOW_SAMPLES || now - this.windowStart < span) return;
-    const rtt = this.windowTimed === 0 ? undefined : this.windowRtt / this.windowTimed;
+    const rtt = this.windowTimed === 0 ? undefined : this.windowRtt;
     const peak = this.windowInFlight;
     const drop = this.windowDropped;
     this.windowStart = now;
-    this.windowRtt = 0;
+    this.windowRtt = Infinity;
     this.windowTimed = 0;
     this.windowCount = 0;
     this.windowInFlight = 0;
