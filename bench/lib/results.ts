@@ -1,8 +1,19 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const RESULTS = resolve(fileURLToPath(new URL('../results', import.meta.url)));
+/** The repository's root: the nearest folder above this file with a package.json (bench:journeys runs compiled, from .bench-build/). */
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('bench/lib/results.ts: no package.json above it');
+    dir = up;
+  }
+  return dir;
+}
+
+const RESULTS = join(repoRoot(), 'bench/results');
 
 /**
  * Writes `bench/results/<bench>-latest.json`, the file bench/README.md's tables are made from,
