@@ -69,6 +69,18 @@ describe('VegasLimit', () => {
     expect(run(true)).toBeGreaterThan(60);
   });
 
+  it('reaches the demand within two seconds while the gateway’s own loop is saturated', () => {
+    // 200 clients in front of a 20 ms upstream: a sample every 0.1 ms, a window every 20 ms.
+    const limit = new VegasLimit({ ...spec, initial_limit: 20, max_limit: 1_000 }, 0, () => true);
+    let t = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const inFlight = Math.min(200, limit.current());
+      limit.onSample(25, inFlight, false, (t += 0.1));
+    }
+    expect(limit.current()).toBeGreaterThanOrEqual(200);
+    expect(limit.current()).toBeLessThan(230);
+  });
+
   it('does not grow past demand while the gateway’s own loop is saturated', () => {
     const limit = new VegasLimit({ ...spec, initial_limit: 20 }, 0, () => true);
     for (let i = 0; i < 5_000; i++) limit.onSample(40, 12, false, i);

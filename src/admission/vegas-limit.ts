@@ -112,10 +112,11 @@ export class VegasLimit implements ConcurrencyLimit {
       if (rttMs === undefined || this.selfBusy()) {
         // The gateway's own loop is the bottleneck, so the latency is mostly its own queueing and
         // says nothing about the upstream (or, from streams, there is no latency at all): follow
-        // demand instead (grow while every slot is taken), and let drops (timeouts, upstream
-        // 429/503) be what backs the limit off.
+        // demand instead (grow while every slot is taken, as fast as Vegas grows on a short
+        // queue: at log10 per window the limit took 10 s to reach 200 connections from 20, their
+        // requests queued meanwhile), and let drops (timeouts, upstream 429/503) back it off.
         if (inFlight < this.current()) return;
-        next = limit + log10(limit);
+        next = limit + 6 * log10(limit);
         next = Math.min(this.spec.max_limit, next);
         this.limit = limit * (1 - this.spec.smoothing) + next * this.spec.smoothing;
         return;
