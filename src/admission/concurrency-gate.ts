@@ -261,6 +261,7 @@ export class ConcurrencyGate {
           this.inFlight + 1,
           outcome.dropped === true,
           now,
+          this.queued,
         );
         this.publishLimit();
         this.drain();

@@ -81,6 +81,19 @@ describe('VegasLimit', () => {
     expect(limit.current()).toBeLessThan(230);
   });
 
+  it('closes half the queue a window while the gateway’s own loop is saturated', () => {
+    // The same 200 clients, the gate telling how many wait for a slot: in half a second (57 at
+    // 6 log10 a window).
+    const limit = new VegasLimit({ ...spec, initial_limit: 20, max_limit: 1_000 }, 0, () => true);
+    let t = 0;
+    for (let i = 0; i < 5_000; i++) {
+      const inFlight = Math.min(200, limit.current());
+      limit.onSample(25, inFlight, false, (t += 0.1), 200 - inFlight);
+    }
+    expect(limit.current()).toBeGreaterThanOrEqual(170);
+    expect(limit.current()).toBeLessThanOrEqual(200);
+  });
+
   it('does not grow past demand while the gateway’s own loop is saturated', () => {
     const limit = new VegasLimit({ ...spec, initial_limit: 20 }, 0, () => true);
     for (let i = 0; i < 5_000; i++) limit.onSample(40, 12, false, i);

@@ -6,9 +6,16 @@ export interface ConcurrencyLimit {
   current(): number;
   /**
    * `rttMs` of a finished request (undefined: no latency signal, a stream); `inFlight` when it
-   * finished; `dropped` for timeouts and overload errors.
+   * finished, and `queued` (requests waiting for a slot); `dropped` for timeouts and overload
+   * errors.
    */
-  onSample(rttMs: number | undefined, inFlight: number, dropped: boolean, now: number): void;
+  onSample(
+    rttMs: number | undefined,
+    inFlight: number,
+    dropped: boolean,
+    now: number,
+    queued?: number,
+  ): void;
 }
 
 const log10 = (n: number): number => Math.max(1, Math.log10(n));
@@ -36,6 +43,7 @@ export class VegasLimit implements ConcurrencyLimit {
   private windowTimed = 0;
   private windowCount = 0;
   private windowInFlight = 0;
+  private windowQueued = 0;
   private windowDropped = false;
 
   /**
@@ -67,7 +75,13 @@ export class VegasLimit implements ConcurrencyLimit {
    * delays every call of the window, while the gateway's own loop, busy but not saturated,
    * delays some answers and not others (see `upstreamMs`).
    */
-  onSample(rttMs: number | undefined, inFlight: number, dropped: boolean, now: number): void {
+  onSample(
+    rttMs: number | undefined,
+    inFlight: number,
+    dropped: boolean,
+    now: number,
+    queued = 0,
+  ): void {
     if (this.windowStart < 0) this.windowStart = now;
     if (rttMs !== undefined) {
       if (rttMs < this.windowRtt) this.windowRtt = rttMs;
@@ -75,22 +89,31 @@ export class VegasLimit implements ConcurrencyLimit {
     }
     this.windowCount++;
     this.windowInFlight = Math.max(this.windowInFlight, inFlight);
+    this.windowQueued = Math.max(this.windowQueued, queued);
     this.windowDropped ||= dropped;
     const span = Number.isFinite(this.rttNoLoad) ? this.rttNoLoad : 0;
     if (this.windowCount < MIN_WINDOW_SAMPLES || now - this.windowStart < span) return;
     const rtt = this.windowTimed === 0 ? undefined : this.windowRtt;
     const peak = this.windowInFlight;
+    const waiting = this.windowQueued;
     const drop = this.windowDropped;
     this.windowStart = now;
     this.windowRtt = Infinity;
     this.windowTimed = 0;
     this.windowCount = 0;
     this.windowInFlight = 0;
+    this.windowQueued = 0;
     this.windowDropped = false;
-    this.update(rtt, peak, drop, now);
+    this.update(rtt, peak, drop, now, waiting);
   }
 
-  private update(rttMs: number | undefined, inFlight: number, dropped: boolean, now: number): void {
+  private update(
+    rttMs: number | undefined,
+    inFlight: number,
+    dropped: boolean,
+    now: number,
+    queued: number,
+  ): void {
     const rtt = Math.max(rttMs ?? 0, 0.01);
     // No probe while the gateway's own loop is saturated (it would not see the no-load latency),
     // nor from streams alone (they carry no latency to measure it with).
@@ -112,11 +135,12 @@ export class VegasLimit implements ConcurrencyLimit {
       if (rttMs === undefined || this.selfBusy()) {
         // The gateway's own loop is the bottleneck, so the latency is mostly its own queueing and
         // says nothing about the upstream (or, from streams, there is no latency at all): follow
-        // demand instead (grow while every slot is taken, as fast as Vegas grows on a short
-        // queue: at log10 per window the limit took 10 s to reach 200 connections from 20, their
-        // requests queued meanwhile), and let drops (timeouts, upstream 429/503) back it off.
+        // demand instead (grow while every slot is taken, by half the queue or as fast as Vegas
+        // grows on a short queue, whichever is more: at log10 per window the limit took 10 s to
+        // reach 200 connections from 20, their requests queued meanwhile), and let drops
+        // (timeouts, upstream 429/503) back it off.
         if (inFlight < this.current()) return;
-        next = limit + 6 * log10(limit);
+        next = limit + Math.max(6 * log10(limit), queued / 2);
         next = Math.min(this.spec.max_limit, next);
         this.limit = limit * (1 - this.spec.smoothing) + next * this.spec.smoothing;
         return;

@@ -347,7 +347,8 @@ export class Metrics {
     aggregator: 'max',
     registers: [this.registry],
   });
-  readonly admitted = new Counter({
+  // Once per admitted request: a HotCounter, as the other per-request metrics.
+  readonly admitted = new HotCounter({
     name: 'switchyard_admission_admitted_total',
     help: 'Requests admitted by admission control, by traffic class.',
     labelNames: ['class'] as const,
@@ -541,7 +542,7 @@ export class Metrics {
         this.modelLoads.labels(e.model, e.version, e.result).inc();
       }),
       subscribe(events.admission, (e) => {
-        if (e.outcome === 'admitted') this.admitted.labels(e.trafficClass).inc();
+        if (e.outcome === 'admitted') this.admitted.inc([e.trafficClass]);
         else if (e.outcome === 'queued') this.queued.labels(e.trafficClass).inc();
         else if (e.outcome === 'shed' || e.outcome === 'expired')
           this.shed.labels(e.trafficClass, e.reason).inc();
