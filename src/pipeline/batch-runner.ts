@@ -55,7 +55,10 @@ export interface BatchRunSettings {
   readonly min_spare: number;
 }
 
-/** The current runtime's parts the runner uses (swapped on reload); journeys for `journey:<name>` lines. */
+/**
+ * The current runtime's parts the runner uses (swapped on reload); its journeys run the
+ * `journey:<name>` lines.
+ */
 export interface BatchRuntime extends JourneyHost {
   readonly pipeline: ModelPipeline;
   readonly admission?: AdmissionController | undefined;
@@ -86,7 +89,10 @@ interface LineAnswer {
   readonly body: JsonObject;
   /** Set when the answer is an error the call answered as a value (a journey that failed). */
   readonly error?: { readonly status: number; readonly code: string };
-  /** What the route's request record carries beside: a journey line's journey, route and user, a plain line's user. */
+  /**
+   * What the route's request record carries besides: a journey line's journey, route and user,
+   * a plain line's user.
+   */
   readonly record?: Pick<
     RequestDoneEvent,
     'journey' | 'journeyRoute' | 'degraded' | 'reads' | 'user'

@@ -62,8 +62,10 @@ const BATCH_VALIDATE: Readonly<Record<string, (body: JsonObject) => void>> = {
 /**
  * `POST /v1/batches`: a batch over an uploaded `batch` file. Every line is checked now (JSONL
  * shape, endpoint, custom_id, the body as the endpoint would check it, the model and the
- * tenant's right to it; a journey's when its line runs): with any error the batch is `failed` with the errors listed, as OpenAI
- * does; otherwise it is `in_progress` and the runner takes it when load allows.
+ * tenant's right to it; a journey's when its line runs): with any error the batch is `failed`
+ * with the errors listed, as OpenAI does; otherwise it is `in_progress` and the runner takes it
+ * when load allows. The data headers (`x-switchyard-data-*`, jurisdiction) declare the data of
+ * every line, kept with the batch.
  */
 export async function createBatch(ctx: RequestContext): Promise<void> {
   const store = batchStoreOf(ctx);
