@@ -1,5 +1,6 @@
 import type { Operation } from '../contracts/backend.js';
 import type { JsonObject } from '../contracts/json.js';
+import type { ConsentPurpose, DataTag, PolicyLabel } from '../contracts/policy.js';
 import { isJsonObject, parseJson } from '../core/safe-json.js';
 
 /**
@@ -27,6 +28,38 @@ export const OUTPUT_EXPIRES_FIELD = 'switchyard_output_expires_after_s';
  * every line runs under it, as a direct call runs under its headers. Never shown.
  */
 export const DATA_FIELD = 'switchyard_data';
+
+/** The declared data as a batch keeps it under `DATA_FIELD` (the tenant is the batch's own). */
+export function keptData(d: DataTag): JsonObject {
+  return {
+    label: d.label,
+    ...(d.purpose === undefined ? {} : { purpose: d.purpose }),
+    ...(d.userId === undefined ? {} : { user: d.userId }),
+    ...(d.jurisdiction === undefined ? {} : { jurisdiction: d.jurisdiction }),
+  };
+}
+
+/**
+ * The data a line runs under, as a direct call runs under its headers: what its batch's creator
+ * declared (`keptData`), about the declared user, else the line's own `user` field.
+ */
+export function lineData(
+  tenant: string,
+  batch: JsonObject,
+  line: BatchInputLine,
+): { data?: readonly DataTag[] } {
+  const d = batch[DATA_FIELD];
+  if (!isJsonObject(d)) return {};
+  const user = typeof d['user'] === 'string' ? d['user'] : line.body['user'];
+  const tag: DataTag = {
+    tenant,
+    label: d['label'] as PolicyLabel,
+    ...(typeof d['purpose'] === 'string' ? { purpose: d['purpose'] as ConsentPurpose } : {}),
+    ...(typeof user === 'string' ? { userId: user } : {}),
+    ...(typeof d['jurisdiction'] === 'string' ? { jurisdiction: d['jurisdiction'] } : {}),
+  };
+  return { data: [tag] };
+}
 
 /** The batch endpoint whose lines are Responses turns. */
 export const RESPONSES_ENDPOINT = '/v1/responses';

@@ -8,7 +8,6 @@ import type {
   StoredFile,
 } from '../contracts/batch-store.js';
 import type { JsonObject } from '../contracts/json.js';
-import type { ConsentPurpose, DataTag, PolicyLabel } from '../contracts/policy.js';
 import type { Logger } from '../contracts/logger.js';
 import type { Clock } from '../core/clock.js';
 import { Deadline } from '../core/deadline.js';
@@ -18,7 +17,7 @@ import type { ResponseStore } from '../contracts/response-store.js';
 import type { AdmissionController } from '../admission/admission-controller.js';
 import {
   BATCH_ENDPOINTS,
-  DATA_FIELD,
+  lineData,
   OUTPUT_EXPIRES_FIELD,
   parseBatchInput,
   RESPONSES_ENDPOINT,
@@ -549,7 +548,7 @@ export class BatchRunner {
           deadlineAt: deadline.at,
           attempts,
           ...call.scope,
-          ...dataOf(b, line),
+          ...lineData(b.tenant, b.batch, line),
         });
       } catch (err) {
         const e = toSwitchyardError(err);
@@ -727,24 +726,6 @@ function countsOf(b: StoredBatch, done: readonly BatchLine[]): JsonObject {
   const total = Number((b.batch['request_counts'] as JsonObject | undefined)?.['total'] ?? 0);
   const completed = done.filter((r) => r.ok).length;
   return { total, completed, failed: done.length - completed };
-}
-
-/**
- * The data a line runs under, as a direct call runs under its headers: what its batch's creator
- * declared (label, purpose, jurisdiction), about the declared user, else the line's own `user`.
- */
-function dataOf(b: StoredBatch, line: BatchInputLine): { data?: readonly DataTag[] } {
-  const d = b.batch[DATA_FIELD];
-  if (d === null || typeof d !== 'object' || Array.isArray(d)) return {};
-  const user = typeof d['user'] === 'string' ? d['user'] : line.body['user'];
-  const tag: DataTag = {
-    tenant: b.tenant,
-    label: d['label'] as PolicyLabel,
-    ...(typeof d['purpose'] === 'string' ? { purpose: d['purpose'] as ConsentPurpose } : {}),
-    ...(typeof user === 'string' ? { userId: user } : {}),
-    ...(typeof d['jurisdiction'] === 'string' ? { jurisdiction: d['jurisdiction'] } : {}),
-  };
-  return { data: [tag] };
 }
 
 function str(v: unknown): string {

@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { StoredBatch } from '../../contracts/batch-store.js';
 import type { JsonObject } from '../../contracts/json.js';
-import type { DataTag } from '../../contracts/policy.js';
 import { syError, toSwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
 import { isJsonObject } from '../../core/safe-json.js';
 import {
   BATCH_ENDPOINTS,
   DATA_FIELD,
+  keptData,
   OUTPUT_EXPIRES_FIELD,
   parseBatchInput,
   type BatchLineError,
@@ -34,16 +34,6 @@ function batchView(b: StoredBatch): JsonObject {
     ...shown
   } = b.batch;
   return { ...shown, status: b.status };
-}
-
-/** A declared data tag as the batch keeps it (the tenant is the batch's own). */
-function declared(d: DataTag): JsonObject {
-  return {
-    label: d.label,
-    ...(d.purpose === undefined ? {} : { purpose: d.purpose }),
-    ...(d.userId === undefined ? {} : { user: d.userId }),
-    ...(d.jurisdiction === undefined ? {} : { jurisdiction: d.jurisdiction }),
-  };
 }
 
 function bad(detail: string, param: string): never {
@@ -158,7 +148,7 @@ export async function createBatch(ctx: RequestContext): Promise<void> {
         [KEY_FIELD]: ctx.principal?.keyId ?? '',
         ...(outputTtl === undefined ? {} : { [OUTPUT_EXPIRES_FIELD]: outputTtl }),
         // The data the creator declared in its headers (validated by the scope): each line's.
-        ...(ctx.data === undefined ? {} : { [DATA_FIELD]: declared(ctx.data) }),
+        ...(ctx.data === undefined ? {} : { [DATA_FIELD]: keptData(ctx.data) }),
       },
     };
     await stored(() => store.putBatch(b));
