@@ -504,15 +504,28 @@ const record: Format = (r) => {
   const s = obj(r['settings']);
   const cpu = obj(r['cpu']);
   const cases = table(
-    ['case', 'req/s', 'CPU ms/req', 'p99 ms', 'event-loop p99 ms', 'OTLP exports', 'log rows'],
+    [
+      'case',
+      'req/s',
+      'CPU ms/req',
+      'p99 ms',
+      'event-loop delay p99 ms',
+      'steady: req/s, p99 ms',
+      'steady: event-loop delay p99 ms',
+      'OTLP exports',
+      'log rows',
+    ],
     arr(r['cases']).map((c) => {
       const t = obj(c['throughput']);
+      const steady = obj(c['steady']);
       return [
         String(c['label']),
         int(t['reqPerS']),
         num(c['cpuMsPerRequest'], 3),
         num(obj(t['latency'])['p99']),
         num(c['eventLoopDelayP99Ms']),
+        `${int(steady['offeredPerS'])}, ${num(steady['latencyP99Ms'])}`,
+        num(steady['eventLoopDelayP99Ms']),
         int(obj(c['exports'])['requests']),
         int(c['logRequestRecords']),
       ];
