@@ -334,5 +334,9 @@ export interface StageServices {
 export interface Stage {
   readonly id: string;
   readonly kind: string;
-  run(ctx: StageContext, state: JourneyState): Promise<StageResult>;
+  /**
+   * Runs the stage. A stage that needs no I/O (branch, transform, respond, policy) returns its
+   * result as is: the runner goes on without a turn of the microtask queue.
+   */
+  run(ctx: StageContext, state: JourneyState): StageResult | Promise<StageResult>;
 }

@@ -196,7 +196,8 @@ export class JourneyRunner {
     // Journeys are acyclic (checked at compile), so this bound is never reached; it guards bugs.
     for (let steps = 0; current !== undefined && steps <= journey.stages.size; steps++) {
       const node: CompiledStage = journey.stages.get(current)!;
-      const ran = await runStage(node.stage, ctx, state);
+      const pending = runStage(node.stage, ctx, state);
+      const ran = pending instanceof Promise ? await pending : pending;
       if (ran.result === undefined) {
         stoppedBefore = current;
         outcome = { ok: false, error: ran.error };

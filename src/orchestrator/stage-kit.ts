@@ -154,14 +154,14 @@ export function applyResult(state: JourneyState, id: string, r: StageResult): vo
   if (r.output !== undefined) {
     state.outputs.set(id, r.output);
     state.last = r.output;
-    state.lastSource = `stage:${id}`;
     // The output carries the tags of the personal data it was made from (the stage says which).
     const src = `stage:${id}`;
-    const tags = u?.taint ?? [];
-    if (tags.length > 0) state.taint.set(src, tags);
-    else state.taint.delete(src);
+    state.lastSource = src;
+    const tags = u?.taint;
+    if (tags !== undefined && tags.length > 0) state.taint.set(src, tags);
+    else if (state.taint.size > 0) state.taint.delete(src);
     if (u?.derived !== undefined && u.derived.roots.length > 0) state.derived.set(src, u.derived);
-    else state.derived.delete(src);
+    else if (state.derived.size > 0) state.derived.delete(src);
   }
   if (u?.featureTags !== undefined)
     for (const [name, tag] of Object.entries(u.featureTags))
@@ -177,39 +177,60 @@ export function applyResult(state: JourneyState, id: string, r: StageResult): vo
 /**
  * Runs one stage with its own span: refuses to start it once the budget is spent or the signal
  * fired (no stage ever starts after the deadline), turns a throw into a `fail`, and describes
- * what happened as a route entry.
+ * what happened as a route entry. A stage that answers synchronously is described synchronously
+ * (no promise), so the runner moves on within the same turn.
  */
-export async function runStage(
-  stage: Stage,
-  ctx: StageContext,
-  state: JourneyState,
-): Promise<
-  { result: StageResult; entry: RouteEntry } | { result: undefined; error: SwitchyardError }
-> {
+export function runStage(stage: Stage, ctx: StageContext, state: JourneyState): Ran | Promise<Ran> {
   const origin = ctx.origin;
   if (ctx.signal.aborted) return { result: undefined, error: abortReason(ctx.signal) };
-  if (ctx.now() >= ctx.deadlineAt) {
+  const t0 = ctx.now();
+  if (t0 >= ctx.deadlineAt) {
     return {
       result: undefined,
       error: syError('SY_ERR_DEADLINE_EXCEEDED', String(Math.round(ctx.deadlineAt - origin))),
     };
   }
-  const t0 = ctx.now();
   // The stage's own span (#15): its model calls, cache lookups and reads hang under it.
   const span = ctx.span?.child(`stage ${stage.id}`, 'internal', {
     'switchyard.stage': stage.id,
     'switchyard.stage_kind': stage.kind,
   });
   const sctx = span === undefined ? ctx : withSpan(ctx, span);
-  let r: StageResult;
+  let out: StageResult | Promise<StageResult>;
   try {
-    r = await stage.run(sctx, state);
+    out = stage.run(sctx, state);
   } catch (err) {
-    const e = ctx.signal.aborted ? abortReason(ctx.signal) : toSwitchyardError(err);
-    r = result.fail(e, `threw: ${e.message}`);
+    out = threw(ctx, err);
   }
+  if (out instanceof Promise)
+    return out.then(
+      (r) => ranStage(stage, ctx, span, r, t0),
+      (err: unknown) => ranStage(stage, ctx, span, threw(ctx, err), t0),
+    );
+  return ranStage(stage, ctx, span, out, t0);
+}
+
+/** What `runStage` gives: the stage's result and route entry, or why it did not start. */
+export type Ran =
+  | { readonly result: StageResult; readonly entry: RouteEntry }
+  | { readonly result: undefined; readonly error: SwitchyardError };
+
+/** A stage that threw fails with what it threw (the abort reason, once the signal fired). */
+function threw(ctx: StageContext, err: unknown): StageResult {
+  const e = ctx.signal.aborted ? abortReason(ctx.signal) : toSwitchyardError(err);
+  return result.fail(e, `threw: ${e.message}`);
+}
+
+/** A stage's result as the route shows it, its span ended. */
+function ranStage(
+  stage: Stage,
+  ctx: StageContext,
+  span: TraceSpan | undefined,
+  r: StageResult,
+  t0: number,
+): Ran {
   const ms = ctx.now() - t0;
-  const entry = entryOf(stage, r, t0 - origin, ms);
+  const entry = entryOf(stage, r, t0 - ctx.origin, ms);
   if (span !== undefined) {
     span.setAll({
       'switchyard.outcome': r.kind,
@@ -266,7 +287,13 @@ export function entryOf(stage: Stage, r: StageResult, at: number, ms: number): R
   let cost = 0;
   for (const m of models) cost += m.cost;
   for (const c of children) cost += c.cost;
-  const answered = [...models].reverse().find((m) => m.outcome === 'ok') ?? models.at(-1);
+  // The last model that answered, else the last one asked.
+  let answered = models.at(-1);
+  for (let i = models.length - 1; i >= 0; i--)
+    if (models[i]!.outcome === 'ok') {
+      answered = models[i];
+      break;
+    }
   return {
     stage: stage.id,
     kind: stage.kind,
@@ -307,18 +334,21 @@ export function traced<T>(
     state.reads = undefined;
   }
   const inputs: TaggedSource[] = [];
-  const seen = new Set<string>();
-  const add = (source: string, tag: DataTag): void => {
-    const key = `${source}\u0000${JSON.stringify(tag)}`;
-    if (seen.has(key)) return;
-    seen.add(key);
-    inputs.push({ source, tag });
-  };
-  for (const source of reads) {
-    // A derived output stands for the tagged data it was built from: its roots are withheld.
-    const d = state.derived.get(source);
-    if (d !== undefined) for (const r of d.roots) add(r.source, r.tag);
-    for (const tag of state.taint.get(source) ?? []) add(source, tag);
+  // Nothing tagged in the state yet (no personal data read): nothing to look up.
+  if (reads.size > 0 && (state.taint.size > 0 || state.derived.size > 0)) {
+    const seen = new Set<string>();
+    const add = (source: string, tag: DataTag): void => {
+      const key = `${source}\u0000${JSON.stringify(tag)}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      inputs.push({ source, tag });
+    };
+    for (const source of reads) {
+      // A derived output stands for the tagged data it was built from: its roots are withheld.
+      const d = state.derived.get(source);
+      if (d !== undefined) for (const r of d.roots) add(r.source, r.tag);
+      for (const tag of state.taint.get(source) ?? []) add(source, tag);
+    }
   }
   return {
     value,

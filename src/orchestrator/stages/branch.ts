@@ -38,25 +38,18 @@ export const branchKind = defineKind({
         for (const c of cases) {
           if (c.cond.test(state, ctx)) {
             const why = c.cond.explain(state, ctx);
-            return Promise.resolve(
-              result.next(
-                `to:${c.to}`,
-                `"${c.cond.source}"${why === '' ? '' : ` (${why})`} → ${c.to}`,
-                {
-                  next: c.to,
-                  decisions: c.decisions,
-                },
-              ),
+            return result.next(
+              `to:${c.to}`,
+              `"${c.cond.source}"${why === '' ? '' : ` (${why})`} → ${c.to}`,
+              { next: c.to, decisions: c.decisions },
             );
           }
         }
         const why = cases.map((c) => c.cond.explain(state, ctx)).filter((s) => s !== '');
-        return Promise.resolve(
-          result.next(
-            `to:${elseTo}`,
-            `no case held${why.length === 0 ? '' : ` (${[...new Set(why)].join(' ')})`} → ${elseTo}`,
-            { next: elseTo, decisions: elseDecisions },
-          ),
+        return result.next(
+          `to:${elseTo}`,
+          `no case held${why.length === 0 ? '' : ` (${[...new Set(why)].join(' ')})`} → ${elseTo}`,
+          { next: elseTo, decisions: elseDecisions },
         );
       },
     };

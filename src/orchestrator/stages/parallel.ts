@@ -3,10 +3,8 @@ import type { DataTag } from '../../contracts/policy.js';
 import type { JsonObject } from '../../contracts/json.js';
 import type { JourneyDecision, RouteEntry, Stage, StageResult } from '../../contracts/stage.js';
 import { syError, type SwitchyardError } from '../../core/errors.js';
-import { defineKind, result, runStage, subId, withSignal } from '../stage-kit.js';
+import { defineKind, result, runStage, subId, withSignal, type Ran } from '../stage-kit.js';
 import { RequestAbortController } from '../../core/abort.js';
-
-type Ran = Awaited<ReturnType<typeof runStage>>;
 
 /**
  * `parallel`: fans out inline branches at once and merges them.
@@ -46,23 +44,28 @@ export const parallelKind = defineKind({
         ctx.signal.addEventListener('abort', onAbort, { once: true });
         let winner = -1;
         const runs = branches.map((stage, i) =>
-          runStage(stage, withSignal(ctx, controllers[i]!.signal), state).then((ran) => {
-            if (
-              merge === 'first' &&
-              winner < 0 &&
-              ran.result !== undefined &&
-              ran.result.kind !== 'fail'
-            ) {
-              winner = i;
-              controllers.forEach((c, j) => {
-                if (j !== i)
-                  c.abort(
-                    syError('SY_ERR_STAGE_FAILED', `cancelled: branch ${stage.id} answered first`),
-                  );
-              });
-            }
-            return ran;
-          }),
+          Promise.resolve(runStage(stage, withSignal(ctx, controllers[i]!.signal), state)).then(
+            (ran) => {
+              if (
+                merge === 'first' &&
+                winner < 0 &&
+                ran.result !== undefined &&
+                ran.result.kind !== 'fail'
+              ) {
+                winner = i;
+                controllers.forEach((c, j) => {
+                  if (j !== i)
+                    c.abort(
+                      syError(
+                        'SY_ERR_STAGE_FAILED',
+                        `cancelled: branch ${stage.id} answered first`,
+                      ),
+                    );
+                });
+              }
+              return ran;
+            },
+          ),
         );
         let settled: Ran[];
         try {

@@ -33,14 +33,12 @@ export const policyKind = defineKind({
           ...(userId === undefined ? {} : { userId }),
         } as DataTag;
         const d = ctx.services.policy!.decide('model_input', tag);
-        if (d.allow) return Promise.resolve(result.next('allow', d.reason));
+        if (d.allow) return result.next('allow', d.reason);
         if (config.else !== undefined)
-          return Promise.resolve(
-            result.next(`deny:${config.else}`, `${d.reason} → ${config.else}`, {
-              next: config.else,
-            }),
-          );
-        return Promise.resolve(result.fail(syError(d.code, d.reason), d.reason));
+          return result.next(`deny:${config.else}`, `${d.reason} → ${config.else}`, {
+            next: config.else,
+          });
+        return result.fail(syError(d.code, d.reason), d.reason);
       },
     };
   },

@@ -18,12 +18,10 @@ export const respondKind = defineKind({
       id: b.id,
       kind: 'respond',
       run: (ctx, state) =>
-        Promise.resolve(
-          result.respond(
-            'respond',
-            reason,
-            (body === undefined ? state.last : body(state, ctx)) ?? null,
-          ),
+        result.respond(
+          'respond',
+          reason,
+          (body === undefined ? state.last : body(state, ctx)) ?? null,
         ),
     };
   },

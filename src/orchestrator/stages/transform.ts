@@ -18,21 +18,19 @@ export const transformKind = defineKind({
         // The new object is derived from whatever tagged data it copied: a later model call
         // that may not see some of it gets the object built again without it.
         const built = traced(state, () => map(state, ctx) ?? null);
-        return Promise.resolve(
-          result.next('ok', `mapped ${keys} field${keys === 1 ? '' : 's'}`, {
-            output: built.value,
-            ...(built.inputs.length === 0
-              ? {}
-              : {
-                  update: {
-                    derived: {
-                      roots: built.inputs,
-                      recompute: (w: ReadonlySet<string>) => built.rebuild(w),
-                    },
+        return result.next('ok', `mapped ${keys} field${keys === 1 ? '' : 's'}`, {
+          output: built.value,
+          ...(built.inputs.length === 0
+            ? {}
+            : {
+                update: {
+                  derived: {
+                    roots: built.inputs,
+                    recompute: (w: ReadonlySet<string>) => built.rebuild(w),
                   },
-                }),
-          }),
-        );
+                },
+              }),
+        });
       },
     };
   },
