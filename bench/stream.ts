@@ -75,12 +75,25 @@ const USAGE = `data: ${JSON.stringify({
   usage: { prompt_tokens: 14, completion_tokens: CHUNKS, total_tokens: 14 + CHUNKS },
 })}\n\n`;
 
-/** The paced upstream: reads the request, then one event every PACE_MS. */
+/** The user message of warm-up streams: the upstream sends those all at once, unpaced. */
+const WARM = 'warm up';
+/** Unpaced streams through each proxy before anything is measured (`--quick`: fewer). */
+const WARMUP_STREAMS = Number(process.env['BENCH_WARMUP_STREAMS'] ?? (quick ? 200 : 3000));
+
+/** The paced upstream: reads the request, then one event every PACE_MS (warm-ups: at once). */
 function startUpstream(): Promise<Server> {
   const server = createServer((req, res) => {
-    req.resume();
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
     req.on('end', () => {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      if (body.includes(WARM)) {
+        let all = '';
+        for (let i = 0; i < CHUNKS; i++) all += chunk(i);
+        res.end(`${all}${USAGE}data: [DONE]\n\n`);
+        return;
+      }
       let i = 0;
       res.write(chunk(i++));
       const timer = setInterval(() => {
@@ -103,11 +116,16 @@ interface StreamTiming {
   readonly chunks: number;
 }
 
-const BODY = (model: string): string =>
-  JSON.stringify({ model, messages: [{ role: 'user', content: 'count' }], stream: true });
+const BODY = (model: string, content = 'count'): string =>
+  JSON.stringify({ model, messages: [{ role: 'user', content }], stream: true });
 
 /** One stream: time to the first content event, and the gaps between content events. */
-async function measure(pool: Pool, model: string, key: string | undefined): Promise<StreamTiming> {
+async function measure(
+  pool: Pool,
+  model: string,
+  key: string | undefined,
+  content?: string,
+): Promise<StreamTiming> {
   const t0 = performance.now();
   const res = await pool.request({
     path: '/v1/chat/completions',
@@ -116,7 +134,7 @@ async function measure(pool: Pool, model: string, key: string | undefined): Prom
       'content-type': 'application/json',
       ...(key === undefined ? {} : { authorization: `Bearer ${key}` }),
     },
-    body: BODY(model),
+    body: BODY(model, content),
   });
   if (res.statusCode !== 200)
     throw new Error(`${model}: status ${res.statusCode}: ${await res.body.text()}`);
@@ -207,7 +225,18 @@ async function main(): Promise<void> {
   ];
   const [through, viaFloor] = proxies as [(typeof proxies)[0], (typeof proxies)[0]];
   try {
-    // Warm-up: connections, JIT, the proxies' first-call paths.
+    // Warm-up: connections, and the JIT. A gateway serves streams with optimized code; two
+    // streams leave its request path interpreted (~1 ms more to the first token, strace), so each
+    // proxy first relays WARMUP_STREAMS unpaced streams, CONCURRENCY at a time.
+    for (const p of proxies) {
+      let left = WARMUP_STREAMS;
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (left-- > 0) await measure(p.pool, p.model, p.key, WARM);
+        }),
+      );
+    }
+    process.stderr.write(`[bench] warm-up: ${WARMUP_STREAMS} unpaced streams per proxy\n`);
     for (let i = 0; i < 2; i++) {
       await measure(direct, 'bench-upstream', undefined);
       for (const p of proxies) await measure(p.pool, p.model, p.key);
