@@ -621,6 +621,7 @@ export const FORMATS: Readonly<Record<string, Format>> = {
   tree: generic('tree'),
   stream: generic('stream'),
   workers: generic('workers'),
+  'object-spread': generic('object-spread'),
   record,
 };
 

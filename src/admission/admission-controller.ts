@@ -289,7 +289,9 @@ export class AdmissionController {
         } finally {
           const rttMs = upstreamMs(clock.now() - t0, loopLag.lagMs());
           permit.release(
-            rttMs === undefined ? { ...outcome, latency: false } : { ...outcome, rttMs },
+            rttMs === undefined
+              ? { ok: outcome.ok, dropped: outcome.dropped, latency: false }
+              : { ok: outcome.ok, dropped: outcome.dropped, rttMs },
           );
         }
       },
@@ -310,7 +312,7 @@ export class AdmissionController {
         const end = (outcome: { ok: boolean; dropped: boolean }): void => {
           if (done) return;
           done = true;
-          permit.release({ ...outcome, latency: false });
+          permit.release({ ok: outcome.ok, dropped: outcome.dropped, latency: false });
         };
         return {
           ...stream,

@@ -7,6 +7,7 @@ import { openAiErrorBody, toSwitchyardError, type SwitchyardError } from '../cor
 import { events, publish } from '../core/events.js';
 import { drainUpload } from './body.js';
 import type { ErrorStyle, RequestContext } from './context.js';
+import { extend } from '../core/objects.js';
 
 export const ROUTE_HEADER = 'x-switchyard-route';
 /** Set when the answer is degraded (#17): a parent gateway was unavailable, or said so. */
@@ -19,13 +20,12 @@ function baseHeaders(
   contentType: string,
   length: number,
 ): OutgoingHttpHeaders {
-  const headers: OutgoingHttpHeaders = {
-    // The upstream's rate-limit and request-id headers (#16), under the gateway's own.
-    ...ctx.upstreamHeaders,
+  // The upstream's rate-limit and request-id headers (#16), under the gateway's own.
+  const headers: OutgoingHttpHeaders = extend(ctx.upstreamHeaders ?? {}, {
     'content-type': contentType,
     'content-length': length,
     'x-request-id': ctx.requestId,
-  };
+  });
   if (ctx.attempts.length > 0) {
     headers[ROUTE_HEADER] = ctx.pathTaken();
     const degraded = ctx.degraded();
@@ -45,7 +45,7 @@ export function sendJson(
   if (ctx.res.headersSent || ctx.res.destroyed) return;
   const raw = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
   const headers = baseHeaders(ctx, 'application/json', raw.length);
-  ctx.res.writeHead(status, extra === undefined ? headers : { ...headers, ...extra });
+  ctx.res.writeHead(status, extra === undefined ? headers : extend(headers, extra));
   ctx.res.end(raw);
 }
 
@@ -58,7 +58,7 @@ export function sendBytes(
   extra: OutgoingHttpHeaders = {},
 ): void {
   if (ctx.res.headersSent || ctx.res.destroyed) return;
-  ctx.res.writeHead(status, { ...baseHeaders(ctx, contentType, body.length), ...extra });
+  ctx.res.writeHead(status, extend(baseHeaders(ctx, contentType, body.length), extra));
   ctx.res.end(body);
 }
 
@@ -104,18 +104,20 @@ export async function sendStream(
 ): Promise<void> {
   const res = ctx.res;
   const signal = ctx.deadline!.signal;
-  res.writeHead(200, {
-    ...stream.headers,
-    'content-type': shape?.contentType ?? stream.contentType,
-    'cache-control': 'no-cache',
-    'x-accel-buffering': 'no',
-    'x-request-id': ctx.requestId,
-    [ROUTE_HEADER]: ctx.pathTaken(),
-    ...(ctx.degraded() === undefined ? {} : { [DEGRADED_HEADER]: ctx.degraded() }),
-    ...(ctx.release === undefined || ctx.release === 'default'
-      ? {}
-      : { [RELEASE_HEADER]: ctx.release }),
-  });
+  res.writeHead(
+    200,
+    extend(stream.headers ?? {}, {
+      'content-type': shape?.contentType ?? stream.contentType,
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+      'x-request-id': ctx.requestId,
+      [ROUTE_HEADER]: ctx.pathTaken(),
+      ...(ctx.degraded() === undefined ? {} : { [DEGRADED_HEADER]: ctx.degraded() }),
+      ...(ctx.release === undefined || ctx.release === 'default'
+        ? {}
+        : { [RELEASE_HEADER]: ctx.release }),
+    }),
+  );
   publish(events.firstToken, { model: ctx.model, ms: stream.firstEventMs });
   try {
     const head = shape?.start?.() ?? '';
@@ -214,7 +216,7 @@ export function sendError(ctx: RequestContext, thrown: unknown): void {
     return;
   }
   const raw = Buffer.from(JSON.stringify(errorBody(err, ctx.requestId, ctx.errorStyle)));
-  const headers = { ...err.headers, ...baseHeaders(ctx, 'application/json', raw.length) };
+  const headers = extend(err.headers ?? {}, baseHeaders(ctx, 'application/json', raw.length));
   if (err.retryAfterS !== undefined) headers['retry-after'] = String(err.retryAfterS);
   if (clientRetryUseless(ctx, err)) headers['x-should-retry'] = 'false';
   // Answered before the body was read: the connection closes after it, but first the rest of

@@ -127,11 +127,8 @@ function hopOf(ctx: RequestContext): HopContext | undefined {
     const v = ctx.req.headers[h];
     if (typeof v === 'string') (data ??= {})[h] = v;
   }
-  if (traceparent === undefined && data === undefined) return undefined;
-  return {
-    ...(traceparent === undefined ? {} : { traceparent }),
-    ...(data === undefined ? {} : { dataHeaders: data }),
-  };
+  if (traceparent === undefined) return data === undefined ? undefined : { dataHeaders: data };
+  return data === undefined ? { traceparent } : { traceparent, dataHeaders: data };
 }
 
 /** A header's single value, or undefined; a repeated header is a 400. */

@@ -15,6 +15,7 @@ import type { TraceSpan } from '../contracts/trace.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
 import { events, publish } from '../core/events.js';
 import { RequestAbortController } from '../core/abort.js';
+import { extend } from '../core/objects.js';
 import type { CompiledJourney, CompiledStage } from './compile.js';
 import { applyResult, round, runStage } from './stage-kit.js';
 
@@ -91,7 +92,7 @@ export class JourneyRunner {
       'switchyard.journey': journey.name,
     });
     if (span === undefined) return this.runTimed(journey, request);
-    const out = await this.runTimed(journey, { ...request, span });
+    const out = await this.runTimed(journey, extend(request, { span }));
     span.setAll({
       'switchyard.route_code': compactRoute(out.route),
       'switchyard.cache': out.route.cache,

@@ -11,6 +11,7 @@ import type {
 } from '../contracts/stage.js';
 import { syError } from '../core/errors.js';
 import { OnnxBackend } from '../backends/onnx/onnx-backend.js';
+import { extend } from '../core/objects.js';
 import type { CallResult, CallScope, CallSpec, ModelPipeline } from './model-pipeline.js';
 import { firstEmbedding } from './outputs.js';
 
@@ -53,7 +54,7 @@ export class ModelCatalog {
       if (!(handle.backend instanceof OnnxBackend) || card !== undefined)
         this.infos.set(model, base);
     }
-    const info: ModelInfo = { ...base, version, available };
+    const info: ModelInfo = extend(base, { version, available });
     if (this.infos.get(model) === base) this.last.set(model, info);
     return info;
   }
@@ -66,12 +67,11 @@ export class ModelCatalog {
     const under = (call: CallContext): CallScope =>
       call.signal === scope.signal && call.deadlineAt >= scope.deadlineAt && call.span === undefined
         ? scope
-        : {
-            ...scope,
+        : extend(scope, {
             signal: call.signal,
             deadlineAt: Math.min(call.deadlineAt, scope.deadlineAt),
             ...(call.span === undefined ? {} : { span: call.span }),
-          };
+          });
     const run = async (call: CallContext, spec: CallSpec): Promise<CallResult> =>
       pipeline.call(under(call), spec);
     return {
@@ -84,11 +84,11 @@ export class ModelCatalog {
         const v = firstEmbedding(r.response.json);
         if (v === undefined)
           throw syError('SY_ERR_UPSTREAM_BAD_RESPONSE', `${model}: no embedding in the answer`);
-        return { ...invokeResult(r), vector: Float32Array.from(v) };
+        return extend(invokeResult(r), { vector: Float32Array.from(v) });
       },
       classify: async (model, text, call, opts): Promise<ClassifyResult> => {
         const r = await run(call, { op: 'classify', model, text, ...withOpts(opts) });
-        return { ...invokeResult(r), scores: r.scores ?? [] };
+        return extend(invokeResult(r), { scores: r.scores ?? [] });
       },
       infer: async (model, body: JsonObject, call, opts) =>
         invokeResult(await run(call, { op: 'infer', model, body, ...withOpts(opts) })),

@@ -29,6 +29,7 @@ import { callCost, demandOf, expectedCost, FREE, type Price } from '../core/cost
 import { abortReason } from '../core/deadline.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
 import { events, publish, type DegradedAnswerEvent } from '../core/events.js';
+import { extend } from '../core/objects.js';
 import type { AdmissionController, Ticket } from '../admission/admission-controller.js';
 import type { Estimate } from '../admission/quotas.js';
 import { OnnxBackend } from '../backends/onnx/onnx-backend.js';
@@ -259,11 +260,10 @@ export class ModelPipeline {
     // A spent budget refuses before any quota is reserved (shadow and replay charge nothing).
     if (req.estimate !== undefined && req.requestsOnly !== true) this.o.budget?.admit(req.tenant);
     if (ac === undefined || req.estimate === undefined)
-      return {
-        ...req,
+      return extend(req, {
         ticket: OPEN_TICKET,
         used: { inputTokens: 0, outputTokens: 0, cost: 0, calls: 0 },
-      };
+      });
     const span = req.span?.child('admission', 'internal', {
       'switchyard.class': req.trafficClass,
       'switchyard.tenant': req.tenant,
@@ -286,7 +286,7 @@ export class ModelPipeline {
     } finally {
       span?.end();
     }
-    return { ...req, ticket, used: { inputTokens: 0, outputTokens: 0, cost: 0, calls: 0 } };
+    return extend(req, { ticket, used: { inputTokens: 0, outputTokens: 0, cost: 0, calls: 0 } });
   }
 
   /** Settles the scope's quotas to what its calls used. Idempotent; call it when the request ends. */
@@ -315,7 +315,7 @@ export class ModelPipeline {
     const base = this.context(scope, attempts, spec, span);
     // A stream is bounded by its own limits once its first event is in hand (#16).
     const ctx: CallContext =
-      spec.streamLimits === undefined ? base : { ...base, stream: spec.streamLimits };
+      spec.streamLimits === undefined ? base : extend(base, { stream: spec.streamLimits });
     return { t0, target, attempts, span, prepared, ctx };
   }
 
@@ -355,7 +355,7 @@ export class ModelPipeline {
     );
     if (span !== undefined) endCallSpan(span, traced(done, target), response, error);
     if (error !== undefined || response === undefined) throw error ?? syError('SY_ERR_INTERNAL');
-    return { ...done, response, ...(scores === undefined ? {} : { scores }) };
+    return extend(done, scores === undefined ? { response } : { response, scores });
   }
 
   /**
@@ -544,7 +544,7 @@ export class ModelPipeline {
         }
       }
     }
-    return { ...this.request(spec, target, input), withheld, policyException: exception };
+    return extend(this.request(spec, target, input), { withheld, policyException: exception });
   }
 
   private request(

@@ -130,13 +130,16 @@ export async function exchange(
     return mapTransportError(err, opts, code);
   };
   const streamed = typeof body === 'object' ? body : undefined;
-  const headers: Record<string, string> = {
-    ...opts.headers,
-    ...(streamed === undefined ? {} : { 'content-type': streamed.contentType }),
-    ...opts.hooks?.headers(ctx),
+  // Object.assign, not a literal that spreads `opts.headers` first: see core/objects.ts.
+  const headers: Record<string, string> = Object.assign(
+    {},
+    opts.headers,
+    streamed === undefined ? undefined : { 'content-type': streamed.contentType },
+  );
+  Object.assign(headers, opts.hooks?.headers(ctx), {
     [TIMEOUT_HEADER]: String(Math.min(capMs, remaining)),
     'x-request-id': ctx.requestId,
-  };
+  });
   // W3C trace context (#15, #17): when this node traces, the attempt's span is the upstream's
   // parent (a model server, or the next gateway tier, which continues the trace); otherwise the
   // caller's traceparent passes through untouched.

@@ -29,6 +29,7 @@ import {
   type StreamedBody,
 } from './http-upstream.js';
 import { eventData, SseSplitter } from './sse.js';
+import { extend } from '../../core/objects.js';
 
 export interface OpenAiBackendOptions extends Omit<HttpUpstreamOptions, 'headers'> {
   /** The model name the upstream knows. */
@@ -133,13 +134,12 @@ export class OpenAiBackend implements Backend {
     const clientWantsUsage = streamOptions['include_usage'] === true;
     // Ask for usage so tokens and cost are known for streams too (a Response always has it).
     const payload: JsonObject = responses
-      ? { ...request.body, model: this.opts.upstreamModel, stream: true }
-      : {
-          ...request.body,
+      ? extend(request.body, { model: this.opts.upstreamModel, stream: true })
+      : extend(request.body, {
           model: this.opts.upstreamModel,
           stream: true,
-          stream_options: { ...streamOptions, include_usage: true },
-        };
+          stream_options: extend(streamOptions, { include_usage: true }),
+        });
     const path = this.pathFor(request);
     const ex = await exchange(this.http, 'POST', path, JSON.stringify(payload), ctx);
     if (ex.status !== 200) throw await upstreamStatusError(ex, this.name);

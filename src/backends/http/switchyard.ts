@@ -34,6 +34,7 @@ import { refuseRetry, type RetryBudget } from '../interceptors/retry.js';
 import { events, publish } from '../../core/events.js';
 import { KServeBackend } from './kserve.js';
 import { OpenAiBackend } from './openai.js';
+import { extend } from '../../core/objects.js';
 
 /** Headers a parent gateway answers with that this node folds into its own answer. */
 export const REMOTE_ROUTE_HEADER = 'x-switchyard-route';
@@ -229,7 +230,7 @@ export class SwitchyardBackend implements Backend {
   private folded<T extends BackendResponse | BackendStream>(ctx: CallContext, res: T): T {
     const seen = this.seen.get(ctx);
     this.seen.delete(ctx);
-    return seen === undefined ? res : { ...res, ...seen };
+    return seen === undefined ? res : (extend(res, seen) as T);
   }
 
   metadata(version: string | undefined, ctx: CallContext): Promise<JsonObject> {

@@ -3,6 +3,7 @@ import type { Clock } from '../../core/clock.js';
 import { throwIfAborted } from '../../core/deadline.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../../core/errors.js';
 import { events, publish } from '../../core/events.js';
+import { extend } from '../../core/objects.js';
 
 export interface ChainLink {
   readonly name: string;
@@ -45,7 +46,7 @@ export function fallbackChain(
     if (last || link.firstByteShare === undefined) return ctx;
     const now = clock.now();
     const by = now + link.firstByteShare * Math.max(0, ctx.deadlineAt - now);
-    return { ...ctx, firstByteBy: Math.min(by, ctx.firstByteBy ?? by) };
+    return extend(ctx, { firstByteBy: Math.min(by, ctx.firstByteBy ?? by) });
   };
   const run = async <T>(
     request: BackendRequest,

@@ -8,6 +8,7 @@ import { sendBytes, sendJson, sendStream } from '../respond.js';
 import { journeyChat, JOURNEY_MODEL_PREFIX } from './journeys.js';
 import { validateChat, validateEmbeddings } from '../openai-fields.js';
 import { extendForStream, streamLimits } from '../stream-limits.js';
+import { extend } from '../../core/objects.js';
 
 /** `POST /v1/chat/completions`, streamed (SSE) or not: one call through the model-call pipeline. */
 export async function chatCompletions(ctx: RequestContext): Promise<void> {
@@ -51,7 +52,7 @@ export async function serveDirect(
     async (scope) => {
       if (limits !== undefined) {
         ctx.stream = true;
-        const r = await pipeline.stream(scope, { ...spec, streamLimits: limits });
+        const r = await pipeline.stream(scope, extend(spec, { streamLimits: limits }));
         // From here the stream's own bounds apply, not the unary deadline (#16).
         extendForStream(ctx, limits);
         // A stream's answer is never buffered: its record keeps the request only.
