@@ -31,4 +31,16 @@ describe('extend', () => {
     expect('inherited' in got).toBe(false);
     expect('hidden' in got).toBe(false);
   });
+
+  it('keeps an own __proto__ key as data, as a spread does, and the prototype untouched', () => {
+    const base = JSON.parse('{"a":1,"__proto__":{"polluted":true}}') as Record<string, unknown>;
+    const got = extend(base, { b: 2 });
+    expect(Object.getPrototypeOf(got)).toBe(Object.prototype);
+    expect((got as { polluted?: boolean }).polluted).toBeUndefined();
+    expect(Object.hasOwn(got, '__proto__')).toBe(true);
+    expect(got).toStrictEqual({ ...base, b: 2 });
+    const viaExtra = extend({ a: 1 }, base);
+    expect(Object.getPrototypeOf(viaExtra)).toBe(Object.prototype);
+    expect(Object.hasOwn(viaExtra, '__proto__')).toBe(true);
+  });
 });

@@ -10,9 +10,13 @@
  * the spread object has (`{ ...body, model }` with `body.model` set) is fast, and so is a literal
  * whose spread comes after its own keys.
  */
-export function extend<A extends object, B extends object>(
-  base: A,
-  extra: B,
-): Omit<A, keyof B> & B {
-  return Object.assign({}, base, extra);
+export function extend<A extends object, B extends object>(base: A, extra: B): Extended<A, B> {
+  // Object.assign sets keys, so an own `__proto__` key (JSON.parse makes them) would set the
+  // copy's prototype; the literal defines it as data, as a spread must.
+  if (Object.hasOwn(base, '__proto__') || Object.hasOwn(extra, '__proto__'))
+    return { ...base, ...extra } as unknown as Extended<A, B>;
+  return Object.assign({}, base, extra) as unknown as Extended<A, B>;
 }
+
+/** `{ ...A, ...B }` as a type, member by member when `A` is a union. */
+export type Extended<A, B> = A extends unknown ? Omit<A, keyof B> & B : never;

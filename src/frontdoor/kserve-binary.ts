@@ -1,6 +1,7 @@
 import type { JsonObject, JsonValue } from '../contracts/json.js';
 import { syError } from '../core/errors.js';
 import { isJsonObject, parseJsonObject } from '../core/safe-json.js';
+import { extend } from '../core/objects.js';
 
 /**
  * The KServe v2 binary tensor data extension, as Triton defines it and its clients send it by
@@ -290,9 +291,9 @@ export function encodeBinaryResponse(
     const bytes = encodeTensor(typeof o['datatype'] === 'string' ? o['datatype'] : '', data ?? []);
     parts.push(bytes);
     const params = isJsonObject(o['parameters']) ? o['parameters'] : {};
-    return { ...rest, parameters: { ...params, binary_data_size: bytes.length } };
+    return extend(rest, { parameters: extend(params, { binary_data_size: bytes.length }) });
   });
-  const json = Buffer.from(JSON.stringify({ ...answer, outputs: shown }), 'utf8');
+  const json = Buffer.from(JSON.stringify(extend(answer, { outputs: shown })), 'utf8');
   return { body: Buffer.concat([json, ...parts]), jsonLength: json.length };
 }
 

@@ -9,6 +9,7 @@ import {
   statusOf,
   type ResponseUsage,
 } from '../pipeline/responses-chat.js';
+import { extend } from '../core/objects.js';
 
 interface Base {
   readonly id: string;
@@ -54,14 +55,15 @@ export class ResponsesStreamTranslator {
     status: 'in_progress' | 'completed' | 'incomplete' | 'failed',
     error?: JsonObject,
   ): JsonObject {
-    return responseObject({
-      ...this.base,
-      status,
-      output: status === 'in_progress' ? [] : this.output,
-      usage: status === 'in_progress' ? undefined : this.usage,
-      finishReason: this.finishReason,
-      error: error ?? null,
-    });
+    return responseObject(
+      extend(this.base, {
+        status,
+        output: status === 'in_progress' ? [] : this.output,
+        usage: status === 'in_progress' ? undefined : this.usage,
+        finishReason: this.finishReason,
+        error: error ?? null,
+      }),
+    );
   }
 
   /** The two opening events. */

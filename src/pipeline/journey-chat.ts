@@ -9,6 +9,7 @@ import type { CompiledJourney } from '../orchestrator/compile.js';
 import type { JourneyOutcome, JourneyRoute, JourneyRunner } from '../orchestrator/runner.js';
 import type { ModelCatalog } from './journey-invoker.js';
 import type { CallScope } from './model-pipeline.js';
+import { extend } from '../core/objects.js';
 
 /** A journey asked for as a chat model (#16 item 8): `journey:<name>`. */
 export const JOURNEY_MODEL_PREFIX = 'journey:';
@@ -103,7 +104,7 @@ export async function runJourneyIn(
       reason: 'stale_features',
     });
   const { inputTokens, outputTokens } = scope.used;
-  return { ...outcome, used: { inputTokens, outputTokens }, degraded };
+  return extend(outcome, { used: { inputTokens, outputTokens }, degraded });
 }
 
 /** A journey's route as JSON: in the answer's body, and in the request's record. */
@@ -187,25 +188,22 @@ function toCompletion(
   if (isJsonObject(output) && isJsonObject(output['completion'])) {
     const c = output['completion'];
     if (c['object'] === 'chat.completion' && Array.isArray(c['choices']))
-      return {
-        ...base,
-        ...c,
+      return extend(extend(base, c), {
         model,
         choices: c['choices'].map((choice, index) => wholeChoice(choice, index)),
         usage,
-      };
+      });
   }
   let content: string;
   if (typeof output === 'string') content = output;
   else if (isJsonObject(output) && typeof output['text'] === 'string') content = output['text'];
   else if (isJsonObject(output) && typeof output['answer'] === 'string') content = output['answer'];
   else content = JSON.stringify(output);
-  return {
-    ...base,
+  return extend(base, {
     model,
     choices: [wholeChoice({ message: { role: 'assistant', content }, finish_reason: 'stop' }, 0)],
     usage,
-  };
+  });
 }
 
 /** The finish reasons OpenAI's schema allows; anything else a journey model said is `stop`. */
@@ -220,18 +218,16 @@ export function finishReason(choice: JsonObject): string {
 function wholeChoice(choice: JsonValue, index: number): JsonObject {
   const c = isJsonObject(choice) ? choice : {};
   const m = isJsonObject(c['message']) ? c['message'] : {};
-  return {
-    ...c,
+  return extend(c, {
     index: typeof c['index'] === 'number' ? c['index'] : index,
-    message: {
-      ...m,
+    message: extend(m, {
       role: 'assistant',
       content: typeof m['content'] === 'string' ? m['content'] : null,
       refusal: typeof m['refusal'] === 'string' ? m['refusal'] : null,
-    },
+    }),
     logprobs: c['logprobs'] ?? null,
     finish_reason: finishReason(c),
-  };
+  });
 }
 
 function contentText(content: JsonValue | undefined): string {

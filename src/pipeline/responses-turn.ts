@@ -14,6 +14,7 @@ import {
   withIds,
   type ResponseUsage,
 } from './responses-chat.js';
+import { extend } from '../core/objects.js';
 
 /** What one Responses request (`POST /v1/responses`, or a batch line of it) is made of, once parsed. */
 export interface ResponsesTurn {
@@ -85,7 +86,7 @@ export async function openTurn(
  * `store: false` (the upstream keeps nothing).
  */
 export function passThroughBody(turn: ResponsesTurn): JsonObject {
-  const body: JsonObject = { ...turn.body, input: turn.context, store: false };
+  const body: JsonObject = extend(turn.body, { input: turn.context, store: false });
   delete body['previous_response_id'];
   return body;
 }
@@ -153,15 +154,14 @@ export function completionUsage(completion: JsonObject): ResponseUsage {
 
 /** The upstream's Response as the client asked for it: its own `store` and `previous_response_id` (the id always a string). */
 export function asOurs(turn: ResponsesTurn, response: JsonObject): JsonObject {
-  return {
-    ...response,
+  return extend(response, {
     id: typeof response['id'] === 'string' ? response['id'] : turn.id,
     store: turn.store,
     previous_response_id:
       typeof turn.body['previous_response_id'] === 'string'
         ? turn.body['previous_response_id']
         : null,
-  };
+  });
 }
 
 /** The Response of a finished chat completion. */
@@ -171,13 +171,14 @@ export function finishedResponse(
   usage: ResponseUsage | undefined,
 ): JsonObject {
   const o = chatOutcome(completion);
-  return responseObject({
-    ...turn,
-    status: statusOf(o.finishReason),
-    output: outputItems(o),
-    usage,
-    finishReason: o.finishReason,
-  });
+  return responseObject(
+    extend(turn, {
+      status: statusOf(o.finishReason),
+      output: outputItems(o),
+      usage,
+      finishReason: o.finishReason,
+    }),
+  );
 }
 
 /** Keeps an answer for `GET /v1/responses/{id}` and follow-ups, when the turn is stored. */

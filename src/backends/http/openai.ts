@@ -156,14 +156,15 @@ export class OpenAiBackend implements Backend {
     const first = await firstEvent(reader, ex, this.opts, ctx, this.name);
     const firstEventMs = this.opts.clock.now() - started;
     const headers = passThroughHeaders(ex.headers);
+    // The literal's own keys before the spread: see core/objects.ts.
     return {
-      ...(headers === undefined ? {} : { headers }),
       contentType: 'text/event-stream; charset=utf-8',
       chunks: reader.iterate(first),
       usage: () => reader.usage(),
       finishReasons: () => reader.finishReasons,
       firstEventMs,
       cancel: () => reader.cancel(),
+      ...(headers === undefined ? {} : { headers }),
     };
   }
 
@@ -201,12 +202,12 @@ export class OpenAiBackend implements Backend {
       estimated: true,
     };
     return {
-      ...(headers === undefined ? {} : { headers }),
       contentType,
       chunks: reader.iterate(first),
       usage: () => usage,
       firstEventMs,
       cancel: () => reader.cancel(),
+      ...(headers === undefined ? {} : { headers }),
     };
   }
 

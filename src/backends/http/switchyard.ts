@@ -230,7 +230,7 @@ export class SwitchyardBackend implements Backend {
   private folded<T extends BackendResponse | BackendStream>(ctx: CallContext, res: T): T {
     const seen = this.seen.get(ctx);
     this.seen.delete(ctx);
-    return seen === undefined ? res : (extend(res, seen) as T);
+    return seen === undefined ? res : (extend(res, seen) as unknown as T);
   }
 
   metadata(version: string | undefined, ctx: CallContext): Promise<JsonObject> {

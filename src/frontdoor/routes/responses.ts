@@ -26,6 +26,7 @@ import {
 } from '../../pipeline/responses-turn.js';
 import { ResponsesStreamTranslator } from '../responses-stream.js';
 import { journeyCompletion, JOURNEY_MODEL_PREFIX } from './journeys.js';
+import { extend } from '../../core/objects.js';
 
 /**
  * `POST /v1/responses` (#16): the OpenAI Responses API over any chat model or journey, translated
@@ -67,10 +68,10 @@ export async function createResponse(ctx: RequestContext): Promise<void> {
             ? {
                 op: 'responses',
                 model: turn.model,
-                body: { ...passThroughBody(turn), stream: true },
+                body: extend(passThroughBody(turn), { stream: true }),
                 direct: true,
               }
-            : { op: 'chat', model: turn.model, body: { ...chat, stream: true }, direct: true },
+            : { op: 'chat', model: turn.model, body: extend(chat, { stream: true }), direct: true },
         );
         ctx.model = r.model;
         ctx.release = r.reason;

@@ -118,8 +118,8 @@ export const classifyKind = defineKind({
             model: best.servedBy,
           },
           update: {
-            ...(top === undefined ? {} : { label: top.label }),
             confidence: top?.score ?? 0,
+            ...(top === undefined ? {} : { label: top.label }),
           },
           models,
           decisions,

@@ -93,10 +93,10 @@ export const featuresKind = defineKind({
         // Values served stale (#17) degrade the answer: marked in the route, never cached.
         const code = stale ? 'stale' : found === config.names.length ? 'ok' : 'partial';
         return result.next(code, reason, {
-          ...(stale ? { decisions: ['stale_features' as const] } : {}),
           output: values,
           // The model-input rule of each later model call reads these tags (#14).
           update: { features: values, featureTags, taint: Object.values(featureTags) },
+          ...(stale ? { decisions: ['stale_features' as const] } : {}),
         });
       },
     };
