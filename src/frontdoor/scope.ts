@@ -71,7 +71,8 @@ export async function withScope<T>(
   const data = declaredData(ctx, tenant);
   ctx.data = data;
   const user = one(ctx, DATA_HEADERS.user) ?? opts.user;
-  const attributes: JsonObject = { ...opts.attributes };
+  // Object.assign, not `{ ...opts.attributes }`: keys are added below (see core/objects.ts).
+  const attributes: JsonObject = Object.assign({}, opts.attributes);
   if (user !== undefined && attributes['user'] === undefined) attributes['user'] = user;
   const subject = attributes['user'];
   if (typeof subject === 'string') ctx.user = subject;
