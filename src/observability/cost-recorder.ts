@@ -33,11 +33,6 @@ export interface CostRecorderOptions {
   readonly maxRecent?: number;
 }
 
-/** Where an ended request's cost went: feedback on it is added to the same row. */
-interface Attribution {
-  readonly key: CostKey;
-}
-
 type Counts = { -readonly [K in keyof CostCounts]: number };
 
 const DAY_MS = 86_400_000;
@@ -61,7 +56,11 @@ export function dayOf(ms: number): string {
  */
 export class CostRecorder implements SpendBudget {
   private readonly open = new Map<string, { day: string; calls: ModelCallEvent[] }>();
-  private readonly recent = new Map<string, Attribution>();
+  /**
+   * Where each ended request's cost went: feedback on it is added to the same row. The keys are
+   * the batch rows' own (one object per row, not one per request).
+   */
+  private readonly recent = new Map<string, CostKey>();
   private batch = new Map<string, { key: CostKey; counts: Counts }>();
   /** tenant|day → nano-units recorded here and not yet in `stored`. */
   private readonly unflushed = new Map<string, number>();
@@ -117,7 +116,7 @@ export class CostRecorder implements SpendBudget {
     const done = this.recent.get(e.requestId);
     if (e.origin === 'shadow' || done !== undefined) {
       // No request end will come (shadow copies), or it came first (a stream settled late).
-      this.addCall(e, day, done?.key.journey ?? '');
+      this.addCall(e, day, done?.journey ?? '');
       return;
     }
     let o = this.open.get(e.requestId);
@@ -152,13 +151,14 @@ export class CostRecorder implements SpendBudget {
     };
     const route = e.journeyRoute as { cache?: unknown; stages?: unknown } | undefined;
     const cache = typeof route?.cache === 'string' ? route.cache : 'none';
-    const counts = this.row(key);
+    const row = this.row(key);
+    const counts = row.counts;
     counts.requests++;
     if (cache !== 'none') counts.cacheLookups++;
     if (cache === 'hit' || cache === 'semantic_hit' || cache === 'stale') counts.cacheHits++;
     counts.vectorReads += retrievals(route?.stages);
     for (const c of o?.calls ?? []) this.addCall(c, day, journey);
-    this.recent.set(e.requestId, { key });
+    this.recent.set(e.requestId, row.key);
     if (this.recent.size > (this.o.maxRecent ?? 100_000))
       this.recent.delete(this.recent.keys().next().value!);
   }
@@ -169,12 +169,12 @@ export class CostRecorder implements SpendBudget {
    * is not known here (ended too long ago, served by another replica, or another tenant's).
    */
   attribution(tenant: string, requestId: string): CostKey | undefined {
-    const a = this.recent.get(requestId);
-    return a?.key.tenant === tenant ? a.key : undefined;
+    const key = this.recent.get(requestId);
+    return key?.tenant === tenant ? key : undefined;
   }
 
   private addCall(e: ModelCallEvent, day: string, journey: string): void {
-    const counts = this.row({
+    const { counts } = this.row({
       day,
       tenant: e.tenant,
       journey,
@@ -193,7 +193,7 @@ export class CostRecorder implements SpendBudget {
     if (e.outcome !== 'ok') counts.failedCalls++;
   }
 
-  private row(key: CostKey): Counts {
+  private row(key: CostKey): { readonly key: CostKey; readonly counts: Counts } {
     const id = [
       key.day,
       key.tenant,
@@ -208,7 +208,7 @@ export class CostRecorder implements SpendBudget {
       r = { key, counts: { ...NO_COUNTS } };
       this.batch.set(id, r);
     }
-    return r.counts;
+    return r;
   }
 
   // ---- the writer (off the request path) ----

@@ -62,8 +62,19 @@ export function locationOf(
   };
 }
 
+/** Each snapshot's gate settings by model, made once (every call asks). */
+const gateSpecs = new WeakMap<ConfigSnapshot, Map<string, ConcurrencySpec>>();
+
 /** A model's gate settings: `admission.concurrency` under the model's own `concurrency`. */
 export function gateSpec(snap: ConfigSnapshot, name: string): ConcurrencySpec {
+  let specs = gateSpecs.get(snap);
+  if (specs === undefined) gateSpecs.set(snap, (specs = new Map<string, ConcurrencySpec>()));
+  let spec = specs.get(name);
+  if (spec === undefined) specs.set(name, (spec = makeGateSpec(snap, name)));
+  return spec;
+}
+
+function makeGateSpec(snap: ConfigSnapshot, name: string): ConcurrencySpec {
   const base = snap.config.admission.concurrency;
   const mc = snap.config.models[name];
   if (mc === undefined) return base;
