@@ -19,6 +19,7 @@ import { abortReason } from '../core/deadline.js';
 import { syError, toSwitchyardError, type SwitchyardError } from '../core/errors.js';
 import type { PathCompiler } from './paths.js';
 import type { Router } from './router.js';
+import { extend } from '../core/objects.js';
 
 export type ModelOp = 'chat' | 'embeddings' | 'infer' | 'classify';
 
@@ -278,7 +279,7 @@ export async function inSpan<T>(
 
 /** The same context under another span (a stage's own). */
 export function withSpan(ctx: StageContext, span: TraceSpan): StageContext {
-  return { ...ctx, span, call: () => ({ ...ctx.call(), span }) };
+  return extend(ctx, { span, call: () => extend(ctx.call(), { span }) });
 }
 
 export function entryOf(stage: Stage, r: StageResult, at: number, ms: number): RouteEntry {

@@ -558,14 +558,14 @@ export class ModelPipeline {
     const text = typeof input === 'string' ? input : '';
     switch (spec.op) {
       case 'chat':
-        return { request: { op: 'chat', body: { ...body, model } } };
+        return { request: { op: 'chat', body: extend(body, { model }) } };
       case 'responses':
-        return { request: { op: 'responses', body: { ...body, model } } };
+        return { request: { op: 'responses', body: extend(body, { model }) } };
       case 'embeddings':
         return {
           request: {
             op: 'embeddings',
-            body: typeof input === 'string' ? { model, input: text } : { ...body, model },
+            body: typeof input === 'string' ? { model, input: text } : extend(body, { model }),
           },
         };
       case 'infer':
@@ -575,11 +575,13 @@ export class ModelPipeline {
       case 'moderations':
       case 'images':
       case 'speech':
-        return { request: { op: spec.op, body: { ...body, model } } };
+        return { request: { op: spec.op, body: extend(body, { model }) } };
       case 'transcriptions':
         if (spec.upload === undefined)
           throw syError('SY_ERR_INTERNAL', 'a transcription call without its upload');
-        return { request: { op: 'transcriptions', body: { ...body, model }, upload: spec.upload } };
+        return {
+          request: { op: 'transcriptions', body: extend(body, { model }), upload: spec.upload },
+        };
       case 'classify': {
         const backend = target.handle.backend;
         const card = backend instanceof OnnxBackend ? cardOf(backend, target.version) : undefined;

@@ -3,6 +3,7 @@ import { abortReason } from '../../core/deadline.js';
 import { syError, type SwitchyardError } from '../../core/errors.js';
 import type { StageHandle, StagePolicy } from './stage.js';
 import { allocateRows, rowElements, sliceRows, type Tensor } from './tensors.js';
+import { extend } from '../../core/objects.js';
 
 export interface BatcherSettings {
   /** Largest batch, in rows along dimension 0. */
@@ -207,8 +208,8 @@ export class DynamicBatcher {
         }
         q.reject(abortReason(req.signal));
       };
-      const q: Queued = {
-        ...req,
+      // extend, not a spread: nine keys the request lacks (core/objects.ts).
+      const q: Queued = extend<BatchRequest, Omit<Queued, keyof BatchRequest>>(req, {
         signature: signatureOf(req.feeds),
         enqueuedAt: this.clock.now(),
         done: false,
@@ -226,7 +227,7 @@ export class DynamicBatcher {
           reject(e);
         },
         cleanup: () => req.signal.removeEventListener('abort', onAbort),
-      };
+      });
       req.signal.addEventListener('abort', onAbort, { once: true });
       let level = this.levels.get(req.priority);
       if (level === undefined) {
