@@ -4,6 +4,7 @@ import type { Random } from '../core/random.js';
 import { thompsonChoose, type ArmPosterior } from './bandit.js';
 import { compileEligibility, segmentOf, unitIdOf, type Predicate } from './eligibility.js';
 import { BUCKETS, bucketer } from './hashing.js';
+import { extend } from '../core/objects.js';
 
 /** Live posteriors of a bandit experiment, per segment (created on first use). */
 export interface BanditState {
@@ -178,7 +179,7 @@ export class SlotTable {
           ...(entry.control.version === undefined ? {} : { version: entry.control.version }),
           reason: 'default',
         };
-        out = { ...out, shadow: targets };
+        out = extend(out, { shadow: targets });
       }
     }
     return out;

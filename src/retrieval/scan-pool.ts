@@ -2,6 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import { syError } from '../core/errors.js';
 import type { ScanRequest, ScanResponse } from './scan-worker.js';
 import { startWorker } from '../core/worker-script.js';
+import { extend } from '../core/objects.js';
 
 interface Pending {
   resolve(results: ScanResponse['results']): void;
@@ -47,7 +48,7 @@ export class ScanPool {
     const worker = this.workers[this.next++ % this.workers.length]!;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      worker.postMessage({ ...req, id } satisfies ScanRequest);
+      worker.postMessage(extend(req, { id }) satisfies ScanRequest);
     });
   }
 

@@ -20,6 +20,7 @@ import { mergeTopK } from './top-k.js';
 import { filterForKey, keyAdmits, keyMayMatch, specificity } from './shard-key.js';
 import { sumUpserts } from './shard-totals.js';
 import { toVector } from './vector-math.js';
+import { extend } from '../core/objects.js';
 
 /** The residency view the router needs (the privacy module's `Residency` fits). */
 export type RouterResidency = Pick<Residency, 'node' | 'mayHold' | 'localJurisdictions'>;
@@ -116,7 +117,7 @@ export class ShardRouter implements VectorRetriever {
           const filter = filterForKey(d.key, request.filter);
           if (filter !== request.filter) {
             const { filter: _all, ...rest } = request;
-            options = filter === undefined ? rest : { ...rest, filter };
+            options = filter === undefined ? rest : extend(rest, { filter });
           }
           if (residency !== undefined && d.location.kind === 'remote') {
             // Ask a remote shard only for data this node may hold (the shard enforces it too).
@@ -124,7 +125,7 @@ export class ShardRouter implements VectorRetriever {
             const wanted = request.filter?.jurisdictions;
             const jurisdictions =
               wanted === undefined ? local : wanted.filter((j) => local.includes(j));
-            options = { ...options, filter: { ...options.filter, jurisdictions } };
+            options = extend(options, { filter: extend(options.filter ?? {}, { jurisdictions }) });
           }
           // Each shard's search is a span of its own (#15); a remote shard continues the trace.
           const span = request.span?.child(
@@ -136,7 +137,7 @@ export class ShardRouter implements VectorRetriever {
               'switchyard.shard.location': d.location.kind,
             },
           );
-          if (span !== undefined) options = { ...options, span };
+          if (span !== undefined) options = extend(options, { span });
           let hits: VectorHit[];
           try {
             hits = await slot.shard.index.search(query, request.k, options);
