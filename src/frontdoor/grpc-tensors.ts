@@ -2,6 +2,7 @@ import type { JsonObject, JsonValue } from '../contracts/json.js';
 import { syError } from '../core/errors.js';
 import { isJsonObject } from '../core/safe-json.js';
 import { decodeTensor, encodeTensor } from './kserve-binary.js';
+import { extend } from '../core/objects.js';
 
 /**
  * KServe v2 gRPC tensors (proto/kserve/grpc_predict_v2.proto) to and from the JSON tensors the
@@ -162,7 +163,7 @@ export function inferResponseFromJson(answer: JsonObject, model: string): Record
             ? values.map((v) => v === true)
             : values.map((v) => Number(v)),
     };
-    return { ...base, contents };
+    return extend(base, { contents });
   });
   return {
     model_name: model,

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { JsonObject, JsonValue } from '../contracts/json.js';
 import { syError } from '../core/errors.js';
 import { isJsonObject } from '../core/safe-json.js';
+import { extend } from '../core/objects.js';
 
 /**
  * The OpenAI Responses API translated onto chat completions, both ways (#16 item 1), for
@@ -164,7 +165,7 @@ function inputItems(input: JsonValue | undefined): JsonObject[] {
           } else if (t !== 'refusal')
             bad(`"${q}.type" must be input_text, output_text, input_image or refusal`, `${q}.type`);
         });
-      return { ...item, type: 'message' };
+      return extend(item, { type: 'message' });
     }
     if (type === 'function_call') {
       for (const k of ['call_id', 'name', 'arguments'])

@@ -10,6 +10,7 @@ import {
   type StagePolicy,
 } from './stage.js';
 import type { OrtType, Tensor, TensorSpec } from './tensors.js';
+import { extend } from '../../core/objects.js';
 
 /**
  * A worker thread that owns ONNX Runtime sessions. The main thread never runs inference: it
@@ -235,7 +236,7 @@ if (port !== null) {
       try {
         const { response, transfer } = await handle(msg);
         const claimed = msg.kind === 'run' ? claimNext(msg.key) : undefined;
-        const answer = claimed === undefined ? response : { ...response, claimed };
+        const answer = claimed === undefined ? response : extend(response, { claimed });
         try {
           port.postMessage(answer, transfer);
         } catch {

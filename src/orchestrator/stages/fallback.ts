@@ -54,12 +54,13 @@ export const fallbackKind = defineKind({
               decisions,
               ...(r.cacheable === undefined ? {} : { cacheable: r.cacheable && i === 0 }),
             });
+          // Own keys before the spreads (core/objects.ts).
           return result.next(`alt:${alt.id}`, why, {
+            children,
+            decisions,
             ...(r.output === undefined ? {} : { output: r.output }),
             ...(r.update === undefined ? {} : { update: r.update }),
             ...(r.next === undefined ? {} : { next: r.next }),
-            children,
-            decisions,
           });
         }
         return result.fail(

@@ -7,6 +7,7 @@ import { syError } from '../../core/errors.js';
 import { asText, type Getter } from '../paths.js';
 import type { Considered } from '../router.js';
 import { callModel, defineKind, result, traced, type ModelOp } from '../stage-kit.js';
+import { extend } from '../../core/objects.js';
 
 const downgradeSchema = z
   .strictObject({
@@ -246,7 +247,7 @@ export const inferKind = defineKind({
         msgs = msgs.slice(-rule.shorten.keep_messages);
       if (config.system !== undefined) msgs.unshift({ role: 'system', content: config.system });
       const extra = body === undefined ? {} : body(state, ctx);
-      const request: JsonObject = { ...(isJsonObject(extra) ? extra : {}), messages: msgs };
+      const request: JsonObject = extend(isJsonObject(extra) ? extra : {}, { messages: msgs });
       const maxTokens = minDefined(config.max_tokens, rule?.shorten?.max_tokens);
       if (maxTokens !== undefined) request['max_tokens'] = maxTokens;
       let inputText = '';

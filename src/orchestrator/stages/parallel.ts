@@ -97,11 +97,12 @@ export const parallelKind = defineKind({
               cacheable: r.cacheable ?? true,
             });
           if (r.kind === 'fail') throw new Error('unreachable');
+          // Own keys before the spreads (core/objects.ts).
           return result.next(`${merge}:${branches[i]!.id}`, why, {
-            ...(r.output === undefined ? {} : { output: r.output }),
-            ...(r.update === undefined ? {} : { update: r.update }),
             children,
             decisions,
+            ...(r.output === undefined ? {} : { output: r.output }),
+            ...(r.update === undefined ? {} : { update: r.update }),
           });
         };
         if (merge === 'first') {
