@@ -374,6 +374,7 @@ export const DEFAULTS = {
     promote_on_complete: true,
     feedback_ttl_s: 86_400,
     feedback_capacity: 200_000,
+    exposure_wait_s: 300,
     shadow: { max_in_flight: 64, timeout_ms: 2_000, max_lag_ms: 20 },
   },
 } as const;

@@ -858,6 +858,7 @@ const releaseSchema = z
     promote_on_complete: z.boolean().default(DR.promote_on_complete),
     feedback_ttl_s: posInt.default(DR.feedback_ttl_s),
     feedback_capacity: posInt.default(DR.feedback_capacity),
+    exposure_wait_s: posInt.default(DR.exposure_wait_s),
     shadow: z
       .strictObject({
         max_in_flight: posInt.default(DR.shadow.max_in_flight),

@@ -295,6 +295,11 @@ export interface FeedbackOutcomeEvent {
   readonly result: 'counted' | 'duplicate' | 'unknown';
 }
 
+/** A reward owed to an experiment that `/v1/feedback` could not credit: its exposure was lost. */
+export interface FeedbackRewardLostEvent {
+  readonly tenant: string;
+}
+
 /** A batch reached a final status (#16). */
 export interface BatchEndEvent {
   readonly endpoint: string;
@@ -343,6 +348,7 @@ export const events = {
   batchLine: typed<BatchLineEvent>('switchyard:batch:line'),
   batchEnd: typed<BatchEndEvent>('switchyard:batch:end'),
   feedbackOutcome: typed<FeedbackOutcomeEvent>('switchyard:costs:outcome'),
+  feedbackRewardLost: typed<FeedbackRewardLostEvent>('switchyard:release:reward-lost'),
   parentFailover: typed<ParentFailoverEvent>('switchyard:tree:failover'),
 };
 

@@ -33,6 +33,12 @@ export interface CostRecorderOptions {
   readonly maxRecent?: number;
 }
 
+/** Where an ended request's cost went, and when it ended (epoch ms). */
+export interface Attribution {
+  readonly key: CostKey;
+  readonly at: number;
+}
+
 type Counts = { -readonly [K in keyof CostCounts]: number };
 
 const DAY_MS = 86_400_000;
@@ -57,10 +63,10 @@ export function dayOf(ms: number): string {
 export class CostRecorder implements SpendBudget {
   private readonly open = new Map<string, { day: string; calls: ModelCallEvent[] }>();
   /**
-   * Where each ended request's cost went: feedback on it is added to the same row. The keys are
-   * the batch rows' own (one object per row, not one per request).
+   * Where each ended request's cost went, and when it ended: feedback on it is added to the same
+   * row. The keys are the batch rows' own (one object per row, not one per request).
    */
-  private readonly recent = new Map<string, CostKey>();
+  private readonly recent = new Map<string, Attribution>();
   private batch = new Map<string, { key: CostKey; counts: Counts }>();
   /** tenant|day → nano-units recorded here and not yet in `stored`. */
   private readonly unflushed = new Map<string, number>();
@@ -116,7 +122,7 @@ export class CostRecorder implements SpendBudget {
     const done = this.recent.get(e.requestId);
     if (e.origin === 'shadow' || done !== undefined) {
       // No request end will come (shadow copies), or it came first (a stream settled late).
-      this.addCall(e, day, done?.journey ?? '');
+      this.addCall(e, day, done?.key.journey ?? '');
       return;
     }
     let o = this.open.get(e.requestId);
@@ -158,19 +164,20 @@ export class CostRecorder implements SpendBudget {
     if (cache === 'hit' || cache === 'semantic_hit' || cache === 'stale') counts.cacheHits++;
     counts.vectorReads += retrievals(route?.stages);
     for (const c of o?.calls ?? []) this.addCall(c, day, journey);
-    this.recent.set(e.requestId, row.key);
+    this.recent.set(e.requestId, { key: row.key, at: this.o.clock.wall() });
     if (this.recent.size > (this.o.maxRecent ?? 100_000))
       this.recent.delete(this.recent.keys().next().value!);
   }
 
   /**
-   * The cost key of a request this replica served (its own row, model `''`), when `tenant` owns
-   * it: `/v1/feedback` adds the outcome there without a store read. Undefined when the request
-   * is not known here (ended too long ago, served by another replica, or another tenant's).
+   * The cost key of a request this replica served (its own row, model `''`) and when it ended,
+   * when `tenant` owns it: `/v1/feedback` adds the outcome there without a store read. Undefined
+   * when the request is not known here (ended too long ago, served by another replica, or
+   * another tenant's).
    */
-  attribution(tenant: string, requestId: string): CostKey | undefined {
-    const key = this.recent.get(requestId);
-    return key?.tenant === tenant ? key : undefined;
+  attribution(tenant: string, requestId: string): Attribution | undefined {
+    const a = this.recent.get(requestId);
+    return a?.key.tenant === tenant ? a : undefined;
   }
 
   private addCall(e: ModelCallEvent, day: string, journey: string): void {

@@ -176,6 +176,11 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly feedbackRewardsLost = new Counter({
+    name: 'switchyard_feedback_rewards_lost_total',
+    help: 'Experiment rewards /v1/feedback could not credit: the exposure was still not written release.exposure_wait_s after the request (the serving replica lost it).',
+    registers: [this.registry],
+  });
   readonly batchesEnded = new Counter({
     name: 'switchyard_batches_total',
     help: 'Batches that reached a final status (completed, failed, cancelled, expired), by endpoint.',
@@ -492,6 +497,9 @@ export class Metrics {
       }),
       subscribe(events.feedbackOutcome, (e) => {
         this.feedbackOutcomes.labels(e.result).inc();
+      }),
+      subscribe(events.feedbackRewardLost, () => {
+        this.feedbackRewardsLost.inc();
       }),
       subscribe(events.batchEnd, (e) => {
         this.batchesEnded.labels(e.endpoint, e.status).inc();

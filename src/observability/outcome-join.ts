@@ -20,13 +20,15 @@ export interface OutcomePeek {
   readonly key?: CostKey;
   /** Its outcome is counted already (on any replica): a claim now would be a duplicate. */
   readonly counted: boolean;
+  /** When the request ended (epoch ms). */
+  readonly at?: number;
 }
 
 export interface OutcomeJoinOptions {
   readonly store: Pick<CostLedgerStore, 'addOutcome' | 'hasOutcome'>;
   readonly clock: Clock;
   /** This replica's memory of the requests it served (`CostRecorder.attribution`). */
-  readonly local: (tenant: string, requestId: string) => CostKey | undefined;
+  readonly local: (tenant: string, requestId: string) => { key: CostKey; at: number } | undefined;
   /**
    * The inference log shared by every replica, when it is on, and how long a record may sit in
    * the serving replica's buffer before it is written (`inference_log.flush_ms`).
@@ -79,7 +81,8 @@ export class OutcomeJoin {
     peeked?: OutcomePeek,
   ): Promise<OutcomeClaim> {
     try {
-      const key = peeked === undefined ? await this.keyOf(tenant, requestId, signal) : peeked.key;
+      const key =
+        peeked === undefined ? (await this.keyOf(tenant, requestId, signal)).key : peeked.key;
       if (key === undefined) return { result: 'unknown' };
       const counted = await this.o.store.addOutcome({
         requestId,
@@ -100,9 +103,10 @@ export class OutcomeJoin {
    */
   async peek(tenant: string, requestId: string, signal?: AbortSignal): Promise<OutcomePeek> {
     try {
-      const key = await this.keyOf(tenant, requestId, signal);
+      const { key, at } = await this.keyOf(tenant, requestId, signal);
       if (key === undefined) return { counted: false };
-      return { key, counted: await this.o.store.hasOutcome(tenant, requestId) };
+      const counted = await this.o.store.hasOutcome(tenant, requestId);
+      return at === undefined ? { key, counted } : { key, counted, at };
     } catch (err) {
       throw storeFailed(err);
     }
@@ -112,23 +116,25 @@ export class OutcomeJoin {
     tenant: string,
     requestId: string,
     signal: AbortSignal | undefined,
-  ): Promise<CostKey | undefined> {
-    return this.o.local(tenant, requestId) ?? (await this.fromLog(tenant, requestId, signal));
+  ): Promise<{ key?: CostKey; at?: number }> {
+    return this.o.local(tenant, requestId) ?? this.fromLog(tenant, requestId, signal);
   }
 
   private async fromLog(
     tenant: string,
     requestId: string,
     signal: AbortSignal | undefined,
-  ): Promise<CostKey | undefined> {
+  ): Promise<{ key?: CostKey; at?: number }> {
     const log = this.o.log();
-    if (log === undefined) return undefined;
+    if (log === undefined) return {};
     const r = await this.wait.find(
       async () => (await log.reader.query({ tenant, requestId, limit: 1 })).records[0],
       log.flushMs,
       signal,
     );
-    return r === undefined ? undefined : keyOfRecord(r, log.reader);
+    if (r === undefined) return {};
+    const key = await keyOfRecord(r, log.reader);
+    return key === undefined ? {} : { key, at: r.at };
   }
 }
 

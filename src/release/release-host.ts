@@ -34,6 +34,7 @@ export interface ReleaseSettings {
   readonly promote_on_complete: boolean;
   readonly feedback_ttl_s: number;
   readonly feedback_capacity: number;
+  readonly exposure_wait_s: number;
   readonly shadow: {
     readonly max_in_flight: number;
     readonly timeout_ms: number;
@@ -129,6 +130,7 @@ export async function openReleaseHost(o: ReleaseHostOptions): Promise<ReleaseHos
     layers: r.layers,
     feedbackTtlMs: r.feedback_ttl_s * 1000,
     feedbackCapacity: r.feedback_capacity,
+    exposureWaitMs: r.exposure_wait_s * 1000,
     ...(o.onDecision === undefined ? {} : { onDecision: o.onDecision }),
     ...(o.flushElsewhere === undefined ? {} : { flushElsewhere: o.flushElsewhere }),
     // A canary that completed its ramp promotes its version in the registry (audited there).

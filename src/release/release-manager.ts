@@ -47,6 +47,12 @@ export interface ReleaseManagerOptions {
   readonly feedbackTtlMs: number;
   readonly feedbackCapacity: number;
   /**
+   * How long after a request feedback elsewhere waits for its experiment exposure (answering a
+   * retryable 503) before it counts the outcome without the reward: by then the serving replica
+   * is taken to have lost the exposure (it died before writing it). Default: 5 minutes.
+   */
+  readonly exposureWaitMs?: number;
+  /**
    * Has the other processes sharing this store write their buffered exposures now (`serve
    * --workers N`), so a reward given to one worker finds the exposure another just made.
    */
@@ -304,14 +310,17 @@ export class ReleaseManager implements ReleaseSlotResolver {
    * still in the serving replica's buffer is waited for, bounded (`release.flush_ms` and a
    * margin), and SY_ERR_FEEDBACK_STORE_FAILED (retryable) is thrown when the store fails or the
    * exposure is not written within the wait: the caller must not count the feedback then, so
-   * that the client's retry still credits it. Undefined: nothing to credit (no experiment, or an
-   * inference past `feedback_ttl_s`).
+   * that the client's retry still credits it. Undefined: nothing to credit (no experiment, an
+   * inference past `feedback_ttl_s`, or an exposure still missing `exposureWaitMs` after the
+   * request, at `requestAt`, was served: lost with the replica that served it, so the retries
+   * end and the outcome counts without the reward, logged and counted as lost).
    */
   async feedbackTarget(
     inferenceId: string,
     tenant: string,
     assigned: boolean,
     signal?: AbortSignal,
+    requestAt?: number,
   ): Promise<FeedbackTarget | undefined> {
     const own = this.ownPending(inferenceId, tenant);
     if (own !== undefined) return own;
@@ -334,6 +343,15 @@ export class ReleaseManager implements ReleaseSlotResolver {
     }
     if (row === undefined) {
       if (!assigned) return undefined;
+      const waitMs = this.opts.exposureWaitMs ?? 300_000;
+      if (requestAt !== undefined && this.opts.clock.wall() - requestAt > waitMs) {
+        this.opts.logger?.warn(
+          { inference_id: inferenceId, tenant, waited_ms: this.opts.clock.wall() - requestAt },
+          'release: the exposure was never written; the feedback counts without its reward',
+        );
+        publish(events.feedbackRewardLost, { tenant });
+        return undefined;
+      }
       throw syError('SY_ERR_FEEDBACK_STORE_FAILED', 'the exposure is not written yet', {
         retryAfterS,
       });

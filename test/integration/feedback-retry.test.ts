@@ -27,6 +27,8 @@ import { chatCompletion, json, startUpstream, type TestUpstream } from '../suppo
  */
 
 const app = generateKey('sk');
+/** B's `release.exposure_wait_s`. */
+const LOST_AFTER_S = 3;
 const ops = generateKey('sk');
 
 interface Shared {
@@ -110,7 +112,7 @@ describe.each(stores)('feedback retried on a replica sharing %s (#15)', (_name, 
       json(200, chatCompletion('fine', { prompt_tokens: 5, completion_tokens: 1 })),
     );
     shared = open();
-    const config = (releaseFlushMs: number) => ({
+    const config = (releaseFlushMs: number, exposureWaitS = 300) => ({
       state: shared.state,
       // Records reach the shared log within 100 ms: the ledger's key is found at once.
       inference_log: { enabled: true, flush_ms: 100, ...shared.log },
@@ -124,7 +126,12 @@ describe.each(stores)('feedback retried on a replica sharing %s (#15)', (_name, 
         },
       },
       models: { big: openaiModel(up.url), small: openaiModel(up.url) },
-      release: { flush_ms: releaseFlushMs, evaluate_ms: 60_000, poll_ms: 60_000 },
+      release: {
+        flush_ms: releaseFlushMs,
+        evaluate_ms: 60_000,
+        poll_ms: 60_000,
+        exposure_wait_s: exposureWaitS,
+      },
       experiments: [
         {
           id: 'price-ab',
@@ -137,9 +144,10 @@ describe.each(stores)('feedback retried on a replica sharing %s (#15)', (_name, 
         },
       ],
     });
-    // A writes its exposures only when the test says so; B waits 100 ms + 0.5 s for one.
+    // A writes its exposures only when the test says so; B waits 100 ms + 0.5 s for one, and
+    // takes an exposure still missing 3 s after its request for lost.
     a = await startTestGateway({ config: config(600_000) });
-    b = await startTestGateway({ config: config(100) });
+    b = await startTestGateway({ config: config(100, LOST_AFTER_S) });
   }, 30_000);
 
   afterAll(async () => {
@@ -221,6 +229,35 @@ describe.each(stores)('feedback retried on a replica sharing %s (#15)', (_name, 
       await a.gateway.runtime().release!.manager.flush();
       await retryCreditsOnce(id, variant, before);
     },
+  );
+
+  it.skipIf(skip)(
+    'counts the outcome without the reward once the exposure is still missing release.exposure_wait_s after the request',
+    async () => {
+      const before = await rewards();
+      const t0 = Date.now();
+      const { id } = await serve();
+      // A never writes the exposure (as if it died with it in its buffer): 503 while B may still
+      // expect it...
+      const outcomes = await counted();
+      expectRetryable(await feedback(b, id));
+      expect(await counted()).toBe(outcomes);
+      // ...then, past the wait, the feedback counts, credits no experiment, and says so in a metric.
+      await new Promise((r) =>
+        setTimeout(r, Math.max(0, t0 + LOST_AFTER_S * 1000 + 200 - Date.now())),
+      );
+      const late = await feedback(b, id);
+      expect(late.status, late.text).toBe(200);
+      expect(late.body).toEqual({ accepted: true, recorded: true });
+      expect(await counted()).toBe(outcomes + 1);
+      expect(await rewards()).toEqual(before);
+      const metrics = await call(b.url, 'GET', '/metrics', ops);
+      expect(metrics.text).toMatch(/^switchyard_feedback_rewards_lost_total 1$/m);
+      const again = await feedback(b, id);
+      expect(errorCode(again)).toBe('SY_ERR_INFERENCE_UNKNOWN');
+      expect(await counted()).toBe(outcomes + 1);
+    },
+    20_000,
   );
 
   it.skipIf(skip)(

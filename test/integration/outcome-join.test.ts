@@ -29,7 +29,7 @@ describe('outcome join (#15)', () => {
 
   function open(
     flushMs = 0,
-    local: (t: string, id: string) => CostKey | undefined = () => undefined,
+    local: (t: string, id: string) => { key: CostKey; at: number } | undefined = () => undefined,
   ) {
     dir = mkdtempSync(join(tmpdir(), 'sy-outcome-'));
     const log = SqliteInferenceLog.open(join(dir, 'inference.db'));
@@ -85,6 +85,7 @@ describe('outcome join (#15)', () => {
     expect(seen).toMatchObject({
       counted: false,
       key: { tenant: 'acme', experiment: 'price-ab', arm: 'treatment' },
+      at: MIDNIGHT + 5_000, // when the request ended, from its record
     });
     expect(await ledger.totals({ groupBy: 'tenant' })).toEqual([]);
     // The claim takes the key peeked at: the log is not read again (it is gone here).
@@ -97,10 +98,10 @@ describe('outcome join (#15)', () => {
     const other = new OutcomeJoin({
       store: ledger,
       clock: systemClock,
-      local: (t, id) => (t === 'acme' && id === 'r1' ? seen.key : undefined),
+      local: (t, id) => (t === 'acme' && id === 'r1' ? { key: seen.key!, at: 1 } : undefined),
       log: () => undefined,
     });
-    expect(await other.peek('acme', 'r1')).toEqual({ key: seen.key, counted: true });
+    expect(await other.peek('acme', 'r1')).toEqual({ key: seen.key, counted: true, at: 1 });
     await ledger.close();
     await expect(other.peek('acme', 'r1')).rejects.toMatchObject({
       code: 'SY_ERR_FEEDBACK_STORE_FAILED',
@@ -150,7 +151,7 @@ describe('outcome join (#15)', () => {
       arm: '',
     };
     const { ledger, join: j } = open(0, (t, id) =>
-      t === 'acme' && id === 'mem' ? key : undefined,
+      t === 'acme' && id === 'mem' ? { key, at: 1 } : undefined,
     );
     expect(await j.record('acme', 'mem', 0)).toBe('counted');
     expect(await j.record('acme', 'mem', 0)).toBe('duplicate');

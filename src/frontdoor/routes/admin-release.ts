@@ -274,7 +274,8 @@ export async function postFeedback(ctx: RequestContext): Promise<void> {
   } else {
     // Where the reward goes is found before the ledger counts the feedback: once counted, a
     // retry is a duplicate. A reward owed but not creditable now (its exposure unreadable or not
-    // yet written) is a retryable 503 with nothing counted, never a reward lost.
+    // yet written) is a retryable 503 with nothing counted, never a reward lost, until
+    // `release.exposure_wait_s` after the request (its exposure is then taken for lost).
     const target = seen.counted
       ? undefined
       : await ctx.runtime.release?.manager.feedbackTarget(
@@ -282,6 +283,7 @@ export async function postFeedback(ctx: RequestContext): Promise<void> {
           tenant,
           seen.key.experiment !== '',
           gone.signal,
+          seen.at,
         );
     const ledger = await outcomes.claim(tenant, id, reward, gone.signal, seen);
     publish(events.feedbackOutcome, { result: ledger.result });
