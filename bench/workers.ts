@@ -23,8 +23,10 @@ import { startInstantUpstream } from './lib/instant-upstream.js';
  * again without the quota: what the primary and a second event loop on the core cost apart from
  * the limiter's IPC.
  *
- * First, the limiter's IPC alone: one primary and one worker (the built modules), reserves one at
- * a time and in batches, against the in-process limiter: wall time and the worker's CPU per reserve.
+ * First, the limiter alone: one primary and one worker (the built modules), reserves one at a time
+ * and in batches through the worker's PeerLimiter, against the in-process limiter: wall time and
+ * the worker's CPU per reserve. Its limit is far away, so the worker admits from leases (one round
+ * trip per lease, src/admission/peer-limiter.ts), as a tenant far from its limit is served.
  *
  * `--quick` is a smoke run of a second per case and writes no results file; a full run writes
  * bench/results/workers-latest.json.

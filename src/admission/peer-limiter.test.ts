@@ -14,6 +14,7 @@ const clock: Clock = { now: () => 0, wall: () => 1_800_000_000_000 };
  */
 function group(workers: number) {
   const primary = new MemoryLimiter(clock);
+  /** The number of operations in each message a worker sent. */
   const batches: number[] = [];
   const peer = (id: number): ClusterPeer => ({
     id,
@@ -28,7 +29,7 @@ function group(workers: number) {
     askPeer: () => Promise.resolve(undefined),
     on: () => undefined,
   });
-  const limiters = Array.from({ length: workers }, (_, i) => new PeerLimiter(peer(i + 1)));
+  const limiters = Array.from({ length: workers }, (_, i) => new PeerLimiter(peer(i + 1), clock));
   return { primary, limiters, batches };
 }
 
@@ -72,6 +73,43 @@ describe('PeerLimiter (#17)', () => {
     await a.settle(taken.receipts[0]!, 50);
     expect(await b.usage('t:acme:requests', { ms: 3_600_000 })).toBeCloseTo(50, 0);
     expect((await b.reserve([charge(100, 40)])).allowed).toBe(true);
+  });
+
+  it('admits a tenant far from its limit from leases: a round trip per lease, every unit counted in the primary first', async () => {
+    const { primary, limiters, batches } = group(2);
+    const big = charge(1_000_000); // leases of 256 requests' worth (1% of the limit is 5,000 a worker)
+    let admitted = 0;
+    for (let i = 0; i < 200; i++)
+      for (const w of limiters) if ((await w.reserve([big])).allowed) admitted++;
+    expect(admitted).toBe(400);
+    // Without leases, 400 round trips; with them, the first reserve of each worker and a lease
+    // ahead of need when half of one is used.
+    expect(batches.length).toBeLessThanOrEqual(2 * 2);
+    // The primary counted more than was admitted (the leases' units left), never less...
+    expect(primary.usageSync(big.key, big.window)).toBeGreaterThan(admitted);
+    // ...and has them back once the workers give back what they did not use.
+    for (const w of limiters) await w.close();
+    expect(primary.usageSync(big.key, big.window)).toBeCloseTo(admitted, 2);
+  });
+
+  it('never admits more than the limit with leases out: three workers offered three times it', async () => {
+    const { primary, limiters } = group(3);
+    const limit = 3_000; // leases of up to 10 units (1% of the limit across three workers)
+    let admitted = 0;
+    let leased = false;
+    for (let round = 0; round < 300; round++) {
+      const decisions = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => limiters[i % 3]!.reserve([charge(limit)])),
+      );
+      admitted += decisions.filter((d) => d.allowed).length;
+      leased ||= primary.usageSync('t:acme:requests', { ms: 3_600_000 }) > admitted;
+    }
+    expect(leased).toBe(true);
+    expect(admitted).toBeLessThanOrEqual(limit);
+    // Near the limit the leases shrink to nothing, so the last units are admitted too.
+    expect(admitted).toBeGreaterThanOrEqual(limit - 3 * 10);
+    for (const w of limiters) await w.close();
+    expect(primary.usageSync('t:acme:requests', { ms: 3_600_000 })).toBeCloseTo(admitted, 2);
   });
 
   it('refuses when the primary is gone instead of counting alone', async () => {
