@@ -5,6 +5,7 @@ import type {
   AuditSink,
   StoredAuditEntry,
 } from '../contracts/audit.js';
+import { extend } from '../core/objects.js';
 
 const clamp = (limit: number | undefined): number =>
   Math.max(1, Math.min(10_000, Math.floor(limit ?? 100)));
@@ -37,7 +38,7 @@ export class MemoryAuditLog implements AuditLog {
   }
 
   append(entry: AuditEntry): void {
-    this.entries.push(Object.freeze({ ...entry, id: this.nextId++ }));
+    this.entries.push(Object.freeze(extend(entry, { id: this.nextId++ })));
     if (this.entries.length > this.capacity) this.entries.shift();
   }
 

@@ -1,5 +1,6 @@
 import { pino, type DestinationStream, type Logger as Pino } from 'pino';
 import { events, subscribe } from '../core/events.js';
+import { extend } from '../core/objects.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -114,7 +115,8 @@ export function attachRequestLog(logger: Pino): () => void {
         ? {}
         : { journey: e.journey, journey_route: e.journeyRoute, degraded: e.degraded }),
     };
-    if (e.code === 'SY_ERR_INTERNAL') logger.error({ ...line, err: e.error }, 'request failed');
+    if (e.code === 'SY_ERR_INTERNAL')
+      logger.error(extend(line, { err: e.error }), 'request failed');
     else if (e.status >= 500) logger.warn(line, 'request');
     // Every degraded mode (fallback, downgrade, stale answer) is a warning.
     else if (e.degraded !== undefined && e.degraded.length > 0)

@@ -1,4 +1,5 @@
 import type { CounterRow, ExposureRow, RegistryStore } from '../contracts/registry-store.js';
+import { extend } from '../core/objects.js';
 
 /**
  * Hot-path data waiting to be written: counter deltas merged by key, and exposures in a bounded
@@ -41,7 +42,7 @@ export class CounterBuffer {
     const out: CounterRow[] = [];
     for (const c of this.counters.values())
       if (c.key.experiment === experiment)
-        out.push({ ...c.key, n: c.n, sum: c.sum, sumSq: c.sumSq });
+        out.push(extend(c.key, { n: c.n, sum: c.sum, sumSq: c.sumSq }));
     return out;
   }
 
@@ -52,12 +53,9 @@ export class CounterBuffer {
       const exposures = this.exposures;
       this.counters = new Map();
       this.exposures = [];
-      const rows = [...counters.values()].map((c) => ({
-        ...c.key,
-        n: c.n,
-        sum: c.sum,
-        sumSq: c.sumSq,
-      }));
+      const rows = [...counters.values()].map((c) =>
+        extend(c.key, { n: c.n, sum: c.sum, sumSq: c.sumSq }),
+      );
       try {
         if (rows.length > 0) await store.addCounters(rows);
       } catch (err) {

@@ -29,6 +29,7 @@ import type { HnswParams } from './usearch-params.js';
 import { sumUpserts } from './shard-totals.js';
 import { UsearchShard } from './usearch-shard.js';
 import { admitVectors, guardSearch, TenantVectorCount, type VectorRules } from './vector-rules.js';
+import { extend } from '../core/objects.js';
 
 /** One shard as declared (the `vectors.collections.<c>.shards[]` config, secrets resolved). */
 export interface ShardSettings {
@@ -419,5 +420,5 @@ async function openIndex(
     ...(pool === undefined ? {} : { scanPool: pool }),
   };
   if ((s.index ?? c.index) === 'exact') return ExactIndex.open(options);
-  return UsearchShard.open({ ...options, hnsw: c.hnsw, view: settings.view });
+  return UsearchShard.open(extend(options, { hnsw: c.hnsw, view: settings.view }));
 }

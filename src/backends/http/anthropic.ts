@@ -25,6 +25,7 @@ import {
 } from './http-upstream.js';
 import { ChatChunks, chatToAnthropic, messageToChat } from './anthropic-wire.js';
 import { eventData, SseSplitter } from './sse.js';
+import { extend } from '../../core/objects.js';
 
 export const ANTHROPIC_OPERATIONS = ['chat'] as const;
 
@@ -59,7 +60,7 @@ export class AnthropicBackend implements Backend {
     headers['content-type'] = 'application/json';
     headers['anthropic-version'] = opts.anthropicVersion;
     if (opts.apiKey !== undefined) headers['x-api-key'] = opts.apiKey;
-    this.http = { ...opts, headers };
+    this.http = extend(opts, { headers });
   }
 
   describe(): BackendDescription {

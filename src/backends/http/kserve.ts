@@ -19,6 +19,7 @@ import {
   upstreamStatusError,
   type HttpUpstreamOptions,
 } from './http-upstream.js';
+import { extend } from '../../core/objects.js';
 
 export interface KServeBackendOptions extends Omit<HttpUpstreamOptions, 'headers'> {
   readonly upstreamModel: string;
@@ -46,7 +47,7 @@ export class KServeBackend implements Backend {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     for (const [k, v] of Object.entries(opts.extraHeaders)) headers[k.toLowerCase()] = v;
     if (opts.apiKey !== undefined) headers['authorization'] = `Bearer ${opts.apiKey}`;
-    this.http = { ...opts, headers };
+    this.http = extend(opts, { headers });
   }
 
   describe(): BackendDescription {

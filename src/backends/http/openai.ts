@@ -57,12 +57,11 @@ export class OpenAiBackend implements Backend {
     this.name = opts.name;
     const url = new URL(opts.baseUrl);
     this.basePath = url.pathname;
-    const headers: Record<string, string> = {
-      ...lowerKeys(opts.extraHeaders),
+    const headers: Record<string, string> = extend(lowerKeys(opts.extraHeaders), {
       'content-type': 'application/json',
-    };
+    });
     if (opts.apiKey !== undefined) headers['authorization'] = `Bearer ${opts.apiKey}`;
-    this.http = { ...opts, headers };
+    this.http = extend(opts, { headers });
   }
 
   describe(): BackendDescription {

@@ -176,13 +176,14 @@ export class SwitchyardBackend implements Backend {
     const base = new URL(ep.baseUrl);
     const root = base.origin + base.pathname.replace(/\/+$/, '');
     const { endpoints: _all, ...rest } = this.opts;
-    const common = { ...rest, dispatcher: ep.dispatcher, apiKey: undefined, hooks };
-    const openai = new OpenAiBackend({
-      ...common,
-      baseUrl: `${root}/v1`,
-      operations: this.opts.operations.filter((o) => o !== 'infer'),
-    });
-    const kserve = new KServeBackend({ ...common, baseUrl: root });
+    const common = extend(rest, { dispatcher: ep.dispatcher, apiKey: undefined, hooks });
+    const openai = new OpenAiBackend(
+      extend(common, {
+        baseUrl: `${root}/v1`,
+        operations: this.opts.operations.filter((o) => o !== 'infer'),
+      }),
+    );
+    const kserve = new KServeBackend(extend(common, { baseUrl: root }));
     const wire: BackendCall = {
       call: (request, ctx) =>
         request.op === 'infer' ? kserve.call(request, ctx) : openai.call(request, ctx),
