@@ -116,8 +116,8 @@ interface Credit {
 
 /**
  * The embedded quota limiter of a worker process (`serve --workers N`, #17): every operation is
- * decided by the one `MemoryLimiter` the primary process holds, so N workers count exactly what
- * one process would. Operations started in one turn of the event loop go out as one message
+ * decided by the one `MemoryLimiter` the primary process holds, so N workers never admit more
+ * than one process would. Operations started in one turn of the event loop go out as one message
  * (one IPC round trip for a burst of requests). A worker whose primary is gone refuses (it is
  * about to exit with it): it never counts on its own.
  *
