@@ -3,7 +3,13 @@ import type { ClusterPeer } from '../contracts/cluster.js';
 import type { QuotaCharge } from '../contracts/limiter.js';
 import type { Clock } from '../core/clock.js';
 import { MemoryLimiter } from './memory-limiter.js';
-import { LIMITER_TOPIC, PeerLimiter, runLimiterOps, type LimiterOp } from './peer-limiter.js';
+import {
+  LEASE_MS,
+  LIMITER_TOPIC,
+  PeerLimiter,
+  runLimiterOps,
+  type LimiterOp,
+} from './peer-limiter.js';
 
 const clock: Clock = { now: () => 0, wall: () => 1_800_000_000_000 };
 
@@ -110,6 +116,35 @@ describe('PeerLimiter (#17)', () => {
     expect(admitted).toBeGreaterThanOrEqual(limit - 3 * 10);
     for (const w of limiters) await w.close();
     expect(primary.usageSync('t:acme:requests', { ms: 3_600_000 })).toBeCloseTo(admitted, 2);
+  });
+
+  it('gives back a lease whose time is over when the next one lands, instead of adding the two', async () => {
+    let t = 0;
+    const wall = 1_800_000_000_000;
+    const moving: Clock = { now: () => t, wall: () => wall };
+    const primary = new MemoryLimiter(moving);
+    const peer: ClusterPeer = {
+      id: 1,
+      workers: 1,
+      request: async (_topic, body) => {
+        await new Promise((r) => setImmediate(r));
+        return runLimiterOps(primary, body as LimiterOp[]);
+      },
+      broadcast: () => Promise.resolve(),
+      askPeer: () => Promise.resolve(undefined),
+      on: () => undefined,
+    };
+    const worker = new PeerLimiter(peer, moving);
+    const big = charge(1_000_000);
+    expect((await worker.reserve([big])).allowed).toBe(true); // 1, and a lease of 256
+    expect(primary.usageSync(big.key, big.window)).toBeCloseTo(257, 2);
+    t += LEASE_MS; // the lease's time is over (the sweeper has not run yet)
+    expect((await worker.reserve([big])).allowed).toBe(true); // 1 more, from the primary
+    // The 255 left went back (a settle, sent on) when the new lease of 256 was kept: 2 used + 256.
+    for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    expect(primary.usageSync(big.key, big.window)).toBeCloseTo(2 + 256, 2);
+    await worker.close();
+    expect(primary.usageSync(big.key, big.window)).toBeCloseTo(2, 2);
   });
 
   it('refuses when the primary is gone instead of counting alone', async () => {

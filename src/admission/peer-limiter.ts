@@ -269,14 +269,20 @@ export class PeerLimiter implements QuotaLimiter {
     for (const c of charges) this.leasing.set(c.key, done);
   }
 
-  /** Adds granted leases to the credit (a key's units add up; its time restarts). */
+  /**
+   * Adds granted leases to the credit: a key's live units add up and its time restarts; units
+   * whose time is over go back first, so none is admitted later than LEASE_MS after its grant's
+   * last renewal.
+   */
   private keep(leases: readonly (QuotaReceipt | null)[]): void {
-    const until = this.closed ? -Infinity : this.clock.now() + LEASE_MS;
+    const now = this.clock.now();
+    const until = this.closed ? -Infinity : now + LEASE_MS;
     for (const receipt of leases) {
       if (receipt === null) continue;
       const credit = this.credits.get(receipt.key);
       if (
         credit !== undefined &&
+        now < credit.until &&
         typeof credit.receipt.window !== 'string' &&
         typeof receipt.window !== 'string' &&
         credit.receipt.window.ms === receipt.window.ms &&
