@@ -508,6 +508,7 @@ const record: Format = (r) => {
       'case',
       'req/s',
       'CPU ms/req',
+      'of which event loop / other threads',
       'p99 ms',
       'event-loop delay p99 ms',
       'steady: req/s, p99 ms',
@@ -522,6 +523,9 @@ const record: Format = (r) => {
         String(c['label']),
         int(t['reqPerS']),
         num(c['cpuMsPerRequest'], 3),
+        c['mainThreadCpuMsPerRequest'] === undefined
+          ? '—'
+          : `${num(c['mainThreadCpuMsPerRequest'], 3)} / ${num(c['otherThreadsCpuMsPerRequest'], 3)}`,
         num(obj(t['latency'])['p99']),
         num(c['eventLoopDelayP99Ms']),
         `${int(steady['offeredPerS'])}, ${num(steady['latencyP99Ms'])}`,

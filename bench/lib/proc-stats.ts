@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** CPU time and memory of a process, from /proc (Linux). */
 
@@ -11,6 +11,27 @@ export function cpuMs(pid: number): number {
   // Fields after the ")" that closes the command name: state is [0], utime [11], stime [12].
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_S;
+}
+
+/**
+ * CPU time of `pid`'s main thread (the event loop: thread id = pid) and of all its other threads
+ * together (workers, libuv's pool, V8's GC and compiler threads), in ms, from each thread's
+ * /proc/<pid>/task/<tid>/schedstat (nanoseconds on a CPU). Threads that ended are not counted.
+ */
+export function threadCpuMs(pid: number): { readonly main: number; readonly others: number } {
+  let main = 0;
+  let others = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let ns: number;
+    try {
+      ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
+    if (Number(tid) === pid) main += ns / 1e6;
+    else others += ns / 1e6;
+  }
+  return { main, others };
 }
 
 /** Resident set size of `pid` in bytes (VmRSS). */

@@ -52,8 +52,14 @@ interface Tally {
 
 /** Requests whose calls are tallied at once; past it the oldest tally is forgotten. */
 const MAX_TALLIES = 10_000;
-/** Records per write transaction (see `flush`). */
-const WRITE_SLICE = 128;
+/**
+ * Records held before they are written without waiting for `flush_ms` (at most this many per write
+ * transaction). Under load a record then waits tens of ms, not up to a second, so it dies in V8's
+ * young generation: records held for a whole second were promoted to the old one and set off a
+ * full collection every second or so, the event loop's p99 delay in bench:record (as for spans,
+ * `tracing.batch_size`). A transaction's fixed cost is small against 128 rows.
+ */
+const WRITE_BATCH = 128;
 
 /**
  * The inference log's recorder (#15): subscribes to `requestDone` and `modelCall`, builds one
@@ -70,6 +76,8 @@ export class InferenceRecorder implements InferenceLogReader {
   private retainTimer: NodeJS.Timeout | undefined;
   private readonly unsubscribe: (() => void)[] = [];
   private closed = false;
+  /** Records of batches handed to the store and not yet written (they count against the bound). */
+  private queued = 0;
 
   constructor(private readonly o: InferenceRecorderOptions) {}
 
@@ -92,9 +100,9 @@ export class InferenceRecorder implements InferenceLogReader {
     return this;
   }
 
-  /** Records held and not yet written. */
+  /** Records in the buffer and in batches handed to the store and not yet written. */
   get buffered(): number {
-    return this.requests.length + this.calls.length;
+    return this.requests.length + this.calls.length + this.queued;
   }
 
   private room(): boolean {
@@ -137,6 +145,7 @@ export class InferenceRecorder implements InferenceLogReader {
       withheld: e.withheld,
       ...(e.traceId === undefined ? {} : { traceId: e.traceId }),
     });
+    if (this.requests.length + this.calls.length >= WRITE_BATCH) void this.flush();
   }
 
   private tally(requestId: string, e: ModelCallEvent): void {
@@ -216,6 +225,7 @@ export class InferenceRecorder implements InferenceLogReader {
             },
           }),
     });
+    if (this.requests.length + this.calls.length >= WRITE_BATCH) void this.flush();
   }
 
   /**
@@ -225,31 +235,26 @@ export class InferenceRecorder implements InferenceLogReader {
   flush(): Promise<void> {
     const requests = this.requests;
     const calls = this.calls;
+    if (requests.length === 0 && calls.length === 0) return this.writing;
     this.requests = [];
     this.calls = [];
-    // In slices of WRITE_SLICE records with a turn of the event loop between them: one
-    // transaction for a whole second's records held the loop 25-65 ms (bench:record), a slice
-    // holds it a few ms. Records are independent, so a batch need not land atomically.
+    const n = requests.length + calls.length;
+    this.queued += n;
+    // At most WRITE_BATCH records: a batch is written as soon as it is full.
     const write = async (): Promise<void> => {
-      if (requests.length === 0 && calls.length === 0) return;
-      for (let i = 0, j = 0; i < requests.length || j < calls.length;) {
-        const r = requests.slice(i, i + WRITE_SLICE);
-        const c = calls.slice(j, j + Math.max(0, WRITE_SLICE - r.length));
-        i += r.length;
-        j += c.length;
-        try {
-          await this.o.store.append(r, c);
-          this.o.onWritten?.('request', r.length);
-          this.o.onWritten?.('call', c.length);
-          this.o.exported?.(r, c);
-        } catch (err) {
-          this.o.onDropped?.('write_failed', r.length + c.length);
-          this.o.logger.warn(
-            { err, records: r.length + c.length },
-            'inference log: a batch could not be written and was dropped',
-          );
-        }
-        if (i < requests.length || j < calls.length) await new Promise(setImmediate);
+      try {
+        await this.o.store.append(requests, calls);
+        this.o.onWritten?.('request', requests.length);
+        this.o.onWritten?.('call', calls.length);
+        this.o.exported?.(requests, calls);
+      } catch (err) {
+        this.o.onDropped?.('write_failed', requests.length + calls.length);
+        this.o.logger.warn(
+          { err, records: requests.length + calls.length },
+          'inference log: a batch could not be written and was dropped',
+        );
+      } finally {
+        this.queued -= n;
       }
     };
     this.writing = this.writing.then(write);

@@ -89,8 +89,8 @@ describe('InferenceRecorder', () => {
     return { recorder, store, dropped, warnings };
   }
 
-  it('writes a large batch in slices, giving the event loop a turn between them, and loses none', async () => {
-    const { recorder, store } = open(2_000);
+  it('writes each 128 records as soon as they are held, without waiting for flush_ms, and loses none', async () => {
+    const { recorder, store } = open(2_000); // flushMs 60 s: the timer never fires here
     const sizes: number[] = [];
     const append = store.append.bind(store);
     store.append = (r, c) => {
@@ -101,16 +101,36 @@ describe('InferenceRecorder', () => {
       publish(events.modelCall, modelCall(`r${i}`));
       publish(events.requestDone, done(`r${i}`));
     }
-    let turns = 0;
-    const tick = setInterval(() => turns++, 0);
+    // 600 records: four full batches are on their way to the store; 88 wait for a flush.
+    expect(recorder.buffered).toBe(600);
+    await new Promise(setImmediate);
+    expect(sizes).toEqual([128, 128, 128, 128]);
+    expect(recorder.buffered).toBe(88);
+    expect((await store.query({ limit: 1000 })).records).toHaveLength(256);
     await recorder.flush();
-    clearInterval(tick);
-    expect(sizes.reduce((a, b) => a + b, 0)).toBe(600);
-    expect(Math.max(...sizes)).toBeLessThanOrEqual(128);
-    expect(sizes.length).toBeGreaterThanOrEqual(5);
-    // Timers ran while the flush was still writing: the loop was not held for the whole batch.
-    expect(turns).toBeGreaterThan(0);
+    expect(sizes).toEqual([128, 128, 128, 128, 88]);
     expect((await store.query({ limit: 1000 })).records).toHaveLength(300);
+  });
+
+  it('counts batches the store has not written yet against buffer_size', async () => {
+    const { recorder, store, dropped } = open(300);
+    let release!: () => void;
+    const stalled = new Promise<void>((r) => (release = r));
+    const append = store.append.bind(store);
+    store.append = async (r, c) => {
+      await stalled; // a store that does not answer (a database down)
+      return append(r, c);
+    };
+    for (let i = 0; i < 200; i++) {
+      publish(events.modelCall, modelCall(`r${i}`));
+      publish(events.requestDone, done(`r${i}`));
+    }
+    // 300 held (two batches handed over and 44 in the buffer); the other 100 were dropped.
+    expect(recorder.buffered).toBe(300);
+    expect(dropped.reduce((n, [reason, k]) => n + (reason === 'overflow' ? k : 0), 0)).toBe(100);
+    release();
+    await recorder.flush();
+    expect(recorder.buffered).toBe(0);
   });
 
   it('sums a request’s own calls into its record, and files a shadow copy under it apart', async () => {
