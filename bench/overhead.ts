@@ -27,7 +27,13 @@ import type {
   Target,
   ThroughputResult,
 } from './lib/protocol.js';
-import { evaluateTargets, markdown, type CaseResult, type SoakResult } from './lib/report.js';
+import {
+  evaluateTargets,
+  markdown,
+  type CaseResult,
+  type InterleavedResult,
+  type SoakResult,
+} from './lib/report.js';
 import { formatSummary, summarise, type ProfileSummary } from './profile-summary.js';
 
 /**
@@ -445,6 +451,61 @@ async function runCase(ctx: Context, def: CaseDef): Promise<CaseResult> {
   }
 }
 
+/**
+ * CPU per request of the floor and of Switchyard (non-streamed), measured in alternating blocks of
+ * `blockS` seconds, both processes up the whole time (on the same core, the idle one asleep). The
+ * machines here drift over minutes (the floor's CPU per request read 0.074 and 0.129 ms in two
+ * runs an hour apart), and the sequential cases put a minute between the two; blocks a few
+ * seconds apart see the same machine. The #14 ratio is read here.
+ */
+async function runInterleaved(ctx: Context): Promise<InterleavedResult> {
+  const s = ctx.settings;
+  const blocks = s.quick ? 2 : 6;
+  const blockS = s.quick ? 1 : 3;
+  const floor = await startFloor(ctx);
+  const sy = await startSwitchyard(ctx, 'switchyard-interleaved');
+  try {
+    const sides = [
+      {
+        proc: floor,
+        target: targetOf(ctx, 'floor-interleaved', floor.url, false, 'bench-upstream'),
+        cpuMs: 0,
+        ok: 0,
+      },
+      {
+        proc: sy,
+        target: targetOf(ctx, 'switchyard-interleaved', sy.url, false, BENCH_MODEL),
+        cpuMs: 0,
+        ok: 0,
+      },
+    ];
+    for (const side of sides) {
+      checkProbe(side.target.name, await ctx.load.probe(side.target), false);
+      await ctx.load.throughput([side.target], s.connections, s.warmupS);
+    }
+    for (let b = 0; b < blocks; b++) {
+      for (const side of b % 2 === 0 ? sides : [...sides].reverse()) {
+        const before = cpuMs(side.proc.pid);
+        const tp = await ctx.load.throughput([side.target], s.connections, blockS);
+        side.cpuMs += cpuMs(side.proc.pid) - before;
+        side.ok += tp.ok;
+      }
+      process.stderr.write(`[bench] interleaved: block ${b + 1}/${blocks}\n`);
+    }
+    const [f, w] = sides as [(typeof sides)[0], (typeof sides)[0]];
+    return {
+      blocks,
+      blockS,
+      floorCpuMsPerRequest: f.cpuMs / f.ok,
+      switchyardCpuMsPerRequest: w.cpuMs / w.ok,
+      ratio: w.cpuMs / w.ok / (f.cpuMs / f.ok),
+    };
+  } finally {
+    await floor.stop();
+    await sy.stop();
+  }
+}
+
 const NO_SEQUENTIAL = { count: 0, mean: NaN, p50: NaN, p90: NaN, p99: NaN, max: NaN, failures: 0 };
 
 async function runSoak(ctx: Context): Promise<SoakResult> {
@@ -591,12 +652,16 @@ async function main(): Promise<void> {
     }
     results.push(r);
   }
+  const interleaved =
+    settings.cases.includes('floor') && settings.cases.includes('switchyard')
+      ? await runInterleaved(ctx)
+      : undefined;
   const soak = settings.soakS > 0 ? await runSoak(ctx) : undefined;
   await slow?.upstream.stop();
   await upstream.stop();
   await loadProc.stop();
 
-  const targets = evaluateTargets(results);
+  const targets = evaluateTargets(results, interleaved);
   const cpu = cpus();
   const header = {
     title: `Switchyard overhead — ${started.toISOString()}`,
@@ -619,7 +684,7 @@ async function main(): Promise<void> {
         : []),
     ],
   };
-  let text = markdown(header, results, targets, soak);
+  let text = markdown(header, results, targets, soak, interleaved);
   if (profiles.length > 0) {
     text += `\n### CPU profiles\n\n\`\`\`\n${profiles.map((p) => formatSummary(p)).join('\n\n')}\n\`\`\`\n`;
   }
@@ -645,6 +710,7 @@ async function main(): Promise<void> {
       'The direct cases measure the upstream process, which shares the load core with the generator.',
     ],
     cases: results,
+    ...(interleaved === undefined ? {} : { interleaved }),
     targets,
     ...(soak === undefined ? {} : { soak }),
     ...(profiles.length === 0 ? {} : { profiles }),

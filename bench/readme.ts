@@ -128,6 +128,15 @@ const overhead: Format = (r) => {
         `${int(obj(soakPart['throughput'])['non2xx'])} non-2xx, ${int(obj(soakPart['throughput'])['errors'])} errors; ` +
         `RSS ${num(soakPart['firstWindowAvgMB'], 1)} MB over the first ${int(soakPart['windowS'])} s, ` +
         `${num(soakPart['lastWindowAvgMB'], 1)} MB over the last (${num(soakPart['growthMB'], 1)} MB).`;
+  const il = obj(r['interleaved']);
+  const interleavedLine =
+    r['interleaved'] === undefined
+      ? []
+      : [
+          `Interleaved, ${int(il['blocks'])} blocks of ${int(il['blockS'])} s each, the two alternating: the floor ` +
+            `${num(il['floorCpuMsPerRequest'], 3)} ms, Switchyard ${num(il['switchyardCpuMsPerRequest'], 3)} ms CPU per ` +
+            `request (**${num(il['ratio'])}×**, the #14 ratio).`,
+        ];
   const cpu = obj(r['cpu']);
   return [
     runLine(
@@ -138,6 +147,7 @@ const overhead: Format = (r) => {
     load,
     'One request at a time:',
     one + soakLine,
+    ...interleavedLine,
     targets(arr(r['targets'])),
   ].join('\n\n');
 };

@@ -25,6 +25,15 @@ export interface CaseResult {
   readonly profile?: string;
 }
 
+/** The floor and Switchyard in alternating blocks of a few seconds (bench/overhead.ts). */
+export interface InterleavedResult {
+  readonly blocks: number;
+  readonly blockS: number;
+  readonly floorCpuMsPerRequest: number;
+  readonly switchyardCpuMsPerRequest: number;
+  readonly ratio: number;
+}
+
 export interface SoakResult {
   readonly durationS: number;
   readonly sampleEveryS: number;
@@ -52,16 +61,22 @@ export function addedP50(c: CaseResult): number | undefined {
 }
 
 /** The three targets of the overhead budget; `undefined` when the case was not run. */
-export function evaluateTargets(cases: readonly CaseResult[]): Target[] {
+export function evaluateTargets(
+  cases: readonly CaseResult[],
+  interleaved?: InterleavedResult,
+): Target[] {
   const sy = cases.find((c) => c.name === 'switchyard');
   const floor = cases.find((c) => c.name === 'floor');
   const on = cases.find((c) => c.name === 'slow-admission-on');
   const off = cases.find((c) => c.name === 'slow-admission-off');
   const loaded = cases.filter((c) => c.name.startsWith('switchyard'));
+  // Read from the interleaved blocks when they ran: the sequential cases are a minute apart.
   const ratio =
-    sy !== undefined && floor !== undefined
-      ? sy.cpuMsPerRequest / floor.cpuMsPerRequest
-      : undefined;
+    interleaved !== undefined
+      ? interleaved.ratio
+      : sy !== undefined && floor !== undefined
+        ? sy.cpuMsPerRequest / floor.cpuMsPerRequest
+        : undefined;
   const kept =
     on !== undefined && off !== undefined
       ? on.throughput.reqPerS / off.throughput.reqPerS
@@ -82,7 +97,10 @@ export function evaluateTargets(cases: readonly CaseResult[]): Target[] {
       pass: added === undefined ? undefined : added <= 0.3,
     },
     {
-      name: 'gateway CPU per proxied request vs the floor proxy in the same run (#14)',
+      name:
+        interleaved === undefined
+          ? 'gateway CPU per proxied request vs the floor proxy in the same run (#14)'
+          : 'gateway CPU per proxied request vs the floor proxy, interleaved blocks (#14)',
       limit: '<= 2.0×',
       value: ratio === undefined ? 'not run' : `${f(ratio, 2)}×`,
       pass: ratio === undefined ? undefined : ratio <= 2.0,
@@ -112,6 +130,7 @@ export function markdown(
   cases: readonly CaseResult[],
   targets: readonly Target[],
   soak: SoakResult | undefined,
+  interleaved?: InterleavedResult,
 ): string {
   const out: string[] = [`## ${header.title}`, '', ...header.lines, ''];
   out.push(
@@ -147,6 +166,13 @@ export function markdown(
       '',
       `Switchyard vs the floor proxy (non-streamed): ${f(sy.cpuMsPerRequest - floor.cpuMsPerRequest, 3)} ms more CPU per request ` +
         `(${f(sy.cpuMsPerRequest / floor.cpuMsPerRequest, 2)}x), ${f(sy.throughput.reqPerS / floor.throughput.reqPerS, 2)}x its req/s.`,
+    );
+  }
+  if (interleaved !== undefined) {
+    out.push(
+      '',
+      `Interleaved (${interleaved.blocks} blocks of ${interleaved.blockS} s each, alternating): the floor ${f(interleaved.floorCpuMsPerRequest, 3)} ms, ` +
+        `Switchyard ${f(interleaved.switchyardCpuMsPerRequest, 3)} ms CPU per request (${f(interleaved.ratio, 2)}x).`,
     );
   }
   if (soak !== undefined) {
