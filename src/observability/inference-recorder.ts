@@ -54,10 +54,10 @@ interface Tally {
 const MAX_TALLIES = 10_000;
 /**
  * Records held before they are written without waiting for `flush_ms` (at most this many per write
- * transaction). Under load a record then waits tens of ms, not up to a second, so it dies in V8's
- * young generation: records held for a whole second were promoted to the old one and set off a
- * full collection every second or so, the event loop's p99 delay in bench:record (as for spans,
- * `tracing.batch_size`). A transaction's fixed cost is small against 128 rows.
+ * transaction). Under load a record then waits tens of ms, not up to a second. Held for a second,
+ * records outlive V8's young generation (as spans did before `tracing.batch_size`); bench:record
+ * measured the log's event-loop CPU per request and its steady-load loop delay falling when they
+ * stopped waiting (docs/inference-log.md). A transaction's fixed cost is small against 128 rows.
  */
 const WRITE_BATCH = 128;
 
