@@ -149,6 +149,22 @@ describe('inference log', () => {
     }
   });
 
+  it('waits flush_ms before it writes fewer than a batch: with 60 s, nothing after 1.5 s', async () => {
+    // The default (1 s) would have written by then: this fails when flush_ms is not applied.
+    const gw = await startTestGateway({ config: config({ flush_ms: 60_000 }) });
+    try {
+      expect((await chat(gw, 'q')).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(
+        (await metric(gw.gateway, /^switchyard_inference_log_written_total\{kind="request"\}/)) ??
+          0,
+      ).toBe(0);
+      expect((await gw.gateway.runtime().inferenceLog!.query()).records).toHaveLength(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('records nothing and opens no file when it is off', async () => {
     const gw = await startTestGateway({ config: config({ enabled: false }) });
     try {
