@@ -510,6 +510,27 @@ const generic =
     ].join('\n\n');
   };
 
+/** bench:record's #15 ratio: two gateways up at once, loaded in alternating blocks. */
+function interleavedRecord(il: Json, sequential: string): string {
+  const pair = arr(il['pair']).map(String);
+  const cpu = arr(il['cpuMsPerRequest']).map((x) => num(x, 3));
+  const threads = arr(il['threadCpuMsPerRequest']).map(
+    (x) => `${num(obj(x)['main'], 3)} / ${num(obj(x)['others'], 3)}`,
+  );
+  const gc = arr(il['gcPer1000']).map((x) => {
+    const minor = obj(obj(x)['minor']);
+    return `${num(minor['count'], 1)} scavenges, ${num(minor['ms'], 1)} ms`;
+  });
+  return (
+    `CPU per request, ${pair.join(' / ')}, interleaved (both gateways up, ${int(il['blocks'])} blocks of ${int(il['blockS'])} s each, in turn): ` +
+    `${cpu.join(' and ')} ms, **${num(il['ratio'])}×** (block by block ${arr(il['blockRatios'])
+      .map((x) => num(x))
+      .join(', ')}; ` +
+    `the cases below, a minute or more apart: ${sequential}×). Event loop / other threads: ${threads.join(' and ')} ms; ` +
+    `per 1,000 requests: ${gc.join(' and ')}.`
+  );
+}
+
 const record: Format = (r) => {
   const s = obj(r['settings']);
   const cpu = obj(r['cpu']);
@@ -551,7 +572,9 @@ const record: Format = (r) => {
       r['timestamp'],
       `, Node ${String(r['node'])}, ${int(cpu['cores'])} cores (${String(cpu['model'])}), revision ${String(r['revision'])}`,
     ),
-    `CPU per request, on / off: **${num(r['cpuRatio'])}×**.`,
+    r['interleaved'] === undefined
+      ? `CPU per request, on / off: **${num(r['cpuRatio'])}×**.`
+      : interleavedRecord(obj(r['interleaved']), num(r['cpuRatio'])),
     cases,
   ];
   const log = (x: Json, name: string): string[] => [
@@ -634,6 +657,7 @@ export const FORMATS: Readonly<Record<string, Format>> = {
   faults,
   tree: generic('tree'),
   stream: generic('stream'),
+  wakeup: generic('wakeup'),
   workers: generic('workers'),
   'object-spread': generic('object-spread'),
   record,

@@ -73,6 +73,8 @@ interface Settings {
   /** The steady phase of each case: requests/s offered open loop (well below saturation), and for how long. */
   readonly steadyRate: number;
   readonly steadyS: number;
+  /** Extra node flags for the gateways (BENCH_SUT_NODE_ARGS): experiments, such as GC settings. */
+  readonly sutNodeArgs: readonly string[];
 }
 
 interface CaseDef {
@@ -180,7 +182,8 @@ function settingsFromArgs(): Settings {
       'usage: npm run bench:record -- [--quick] [--profile]\n' +
         'env: BENCH_DURATION_S BENCH_WARMUP_S BENCH_CONNECTIONS BENCH_SUT_CORE BENCH_LOAD_CORE\n' +
         '     BENCH_LOG_RATE BENCH_LOG_DURATION_S BENCH_SHUTDOWN_REQUESTS BENCH_KILL_FLUSH_MS\n' +
-        '     BENCH_STEADY_RATE BENCH_STEADY_S\n',
+        '     BENCH_STEADY_RATE BENCH_STEADY_S BENCH_SUT_NODE_ARGS\n' +
+        '     BENCH_INTERLEAVED (two cases, default off,on) BENCH_INTERLEAVED_ONLY=1 (only those)\n',
     );
     process.exit(0);
   }
@@ -205,6 +208,7 @@ function settingsFromArgs(): Settings {
     killFlushMs: num('BENCH_KILL_FLUSH_MS', 1_000, 1_000),
     steadyRate: num('BENCH_STEADY_RATE', 1_000, 1_000),
     steadyS: num('BENCH_STEADY_S', 10, 3),
+    sutNodeArgs: (process.env['BENCH_SUT_NODE_ARGS'] ?? '').split(/\s+/).filter((a) => a !== ''),
   };
 }
 
@@ -285,6 +289,49 @@ async function eventLoopP99Ms(base: string): Promise<number> {
   return Math.max(0, Number(m[1]) * 1000 - PROM_LOOP_RESOLUTION_MS);
 }
 
+/** A gateway with `def`'s record config, on the gateway core, and the chat request to load it with. */
+async function startCaseGateway(
+  s: Settings,
+  def: CaseDef,
+  upstream: Pinned,
+  tmp: string,
+  sink: Awaited<ReturnType<typeof startOtlpSink>>,
+  key: { secret: string; apiKey: string },
+  tag = '',
+): Promise<{ sut: Pinned; target: Target; logPath: string }> {
+  const name = `record-${def.name}${tag}`;
+  const config = writeGatewayConfig(tmp, upstream.url, { ...key, name: `${name}.yaml` });
+  const logPath = join(tmp, `${name}.db`);
+  appendFileSync(config.path, `${recordConfig(def, sink.url, logPath).join('\n')}\n`);
+  const sut = await startPinnedGateway(ROOT, {
+    name,
+    core: s.sutCore,
+    config: config.path,
+    extraFlags: [
+      ...s.sutNodeArgs,
+      ...(s.profile && tag === ''
+        ? [
+            '--cpu-prof',
+            `--cpu-prof-dir=${tmp}`,
+            `--cpu-prof-name=${name}.cpuprofile`,
+            '--cpu-prof-interval=500',
+          ]
+        : []),
+    ],
+  });
+  const target: Target = {
+    name: `${def.name}${tag}`,
+    url: `${sut.url}/v1/chat/completions`,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key.apiKey}` },
+    body: JSON.stringify({
+      model: BENCH_MODEL,
+      messages: [{ role: 'user', content: 'Say hello in one short sentence.' }],
+      max_tokens: 32,
+    }),
+  };
+  return { sut, target, logPath };
+}
+
 async function runCase(
   s: Settings,
   def: CaseDef,
@@ -294,35 +341,8 @@ async function runCase(
   sink: Awaited<ReturnType<typeof startOtlpSink>>,
   key: { secret: string; apiKey: string },
 ): Promise<CaseResult> {
-  const config = writeGatewayConfig(tmp, upstream.url, { ...key, name: `record-${def.name}.yaml` });
-  const logPath = join(tmp, `record-${def.name}.db`);
-  appendFileSync(config.path, `${recordConfig(def, sink.url, logPath).join('\n')}\n`);
-  const sut = await startPinnedGateway(ROOT, {
-    name: `record-${def.name}`,
-    core: s.sutCore,
-    config: config.path,
-    ...(s.profile
-      ? {
-          extraFlags: [
-            '--cpu-prof',
-            `--cpu-prof-dir=${tmp}`,
-            `--cpu-prof-name=record-${def.name}.cpuprofile`,
-            '--cpu-prof-interval=500',
-          ],
-        }
-      : {}),
-  });
+  const { sut, target, logPath } = await startCaseGateway(s, def, upstream, tmp, sink, key);
   try {
-    const target: Target = {
-      name: def.name,
-      url: `${sut.url}/v1/chat/completions`,
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key.apiKey}` },
-      body: JSON.stringify({
-        model: BENCH_MODEL,
-        messages: [{ role: 'user', content: 'Say hello in one short sentence.' }],
-        max_tokens: 32,
-      }),
-    };
     const probe = await load.probe(target);
     if (probe.status !== 200) throw new Error(`${def.name}: probe answered ${probe.status}`);
     process.stderr.write(`[bench] ${def.name}: warmup ${s.warmupS} s\n`);
@@ -362,6 +382,137 @@ async function runCase(
   } finally {
     await sut.stop();
   }
+}
+
+/** The #15 ratio read from two gateways up at once, loaded in alternating blocks. */
+interface InterleavedResult {
+  readonly pair: readonly [string, string];
+  readonly blocks: number;
+  readonly blockS: number;
+  /** CPU ms per 2xx answer over all blocks of each side (all threads, from /proc). */
+  readonly cpuMsPerRequest: readonly [number, number];
+  /** The second side's CPU per request over the first's, each block pair on its own. */
+  readonly blockRatios: readonly number[];
+  readonly ratio: number;
+  /** Per 1,000 requests of each side: V8 collections by kind, and ms spent in them (prom-client). */
+  readonly gcPer1000: readonly [GcStats, GcStats];
+  /** CPU ms per request of each side: the event loop's thread, and all others (GC helpers, the log writer). */
+  readonly threadCpuMsPerRequest: readonly [ThreadSplit, ThreadSplit];
+}
+
+interface ThreadSplit {
+  readonly main: number;
+  readonly others: number;
+}
+
+type GcStats = Record<string, { count: number; ms: number }>;
+
+/** The gateway's GC counts and time by kind so far (`nodejs_gc_duration_seconds`). */
+async function gcStats(base: string): Promise<GcStats> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const out: GcStats = {};
+  for (const m of text.matchAll(
+    /^nodejs_gc_duration_seconds_(sum|count)\{kind="(\w+)"\} (\S+)$/gm,
+  )) {
+    const entry = (out[m[2]!] ??= { count: 0, ms: 0 });
+    if (m[1] === 'count') entry.count = Number(m[3]);
+    else entry.ms = Number(m[3]) * 1000;
+  }
+  return out;
+}
+
+/**
+ * The CPU ratio of two cases (`off` and `on` unless BENCH_INTERLEAVED names two others, e.g.
+ * `off,trace`), both gateways up on the gateway core and loaded in turn, `blocks` blocks each
+ * (the order flips every pair): the cases above run a minute or more apart, and this VM's CPU per
+ * request drifts that much between minutes (bench:overhead reads #14 the same way).
+ */
+async function runInterleaved(
+  s: Settings,
+  load: LoadClient,
+  upstream: Pinned,
+  tmp: string,
+  sink: Awaited<ReturnType<typeof startOtlpSink>>,
+  key: { secret: string; apiKey: string },
+): Promise<InterleavedResult> {
+  const names = (process.env['BENCH_INTERLEAVED'] ?? 'off,on').split(',');
+  const defs = names.map((n) => CASES.find((c) => c.name === n));
+  if (defs.length !== 2 || defs.some((d) => d === undefined))
+    throw new Error(`BENCH_INTERLEAVED must name two of ${CASES.map((c) => c.name).join(', ')}`);
+  const blocks = s.quick ? 2 : 6;
+  const blockS = s.quick ? 1 : 3;
+  const sides: {
+    sut: Pinned;
+    target: Target;
+    cpuMs: number[];
+    ok: number[];
+    gc: GcStats;
+    threads: { main: number; others: number };
+  }[] = [];
+  try {
+    for (const def of defs as CaseDef[]) {
+      const g = await startCaseGateway(s, def, upstream, tmp, sink, key, '-interleaved');
+      sides.push({
+        sut: g.sut,
+        target: g.target,
+        cpuMs: [],
+        ok: [],
+        gc: {},
+        threads: { main: 0, others: 0 },
+      });
+      const probe = await load.probe(g.target);
+      if (probe.status !== 200) throw new Error(`${def.name}: probe answered ${probe.status}`);
+      await load.throughput(g.target, s.connections, Math.max(1, s.warmupS));
+    }
+    for (let b = 0; b < blocks; b++) {
+      for (const side of b % 2 === 0 ? sides : [...sides].reverse()) {
+        const gc0 = await gcStats(side.sut.url);
+        const before = cpuMs(side.sut.pid);
+        const threads0 = threadCpuMs(side.sut.pid);
+        const tp = await load.throughput(side.target, s.connections, blockS);
+        side.cpuMs.push(cpuMs(side.sut.pid) - before);
+        const threads1 = threadCpuMs(side.sut.pid);
+        side.threads.main += threads1.main - threads0.main;
+        side.threads.others += threads1.others - threads0.others;
+        side.ok.push(tp.ok);
+        for (const [kind, v] of Object.entries(await gcStats(side.sut.url))) {
+          const e = (side.gc[kind] ??= { count: 0, ms: 0 });
+          e.count += v.count - (gc0[kind]?.count ?? 0);
+          e.ms += v.ms - (gc0[kind]?.ms ?? 0);
+        }
+      }
+      process.stderr.write(`[bench] interleaved ${names.join('/')}: block ${b + 1}/${blocks}\n`);
+    }
+  } finally {
+    for (const side of sides) await side.sut.stop();
+  }
+  const [a, b] = sides as [(typeof sides)[0], (typeof sides)[0]];
+  const sum = (xs: number[]): number => xs.reduce((x, y) => x + y, 0);
+  const perReq = (side: typeof a): number => sum(side.cpuMs) / sum(side.ok);
+  const perThread = (side: typeof a) => ({
+    main: side.threads.main / sum(side.ok),
+    others: side.threads.others / sum(side.ok),
+  });
+  const per1000 = (side: typeof a): GcStats =>
+    Object.fromEntries(
+      Object.entries(side.gc).map(([kind, v]) => [
+        kind,
+        {
+          count: Math.round((10_000 * v.count) / sum(side.ok)) / 10,
+          ms: Math.round((10_000 * v.ms) / sum(side.ok)) / 10,
+        },
+      ]),
+    );
+  return {
+    pair: [names[0]!, names[1]!],
+    blocks,
+    blockS,
+    cpuMsPerRequest: [perReq(a), perReq(b)],
+    blockRatios: a.cpuMs.map((_, i) => b.cpuMs[i]! / b.ok[i]! / (a.cpuMs[i]! / a.ok[i]!)),
+    ratio: perReq(b) / perReq(a),
+    gcPer1000: [per1000(a), per1000(b)],
+    threadCpuMsPerRequest: [perThread(a), perThread(b)],
+  };
 }
 
 /**
@@ -737,8 +888,17 @@ async function main(): Promise<void> {
   let logAtGatewayRate: LogThroughputResult;
   let shutdown: ShutdownResult;
   let kill: KillResult;
+  let interleaved: InterleavedResult;
   try {
+    if (process.env['BENCH_INTERLEAVED_ONLY'] === '1') {
+      // An experiment: only the interleaved pair, printed, nothing written.
+      process.stdout.write(
+        `${JSON.stringify(await runInterleaved(s, load, upstream, tmp, sink, k), null, 2)}\n`,
+      );
+      return;
+    }
     for (const def of CASES) results.push(await runCase(s, def, load, upstream, tmp, sink, k));
+    interleaved = await runInterleaved(s, load, upstream, tmp, sink, k);
     log = await runLogThroughput(s, tmp, 'log-rate', s.logRate, s.logDurationS);
     // The writer alone at the rate the gateway produced records in the `on` case (a request and
     // a model call per request): its longest batch is how long it holds the loop per flush.
@@ -760,16 +920,18 @@ async function main(): Promise<void> {
 
   const off = results.find((r) => r.name === 'off')!;
   const on = results.find((r) => r.name === 'on')!;
+  /** The cases above, a minute or more apart: shown, but the target reads the interleaved blocks. */
   const cpuRatio = on.cpuMsPerRequest / off.cpuMsPerRequest;
+  const pairName = interleaved.pair.join('/');
   const f = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
   const int = (n: number): string => Math.round(n).toLocaleString('en-US');
   const killSlackMs = 100;
   const targets: { name: string; limit: string; value: string; pass: boolean }[] = [
     {
-      name: 'CPU per proxied request, record on / off',
+      name: `CPU per proxied request, ${pairName}, interleaved blocks (the cases above, in sequence: ${f(cpuRatio)}×)`,
       limit: '≤ 1.25×',
-      value: `${f(cpuRatio)}×`,
-      pass: cpuRatio <= 1.25,
+      value: `${f(interleaved.ratio)}×`,
+      pass: pairName === 'off/on' && interleaved.ratio <= 1.25,
     },
     {
       name: `event-loop delay p99, record on, steady ${int(on.steady.offeredPerS)} req/s (record off: ${f(off.steady.eventLoopDelayP99Ms)} ms)`,
@@ -822,10 +984,19 @@ async function main(): Promise<void> {
       `autocannon, ${s.connections} connections, ${s.durationS} s after ${s.warmupS} s warmup; gateway on core ${s.sutCore}, ` +
       `load, upstream, OTLP sink and driver on core ${s.loadCore}; bin flags ${launchFlags(ROOT).join(' ')}.`,
     ...(s.quick ? ['', '**Quick run (--quick): numbers are a smoke test only.**'] : []),
+    ...(s.sutNodeArgs.length > 0
+      ? ['', `**Extra node flags for the gateways: ${s.sutNodeArgs.join(' ')}**`]
+      : []),
     '',
     '| case | req/s | CPU ms/req (event loop + other threads) | gateway CPU % | p99 ms | event-loop p99 ms | steady: ok / sent, p99 ms, event-loop p99 ms | OTLP exports | log rows |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...results.map(row),
+    '',
+    `Interleaved: the ${interleaved.pair[0]} and ${interleaved.pair[1]} gateways both up, loaded in turn in ${interleaved.blocks} blocks of ${interleaved.blockS} s each: ` +
+      `${f(interleaved.cpuMsPerRequest[0], 3)} and ${f(interleaved.cpuMsPerRequest[1], 3)} CPU ms per request (**${f(interleaved.ratio)}×**; ` +
+      `block by block ${interleaved.blockRatios.map((r) => f(r)).join(', ')}); event loop / other threads ` +
+      `${interleaved.threadCpuMsPerRequest.map((t) => `${f(t.main, 3)} / ${f(t.others, 3)}`).join(' and ')} ms; ` +
+      `scavenges per 1,000 requests ${interleaved.gcPer1000.map((g) => `${g['minor']?.count ?? 0} (${g['minor']?.ms ?? 0} ms)`).join(' and ')}.`,
     '',
     `Embedded log: ${int(log.offered)} records offered at ${int(log.offeredPerS)}/s for ${s.logDurationS} s, ` +
       `${int(log.storedTotal)} read back (${int(log.dropped)} dropped), ${int(log.sustainedPerS)} records/s including the final flush; ` +
@@ -863,6 +1034,7 @@ async function main(): Promise<void> {
     settings: s,
     cases: results,
     cpuRatio,
+    interleaved,
     log,
     logAtGatewayRate,
     shutdown,
