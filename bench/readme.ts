@@ -658,6 +658,7 @@ export const FORMATS: Readonly<Record<string, Format>> = {
   tree: generic('tree'),
   stream: generic('stream'),
   wakeup: generic('wakeup'),
+  'otlp-encode': generic('otlp-encode'),
   workers: generic('workers'),
   'object-spread': generic('object-spread'),
   record,

@@ -1,8 +1,8 @@
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { Pool, request } from '../core/undici.js';
+import { encodeTraceExport } from './otlp-protobuf.js';
 
 export interface OtlpExporterOptions {
   /** The full traces URL, such as `http://collector:4318/v1/traces`. */
@@ -15,7 +15,8 @@ export interface OtlpExporterOptions {
 /**
  * The OTLP/HTTP span exporter. `http/json` is OpenTelemetry's own `OTLPTraceExporter` (it
  * serializes JSON only); `http/protobuf`, the OTLP default and what collectors expect first, is
- * the OpenTelemetry protobuf serializer posted on an undici pool. Either runs behind the batch
+ * our encoder (`otlp-protobuf.ts`, the same bytes as OpenTelemetry's protobuf serializer in about
+ * half the time) posted on an undici pool. Either runs behind the batch
  * processor, off the request path.
  */
 export function otlpExporter(o: OtlpExporterOptions): SpanExporter {
@@ -40,9 +41,14 @@ class ProtobufExporter implements SpanExporter {
   }
 
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
-    const body = ProtobufTraceSerializer.serializeRequest(spans);
-    if (body === undefined) {
-      done({ code: ExportResultCode.FAILED, error: new Error('spans could not be serialized') });
+    let body: Uint8Array;
+    try {
+      body = encodeTraceExport(spans);
+    } catch (err) {
+      done({
+        code: ExportResultCode.FAILED,
+        error: err instanceof Error ? err : new Error(String(err)),
+      });
       return;
     }
     const sent = this.post(body).then(done, (err: unknown) =>
