@@ -32,12 +32,16 @@ export function encodeTraceExport(spans: readonly ReadableSpan[]): Uint8Array {
     }
     w.finish(rs);
   }
-  sizeHint = Math.max(sizeHint, w.pos + (w.pos >> 3));
+  sizeHint = Math.min(MAX_SIZE_HINT, Math.max(sizeHint, w.pos + (w.pos >> 3)));
   return w.done();
 }
 
-/** The buffer size to start with: the largest request so far, plus an eighth. */
+/**
+ * The buffer size to start with: the largest request so far, plus an eighth, up to 1 MB (one
+ * outsized batch must not make every later export allocate its size; a larger one grows).
+ */
 let sizeHint = 16 * 1024;
+const MAX_SIZE_HINT = 1 << 20;
 
 const VARINT = 0;
 const I64 = 1;
