@@ -79,6 +79,7 @@ describe('encodeTraceExport', () => {
             context: trace.getSpanContext(remote)!,
             attributes: { 'link.reason': 'retry of' },
           },
+          { context: trace.getSpanContext(remote)! },
         ],
       },
       remote,

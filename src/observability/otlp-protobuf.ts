@@ -3,7 +3,7 @@ import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
 
 /**
  * An OTLP `ExportTraceServiceRequest` in protobuf, written straight from the SDK's spans: the
- * same bytes as OpenTelemetry's `ProtobufTraceSerializer` (test/unit/otlp-protobuf.test.ts holds
+ * same bytes as OpenTelemetry's `ProtobufTraceSerializer` (otlp-protobuf.test.ts beside it holds
  * them equal), in one pass instead of a size-estimating pass and a writing pass, with trace and
  * span ids written from their hex without an array each, and attribute keys (a handful, the same
  * in every span) encoded once. It runs on the event loop once per export batch, so its cost is
