@@ -247,8 +247,12 @@ export interface FeatureCacheEvent {
 export interface ConsentPersistence {
   loadAll(): ConsentRecord[] | Promise<ConsentRecord[]>;
   save(record: ConsentRecord): void | Promise<void>;
-  /** Changes made by other replicas (and, after a reconnect, everything again). */
-  subscribe?(onRecord: (record: ConsentRecord) => void): void;
+  /**
+   * Changes made by other replicas (and, after a reconnect, everything again). A promise resolves
+   * once changes are being delivered (or it gave up waiting): the book loads the stored records
+   * only then, so a change made between the load and the subscription is never missed.
+   */
+  subscribe?(onRecord: (record: ConsentRecord) => void): void | Promise<void>;
   close(): void | Promise<void>;
 }
 

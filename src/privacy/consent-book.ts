@@ -57,12 +57,17 @@ export class ConsentBook implements ConsentRegistry {
     this.defaults = options.defaults;
     this.maxRecords = options.maxRecordsPerTenant;
     const persistence = options.persistence;
-    const all = persistence?.loadAll() ?? [];
-    if (Array.isArray(all)) {
+    const load = (): Promise<void> | undefined => {
+      const all = persistence?.loadAll() ?? [];
+      if (!Array.isArray(all)) return all.then((records) => records.forEach((r) => this.learn(r)));
       for (const r of all) this.learn(r);
-      this.loaded = Promise.resolve();
-    } else this.loaded = all.then((records) => records.forEach((r) => this.learn(r)));
-    persistence?.subscribe?.((r) => this.learn(r));
+      return undefined;
+    };
+    // Subscribed first, loaded after: a change published in between arrives by the subscription
+    // (`learn` keeps the newer of two records, so hearing one twice is harmless).
+    const subscribed = persistence?.subscribe?.((r) => this.learn(r));
+    this.loaded =
+      subscribed instanceof Promise ? subscribed.then(() => load()) : (load() ?? Promise.resolve());
   }
 
   /** Resolves once the stored records are loaded (at once for SQLite). */

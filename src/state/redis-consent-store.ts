@@ -88,7 +88,7 @@ export class RedisConsentStore implements ConsentPersistence {
     }
   }
 
-  subscribe(onRecord: (record: ConsentRecord) => void): void {
+  subscribe(onRecord: (record: ConsentRecord) => void): Promise<void> {
     let first = true;
     this.sub.on('message', (_channel: string, message: string) => {
       const r = parse(message);
@@ -102,12 +102,23 @@ export class RedisConsentStore implements ConsentPersistence {
       // Reconnected: changes published meanwhile were missed.
       void this.loadAll().then((all) => all.forEach(onRecord));
     });
-    this.sub.subscribe(this.channel).catch((err: unknown) => {
-      this.options.logger?.warn(
-        { err: err instanceof Error ? err.message : String(err) },
-        'consent store: could not subscribe to consent changes',
-      );
+    const subscribed = this.sub.subscribe(this.channel).then(
+      () => undefined,
+      (err: unknown) => {
+        this.options.logger?.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          'consent store: could not subscribe to consent changes',
+        );
+      },
+    );
+    // Redis away at start: the subscription waits in the offline queue (a reconnect reloads
+    // everything, above); loading goes ahead after the command timeout.
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.options.commandTimeoutMs);
+      timer.unref();
     });
+    return Promise.race([subscribed, gaveUp]).finally(() => clearTimeout(timer));
   }
 
   async close(): Promise<void> {

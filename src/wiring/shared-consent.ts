@@ -44,7 +44,8 @@ export function sharedConsent(
     await onRemote(before, r);
   };
   cluster.on(CONSENT_TOPIC, (body) => deliver(body as ConsentRecord));
-  inner?.subscribe?.((r) => {
+  // Resolves once Redis delivers changes: the book loads the stored records after it.
+  const innerSubscribed = inner?.subscribe?.((r) => {
     deliver(r).catch((err: unknown) =>
       logger.error({ err: String(err) }, 'consent: a change from another worker was not applied'),
     );
@@ -62,6 +63,7 @@ export function sharedConsent(
     },
     subscribe: (on) => {
       listeners.push(on);
+      return innerSubscribed;
     },
     // The worker it comes from purged its features when it learned of each revocation; the
     // feature values this worker copied come from there too, so only the records are taken.
