@@ -10,6 +10,7 @@ import {
 import type { Logger } from '../contracts/logger.js';
 import type { Clock } from '../core/clock.js';
 import { syError } from '../core/errors.js';
+import { RecentAttributions } from './recent-attributions.js';
 import {
   events,
   publish,
@@ -275,51 +276,6 @@ export class CostRecorder implements SpendBudget {
     for (const o of this.open.values()) for (const c of o.calls) this.addCall(c, o.day, '');
     this.open.clear();
     await this.flush();
-  }
-}
-
-/**
- * The last `capacity` ended requests: id → cost key and end time, the oldest forgotten first.
- * Held for as long as feedback may come, so it is the ledger's largest memory: ~100 bytes of
- * heap per request (the id's flat string, 56; its map entry and two slots of a ring, ~45), where
- * a `Map<id, { key, at }>` held ~80 beside the id (an object and a boxed number per request).
- * The keys are the batch rows' own objects, shared by every request of a row.
- */
-export class RecentAttributions {
-  /** id → its slot in the ring. Insertion order is the ring's order, oldest first. */
-  private readonly slots = new Map<string, number>();
-  private readonly keys: CostKey[] = [];
-  private readonly ends: number[] = [];
-  private next = 0;
-
-  constructor(private readonly capacity: number) {}
-
-  get size(): number {
-    return this.slots.size;
-  }
-
-  add(requestId: string, key: CostKey, at: number): void {
-    const had = this.slots.get(requestId);
-    if (had !== undefined) {
-      // The same id again (a client's own x-request-id): the latest request is the one kept.
-      this.keys[had] = key;
-      this.ends[had] = at;
-      return;
-    }
-    if (this.slots.size >= this.capacity) {
-      // The oldest entry holds the slot about to be reused: insertion order is ring order.
-      this.slots.delete(this.slots.keys().next().value!);
-    }
-    const slot = this.next;
-    this.next = slot + 1 === this.capacity ? 0 : slot + 1;
-    this.slots.set(requestId, slot);
-    this.keys[slot] = key;
-    this.ends[slot] = at;
-  }
-
-  get(requestId: string): Attribution | undefined {
-    const slot = this.slots.get(requestId);
-    return slot === undefined ? undefined : { key: this.keys[slot]!, at: this.ends[slot]! };
   }
 }
 

@@ -3,7 +3,8 @@ import { setFlagsFromString } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import type { CostKey } from '../contracts/cost-ledger.js';
 import { requestId } from '../core/ids.js';
-import { RecentAttributions } from './cost-recorder.js';
+import fc from 'fast-check';
+import { RecentAttributions } from './recent-attributions.js';
 
 const key = (tenant: string): CostKey => ({
   day: '2026-12-07',
@@ -43,21 +44,56 @@ describe('RecentAttributions', () => {
     expect(recent.get('w')).toEqual({ key: key('a'), at: 5 });
   });
 
-  it('holds ~45 bytes of heap per remembered request beyond its id (a Map of { key, at }: ~80)', () => {
+  it('answers as a Map that forgets its oldest entry would, over any sequence of adds', () => {
+    // Small capacities make long probe runs that wrap around the table: what the deletion
+    // (backward shift) has to get right.
+    const rows = [key('a'), key('b')];
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 9 }),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 30 }), fc.boolean()), { maxLength: 300 }),
+        (capacity, ops) => {
+          const recent = new RecentAttributions(capacity);
+          const model = new Map<string, { key: CostKey; at: number }>();
+          let at = 0;
+          for (const [n, row] of ops) {
+            const id = `req-${n}`;
+            const entry = { key: rows[row ? 1 : 0]!, at: ++at };
+            recent.add(id, entry.key, entry.at);
+            if (model.has(id)) model.set(id, entry);
+            else {
+              if (model.size === capacity) model.delete(model.keys().next().value!);
+              model.set(id, entry);
+            }
+            expect(recent.size).toBe(model.size);
+          }
+          for (let n = 0; n <= 30; n++)
+            expect(recent.get(`req-${n}`)).toEqual(model.get(`req-${n}`));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('holds ~35 bytes per remembered request, the request id not among them', () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     const n = 50_000;
     const rows = [key('a'), key('b'), key('c')];
-    const ids = Array.from({ length: n }, () => requestId());
     const now = Date.now();
+    const used = (): number => process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
     gc();
-    const before = process.memoryUsage().heapUsed;
+    const before = used();
     const recent = new RecentAttributions(n);
-    for (let i = 0; i < n; i++) recent.add(ids[i]!, rows[i % 3]!, now + i);
+    const probe = requestId();
+    recent.add(probe, rows[0]!, now);
+    for (let i = 1; i < n; i++) recent.add(requestId(), rows[i % 3]!, now + i);
     gc();
-    const perRequest = (process.memoryUsage().heapUsed - before) / n;
+    const perRequest = (used() - before) / n;
     expect(recent.size).toBe(n);
-    // The ids are counted apart (made before): this is what remembering costs beyond them.
-    expect(perRequest).toBeLessThan(60);
+    expect(recent.get(probe)).toEqual({ key: rows[0], at: now });
+    // A Map from the id strings held ~100 bytes per request (the flat id 56, its entry and a
+    // slot number), a Map of { key, at } objects ~170.
+    expect(perRequest).toBeLessThan(40);
   });
 });
