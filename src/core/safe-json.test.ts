@@ -167,6 +167,9 @@ describe('safe JSON parsing of untrusted text', () => {
       ),
       { seed: SEED, numRuns: 50 },
     );
+    // Arrays and objects in turn: neither kind alone is past the limit, together they are.
+    const half = MAX_JSON_DEPTH / 2 + 1;
+    expect(outcome('[{"a":'.repeat(half) + '1' + '}]'.repeat(half))).toBe('SY_ERR_INVALID_JSON');
     const atLimit = '['.repeat(MAX_JSON_DEPTH) + '"]]]{{{"' + ']'.repeat(MAX_JSON_DEPTH);
     expect(() => parseJson(atLimit)).not.toThrow();
   });

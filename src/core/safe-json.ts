@@ -34,7 +34,11 @@ export function parseJson(text: string): JsonValue {
     const message = err instanceof Error ? err.message : String(err);
     throw syError('SY_ERR_INVALID_JSON', message);
   }
-  if (text.length > MAX_JSON_DEPTH && tooDeep(text, MAX_JSON_DEPTH)) {
+  if (
+    text.length > MAX_JSON_DEPTH &&
+    mayNest(text, MAX_JSON_DEPTH) &&
+    tooDeep(text, MAX_JSON_DEPTH)
+  ) {
     throw syError('SY_ERR_INVALID_JSON', `nested deeper than ${MAX_JSON_DEPTH} levels`);
   }
   if (MAYBE_OVERFLOW.test(text)) {
@@ -53,6 +57,18 @@ export function parseJsonObject(text: string): JsonObject {
 
 export function isJsonObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Whether `text` has more than `max` brackets that open (in strings or not): only then can it
+ * nest deeper than `max`. A few native searches, where `tooDeep` reads every character (~1 µs
+ * less per request body and per upstream answer).
+ */
+function mayNest(text: string, max: number): boolean {
+  let n = 0;
+  for (let i = text.indexOf('{'); i >= 0; i = text.indexOf('{', i + 1)) if (++n > max) return true;
+  for (let i = text.indexOf('['); i >= 0; i = text.indexOf('[', i + 1)) if (++n > max) return true;
+  return false;
 }
 
 /** Whether valid JSON `text` nests arrays/objects deeper than `max` (strings are skipped whole). */
