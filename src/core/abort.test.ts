@@ -85,3 +85,57 @@ describe('RequestAbortController', () => {
     expect(promoted / 1048576).toBeLessThan(5);
   });
 });
+
+describe('RequestAbortSignal listeners (as an EventTarget keeps them)', () => {
+  it('runs each listener once, in order; a listener added twice counts once; removed ones never', () => {
+    const c = new RequestAbortController();
+    const seen: string[] = [];
+    const a = (): number => seen.push('a');
+    const b = (): number => seen.push('b');
+    const gone = (): number => seen.push('gone');
+    c.signal.addEventListener('abort', a);
+    c.signal.addEventListener('abort', gone, { once: true });
+    c.signal.addEventListener('abort', b, { once: true });
+    c.signal.addEventListener('abort', a);
+    c.signal.addEventListener('abort', {
+      handleEvent: (e: Event) => seen.push(`object:${e.type}`),
+    });
+    c.signal.addEventListener('other', () => seen.push('other'));
+    c.signal.removeEventListener('abort', gone);
+    c.abort();
+    c.abort();
+    expect(seen).toEqual(['a', 'b', 'object:abort']);
+  });
+
+  it('gives listeners the event with the signal as its target, and `this` as the signal', () => {
+    const c = new RequestAbortController();
+    const seen: unknown[] = [];
+    c.signal.addEventListener('abort', function (this: unknown, e: Event) {
+      seen.push(e.target, this);
+    });
+    c.abort('why');
+    expect(seen[0]).toBe(c.signal);
+    expect(seen[1]).toBe(c.signal);
+  });
+
+  it('drops a listener when its `signal` option aborts, and ignores one given an aborted one', () => {
+    const c = new RequestAbortController();
+    const until = new RequestAbortController();
+    const seen: string[] = [];
+    c.signal.addEventListener('abort', () => seen.push('kept'));
+    c.signal.addEventListener('abort', () => seen.push('dropped'), { signal: until.signal });
+    until.abort();
+    c.signal.addEventListener('abort', () => seen.push('never'), { signal: until.signal });
+    c.abort();
+    expect(seen).toEqual(['kept']);
+  });
+
+  it('holds no listener after it aborted, and a listener added after that never runs', () => {
+    const c = new RequestAbortController();
+    const seen: string[] = [];
+    c.abort();
+    c.signal.addEventListener('abort', () => seen.push('late'));
+    c.abort();
+    expect(seen).toEqual([]);
+  });
+});
