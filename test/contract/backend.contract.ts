@@ -174,6 +174,28 @@ export function httpBackendContract(h: HttpBackendHarness): void {
       await expect.poll(() => up.calls[0]?.aborted, { timeout: 2_000 }).toBe(true);
     });
 
+    it('ends at the caller deadline in the middle of the body, with SY_ERR_DEADLINE_EXCEEDED', async () => {
+      behave((_req, res) => {
+        const text = JSON.stringify(h.success);
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(text),
+        });
+        res.write(text.slice(0, Math.floor(text.length / 2))); // and the rest never comes
+      });
+      const controller = new AbortController();
+      const ctx = callContext({ signal: controller.signal }, 300);
+      const timer = setTimeout(
+        () => controller.abort(new SwitchyardError('SY_ERR_DEADLINE_EXCEEDED', '300')),
+        300,
+      );
+      const t0 = performance.now();
+      const err = await failure(backend.call(h.request, ctx));
+      clearTimeout(timer);
+      expect(err.code).toBe('SY_ERR_DEADLINE_EXCEEDED');
+      expect(performance.now() - t0).toBeLessThan(2_000);
+    });
+
     it('makes no upstream call when the caller signal has already fired', async () => {
       behave(json(200, h.success));
       const controller = new AbortController();
