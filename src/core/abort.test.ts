@@ -130,6 +130,19 @@ describe('RequestAbortSignal listeners (as an EventTarget keeps them)', () => {
     expect(seen).toEqual(['kept']);
   });
 
+  it('does not run a listener that an earlier one removed during the same abort', () => {
+    const c = new RequestAbortController();
+    const seen: string[] = [];
+    const second = (): number => seen.push('second');
+    c.signal.addEventListener('abort', () => {
+      seen.push('first');
+      c.signal.removeEventListener('abort', second);
+    });
+    c.signal.addEventListener('abort', second);
+    c.abort();
+    expect(seen).toEqual(['first']);
+  });
+
   it('holds no listener after it aborted, and a listener added after that never runs', () => {
     const c = new RequestAbortController();
     const seen: string[] = [];

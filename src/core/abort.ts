@@ -37,7 +37,7 @@ export class RequestAbortSignal implements AbortSignal {
     const opts = typeof options === 'object' ? options : undefined;
     const until = opts?.signal;
     if (until?.aborted === true) return;
-    (this.listeners ??= []).push({ listener, once: opts?.once === true });
+    (this.listeners ??= []).push({ listener, once: opts?.once === true, removed: false });
     until?.addEventListener('abort', () => this.removeEventListener('abort', listener), {
       once: true,
     });
@@ -47,7 +47,9 @@ export class RequestAbortSignal implements AbortSignal {
     const list = this.listeners;
     if (type !== 'abort' || list === undefined) return;
     const i = indexOf(list, listener);
-    if (i >= 0) list.splice(i, 1);
+    if (i < 0) return;
+    list[i]!.removed = true; // not run by a dispatch under way, as an EventTarget does
+    list.splice(i, 1);
   }
 
   /**
@@ -57,11 +59,15 @@ export class RequestAbortSignal implements AbortSignal {
    */
   dispatchEvent(event: Event): boolean {
     if (event.type !== 'abort') return true;
-    Object.defineProperties(event, { target: { value: this }, currentTarget: { value: this } });
+    Object.defineProperties(event, {
+      target: { value: this, configurable: true },
+      currentTarget: { value: this, configurable: true },
+    });
     const list = this.listeners;
     if (list === undefined) return true;
     let failed: { error: unknown } | undefined;
     for (const l of list.slice()) {
+      if (l.removed) continue;
       if (l.once) this.removeEventListener('abort', l.listener);
       try {
         if (typeof l.listener === 'function') l.listener.call(this, event);
@@ -108,6 +114,7 @@ interface ListenOptions {
 interface Registered {
   readonly listener: Listener;
   readonly once: boolean;
+  removed: boolean;
 }
 
 export class RequestAbortController implements AbortController {
