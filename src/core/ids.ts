@@ -15,9 +15,9 @@ const HEX = Buffer.from('0123456789abcdef', 'latin1');
  *
  * The id is written into a buffer and read out as one flat string. `crypto.randomUUID()` builds
  * its string by concatenating the pieces, which leaves a tree of ~20 string parts: ~520 bytes of
- * heap for 36 characters, kept for as long as the id is (the cost ledger remembers the last
- * 100,000 for feedback), and a slice of it, which flattens it, still keeps a 32-byte slice beside
- * the flat string. `src/core/ids.test.ts` measures what an id holds.
+ * heap for 36 characters, kept for as long as the id is (in the request's records and log lines
+ * until they are written), and a slice of it, which flattens it, still keeps a 32-byte slice
+ * beside the flat string. `src/core/ids.test.ts` measures what an id holds.
  */
 export function requestId(fromClient?: string | string[]): string {
   if (typeof fromClient === 'string' && CLIENT_ID.test(fromClient)) return fromClient;
