@@ -6,7 +6,7 @@ import { requestId } from './ids.js';
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
-/** Heap bytes per id while `n` ids made by `make` are held in a Map, as the cost ledger holds them. */
+/** Heap bytes per id while `n` ids made by `make` are held in a Map. */
 function heldBytesPerId(make: () => string, n: number): number {
   gc();
   const before = process.memoryUsage().heapUsed;
