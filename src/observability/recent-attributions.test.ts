@@ -92,8 +92,9 @@ describe('RecentAttributions', () => {
     const perRequest = (used() - before) / n;
     expect(recent.size).toBe(n);
     expect(recent.get(probe)).toEqual({ key: rows[0], at: now });
-    // A Map from the id strings held ~100 bytes per request (the flat id 56, its entry and a
-    // slot number), a Map of { key, at } objects ~170.
-    expect(perRequest).toBeLessThan(40);
+    // ~35 measured. A Map from the id strings held ~110 bytes per request (the flat id 56, its
+    // entry and a slot number), a Map of { key, at } objects ~170. The bound leaves room for the
+    // heap's own noise (the ids made in the loop, the array's growth) and still fails on those.
+    expect(perRequest).toBeLessThan(60);
   });
 });
