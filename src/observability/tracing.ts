@@ -15,11 +15,14 @@ import {
   BasicTracerProvider,
   BatchSpanProcessor,
   ParentBasedSampler,
+  RandomIdGenerator,
   TraceIdRatioBasedSampler,
+  type IdGenerator,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { SpanAttributes, SpanKind as Kind, SpanValue, TraceSpan } from '../contracts/trace.js';
+import { traceId } from '../core/ids.js';
 
 /** What the front door asks of tracing: a request's server span, or nothing when off. */
 export interface RequestTracer {
@@ -50,6 +53,16 @@ const KINDS: Record<Kind, SpanKind> = {
 const propagator = new W3CTraceContextPropagator();
 
 /**
+ * New traces get ids that grow with time (`traceId` in core/ids.ts: seconds, then 96 random
+ * bits), so the inference log's trace-id index appends instead of writing a random page per
+ * request; span ids stay random (nothing indexes them).
+ */
+const ids: IdGenerator = {
+  generateTraceId: traceId,
+  generateSpanId: new RandomIdGenerator().generateSpanId,
+};
+
+/**
  * OpenTelemetry behind the tracing port: a BasicTracerProvider (no global registration, no
  * context manager: parents are passed explicitly), parent-based ratio sampling, and a
  * BatchSpanProcessor, so spans are exported in batches on a timer, never on the request path.
@@ -65,6 +78,7 @@ export class OtelTracing implements RequestTracer {
         [ATTR_SERVICE_VERSION]: o.serviceVersion,
       }),
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(o.sampleRatio) }),
+      idGenerator: ids,
       spanProcessors: [
         new BatchSpanProcessor(o.exporter, {
           maxExportBatchSize: o.batchSize,
