@@ -26,9 +26,11 @@ export interface CallRow {
   body: string;
 }
 
-/** Insert parameters of a request record, in `REQUEST_INSERT_COLUMNS` order. */
-export function requestParams(r: RequestRecord): unknown[] {
-  const body = JSON.stringify(r);
+/**
+ * Insert parameters of a request record, in `REQUEST_INSERT_COLUMNS` order; `body` is the
+ * record's JSON when the caller has it already.
+ */
+export function requestParams(r: RequestRecord, body = JSON.stringify(r)): unknown[] {
   return [
     r.id,
     r.at,
@@ -44,8 +46,27 @@ export function requestParams(r: RequestRecord): unknown[] {
   ];
 }
 
-export function callParams(c: ModelCallRecord): unknown[] {
-  return [c.requestId, c.at, c.tenant, c.user ?? null, c.model, c.servedBy, JSON.stringify(c)];
+export function callParams(c: ModelCallRecord, body = JSON.stringify(c)): unknown[] {
+  return [c.requestId, c.at, c.tenant, c.user ?? null, c.model, c.servedBy, body];
+}
+
+/**
+ * Records as JSON lines, one per record (JSON.stringify never writes a raw newline): how a batch
+ * crosses to the writer thread. A string is copied across in one piece, where the records
+ * themselves are cloned field by field (~10% of the gateway's event loop under load with the log
+ * on), and the lines are the rows' `body` as they are.
+ */
+export function toLines(records: readonly object[]): string {
+  let out = '';
+  for (let i = 0; i < records.length; i++)
+    out += i === 0 ? JSON.stringify(records[i]) : `\n${JSON.stringify(records[i])}`;
+  return out;
+}
+
+/** Each line of `toLines`'s text, with its record. */
+export function* fromLines<T>(text: string): Generator<[T, string]> {
+  if (text === '') return;
+  for (const line of text.split('\n')) yield [JSON.parse(line) as T, line];
 }
 
 export const clampLimit = (limit: number | undefined): number =>

@@ -18,7 +18,7 @@ async function run(m: WriterRequest): Promise<WriterReply> {
   try {
     switch (m.op) {
       case 'append':
-        await store.append(m.requests, m.calls);
+        store.appendLines(m.requests, m.calls);
         return { id: m.id, ok: true, value: 0 };
       case 'purge':
         return { id: m.id, ok: true, value: await store.purgeUser(m.tenant, m.user) };

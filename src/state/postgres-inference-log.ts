@@ -115,14 +115,18 @@ export class PostgresInferenceLog implements InferenceLogStore {
       // Multi-row INSERTs of at most CHUNK rows (PostgreSQL takes 65 535 parameters a statement).
       for (let i = 0; i < calls.length; i += CHUNK)
         await c.query(
-          ...multiInsert(CALLS, CALL_INSERT_COLUMNS, calls.slice(i, i + CHUNK).map(callParams)),
+          ...multiInsert(
+            CALLS,
+            CALL_INSERT_COLUMNS,
+            calls.slice(i, i + CHUNK).map((c) => callParams(c)),
+          ),
         );
       for (let i = 0; i < requests.length; i += CHUNK)
         await c.query(
           ...multiInsert(
             REQUESTS,
             REQUEST_INSERT_COLUMNS,
-            requests.slice(i, i + CHUNK).map(requestParams),
+            requests.slice(i, i + CHUNK).map((r) => requestParams(r)),
           ),
         );
     });

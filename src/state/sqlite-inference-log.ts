@@ -16,6 +16,7 @@ import {
   REQUESTS,
   requestParams,
   callParams,
+  fromLines,
   requestSelect,
   retentionStatements,
   type CallRow,
@@ -53,6 +54,7 @@ export class SqliteInferenceLog implements InferenceLogStore {
     r: readonly RequestRecord[],
     c: readonly ModelCallRecord[],
   ) => void;
+  private readonly appendLinesBatch: (requests: string, calls: string) => void;
 
   constructor(private readonly db: Database.Database) {
     db.exec(SCHEMA);
@@ -68,6 +70,12 @@ export class SqliteInferenceLog implements InferenceLogStore {
         for (const r of requests) this.insertRequest.run(...requestParams(r));
       },
     );
+    this.appendLinesBatch = db.transaction((requests: string, calls: string) => {
+      for (const [c, line] of fromLines<ModelCallRecord>(calls))
+        this.insertCall.run(...callParams(c, line));
+      for (const [r, line] of fromLines<RequestRecord>(requests))
+        this.insertRequest.run(...requestParams(r, line));
+    });
   }
 
   static open(path: string): SqliteInferenceLog {
@@ -84,6 +92,11 @@ export class SqliteInferenceLog implements InferenceLogStore {
     calls: readonly ModelCallRecord[],
   ): Promise<void> {
     this.appendBatch(requests, calls);
+  }
+
+  /** `append` of batches encoded by `toLines` (the writer thread's input). */
+  appendLines(requests: string, calls: string): void {
+    this.appendLinesBatch(requests, calls);
   }
 
   // async: a bad cursor becomes a rejection.

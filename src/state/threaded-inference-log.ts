@@ -9,14 +9,16 @@ import type {
   RetentionRule,
 } from '../contracts/inference-log.js';
 import { startWorker } from '../core/worker-script.js';
+import { toLines } from './inference-log-rows.js';
 import { SqliteInferenceLog } from './sqlite-inference-log.js';
 
 export type WriterRequest =
   | {
       readonly id: number;
       readonly op: 'append';
-      readonly requests: readonly RequestRecord[];
-      readonly calls: readonly ModelCallRecord[];
+      /** The batch as JSON lines (`toLines`). */
+      readonly requests: string;
+      readonly calls: string;
     }
   | { readonly id: number; readonly op: 'purge'; readonly tenant: string; readonly user: string }
   | { readonly id: number; readonly op: 'retain'; readonly rule: RetentionRule }
@@ -75,7 +77,7 @@ export class ThreadedSqliteInferenceLog implements InferenceLogStore {
     });
     const log = new ThreadedSqliteInferenceLog(worker);
     // A first no-op write: the writer has created the schema once it answers.
-    await log.send({ op: 'append', requests: [], calls: [] });
+    await log.send({ op: 'append', requests: '', calls: '' });
     log.reader = SqliteInferenceLog.open(path);
     return log;
   }
@@ -93,7 +95,7 @@ export class ThreadedSqliteInferenceLog implements InferenceLogStore {
     requests: readonly RequestRecord[],
     calls: readonly ModelCallRecord[],
   ): Promise<void> {
-    await this.send({ op: 'append', requests, calls });
+    await this.send({ op: 'append', requests: toLines(requests), calls: toLines(calls) });
   }
 
   query(q?: InferenceQuery): Promise<RequestPage> {

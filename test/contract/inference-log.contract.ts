@@ -113,10 +113,16 @@ export function inferenceLogContract(
         shards: [{ collection: 'articles', shard: 's0', node: 'local', hits: 4, outcome: 'ok' }],
         experiments: ['intent-int8/treatment'],
         traceId: '0af7651916cd43dd8448eb211c80319c',
-        payload: { request: { input: 'hi' }, response: { output: { nested: [1, null, 'x'] } } },
+        // Line breaks, a line separator, quotes and an emoji: a batch may cross to a writer as
+        // JSON lines, and the record comes back whole.
+        payload: {
+          request: { input: 'hi\nthere\r\n\u2028 "q" \\ \u{1F600}' },
+          response: { output: { nested: [1, null, 'x\n'] } },
+        },
       });
       await store.append([first, request('r2', 2000)], [call('r1', 999), call('r2', 1999)]);
       await store.append([request('r3', 3000)], []);
+      await store.append([], [call('r3', 2999)]);
       const page = await store.query();
       expect(page.records.map((r) => r.id)).toEqual(['r3', 'r2', 'r1']);
       expect(page.nextCursor).toBeUndefined();
