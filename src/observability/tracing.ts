@@ -6,6 +6,7 @@ import {
   TraceFlags,
   defaultTextMapGetter,
   trace,
+  type Context,
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
@@ -96,15 +97,10 @@ export class OtelTracing implements RequestTracer {
       headers.traceparent === undefined
         ? ROOT_CONTEXT
         : propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
-    const span = this.tracer.startSpan(
-      name,
-      {
-        kind: SpanKind.SERVER,
-        ...(attributes === undefined ? {} : { attributes: clean(attributes) }),
-      },
-      parent,
-    );
-    return span.isRecording() ? new OtelSpan(this.tracer, span) : new UnsampledSpan(span);
+    const span = this.tracer.startSpan(name, { kind: SpanKind.SERVER }, parent);
+    if (!span.isRecording()) return new UnsampledSpan(span);
+    if (attributes !== undefined) setEach(span, attributes);
+    return new OtelSpan(this.tracer, span);
   }
 
   /** Exports what is queued (tests, shutdown). */
@@ -122,6 +118,7 @@ export class OtelTracing implements RequestTracer {
 class OtelSpan implements TraceSpan {
   readonly recording = true;
   private ended = false;
+  private context: Context | undefined;
 
   constructor(
     private readonly tracer: Tracer,
@@ -137,11 +134,10 @@ class OtelSpan implements TraceSpan {
   }
 
   child(name: string, kind: Kind = 'internal', attributes?: SpanAttributes): TraceSpan {
-    const span = this.tracer.startSpan(
-      name,
-      { kind: KINDS[kind], ...(attributes === undefined ? {} : { attributes: clean(attributes) }) },
-      trace.setSpan(ROOT_CONTEXT, this.span),
-    );
+    // Its children's parent context, made once (a request span has two children).
+    this.context ??= trace.setSpan(ROOT_CONTEXT, this.span);
+    const span = this.tracer.startSpan(name, { kind: KINDS[kind] }, this.context);
+    if (attributes !== undefined) setEach(span, attributes);
     return new OtelSpan(this.tracer, span);
   }
 
@@ -150,7 +146,7 @@ class OtelSpan implements TraceSpan {
   }
 
   setAll(attributes: SpanAttributes): void {
-    this.span.setAttributes(clean(attributes));
+    setEach(this.span, attributes);
   }
 
   fail(code: string, message?: string): void {
@@ -209,13 +205,17 @@ function contextHeaders(span: Span): { traceparent: string; tracestate?: string 
   return state === undefined || state === '' ? { traceparent } : { traceparent, tracestate: state };
 }
 
-/** OTel attributes: undefined values left out; arrays copied (OTel wants mutable arrays). */
-function clean(attributes: SpanAttributes): Record<string, string | number | boolean | string[]> {
-  const out: Record<string, string | number | boolean | string[]> = {};
+/**
+ * Sets each attribute on `span`, one by one: undefined values left out, arrays copied (OTel wants
+ * mutable arrays). No attributes object is built for the SDK, which copies what it is given
+ * (through `Object.entries` for `setAttributes`): tracing allocated ~10.7 KB per proxied request,
+ * ~1.7 KB of it in such copies. Set after the span starts rather than in its start options: the
+ * spans hold the same attributes, and the samplers used here do not read them.
+ */
+function setEach(span: Span, attributes: SpanAttributes): void {
   for (const k in attributes) {
     const v = attributes[k];
     if (v === undefined) continue;
-    out[k] = Array.isArray(v) ? [...(v as readonly string[])] : (v as string | number | boolean);
+    span.setAttribute(k, Array.isArray(v) ? [...(v as readonly string[])] : (v as string));
   }
-  return out;
 }
