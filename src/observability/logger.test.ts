@@ -1,6 +1,10 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { bufferedDestination, censorNested, createLogger } from './logger.js';
+import { events, publish, type RequestDoneEvent } from '../core/events.js';
+import { attachRequestLog, bufferedDestination, censorNested, createLogger } from './logger.js';
 
 function capture(): { sink: Writable; lines: () => Record<string, unknown>[] } {
   let text = '';
@@ -117,5 +121,77 @@ describe('the buffered stdout destination', () => {
     // Text mode copies what it holds at every line (up to 16 KB here): ~160 MB for 20,000 lines.
     expect(textGcs).toBeGreaterThanOrEqual(5);
     expect(ourGcs * 5).toBeLessThanOrEqual(textGcs);
+  });
+});
+
+describe('the request log', () => {
+  const done = (over: Partial<RequestDoneEvent>): RequestDoneEvent => ({
+    requestId: 'r',
+    method: 'POST',
+    route: '/v1/chat/completions',
+    model: 'm',
+    tenant: 't',
+    keyFingerprint: 'fp',
+    trafficClass: 'interactive',
+    status: 200,
+    code: undefined,
+    durationMs: 1.23456,
+    stream: false,
+    path: 'm#1:ok',
+    ...over,
+  });
+  const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+  it('writes one line per request at the end of the turn, in order, at its level', async () => {
+    const out = capture();
+    const detach = attachRequestLog(createLogger('info', out.sink));
+    try {
+      publish(events.requestDone, done({ requestId: 'a' }));
+      publish(events.requestDone, done({ requestId: 'b', status: 503, code: 'SY_ERR_OVERLOADED' }));
+      publish(events.requestDone, done({ requestId: 'c', degraded: ['fallback'] }));
+      publish(
+        events.requestDone,
+        done({ requestId: 'd', status: 500, code: 'SY_ERR_INTERNAL', error: new Error('boom') }),
+      );
+      // Batched: nothing is formatted until the turn ends.
+      expect(out.lines()).toEqual([]);
+      await turn();
+      const lines = out.lines();
+      expect(lines.map((l) => [l['req_id'], l['level'], l['msg']])).toEqual([
+        ['a', 30, 'request'],
+        ['b', 40, 'request'],
+        ['c', 40, 'request degraded'],
+        ['d', 50, 'request failed'],
+      ]);
+      expect(lines[0]).toMatchObject({ tenant: 't', key_fp: 'fp', status: 200, ms: 1.235 });
+      expect((lines[3]!['err'] as { message: string }).message).toBe('boom');
+    } finally {
+      detach();
+    }
+  });
+
+  it('queues nothing below the level, and writes what is queued when detached', async () => {
+    const out = capture();
+    const detach = attachRequestLog(createLogger('warn', out.sink));
+    publish(events.requestDone, done({ requestId: 'quiet' }));
+    publish(events.requestDone, done({ requestId: 'loud', status: 502, code: 'SY_ERR_UPSTREAM' }));
+    detach();
+    expect(out.lines().map((l) => l['req_id'])).toEqual(['loud']);
+    publish(events.requestDone, done({ requestId: 'after' }));
+    await turn();
+    expect(out.lines().map((l) => l['req_id'])).toEqual(['loud']);
+  });
+
+  it('writes the lines of the last turn when the process exits in it', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      '--import',
+      'tsx',
+      join(import.meta.dirname, '../../test/support/request-log-exit.ts'),
+    ]);
+    const lines = stdout
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.map((l) => l['req_id'])).toEqual(['exit-1']);
   });
 });

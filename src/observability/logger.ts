@@ -119,9 +119,48 @@ export function setLogRedactor(
   return true;
 }
 
-/** One log line per answered request: id, tenant, model, route taken, status and time. */
+/**
+ * One log line per answered request: id, tenant, model, route taken, status and time.
+ *
+ * Lines are formatted in batches, once per turn of the event loop (`setImmediate`), not inside
+ * each request's end: a turn ends many requests, and pino's code formats a run of lines with
+ * its caches warm. One line at a time, between the rest of each request's work, cost ~20 µs of
+ * the gateway's CPU per request at level info against ~4 µs in a loop of lines (bench:overhead's
+ * load, level info against warn). Order is kept; a line waits at most for the end of the turn.
+ * Lines still queued when the process exits are written (synchronously) on the way out.
+ */
 export function attachRequestLog(logger: Pino): () => void {
-  return subscribe(events.requestDone, (e) => {
+  const queue: QueuedLine[] = [];
+  let scheduled = false;
+  const drain = (): void => {
+    scheduled = false;
+    // Lines queued while draining (a destination that calls back) wait for the next turn.
+    const n = queue.length;
+    for (let i = 0; i < n; i++) {
+      const q = queue[i]!;
+      if (q.level === 'error') logger.error(q.line, q.msg);
+      else if (q.level === 'warn') logger.warn(q.line, q.msg);
+      else logger.info(q.line, q.msg);
+    }
+    queue.splice(0, n);
+  };
+  const onExit = (): void => {
+    if (queue.length === 0) return;
+    drain();
+    const stream = (logger as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[
+      pino.symbols.streamSym
+    ];
+    stream?.flushSync?.();
+  };
+  process.on('exit', onExit);
+  const unsubscribe = subscribe(events.requestDone, (e) => {
+    const level: QueuedLine['level'] =
+      e.code === 'SY_ERR_INTERNAL'
+        ? 'error'
+        : e.status >= 500 || (e.degraded !== undefined && e.degraded.length > 0)
+          ? 'warn'
+          : 'info';
+    if (!logger.isLevelEnabled(level)) return;
     const line = {
       req_id: e.requestId,
       method: e.method,
@@ -140,12 +179,30 @@ export function attachRequestLog(logger: Pino): () => void {
         ? {}
         : { journey: e.journey, journey_route: e.journeyRoute, degraded: e.degraded }),
     };
-    if (e.code === 'SY_ERR_INTERNAL')
-      logger.error(extend(line, { err: e.error }), 'request failed');
-    else if (e.status >= 500) logger.warn(line, 'request');
-    // Every degraded mode (fallback, downgrade, stale answer) is a warning.
-    else if (e.degraded !== undefined && e.degraded.length > 0)
-      logger.warn(line, 'request degraded');
-    else logger.info(line, 'request');
+    queue.push(
+      level === 'error'
+        ? { level, line: extend(line, { err: e.error }), msg: 'request failed' }
+        : // Every degraded mode (fallback, downgrade, stale answer) is a warning.
+          {
+            level,
+            line,
+            msg: e.status >= 500 || level === 'info' ? 'request' : 'request degraded',
+          },
+    );
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(drain);
+    }
   });
+  return () => {
+    unsubscribe();
+    drain();
+    process.off('exit', onExit);
+  };
+}
+
+interface QueuedLine {
+  readonly level: 'error' | 'warn' | 'info';
+  readonly line: object;
+  readonly msg: string;
 }
