@@ -208,9 +208,10 @@ function contextHeaders(span: Span): { traceparent: string; tracestate?: string 
 /**
  * Sets each attribute on `span`, one by one: undefined values left out, arrays copied (OTel wants
  * mutable arrays). No attributes object is built for the SDK, which copies what it is given
- * (through `Object.entries` for `setAttributes`): tracing allocated ~10.7 KB per proxied request,
- * ~1.7 KB of it in such copies. Set after the span starts rather than in its start options: the
- * spans hold the same attributes, and the samplers used here do not read them.
+ * (through `Object.entries` for `setAttributes`): the four spans of a proxied request took 13.6
+ * instead of 15.0 µs of CPU (one process, export encoding included). Set after the span starts
+ * rather than in its start options: the spans hold the same attributes, and the samplers used here
+ * do not read them.
  */
 function setEach(span: Span, attributes: SpanAttributes): void {
   for (const k in attributes) {
