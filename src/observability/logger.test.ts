@@ -4,6 +4,7 @@ import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { events, publish, type RequestDoneEvent } from '../core/events.js';
+import { requestDone } from '../../test/support/events.js';
 import { attachRequestLog, bufferedDestination, censorNested, createLogger } from './logger.js';
 
 function capture(): { sink: Writable; lines: () => Record<string, unknown>[] } {
@@ -125,21 +126,8 @@ describe('the buffered stdout destination', () => {
 });
 
 describe('the request log', () => {
-  const done = (over: Partial<RequestDoneEvent>): RequestDoneEvent => ({
-    requestId: 'r',
-    method: 'POST',
-    route: '/v1/chat/completions',
-    model: 'm',
-    tenant: 't',
-    keyFingerprint: 'fp',
-    trafficClass: 'interactive',
-    status: 200,
-    code: undefined,
-    durationMs: 1.23456,
-    stream: false,
-    path: 'm#1:ok',
-    ...over,
-  });
+  const done = (over: Partial<RequestDoneEvent>): RequestDoneEvent =>
+    requestDone('r', { tenant: 't', durationMs: 1.23456, ...over });
   const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
   it('writes one line per request at the end of the turn, in order, at its level', async () => {

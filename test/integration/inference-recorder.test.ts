@@ -3,30 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/core/clock.js';
-import {
-  events,
-  publish,
-  type ModelCallEvent,
-  type RequestDoneEvent,
-} from '../../src/core/events.js';
+import { events, publish, type ModelCallEvent } from '../../src/core/events.js';
 import { SqliteInferenceLog } from '../../src/state/sqlite-inference-log.js';
 import { InferenceRecorder, type DropReason } from '../../src/observability/inference-recorder.js';
+import { requestDone } from '../support/events.js';
 
-const done = (requestId: string, over: Partial<RequestDoneEvent> = {}): RequestDoneEvent => ({
-  requestId,
-  method: 'POST',
-  route: '/v1/chat/completions',
-  model: 'chat',
-  tenant: 'acme',
-  keyFingerprint: 'fp',
-  trafficClass: 'interactive',
-  status: 200,
-  code: undefined,
-  durationMs: 3,
-  stream: false,
-  path: 'chat#1:ok',
-  ...over,
-});
+const done = requestDone;
 
 const modelCall = (requestId: string, over: Partial<ModelCallEvent> = {}): ModelCallEvent => ({
   requestId,
