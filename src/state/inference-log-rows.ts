@@ -81,6 +81,12 @@ export function parseCursor(cursor: string): number {
 /**
  * `SELECT seq, body ... ORDER BY seq DESC LIMIT n+1` for a query (one more than the page, to know
  * whether another page follows); `ph(n)` writes the n-th placeholder (`?` or `$n`).
+ *
+ * The model filter matches a call's `model` or its `served_by`. Neither is indexed, so it reads
+ * the calls table whole: SQLite and PostgreSQL use indexes for an OR only when every branch has
+ * one, and the index on `model` alone that both schemas had was used by no query (now dropped: it
+ * cost the log's writer an index entry per call, ~1-2 µs of its ~17 per request). Indexing
+ * `served_by` as well would make the filter fast, for two entries per call.
  */
 export function requestSelect(
   q: InferenceQuery,

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS ${CALLS} (
   tenant TEXT NOT NULL, user_id TEXT, model TEXT NOT NULL, served_by TEXT NOT NULL,
   body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS ${CALLS}_request ON ${CALLS} (request_id);
-CREATE INDEX IF NOT EXISTS ${CALLS}_model ON ${CALLS} (model);
+DROP INDEX IF EXISTS ${CALLS}_model; -- no query used it (see requestSelect)
 CREATE INDEX IF NOT EXISTS ${CALLS}_user ON ${CALLS} (tenant, user_id);
 `;
 
