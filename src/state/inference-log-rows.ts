@@ -63,6 +63,11 @@ export function toLines(records: readonly object[]): string {
   return out;
 }
 
+/** Each record with its JSON. */
+export function* withJson<T>(records: readonly T[]): Generator<[T, string]> {
+  for (const r of records) yield [r, JSON.stringify(r)];
+}
+
 /** Each line of `toLines`'s text, with its record. */
 export function* fromLines<T>(text: string): Generator<[T, string]> {
   if (text === '') return;

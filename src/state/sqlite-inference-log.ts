@@ -17,6 +17,7 @@ import {
   requestParams,
   callParams,
   fromLines,
+  withJson,
   requestSelect,
   retentionStatements,
   type CallRow,
@@ -50,11 +51,11 @@ CREATE INDEX IF NOT EXISTS ${CALLS}_user ON ${CALLS} (tenant, user_id);
 export class SqliteInferenceLog implements InferenceLogStore {
   private readonly insertRequest: Database.Statement;
   private readonly insertCall: Database.Statement;
-  private readonly appendBatch: (
-    r: readonly RequestRecord[],
-    c: readonly ModelCallRecord[],
+  /** One transaction of a batch: its calls, then its requests, each with its JSON body. */
+  private readonly insertBatch: (
+    calls: Iterable<[ModelCallRecord, string]>,
+    requests: Iterable<[RequestRecord, string]>,
   ) => void;
-  private readonly appendLinesBatch: (requests: string, calls: string) => void;
 
   constructor(private readonly db: Database.Database) {
     db.exec(SCHEMA);
@@ -64,18 +65,12 @@ export class SqliteInferenceLog implements InferenceLogStore {
     this.insertCall = db.prepare(
       `INSERT INTO ${CALLS} (${CALL_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`,
     );
-    this.appendBatch = db.transaction(
-      (requests: readonly RequestRecord[], calls: readonly ModelCallRecord[]) => {
-        for (const c of calls) this.insertCall.run(...callParams(c));
-        for (const r of requests) this.insertRequest.run(...requestParams(r));
+    this.insertBatch = db.transaction(
+      (calls: Iterable<[ModelCallRecord, string]>, requests: Iterable<[RequestRecord, string]>) => {
+        for (const [c, body] of calls) this.insertCall.run(...callParams(c, body));
+        for (const [r, body] of requests) this.insertRequest.run(...requestParams(r, body));
       },
     );
-    this.appendLinesBatch = db.transaction((requests: string, calls: string) => {
-      for (const [c, line] of fromLines<ModelCallRecord>(calls))
-        this.insertCall.run(...callParams(c, line));
-      for (const [r, line] of fromLines<RequestRecord>(requests))
-        this.insertRequest.run(...requestParams(r, line));
-    });
   }
 
   static open(path: string): SqliteInferenceLog {
@@ -91,12 +86,12 @@ export class SqliteInferenceLog implements InferenceLogStore {
     requests: readonly RequestRecord[],
     calls: readonly ModelCallRecord[],
   ): Promise<void> {
-    this.appendBatch(requests, calls);
+    this.insertBatch(withJson(calls), withJson(requests));
   }
 
   /** `append` of batches encoded by `toLines` (the writer thread's input). */
   appendLines(requests: string, calls: string): void {
-    this.appendLinesBatch(requests, calls);
+    this.insertBatch(fromLines<ModelCallRecord>(calls), fromLines<RequestRecord>(requests));
   }
 
   // async: a bad cursor becomes a rejection.
