@@ -108,15 +108,32 @@ export async function exchange(
             capMs,
           )
         : undefined;
-  // The share a fallback chain left this attempt (see firstByteWait) is timed here, not by
-  // undici's headersTimeout: undici times waits of 1 s and more on a coarse clock that may fire
-  // up to half a second early, and this timeout must say it came from the share.
-  let shareTimer: NodeJS.Timeout | undefined = firstByte.shared
-    ? setTimeout(() => controller.abort(attemptTimeout(opts.name, firstByte.ms)), firstByte.ms)
-    : undefined;
+  // The wait for the answer's head is timed here, on a Node timer, and undici is given no timers
+  // of its own (headersTimeout and bodyTimeout 0 below). undici times waits of 1 s and more on a
+  // coarse clock that may fire up to half a second early, and keeps every such timer in a list
+  // until its next sweep, up to a second after the request ended: its two timers per request
+  // outlived the young generation, and a proxied request promoted ~280 bytes to the old one
+  // instead of ~95 (--trace-gc-nvp; bench/README.md, bench:overhead's memory notes). The body is
+  // bounded by the cap's timer above, or the caller's deadline. A share of the deadline (see firstByteWait) must say it came from the share; a wait
+  // that ends with the deadline or the cap is left to them, so the error names what ran out.
+  let firstByteTimer: NodeJS.Timeout | undefined =
+    firstByte.shared || firstByte.ms < Math.min(capMs, remaining)
+      ? setTimeout(
+          () =>
+            controller.abort(
+              firstByte.shared
+                ? attemptTimeout(opts.name, firstByte.ms)
+                : syError(
+                    'SY_ERR_UPSTREAM_TIMEOUT',
+                    `${opts.name} sent no answer head within ${firstByte.ms} ms`,
+                  ),
+            ),
+          firstByte.ms,
+        )
+      : undefined;
   const headersArrived = (): void => {
-    if (shareTimer !== undefined) clearTimeout(shareTimer);
-    shareTimer = undefined;
+    if (firstByteTimer !== undefined) clearTimeout(firstByteTimer);
+    firstByteTimer = undefined;
   };
   const done = (): void => {
     headersArrived();
@@ -158,9 +175,8 @@ export async function exchange(
       body:
         typeof body === 'object' ? Readable.from(body.body, { objectMode: false }) : (body ?? null),
       signal: controller.signal,
-      headersTimeout: Math.min(opts.firstByteTimeoutMs, capMs, remaining),
-      // For a stream only a backstop: its idle limit is timed exactly by its reader.
-      bodyTimeout: capMs,
+      headersTimeout: 0,
+      bodyTimeout: 0,
     });
     headersArrived();
     const ex: Exchange = {
