@@ -107,6 +107,24 @@ describe('the buffered stdout destination', () => {
     expect(readFileSync(file, 'utf8')).toBe(sent.join(''));
   });
 
+  it('writes a partial block within the flush interval, and nothing more once it is written', async () => {
+    const { mkdtempSync, openSync, readFileSync, closeSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const file = join(mkdtempSync(join(tmpdir(), 'sy-log-')), 'out.log');
+    const fd = openSync(file, 'w');
+    const dest = bufferedDestination(fd);
+    dest.write('{"msg":"one line, far below a block"}\n');
+    expect(readFileSync(file, 'utf8')).toBe('');
+    await expect
+      .poll(() => readFileSync(file, 'utf8'), { timeout: 1_000, interval: 20 })
+      .toBe('{"msg":"one line, far below a block"}\n');
+    // Idle now: were the destination still writing on its timer (an empty write every 250 ms),
+    // a write would reach the closed fd and fail with EBADF as an uncaught error.
+    closeSync(fd);
+    await new Promise((r) => setTimeout(r, 600));
+  });
+
   it('makes a fraction of the garbage of sonic-boom text mode per line', async () => {
     const { openSync, closeSync } = await import('node:fs');
     const { pino } = await import('pino');
@@ -116,8 +134,9 @@ describe('the buffered stdout destination', () => {
     const n = 20_000;
     const textGcs = await scavenges((l) => text.write(l), n);
     const ourGcs = await scavenges((l) => ours.write(l), n);
-    text.flushSync();
-    ours.flushSync();
+    // Every write done (none still on the thread pool) before the fd goes.
+    await new Promise<void>((resolve) => text.flush(() => resolve()));
+    await new Promise<void>((resolve) => ours.flush(() => resolve()));
     closeSync(nullFd);
     // Text mode copies what it holds at every line (up to 16 KB here): ~160 MB for 20,000 lines.
     expect(textGcs).toBeGreaterThanOrEqual(5);

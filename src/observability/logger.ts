@@ -48,31 +48,49 @@ function bufferedStdout(): DestinationStream {
   return bufferedDestination(1);
 }
 
+/** How soon a partial block of log lines is written. */
+const FLUSH_MS = 250;
+
 /**
  * A sonic-boom stream on `fd` that holds lines as bytes. In its default (text) mode sonic-boom
  * appends each line to a string and measures that string's UTF-8 length at every write, which
  * flattens it: each line copied everything held before it, up to 16 KB while a write was in
  * flight (~9 KB of garbage per line measured, three times what pino makes building the line).
- * Held as bytes, a line costs its one copy. sonic-boom's own periodic flush: no callback
- * (with one, flush fsyncs the fd and adds a drain and an error listener per call, which piled up
- * under sustained load), stopped when the stream is destroyed.
+ * Held as bytes, a line costs its one copy.
+ *
+ * The periodic flush is ours, not sonic-boom's `periodicFlush`: that one writes every 250 ms
+ * whether or not anything is held (an empty write, on the thread pool, four times a second in an
+ * idle gateway), and keeps writing to the fd after its owner is done with it. This one flushes
+ * only when a line was written since the last flush, with no callback (with one, flush fsyncs
+ * the fd and adds a drain and an error listener per call, which piled up under sustained load).
  */
 export function bufferedDestination(fd: number): DestinationStream & {
   flush(cb?: (err?: Error) => void): void;
   flushSync(): void;
 } {
-  const boom = pino.destination({
-    dest: fd,
-    sync: false,
-    minLength: 4096,
-    periodicFlush: 250,
-    contentMode: 'buffer',
-  });
+  const boom = pino.destination({ dest: fd, sync: false, minLength: 4096, contentMode: 'buffer' });
+  let held = false;
+  const timer = setInterval(() => {
+    if (!held) return;
+    held = false;
+    boom.flush();
+  }, FLUSH_MS);
+  timer.unref();
+  boom.once('close', () => clearInterval(timer));
   return {
-    // sonic-boom's types say string; in buffer mode it takes bytes.
-    write: (line: string) => boom.write(Buffer.from(line, 'utf8') as unknown as string),
-    flush: (cb) => boom.flush(cb),
-    flushSync: () => boom.flushSync(),
+    write: (line: string) => {
+      held = true;
+      // sonic-boom's types say string; in buffer mode it takes bytes.
+      return boom.write(Buffer.from(line, 'utf8') as unknown as string);
+    },
+    flush: (cb) => {
+      held = false;
+      boom.flush(cb);
+    },
+    flushSync: () => {
+      held = false;
+      boom.flushSync();
+    },
   };
 }
 
