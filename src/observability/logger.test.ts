@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -86,13 +88,23 @@ describe('the buffered stdout destination', () => {
     return minor;
   }
 
-  it('writes every line whole and in order, multi-byte text included', async () => {
-    const { mkdtempSync, openSync, readFileSync, closeSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
+  /** A destination on a new file: the file's text, and its fd to close. */
+  function fileDestination(): {
+    dest: ReturnType<typeof bufferedDestination>;
+    text: () => string;
+    close: () => void;
+  } {
     const file = join(mkdtempSync(join(tmpdir(), 'sy-log-')), 'out.log');
     const fd = openSync(file, 'w');
-    const dest = bufferedDestination(fd);
+    return {
+      dest: bufferedDestination(fd),
+      text: () => readFileSync(file, 'utf8'),
+      close: () => closeSync(fd),
+    };
+  }
+
+  it('writes every line whole and in order, multi-byte text included', async () => {
+    const { dest, text, close } = fileDestination();
     const sent: string[] = [];
     for (let i = 0; i < 3000; i++) {
       const line = `{"i":${i},"text":"${i % 7 === 0 ? 'naïve café ✓ 日本語' : 'plain'}"}\n`;
@@ -103,30 +115,24 @@ describe('the buffered stdout destination', () => {
       dest.flush((err) => (err ? reject(err) : resolve())),
     );
     dest.flushSync();
-    closeSync(fd);
-    expect(readFileSync(file, 'utf8')).toBe(sent.join(''));
+    close();
+    expect(text()).toBe(sent.join(''));
   });
 
   it('writes a partial block within the flush interval, and nothing more once it is written', async () => {
-    const { mkdtempSync, openSync, readFileSync, closeSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const file = join(mkdtempSync(join(tmpdir(), 'sy-log-')), 'out.log');
-    const fd = openSync(file, 'w');
-    const dest = bufferedDestination(fd);
+    const { dest, text, close } = fileDestination();
     dest.write('{"msg":"one line, far below a block"}\n');
-    expect(readFileSync(file, 'utf8')).toBe('');
+    expect(text()).toBe('');
     await expect
-      .poll(() => readFileSync(file, 'utf8'), { timeout: 1_000, interval: 20 })
+      .poll(text, { timeout: 1_000, interval: 20 })
       .toBe('{"msg":"one line, far below a block"}\n');
     // Idle now: were the destination still writing on its timer (an empty write every 250 ms),
     // a write would reach the closed fd and fail with EBADF as an uncaught error.
-    closeSync(fd);
+    close();
     await new Promise((r) => setTimeout(r, 600));
   });
 
   it('makes a fraction of the garbage of sonic-boom text mode per line', async () => {
-    const { openSync, closeSync } = await import('node:fs');
     const { pino } = await import('pino');
     const nullFd = openSync('/dev/null', 'w');
     const text = pino.destination({ dest: nullFd, sync: false, minLength: 4096 });
